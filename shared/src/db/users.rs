@@ -1,0 +1,57 @@
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub is_admin: bool,
+}
+
+/// Tokens are 32 random bytes, hex-encoded, with a prefix that makes leaked ones easy
+/// to grep for; only their SHA-256 is stored.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("stasis_{}", hex::encode(bytes))
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Creates a user and returns it with its one clear-text token.
+pub async fn create(pool: &PgPool, username: &str, is_admin: bool) -> sqlx::Result<(User, String)> {
+    let token = new_token();
+    let user = sqlx::query_as::<_, User>(
+        "INSERT INTO users (id, username, is_admin, token_hash) VALUES ($1, $2, $3, $4)
+         RETURNING id, username, is_admin",
+    )
+    .bind(Uuid::new_v4())
+    .bind(username)
+    .bind(is_admin)
+    .bind(hash_token(&token))
+    .fetch_one(pool)
+    .await?;
+    Ok((user, token))
+}
+
+pub async fn find_by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<User>> {
+    sqlx::query_as::<_, User>(
+        "SELECT id, username, is_admin FROM users WHERE token_hash = $1",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(pool)
+    .await
+}
+
+/// Revokes every token of the user; returns whether the user exists.
+pub async fn revoke_token(pool: &PgPool, username: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE users SET token_hash = NULL WHERE username = $1")
+        .bind(username)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

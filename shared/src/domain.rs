@@ -1,0 +1,145 @@
+//! Domain vocabulary shared by every process: statuses, job reasons and states, the job
+//! payload and the closed set of failure kinds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownValue { kind: stringify!($name), value: other.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} `{value}`")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+text_enum! {
+    /// The seed's `sync_status` values, plus `queued` for a job waiting in the queue.
+    SyncStatus {
+        Idle => "idle",
+        Queued => "queued",
+        Syncing => "syncing",
+        Success => "success",
+        Failed => "failed",
+    }
+}
+
+text_enum! {
+    /// Why a sync was requested.
+    SyncReason {
+        Import => "import",
+        Manual => "manual",
+        Scheduled => "scheduled",
+    }
+}
+
+text_enum! {
+    /// Lifecycle of a job as recorded in Postgres (the source of truth; Redis only
+    /// carries the deliveries).
+    JobState {
+        Pending => "pending",
+        Running => "running",
+        Done => "done",
+        Failed => "failed",
+        Dead => "dead",
+    }
+}
+
+text_enum! {
+    /// Outcome of one attempt (`sync_runs.outcome`).
+    RunOutcome {
+        Success => "success",
+        Retrying => "retrying",
+        Failed => "failed",
+        Abandoned => "abandoned",
+        LostLock => "lost_lock",
+    }
+}
+
+text_enum! {
+    /// Closed set of failure kinds: safe as a metric label, and the retry policy's input.
+    ErrorKind {
+        Auth => "auth",
+        NotFound => "not_found",
+        Network => "network",
+        Timeout => "timeout",
+        BlockedUrl => "blocked_url",
+        GitProtocol => "git_protocol",
+        Disk => "disk",
+        Internal => "internal",
+    }
+}
+
+impl ErrorKind {
+    /// Permanent failures cannot heal by retrying the same request.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::BlockedUrl
+        )
+    }
+}
+
+/// The queued job. It carries ids only: the URL, and any credentials in it, stay in
+/// Postgres and are read by the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncMirror {
+    pub job_id: Uuid,
+    pub repo_id: Uuid,
+    pub reason: SyncReason,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trip() {
+        for s in SyncStatus::ALL {
+            assert_eq!(s.as_str().parse::<SyncStatus>().unwrap(), *s);
+        }
+        assert!("bogus".parse::<JobState>().is_err());
+        let job = SyncMirror {
+            job_id: Uuid::nil(),
+            repo_id: Uuid::nil(),
+            reason: SyncReason::Scheduled,
+        };
+        let json = serde_json::to_string(&job).unwrap();
+        assert!(json.contains("\"scheduled\""));
+        assert!(ErrorKind::NotFound.is_permanent() && !ErrorKind::Network.is_permanent());
+    }
+}

@@ -1,0 +1,269 @@
+//! One mirror fetch with libgit2: `+refs/*:refs/*`, pruning, forced updates, HEAD
+//! following upstream's default branch. Blocking: run it on a blocking thread.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use git2::{
+    AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, FetchPrune,
+    RemoteCallbacks, RemoteRedirect, Repository, RepositoryInitOptions,
+};
+
+use super::url::{http_credentials, redact_text};
+use crate::domain::ErrorKind;
+
+pub const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
+
+/// Why a fetch stopped before finishing, when it was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Timeout,
+    /// The repository lock was lost or the worker is shutting down hard.
+    Cancelled,
+}
+
+/// Shared between the fetch thread and the async task supervising it.
+#[derive(Debug, Default)]
+pub struct StopFlag {
+    stop: AtomicBool,
+    timed_out: AtomicBool,
+}
+
+impl StopFlag {
+    pub fn stop(&self, reason: StopReason) {
+        if reason == StopReason::Timeout {
+            self.timed_out.store(true, Ordering::SeqCst);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn reason(&self) -> StopReason {
+        if self.timed_out.load(Ordering::SeqCst) {
+            StopReason::Timeout
+        } else {
+            StopReason::Cancelled
+        }
+    }
+}
+
+pub struct FetchRequest<'a> {
+    pub path: &'a Path,
+    pub url: &'a str,
+    pub deadline: Instant,
+    pub stop: &'a StopFlag,
+    /// Off-site HTTP redirects are followed only when local networks are allowed, so a
+    /// redirect cannot lead the fetch to an internal address.
+    pub follow_redirects: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    pub refs_created: u32,
+    pub refs_updated: u32,
+    pub refs_pruned: u32,
+    pub bytes_received: u64,
+    pub objects_received: u32,
+    pub default_branch: Option<String>,
+    /// The bare repository was created by this fetch (an import).
+    pub initialized: bool,
+}
+
+impl FetchReport {
+    pub fn refs_changed(&self) -> u32 {
+        self.refs_created + self.refs_updated
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct FetchError {
+    pub kind: ErrorKind,
+    /// Human-readable, with any credential of the URL removed.
+    pub message: String,
+}
+
+pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
+    let fail = |e: git2::Error| classify(&e, req);
+    let (repo, initialized) = open_or_init(req.path).map_err(fail)?;
+    let mut report = FetchReport {
+        initialized,
+        ..FetchReport::default()
+    };
+
+    let created = Cell::new(0u32);
+    let updated = Cell::new(0u32);
+    let pruned = Cell::new(0u32);
+    let auth_tries = Cell::new(0u32);
+    let keep_going = || !req.stop.is_stopped() && Instant::now() < req.deadline;
+
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.update_tips(|_name, old, new| {
+        if new.is_zero() {
+            pruned.set(pruned.get() + 1);
+        } else if old.is_zero() {
+            created.set(created.get() + 1);
+        } else {
+            updated.set(updated.get() + 1);
+        }
+        true
+    });
+    callbacks.transfer_progress(|_| keep_going());
+    callbacks.sideband_progress(|_| keep_going());
+    callbacks.credentials(|url, _user, allowed| {
+        // libgit2 calls back again after a rejected answer: answer once, then give up.
+        auth_tries.set(auth_tries.get() + 1);
+        match http_credentials(url) {
+            Some((user, pass))
+                if auth_tries.get() == 1 && allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+            {
+                Cred::userpass_plaintext(&user, &pass)
+            }
+            _ => Err(git2::Error::new(
+                ErrorCode::Auth,
+                ErrorClass::Http,
+                "authentication required or rejected by upstream",
+            )),
+        }
+    });
+
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks)
+        .prune(FetchPrune::On)
+        .download_tags(AutotagOption::All)
+        .update_fetchhead(false)
+        .follow_redirects(if req.follow_redirects {
+            RemoteRedirect::Initial
+        } else {
+            RemoteRedirect::None
+        });
+
+    let mut remote = repo.remote_anonymous(req.url).map_err(fail)?;
+    remote
+        .fetch(&[MIRROR_REFSPEC], Some(&mut options), Some("stasis mirror sync"))
+        .map_err(fail)?;
+    if req.stop.is_stopped() {
+        return Err(stopped(req.stop.reason()));
+    }
+
+    let stats = remote.stats();
+    report.bytes_received = stats.received_bytes() as u64;
+    report.objects_received = stats.received_objects() as u32;
+    report.default_branch = follow_default_branch(&repo, &remote);
+    drop(options);
+    report.refs_created = created.get();
+    report.refs_updated = updated.get();
+    report.refs_pruned = pruned.get();
+    Ok(report)
+}
+
+fn open_or_init(path: &Path) -> Result<(Repository, bool), git2::Error> {
+    match Repository::open_bare(path) {
+        Ok(repo) => Ok((repo, false)),
+        Err(e) if e.code() == ErrorCode::NotFound => {
+            let mut opts = RepositoryInitOptions::new();
+            opts.bare(true).mkpath(true);
+            Ok((Repository::init_opts(path, &opts)?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Points HEAD where upstream's HEAD points, so clones of the mirror check out the same
+/// default branch. Best effort: an upstream without HEAD (empty) keeps ours.
+fn follow_default_branch(repo: &Repository, remote: &git2::Remote<'_>) -> Option<String> {
+    let branch = remote.default_branch().ok()?;
+    let name = branch.as_str()?.to_owned();
+    if repo.find_reference(&name).is_ok() {
+        let current = repo.find_reference("HEAD").ok()?;
+        if current.symbolic_target() != Some(name.as_str()) {
+            repo.set_head(&name).ok()?;
+        }
+    }
+    Some(name)
+}
+
+fn stopped(reason: StopReason) -> FetchError {
+    match reason {
+        StopReason::Timeout => FetchError {
+            kind: ErrorKind::Timeout,
+            message: "sync timed out".into(),
+        },
+        StopReason::Cancelled => FetchError {
+            kind: ErrorKind::Internal,
+            message: "sync cancelled: repository lock lost or worker stopping".into(),
+        },
+    }
+}
+
+fn classify(e: &git2::Error, req: &FetchRequest<'_>) -> FetchError {
+    if e.code() == ErrorCode::User || (req.stop.is_stopped() && e.class() == ErrorClass::Callback)
+    {
+        return stopped(req.stop.reason());
+    }
+    let message = redact_text(e.message(), req.url);
+    let lower = message.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    let kind = if e.code() == ErrorCode::Auth
+        || e.code() == ErrorCode::Certificate
+        || has(&["401", "403", "authentication", "permission denied", "certificate"])
+    {
+        ErrorKind::Auth
+    } else if e.code() == ErrorCode::NotFound
+        || has(&[
+            "404",
+            "not found",
+            "not exported",
+            "does not appear to be a git repository",
+            "could not find repository",
+            "no such file",
+        ])
+    {
+        ErrorKind::NotFound
+    } else if has(&["timed out", "timeout"]) {
+        ErrorKind::Timeout
+    } else if e.class() == ErrorClass::Net && has(&["unsupported url protocol", "invalid url"]) {
+        ErrorKind::BlockedUrl
+    } else {
+        match e.class() {
+            ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Ssl => {
+                ErrorKind::Network
+            }
+            ErrorClass::Os => {
+                if has(&["connect", "resolve", "network", "connection", "host"]) {
+                    ErrorKind::Network
+                } else {
+                    ErrorKind::Disk
+                }
+            }
+            ErrorClass::Odb
+            | ErrorClass::Filesystem
+            | ErrorClass::Index
+            | ErrorClass::Reference
+            | ErrorClass::Repository => ErrorKind::Disk,
+            _ => ErrorKind::GitProtocol,
+        }
+    };
+    FetchError {
+        kind,
+        message: format!("{message} ({kind})"),
+    }
+}
+
+/// libgit2's socket timeouts are process-wide: set them once per worker process so a
+/// silent upstream cannot hold a blocking thread beyond `sync.timeout`.
+pub fn set_network_timeouts(timeout: std::time::Duration) {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: called once at start-up, before any fetch thread exists; libgit2 reads
+    // these options without synchronisation.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms.min(30_000));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}

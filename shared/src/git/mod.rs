@@ -1,0 +1,11 @@
+//! Git access: mirror fetches and upstream URL policy.
+
+pub mod fetch;
+pub mod url;
+
+use std::path::{Path, PathBuf};
+
+/// `<storage.root>/<owner>/<name>.git`
+pub fn mirror_path(root: &Path, owner: &str, name: &str) -> PathBuf {
+    root.join(owner).join(format!("{name}.git"))
+}

@@ -1,0 +1,14 @@
+//! Domain and adapters shared by the Stasis binaries: config, domain types, Postgres,
+//! the Redis queue and leases, git fetching, telemetry.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod git;
+pub mod lock;
+pub mod queue;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
