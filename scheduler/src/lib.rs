@@ -1,1 +1,5 @@
+//! `stasis-scheduler`: finds due mirrors and enqueues their syncs.
 
+pub mod due;
+pub mod error;
+pub mod leader;

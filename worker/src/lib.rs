@@ -1,1 +1,7 @@
+//! `stasis-worker`: consumes `SyncMirror` jobs and keeps bare mirrors up to date.
 
+pub mod context;
+pub mod error;
+pub mod handler;
+pub mod record;
+pub mod runner;

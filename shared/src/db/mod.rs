@@ -24,3 +24,7 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// `settings` key overriding `mirror.sync_interval` at run time (the seed's SetInterval),
+/// in seconds; read whenever a worker schedules a mirror's next sync.
+pub const SYNC_INTERVAL_SETTING: &str = "mirror.sync_interval_secs";

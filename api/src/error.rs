@@ -1,0 +1,89 @@
+//! One error type for every handler, one mapping to HTTP: `{"error": ..., "code": ...}`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    #[error("authentication required: send `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error("invalid or revoked token")]
+    BadToken,
+    #[error("only the repository owner or an admin may do this")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("request body must be JSON with `Content-Type: application/json`")]
+    UnsupportedMedia,
+    #[error("{0} unavailable, try again later")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
+            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::BadToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
+            ApiError::UnsupportedMedia => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error answering request");
+        }
+        (status, Json(json!({ "error": self.to_string(), "code": code }))).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable("database")
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<stasis_shared::Error> for ApiError {
+    fn from(e: stasis_shared::Error) -> Self {
+        match e {
+            stasis_shared::Error::Db(db) => db.into(),
+            stasis_shared::Error::Redis(_) | stasis_shared::Error::Push(_) => ApiError::Unavailable("queue"),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMedia,
+            other => ApiError::BadRequest("invalid_json", other.body_text()),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use stasis_shared::queue::Enqueuer;
+use stasis_shared::Config;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub pool: PgPool,
+    pub redis: ConnectionManager,
+    pub enqueuer: Enqueuer,
+}

@@ -1,0 +1,91 @@
+//! The scheduler loop: one active scheduler per namespace, chosen by a Redis lease that
+//! a stand-by takes over when the leader stops renewing it.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use stasis_shared::lock::{Lease, Leases};
+use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::Config;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::due::enqueue_due;
+
+/// After a tick stopped at the backlog bound, look again this soon rather than a full
+/// tick later, so a large due set drains as fast as workers take it.
+const BACKLOG_RECHECK: Duration = Duration::from_secs(1);
+
+pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
+    let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
+    let enqueuer = Enqueuer::new(pool.clone(), queue::storage(redis.clone(), &cfg.queue, 1), cfg.sync.max_attempts);
+    let key = leases.leader_key();
+    let ttl = cfg.scheduler.lease_ttl;
+    let check_every = cfg.scheduler.tick.min(ttl / 3);
+    let mut lease: Option<Lease> = None;
+    let mut next_tick = Instant::now();
+    if !cfg.mirror.enabled {
+        info!("mirror.enabled is false: scheduled syncs are off");
+    }
+
+    loop {
+        lease = hold_leadership(&leases, &key, ttl, lease).await;
+        metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
+        if lease.is_some() && cfg.mirror.enabled && Instant::now() >= next_tick {
+            next_tick = Instant::now() + cfg.scheduler.tick;
+            match enqueue_due(&cfg, &pool, &redis, &enqueuer).await {
+                Ok(report) => {
+                    if report.enqueued > 0 || report.backlog_full {
+                        info!(enqueued = report.enqueued, waves = report.waves, backlog_full = report.backlog_full, "scheduler tick");
+                    }
+                    if report.backlog_full {
+                        next_tick = Instant::now() + BACKLOG_RECHECK;
+                    }
+                }
+                Err(e) => warn!(error = %e, "scheduler tick failed; retrying next tick"),
+            }
+        }
+        let wait = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(check_every)
+            .max(Duration::from_millis(50));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    if let Some(lease) = lease {
+        // Hand over at once instead of making the stand-by wait out the lease.
+        let _ = leases.release(&lease).await;
+    }
+    info!("scheduler stopped");
+}
+
+async fn hold_leadership(leases: &Leases, key: &str, ttl: Duration, held: Option<Lease>) -> Option<Lease> {
+    match held {
+        Some(lease) => match leases.renew(&lease, ttl).await {
+            Ok(true) => Some(lease),
+            Ok(false) => {
+                warn!("scheduler leadership lost");
+                None
+            }
+            Err(e) => {
+                // Stop scheduling now: past the lease's expiry a stand-by may lead.
+                warn!(error = %e, "could not renew scheduler leadership");
+                None
+            }
+        },
+        None => match leases.try_acquire(key, ttl, 0).await {
+            Ok(Some(lease)) => {
+                info!("became scheduler leader");
+                Some(lease)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "could not reach Redis for scheduler leadership");
+                None
+            }
+        },
+    }
+}

@@ -1,0 +1,257 @@
+//! The `SyncMirror` job: lock the repository, fetch, record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::Data;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::Utc;
+use stasis_shared::db::repos::Repo;
+use stasis_shared::domain::{ErrorKind, JobState, SyncMirror};
+use stasis_shared::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason};
+use stasis_shared::git::url::{check_upstream, UrlError};
+use stasis_shared::git::mirror_path;
+use stasis_shared::lock::Lease;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::context::WorkerContext;
+use crate::error::WorkerError;
+use crate::record::{self, Ending, Finish};
+
+/// Entry point apalis calls for each delivery. Deliveries are at-least-once: every
+/// step below tolerates running again for a job that already ran or is running.
+pub async fn handle(job: SyncMirror, ctx: Data<Arc<WorkerContext>>) -> Result<(), WorkerError> {
+    let span = info_span!(
+        "sync",
+        job_id = %job.job_id,
+        repo_id = %job.repo_id,
+        reason = %job.reason,
+        attempt = tracing::field::Empty,
+    );
+    let result = deliver(&ctx, job).instrument(span.clone()).await;
+    if let Err(e) = &result {
+        span.in_scope(|| warn!(error = %e, "delivery failed; it will be redelivered"));
+    }
+    result
+}
+
+async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError> {
+    let Some((record, repo)) = record::load(&ctx.pool, job.job_id).await? else {
+        debug!("job or repository no longer exists");
+        return Ok(());
+    };
+    let state: JobState = record
+        .state
+        .parse()
+        .map_err(|e| WorkerError::Corrupt(format!("{e}")))?;
+    if !matches!(state, JobState::Pending | JobState::Running) {
+        debug!(%state, "job already finished; duplicate delivery dropped");
+        return Ok(());
+    }
+    let early = record.run_at - Utc::now();
+    if early > chrono::Duration::seconds(2) {
+        // A duplicate of a job waiting out its retry backoff: move it to when it is due.
+        ctx.enqueuer
+            .push_delayed(job, early.to_std().unwrap_or_default())
+            .await?;
+        return Ok(());
+    }
+
+    let key = ctx.leases.repo_key(repo.id);
+    let ttl = ctx.cfg.sync.lock_ttl;
+    let Some(lease) = ctx.leases.try_acquire(&key, ttl, repo.sync_fence).await? else {
+        metrics::counter!("stasis_lock_contention_total").increment(1);
+        debug!("repository locked by another sync; delivery postponed");
+        ctx.enqueuer
+            .push_delayed(job, ctx.cfg.sync.lock_retry_delay)
+            .await?;
+        return Ok(());
+    };
+    let result = run_locked(ctx, &job, &repo, record.max_attempts, &lease).await;
+    if let Err(e) = ctx.leases.release(&lease).await {
+        // It expires on its own within lock_ttl.
+        warn!(error = %e, "could not release repository lock");
+    }
+    result
+}
+
+async fn run_locked(
+    ctx: &WorkerContext,
+    job: &SyncMirror,
+    repo: &Repo,
+    max_attempts: i32,
+    lease: &Lease,
+) -> Result<(), WorkerError> {
+    let Some(started) =
+        record::start(&ctx.pool, job.job_id, repo.id, &ctx.name, lease.fence).await?
+    else {
+        debug!("job no longer runnable or a newer sync started; nothing to do");
+        return Ok(());
+    };
+    tracing::Span::current().record("attempt", started.attempt);
+    metrics::counter!("stasis_syncs_started_total", "reason" => job.reason.as_str()).increment(1);
+    metrics::gauge!("stasis_worker_inflight_jobs").increment(1.0);
+    info!("sync started");
+
+    let began = Instant::now();
+    let fetched = fetch(ctx, repo, lease).await;
+    let duration = began.elapsed();
+    metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
+
+    let retry_delay = backoff(ctx, started.attempt);
+    let ending = match &fetched {
+        Ok(report) => Ending::Success(report),
+        Err(error) if !error.kind.is_permanent() && started.attempt < max_attempts => {
+            Ending::Retry {
+                error,
+                delay: retry_delay,
+            }
+        }
+        Err(error) => Ending::Failed(error),
+    };
+    let owned = record::finish(
+        &ctx.pool,
+        &Finish {
+            job_id: job.job_id,
+            repo_id: repo.id,
+            run_id: started.run_id,
+            fence: lease.fence,
+            duration,
+            default_interval: ctx.cfg.mirror.sync_interval,
+            ending,
+        },
+    )
+    .await?;
+    observe(job, &fetched, duration, owned);
+    if !owned {
+        warn!("repository lock was lost during the sync; its new owner's results stand");
+        return Ok(());
+    }
+    match &fetched {
+        Ok(report) => info!(
+            refs_changed = report.refs_changed(),
+            refs_pruned = report.refs_pruned,
+            bytes = report.bytes_received,
+            ms = duration.as_millis() as u64,
+            "sync succeeded"
+        ),
+        Err(error) if !error.kind.is_permanent() && started.attempt < max_attempts => {
+            info!(error = %error, delay_s = retry_delay.as_secs(), "sync failed; retry scheduled");
+            metrics::counter!("stasis_sync_retries_total").increment(1);
+            ctx.enqueuer.push_delayed(job.clone(), retry_delay).await?;
+        }
+        Err(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
+    }
+    Ok(())
+}
+
+/// Exponential with jitter, from `sync.retry_base_delay` up to `sync.retry_max_delay`.
+fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
+    let base = ctx.cfg.sync.retry_base_delay;
+    ExponentialBuilder::default()
+        .with_min_delay(base)
+        .with_max_delay(ctx.cfg.sync.retry_max_delay.max(base))
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt.saturating_sub(1) as usize)
+        .unwrap_or(base)
+}
+
+fn observe(job: &SyncMirror, fetched: &Result<FetchReport, FetchError>, took: Duration, owned: bool) {
+    let outcome = match (fetched, owned) {
+        (_, false) => "lost_lock",
+        (Ok(_), _) => "success",
+        (Err(_), _) => "failure",
+    };
+    metrics::counter!("stasis_jobs_finished_total", "outcome" => outcome, "reason" => job.reason.as_str())
+        .increment(1);
+    metrics::histogram!("stasis_sync_duration_seconds", "outcome" => outcome).record(took.as_secs_f64());
+    match fetched {
+        Ok(report) => {
+            metrics::counter!("stasis_git_received_bytes_total").increment(report.bytes_received);
+            metrics::counter!("stasis_refs_updated_total").increment(report.refs_changed().into());
+            metrics::counter!("stasis_refs_pruned_total").increment(report.refs_pruned.into());
+        }
+        Err(error) => {
+            metrics::counter!("stasis_sync_failures_total", "error_kind" => error.kind.as_str())
+                .increment(1);
+        }
+    }
+}
+
+/// Runs the fetch on a blocking thread while this task keeps the lease alive; a lease
+/// that cannot be renewed stops the fetch, since another worker may now own the repo.
+async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchReport, FetchError> {
+    let Some(url) = repo.mirror_url.clone() else {
+        return Err(FetchError {
+            kind: ErrorKind::Internal,
+            message: "repository has no upstream URL".into(),
+        });
+    };
+    let allow_local = ctx.cfg.mirror.allow_local_network;
+    check_upstream(&url, allow_local).await.map_err(|e| FetchError {
+        kind: match e {
+            UrlError::Unresolvable(_) => ErrorKind::Network,
+            _ => ErrorKind::BlockedUrl,
+        },
+        message: e.to_string(),
+    })?;
+
+    let timeout = ctx.cfg.sync.timeout;
+    let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
+    let stop = Arc::new(StopFlag::default());
+    let keeper = tokio::spawn(keep_lease(ctx.leases.clone(), lease.clone(), ctx.cfg.sync.lock_ttl, stop.clone()));
+
+    let thread_stop = stop.clone();
+    let deadline = Instant::now() + timeout;
+    let fetch = tokio::task::spawn_blocking(move || {
+        fetch_mirror(&FetchRequest {
+            path: &path,
+            url: &url,
+            deadline,
+            stop: &thread_stop,
+            follow_redirects: allow_local,
+        })
+    });
+    // The fetch checks the deadline itself; this outer bound covers a thread stuck
+    // where libgit2 makes no callback.
+    let result = match tokio::time::timeout(timeout + Duration::from_secs(5), fetch).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(FetchError {
+            kind: ErrorKind::Internal,
+            message: format!("fetch thread failed: {join}"),
+        }),
+        Err(_) => {
+            stop.stop(StopReason::Timeout);
+            Err(FetchError {
+                kind: ErrorKind::Timeout,
+                message: "sync timed out".into(),
+            })
+        }
+    };
+    keeper.abort();
+    result
+}
+
+async fn keep_lease(leases: stasis_shared::lock::Leases, lease: Lease, ttl: Duration, stop: Arc<StopFlag>) {
+    let every = ttl / 3;
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        match leases.renew(&lease, ttl).await {
+            Ok(true) => last_ok = Instant::now(),
+            Ok(false) => {
+                warn!("repository lock expired and was not renewed; stopping the fetch");
+                stop.stop(StopReason::Cancelled);
+                return;
+            }
+            Err(e) if last_ok.elapsed() >= ttl => {
+                warn!(error = %e, "repository lock could not be renewed before expiry; stopping the fetch");
+                stop.stop(StopReason::Cancelled);
+                return;
+            }
+            Err(e) => warn!(error = %e, "repository lock renewal failed; will retry"),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! What the worker writes to Postgres: one transaction when an attempt starts, one when
+//! it ends. Every write of results is fenced by the lease's fencing token.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use stasis_shared::db::{jobs, repos, SYNC_INTERVAL_SETTING};
+use stasis_shared::domain::{ErrorKind, RunOutcome};
+use stasis_shared::git::fetch::{FetchError, FetchReport};
+use uuid::Uuid;
+
+pub async fn load(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<(jobs::Job, repos::Repo)>> {
+    let Some(job) = jobs::find(pool, job_id).await? else {
+        return Ok(None);
+    };
+    Ok(repos::find(pool, job.repo_id).await?.map(|repo| (job, repo)))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub attempt: i32,
+    pub run_id: i64,
+}
+
+/// Marks the job running and the repository syncing, and opens a run row. `None` when
+/// the job is no longer runnable or a holder with a newer fence has already started.
+pub async fn start(
+    pool: &PgPool,
+    job_id: Uuid,
+    repo_id: Uuid,
+    worker: &str,
+    fence: i64,
+) -> sqlx::Result<Option<Started>> {
+    let mut tx = pool.begin().await?;
+    let fenced = sqlx::query(
+        "UPDATE repositories SET sync_fence = $2, sync_status = 'syncing', updated_at = now()
+         WHERE id = $1 AND sync_fence < $2",
+    )
+    .bind(repo_id)
+    .bind(fence)
+    .execute(&mut *tx)
+    .await?;
+    if fenced.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let attempt: Option<i32> = sqlx::query_scalar(
+        "UPDATE sync_jobs SET state = 'running', attempts = attempts + 1, worker = $2,
+             started_at = now()
+         WHERE id = $1 AND state IN ('pending', 'running') RETURNING attempts",
+    )
+    .bind(job_id)
+    .bind(worker)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(attempt) = attempt else {
+        return Ok(None);
+    };
+    // A run still open here belonged to a worker that died mid-attempt.
+    sqlx::query(
+        "UPDATE sync_runs SET finished_at = now(), outcome = 'abandoned',
+             error = 'worker stopped before finishing this attempt'
+         WHERE job_id = $1 AND finished_at IS NULL",
+    )
+    .bind(job_id)
+    .execute(&mut *tx)
+    .await?;
+    let run_id: i64 = sqlx::query_scalar(
+        "INSERT INTO sync_runs (repo_id, job_id, attempt, worker) VALUES ($1, $2, $3, $4)
+         RETURNING id",
+    )
+    .bind(repo_id)
+    .bind(job_id)
+    .bind(attempt)
+    .bind(worker)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Started { attempt, run_id }))
+}
+
+/// How an attempt ended, as the worker decided.
+#[derive(Debug)]
+pub enum Ending<'a> {
+    Success(&'a FetchReport),
+    Retry { error: &'a FetchError, delay: Duration },
+    Failed(&'a FetchError),
+}
+
+impl Ending<'_> {
+    pub fn outcome(&self) -> RunOutcome {
+        match self {
+            Ending::Success(_) => RunOutcome::Success,
+            Ending::Retry { .. } => RunOutcome::Retrying,
+            Ending::Failed(_) => RunOutcome::Failed,
+        }
+    }
+}
+
+pub struct Finish<'a> {
+    pub job_id: Uuid,
+    pub repo_id: Uuid,
+    pub run_id: i64,
+    pub fence: i64,
+    pub duration: Duration,
+    pub default_interval: Duration,
+    pub ending: Ending<'a>,
+}
+
+/// Records the attempt's end. Returns `false`, writing only the run row, when the
+/// repository's fence moved on: another worker owns the sync now and its results win.
+pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let (status, error, kind): (&str, Option<String>, Option<ErrorKind>) = match &f.ending {
+        Ending::Success(_) => ("success", None, None),
+        Ending::Retry { error, .. } => ("queued", Some(error.message.clone()), Some(error.kind)),
+        Ending::Failed(error) => ("failed", Some(error.message.clone()), Some(error.kind)),
+    };
+    let success = matches!(f.ending, Ending::Success(_));
+    // next_sync_at gets ±10% jitter so mirrors imported together drift apart instead of
+    // firing in the same second forever.
+    let repo = sqlx::query(
+        "UPDATE repositories r SET
+             sync_status = $3,
+             sync_error = $4,
+             last_synced_at = CASE WHEN $5 THEN now() ELSE r.last_synced_at END,
+             last_duration_ms = $6,
+             next_sync_at = CASE WHEN $3 = 'queued' THEN r.next_sync_at ELSE
+                 now() + make_interval(secs => COALESCE(
+                     r.sync_interval_secs::double precision,
+                     (SELECT value::double precision FROM settings WHERE key = $8),
+                     $7) * (0.9 + random() * 0.2)) END,
+             updated_at = now()
+         WHERE r.id = $1 AND r.sync_fence = $2",
+    )
+    .bind(f.repo_id)
+    .bind(f.fence)
+    .bind(status)
+    .bind(&error)
+    .bind(success)
+    .bind(f.duration.as_millis() as i64)
+    .bind(f.default_interval.as_secs_f64())
+    .bind(SYNC_INTERVAL_SETTING)
+    .execute(&mut *tx)
+    .await?;
+    let owned = repo.rows_affected() == 1;
+
+    let report = match &f.ending {
+        Ending::Success(report) => (*report).clone(),
+        _ => FetchReport::default(),
+    };
+    let outcome = if owned {
+        f.ending.outcome()
+    } else {
+        RunOutcome::LostLock
+    };
+    sqlx::query(
+        "UPDATE sync_runs SET finished_at = now(), outcome = $2, error = $3, error_kind = $4,
+             refs_updated = $5, refs_pruned = $6, bytes_received = $7
+         WHERE id = $1",
+    )
+    .bind(f.run_id)
+    .bind(outcome.as_str())
+    .bind(&error)
+    .bind(kind.map(ErrorKind::as_str))
+    .bind(report.refs_changed() as i32)
+    .bind(report.refs_pruned as i32)
+    .bind(report.bytes_received as i64)
+    .execute(&mut *tx)
+    .await?;
+
+    if owned {
+        let (state, delay) = match &f.ending {
+            Ending::Success(_) => ("done", Duration::ZERO),
+            Ending::Retry { delay, .. } => ("pending", *delay),
+            Ending::Failed(_) => ("failed", Duration::ZERO),
+        };
+        sqlx::query(
+            "UPDATE sync_jobs SET state = $2, last_error = $3,
+                 run_at = now() + make_interval(secs => $4),
+                 finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
+             WHERE id = $1",
+        )
+        .bind(f.job_id)
+        .bind(state)
+        .bind(&error)
+        .bind(delay.as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(owned)
+}

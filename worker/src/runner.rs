@@ -1,0 +1,76 @@
+//! The apalis worker set up deliberately around apalis-redis 1.0's sharp edges
+//! (see `../shared/notes/apalis-redis-1.0.md`).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use apalis::layers::WorkerBuilderExt;
+use apalis::prelude::{BackendExt, Monitor, WorkerBuilder};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use stasis_shared::lock::Leases;
+use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::Config;
+use tracing::{info, warn};
+
+use crate::context::{unique_name, WorkerContext};
+use crate::handler;
+
+pub async fn run(
+    cfg: Config,
+    pool: PgPool,
+    redis: ConnectionManager,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    stasis_shared::git::fetch::set_network_timeouts(cfg.sync.timeout);
+    let concurrency = cfg.worker.concurrency;
+    let grace = cfg.worker.shutdown_grace;
+    let enqueuer = Enqueuer::new(
+        pool.clone(),
+        queue::storage(redis.clone(), &cfg.queue, concurrency),
+        cfg.sync.max_attempts,
+    );
+    let name = unique_name();
+    let ctx = Arc::new(WorkerContext {
+        leases: Leases::new(redis.clone(), &cfg.queue.namespace),
+        cfg: cfg.clone(),
+        pool,
+        enqueuer,
+        name: name.clone(),
+    });
+    metrics::gauge!("stasis_worker_concurrency").set(concurrency as f64);
+    info!(worker = %name, concurrency, "worker starting");
+
+    let queue_cfg = cfg.queue.clone();
+    let monitor = Monitor::new()
+        .register(move |restarts| {
+            let backend = queue::storage(redis.clone(), &queue_cfg, concurrency)
+                .poll_with_interval(queue_cfg.poll_interval);
+            // A restarted worker needs a fresh name: apalis refuses a live-looking one.
+            WorkerBuilder::new(format!("{name}-{restarts}"))
+                .backend(backend)
+                .data(ctx.clone())
+                .concurrency(concurrency)
+                .build(handler::handle)
+        })
+        // Any backend error (Redis restart, timeout, undecodable payload) ends an apalis
+        // worker for good; the monitor brings it back instead.
+        .should_restart(|worker, error| {
+            warn!(worker = worker.name(), %error, "queue consumer stopped; restarting it");
+            metrics::counter!("stasis_worker_restarts_total").increment(1);
+            true
+        })
+        // Starts counting when the shutdown signal arrives: in-flight syncs get this long.
+        .with_terminator(async move { tokio::time::sleep(grace).await });
+    let result = monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            info!("shutdown requested: finishing in-flight syncs");
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
