@@ -1,7 +1,7 @@
 //! The job queue: apalis-redis configured around its 1.0 sharp edges, with Postgres as
 //! the record of which jobs exist (dedup, state, history).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
@@ -124,8 +124,16 @@ impl Enqueuer {
     pub async fn push_delayed(&self, job: SyncMirror, delay: Duration) -> Result<()> {
         self.storage
             .clone()
-            .push_task(TaskBuilder::new(job).run_after(delay).build())
+            .push_task(TaskBuilder::new(job).run_at_timestamp(due_second(delay)).build())
             .await
             .map_err(|e| Error::Push(e.to_string()))
     }
+}
+
+/// apalis-redis schedules in whole seconds and `run_after` rounds down, which turns a
+/// 1.5 s backoff into 0.5 s; round up instead so a delivery never comes early.
+fn due_second(delay: Duration) -> u64 {
+    let at = SystemTime::now() + delay;
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    since.as_secs() + u64::from(since.subsec_nanos() > 0)
 }

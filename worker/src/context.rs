@@ -13,7 +13,8 @@ pub struct WorkerContext {
     pub name: String,
 }
 
-/// `<host>-<pid>-<start ms>`.
+/// `<host>-<pid>-<start ms>-<random>`: the random part keeps two workers started in one
+/// process (tests, several runners) apart.
 pub fn unique_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -22,5 +23,6 @@ pub fn unique_name() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    format!("{host}-{}-{started}", std::process::id())
+    let nonce = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    format!("{host}-{}-{started}-{nonce}", std::process::id())
 }

@@ -1,0 +1,232 @@
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use sqlx::{Connection, PgConnection, PgPool};
+use stasis_shared::db::{self, jobs, repos, users};
+use stasis_shared::domain::SyncReason;
+use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::Config;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// `STASIS_TEST_DATABASE_URL` may point at another server; the database named in it is
+/// only used to create and drop the per-test databases.
+fn admin_url() -> String {
+    std::env::var("STASIS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("STASIS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct TestEnv {
+    pub cfg: Config,
+    pub pool: PgPool,
+    pub redis: ConnectionManager,
+    pub database: String,
+    pub dir: TempDir,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with_redis(&redis_url()).await
+    }
+
+    /// A fresh database with migrations applied, a fresh namespace, and a config tuned
+    /// for tests: loopback upstreams allowed, short heartbeats, backoffs and leases.
+    pub async fn with_redis(redis_url: &str) -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        let database = format!("stasis_t_{}", &id[..16]);
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin).await.expect("connect to test Postgres");
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+
+        let dir = TempDir::new().expect("temp dir");
+        let mut cfg = Config::default();
+        cfg.database.url = format!("{base}/{database}");
+        cfg.database.max_connections = 8;
+        cfg.redis.url = redis_url.to_owned();
+        cfg.queue.namespace = format!("t_{}", &id[..16]);
+        cfg.queue.heartbeat_interval = Duration::from_secs(1);
+        cfg.queue.missed_heartbeats = 2;
+        cfg.queue.poll_interval = Duration::from_millis(50);
+        cfg.storage.root = dir.path().join("mirrors");
+        cfg.mirror.allow_local_network = true;
+        cfg.sync.timeout = Duration::from_secs(60);
+        cfg.sync.max_attempts = 3;
+        cfg.sync.retry_base_delay = Duration::from_secs(1);
+        cfg.sync.retry_max_delay = Duration::from_secs(2);
+        cfg.sync.lock_ttl = Duration::from_secs(3);
+        cfg.sync.lock_retry_delay = Duration::from_millis(300);
+        cfg.worker.concurrency = 4;
+        cfg.worker.shutdown_grace = Duration::from_secs(30);
+        cfg.scheduler.tick = Duration::from_millis(200);
+        cfg.scheduler.lease_ttl = Duration::from_secs(2);
+        cfg.validate().expect("test config is valid");
+
+        let pool = db::connect(&cfg.database).await.expect("connect to test database");
+        db::migrate(&pool).await.expect("migrate test database");
+        let redis = queue::connect_redis(&cfg.redis).await.expect("connect to test Redis");
+        Self {
+            cfg,
+            pool,
+            redis,
+            database,
+            dir,
+        }
+    }
+
+    pub fn enqueuer(&self) -> Enqueuer {
+        Enqueuer::new(
+            self.pool.clone(),
+            queue::storage(self.redis.clone(), &self.cfg.queue, 1),
+            self.cfg.sync.max_attempts,
+        )
+    }
+
+    /// The `STASIS_*` variables that give a child process this environment's config.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let c = &self.cfg;
+        let secs = |d: Duration| format!("{}ms", d.as_millis());
+        [
+            ("DATABASE_URL", c.database.url.clone()),
+            ("REDIS_URL", c.redis.url.clone()),
+            ("QUEUE_NAMESPACE", c.queue.namespace.clone()),
+            ("QUEUE_HEARTBEAT_INTERVAL", secs(c.queue.heartbeat_interval)),
+            ("QUEUE_MISSED_HEARTBEATS", c.queue.missed_heartbeats.to_string()),
+            ("QUEUE_POLL_INTERVAL", secs(c.queue.poll_interval)),
+            ("STORAGE_ROOT", c.storage.root.display().to_string()),
+            ("MIRROR_ALLOW_LOCAL_NETWORK", "true".into()),
+            ("SYNC_MAX_ATTEMPTS", c.sync.max_attempts.to_string()),
+            ("SYNC_RETRY_BASE_DELAY", secs(c.sync.retry_base_delay)),
+            ("SYNC_RETRY_MAX_DELAY", secs(c.sync.retry_max_delay)),
+            ("SYNC_LOCK_TTL", secs(c.sync.lock_ttl)),
+            ("SYNC_LOCK_RETRY_DELAY", secs(c.sync.lock_retry_delay)),
+            ("WORKER_CONCURRENCY", c.worker.concurrency.to_string()),
+            ("WORKER_SHUTDOWN_GRACE", secs(c.worker.shutdown_grace)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("STASIS_{k}"), v))
+        .collect()
+    }
+
+    pub async fn user(&self, name: &str, admin: bool) -> (users::User, String) {
+        users::create(&self.pool, name, admin).await.expect("create user")
+    }
+
+    /// A mirror row (no job yet) owned by a fresh user named after `name`.
+    pub async fn mirror(&self, owner: &users::User, name: &str, url: &str) -> Uuid {
+        repos::create(
+            &self.pool,
+            &repos::NewRepo {
+                owner_id: owner.id,
+                name,
+                description: "",
+                private: false,
+                is_mirror: true,
+                clone_url: url,
+            },
+        )
+        .await
+        .expect("create mirror")
+    }
+
+    /// Enqueues through the real path (dedup in Postgres, push to Redis).
+    pub async fn enqueue(&self, repo_id: Uuid, reason: SyncReason) -> Uuid {
+        self.enqueuer()
+            .enqueue(repo_id, reason)
+            .await
+            .expect("enqueue")
+            .expect("repository exists")
+            .job_id
+    }
+
+    pub async fn job(&self, job_id: Uuid) -> jobs::Job {
+        jobs::find(&self.pool, job_id).await.expect("query job").expect("job exists")
+    }
+
+    pub async fn repo(&self, repo_id: Uuid) -> repos::Repo {
+        repos::find(&self.pool, repo_id).await.expect("query repo").expect("repo exists")
+    }
+
+    /// Waits until the job is no longer pending or running.
+    pub async fn finished(&self, job_id: Uuid, timeout: Duration) -> jobs::Job {
+        crate::eventually(&format!("job {job_id} to finish"), timeout, || async {
+            let job = self.job(job_id).await;
+            matches!(job.state.as_str(), "done" | "failed" | "dead").then_some(job)
+        })
+        .await
+    }
+
+    /// Every run (attempt) of a job, oldest first.
+    pub async fn runs(&self, job_id: Uuid) -> Vec<Run> {
+        sqlx::query_as::<_, Run>(
+            "SELECT attempt, worker, outcome, error, error_kind, refs_updated, refs_pruned,
+                    started_at, finished_at
+             FROM sync_runs WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await
+        .expect("query runs")
+    }
+
+    pub fn mirror_path(&self, owner: &str, name: &str) -> std::path::PathBuf {
+        stasis_shared::git::mirror_path(&self.cfg.storage.root, owner, name)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Run {
+    pub attempt: i32,
+    pub worker: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub error_kind: Option<String>,
+    pub refs_updated: i32,
+    pub refs_pruned: i32,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Drop for TestEnv {
+    /// Best effort: a crashed test leaves a `stasis_t_*` database behind, nothing more.
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        let namespace = self.cfg.queue.namespace.clone();
+        let redis_url = self.cfg.redis.url.clone();
+        let pool = self.pool.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let Ok(rt) = rt else { return };
+            rt.block_on(async move {
+                pool.close().await;
+                if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url.as_str()) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{namespace}:*"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}

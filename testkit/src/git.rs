@@ -1,0 +1,132 @@
+//! Upstream repositories built with the git CLI, and `git daemon` serving them on
+//! loopback.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every ref of a repository with the object it points at.
+pub fn refs(dir: &Path) -> BTreeMap<String, String> {
+    git(dir, &["for-each-ref", "--format=%(refname) %(objectname)"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(r, o)| (r.to_owned(), o.to_owned()))
+        .collect()
+}
+
+/// A non-bare repository used as an upstream (commits are made in place).
+pub struct Upstream {
+    pub path: PathBuf,
+    counter: u32,
+}
+
+impl Upstream {
+    pub fn create(path: PathBuf) -> Self {
+        std::fs::create_dir_all(&path).expect("upstream dir");
+        git(&path, &["init", "-q", "-b", "main"]);
+        let mut up = Self { path, counter: 0 };
+        up.commit("initial");
+        up
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path.display())
+    }
+
+    pub fn commit(&mut self, msg: &str) -> String {
+        self.counter += 1;
+        std::fs::write(self.path.join("file.txt"), format!("{msg} {}\n", self.counter)).unwrap();
+        git(&self.path, &["add", "file.txt"]);
+        git(&self.path, &["commit", "-q", "-m", msg]);
+        git(&self.path, &["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    /// Adds `bytes` of incompressible data in one commit, to make fetches measurably slow
+    /// through a throttled proxy.
+    pub fn add_blob(&mut self, name: &str, bytes: usize) {
+        let mut data = vec![0u8; bytes];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ bytes as u64 ^ u64::from(self.counter);
+        for b in data.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        std::fs::write(self.path.join(name), data).unwrap();
+        git(&self.path, &["add", name]);
+        git(&self.path, &["commit", "-q", "-m", name]);
+    }
+
+    pub fn refs(&self) -> BTreeMap<String, String> {
+        refs(&self.path)
+    }
+}
+
+/// Mirror refs as a client would compare them: a bare mirror has no `refs/remotes`.
+pub fn assert_mirrors(mirror: &Path, upstream: &Upstream) {
+    assert_eq!(refs(mirror), upstream.refs(), "mirror refs differ from upstream");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `git daemon` on 127.0.0.1 exporting every repository under `base`.
+pub struct GitDaemon {
+    child: Child,
+    pub port: u16,
+}
+
+impl GitDaemon {
+    pub fn start(base: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start git daemon");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

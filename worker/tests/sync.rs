@@ -1,0 +1,180 @@
+//! The sync pipeline through real Postgres, Redis and loopback git upstreams, with
+//! workers running in this process.
+
+use std::time::Duration;
+
+use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_testkit::git::{assert_mirrors, free_port, git, GitDaemon, Upstream};
+use stasis_testkit::proxy::ThrottledProxy;
+use stasis_testkit::TestEnv;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn spawn_worker(env: &TestEnv) -> (CancellationToken, JoinHandle<std::io::Result<()>>) {
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let handle = tokio::spawn(stasis_worker::runner::run(
+        env.cfg.clone(),
+        env.pool.clone(),
+        env.redis.clone(),
+        async move { signal.cancelled().await },
+    ));
+    (stop, handle)
+}
+
+async fn stop_worker(worker: (CancellationToken, JoinHandle<std::io::Result<()>>)) {
+    worker.0.cancel();
+    tokio::time::timeout(WAIT, worker.1)
+        .await
+        .expect("worker stops")
+        .expect("worker task")
+        .expect("worker exits cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
+    let env = TestEnv::new().await;
+    let mut up = Upstream::create(env.dir.path().join("up"));
+    let first = up.commit("second");
+    git(&up.path, &["branch", "feature"]);
+    git(&up.path, &["branch", "rewritten"]);
+    git(&up.path, &["tag", "v1"]);
+    git(&up.path, &["tag", "-a", "v1-annotated", "-m", "annotated"]);
+    let (alice, _) = env.user("alice", false).await;
+    let repo = env.mirror(&alice, "up", &up.url()).await;
+    let worker = spawn_worker(&env);
+
+    let import = env.enqueue(repo, SyncReason::Import).await;
+    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    let mirror = env.mirror_path("alice", "up");
+    assert_mirrors(&mirror, &up);
+    let synced = env.repo(repo).await;
+    assert_eq!(synced.sync_status, "success");
+    assert!(synced.sync_error.is_none());
+    assert!(synced.last_synced_at.is_some());
+    assert!(synced.next_sync_at.expect("next sync scheduled") > chrono::Utc::now());
+    assert_eq!(git(&mirror, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
+
+    // new commits, a non-fast-forward rewrite, deletions, a new tag, a new default branch
+    up.commit("third");
+    git(&up.path, &["checkout", "-q", "-b", "trunk", &first]);
+    up.commit("diverged");
+    git(&up.path, &["branch", "-f", "rewritten", "HEAD"]);
+    git(&up.path, &["branch", "-D", "feature"]);
+    git(&up.path, &["tag", "-d", "v1"]);
+    git(&up.path, &["tag", "v2"]);
+    let manual = env.enqueue(repo, SyncReason::Manual).await;
+    assert_eq!(env.finished(manual, WAIT).await.state, "done");
+    assert_mirrors(&mirror, &up);
+    assert_eq!(git(&mirror, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/trunk");
+    let runs = env.runs(manual).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.as_deref(), Some("success"));
+    assert_eq!(runs[0].refs_pruned, 2, "feature and v1 pruned");
+    assert!(runs[0].refs_updated >= 4, "main, rewritten, trunk, v2: {runs:?}");
+
+    // nothing new upstream: still a success
+    let noop = env.enqueue(repo, SyncReason::Scheduled).await;
+    assert_eq!(env.finished(noop, WAIT).await.state, "done");
+    assert_eq!(env.runs(noop).await[0].refs_updated, 0);
+    stop_worker(worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_credentials() {
+    let env = TestEnv::new().await;
+    let (bob, _) = env.user("bob", false).await;
+    let url = format!("http://bob:hunter2@127.0.0.1:{}/gone.git", free_port());
+    let repo = env.mirror(&bob, "gone", &url).await;
+    let worker = spawn_worker(&env);
+
+    let job = env.enqueue(repo, SyncReason::Manual).await;
+    let finished = env.finished(job, WAIT).await;
+    assert_eq!(finished.state, "failed");
+    assert_eq!(finished.attempts, 3);
+    let runs = env.runs(job).await;
+    let outcomes: Vec<_> = runs.iter().map(|r| r.outcome.as_deref().unwrap_or("open")).collect();
+    assert_eq!(outcomes, ["retrying", "retrying", "failed"]);
+    assert!(runs.iter().all(|r| r.error_kind.as_deref() == Some("network")), "{runs:?}");
+    // backoff: each retry started after the previous attempt ended plus the base delay
+    for pair in runs.windows(2) {
+        let gap = pair[1].started_at - pair[0].finished_at.expect("finished");
+        assert!(gap >= chrono::Duration::milliseconds(950), "retry came before its backoff: {gap}");
+    }
+
+    let repo = env.repo(repo).await;
+    assert_eq!(repo.sync_status, "failed");
+    let error = repo.sync_error.expect("error recorded");
+    assert!(!error.is_empty());
+    for text in runs.iter().filter_map(|r| r.error.as_deref()).chain([error.as_str()]) {
+        assert!(!text.contains("hunter2"), "credential leaked: {text}");
+    }
+    stop_worker(worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn permanent_errors_fail_at_once() {
+    let env = TestEnv::new().await;
+    std::fs::create_dir_all(env.dir.path().join("served")).unwrap();
+    let daemon = GitDaemon::start(&env.dir.path().join("served"));
+    let (carol, _) = env.user("carol", false).await;
+    let missing_on_daemon = env.mirror(&carol, "missing", &daemon.url("missing.git")).await;
+    let missing_path = env.mirror(&carol, "nopath", "file:///nonexistent/stasis/repo.git").await;
+    let worker = spawn_worker(&env);
+
+    for repo in [missing_on_daemon, missing_path] {
+        let job = env.enqueue(repo, SyncReason::Manual).await;
+        let finished = env.finished(job, WAIT).await;
+        assert_eq!(finished.state, "failed");
+        assert_eq!(finished.attempts, 1, "permanent errors are not retried");
+        let runs = env.runs(job).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].error_kind.as_deref(), Some("not_found"), "{runs:?}");
+        assert_eq!(env.repo(repo).await.sync_status, "failed");
+    }
+    stop_worker(worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_once() {
+    let env = TestEnv::new().await;
+    let served = env.dir.path().join("served");
+    let mut up = Upstream::create(served.join("up"));
+    up.add_blob("big.bin", 1_200_000);
+    let daemon = GitDaemon::start(&served);
+    // ~2.4 s per fetch: long enough for duplicates to collide
+    let proxy = ThrottledProxy::start(daemon.port, 500_000).await;
+    let (dave, _) = env.user("dave", false).await;
+    let repo = env.mirror(&dave, "up", &proxy.url("up")).await;
+
+    // concurrent requests all get the same job
+    let enqueuer = env.enqueuer();
+    let requests = (0..20).map(|_| {
+        let enqueuer = enqueuer.clone();
+        async move { enqueuer.enqueue(repo, SyncReason::Manual).await.unwrap().unwrap() }
+    });
+    let results = futures_util::future::join_all(requests).await;
+    let job = results[0].job_id;
+    assert!(results.iter().all(|r| r.job_id == job));
+    assert_eq!(results.iter().filter(|r| r.created).count(), 1);
+
+    // and deliveries duplicated behind the dedup's back (as apalis's at-least-once
+    // redelivery does) are serialised by the repository lock across two workers
+    let duplicate = SyncMirror { job_id: job, repo_id: repo, reason: SyncReason::Manual };
+    enqueuer.push(vec![duplicate; 6]).await.unwrap();
+    let first = spawn_worker(&env);
+    let second = spawn_worker(&env);
+
+    assert_eq!(env.finished(job, WAIT).await.state, "done");
+    // let the remaining duplicates drain: they must all be dropped
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(proxy.max_concurrent(), 1, "two fetches of one repository overlapped");
+    let runs = env.runs(job).await;
+    assert_eq!(runs.len(), 1, "the job ran once: {runs:?}");
+    assert_eq!(runs[0].outcome.as_deref(), Some("success"));
+    assert_mirrors(&env.mirror_path("dave", "up"), &up);
+    stop_worker(first).await;
+    stop_worker(second).await;
+}
