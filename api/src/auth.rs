@@ -30,7 +30,9 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::BadToken)?;
-        let user = users::find_by_token(&state.pool, token).await?.ok_or(ApiError::BadToken)?;
+        let user = users::find_by_token(&state.pool, token)
+            .await?
+            .ok_or(ApiError::BadToken)?;
         Ok(Caller(Some(user)))
     }
 }

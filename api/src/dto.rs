@@ -59,7 +59,9 @@ impl From<&Repo> for RepoResponse {
 
 /// Only mirrors expose their upstream, and never its credentials.
 fn shown_url(r: &Repo) -> Option<String> {
-    r.is_mirror.then(|| r.mirror_url.as_deref().map(redact_url)).flatten()
+    r.is_mirror
+        .then(|| r.mirror_url.as_deref().map(redact_url))
+        .flatten()
 }
 
 #[derive(Debug, Serialize)]

@@ -40,7 +40,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
-            ApiError::UnsupportedMedia => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::UnsupportedMedia => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -53,7 +55,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error answering request");
         }
-        (status, Json(json!({ "error": self.to_string(), "code": code }))).into_response()
+        (
+            status,
+            Json(json!({ "error": self.to_string(), "code": code })),
+        )
+            .into_response()
     }
 }
 
@@ -72,7 +78,9 @@ impl From<stasis_shared::Error> for ApiError {
     fn from(e: stasis_shared::Error) -> Self {
         match e {
             stasis_shared::Error::Db(db) => db.into(),
-            stasis_shared::Error::Redis(_) | stasis_shared::Error::Push(_) => ApiError::Unavailable("queue"),
+            stasis_shared::Error::Redis(_) | stasis_shared::Error::Push(_) => {
+                ApiError::Unavailable("queue")
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -45,7 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/repos/import", post(repos::import))
         .route("/repos/{owner}/{repo}", get(repos::get))
         .route("/repos/{owner}/{repo}/sync", post(repos::sync))
-        .route("/repos/{owner}/{repo}/mirror/status", get(repos::mirror_status));
+        .route(
+            "/repos/{owner}/{repo}/mirror/status",
+            get(repos::mirror_status),
+        );
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -19,8 +19,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = Config::load(args.config.as_deref())?;
     telemetry::init("api", &cfg)?;
-    let pool = db::connect(&cfg.database).await.context("connecting to Postgres")?;
-    let redis = queue::connect_redis(&cfg.redis).await.context("connecting to Redis")?;
+    let pool = db::connect(&cfg.database)
+        .await
+        .context("connecting to Postgres")?;
+    let redis = queue::connect_redis(&cfg.redis)
+        .await
+        .context("connecting to Redis")?;
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding api.listen {}", cfg.api.listen))?;

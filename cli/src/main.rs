@@ -10,7 +10,11 @@ use stasis_shared::db::{self, users};
 use stasis_shared::Config;
 
 #[derive(Parser)]
-#[command(name = "stasisctl", version, about = "Operate a Stasis Mirror Sync deployment")]
+#[command(
+    name = "stasisctl",
+    version,
+    about = "Operate a Stasis Mirror Sync deployment"
+)]
 struct Cli {
     /// YAML configuration file (otherwise $STASIS_CONFIG; env overrides either).
     #[arg(long, global = true)]
@@ -78,7 +82,11 @@ async fn main() -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Create { name, admin },
         } => {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
                 bail!("user name may contain only letters, digits, '-', '_' and '.'");
             }
             let (user, token) = match users::create(&pool, &name, admin).await {
@@ -87,7 +95,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 other => other?,
             };
-            println!("created user {} ({}){}", user.username, user.id, if admin { ", admin" } else { "" });
+            println!(
+                "created user {} ({}){}",
+                user.username,
+                user.id,
+                if admin { ", admin" } else { "" }
+            );
             println!("{token}");
         }
         Command::Token {
@@ -102,8 +115,14 @@ async fn main() -> anyhow::Result<()> {
             command: MirrorCommand::Interval { interval },
         } => {
             if interval == "reset" {
-                sqlx::query("DELETE FROM settings WHERE key = $1").bind(db::SYNC_INTERVAL_SETTING).execute(&pool).await?;
-                println!("sync interval reset to the configured {}", humantime::format_duration(cfg.mirror.sync_interval));
+                sqlx::query("DELETE FROM settings WHERE key = $1")
+                    .bind(db::SYNC_INTERVAL_SETTING)
+                    .execute(&pool)
+                    .await?;
+                println!(
+                    "sync interval reset to the configured {}",
+                    humantime::format_duration(cfg.mirror.sync_interval)
+                );
             } else {
                 let parsed: Duration = humantime::parse_duration(&interval)
                     .with_context(|| format!("`{interval}` is not a duration like 30m or 2h"))?;

@@ -61,7 +61,9 @@ pub async fn enqueue_due(
         }
     }
     metrics::counter!("stasis_scheduler_ticks_total").increment(1);
-    metrics::counter!("stasis_jobs_enqueued_total", "reason" => "scheduled").increment(report.enqueued);
-    metrics::histogram!("stasis_scheduler_enqueue_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("stasis_jobs_enqueued_total", "reason" => "scheduled")
+        .increment(report.enqueued);
+    metrics::histogram!("stasis_scheduler_enqueue_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     Ok(report)
 }

@@ -19,7 +19,11 @@ const BACKLOG_RECHECK: Duration = Duration::from_secs(1);
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
-    let enqueuer = Enqueuer::new(pool.clone(), queue::storage(redis.clone(), &cfg.queue, 1), cfg.sync.max_attempts);
+    let enqueuer = Enqueuer::new(
+        pool.clone(),
+        queue::storage(redis.clone(), &cfg.queue, 1),
+        cfg.sync.max_attempts,
+    );
     let key = leases.leader_key();
     let ttl = cfg.scheduler.lease_ttl;
     let check_every = cfg.scheduler.tick.min(ttl / 3);
@@ -37,7 +41,12 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
             match enqueue_due(&cfg, &pool, &redis, &enqueuer).await {
                 Ok(report) => {
                     if report.enqueued > 0 || report.backlog_full {
-                        info!(enqueued = report.enqueued, waves = report.waves, backlog_full = report.backlog_full, "scheduler tick");
+                        info!(
+                            enqueued = report.enqueued,
+                            waves = report.waves,
+                            backlog_full = report.backlog_full,
+                            "scheduler tick"
+                        );
                     }
                     if report.backlog_full {
                         next_tick = Instant::now() + BACKLOG_RECHECK;
@@ -62,7 +71,12 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     info!("scheduler stopped");
 }
 
-async fn hold_leadership(leases: &Leases, key: &str, ttl: Duration, held: Option<Lease>) -> Option<Lease> {
+async fn hold_leadership(
+    leases: &Leases,
+    key: &str,
+    ttl: Duration,
+    held: Option<Lease>,
+) -> Option<Lease> {
     match held {
         Some(lease) => match leases.renew(&lease, ttl).await {
             Ok(true) => Some(lease),

@@ -19,8 +19,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = Config::load(args.config.as_deref())?;
     telemetry::init("scheduler", &cfg)?;
-    let pool = db::connect(&cfg.database).await.context("connecting to Postgres")?;
-    let redis = queue::connect_redis(&cfg.redis).await.context("connecting to Redis")?;
+    let pool = db::connect(&cfg.database)
+        .await
+        .context("connecting to Postgres")?;
+    let redis = queue::connect_redis(&cfg.redis)
+        .await
+        .context("connecting to Redis")?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {

@@ -300,7 +300,11 @@ impl Config {
             })
         }
         let ns = &self.queue.namespace;
-        if ns.is_empty() || ns.chars().any(|c| c.is_whitespace() || c == '{' || c == '}') {
+        if ns.is_empty()
+            || ns
+                .chars()
+                .any(|c| c.is_whitespace() || c == '{' || c == '}')
+        {
             return invalid(
                 "queue.namespace",
                 "must be non-empty without spaces or braces",
@@ -347,6 +351,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail API fixes the closure's error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

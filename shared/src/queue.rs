@@ -124,7 +124,11 @@ impl Enqueuer {
     pub async fn push_delayed(&self, job: SyncMirror, delay: Duration) -> Result<()> {
         self.storage
             .clone()
-            .push_task(TaskBuilder::new(job).run_at_timestamp(due_second(delay)).build())
+            .push_task(
+                TaskBuilder::new(job)
+                    .run_at_timestamp(due_second(delay))
+                    .build(),
+            )
             .await
             .map_err(|e| Error::Push(e.to_string()))
     }

@@ -39,13 +39,18 @@ impl TestEnv {
         let id = Uuid::new_v4().simple().to_string();
         let database = format!("stasis_t_{}", &id[..16]);
         let admin = admin_url();
-        let mut conn = PgConnection::connect(&admin).await.expect("connect to test Postgres");
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("connect to test Postgres");
         sqlx::query(&format!("CREATE DATABASE {database}"))
             .execute(&mut conn)
             .await
             .expect("create test database");
         conn.close().await.ok();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(b, _)| b)
+            .to_owned();
 
         let dir = TempDir::new().expect("temp dir");
         let mut cfg = Config::default();
@@ -70,9 +75,13 @@ impl TestEnv {
         cfg.scheduler.lease_ttl = Duration::from_secs(2);
         cfg.validate().expect("test config is valid");
 
-        let pool = db::connect(&cfg.database).await.expect("connect to test database");
+        let pool = db::connect(&cfg.database)
+            .await
+            .expect("connect to test database");
         db::migrate(&pool).await.expect("migrate test database");
-        let redis = queue::connect_redis(&cfg.redis).await.expect("connect to test Redis");
+        let redis = queue::connect_redis(&cfg.redis)
+            .await
+            .expect("connect to test Redis");
         Self {
             cfg,
             pool,
@@ -99,7 +108,10 @@ impl TestEnv {
             ("REDIS_URL", c.redis.url.clone()),
             ("QUEUE_NAMESPACE", c.queue.namespace.clone()),
             ("QUEUE_HEARTBEAT_INTERVAL", secs(c.queue.heartbeat_interval)),
-            ("QUEUE_MISSED_HEARTBEATS", c.queue.missed_heartbeats.to_string()),
+            (
+                "QUEUE_MISSED_HEARTBEATS",
+                c.queue.missed_heartbeats.to_string(),
+            ),
             ("QUEUE_POLL_INTERVAL", secs(c.queue.poll_interval)),
             ("STORAGE_ROOT", c.storage.root.display().to_string()),
             ("MIRROR_ALLOW_LOCAL_NETWORK", "true".into()),
@@ -117,7 +129,9 @@ impl TestEnv {
     }
 
     pub async fn user(&self, name: &str, admin: bool) -> (users::User, String) {
-        users::create(&self.pool, name, admin).await.expect("create user")
+        users::create(&self.pool, name, admin)
+            .await
+            .expect("create user")
     }
 
     /// A mirror row (no job yet) owned by a fresh user named after `name`.
@@ -148,11 +162,17 @@ impl TestEnv {
     }
 
     pub async fn job(&self, job_id: Uuid) -> jobs::Job {
-        jobs::find(&self.pool, job_id).await.expect("query job").expect("job exists")
+        jobs::find(&self.pool, job_id)
+            .await
+            .expect("query job")
+            .expect("job exists")
     }
 
     pub async fn repo(&self, repo_id: Uuid) -> repos::Repo {
-        repos::find(&self.pool, repo_id).await.expect("query repo").expect("repo exists")
+        repos::find(&self.pool, repo_id)
+            .await
+            .expect("query repo")
+            .expect("repo exists")
     }
 
     /// Waits until the job is no longer pending or running.
@@ -203,14 +223,17 @@ impl Drop for TestEnv {
         let redis_url = self.cfg.redis.url.clone();
         let pool = self.pool.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             let Ok(rt) = rt else { return };
             rt.block_on(async move {
                 pool.close().await;
                 if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
                 }
                 if let Ok(client) = redis::Client::open(redis_url.as_str()) {
                     if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
@@ -220,7 +243,8 @@ impl Drop for TestEnv {
                             .await
                             .unwrap_or_default();
                         if !keys.is_empty() {
-                            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                         }
                     }
                 }

@@ -57,7 +57,11 @@ impl Upstream {
 
     pub fn commit(&mut self, msg: &str) -> String {
         self.counter += 1;
-        std::fs::write(self.path.join("file.txt"), format!("{msg} {}\n", self.counter)).unwrap();
+        std::fs::write(
+            self.path.join("file.txt"),
+            format!("{msg} {}\n", self.counter),
+        )
+        .unwrap();
         git(&self.path, &["add", "file.txt"]);
         git(&self.path, &["commit", "-q", "-m", msg]);
         git(&self.path, &["rev-parse", "HEAD"]).trim().to_owned()
@@ -86,11 +90,19 @@ impl Upstream {
 
 /// Mirror refs as a client would compare them: a bare mirror has no `refs/remotes`.
 pub fn assert_mirrors(mirror: &Path, upstream: &Upstream) {
-    assert_eq!(refs(mirror), upstream.refs(), "mirror refs differ from upstream");
+    assert_eq!(
+        refs(mirror),
+        upstream.refs(),
+        "mirror refs differ from upstream"
+    );
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `git daemon` on 127.0.0.1 exporting every repository under `base`.
@@ -103,7 +115,12 @@ impl GitDaemon {
     pub fn start(base: &Path) -> Self {
         let port = free_port();
         let child = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(base)

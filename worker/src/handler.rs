@@ -8,9 +8,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use stasis_shared::db::repos::Repo;
 use stasis_shared::domain::{ErrorKind, JobState, SyncMirror};
-use stasis_shared::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason};
-use stasis_shared::git::url::{check_upstream, UrlError};
+use stasis_shared::git::fetch::{
+    fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
+};
 use stasis_shared::git::mirror_path;
+use stasis_shared::git::url::{check_upstream, UrlError};
 use stasis_shared::lock::Lease;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -158,7 +160,12 @@ fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
         .unwrap_or(base)
 }
 
-fn observe(job: &SyncMirror, fetched: &Result<FetchReport, FetchError>, took: Duration, owned: bool) {
+fn observe(
+    job: &SyncMirror,
+    fetched: &Result<FetchReport, FetchError>,
+    took: Duration,
+    owned: bool,
+) {
     let outcome = match (fetched, owned) {
         (_, false) => "lost_lock",
         (Ok(_), _) => "success",
@@ -166,7 +173,8 @@ fn observe(job: &SyncMirror, fetched: &Result<FetchReport, FetchError>, took: Du
     };
     metrics::counter!("stasis_jobs_finished_total", "outcome" => outcome, "reason" => job.reason.as_str())
         .increment(1);
-    metrics::histogram!("stasis_sync_duration_seconds", "outcome" => outcome).record(took.as_secs_f64());
+    metrics::histogram!("stasis_sync_duration_seconds", "outcome" => outcome)
+        .record(took.as_secs_f64());
     match fetched {
         Ok(report) => {
             metrics::counter!("stasis_git_received_bytes_total").increment(report.bytes_received);
@@ -190,18 +198,25 @@ async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchR
         });
     };
     let allow_local = ctx.cfg.mirror.allow_local_network;
-    check_upstream(&url, allow_local).await.map_err(|e| FetchError {
-        kind: match e {
-            UrlError::Unresolvable(_) => ErrorKind::Network,
-            _ => ErrorKind::BlockedUrl,
-        },
-        message: e.to_string(),
-    })?;
+    check_upstream(&url, allow_local)
+        .await
+        .map_err(|e| FetchError {
+            kind: match e {
+                UrlError::Unresolvable(_) => ErrorKind::Network,
+                _ => ErrorKind::BlockedUrl,
+            },
+            message: e.to_string(),
+        })?;
 
     let timeout = ctx.cfg.sync.timeout;
     let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
     let stop = Arc::new(StopFlag::default());
-    let keeper = tokio::spawn(keep_lease(ctx.leases.clone(), lease.clone(), ctx.cfg.sync.lock_ttl, stop.clone()));
+    let keeper = tokio::spawn(keep_lease(
+        ctx.leases.clone(),
+        lease.clone(),
+        ctx.cfg.sync.lock_ttl,
+        stop.clone(),
+    ));
 
     let thread_stop = stop.clone();
     let deadline = Instant::now() + timeout;
@@ -234,7 +249,12 @@ async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchR
     result
 }
 
-async fn keep_lease(leases: stasis_shared::lock::Leases, lease: Lease, ttl: Duration, stop: Arc<StopFlag>) {
+async fn keep_lease(
+    leases: stasis_shared::lock::Leases,
+    lease: Lease,
+    ttl: Duration,
+    stop: Arc<StopFlag>,
+) {
     let every = ttl / 3;
     let mut last_ok = Instant::now();
     loop {

@@ -18,8 +18,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = Config::load(args.config.as_deref())?;
     telemetry::init("worker", &cfg)?;
-    let pool = db::connect(&cfg.database).await.context("connecting to Postgres")?;
-    let redis = queue::connect_redis(&cfg.redis).await.context("connecting to Redis")?;
+    let pool = db::connect(&cfg.database)
+        .await
+        .context("connecting to Postgres")?;
+    let redis = queue::connect_redis(&cfg.redis)
+        .await
+        .context("connecting to Redis")?;
     stasis_worker::runner::run(cfg, pool, redis, shutdown_signal()).await?;
     Ok(())
 }

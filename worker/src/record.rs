@@ -13,7 +13,9 @@ pub async fn load(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<(jobs::Job
     let Some(job) = jobs::find(pool, job_id).await? else {
         return Ok(None);
     };
-    Ok(repos::find(pool, job.repo_id).await?.map(|repo| (job, repo)))
+    Ok(repos::find(pool, job.repo_id)
+        .await?
+        .map(|repo| (job, repo)))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +84,10 @@ pub async fn start(
 #[derive(Debug)]
 pub enum Ending<'a> {
     Success(&'a FetchReport),
-    Retry { error: &'a FetchError, delay: Duration },
+    Retry {
+        error: &'a FetchError,
+        delay: Duration,
+    },
     Failed(&'a FetchError),
 }
 

@@ -55,7 +55,10 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
     assert!(synced.sync_error.is_none());
     assert!(synced.last_synced_at.is_some());
     assert!(synced.next_sync_at.expect("next sync scheduled") > chrono::Utc::now());
-    assert_eq!(git(&mirror, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
+    assert_eq!(
+        git(&mirror, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
 
     // new commits, a non-fast-forward rewrite, deletions, a new tag, a new default branch
     up.commit("third");
@@ -68,12 +71,18 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
     let manual = env.enqueue(repo, SyncReason::Manual).await;
     assert_eq!(env.finished(manual, WAIT).await.state, "done");
     assert_mirrors(&mirror, &up);
-    assert_eq!(git(&mirror, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/trunk");
+    assert_eq!(
+        git(&mirror, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/trunk"
+    );
     let runs = env.runs(manual).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].outcome.as_deref(), Some("success"));
     assert_eq!(runs[0].refs_pruned, 2, "feature and v1 pruned");
-    assert!(runs[0].refs_updated >= 4, "main, rewritten, trunk, v2: {runs:?}");
+    assert!(
+        runs[0].refs_updated >= 4,
+        "main, rewritten, trunk, v2: {runs:?}"
+    );
 
     // nothing new upstream: still a success
     let noop = env.enqueue(repo, SyncReason::Scheduled).await;
@@ -95,20 +104,34 @@ async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_cr
     assert_eq!(finished.state, "failed");
     assert_eq!(finished.attempts, 3);
     let runs = env.runs(job).await;
-    let outcomes: Vec<_> = runs.iter().map(|r| r.outcome.as_deref().unwrap_or("open")).collect();
+    let outcomes: Vec<_> = runs
+        .iter()
+        .map(|r| r.outcome.as_deref().unwrap_or("open"))
+        .collect();
     assert_eq!(outcomes, ["retrying", "retrying", "failed"]);
-    assert!(runs.iter().all(|r| r.error_kind.as_deref() == Some("network")), "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r.error_kind.as_deref() == Some("network")),
+        "{runs:?}"
+    );
     // backoff: each retry started after the previous attempt ended plus the base delay
     for pair in runs.windows(2) {
         let gap = pair[1].started_at - pair[0].finished_at.expect("finished");
-        assert!(gap >= chrono::Duration::milliseconds(950), "retry came before its backoff: {gap}");
+        assert!(
+            gap >= chrono::Duration::milliseconds(950),
+            "retry came before its backoff: {gap}"
+        );
     }
 
     let repo = env.repo(repo).await;
     assert_eq!(repo.sync_status, "failed");
     let error = repo.sync_error.expect("error recorded");
     assert!(!error.is_empty());
-    for text in runs.iter().filter_map(|r| r.error.as_deref()).chain([error.as_str()]) {
+    for text in runs
+        .iter()
+        .filter_map(|r| r.error.as_deref())
+        .chain([error.as_str()])
+    {
         assert!(!text.contains("hunter2"), "credential leaked: {text}");
     }
     stop_worker(worker).await;
@@ -120,8 +143,12 @@ async fn permanent_errors_fail_at_once() {
     std::fs::create_dir_all(env.dir.path().join("served")).unwrap();
     let daemon = GitDaemon::start(&env.dir.path().join("served"));
     let (carol, _) = env.user("carol", false).await;
-    let missing_on_daemon = env.mirror(&carol, "missing", &daemon.url("missing.git")).await;
-    let missing_path = env.mirror(&carol, "nopath", "file:///nonexistent/stasis/repo.git").await;
+    let missing_on_daemon = env
+        .mirror(&carol, "missing", &daemon.url("missing.git"))
+        .await;
+    let missing_path = env
+        .mirror(&carol, "nopath", "file:///nonexistent/stasis/repo.git")
+        .await;
     let worker = spawn_worker(&env);
 
     for repo in [missing_on_daemon, missing_path] {
@@ -153,7 +180,13 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
     let enqueuer = env.enqueuer();
     let requests = (0..20).map(|_| {
         let enqueuer = enqueuer.clone();
-        async move { enqueuer.enqueue(repo, SyncReason::Manual).await.unwrap().unwrap() }
+        async move {
+            enqueuer
+                .enqueue(repo, SyncReason::Manual)
+                .await
+                .unwrap()
+                .unwrap()
+        }
     });
     let results = futures_util::future::join_all(requests).await;
     let job = results[0].job_id;
@@ -162,7 +195,11 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
 
     // and deliveries duplicated behind the dedup's back (as apalis's at-least-once
     // redelivery does) are serialised by the repository lock across two workers
-    let duplicate = SyncMirror { job_id: job, repo_id: repo, reason: SyncReason::Manual };
+    let duplicate = SyncMirror {
+        job_id: job,
+        repo_id: repo,
+        reason: SyncReason::Manual,
+    };
     enqueuer.push(vec![duplicate; 6]).await.unwrap();
     let first = spawn_worker(&env);
     let second = spawn_worker(&env);
@@ -170,7 +207,11 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
     assert_eq!(env.finished(job, WAIT).await.state, "done");
     // let the remaining duplicates drain: they must all be dropped
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(proxy.max_concurrent(), 1, "two fetches of one repository overlapped");
+    assert_eq!(
+        proxy.max_concurrent(),
+        1,
+        "two fetches of one repository overlapped"
+    );
     let runs = env.runs(job).await;
     assert_eq!(runs.len(), 1, "the job ran once: {runs:?}");
     assert_eq!(runs[0].outcome.as_deref(), Some("success"));

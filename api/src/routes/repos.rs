@@ -20,7 +20,10 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return bad("name must be 1 to 100 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
         return bad("name may contain only letters, digits, '.', '-' and '_'");
     }
     if name.starts_with(['.', '-']) || name.contains("..") || name.ends_with(".git") {
@@ -68,11 +71,18 @@ pub async fn import(
         Err(e) => return Err(e.into()),
     };
     state.enqueuer.enqueue(repo_id, SyncReason::Import).await?;
-    let repo = repos::find(&state.pool, repo_id).await?.ok_or(ApiError::NotFound("repository"))?;
+    let repo = repos::find(&state.pool, repo_id)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
     Ok((StatusCode::ACCEPTED, Json(RepoResponse::from(&repo))))
 }
 
-async fn visible_repo(state: &AppState, caller: Option<&stasis_shared::db::users::User>, owner: &str, name: &str) -> Result<repos::Repo, ApiError> {
+async fn visible_repo(
+    state: &AppState,
+    caller: Option<&stasis_shared::db::users::User>,
+    owner: &str,
+    name: &str,
+) -> Result<repos::Repo, ApiError> {
     match repos::find_by_name(&state.pool, owner, name).await? {
         // Private repositories are invisible to others: 404, so existence does not leak.
         Some(repo) if can_see(caller, &repo) => Ok(repo),
@@ -99,7 +109,10 @@ pub async fn sync(
         return Err(ApiError::Forbidden);
     }
     if !repo.is_mirror {
-        return Err(ApiError::BadRequest("not_a_mirror", "repository is not a mirror".into()));
+        return Err(ApiError::BadRequest(
+            "not_a_mirror",
+            "repository is not a mirror".into(),
+        ));
     }
     let enqueued = state
         .enqueuer
@@ -143,7 +156,17 @@ mod tests {
         for ok in ["linux", "a", "my-repo_1.2", "A.b"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".hidden", "-x", "a..b", "a/b", "x.git", "sp ace", &"x".repeat(101), "é"] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a..b",
+            "a/b",
+            "x.git",
+            "sp ace",
+            &"x".repeat(101),
+            "é",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

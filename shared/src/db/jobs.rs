@@ -53,19 +53,19 @@ pub async fn claim(
         }));
     }
     let job_id = Uuid::new_v4();
-    sqlx::query("INSERT INTO sync_jobs (id, repo_id, reason, max_attempts) VALUES ($1, $2, $3, $4)")
-        .bind(job_id)
-        .bind(repo_id)
-        .bind(reason.as_str())
-        .bind(max_attempts)
-        .execute(&mut **tx)
-        .await?;
     sqlx::query(
-        "UPDATE repositories SET sync_status = 'queued', updated_at = now() WHERE id = $1",
+        "INSERT INTO sync_jobs (id, repo_id, reason, max_attempts) VALUES ($1, $2, $3, $4)",
     )
+    .bind(job_id)
     .bind(repo_id)
+    .bind(reason.as_str())
+    .bind(max_attempts)
     .execute(&mut **tx)
     .await?;
+    sqlx::query("UPDATE repositories SET sync_status = 'queued', updated_at = now() WHERE id = $1")
+        .bind(repo_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(Some(Claimed {
         job_id,
         created: true,

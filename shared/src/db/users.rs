@@ -39,12 +39,10 @@ pub async fn create(pool: &PgPool, username: &str, is_admin: bool) -> sqlx::Resu
 }
 
 pub async fn find_by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<User>> {
-    sqlx::query_as::<_, User>(
-        "SELECT id, username, is_admin FROM users WHERE token_hash = $1",
-    )
-    .bind(hash_token(token))
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as::<_, User>("SELECT id, username, is_admin FROM users WHERE token_hash = $1")
+        .bind(hash_token(token))
+        .fetch_optional(pool)
+        .await
 }
 
 /// Revokes every token of the user; returns whether the user exists.

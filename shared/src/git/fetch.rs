@@ -120,7 +120,8 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         auth_tries.set(auth_tries.get() + 1);
         match http_credentials(url) {
             Some((user, pass))
-                if auth_tries.get() == 1 && allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+                if auth_tries.get() == 1
+                    && allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
             {
                 Cred::userpass_plaintext(&user, &pass)
             }
@@ -146,7 +147,11 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
 
     let mut remote = repo.remote_anonymous(req.url).map_err(fail)?;
     remote
-        .fetch(&[MIRROR_REFSPEC], Some(&mut options), Some("stasis mirror sync"))
+        .fetch(
+            &[MIRROR_REFSPEC],
+            Some(&mut options),
+            Some("stasis mirror sync"),
+        )
         .map_err(fail)?;
     if req.stop.is_stopped() {
         return Err(stopped(req.stop.reason()));
@@ -203,8 +208,7 @@ fn stopped(reason: StopReason) -> FetchError {
 }
 
 fn classify(e: &git2::Error, req: &FetchRequest<'_>) -> FetchError {
-    if e.code() == ErrorCode::User || (req.stop.is_stopped() && e.class() == ErrorClass::Callback)
-    {
+    if e.code() == ErrorCode::User || (req.stop.is_stopped() && e.class() == ErrorClass::Callback) {
         return stopped(req.stop.reason());
     }
     let message = redact_text(e.message(), req.url);
@@ -212,8 +216,13 @@ fn classify(e: &git2::Error, req: &FetchRequest<'_>) -> FetchError {
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
     let kind = if e.code() == ErrorCode::Auth
         || e.code() == ErrorCode::Certificate
-        || has(&["401", "403", "authentication", "permission denied", "certificate"])
-    {
+        || has(&[
+            "401",
+            "403",
+            "authentication",
+            "permission denied",
+            "certificate",
+        ]) {
         ErrorKind::Auth
     } else if e.code() == ErrorCode::NotFound
         || has(&[

@@ -234,18 +234,25 @@ mod tests {
         ] {
             assert_eq!(
                 check_upstream(url, false).await,
-                Err(UrlError::PrivateAddress(
-                    parse(url).map_or(String::new(), |t| match t {
+                Err(UrlError::PrivateAddress(parse(url).map_or(
+                    String::new(),
+                    |t| match t {
                         Target::Remote { host, .. } => host,
                         Target::Local => String::new(),
-                    })
-                )),
+                    }
+                ))),
                 "{url}"
             );
             assert_eq!(check_upstream(url, true).await, Ok(()), "{url}");
         }
-        assert_eq!(check_upstream("file:///etc", false).await, Err(UrlError::Local));
-        assert_eq!(check_upstream("/srv/git/x", false).await, Err(UrlError::Local));
+        assert_eq!(
+            check_upstream("file:///etc", false).await,
+            Err(UrlError::Local)
+        );
+        assert_eq!(
+            check_upstream("/srv/git/x", false).await,
+            Err(UrlError::Local)
+        );
         assert!(matches!(
             check_upstream("ftp://example.com/x", true).await,
             Err(UrlError::Scheme(_))
