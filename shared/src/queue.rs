@@ -30,9 +30,17 @@ pub fn queue_name(namespace: &str) -> String {
     format!("{namespace}:sync")
 }
 
+/// Workers consume raw JSON and decode `SyncMirror` themselves: a payload apalis fails
+/// to decode kills the consumer and comes back to kill the next one (a poison job).
+pub type ConsumerStorage = RedisStorage<serde_json::Value>;
+
 /// `batch_size` is how many jobs one fetch takes into a worker's in-flight set: keep it
 /// at the worker's concurrency so a dead worker strands no more than it was running.
-pub fn storage(conn: ConnectionManager, cfg: &QueueConfig, batch_size: usize) -> JobStorage {
+pub fn storage<T>(
+    conn: ConnectionManager,
+    cfg: &QueueConfig,
+    batch_size: usize,
+) -> RedisStorage<T> {
     let config = apalis_redis::Config::default()
         .queue(queue_name(&cfg.namespace))
         .heartbeat_interval(cfg.heartbeat_interval)

@@ -22,7 +22,19 @@ use crate::record::{self, Ending, Finish};
 
 /// Entry point apalis calls for each delivery. Deliveries are at-least-once: every
 /// step below tolerates running again for a job that already ran or is running.
-pub async fn handle(job: SyncMirror, ctx: Data<Arc<WorkerContext>>) -> Result<(), WorkerError> {
+pub async fn handle(
+    payload: serde_json::Value,
+    ctx: Data<Arc<WorkerContext>>,
+) -> Result<(), WorkerError> {
+    let job: SyncMirror = match serde_json::from_value(payload) {
+        Ok(job) => job,
+        Err(e) => {
+            // Retrying cannot fix it and failing would redeliver it: drop it, loudly.
+            metrics::counter!("stasis_jobs_poison_total").increment(1);
+            warn!(error = %e, "dropped a queue payload that is not a SyncMirror job");
+            return Ok(());
+        }
+    };
     let span = info_span!(
         "sync",
         job_id = %job.job_id,

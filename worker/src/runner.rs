@@ -44,8 +44,9 @@ pub async fn run(
     let queue_cfg = cfg.queue.clone();
     let monitor = Monitor::new()
         .register(move |restarts| {
-            let backend = queue::storage(redis.clone(), &queue_cfg, concurrency)
-                .poll_with_interval(queue_cfg.poll_interval);
+            let backend: queue::ConsumerStorage =
+                queue::storage(redis.clone(), &queue_cfg, concurrency);
+            let backend = backend.poll_with_interval(queue_cfg.poll_interval);
             // A restarted worker needs a fresh name: apalis refuses a live-looking one.
             WorkerBuilder::new(format!("{name}-{restarts}"))
                 .backend(backend)
