@@ -1,0 +1,161 @@
+//! The scheduler against real Postgres and Redis.
+
+use std::time::Duration;
+
+use stasis_scheduler::due::enqueue_due;
+use stasis_shared::domain::SyncReason;
+use stasis_shared::queue;
+use stasis_testkit::{eventually, TestEnv};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+async fn set_next_sync(env: &TestEnv, repo: Uuid, offset_secs: i64) {
+    sqlx::query("UPDATE repositories SET next_sync_at = now() + make_interval(secs => $2) WHERE id = $1")
+        .bind(repo)
+        .bind(offset_secs as f64)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+}
+
+async fn job_reasons(env: &TestEnv, repo: Uuid) -> Vec<String> {
+    sqlx::query_scalar("SELECT reason FROM sync_jobs WHERE repo_id = $1 ORDER BY enqueued_at")
+        .bind(repo)
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn enqueues_due_mirrors_and_only_them() {
+    let env = TestEnv::new().await;
+    let (owner, _) = env.user("sched", false).await;
+    let due = env.mirror(&owner, "due", "file:///x").await;
+    let later = env.mirror(&owner, "later", "file:///x").await;
+    let busy = env.mirror(&owner, "busy", "file:///x").await;
+    let paused = env.mirror(&owner, "paused", "file:///x").await;
+    let never = env.mirror(&owner, "never", "file:///x").await; // next_sync_at NULL: import pending
+    set_next_sync(&env, due, -5).await;
+    set_next_sync(&env, later, 3600).await;
+    set_next_sync(&env, busy, -5).await;
+    set_next_sync(&env, paused, -5).await;
+    sqlx::query("UPDATE repositories SET mirror_enabled = false WHERE id = $1")
+        .bind(paused)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let existing = env.enqueue(busy, SyncReason::Manual).await;
+
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await.unwrap();
+    assert_eq!(report.enqueued, 1);
+    assert_eq!(job_reasons(&env, due).await, ["scheduled"]);
+    assert_eq!(env.repo(due).await.sync_status, "queued");
+    for repo in [later, paused, never] {
+        assert!(job_reasons(&env, repo).await.is_empty());
+    }
+    assert_eq!(job_reasons(&env, busy).await, ["manual"], "no second job next to {existing}");
+    assert_eq!(queue::backlog(&env.redis, &env.cfg.queue.namespace).await.unwrap(), 2);
+
+    // a second tick finds nothing new: the due mirror has its job
+    let again = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await.unwrap();
+    assert_eq!(again.enqueued, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() {
+    let mut env = TestEnv::new().await;
+    env.cfg.queue.max_backlog = 3000;
+    let (owner, _) = env.user("bulk", false).await;
+    sqlx::query(
+        "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
+         SELECT gen_random_uuid(), $1, 'm' || n, true, 'file:///nonexistent/' || n,
+                now() - interval '1 minute'
+         FROM generate_series(1, 10000) n",
+    )
+    .bind(owner.id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await.unwrap();
+    assert_eq!(report.enqueued, 3000);
+    assert!(report.backlog_full);
+    assert!(report.waves >= 3, "batches of {}: {report:?}", env.cfg.scheduler.batch_size);
+    let backlog = queue::backlog(&env.redis, &env.cfg.queue.namespace).await.unwrap();
+    assert_eq!(backlog, 3000);
+
+    // workers take jobs from this backlog (apalis-redis breaks at ~8,000 due ids) and the
+    // scheduler refills it as they drain; every mirror gets exactly one job
+    env.cfg.worker.concurrency = 16;
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let worker = tokio::spawn(stasis_worker::runner::run(
+        env.cfg.clone(),
+        env.pool.clone(),
+        env.redis.clone(),
+        async move { signal.cancelled().await },
+    ));
+    let scheduler = tokio::spawn(stasis_scheduler::leader::run(
+        env.cfg.clone(),
+        env.pool.clone(),
+        env.redis.clone(),
+        stop.clone(),
+    ));
+    let max_backlog = std::sync::atomic::AtomicU64::new(backlog);
+    eventually("all 10,000 mirrors to be synced once", Duration::from_secs(240), || async {
+        let b = queue::backlog(&env.redis, &env.cfg.queue.namespace).await.unwrap();
+        max_backlog.fetch_max(b, std::sync::atomic::Ordering::SeqCst);
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs WHERE state = 'failed'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        (done == 10_000).then_some(())
+    })
+    .await;
+    let max_backlog = max_backlog.into_inner();
+    assert!(max_backlog <= 3000, "backlog reached {max_backlog}");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(jobs, 10_000);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    scheduler.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_leader_at_a_time_and_a_standby_takes_over() {
+    let env = TestEnv::new().await;
+    let key = format!("{}:scheduler:leader", env.cfg.queue.namespace);
+    let holder = || async {
+        let token: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut env.redis.clone())
+            .await
+            .unwrap();
+        token
+    };
+    let start = || {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(stasis_scheduler::leader::run(
+            env.cfg.clone(),
+            env.pool.clone(),
+            env.redis.clone(),
+            stop.clone(),
+        ));
+        (stop, task)
+    };
+    let first = start();
+    let leader = eventually("a leader", Duration::from_secs(10), holder).await;
+    let second = start();
+    tokio::time::sleep(env.cfg.scheduler.lease_ttl * 2).await;
+    assert_eq!(holder().await.as_deref(), Some(leader.as_str()), "leadership moved while the leader lived");
+
+    first.0.cancel();
+    first.1.await.unwrap();
+    let successor = eventually("the stand-by to lead", Duration::from_secs(10), || async {
+        holder().await.filter(|t| *t != leader)
+    })
+    .await;
+    assert_ne!(successor, leader);
+    second.0.cancel();
+    second.1.await.unwrap();
+}
