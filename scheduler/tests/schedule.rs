@@ -10,12 +10,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 async fn set_next_sync(env: &TestEnv, repo: Uuid, offset_secs: i64) {
-    sqlx::query("UPDATE repositories SET next_sync_at = now() + make_interval(secs => $2) WHERE id = $1")
-        .bind(repo)
-        .bind(offset_secs as f64)
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE repositories SET next_sync_at = now() + make_interval(secs => $2) WHERE id = $1",
+    )
+    .bind(repo)
+    .bind(offset_secs as f64)
+    .execute(&env.pool)
+    .await
+    .unwrap();
 }
 
 async fn job_reasons(env: &TestEnv, repo: Uuid) -> Vec<String> {
@@ -46,18 +48,31 @@ async fn enqueues_due_mirrors_and_only_them() {
         .unwrap();
     let existing = env.enqueue(busy, SyncReason::Manual).await;
 
-    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await.unwrap();
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
     assert_eq!(report.enqueued, 1);
     assert_eq!(job_reasons(&env, due).await, ["scheduled"]);
     assert_eq!(env.repo(due).await.sync_status, "queued");
     for repo in [later, paused, never] {
         assert!(job_reasons(&env, repo).await.is_empty());
     }
-    assert_eq!(job_reasons(&env, busy).await, ["manual"], "no second job next to {existing}");
-    assert_eq!(queue::backlog(&env.redis, &env.cfg.queue.namespace).await.unwrap(), 2);
+    assert_eq!(
+        job_reasons(&env, busy).await,
+        ["manual"],
+        "no second job next to {existing}"
+    );
+    assert_eq!(
+        queue::backlog(&env.redis, &env.cfg.queue.namespace)
+            .await
+            .unwrap(),
+        2
+    );
 
     // a second tick finds nothing new: the due mirror has its job
-    let again = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await.unwrap();
+    let again = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
     assert_eq!(again.enqueued, 0);
 }
 
@@ -77,11 +92,19 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
     .await
     .unwrap();
 
-    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await.unwrap();
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
     assert_eq!(report.enqueued, 3000);
     assert!(report.backlog_full);
-    assert!(report.waves >= 3, "batches of {}: {report:?}", env.cfg.scheduler.batch_size);
-    let backlog = queue::backlog(&env.redis, &env.cfg.queue.namespace).await.unwrap();
+    assert!(
+        report.waves >= 3,
+        "batches of {}: {report:?}",
+        env.cfg.scheduler.batch_size
+    );
+    let backlog = queue::backlog(&env.redis, &env.cfg.queue.namespace)
+        .await
+        .unwrap();
     assert_eq!(backlog, 3000);
 
     // workers take jobs from this backlog (apalis-redis breaks at ~8,000 due ids) and the
@@ -102,19 +125,29 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
         stop.clone(),
     ));
     let max_backlog = std::sync::atomic::AtomicU64::new(backlog);
-    eventually("all 10,000 mirrors to be synced once", Duration::from_secs(240), || async {
-        let b = queue::backlog(&env.redis, &env.cfg.queue.namespace).await.unwrap();
-        max_backlog.fetch_max(b, std::sync::atomic::Ordering::SeqCst);
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs WHERE state = 'failed'")
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-        (done == 10_000).then_some(())
-    })
+    eventually(
+        "all 10,000 mirrors to be synced once",
+        Duration::from_secs(240),
+        || async {
+            let b = queue::backlog(&env.redis, &env.cfg.queue.namespace)
+                .await
+                .unwrap();
+            max_backlog.fetch_max(b, std::sync::atomic::Ordering::SeqCst);
+            let done: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM sync_jobs WHERE state = 'failed'")
+                    .fetch_one(&env.pool)
+                    .await
+                    .unwrap();
+            (done == 10_000).then_some(())
+        },
+    )
     .await;
     let max_backlog = max_backlog.into_inner();
     assert!(max_backlog <= 3000, "backlog reached {max_backlog}");
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs").fetch_one(&env.pool).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(jobs, 10_000);
     stop.cancel();
     worker.await.unwrap().unwrap();
@@ -147,7 +180,11 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
     let leader = eventually("a leader", Duration::from_secs(10), holder).await;
     let second = start();
     tokio::time::sleep(env.cfg.scheduler.lease_ttl * 2).await;
-    assert_eq!(holder().await.as_deref(), Some(leader.as_str()), "leadership moved while the leader lived");
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(leader.as_str()),
+        "leadership moved while the leader lived"
+    );
 
     first.0.cancel();
     first.1.await.unwrap();

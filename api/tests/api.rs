@@ -1,0 +1,320 @@
+//! The HTTP API served on loopback, with a real worker behind it.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use stasis_api::AppState;
+use stasis_testkit::git::{assert_mirrors, Upstream};
+use stasis_testkit::{eventually, TestEnv};
+use tokio_util::sync::CancellationToken;
+
+struct Api {
+    base: String,
+    http: Client,
+    stop: CancellationToken,
+}
+
+impl Api {
+    async fn start(env: &TestEnv) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        let state = AppState::new(env.cfg.clone(), env.pool.clone(), env.redis.clone());
+        tokio::spawn(stasis_api::serve(listener, state, async move {
+            signal.cancelled().await
+        }));
+        Self {
+            base,
+            http: Client::new(),
+            stop,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn import_sync_and_status_through_http() {
+    let env = TestEnv::new().await;
+    let api = Api::start(&env).await;
+    let mut up = Upstream::create(env.dir.path().join("up"));
+    let (_, alice) = env.user("alice", false).await;
+    let (_, mallory) = env.user("mallory", false).await;
+    let (_, admin) = env.user("root", true).await;
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let worker = tokio::spawn(stasis_worker::runner::run(
+        env.cfg.clone(),
+        env.pool.clone(),
+        env.redis.clone(),
+        async move { signal.cancelled().await },
+    ));
+
+    let (status, body) = api.call("GET", "/healthz", None, None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, _) = api.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let import = json!({ "name": "up", "clone_url": up.url(), "mirror": true });
+    let (status, body) = api
+        .call("POST", "/api/v1/repos/import", None, Some(import.clone()))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/repos/import",
+            Some("stasis_nope"),
+            Some(import.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/repos/import",
+            Some(&alice),
+            Some(import.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["is_mirror"], true);
+    assert_eq!(body["sync_status"], "queued");
+    let (status, body) = api
+        .call("POST", "/api/v1/repos/import", Some(&alice), Some(import))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+
+    let synced = eventually("the import to sync", Duration::from_secs(60), || async {
+        let (_, body) = api
+            .call("GET", "/api/v1/repos/alice/up/mirror/status", None, None)
+            .await;
+        (body["sync_status"] == "success").then_some(body)
+    })
+    .await;
+    for field in [
+        "is_mirror",
+        "mirror_url",
+        "last_synced_at",
+        "sync_status",
+        "sync_error",
+        "next_sync_at",
+        "last_duration_ms",
+        "job_id",
+    ] {
+        assert!(
+            synced.get(field).is_some(),
+            "status lacks {field}: {synced}"
+        );
+    }
+    assert_eq!(synced["sync_error"], "");
+    assert_mirrors(&env.mirror_path("alice", "up"), &up);
+
+    // manual sync: owner and admin may, others may not; repeated requests share a job
+    up.commit("new upstream work");
+    let (status, body) = api
+        .call("POST", "/api/v1/repos/alice/up/sync", Some(&mallory), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, first) = api
+        .call("POST", "/api/v1/repos/alice/up/sync", Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["message"], "Mirror sync started");
+    assert!(
+        matches!(
+            first["status"].as_str(),
+            Some("queued" | "syncing" | "success")
+        ),
+        "{first}"
+    );
+    let (status, again) = api
+        .call("POST", "/api/v1/repos/alice/up/sync", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    if again["message"] != "Mirror sync started" {
+        assert_eq!(
+            again["job_id"], first["job_id"],
+            "a second job while one was pending"
+        );
+    }
+    eventually("the manual sync", Duration::from_secs(60), || async {
+        let (_, body) = api
+            .call("GET", "/api/v1/repos/alice/up/mirror/status", None, None)
+            .await;
+        (body["sync_status"] == "success" && body["job_id"].is_null()).then_some(())
+    })
+    .await;
+    assert_mirrors(&env.mirror_path("alice", "up"), &up);
+
+    // bad input answers with JSON errors, never a 500
+    let cases = [
+        (
+            json!({ "name": "../etc", "clone_url": up.url(), "mirror": true }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({ "name": "ok", "clone_url": "ftp://example.com/x", "mirror": true }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({ "name": "ok", "clone_url": 5, "mirror": true }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "clone_url": up.url() }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = api
+            .call(
+                "POST",
+                "/api/v1/repos/import",
+                Some(&alice),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, expected, "{body} → {answer}");
+        assert!(
+            answer["error"].is_string() && answer["code"].is_string(),
+            "{answer}"
+        );
+    }
+    let (status, body) = api
+        .call("GET", "/api/v1/repos/alice/nope/mirror/status", None, None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    // private repositories are invisible to others, and a plain import is not a mirror
+    let private =
+        json!({ "name": "secret", "clone_url": up.url(), "mirror": true, "private": true });
+    assert_eq!(
+        api.call("POST", "/api/v1/repos/import", Some(&alice), Some(private))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/repos/alice/secret", Some(&mallory), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/repos/alice/secret", None, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/repos/alice/secret", Some(&admin), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let plain = json!({ "name": "plain", "clone_url": up.url(), "mirror": false });
+    assert_eq!(
+        api.call("POST", "/api/v1/repos/import", Some(&alice), Some(plain))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    let (status, body) = api
+        .call("POST", "/api/v1/repos/alice/plain/sync", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("not_a_mirror"))
+    );
+
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn loopback_and_local_upstreams_are_refused_and_credentials_masked() {
+    let mut env = TestEnv::new().await;
+    env.cfg.mirror.allow_local_network = false;
+    let api = Api::start(&env).await;
+    let (_, token) = env.user("alice", false).await;
+    for url in [
+        "https://127.0.0.1/x.git",
+        "http://[::1]/x.git",
+        "git://10.0.0.1/x",
+        "https://169.254.169.254/x",
+        "http://localhost/x.git",
+        "file:///etc",
+    ] {
+        let body = json!({ "name": "x", "clone_url": url, "mirror": true });
+        let (status, answer) = api
+            .call("POST", "/api/v1/repos/import", Some(&token), Some(body))
+            .await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("blocked_url")),
+            "{url}"
+        );
+    }
+
+    // stored with its credentials, shown without them
+    env.cfg.mirror.allow_local_network = true;
+    let api = Api::start(&env).await;
+    let body = json!({ "name": "creds", "clone_url": "https://bob:hunter2@127.0.0.1:9/x.git", "mirror": true });
+    let (status, answer) = api
+        .call("POST", "/api/v1/repos/import", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(answer["mirror_url"], "https://bob:***@127.0.0.1:9/x.git");
+    let (_, status_body) = api
+        .call("GET", "/api/v1/repos/alice/creds/mirror/status", None, None)
+        .await;
+    assert!(
+        !status_body.to_string().contains("hunter2"),
+        "{status_body}"
+    );
+}
