@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use stasis_api::AppState;
-use stasis_shared::{db, queue, telemetry, Config};
+use stasis_shared::{db, process, queue};
 
 /// Serves the Stasis REST API.
 #[derive(Parser)]
@@ -17,8 +17,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg = Config::load(args.config.as_deref())?;
-    telemetry::init("api", &cfg)?;
+    let cfg = process::start("api", args.config.as_deref())?;
     let pool = db::connect(&cfg.database)
         .await
         .context("connecting to Postgres")?;
@@ -29,15 +28,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding api.listen {}", cfg.api.listen))?;
     tracing::info!(addr = %cfg.api.listen, "api listening");
-    stasis_api::serve(listener, AppState::new(cfg, pool, redis), shutdown_signal()).await?;
+    stasis_api::serve(
+        listener,
+        AppState::new(cfg, pool, redis),
+        process::shutdown_signal(),
+    )
+    .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use stasis_shared::{db, queue, telemetry, Config};
+use stasis_shared::{db, process, queue};
 use tokio_util::sync::CancellationToken;
 
 /// Enqueues a sync for every mirror whose next sync is due.
@@ -17,8 +17,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg = Config::load(args.config.as_deref())?;
-    telemetry::init("scheduler", &cfg)?;
+    let cfg = process::start("scheduler", args.config.as_deref())?;
     let pool = db::connect(&cfg.database)
         .await
         .context("connecting to Postgres")?;
@@ -28,12 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        process::shutdown_signal().await;
         on_signal.cancel();
     });
     stasis_scheduler::leader::run(cfg, pool, redis, shutdown).await;

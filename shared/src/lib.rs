@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod git;
 pub mod lock;
+pub mod process;
 pub mod queue;
 pub mod telemetry;
 
