@@ -105,6 +105,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Blocks until something accepts connections on 127.0.0.1:`port`, or panics after 10 s.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `git daemon` on 127.0.0.1 exporting every repository under `base`.
 pub struct GitDaemon {
     child: Child,
@@ -128,11 +140,7 @@ impl GitDaemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("start git daemon");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(port, "git daemon");
         Self { child, port }
     }
 

@@ -112,13 +112,12 @@ async fn run_locked(
     let duration = began.elapsed();
     metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
 
-    let retry_delay = backoff(ctx, started.attempt);
     let ending = match &fetched {
         Ok(report) => Ending::Success(report),
         Err(error) if !error.kind.is_permanent() && started.attempt < max_attempts => {
             Ending::Retry {
                 error,
-                delay: retry_delay,
+                delay: backoff(ctx, started.attempt),
             }
         }
         Err(error) => Ending::Failed(error),
@@ -141,20 +140,20 @@ async fn run_locked(
         warn!("repository lock was lost during the sync; its new owner's results stand");
         return Ok(());
     }
-    match &fetched {
-        Ok(report) => info!(
+    match ending {
+        Ending::Success(report) => info!(
             refs_changed = report.refs_changed(),
             refs_pruned = report.refs_pruned,
             bytes = report.bytes_received,
             ms = duration.as_millis() as u64,
             "sync succeeded"
         ),
-        Err(error) if !error.kind.is_permanent() && started.attempt < max_attempts => {
-            info!(error = %error, delay_s = retry_delay.as_secs(), "sync failed; retry scheduled");
+        Ending::Retry { error, delay } => {
+            info!(error = %error, delay_s = delay.as_secs(), "sync failed; retry scheduled");
             metrics::counter!("stasis_sync_retries_total").increment(1);
-            ctx.enqueuer.push_delayed(job.clone(), retry_delay).await?;
+            ctx.enqueuer.push_delayed(job.clone(), delay).await?;
         }
-        Err(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
+        Ending::Failed(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
     }
     Ok(())
 }

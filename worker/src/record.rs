@@ -81,7 +81,7 @@ pub async fn start(
 }
 
 /// How an attempt ended, as the worker decided.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum Ending<'a> {
     Success(&'a FetchReport),
     Retry {

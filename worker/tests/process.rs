@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
 use stasis_shared::domain::SyncReason;
-use stasis_testkit::git::{assert_mirrors, free_port, GitDaemon, Upstream};
+use stasis_testkit::git::{assert_mirrors, free_port, wait_for_port, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::{eventually, TestEnv};
 
@@ -140,11 +140,7 @@ impl PrivateRedis {
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(port, "redis-server");
         Self { port, child }
     }
 
