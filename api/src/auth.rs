@@ -55,3 +55,18 @@ pub fn can_see(user: Option<&User>, repo: &Repo) -> bool {
 pub fn can_manage(user: &User, repo: &Repo) -> bool {
     user.is_admin || user.id == repo.owner_id
 }
+
+/// A caller that must hold an admin token: operator endpoints.
+pub struct Admin(pub User);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authenticated(user) = Authenticated::from_request_parts(parts, state).await?;
+        if !user.is_admin {
+            return Err(ApiError::AdminOnly);
+        }
+        Ok(Admin(user))
+    }
+}

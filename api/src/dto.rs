@@ -6,6 +6,8 @@ use stasis_shared::db::repos::Repo;
 use stasis_shared::git::url::redact_url;
 use uuid::Uuid;
 
+use crate::error::ApiError;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
@@ -97,4 +99,30 @@ pub struct SyncAccepted {
     pub message: &'static str,
     pub status: String,
     pub job_id: Uuid,
+}
+
+/// `?page=&per_page=` of every listing: pages count from 1, at most 100 items each
+/// (30 by default).
+pub fn paging(page: Option<u32>, per_page: Option<u32>) -> Result<(u32, u32), ApiError> {
+    let page = page.unwrap_or(1);
+    let per_page = per_page.unwrap_or(30);
+    if page == 0 || !(1..=100).contains(&per_page) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "page must be 1 or more and per_page between 1 and 100".into(),
+        ));
+    }
+    Ok((page, per_page))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// How many of the latest attempts; 20 by default, at most 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub runs: Vec<stasis_shared::db::runs::Run>,
 }

@@ -1,6 +1,6 @@
 //! One error type for every handler, one mapping to HTTP: `{"error": ..., "code": ...}`.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +16,8 @@ pub enum ApiError {
     BadToken,
     #[error("only the repository owner or an admin may do this")]
     Forbidden,
+    #[error("this needs an admin token")]
+    AdminOnly,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -36,7 +38,7 @@ impl ApiError {
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BadToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden | ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
@@ -83,6 +85,18 @@ impl From<stasis_shared::Error> for ApiError {
             }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest("invalid_query", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest("invalid_path", rejection.body_text())
     }
 }
 

@@ -40,7 +40,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{health, repos};
+    use routes::{admin, health, repos};
     let api = Router::new()
         .route("/repos/import", post(repos::import))
         .route("/repos/{owner}/{repo}", get(repos::get))
@@ -48,6 +48,21 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/repos/{owner}/{repo}/mirror/status",
             get(repos::mirror_status),
+        )
+        .route(
+            "/repos/{owner}/{repo}/mirror/history",
+            get(repos::mirror_history),
+        )
+        .route("/admin/jobs", get(admin::list_jobs))
+        .route("/admin/jobs/{id}", get(admin::show_job))
+        .route("/admin/jobs/{id}/retry", post(admin::retry_job))
+        .route("/admin/jobs/{id}/discard", post(admin::discard_job))
+        .route("/admin/queue", get(admin::queue))
+        .route("/admin/scheduler/pause", post(admin::pause_scheduler))
+        .route("/admin/scheduler/resume", post(admin::resume_scheduler))
+        .route(
+            "/admin/mirror/config",
+            get(admin::mirror_config).put(admin::set_mirror_config),
         );
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -2,64 +2,14 @@
 
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
-use stasis_api::AppState;
+use reqwest::StatusCode;
+use serde_json::json;
 use stasis_testkit::git::{assert_mirrors, Upstream};
 use stasis_testkit::{eventually, TestEnv};
-use tokio_util::sync::CancellationToken;
 
-struct Api {
-    base: String,
-    http: Client,
-    stop: CancellationToken,
-}
+mod common;
 
-impl Api {
-    async fn start(env: &TestEnv) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let signal = stop.clone();
-        let state = AppState::new(env.cfg.clone(), env.pool.clone(), env.redis.clone());
-        tokio::spawn(stasis_api::serve(listener, state, async move {
-            signal.cancelled().await
-        }));
-        Self {
-            base,
-            http: Client::new(),
-            stop,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, body)
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
+use common::Api;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn import_sync_and_status_through_http() {
@@ -69,14 +19,7 @@ async fn import_sync_and_status_through_http() {
     let (_, alice) = env.user("alice", false).await;
     let (_, mallory) = env.user("mallory", false).await;
     let (_, admin) = env.user("root", true).await;
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let worker = tokio::spawn(stasis_worker::runner::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        async move { signal.cancelled().await },
-    ));
+    let (stop, worker) = common::spawn_worker(&env);
 
     let (status, body) = api.call("GET", "/healthz", None, None).await;
     assert_eq!(

@@ -1,19 +1,27 @@
-//! `stasisctl`: operator commands. Talks to Postgres directly (same config as the
-//! services: `--config FILE` or `$STASIS_CONFIG`, then `STASIS_*` variables).
+//! `stasisctl`: operator commands. It talks to Postgres and Redis directly, with the
+//! same configuration as the services (`--config FILE` or `$STASIS_CONFIG`, then
+//! `STASIS_*` variables), so it works when the API is down.
+
+mod jobs;
+mod mirrors;
+mod output;
+mod status;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
 use stasis_shared::db::{self, users};
+use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
 
 #[derive(Parser)]
 #[command(
     name = "stasisctl",
     version,
-    about = "Operate a Stasis Mirror Sync deployment"
+    about = "Operate a Stasis Mirror Sync deployment (talks to Postgres and Redis directly)"
 )]
 struct Cli {
     /// YAML configuration file (otherwise $STASIS_CONFIG; env overrides either).
@@ -37,10 +45,31 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Run-time mirror settings.
-    Mirror {
+    /// Inspect, retry and discard sync jobs.
+    Jobs {
         #[command(subcommand)]
-        command: MirrorCommand,
+        command: jobs::JobsCommand,
+    },
+    /// Job counts per state, Redis depth, throughput, workers and the scheduler.
+    Queue {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Worker processes alive, with their jobs in flight.
+    Workers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause or resume scheduled syncs.
+    Scheduler {
+        #[command(subcommand)]
+        command: status::SchedulerCommand,
+    },
+    /// Mirrors: list, sync now, history, default interval.
+    #[command(visible_alias = "mirror")]
+    Mirrors {
+        #[command(subcommand)]
+        command: mirrors::MirrorsCommand,
     },
 }
 
@@ -60,11 +89,27 @@ enum TokenCommand {
     Revoke { name: String },
 }
 
-#[derive(Subcommand)]
-enum MirrorCommand {
-    /// Set the default sync interval (e.g. `30m`, `2h`) without restarting anything;
-    /// `reset` returns to `mirror.sync_interval` from the config.
-    Interval { interval: String },
+/// Connections of one command: Postgres always, Redis only for commands that touch
+/// the queue.
+pub struct Services {
+    pub cfg: Config,
+    pub pool: PgPool,
+}
+
+impl Services {
+    pub async fn redis(&self) -> anyhow::Result<ConnectionManager> {
+        queue::connect_redis(&self.cfg.redis)
+            .await
+            .context("connecting to Redis (redis.url)")
+    }
+
+    pub async fn enqueuer(&self) -> anyhow::Result<Enqueuer> {
+        Ok(Enqueuer::new(
+            self.pool.clone(),
+            queue::storage(self.redis().await?, &self.cfg.queue, 1),
+            self.cfg.sync.max_attempts,
+        ))
+    }
 }
 
 #[tokio::main]
@@ -73,73 +118,55 @@ async fn main() -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
     let pool = db::connect(&cfg.database)
         .await
-        .with_context(|| "connecting to Postgres (database.url)".to_string())?;
+        .context("connecting to Postgres (database.url)")?;
+    let svc = Services { cfg, pool };
     match cli.command {
         Command::Migrate => {
-            db::migrate(&pool).await.context("applying migrations")?;
+            db::migrate(&svc.pool)
+                .await
+                .context("applying migrations")?;
             println!("migrations applied");
         }
         Command::User {
             command: UserCommand::Create { name, admin },
-        } => {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                bail!("user name may contain only letters, digits, '-', '_' and '.'");
-            }
-            let (user, token) = match users::create(&pool, &name, admin).await {
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    bail!("user `{name}` already exists")
-                }
-                other => other?,
-            };
-            println!(
-                "created user {} ({}){}",
-                user.username,
-                user.id,
-                if admin { ", admin" } else { "" }
-            );
-            println!("{token}");
-        }
+        } => create_user(&svc.pool, &name, admin).await?,
         Command::Token {
             command: TokenCommand::Revoke { name },
         } => {
-            if !users::revoke_token(&pool, &name).await? {
+            if !users::revoke_token(&svc.pool, &name).await? {
                 bail!("no user `{name}`");
             }
             println!("token of {name} revoked");
         }
-        Command::Mirror {
-            command: MirrorCommand::Interval { interval },
-        } => {
-            if interval == "reset" {
-                sqlx::query("DELETE FROM settings WHERE key = $1")
-                    .bind(db::SYNC_INTERVAL_SETTING)
-                    .execute(&pool)
-                    .await?;
-                println!(
-                    "sync interval reset to the configured {}",
-                    humantime::format_duration(cfg.mirror.sync_interval)
-                );
-            } else {
-                let parsed: Duration = humantime::parse_duration(&interval)
-                    .with_context(|| format!("`{interval}` is not a duration like 30m or 2h"))?;
-                if parsed < Duration::from_secs(1) {
-                    bail!("interval must be at least 1s");
-                }
-                sqlx::query(
-                    "INSERT INTO settings (key, value) VALUES ($1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-                )
-                .bind(db::SYNC_INTERVAL_SETTING)
-                .bind(parsed.as_secs().to_string())
-                .execute(&pool)
-                .await?;
-                println!("sync interval set to {interval}; applies from each mirror's next sync");
-            }
-        }
+        Command::Jobs { command } => jobs::run(&svc, command).await?,
+        Command::Queue { json } => status::queue(&svc, json).await?,
+        Command::Workers { json } => status::workers(&svc, json).await?,
+        Command::Scheduler { command } => status::scheduler(&svc, command).await?,
+        Command::Mirrors { command } => mirrors::run(&svc, command).await?,
     }
+    Ok(())
+}
+
+async fn create_user(pool: &PgPool, name: &str, admin: bool) -> anyhow::Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!("user name may contain only letters, digits, '-', '_' and '.'");
+    }
+    let (user, token) = match users::create(pool, name, admin).await {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            bail!("user `{name}` already exists")
+        }
+        other => other?,
+    };
+    println!(
+        "created user {} ({}){}",
+        user.username,
+        user.id,
+        if admin { ", admin" } else { "" }
+    );
+    println!("{token}");
     Ok(())
 }

@@ -3,13 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use stasis_shared::db::settings;
 use stasis_shared::lock::{Lease, Leases};
 use stasis_shared::queue::{self, Enqueuer};
-use stasis_shared::Config;
+use stasis_shared::scheduler_status::{self, SchedulerStatus};
+use stasis_shared::{process, Config};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::due::enqueue_due;
 
@@ -29,6 +32,11 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let check_every = cfg.scheduler.tick.min(ttl / 3);
     let mut lease: Option<Lease> = None;
     let mut next_tick = Instant::now();
+    let mut status = SchedulerStatus {
+        leader: process::instance_name(),
+        last_tick_at: None,
+        next_tick_at: None,
+    };
     if !cfg.mirror.enabled {
         info!("mirror.enabled is false: scheduled syncs are off");
     }
@@ -38,8 +46,10 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
         if lease.is_some() && cfg.mirror.enabled && Instant::now() >= next_tick {
             next_tick = Instant::now() + cfg.scheduler.tick;
-            match enqueue_due(&cfg, &pool, &redis, &enqueuer).await {
-                Ok(report) => {
+            match tick(&cfg, &pool, &redis, &enqueuer).await {
+                Ok(None) => debug!("scheduler paused by an operator; tick skipped"),
+                Ok(Some(report)) => {
+                    status.last_tick_at = Some(Utc::now());
                     if report.enqueued > 0 || report.backlog_full {
                         info!(
                             enqueued = report.enqueued,
@@ -53,6 +63,15 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                     }
                 }
                 Err(e) => warn!(error = %e, "scheduler tick failed; retrying next tick"),
+            }
+        }
+        if lease.is_some() {
+            let until_next = next_tick.saturating_duration_since(Instant::now());
+            status.next_tick_at = cfg.mirror.enabled.then(|| Utc::now() + until_next);
+            let published =
+                scheduler_status::publish(&redis, &cfg.queue.namespace, &status, ttl).await;
+            if let Err(e) = published {
+                debug!(error = %e, "could not publish scheduler status");
             }
         }
         let wait = next_tick
@@ -69,6 +88,22 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         let _ = leases.release(&lease).await;
     }
     info!("scheduler stopped");
+}
+
+/// One tick unless an operator paused scheduling (`None`); the flag lives in Postgres
+/// so pausing needs no restart and survives a change of leader.
+async fn tick(
+    cfg: &Config,
+    pool: &PgPool,
+    redis: &ConnectionManager,
+    enqueuer: &Enqueuer,
+) -> Result<Option<crate::due::TickReport>, crate::error::SchedulerError> {
+    let paused = settings::scheduler_paused(pool).await?;
+    metrics::gauge!("stasis_scheduler_paused").set(if paused { 1.0 } else { 0.0 });
+    if paused {
+        return Ok(None);
+    }
+    enqueue_due(cfg, pool, redis, enqueuer).await.map(Some)
 }
 
 async fn hold_leadership(

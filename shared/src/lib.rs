@@ -7,8 +7,10 @@ pub mod domain;
 pub mod error;
 pub mod git;
 pub mod lock;
+pub mod overview;
 pub mod process;
 pub mod queue;
+pub mod scheduler_status;
 pub mod telemetry;
 
 pub use config::Config;

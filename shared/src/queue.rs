@@ -10,8 +10,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::config::{QueueConfig, RedisConfig};
-use crate::db::jobs;
-use crate::domain::{SyncMirror, SyncReason};
+use crate::db::jobs::{self, Refused};
+use crate::domain::{JobState, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
@@ -61,6 +61,88 @@ pub async fn backlog(conn: &ConnectionManager, namespace: &str) -> redis::RedisR
         .await?;
     Ok(scheduled + active)
 }
+
+/// Jobs in Redis by where they sit: apalis-redis 1.0's own listing and metrics calls
+/// are broken, so the keys are read directly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RedisDepth {
+    /// Waiting for their time (retry backoff, postponed) or not yet promoted.
+    pub scheduled: u64,
+    /// Ready for the next worker fetch.
+    pub active: u64,
+    /// Taken by a worker and not yet acknowledged.
+    pub inflight: u64,
+    /// Given up by apalis itself (our handler never asks for that).
+    pub dead: u64,
+}
+
+pub async fn redis_depth(
+    conn: &ConnectionManager,
+    namespace: &str,
+) -> redis::RedisResult<RedisDepth> {
+    let q = queue_name(namespace);
+    let mut conn = conn.clone();
+    let (scheduled, active, dead): (u64, u64, u64) = redis::pipe()
+        .zcard(format!("{q}:scheduled"))
+        .llen(format!("{q}:active"))
+        .scard(format!("{q}:dead"))
+        .query_async(&mut conn)
+        .await?;
+    let sets: Vec<String> = {
+        use redis::AsyncCommands;
+        let mut iter = conn
+            .scan_match::<_, String>(format!("{q}:inflight:*"))
+            .await?;
+        let mut sets = Vec::new();
+        while let Some(key) = futures::StreamExt::next(&mut iter).await {
+            sets.push(key?);
+        }
+        sets
+    };
+    let mut inflight = 0;
+    if !sets.is_empty() {
+        let mut pipe = redis::pipe();
+        for set in &sets {
+            pipe.scard(set);
+        }
+        let sizes: Vec<u64> = pipe.query_async(&mut conn).await?;
+        inflight = sizes.iter().sum();
+    }
+    Ok(RedisDepth {
+        scheduled,
+        active,
+        inflight,
+        dead,
+    })
+}
+
+/// Removes every waiting delivery of one job (its payload names the job id) from the
+/// scheduled set and the active list, with its data, in one atomic step: an id left in
+/// a list without its data would poison the next fetch. O(backlog), which
+/// `queue.max_backlog` bounds; it runs only on an operator's discard.
+const DROP_DELIVERIES: &str = r#"
+local removed = 0
+local function forget(id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('DEL', KEYS[4] .. ':' .. id)
+  removed = removed + 1
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local data = redis.call('HGET', KEYS[3], id)
+  if data and string.find(data, ARGV[1], 1, true) then
+    redis.call('ZREM', KEYS[1], id)
+    forget(id)
+  end
+end
+for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local data = redis.call('HGET', KEYS[3], id)
+  if data and string.find(data, ARGV[1], 1, true) then
+    redis.call('LREM', KEYS[2], 0, id)
+    forget(id)
+  end
+end
+return removed
+"#;
 
 /// What the caller gets back from [`Enqueuer::enqueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +199,55 @@ impl Enqueuer {
             job_id: claimed.job_id,
             created: claimed.created,
         }))
+    }
+
+    /// An operator's retry of a failed or dead job: back to pending in Postgres with a
+    /// fresh allowance of attempts, and a new delivery in Redis.
+    pub async fn retry(&self, job_id: Uuid) -> Result<Result<(), Refused>> {
+        let previous = match jobs::retry(&self.pool, job_id, self.max_attempts).await? {
+            Ok(state) => state,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let pushed = match jobs::find(&self.pool, job_id).await? {
+            Some(job) => {
+                let delivery = SyncMirror {
+                    job_id,
+                    repo_id: job.repo_id,
+                    reason: job.reason.parse().unwrap_or(SyncReason::Manual),
+                };
+                self.push(vec![delivery]).await
+            }
+            // deleted with its repository meanwhile
+            None => return Ok(Err(Refused::NotFound)),
+        };
+        if let Err(e) = pushed {
+            jobs::restore(&self.pool, job_id, previous).await?;
+            return Err(e);
+        }
+        metrics::counter!("stasis_jobs_retried_total").increment(1);
+        Ok(Ok(()))
+    }
+
+    /// An operator's discard: the job becomes `dead` in Postgres (so any delivery still
+    /// in flight is dropped by the worker) and its waiting deliveries leave Redis.
+    /// Returns the state it had and how many deliveries were removed.
+    pub async fn discard(&self, job_id: Uuid) -> Result<Result<(JobState, u64), Refused>> {
+        let previous = match jobs::discard(&self.pool, job_id).await? {
+            Ok(state) => state,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let mut storage = self.storage.clone();
+        let config = storage.get_config().clone();
+        let removed: u64 = redis::Script::new(DROP_DELIVERIES)
+            .key(config.scheduled_jobs_set())
+            .key(config.active_jobs_list())
+            .key(config.job_data_hash())
+            .key(config.job_meta_hash())
+            .arg(job_id.to_string())
+            .invoke_async(storage.get_connection())
+            .await?;
+        metrics::counter!("stasis_jobs_discarded_total").increment(1);
+        Ok(Ok((previous, removed)))
     }
 
     /// Pushes deliveries for jobs already recorded in Postgres, in one round trip.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use stasis_shared::db::{jobs, repos, SYNC_INTERVAL_SETTING};
+use stasis_shared::db::{jobs, repos, settings};
 use stasis_shared::domain::{ErrorKind, RunOutcome};
 use stasis_shared::git::fetch::{FetchError, FetchReport};
 use uuid::Uuid;
@@ -144,7 +144,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(success)
     .bind(f.duration.as_millis() as i64)
     .bind(f.default_interval.as_secs_f64())
-    .bind(SYNC_INTERVAL_SETTING)
+    .bind(settings::SYNC_INTERVAL)
     .execute(&mut *tx)
     .await?;
     let owned = repo.rows_affected() == 1;

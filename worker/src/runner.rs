@@ -8,12 +8,13 @@ use apalis::layers::WorkerBuilderExt;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use stasis_shared::db::workers;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::{self, Enqueuer};
-use stasis_shared::Config;
+use stasis_shared::{process, Config};
 use tracing::{info, warn};
 
-use crate::context::{unique_name, WorkerContext};
+use crate::context::WorkerContext;
 use crate::handler;
 
 pub async fn run(
@@ -30,7 +31,7 @@ pub async fn run(
         queue::storage(redis.clone(), &cfg.queue, concurrency),
         cfg.sync.max_attempts,
     );
-    let name = unique_name();
+    let name = process::instance_name();
     let ctx = Arc::new(WorkerContext {
         leases: Leases::new(redis.clone(), &cfg.queue.namespace),
         cfg: cfg.clone(),
@@ -40,6 +41,14 @@ pub async fn run(
     });
     metrics::gauge!("stasis_worker_concurrency").set(concurrency as f64);
     info!(worker = %name, concurrency, "worker starting");
+
+    let registry = (ctx.pool.clone(), name.clone());
+    let heartbeat = tokio::spawn(register(
+        registry.0.clone(),
+        registry.1.clone(),
+        concurrency,
+        cfg.queue.heartbeat_interval,
+    ));
 
     let queue_cfg = cfg.queue.clone();
     let monitor = Monitor::new()
@@ -70,8 +79,33 @@ pub async fn run(
             Ok(())
         })
         .await;
+    heartbeat.abort();
+    if let Err(e) = workers::leave(&registry.0, &registry.1).await {
+        warn!(error = %e, "could not leave the worker registry; the entry goes stale");
+    }
     match result {
         Ok(()) => Ok(()),
         Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+/// Keeps this process's row in the worker registry fresh, for operators; a missed beat
+/// only makes the worker look stale there, it never stops syncs.
+async fn register(pool: PgPool, name: String, concurrency: usize, every: std::time::Duration) {
+    let host = process::hostname();
+    let me = workers::Registration {
+        name: &name,
+        host: &host,
+        pid: std::process::id(),
+        concurrency,
+    };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match workers::beat(&pool, &me).await {
+            Ok(()) => metrics::counter!("stasis_worker_heartbeats_total").increment(1),
+            Err(e) => warn!(error = %e, "worker heartbeat to Postgres failed"),
+        }
     }
 }

@@ -1,14 +1,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use stasis_shared::db::{jobs, repos};
+use stasis_shared::db::{jobs, repos, runs};
 use stasis_shared::domain::SyncReason;
 use stasis_shared::git::url::{check_upstream, UrlError};
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
-use crate::dto::{ImportRequest, MirrorStatus, RepoResponse, SyncAccepted};
+use crate::dto::{History, HistoryQuery, ImportRequest, MirrorStatus, RepoResponse, SyncAccepted};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 
 const MAX_NAME_LEN: usize = 100;
@@ -145,6 +145,25 @@ pub async fn mirror_status(
     let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
     let job_id = jobs::active_job(&state.pool, repo.id).await?;
     Ok(Json(MirrorStatus::new(&repo, job_id)))
+}
+
+/// The seed's "sync history": the latest attempts, newest first.
+pub async fn mirror_history(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((owner, name)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<History>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "limit must be between 1 and 100".into(),
+        ));
+    }
+    let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
+    let runs = runs::for_repo(&state.pool, repo.id, i64::from(limit)).await?;
+    Ok(Json(History { runs }))
 }
 
 #[cfg(test)]

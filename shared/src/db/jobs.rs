@@ -1,13 +1,16 @@
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::domain::SyncReason;
+use crate::domain::{JobState, SyncReason};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Job {
     pub id: Uuid,
     pub repo_id: Uuid,
+    /// `owner/name` of the repository.
+    pub repo: String,
     pub reason: String,
     pub state: String,
     pub attempts: i32,
@@ -84,11 +87,182 @@ where
     .await
 }
 
+const SELECT: &str = "SELECT j.id, j.repo_id, u.username || '/' || r.name AS repo, j.reason,
+    j.state, j.attempts, j.max_attempts, j.last_error, j.run_at, j.worker, j.enqueued_at,
+    j.started_at, j.finished_at
+    FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id JOIN users u ON u.id = r.owner_id";
+
+/// A repository's status once it has no job waiting: what its last sync left.
+const SETTLED_STATUS: &str = "CASE WHEN r.sync_error IS NOT NULL THEN 'failed'
+    WHEN r.last_synced_at IS NULL THEN 'idle' ELSE 'success' END";
+
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Job>> {
-    sqlx::query_as::<_, Job>("SELECT * FROM sync_jobs WHERE id = $1")
+    sqlx::query_as::<_, Job>(&format!("{SELECT} WHERE j.id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await
+}
+
+/// What an operator filters the job list by; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    /// `(owner, name)`
+    pub repo: Option<(String, String)>,
+}
+
+/// One page of jobs, newest first, and how many match in all.
+pub async fn list(
+    pool: &PgPool,
+    filter: &JobFilter,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<Job>, i64)> {
+    let state = filter.state.map(JobState::as_str);
+    let (owner, name) = filter
+        .repo
+        .as_ref()
+        .map(|(o, n)| (Some(o.as_str()), Some(n.as_str())))
+        .unwrap_or_default();
+    let filtered = "WHERE ($1::text IS NULL OR j.state = $1)
+        AND ($2::text IS NULL OR u.username = $2) AND ($3::text IS NULL OR r.name = $3)";
+    let jobs = sqlx::query_as::<_, Job>(&format!(
+        "{SELECT} {filtered} ORDER BY j.enqueued_at DESC, j.id LIMIT $4 OFFSET $5"
+    ))
+    .bind(state)
+    .bind(owner)
+    .bind(name)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
+         JOIN users u ON u.id = r.owner_id {filtered}"
+    ))
+    .bind(state)
+    .bind(owner)
+    .bind(name)
+    .fetch_one(pool)
+    .await?;
+    Ok((jobs, total))
+}
+
+/// Jobs per state, and the age in seconds of the oldest pending one.
+pub async fn depth(pool: &PgPool) -> sqlx::Result<(Vec<(String, i64)>, Option<f64>)> {
+    let counts = sqlx::query_as("SELECT state, count(*) FROM sync_jobs GROUP BY state")
+        .fetch_all(pool)
+        .await?;
+    let oldest: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM now() - min(enqueued_at))::float8
+         FROM sync_jobs WHERE state = 'pending'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((counts, oldest))
+}
+
+/// Why an operator's retry or discard was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    NotFound,
+    /// The job is in a state the action does not apply to.
+    State(JobState),
+    /// The repository already has this other pending or running job.
+    Busy(Uuid),
+}
+
+/// Locks the job's repository row (serialising with `claim`) and returns the job's state.
+async fn lock_job(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: Uuid,
+) -> sqlx::Result<Option<(Uuid, JobState)>> {
+    let row: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT j.repo_id, j.state FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
+         WHERE j.id = $1 FOR UPDATE",
+    )
+    .bind(job_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(repo, state)| (repo, state.parse().unwrap_or(JobState::Dead))))
+}
+
+/// Sends a failed or dead job back to `pending` with `extra_attempts` more attempts
+/// (history keeps counting from where it stopped). Returns the state it had, for
+/// [`restore`] should its delivery fail to reach Redis.
+pub async fn retry(
+    pool: &PgPool,
+    job_id: Uuid,
+    extra_attempts: i32,
+) -> sqlx::Result<Result<JobState, Refused>> {
+    let mut tx = pool.begin().await?;
+    let Some((repo_id, state)) = lock_job(&mut tx, job_id).await? else {
+        return Ok(Err(Refused::NotFound));
+    };
+    if !matches!(state, JobState::Failed | JobState::Dead) {
+        return Ok(Err(Refused::State(state)));
+    }
+    if let Some(other) = active_job(&mut *tx, repo_id).await? {
+        return Ok(Err(Refused::Busy(other)));
+    }
+    sqlx::query(
+        "UPDATE sync_jobs SET state = 'pending', max_attempts = attempts + $2, run_at = now(),
+             finished_at = NULL
+         WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(extra_attempts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE repositories SET sync_status = 'queued', updated_at = now() WHERE id = $1")
+        .bind(repo_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(state))
+}
+
+/// Undoes [`retry`] when the job's delivery could not be pushed.
+pub async fn restore(pool: &PgPool, job_id: Uuid, state: JobState) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "WITH j AS (
+            UPDATE sync_jobs SET state = $2, finished_at = now()
+            WHERE id = $1 AND state = 'pending' RETURNING repo_id
+        )
+        UPDATE repositories r SET sync_status = {SETTLED_STATUS}, updated_at = now()
+        FROM j WHERE r.id = j.repo_id AND r.sync_status = 'queued'"
+    ))
+    .bind(job_id)
+    .bind(state.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Moves a pending or failed job to `dead`: it will not run, and a pending job's
+/// repository returns to the status its last sync left. A running attempt cannot be
+/// cut short from here; it is refused.
+pub async fn discard(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Result<JobState, Refused>> {
+    let mut tx = pool.begin().await?;
+    let Some((repo_id, state)) = lock_job(&mut tx, job_id).await? else {
+        return Ok(Err(Refused::NotFound));
+    };
+    if !matches!(state, JobState::Pending | JobState::Failed) {
+        return Ok(Err(Refused::State(state)));
+    }
+    sqlx::query("UPDATE sync_jobs SET state = 'dead', finished_at = now() WHERE id = $1")
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!(
+        "UPDATE repositories r SET sync_status = {SETTLED_STATUS}, updated_at = now()
+         WHERE r.id = $1 AND r.sync_status = 'queued'"
+    ))
+    .bind(repo_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Ok(state))
 }
 
 /// Claims jobs for up to `limit` due mirrors in one statement, oldest due first.
@@ -127,17 +301,14 @@ pub async fn claim_due(
 /// Undoes `claim`/`claim_due` for jobs whose push to Redis failed, so no repository is
 /// left `queued` behind a job nobody will run; due mirrors stay due for the next tick.
 pub async fn unclaim(pool: &PgPool, job_ids: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query(&format!(
         "WITH gone AS (
             DELETE FROM sync_jobs WHERE id = ANY($1) AND state = 'pending' AND attempts = 0
             RETURNING repo_id
         )
-        UPDATE repositories r SET updated_at = now(), sync_status = CASE
-            WHEN r.sync_error IS NOT NULL THEN 'failed'
-            WHEN r.last_synced_at IS NULL THEN 'idle'
-            ELSE 'success' END
-        FROM gone WHERE r.id = gone.repo_id AND r.sync_status = 'queued'",
-    )
+        UPDATE repositories r SET updated_at = now(), sync_status = {SETTLED_STATUS}
+        FROM gone WHERE r.id = gone.repo_id AND r.sync_status = 'queued'"
+    ))
     .bind(job_ids)
     .execute(pool)
     .await?;

@@ -2,7 +2,10 @@
 
 pub mod jobs;
 pub mod repos;
+pub mod runs;
+pub mod settings;
 pub mod users;
+pub mod workers;
 
 use std::time::Duration;
 
@@ -24,7 +27,3 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
-
-/// `settings` key overriding `mirror.sync_interval` at run time (the seed's SetInterval),
-/// in seconds; read whenever a worker schedules a mirror's next sync.
-pub const SYNC_INTERVAL_SETTING: &str = "mirror.sync_interval_secs";

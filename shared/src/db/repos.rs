@@ -79,3 +79,42 @@ pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
     .fetch_one(pool)
     .await
 }
+
+/// What a listing of repositories filters by; `None`/`false` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct RepoFilter {
+    pub mirrors_only: bool,
+    pub status: Option<SyncStatus>,
+    pub owner: Option<String>,
+}
+
+/// One page of repositories ordered by owner and name, and how many match in all.
+pub async fn list(
+    pool: &PgPool,
+    filter: &RepoFilter,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<Repo>, i64)> {
+    let filtered = "WHERE (NOT $1 OR r.is_mirror) AND ($2::text IS NULL OR r.sync_status = $2)
+        AND ($3::text IS NULL OR u.username = $3)";
+    let status = filter.status.map(SyncStatus::as_str);
+    let repos = sqlx::query_as::<_, Repo>(&format!(
+        "{SELECT} {filtered} ORDER BY u.username, r.name LIMIT $4 OFFSET $5"
+    ))
+    .bind(filter.mirrors_only)
+    .bind(status)
+    .bind(filter.owner.as_deref())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM repositories r JOIN users u ON u.id = r.owner_id {filtered}"
+    ))
+    .bind(filter.mirrors_only)
+    .bind(status)
+    .bind(filter.owner.as_deref())
+    .fetch_one(pool)
+    .await?;
+    Ok((repos, total))
+}

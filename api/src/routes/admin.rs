@@ -1,0 +1,248 @@
+//! Operator endpoints (admin token): jobs, the queue, the scheduler, run-time settings.
+//! Job state and history come from Postgres; retry and discard act on Postgres and on
+//! the deliveries in Redis.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use stasis_shared::db::jobs::{self, Job, JobFilter, Refused};
+use stasis_shared::db::runs::{self, Run};
+use stasis_shared::db::settings;
+use stasis_shared::domain::JobState;
+use stasis_shared::overview::{self, QueueOverview, SyncInterval};
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::dto::paging;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    pub state: Option<String>,
+    /// `owner/name`
+    pub repo: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobsPage {
+    pub jobs: Vec<Job>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: i64,
+}
+
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<JobsQuery>,
+) -> Result<Json<JobsPage>, ApiError> {
+    let filter = JobFilter {
+        state: q
+            .state
+            .as_deref()
+            .map(|s| {
+                s.parse::<JobState>().map_err(|_| {
+                    ApiError::BadRequest(
+                        "invalid_state",
+                        format!(
+                            "state must be one of pending, running, done, failed, dead; not `{s}`"
+                        ),
+                    )
+                })
+            })
+            .transpose()?,
+        repo: q.repo.as_deref().map(split_repo).transpose()?,
+    };
+    let (page, per_page) = paging(q.page, q.per_page)?;
+    let (jobs, total) = jobs::list(
+        &state.pool,
+        &filter,
+        i64::from(per_page),
+        i64::from(page - 1) * i64::from(per_page),
+    )
+    .await?;
+    Ok(Json(JobsPage {
+        jobs,
+        page,
+        per_page,
+        total,
+    }))
+}
+
+fn split_repo(full: &str) -> Result<(String, String), ApiError> {
+    match full.split_once('/') {
+        Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((owner.to_owned(), name.to_owned()))
+        }
+        _ => Err(ApiError::BadRequest(
+            "invalid_repo",
+            format!("repo must be `owner/name`, not `{full}`"),
+        )),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    /// Every attempt, first to last.
+    pub attempts: Vec<Run>,
+}
+
+pub async fn show_job(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let job = jobs::find(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound("job"))?;
+    let attempts = runs::for_job(&state.pool, id).await?;
+    Ok(Json(JobDetail { job, attempts }))
+}
+
+fn refused(r: Refused, action: &str) -> ApiError {
+    match r {
+        Refused::NotFound => ApiError::NotFound("job"),
+        Refused::State(state) => ApiError::Conflict(format!("a {state} job cannot be {action}")),
+        Refused::Busy(other) => ApiError::Conflict(format!(
+            "the repository already has an active job {other}; it must finish first"
+        )),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobAction {
+    pub message: &'static str,
+    pub job: Job,
+    /// Deliveries removed from Redis (discard only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries_removed: Option<u64>,
+}
+
+pub async fn retry_job(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<JobAction>), ApiError> {
+    state
+        .enqueuer
+        .retry(id)
+        .await?
+        .map_err(|r| refused(r, "retried"))?;
+    let job = jobs::find(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound("job"))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(JobAction {
+            message: "Job queued for retry",
+            job,
+            deliveries_removed: None,
+        }),
+    ))
+}
+
+pub async fn discard_job(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<JobAction>, ApiError> {
+    let (_, removed) = state
+        .enqueuer
+        .discard(id)
+        .await?
+        .map_err(|r| refused(r, "discarded"))?;
+    let job = jobs::find(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound("job"))?;
+    Ok(Json(JobAction {
+        message: "Job discarded",
+        job,
+        deliveries_removed: Some(removed),
+    }))
+}
+
+pub async fn queue(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<Json<QueueOverview>, ApiError> {
+    Ok(Json(
+        overview::queue_overview(&state.cfg, &state.pool, &state.redis).await?,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Paused {
+    pub paused: bool,
+}
+
+pub async fn pause_scheduler(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<Json<Paused>, ApiError> {
+    settings::set_scheduler_paused(&state.pool, true).await?;
+    Ok(Json(Paused { paused: true }))
+}
+
+pub async fn resume_scheduler(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<Json<Paused>, ApiError> {
+    settings::set_scheduler_paused(&state.pool, false).await?;
+    Ok(Json(Paused { paused: false }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfigUpdate {
+    /// `30m`, `2h`…; `null` returns to `mirror.sync_interval` from the config.
+    pub sync_interval: Option<String>,
+}
+
+/// Shortest default interval an operator may set: below it every mirror would be
+/// fetched more often than a worker fleet can sustain or an upstream tolerates.
+const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(60);
+
+pub async fn mirror_config(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<Json<SyncInterval>, ApiError> {
+    Ok(Json(SyncInterval::current(&state.cfg, &state.pool).await?))
+}
+
+pub async fn set_mirror_config(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiJson(update): ApiJson<MirrorConfigUpdate>,
+) -> Result<Json<SyncInterval>, ApiError> {
+    let interval = update
+        .sync_interval
+        .as_deref()
+        .map(|text| {
+            let parsed = humantime::parse_duration(text).map_err(|_| {
+                ApiError::BadRequest(
+                    "invalid_interval",
+                    format!("sync_interval `{text}` is not a duration like 30m or 2h"),
+                )
+            })?;
+            if parsed < MIN_SYNC_INTERVAL {
+                return Err(ApiError::BadRequest(
+                    "invalid_interval",
+                    "sync_interval must be at least 1m".into(),
+                ));
+            }
+            Ok(parsed)
+        })
+        .transpose()?;
+    settings::set_sync_interval(&state.pool, interval).await?;
+    Ok(Json(SyncInterval::current(&state.cfg, &state.pool).await?))
+}

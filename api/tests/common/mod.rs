@@ -1,0 +1,73 @@
+//! The API served on loopback for tests, and a worker running in the same process.
+
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use stasis_api::AppState;
+use stasis_testkit::TestEnv;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Api {
+    pub base: String,
+    http: Client,
+    stop: CancellationToken,
+}
+
+impl Api {
+    pub async fn start(env: &TestEnv) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        let state = AppState::new(env.cfg.clone(), env.pool.clone(), env.redis.clone());
+        tokio::spawn(stasis_api::serve(listener, state, async move {
+            signal.cancelled().await
+        }));
+        Self {
+            base,
+            http: Client::new(),
+            stop,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A worker in this process until the returned token is cancelled.
+pub fn spawn_worker(env: &TestEnv) -> (CancellationToken, JoinHandle<std::io::Result<()>>) {
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let handle = tokio::spawn(stasis_worker::runner::run(
+        env.cfg.clone(),
+        env.pool.clone(),
+        env.redis.clone(),
+        async move { signal.cancelled().await },
+    ));
+    (stop, handle)
+}

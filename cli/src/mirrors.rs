@@ -1,0 +1,162 @@
+//! `stasisctl mirrors`: list mirrors, sync one now, read its history, and change the
+//! default sync interval at run time (the seed's SetInterval).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Subcommand;
+use stasis_shared::db::repos::{self, RepoFilter};
+use stasis_shared::db::{runs, settings};
+use stasis_shared::domain::{SyncReason, SyncStatus};
+use stasis_shared::git::url::redact_url;
+use stasis_shared::overview::SyncInterval;
+
+use crate::jobs::split_repo;
+use crate::output::{self, table, text, time};
+use crate::Services;
+
+#[derive(Subcommand)]
+pub enum MirrorsCommand {
+    /// Mirrors with their sync status, by owner and name.
+    List {
+        /// Only mirrors whose last sync failed.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        per_page: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a sync of OWNER/NAME now (an already queued or running one is reused).
+    Sync { repo: String },
+    /// The latest sync attempts of OWNER/NAME, newest first.
+    History {
+        repo: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the default sync interval (e.g. `30m`, `2h`) without restarting anything;
+    /// `reset` returns to `mirror.sync_interval` from the config. Without a value: show it.
+    Interval { interval: Option<String> },
+}
+
+pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> {
+    let pool = &svc.pool;
+    match command {
+        MirrorsCommand::List {
+            failed,
+            page,
+            per_page,
+            json,
+        } => {
+            let filter = RepoFilter {
+                mirrors_only: true,
+                status: failed.then_some(SyncStatus::Failed),
+                owner: None,
+            };
+            let limit = i64::from(per_page);
+            let offset = i64::from(page.max(1) - 1) * limit;
+            let (mirrors, total) = repos::list(pool, &filter, limit, offset).await?;
+            if json {
+                let items: Vec<_> = mirrors
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "full_name": format!("{}/{}", r.owner, r.name),
+                            "mirror_url": r.mirror_url.as_deref().map(redact_url),
+                            "enabled": r.mirror_enabled,
+                            "sync_status": r.sync_status,
+                            "sync_error": r.sync_error,
+                            "last_synced_at": r.last_synced_at,
+                            "next_sync_at": r.next_sync_at,
+                            "last_duration_ms": r.last_duration_ms,
+                        })
+                    })
+                    .collect();
+                return output::json(&serde_json::json!({ "mirrors": items, "total": total }));
+            }
+            let rows = mirrors.iter().map(|r| {
+                vec![
+                    format!("{}/{}", r.owner, r.name),
+                    r.sync_status.clone(),
+                    time(r.last_synced_at),
+                    time(r.next_sync_at),
+                    text(r.sync_error.as_deref()),
+                ]
+            });
+            let header = ["MIRROR", "STATUS", "LAST SYNC", "NEXT SYNC", "ERROR"];
+            println!("{}", table(&header, rows));
+            println!("{} of {total} mirrors", mirrors.len());
+        }
+        MirrorsCommand::Sync { repo } => {
+            let (owner, name) = split_repo(&repo)?;
+            let found = repos::find_by_name(pool, &owner, &name)
+                .await?
+                .filter(|r| r.is_mirror)
+                .ok_or_else(|| anyhow!("no mirror {repo}"))?;
+            let enqueued = svc
+                .enqueuer()
+                .await?
+                .enqueue(found.id, SyncReason::Manual)
+                .await?
+                .ok_or_else(|| anyhow!("no mirror {repo}"))?;
+            if enqueued.created {
+                println!("sync of {repo} queued as job {}", enqueued.job_id);
+            } else {
+                println!(
+                    "{repo} already has job {} queued or running",
+                    enqueued.job_id
+                );
+            }
+        }
+        MirrorsCommand::History { repo, limit, json } => {
+            let (owner, name) = split_repo(&repo)?;
+            let found = repos::find_by_name(pool, &owner, &name)
+                .await?
+                .ok_or_else(|| anyhow!("no repository {repo}"))?;
+            let history = runs::for_repo(pool, found.id, i64::from(limit.clamp(1, 1000))).await?;
+            if json {
+                return output::json(&serde_json::json!({ "runs": history }));
+            }
+            let rows = history.iter().map(|r| {
+                vec![
+                    time(Some(r.started_at)),
+                    r.duration_ms.map_or("-".into(), |ms| format!("{ms} ms")),
+                    r.attempt.to_string(),
+                    text(r.outcome.as_deref()),
+                    format!("+{} -{}", r.refs_updated, r.refs_pruned),
+                    r.bytes_received.to_string(),
+                    text(r.error.as_deref()),
+                ]
+            });
+            let header = [
+                "STARTED", "TOOK", "ATTEMPT", "OUTCOME", "REFS", "BYTES", "ERROR",
+            ];
+            println!("{}", table(&header, rows));
+        }
+        MirrorsCommand::Interval { interval } => {
+            match interval.as_deref() {
+                None => {}
+                Some("reset") => settings::set_sync_interval(pool, None).await?,
+                Some(text) => {
+                    let parsed: Duration = humantime::parse_duration(text)
+                        .with_context(|| format!("`{text}` is not a duration like 30m or 2h"))?;
+                    if parsed < Duration::from_secs(60) {
+                        bail!("the interval must be at least 1m");
+                    }
+                    settings::set_sync_interval(pool, Some(parsed)).await?;
+                }
+            }
+            let current = SyncInterval::current(&svc.cfg, pool).await?;
+            println!(
+                "sync interval {} (from {}); applies from each mirror's next sync",
+                current.human, current.source
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! `stasisctl queue`, `stasisctl workers` and `stasisctl scheduler`: the fleet at a glance.
+
+use clap::Subcommand;
+use stasis_shared::db::settings;
+use stasis_shared::db::workers::{self, WorkerRow};
+use stasis_shared::overview::{alive_window, queue_overview};
+
+use crate::output::{self, table, time};
+use crate::Services;
+
+#[derive(Subcommand)]
+pub enum SchedulerCommand {
+    /// Stop scheduled syncs (manual syncs still run) until `resume`.
+    Pause,
+    /// Resume scheduled syncs.
+    Resume,
+}
+
+fn workers_table(workers: &[WorkerRow]) -> comfy_table::Table {
+    let rows = workers.iter().map(|w| {
+        vec![
+            w.name.clone(),
+            w.host.clone(),
+            w.pid.to_string(),
+            time(Some(w.started_at)),
+            time(Some(w.last_heartbeat_at)),
+            format!("{}/{}", w.jobs_in_flight, w.concurrency),
+        ]
+    });
+    let header = [
+        "WORKER",
+        "HOST",
+        "PID",
+        "STARTED",
+        "LAST HEARTBEAT",
+        "IN FLIGHT",
+    ];
+    table(&header, rows)
+}
+
+pub async fn queue(svc: &Services, json: bool) -> anyhow::Result<()> {
+    let redis = svc.redis().await?;
+    let view = queue_overview(&svc.cfg, &svc.pool, &redis).await?;
+    if json {
+        return output::json(&view);
+    }
+    let states = view
+        .jobs
+        .iter()
+        .map(|(s, n)| vec![s.to_string(), n.to_string()]);
+    println!("{}", table(&["JOB STATE", "COUNT"], states));
+    let r = view.redis;
+    println!(
+        "redis: {} scheduled, {} ready, {} in flight, {} dead",
+        r.scheduled, r.active, r.inflight, r.dead
+    );
+    println!(
+        "oldest pending: {}",
+        view.oldest_pending_age_seconds
+            .map_or("-".into(), |s| format!("{s:.0}s"))
+    );
+    println!(
+        "throughput: {} attempts in the last minute, {} in the last hour",
+        view.throughput.last_1m, view.throughput.last_1h
+    );
+    let s = &view.scheduler;
+    println!(
+        "scheduler: {}{}, leader {}, last tick {}, next tick {}, interval {} ({})",
+        if s.enabled { "enabled" } else { "disabled" },
+        if s.paused { " but paused" } else { "" },
+        s.leader.as_deref().unwrap_or("none"),
+        time(s.last_tick_at),
+        time(s.next_tick_at),
+        s.sync_interval.human,
+        s.sync_interval.source,
+    );
+    println!("workers alive: {}", view.workers.len());
+    if !view.workers.is_empty() {
+        println!("{}", workers_table(&view.workers));
+    }
+    Ok(())
+}
+
+pub async fn workers(svc: &Services, json: bool) -> anyhow::Result<()> {
+    let alive = workers::alive(&svc.pool, alive_window(&svc.cfg)).await?;
+    if json {
+        return output::json(&serde_json::json!({ "workers": alive }));
+    }
+    println!("{}", workers_table(&alive));
+    println!("{} workers alive", alive.len());
+    Ok(())
+}
+
+pub async fn scheduler(svc: &Services, command: SchedulerCommand) -> anyhow::Result<()> {
+    let paused = matches!(command, SchedulerCommand::Pause);
+    settings::set_scheduler_paused(&svc.pool, paused).await?;
+    println!(
+        "scheduled syncs {}",
+        if paused { "paused" } else { "resumed" }
+    );
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `sync_runs`: one row per attempt, the history operators and owners read.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Run {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `None` while the attempt runs.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub error_kind: Option<String>,
+    pub refs_updated: i32,
+    pub refs_pruned: i32,
+    pub bytes_received: i64,
+    pub duration_ms: Option<i64>,
+}
+
+const SELECT: &str = "SELECT id, job_id, attempt, worker, started_at, finished_at, outcome,
+    error, error_kind, refs_updated, refs_pruned, bytes_received,
+    (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint AS duration_ms
+    FROM sync_runs";
+
+/// Every attempt of a job, first to last.
+pub async fn for_job(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as::<_, Run>(&format!("{SELECT} WHERE job_id = $1 ORDER BY id"))
+        .bind(job_id)
+        .fetch_all(pool)
+        .await
+}
+
+/// The repository's latest `limit` attempts, newest first.
+pub async fn for_repo(pool: &PgPool, repo_id: Uuid, limit: i64) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as::<_, Run>(&format!(
+        "{SELECT} WHERE repo_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(repo_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Attempts finished within the last minute and the last hour.
+pub async fn throughput(pool: &PgPool) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE finished_at > now() - interval '1 minute'),
+                count(*)
+         FROM sync_runs WHERE finished_at > now() - interval '1 hour'",
+    )
+    .fetch_one(pool)
+    .await
+}
