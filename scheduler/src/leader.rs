@@ -86,6 +86,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     if let Some(lease) = lease {
         // Hand over at once instead of making the stand-by wait out the lease.
         let _ = leases.release(&lease).await;
+        let _ = scheduler_status::clear(&redis, &cfg.queue.namespace).await;
     }
     info!("scheduler stopped");
 }

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use stasis_scheduler::due::enqueue_due;
+use stasis_shared::db::settings;
 use stasis_shared::domain::SyncReason;
-use stasis_shared::queue;
+use stasis_shared::{queue, scheduler_status};
 use stasis_testkit::{eventually, TestEnv};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -195,4 +196,67 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
     assert_ne!(successor, leader);
     second.0.cancel();
     second.1.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_scheduler_enqueues_nothing_and_publishes_its_status() {
+    let env = TestEnv::new().await;
+    let (owner, _) = env.user("sched", false).await;
+    let due = env.mirror(&owner, "due", "file:///x").await;
+    set_next_sync(&env, due, -5).await;
+    settings::set_scheduler_paused(&env.pool, true)
+        .await
+        .unwrap();
+
+    let stop = CancellationToken::new();
+    let scheduler = tokio::spawn(stasis_scheduler::leader::run(
+        env.cfg.clone(),
+        env.pool.clone(),
+        env.redis.clone(),
+        stop.clone(),
+    ));
+    let status = eventually(
+        "the leader to publish its status",
+        Duration::from_secs(10),
+        || async {
+            scheduler_status::read(&env.redis, &env.cfg.queue.namespace)
+                .await
+                .unwrap()
+                .filter(|s| s.next_tick_at.is_some())
+        },
+    )
+    .await;
+    assert!(!status.leader.is_empty());
+    assert_eq!(status.last_tick_at, None, "paused: no tick ran");
+    // several ticks (200 ms each) go by while paused
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        job_reasons(&env, due).await.is_empty(),
+        "paused scheduler enqueued"
+    );
+
+    settings::set_scheduler_paused(&env.pool, false)
+        .await
+        .unwrap();
+    eventually(
+        "the due mirror to be enqueued once resumed",
+        Duration::from_secs(10),
+        || async { (job_reasons(&env, due).await == ["scheduled"]).then_some(()) },
+    )
+    .await;
+    let status = eventually(
+        "a tick to be published",
+        Duration::from_secs(10),
+        || async {
+            scheduler_status::read(&env.redis, &env.cfg.queue.namespace)
+                .await
+                .unwrap()
+                .filter(|s| s.last_tick_at.is_some())
+        },
+    )
+    .await;
+    assert!(status.next_tick_at >= status.last_tick_at);
+
+    stop.cancel();
+    scheduler.await.unwrap();
 }

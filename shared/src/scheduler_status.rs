@@ -41,6 +41,14 @@ pub async fn publish(
         .await
 }
 
+/// A leader that steps down clears it, so operators do not see it as leading.
+pub async fn clear(conn: &ConnectionManager, namespace: &str) -> redis::RedisResult<()> {
+    redis::cmd("DEL")
+        .arg(key(namespace))
+        .query_async(&mut conn.clone())
+        .await
+}
+
 pub async fn read(
     conn: &ConnectionManager,
     namespace: &str,
