@@ -1,17 +1,20 @@
 //! Request and response bodies. Field names are the seed's contract.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use stasis_shared::db::repos::Repo;
-use stasis_shared::git::url::redact_url;
+use stasis_shared::git::url::{redact_url, with_credentials, MASK};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
+    /// Letters, digits, `.`, `-`, `_`; 1 to 100 characters.
     pub name: String,
+    /// http, https, git or ssh; credentials in it are stored sealed and never shown.
     pub clone_url: String,
     #[serde(default)]
     pub mirror: bool,
@@ -19,9 +22,13 @@ pub struct ImportRequest {
     pub description: Option<String>,
     #[serde(default)]
     pub private: Option<bool>,
+    /// This mirror's interval (`30m`, `2h`), at least `mirror.min_sync_interval`;
+    /// otherwise the default interval applies.
+    #[serde(default)]
+    pub sync_interval: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RepoResponse {
     pub id: Uuid,
     pub owner: String,
@@ -36,6 +43,12 @@ pub struct RepoResponse {
     pub last_synced_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_status: Option<String>,
+    /// Mirrors only: scheduled syncs on or paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror_enabled: Option<bool>,
+    /// Mirrors only: this mirror's own interval in seconds; absent means the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_interval_seconds: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -53,20 +66,46 @@ impl From<&Repo> for RepoResponse {
             mirror_url: shown_url(r),
             last_synced_at: r.last_synced_at,
             sync_status: Some(r.sync_status.clone()),
+            mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
+            sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
     }
 }
 
-/// Only mirrors expose their upstream, and never its credentials.
+/// Only mirrors expose their upstream; credentials show as `***`.
 fn shown_url(r: &Repo) -> Option<String> {
-    r.is_mirror
-        .then(|| r.mirror_url.as_deref().map(redact_url))
-        .flatten()
+    let url = r.mirror_url.as_deref().filter(|_| r.is_mirror)?;
+    Some(match r.mirror_credentials {
+        Some(_) => with_credentials(url, MASK),
+        None => redact_url(url),
+    })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepoPage {
+    pub repos: Vec<RepoResponse>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RepoQuery {
+    /// Only mirrors (`true`) or only other repositories (`false`).
+    pub mirror: Option<bool>,
+    /// idle, queued, syncing, success or failed.
+    pub sync_status: Option<String>,
+    /// From 1.
+    pub page: Option<u32>,
+    /// 1 to 100, 30 by default.
+    pub per_page: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MirrorStatus {
     pub is_mirror: bool,
     pub mirror_url: String,
@@ -94,11 +133,34 @@ impl MirrorStatus {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SyncAccepted {
     pub message: &'static str,
     pub status: String,
     pub job_id: Uuid,
+}
+
+/// `PATCH /repos/{owner}/{repo}/mirror`: absent fields stay as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorSettingsRequest {
+    /// `30m`, `2h`…; `null` returns to the default interval.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub sync_interval: Option<Option<String>>,
+    /// `false` pauses scheduled syncs of this mirror ("Sync now" still works).
+    pub enabled: Option<bool>,
+    /// A new upstream; credentials in it replace the stored ones (none: removed).
+    pub mirror_url: Option<String>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `?page=&per_page=` of every listing: pages count from 1, at most 100 items each
@@ -115,14 +177,22 @@ pub fn paging(page: Option<u32>, per_page: Option<u32>) -> Result<(u32, u32), Ap
     Ok((page, per_page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// How many of the latest attempts; 20 by default, at most 100.
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct History {
     pub runs: Vec<stasis_shared::db::runs::Run>,
+}
+
+/// The body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: String,
 }

@@ -5,13 +5,14 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod http_metrics;
+pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::routing::{get, post};
 use axum::Router;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -19,12 +20,21 @@ use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 pub use crate::state::AppState;
 
 impl AppState {
-    pub fn new(cfg: Config, pool: PgPool, redis: ConnectionManager) -> Self {
+    /// `cipher`: from [`stasis_shared::secrets::load`], which refuses to start without a
+    /// key when credentials are stored.
+    pub fn new(
+        cfg: Config,
+        pool: PgPool,
+        redis: ConnectionManager,
+        cipher: Option<stasis_shared::secrets::Cipher>,
+    ) -> Self {
         let enqueuer = Enqueuer::new(
             pool.clone(),
             queue::storage(redis.clone(), &cfg.queue, 1),
@@ -35,39 +45,43 @@ impl AppState {
             pool,
             redis,
             enqueuer,
+            cipher,
         }
     }
 }
 
+/// Every route, and the OpenAPI document generated from the same declarations, so the
+/// two cannot drift apart.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use routes::{admin, health, mirror, repos};
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(repos::import))
+        .routes(routes!(repos::list))
+        .routes(routes!(repos::list_for_user))
+        .routes(routes!(repos::get, repos::delete))
+        .routes(routes!(mirror::sync))
+        .routes(routes!(mirror::update))
+        .routes(routes!(mirror::status))
+        .routes(routes!(mirror::history))
+        .routes(routes!(admin::list_jobs))
+        .routes(routes!(admin::show_job))
+        .routes(routes!(admin::retry_job))
+        .routes(routes!(admin::discard_job))
+        .routes(routes!(admin::queue))
+        .routes(routes!(admin::pause_scheduler))
+        .routes(routes!(admin::resume_scheduler))
+        .routes(routes!(admin::mirror_config, admin::set_mirror_config));
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .nest("/api/v1", v1)
+        .split_for_parts()
+}
+
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, health, repos};
-    let api = Router::new()
-        .route("/repos/import", post(repos::import))
-        .route("/repos/{owner}/{repo}", get(repos::get))
-        .route("/repos/{owner}/{repo}/sync", post(repos::sync))
-        .route(
-            "/repos/{owner}/{repo}/mirror/status",
-            get(repos::mirror_status),
-        )
-        .route(
-            "/repos/{owner}/{repo}/mirror/history",
-            get(repos::mirror_history),
-        )
-        .route("/admin/jobs", get(admin::list_jobs))
-        .route("/admin/jobs/{id}", get(admin::show_job))
-        .route("/admin/jobs/{id}/retry", post(admin::retry_job))
-        .route("/admin/jobs/{id}/discard", post(admin::discard_job))
-        .route("/admin/queue", get(admin::queue))
-        .route("/admin/scheduler/pause", post(admin::pause_scheduler))
-        .route("/admin/scheduler/resume", post(admin::resume_scheduler))
-        .route(
-            "/admin/mirror/config",
-            get(admin::mirror_config).put(admin::set_mirror_config),
-        );
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .nest("/api/v1", api)
+    let (routes, doc) = routes();
+    routes
+        .merge(openapi::serve(doc))
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(axum::middleware::from_fn(http_metrics::record))
         .layer(TraceLayer::new_for_http())

@@ -24,13 +24,14 @@ async fn main() -> anyhow::Result<()> {
     let redis = queue::connect_redis(&cfg.redis)
         .await
         .context("connecting to Redis")?;
+    let cipher = stasis_shared::secrets::load(&cfg.secrets, &pool).await?;
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding api.listen {}", cfg.api.listen))?;
     tracing::info!(addr = %cfg.api.listen, "api listening");
     stasis_api::serve(
         listener,
-        AppState::new(cfg, pool, redis),
+        AppState::new(cfg, pool, redis, cipher),
         process::shutdown_signal(),
     )
     .await?;

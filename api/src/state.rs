@@ -3,6 +3,7 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::queue::Enqueuer;
+use stasis_shared::secrets::Cipher;
 use stasis_shared::Config;
 
 #[derive(Clone)]
@@ -11,4 +12,6 @@ pub struct AppState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub enqueuer: Enqueuer,
+    /// Seals upstream credentials; `None` without `secrets.key`.
+    pub cipher: Option<Cipher>,
 }

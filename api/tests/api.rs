@@ -244,15 +244,44 @@ async fn loopback_and_local_upstreams_are_refused_and_credentials_masked() {
         );
     }
 
-    // stored with its credentials, shown without them
+    // Without secrets.key credentials cannot be stored: refused, nothing stored.
     env.cfg.mirror.allow_local_network = true;
+    let key = env.cfg.secrets.key.take();
     let api = Api::start(&env).await;
     let body = json!({ "name": "creds", "clone_url": "https://bob:hunter2@127.0.0.1:9/x.git", "mirror": true });
+    let (status, answer) = api
+        .call(
+            "POST",
+            "/api/v1/repos/import",
+            Some(&token),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("credentials_unsupported"))
+    );
+    assert!(!answer.to_string().contains("hunter2"), "{answer}");
+
+    // With it: stored sealed, shown masked.
+    env.cfg.secrets.key = key;
+    let api = Api::start(&env).await;
     let (status, answer) = api
         .call("POST", "/api/v1/repos/import", Some(&token), Some(body))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(answer["mirror_url"], "https://bob:***@127.0.0.1:9/x.git");
+    assert_eq!(answer["mirror_url"], "https://***@127.0.0.1:9/x.git");
+    let (stored_url, sealed): (String, String) = sqlx::query_as(
+        "SELECT mirror_url, mirror_credentials FROM repositories WHERE name = 'creds'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored_url, "https://127.0.0.1:9/x.git");
+    assert!(
+        !sealed.contains("hunter2") && !sealed.contains("bob"),
+        "{sealed}"
+    );
     let (_, status_body) = api
         .call("GET", "/api/v1/repos/alice/creds/mirror/status", None, None)
         .await;

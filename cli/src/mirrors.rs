@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
-use stasis_shared::db::repos::{self, RepoFilter};
+use stasis_shared::db::repos::{self, RepoFilter, Viewer};
 use stasis_shared::db::{runs, settings};
 use stasis_shared::domain::{SyncReason, SyncStatus};
 use stasis_shared::git::url::redact_url;
@@ -54,9 +54,10 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
             json,
         } => {
             let filter = RepoFilter {
-                mirrors_only: true,
+                mirror: Some(true),
                 status: failed.then_some(SyncStatus::Failed),
                 owner: None,
+                viewer: Viewer::All,
             };
             let limit = i64::from(per_page);
             let offset = i64::from(page.max(1) - 1) * limit;

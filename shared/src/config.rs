@@ -34,6 +34,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub scheduler: SchedulerConfig,
     pub log: LogConfig,
+    pub secrets: SecretsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +146,9 @@ pub struct MirrorConfig {
     pub enabled: bool,
     #[serde(with = "humantime_serde")]
     pub sync_interval: Duration,
+    /// Shortest interval a mirror's owner or an operator may set.
+    #[serde(with = "humantime_serde")]
+    pub min_sync_interval: Duration,
     pub allow_local_network: bool,
 }
 
@@ -153,6 +157,7 @@ impl Default for MirrorConfig {
         Self {
             enabled: true,
             sync_interval: Duration::from_secs(3600),
+            min_sync_interval: Duration::from_secs(60),
             allow_local_network: false,
         }
     }
@@ -248,6 +253,37 @@ impl Default for LogConfig {
     }
 }
 
+/// `secrets.key` (`STASIS_SECRETS_KEY`): 32 bytes, hex or base64, sealing upstream
+/// credentials at rest. Required once any mirror URL carries credentials.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.key.as_ref().map(|_| "***");
+        f.debug_struct("SecretsConfig")
+            .field("key", &shown)
+            .finish()
+    }
+}
+
+impl SecretsConfig {
+    pub fn cipher(&self) -> Result<Option<crate::secrets::Cipher>, ConfigError> {
+        self.key
+            .as_deref()
+            .map(|k| {
+                crate::secrets::Cipher::new(k).map_err(|e| ConfigError::Invalid {
+                    key: "secrets.key",
+                    msg: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
 impl Config {
     /// Loads defaults, the file (explicit path, else `$STASIS_CONFIG`), then the process
     /// environment.
@@ -322,6 +358,10 @@ impl Config {
         if self.mirror.sync_interval < Duration::from_secs(1) {
             return invalid("mirror.sync_interval", "must be at least 1s");
         }
+        if self.mirror.min_sync_interval.is_zero() {
+            return invalid("mirror.min_sync_interval", "must be more than zero");
+        }
+        self.secrets.cipher()?;
         if self.sync.lock_ttl < Duration::from_secs(1) {
             return invalid("sync.lock_ttl", "must be at least 1s");
         }

@@ -11,6 +11,7 @@ pub mod overview;
 pub mod process;
 pub mod queue;
 pub mod scheduler_status;
+pub mod secrets;
 pub mod telemetry;
 
 pub use config::Config;

@@ -17,9 +17,10 @@ use crate::queue::{self, RedisDepth};
 use crate::scheduler_status;
 use crate::{Config, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueOverview {
     /// Jobs per state in Postgres, every state listed.
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
     pub jobs: BTreeMap<&'static str, i64>,
     /// Deliveries in Redis.
     pub redis: RedisDepth,
@@ -30,13 +31,13 @@ pub struct QueueOverview {
     pub scheduler: SchedulerView,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Throughput {
     pub last_1m: i64,
     pub last_1h: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SchedulerView {
     /// `mirror.enabled` of this process's config.
     pub enabled: bool,
@@ -49,7 +50,7 @@ pub struct SchedulerView {
 }
 
 /// The default interval between syncs and where it comes from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SyncInterval {
     pub seconds: u64,
     /// Human form, e.g. `1h 30m`.

@@ -64,7 +64,7 @@ pub async fn backlog(conn: &ConnectionManager, namespace: &str) -> redis::RedisR
 
 /// Jobs in Redis by where they sit: apalis-redis 1.0's own listing and metrics calls
 /// are broken, so the keys are read directly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RedisDepth {
     /// Waiting for their time (retry backoff, postponed) or not yet promoted.
     pub scheduled: u64,
@@ -236,6 +236,13 @@ impl Enqueuer {
             Ok(state) => state,
             Err(refused) => return Ok(Err(refused)),
         };
+        let removed = self.drop_deliveries(job_id).await?;
+        metrics::counter!("stasis_jobs_discarded_total").increment(1);
+        Ok(Ok((previous, removed)))
+    }
+
+    /// Removes the job's deliveries still waiting in Redis; returns how many.
+    pub async fn drop_deliveries(&self, job_id: Uuid) -> Result<u64> {
         let mut storage = self.storage.clone();
         let config = storage.get_config().clone();
         let removed: u64 = redis::Script::new(DROP_DELIVERIES)
@@ -246,8 +253,7 @@ impl Enqueuer {
             .arg(job_id.to_string())
             .invoke_async(storage.get_connection())
             .await?;
-        metrics::counter!("stasis_jobs_discarded_total").increment(1);
-        Ok(Ok((previous, removed)))
+        Ok(removed)
     }
 
     /// Pushes deliveries for jobs already recorded in Postgres, in one round trip.

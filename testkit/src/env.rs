@@ -73,6 +73,12 @@ impl TestEnv {
         cfg.worker.shutdown_grace = Duration::from_secs(30);
         cfg.scheduler.tick = Duration::from_millis(200);
         cfg.scheduler.lease_ttl = Duration::from_secs(2);
+        // 32 random bytes as hex: each test seals credentials under its own key
+        cfg.secrets.key = Some(format!(
+            "{}{}",
+            Uuid::new_v4().simple(),
+            Uuid::new_v4().simple()
+        ));
         cfg.validate().expect("test config is valid");
 
         let pool = db::connect(&cfg.database)
@@ -122,6 +128,7 @@ impl TestEnv {
             ("SYNC_LOCK_RETRY_DELAY", secs(c.sync.lock_retry_delay)),
             ("WORKER_CONCURRENCY", c.worker.concurrency.to_string()),
             ("WORKER_SHUTDOWN_GRACE", secs(c.worker.shutdown_grace)),
+            ("SECRETS_KEY", c.secrets.key.clone().unwrap_or_default()),
         ]
         .into_iter()
         .map(|(k, v)| (format!("STASIS_{k}"), v))
@@ -135,7 +142,16 @@ impl TestEnv {
     }
 
     /// A mirror row (no job yet) owned by a fresh user named after `name`.
+    /// Credentials in `url` are split off and sealed, as the API stores them.
     pub async fn mirror(&self, owner: &users::User, name: &str, url: &str) -> Uuid {
+        let (url, userinfo) = stasis_shared::git::url::split_credentials(url);
+        let cipher = self
+            .cfg
+            .secrets
+            .cipher()
+            .expect("test key")
+            .expect("test key set");
+        let url = url.as_str();
         repos::create(
             &self.pool,
             &repos::NewRepo {
@@ -145,6 +161,8 @@ impl TestEnv {
                 private: false,
                 is_mirror: true,
                 clone_url: url,
+                credentials: userinfo.map(|u| cipher.seal(&u)),
+                sync_interval_secs: None,
             },
         )
         .await

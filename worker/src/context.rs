@@ -1,6 +1,7 @@
 use sqlx::PgPool;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::Enqueuer;
+use stasis_shared::secrets::Cipher;
 use stasis_shared::Config;
 
 /// What every job of this worker process shares.
@@ -9,6 +10,8 @@ pub struct WorkerContext {
     pub pool: PgPool,
     pub leases: Leases,
     pub enqueuer: Enqueuer,
+    /// Opens upstream credentials; `None` without `secrets.key`.
+    pub cipher: Option<Cipher>,
     /// Unique per process start: apalis refuses a reused name for a heartbeat interval.
     pub name: String,
 }

@@ -12,7 +12,7 @@ use stasis_shared::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
 };
 use stasis_shared::git::mirror_path;
-use stasis_shared::git::url::{check_upstream, UrlError};
+use stasis_shared::git::url::{check_upstream, with_credentials, UrlError};
 use stasis_shared::lock::Lease;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -202,12 +202,7 @@ fn observe(
 /// Runs the fetch on a blocking thread while this task keeps the lease alive; a lease
 /// that cannot be renewed stops the fetch, since another worker may now own the repo.
 async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchReport, FetchError> {
-    let Some(url) = repo.mirror_url.clone() else {
-        return Err(FetchError {
-            kind: ErrorKind::Internal,
-            message: "repository has no upstream URL".into(),
-        });
-    };
+    let url = upstream_url(ctx, repo)?;
     let allow_local = ctx.cfg.mirror.allow_local_network;
     check_upstream(&url, allow_local)
         .await
@@ -258,6 +253,30 @@ async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchR
     };
     keeper.abort();
     result
+}
+
+/// The URL to fetch: the stored one with its sealed credentials opened and put back.
+fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, FetchError> {
+    let Some(url) = repo.mirror_url.clone() else {
+        return Err(FetchError {
+            kind: ErrorKind::Internal,
+            message: "repository has no upstream URL".into(),
+        });
+    };
+    let Some(sealed) = &repo.mirror_credentials else {
+        return Ok(url);
+    };
+    let opened = ctx.cipher.as_ref().map(|c| c.open(sealed));
+    match opened {
+        Some(Ok(userinfo)) => Ok(with_credentials(&url, &userinfo)),
+        // Permanent: retrying cannot bring the key back.
+        _ => Err(FetchError {
+            kind: ErrorKind::Auth,
+            message: "the stored credentials cannot be opened: secrets.key is missing or not \
+                      the key they were sealed with"
+                .into(),
+        }),
+    }
 }
 
 async fn keep_lease(

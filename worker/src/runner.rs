@@ -31,21 +31,25 @@ pub async fn run(
         queue::storage(redis.clone(), &cfg.queue, concurrency),
         cfg.sync.max_attempts,
     );
+    let cipher = stasis_shared::secrets::load(&cfg.secrets, &pool)
+        .await
+        .map_err(std::io::Error::other)?;
     let name = process::instance_name();
     let ctx = Arc::new(WorkerContext {
         leases: Leases::new(redis.clone(), &cfg.queue.namespace),
         cfg: cfg.clone(),
         pool,
         enqueuer,
+        cipher,
         name: name.clone(),
     });
     metrics::gauge!("stasis_worker_concurrency").set(concurrency as f64);
     info!(worker = %name, concurrency, "worker starting");
 
-    let registry = (ctx.pool.clone(), name.clone());
+    let (registry_pool, registry_name) = (ctx.pool.clone(), name.clone());
     let heartbeat = tokio::spawn(register(
-        registry.0.clone(),
-        registry.1.clone(),
+        registry_pool.clone(),
+        registry_name.clone(),
         concurrency,
         cfg.queue.heartbeat_interval,
     ));
@@ -80,7 +84,7 @@ pub async fn run(
         })
         .await;
     heartbeat.abort();
-    if let Err(e) = workers::leave(&registry.0, &registry.1).await {
+    if let Err(e) = workers::leave(&registry_pool, &registry_name).await {
         warn!(error = %e, "could not leave the worker registry; the entry goes stale");
     }
     match result {

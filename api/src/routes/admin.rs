@@ -2,8 +2,6 @@
 //! Job state and history come from Postgres; retry and discard act on Postgres and on
 //! the deliveries in Redis.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,25 +11,32 @@ use stasis_shared::db::runs::{self, Run};
 use stasis_shared::db::settings;
 use stasis_shared::domain::JobState;
 use stasis_shared::overview::{self, QueueOverview, SyncInterval};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::dto::paging;
+use crate::dto::ErrorBody;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use crate::validate;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
+    /// pending, running, done, failed or dead.
     pub state: Option<String>,
     /// `owner/name`
     pub repo: Option<String>,
+    /// From 1.
     pub page: Option<u32>,
+    /// 1 to 100, 30 by default.
     pub per_page: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobsPage {
     pub jobs: Vec<Job>,
     pub page: u32,
@@ -39,6 +44,10 @@ pub struct JobsPage {
     pub total: i64,
 }
 
+/// Jobs, newest first, filtered by state and repository.
+#[utoipa::path(get, path = "/admin/jobs", tag = "admin", params(JobsQuery),
+    responses((status = 200, body = JobsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list_jobs(
     State(state): State<AppState>,
     _: Admin,
@@ -89,7 +98,7 @@ fn split_repo(full: &str) -> Result<(String, String), ApiError> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: Job,
@@ -97,6 +106,10 @@ pub struct JobDetail {
     pub attempts: Vec<Run>,
 }
 
+/// One job with every attempt.
+#[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path)),
+    responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn show_job(
     State(state): State<AppState>,
     _: Admin,
@@ -119,7 +132,7 @@ fn refused(r: Refused, action: &str) -> ApiError {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobAction {
     pub message: &'static str,
     pub job: Job,
@@ -128,6 +141,10 @@ pub struct JobAction {
     pub deliveries_removed: Option<u64>,
 }
 
+/// A failed or dead job back to pending, with a fresh allowance of attempts.
+#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", params(("id" = Uuid, Path)),
+    responses((status = 202, body = JobAction), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn retry_job(
     State(state): State<AppState>,
     _: Admin,
@@ -151,6 +168,10 @@ pub async fn retry_job(
     ))
 }
 
+/// A pending or failed job to dead; its queued deliveries leave Redis.
+#[utoipa::path(post, path = "/admin/jobs/{id}/discard", tag = "admin", params(("id" = Uuid, Path)),
+    responses((status = 200, body = JobAction), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn discard_job(
     State(state): State<AppState>,
     _: Admin,
@@ -171,6 +192,10 @@ pub async fn discard_job(
     }))
 }
 
+/// Depth per state, Redis depth, oldest pending age, throughput, workers, scheduler.
+#[utoipa::path(get, path = "/admin/queue", tag = "admin",
+    responses((status = 200, body = QueueOverview), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn queue(
     State(state): State<AppState>,
     _: Admin,
@@ -180,11 +205,15 @@ pub async fn queue(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Paused {
     pub paused: bool,
 }
 
+/// Pause scheduled syncs.
+#[utoipa::path(post, path = "/admin/scheduler/pause", tag = "admin",
+    responses((status = 200, body = Paused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn pause_scheduler(
     State(state): State<AppState>,
     _: Admin,
@@ -193,6 +222,10 @@ pub async fn pause_scheduler(
     Ok(Json(Paused { paused: true }))
 }
 
+/// Resume scheduled syncs.
+#[utoipa::path(post, path = "/admin/scheduler/resume", tag = "admin",
+    responses((status = 200, body = Paused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn resume_scheduler(
     State(state): State<AppState>,
     _: Admin,
@@ -201,17 +234,17 @@ pub async fn resume_scheduler(
     Ok(Json(Paused { paused: false }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorConfigUpdate {
     /// `30m`, `2h`…; `null` returns to `mirror.sync_interval` from the config.
     pub sync_interval: Option<String>,
 }
 
-/// Shortest default interval an operator may set: below it every mirror would be
-/// fetched more often than a worker fleet can sustain or an upstream tolerates.
-const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(60);
-
+/// The default sync interval and where it comes from.
+#[utoipa::path(get, path = "/admin/mirror/config", tag = "admin",
+    responses((status = 200, body = SyncInterval), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn mirror_config(
     State(state): State<AppState>,
     _: Admin,
@@ -219,6 +252,10 @@ pub async fn mirror_config(
     Ok(Json(SyncInterval::current(&state.cfg, &state.pool).await?))
 }
 
+/// Set the default sync interval at run time (the seed's SetInterval); `null` resets it.
+#[utoipa::path(put, path = "/admin/mirror/config", tag = "admin", request_body = MirrorConfigUpdate,
+    responses((status = 200, body = SyncInterval), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn set_mirror_config(
     State(state): State<AppState>,
     _: Admin,
@@ -227,21 +264,7 @@ pub async fn set_mirror_config(
     let interval = update
         .sync_interval
         .as_deref()
-        .map(|text| {
-            let parsed = humantime::parse_duration(text).map_err(|_| {
-                ApiError::BadRequest(
-                    "invalid_interval",
-                    format!("sync_interval `{text}` is not a duration like 30m or 2h"),
-                )
-            })?;
-            if parsed < MIN_SYNC_INTERVAL {
-                return Err(ApiError::BadRequest(
-                    "invalid_interval",
-                    "sync_interval must be at least 1m".into(),
-                ));
-            }
-            Ok(parsed)
-        })
+        .map(|text| validate::interval(text, state.cfg.mirror.min_sync_interval))
         .transpose()?;
     settings::set_sync_interval(&state.pool, interval).await?;
     Ok(Json(SyncInterval::current(&state.cfg, &state.pool).await?))

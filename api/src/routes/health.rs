@@ -5,11 +5,17 @@ use serde_json::{json, Value};
 
 use crate::state::AppState;
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when Postgres and Redis both answer; otherwise 503 naming what is down.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "`{\"status\":\"ready\"}`"),
+    (status = 503, description = "`{\"error\", \"code\", \"down\": [...]}`"),
+))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
     let redis = redis::cmd("PING")

@@ -1,53 +1,60 @@
-use axum::extract::{Path, State};
+//! Repositories: import, read, list, delete.
+
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use stasis_shared::db::{jobs, repos, runs};
-use stasis_shared::domain::SyncReason;
-use stasis_shared::git::url::{check_upstream, UrlError};
+use stasis_shared::db::repos::{self, Repo, RepoFilter, Viewer};
+use stasis_shared::db::{jobs, users};
+use stasis_shared::domain::{SyncReason, SyncStatus};
+use stasis_shared::git::mirror_path;
+use stasis_shared::lock::Leases;
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
-use crate::dto::{History, HistoryQuery, ImportRequest, MirrorStatus, RepoResponse, SyncAccepted};
+use crate::dto::{paging, ErrorBody, ImportRequest, RepoPage, RepoQuery, RepoResponse};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use crate::validate;
 
-const MAX_NAME_LEN: usize = 100;
-
-/// Names as a git host allows them: ASCII letters, digits, `.`, `-`, `_`; no leading
-/// dot or dash, no `..`, no `.git` suffix (the bare directory adds it).
-fn validate_name(name: &str) -> Result<(), ApiError> {
-    let bad = |msg: &str| Err(ApiError::BadRequest("invalid_name", msg.into()));
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return bad("name must be 1 to 100 characters");
+/// The repository if the caller may see it; 404 otherwise, so that private
+/// repositories do not leak their existence.
+pub async fn visible_repo(
+    state: &AppState,
+    caller: Option<&users::User>,
+    owner: &str,
+    name: &str,
+) -> Result<Repo, ApiError> {
+    match repos::find_by_name(&state.pool, owner, name).await? {
+        Some(repo) if can_see(caller, &repo) => Ok(repo),
+        _ => Err(ApiError::NotFound("repository")),
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    {
-        return bad("name may contain only letters, digits, '.', '-' and '_'");
-    }
-    if name.starts_with(['.', '-']) || name.contains("..") || name.ends_with(".git") {
-        return bad("name may not start with '.' or '-', contain '..' or end in '.git'");
-    }
-    Ok(())
 }
 
+/// Import a repository; a mirror gets an import job at once.
+#[utoipa::path(
+    post, path = "/repos/import", tag = "repos",
+    request_body = ImportRequest,
+    responses(
+        (status = 202, description = "Imported; the import sync is queued", body = RepoResponse),
+        (status = 400, description = "Bad name, interval or URL (incl. blocked addresses)", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn import(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     ApiJson(req): ApiJson<ImportRequest>,
 ) -> Result<(StatusCode, Json<RepoResponse>), ApiError> {
-    validate_name(&req.name)?;
-    let clone_url = req.clone_url.trim();
-    check_upstream(clone_url, state.cfg.mirror.allow_local_network)
-        .await
-        .map_err(|e| {
-            let code = match e {
-                UrlError::PrivateAddress(_) | UrlError::Local => "blocked_url",
-                _ => "invalid_url",
-            };
-            ApiError::BadRequest(code, e.to_string())
-        })?;
+    validate::name(&req.name)?;
+    let interval = req
+        .sync_interval
+        .as_deref()
+        .map(|i| validate::interval(i, state.cfg.mirror.min_sync_interval))
+        .transpose()?;
+    let (clone_url, credentials) = validate::upstream(&state, &req.clone_url).await?;
     let created = repos::create(
         &state.pool,
         &repos::NewRepo {
@@ -56,7 +63,9 @@ pub async fn import(
             description: req.description.as_deref().unwrap_or(""),
             private: req.private.unwrap_or(false),
             is_mirror: req.mirror,
-            clone_url,
+            clone_url: &clone_url,
+            credentials,
+            sync_interval_secs: interval.map(|i| i.as_secs() as i32),
         },
     )
     .await;
@@ -77,116 +86,155 @@ pub async fn import(
     Ok((StatusCode::ACCEPTED, Json(RepoResponse::from(&repo))))
 }
 
-async fn visible_repo(
-    state: &AppState,
-    caller: Option<&stasis_shared::db::users::User>,
-    owner: &str,
-    name: &str,
-) -> Result<repos::Repo, ApiError> {
-    match repos::find_by_name(&state.pool, owner, name).await? {
-        // Private repositories are invisible to others: 404, so existence does not leak.
-        Some(repo) if can_see(caller, &repo) => Ok(repo),
-        _ => Err(ApiError::NotFound("repository")),
-    }
-}
-
+/// One repository with the seed's mirror fields.
+#[utoipa::path(
+    get, path = "/repos/{owner}/{repo}", tag = "repos",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    responses(
+        (status = 200, body = RepoResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such repository, or a private one of someone else", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((owner, name)): Path<(String, String)>,
+    ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> Result<Json<RepoResponse>, ApiError> {
     let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
     Ok(Json(RepoResponse::from(&repo)))
 }
 
-pub async fn sync(
+async fn list_page(
+    state: &AppState,
+    caller: Option<&users::User>,
+    owner: Option<String>,
+    q: RepoQuery,
+) -> Result<Json<RepoPage>, ApiError> {
+    let (page, per_page) = paging(q.page, q.per_page)?;
+    let status = q
+        .sync_status
+        .as_deref()
+        .map(|s| {
+            s.parse::<SyncStatus>().map_err(|_| {
+                ApiError::BadRequest(
+                    "invalid_query",
+                    format!(
+                        "sync_status must be idle, queued, syncing, success or failed; not `{s}`"
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let viewer = match caller {
+        Some(u) if u.is_admin => Viewer::All,
+        Some(u) => Viewer::User(u.id),
+        None => Viewer::Anonymous,
+    };
+    let filter = RepoFilter {
+        mirror: q.mirror,
+        status,
+        owner,
+        viewer,
+    };
+    let limit = i64::from(per_page);
+    let (found, total) =
+        repos::list(&state.pool, &filter, limit, i64::from(page - 1) * limit).await?;
+    Ok(Json(RepoPage {
+        repos: found.iter().map(RepoResponse::from).collect(),
+        page,
+        per_page,
+        total,
+    }))
+}
+
+/// Every repository the caller can see, by owner and name.
+#[utoipa::path(
+    get, path = "/repos", tag = "repos", params(RepoQuery),
+    responses((status = 200, body = RepoPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<RepoQuery>,
+) -> Result<Json<RepoPage>, ApiError> {
+    list_page(&state, caller.as_ref(), None, q).await
+}
+
+/// One user's repositories that the caller can see.
+#[utoipa::path(
+    get, path = "/users/{owner}/repos", tag = "repos",
+    params(("owner" = String, Path), RepoQuery),
+    responses(
+        (status = 200, body = RepoPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub async fn list_for_user(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(owner): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RepoQuery>,
+) -> Result<Json<RepoPage>, ApiError> {
+    if !users::exists(&state.pool, &owner).await? {
+        return Err(ApiError::NotFound("user"));
+    }
+    list_page(&state, caller.as_ref(), Some(owner), q).await
+}
+
+/// Delete a repository: its row, its bare mirror on disk, its jobs and their queued
+/// deliveries. Refused (409) while a sync of it runs.
+#[utoipa::path(
+    delete, path = "/repos/{owner}/{repo}", tag = "repos",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "A sync is running; retry when it ends", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
-    Path((owner, name)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<SyncAccepted>), ApiError> {
+    ApiPath((owner, name)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     let repo = visible_repo(&state, Some(&user), &owner, &name).await?;
     if !can_manage(&user, &repo) {
         return Err(ApiError::Forbidden);
     }
-    if !repo.is_mirror {
-        return Err(ApiError::BadRequest(
-            "not_a_mirror",
-            "repository is not a mirror".into(),
-        ));
+    // Holding the repository's sync lock keeps workers off it while it goes away.
+    let leases = Leases::new(state.redis.clone(), &state.cfg.queue.namespace);
+    let key = leases.repo_key(repo.id);
+    let lease = leases
+        .try_acquire(&key, state.cfg.sync.lock_ttl, repo.sync_fence)
+        .await
+        .map_err(|_| ApiError::Unavailable("queue"))?
+        .ok_or_else(|| {
+            ApiError::Conflict("a sync of this repository is running; retry when it ends".into())
+        })?;
+    let result = remove(&state, &repo).await;
+    let _ = leases.release(&lease).await;
+    result?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove(state: &AppState, repo: &Repo) -> Result<(), ApiError> {
+    if let Some(job) = jobs::active_job(&state.pool, repo.id).await? {
+        state.enqueuer.drop_deliveries(job).await?;
     }
-    let enqueued = state
-        .enqueuer
-        .enqueue(repo.id, SyncReason::Manual)
-        .await?
-        .ok_or(ApiError::NotFound("repository"))?;
-    let status = repos::find(&state.pool, repo.id)
-        .await?
-        .map_or_else(|| "queued".to_owned(), |r| r.sync_status);
-    let message = if enqueued.created {
-        "Mirror sync started"
-    } else {
-        "Mirror sync already queued or in progress"
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(SyncAccepted {
-            message,
-            status,
-            job_id: enqueued.job_id,
-        }),
-    ))
-}
-
-pub async fn mirror_status(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path((owner, name)): Path<(String, String)>,
-) -> Result<Json<MirrorStatus>, ApiError> {
-    let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
-    let job_id = jobs::active_job(&state.pool, repo.id).await?;
-    Ok(Json(MirrorStatus::new(&repo, job_id)))
-}
-
-/// The seed's "sync history": the latest attempts, newest first.
-pub async fn mirror_history(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path((owner, name)): Path<(String, String)>,
-    ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> Result<Json<History>, ApiError> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "invalid_query",
-            "limit must be between 1 and 100".into(),
-        ));
-    }
-    let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
-    let runs = runs::for_repo(&state.pool, repo.id, i64::from(limit)).await?;
-    Ok(Json(History { runs }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::validate_name;
-
-    #[test]
-    fn names() {
-        for ok in ["linux", "a", "my-repo_1.2", "A.b"] {
-            assert!(validate_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".hidden",
-            "-x",
-            "a..b",
-            "a/b",
-            "x.git",
-            "sp ace",
-            &"x".repeat(101),
-            "é",
-        ] {
-            assert!(validate_name(bad).is_err(), "{bad}");
+    let path = mirror_path(&state.cfg.storage.root, &repo.owner, &repo.name);
+    match tokio::fs::remove_dir_all(&path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ApiError::Internal(format!(
+                "removing {}: {e}",
+                path.display()
+            )))
         }
     }
+    // Cascades to its jobs and history.
+    repos::delete(&state.pool, repo.id).await?;
+    Ok(())
 }

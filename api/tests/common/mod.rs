@@ -19,7 +19,8 @@ impl Api {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let signal = stop.clone();
-        let state = AppState::new(env.cfg.clone(), env.pool.clone(), env.redis.clone());
+        let cipher = env.cfg.secrets.cipher().expect("valid secrets.key");
+        let state = AppState::new(env.cfg.clone(), env.pool.clone(), env.redis.clone(), cipher);
         tokio::spawn(stasis_api::serve(listener, state, async move {
             signal.cancelled().await
         }));

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::domain::{JobState, SyncReason};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Job {
     pub id: Uuid,
     pub repo_id: Uuid,

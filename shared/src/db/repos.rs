@@ -14,6 +14,8 @@ pub struct Repo {
     pub private: bool,
     pub is_mirror: bool,
     pub mirror_url: Option<String>,
+    /// User info of the upstream, sealed (see `secrets`).
+    pub mirror_credentials: Option<String>,
     pub mirror_enabled: bool,
     pub sync_interval_secs: Option<i32>,
     pub last_synced_at: Option<DateTime<Utc>>,
@@ -33,7 +35,7 @@ impl Repo {
 }
 
 const SELECT: &str = "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.description,
-    r.private, r.is_mirror, r.mirror_url, r.mirror_enabled, r.sync_interval_secs,
+    r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.mirror_enabled, r.sync_interval_secs,
     r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
     r.sync_fence, r.created_at, r.updated_at
     FROM repositories r JOIN users u ON u.id = r.owner_id";
@@ -60,14 +62,19 @@ pub struct NewRepo<'a> {
     pub description: &'a str,
     pub private: bool,
     pub is_mirror: bool,
+    /// Without credentials.
     pub clone_url: &'a str,
+    /// Sealed user info split off the clone URL.
+    pub credentials: Option<String>,
+    pub sync_interval_secs: Option<i32>,
 }
 
 /// Inserts the repository; a taken name surfaces as a unique violation.
 pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
     sqlx::query_scalar(
-        "INSERT INTO repositories (id, owner_id, name, description, private, is_mirror, mirror_url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO repositories (id, owner_id, name, description, private, is_mirror,
+             mirror_url, mirror_credentials, sync_interval_secs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(Uuid::new_v4())
     .bind(new.owner_id)
@@ -76,6 +83,8 @@ pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
     .bind(new.private)
     .bind(new.is_mirror)
     .bind(new.clone_url)
+    .bind(&new.credentials)
+    .bind(new.sync_interval_secs)
     .fetch_one(pool)
     .await
 }
@@ -83,9 +92,22 @@ pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
 /// What a listing of repositories filters by; `None`/`false` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct RepoFilter {
-    pub mirrors_only: bool,
+    /// `Some(true)`: mirrors only; `Some(false)`: other repositories only.
+    pub mirror: Option<bool>,
     pub status: Option<SyncStatus>,
     pub owner: Option<String>,
+    pub viewer: Viewer,
+}
+
+/// Who is looking: private repositories are listed only for their owner and admins.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Viewer {
+    /// Admins and operators.
+    All,
+    /// Public repositories, and private ones of this user if any.
+    #[default]
+    Anonymous,
+    User(Uuid),
 }
 
 /// One page of repositories ordered by owner and name, and how many match in all.
@@ -95,15 +117,23 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<Repo>, i64)> {
-    let filtered = "WHERE (NOT $1 OR r.is_mirror) AND ($2::text IS NULL OR r.sync_status = $2)
-        AND ($3::text IS NULL OR u.username = $3)";
+    let filtered = "WHERE ($1::boolean IS NULL OR r.is_mirror = $1) AND ($2::text IS NULL OR r.sync_status = $2)
+        AND ($3::text IS NULL OR u.username = $3)
+        AND (NOT r.private OR $4 OR r.owner_id = $5)";
     let status = filter.status.map(SyncStatus::as_str);
+    let (is_admin, viewer_id) = match filter.viewer {
+        Viewer::All => (true, None),
+        Viewer::Anonymous => (false, None),
+        Viewer::User(id) => (false, Some(id)),
+    };
     let repos = sqlx::query_as::<_, Repo>(&format!(
-        "{SELECT} {filtered} ORDER BY u.username, r.name LIMIT $4 OFFSET $5"
+        "{SELECT} {filtered} ORDER BY u.username, r.name LIMIT $6 OFFSET $7"
     ))
-    .bind(filter.mirrors_only)
+    .bind(filter.mirror)
     .bind(status)
     .bind(filter.owner.as_deref())
+    .bind(is_admin)
+    .bind(viewer_id)
     .bind(limit)
     .bind(offset)
     .fetch_all(pool)
@@ -111,10 +141,66 @@ pub async fn list(
     let total = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM repositories r JOIN users u ON u.id = r.owner_id {filtered}"
     ))
-    .bind(filter.mirrors_only)
+    .bind(filter.mirror)
     .bind(status)
     .bind(filter.owner.as_deref())
+    .bind(is_admin)
+    .bind(viewer_id)
     .fetch_one(pool)
     .await?;
     Ok((repos, total))
+}
+
+/// A mirror's settings as its owner changes them; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorSettings {
+    /// `Some(None)` returns to the default interval.
+    pub sync_interval_secs: Option<Option<i32>>,
+    pub enabled: Option<bool>,
+    /// New upstream without credentials, and its sealed credentials (or none).
+    pub upstream: Option<(String, Option<String>)>,
+}
+
+/// Applies the settings. A shorter interval brings the next sync forward, so a mirror
+/// moved from daily to hourly does not wait out the old day.
+pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx::Result<()> {
+    let (url, credentials) = s.upstream.clone().unzip();
+    sqlx::query(
+        "UPDATE repositories SET
+             sync_interval_secs = CASE WHEN $2 THEN $3 ELSE sync_interval_secs END,
+             next_sync_at = CASE WHEN $2 AND $3 IS NOT NULL AND last_synced_at IS NOT NULL
+                 THEN LEAST(next_sync_at, last_synced_at + make_interval(secs => $3))
+                 ELSE next_sync_at END,
+             mirror_enabled = COALESCE($4, mirror_enabled),
+             mirror_url = COALESCE($5, mirror_url),
+             mirror_credentials = CASE WHEN $5 IS NOT NULL THEN $6 ELSE mirror_credentials END,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(s.sync_interval_secs.is_some())
+    .bind(s.sync_interval_secs.flatten())
+    .bind(s.enabled)
+    .bind(url)
+    .bind(credentials.flatten())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM repositories WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether any mirror has sealed credentials: then `secrets.key` is required.
+pub async fn any_credentials(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM repositories WHERE mirror_credentials IS NOT NULL)",
+    )
+    .fetch_one(pool)
+    .await
 }

@@ -53,3 +53,10 @@ pub async fn revoke_token(pool: &PgPool, username: &str) -> sqlx::Result<bool> {
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+pub async fn exists(pool: &PgPool, username: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)")
+        .bind(username)
+        .fetch_one(pool)
+        .await
+}

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkerRow {
     pub name: String,
     pub host: String,

@@ -186,6 +186,42 @@ pub fn redact_text(text: &str, url: &str) -> String {
     out
 }
 
+/// Splits the secrets off an upstream URL: the URL to store and show, and the user
+/// info (`user:password`, or a token user name) to store sealed. URLs without secrets,
+/// ssh user names included, come back unchanged.
+pub fn split_credentials(raw: &str) -> (String, Option<String>) {
+    let raw = raw.trim();
+    if secrets(raw).is_empty() {
+        return (raw.to_owned(), None);
+    }
+    let Ok(mut url) = Url::parse(raw) else {
+        return (raw.to_owned(), None);
+    };
+    let userinfo = match url.password() {
+        Some(pw) => format!("{}:{pw}", url.username()),
+        None => url.username().to_owned(),
+    };
+    // both only fail for URLs that cannot carry user info, which had no secrets
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    (url.to_string(), Some(userinfo))
+}
+
+/// The inverse of [`split_credentials`]: the URL a fetch uses.
+pub fn with_credentials(clean: &str, userinfo: &str) -> String {
+    let Ok(mut url) = Url::parse(clean) else {
+        return clean.to_owned();
+    };
+    let (user, pass) = match userinfo.split_once(':') {
+        Some((user, pass)) => (user, Some(pass)),
+        None => (userinfo, None),
+    };
+    if url.set_username(user).is_err() || url.set_password(pass).is_err() {
+        return clean.to_owned();
+    }
+    url.to_string()
+}
+
 /// User name and password to answer an HTTP authentication challenge with.
 pub fn http_credentials(raw: &str) -> Option<(String, String)> {
     let url = Url::parse(raw).ok()?;
@@ -217,6 +253,43 @@ mod tests {
         );
         let msg = "failed to fetch https://alice:s3cr@t@example.com: 401 (s3cr@t)";
         assert!(!redact_text(msg, "https://alice:s3cr%40t@example.com/a.git").contains("s3cr@t"));
+    }
+
+    #[test]
+    fn credentials_split_off_and_back() {
+        for (raw, clean, secret) in [
+            (
+                "https://alice:s3cr%40t@example.com/a.git",
+                "https://example.com/a.git",
+                Some("alice:s3cr%40t"),
+            ),
+            (
+                "https://ghp_TOKEN@example.com/a.git",
+                "https://example.com/a.git",
+                Some("ghp_TOKEN"),
+            ),
+            (
+                "ssh://git@example.com/a.git",
+                "ssh://git@example.com/a.git",
+                None,
+            ),
+            ("git@example.com:a.git", "git@example.com:a.git", None),
+            (
+                "https://example.com/a.git",
+                "https://example.com/a.git",
+                None,
+            ),
+        ] {
+            let (stored, sealed) = split_credentials(raw);
+            assert_eq!(
+                (stored.as_str(), sealed.as_deref()),
+                (clean, secret),
+                "{raw}"
+            );
+            if let Some(userinfo) = sealed {
+                assert_eq!(with_credentials(&stored, &userinfo), raw);
+            }
+        }
     }
 
     #[tokio::test]

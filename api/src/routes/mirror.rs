@@ -1,0 +1,162 @@
+//! A mirror's sync: start one now, read its status and history, change its settings.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use stasis_shared::db::repos::{self, MirrorSettings, Repo};
+use stasis_shared::db::{jobs, runs, users::User};
+use stasis_shared::domain::SyncReason;
+
+use crate::auth::{can_manage, Authenticated, Caller};
+use crate::dto::{
+    ErrorBody, History, HistoryQuery, MirrorSettingsRequest, MirrorStatus, RepoResponse,
+    SyncAccepted,
+};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::repos::visible_repo;
+use crate::state::AppState;
+use crate::validate;
+
+/// A mirror the caller may manage (owner or admin).
+async fn managed_mirror(
+    state: &AppState,
+    user: &User,
+    owner: &str,
+    name: &str,
+) -> Result<Repo, ApiError> {
+    let repo = visible_repo(state, Some(user), owner, name).await?;
+    if !can_manage(user, &repo) {
+        return Err(ApiError::Forbidden);
+    }
+    if !repo.is_mirror {
+        return Err(ApiError::BadRequest(
+            "not_a_mirror",
+            "repository is not a mirror".into(),
+        ));
+    }
+    Ok(repo)
+}
+
+/// "Sync now". An already queued or running sync is returned instead of a second one.
+#[utoipa::path(
+    post, path = "/repos/{owner}/{repo}/sync", tag = "mirrors",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    responses(
+        (status = 202, body = SyncAccepted),
+        (status = 400, description = "Not a mirror", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn sync(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    ApiPath((owner, name)): ApiPath<(String, String)>,
+) -> Result<(StatusCode, Json<SyncAccepted>), ApiError> {
+    let repo = managed_mirror(&state, &user, &owner, &name).await?;
+    let enqueued = state
+        .enqueuer
+        .enqueue(repo.id, SyncReason::Manual)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
+    let status = repos::find(&state.pool, repo.id)
+        .await?
+        .map_or_else(|| "queued".to_owned(), |r| r.sync_status);
+    let message = if enqueued.created {
+        "Mirror sync started"
+    } else {
+        "Mirror sync already queued or in progress"
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SyncAccepted {
+            message,
+            status,
+            job_id: enqueued.job_id,
+        }),
+    ))
+}
+
+/// The seed's status fields, plus the next sync, the last duration and the active job.
+#[utoipa::path(
+    get, path = "/repos/{owner}/{repo}/mirror/status", tag = "mirrors",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    responses((status = 200, body = MirrorStatus), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((owner, name)): ApiPath<(String, String)>,
+) -> Result<Json<MirrorStatus>, ApiError> {
+    let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
+    let job_id = jobs::active_job(&state.pool, repo.id).await?;
+    Ok(Json(MirrorStatus::new(&repo, job_id)))
+}
+
+/// The seed's "sync history": the latest attempts, newest first.
+#[utoipa::path(
+    get, path = "/repos/{owner}/{repo}/mirror/history", tag = "mirrors",
+    params(("owner" = String, Path), ("repo" = String, Path), HistoryQuery),
+    responses((status = 200, body = History), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((owner, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<History>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "limit must be between 1 and 100".into(),
+        ));
+    }
+    let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
+    let runs = runs::for_repo(&state.pool, repo.id, i64::from(limit)).await?;
+    Ok(Json(History { runs }))
+}
+
+/// Per-mirror settings: interval, scheduled syncs on or off, upstream URL.
+#[utoipa::path(
+    patch, path = "/repos/{owner}/{repo}/mirror", tag = "mirrors",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    request_body = MirrorSettingsRequest,
+    responses(
+        (status = 200, body = RepoResponse),
+        (status = 400, description = "Not a mirror, bad interval or URL", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    ApiPath((owner, name)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<MirrorSettingsRequest>,
+) -> Result<Json<RepoResponse>, ApiError> {
+    let repo = managed_mirror(&state, &user, &owner, &name).await?;
+    let min = state.cfg.mirror.min_sync_interval;
+    let sync_interval_secs = match req.sync_interval {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(text)) => Some(Some(validate::interval(&text, min)?.as_secs() as i32)),
+    };
+    let upstream = match req.mirror_url {
+        Some(url) => Some(validate::upstream(&state, &url).await?),
+        None => None,
+    };
+    let settings = MirrorSettings {
+        sync_interval_secs,
+        enabled: req.enabled,
+        upstream,
+    };
+    repos::update_mirror(&state.pool, repo.id, &settings).await?;
+    let repo = repos::find(&state.pool, repo.id)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
+    Ok(Json(RepoResponse::from(&repo)))
+}
