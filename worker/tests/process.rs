@@ -212,3 +212,116 @@ async fn a_poison_payload_does_not_stop_the_queue() {
     worker.kill().ok();
     worker.wait().ok();
 }
+
+/// An HTTP upstream on loopback that demands Basic auth and records what it is sent.
+async fn auth_demanding_upstream() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            if let Some(auth) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Authorization: Basic "))
+            {
+                record.lock().unwrap().push(auth.trim().to_owned());
+            }
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_credentials_reach_the_upstream_and_never_the_logs() {
+    let env = TestEnv::new().await;
+    let (port, seen) = auth_demanding_upstream().await;
+    let (bob, _) = env.user("bob", false).await;
+    let url = format!("http://bob:hunter2@127.0.0.1:{port}/private.git");
+    let repo = env.mirror(&bob, "private", &url).await;
+    let stored: String = sqlx::query_scalar("SELECT mirror_url FROM repositories WHERE id = $1")
+        .bind(repo)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(!stored.contains("hunter2"), "stored in clear: {stored}");
+
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_stasis-worker"))
+        .envs(env.env_vars())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stasis-worker");
+    let job = env.enqueue(repo, SyncReason::Manual).await;
+    let finished = env.finished(job, WAIT).await;
+    assert_eq!(finished.state, "failed");
+    assert_eq!(finished.attempts, 1, "a refused login is permanent");
+    let runs = env.runs(job).await;
+    assert_eq!(runs[0].error_kind.as_deref(), Some("auth"), "{runs:?}");
+
+    // The upstream was sent the opened credentials...
+    let basic = "Ym9iOmh1bnRlcjI="; // base64("bob:hunter2")
+    assert!(
+        seen.lock().unwrap().iter().any(|a| a == basic),
+        "credentials not sent: {:?}",
+        seen.lock().unwrap()
+    );
+    // ...and nothing else ever shows them.
+    assert!(Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::spawn_blocking(move || {
+        let status = worker.wait().expect("worker exits");
+        let mut text = String::new();
+        use std::io::Read;
+        worker
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        worker
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        (status, text)
+    })
+    .await
+    .unwrap();
+    assert!(out.0.success(), "worker exit: {:?}", out.0);
+    assert!(out.1.contains("sync failed"), "no log captured: {}", out.1);
+    let repo = env.repo(repo).await;
+    for text in [
+        out.1.as_str(),
+        repo.sync_error.as_deref().unwrap_or_default(),
+    ]
+    .into_iter()
+    .chain(runs.iter().filter_map(|r| r.error.as_deref()))
+    {
+        assert!(
+            !text.contains("hunter2") && !text.contains(basic),
+            "leaked: {text}"
+        );
+    }
+}
