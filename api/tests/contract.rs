@@ -78,6 +78,10 @@ impl World {
     }
 }
 
+/// Method, path suffix, body, and the statuses expected on the public and on the
+/// private repository for [owner, other, admin, anonymous, revoked] (0: not asked here).
+type Row = (&'static str, &'static str, Option<Value>, [u16; 5], [u16; 5]);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_may_do_what_to_public_and_private_repositories() {
     let w = world().await;
@@ -90,9 +94,8 @@ async fn who_may_do_what_to_public_and_private_repositories() {
         ("anonymous", None),
         ("revoked", Some(&w.revoked)),
     ];
-    // expected statuses for [owner, other, admin, anonymous, revoked]
     let patch = Some(json!({ "enabled": true }));
-    let table: [(&str, &str, Option<Value>, [u16; 5], [u16; 5]); 6] = [
+    let table: [Row; 6] = [
         (
             "GET",
             "",
