@@ -16,6 +16,9 @@ export STASIS_API_LISTEN="${STASIS_API_LISTEN:-127.0.0.1:8080}"
 # the demo upstream is on loopback, which production refuses
 export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
 api="http://$STASIS_API_LISTEN"
+# seals upstream credentials; kept so that a restart can still open them
+[ -f "$root/secrets.key" ] || python3 -c 'import secrets; print(secrets.token_hex(32))' >"$root/secrets.key"
+export STASIS_SECRETS_KEY="${STASIS_SECRETS_KEY:-$(cat "$root/secrets.key")}"
 
 scripts/dev-down.sh >/dev/null 2>&1 || true
 echo "building"

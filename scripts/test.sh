@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The test command: local services up, then every test of the workspace against them.
+# The test command: local services up, every test of the workspace against them, then
+# schema fuzzing of the API (schemathesis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
 cargo test --workspace --locked "$@"
+# the fuzzing below runs the real binaries
+cargo build --workspace --bins --locked --quiet
+scripts/fuzz-api.sh

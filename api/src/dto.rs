@@ -13,6 +13,11 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// Letters, digits, `.`, `-`, `_`; 1 to 100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[A-Za-z0-9_][A-Za-z0-9._-]*$"
+    )]
     pub name: String,
     /// http, https, git or ssh; credentials in it are stored sealed and never shown.
     pub clone_url: String,
@@ -98,10 +103,13 @@ pub struct RepoQuery {
     /// Only mirrors (`true`) or only other repositories (`false`).
     pub mirror: Option<bool>,
     /// idle, queued, syncing, success or failed.
+    #[param(pattern = "^(idle|queued|syncing|success|failed)$")]
     pub sync_status: Option<String>,
     /// From 1.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// 1 to 100, 30 by default.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 
@@ -182,6 +190,7 @@ pub fn paging(page: Option<u32>, per_page: Option<u32>) -> Result<(u32, u32), Ap
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// How many of the latest attempts; 20 by default, at most 100.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

@@ -80,7 +80,13 @@ impl World {
 
 /// Method, path suffix, body, and the statuses expected on the public and on the
 /// private repository for [owner, other, admin, anonymous, revoked] (0: not asked here).
-type Row = (&'static str, &'static str, Option<Value>, [u16; 5], [u16; 5]);
+type Row = (
+    &'static str,
+    &'static str,
+    Option<Value>,
+    [u16; 5],
+    [u16; 5],
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_may_do_what_to_public_and_private_repositories() {

@@ -27,12 +27,16 @@ use crate::validate;
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// pending, running, done, failed or dead.
+    #[param(pattern = "^(pending|running|done|failed|dead)$")]
     pub state: Option<String>,
     /// `owner/name`
+    #[param(pattern = "^[^/]+/[^/]+$")]
     pub repo: Option<String>,
     /// From 1.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// 1 to 100, 30 by default.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 
