@@ -67,6 +67,7 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        stasis_shared::error::count_backend_error(Some("postgres"), "request");
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 ApiError::Unavailable("database")
@@ -78,6 +79,9 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<stasis_shared::Error> for ApiError {
     fn from(e: stasis_shared::Error) -> Self {
+        if !matches!(e, stasis_shared::Error::Db(_)) {
+            stasis_shared::error::count_backend_error(e.backend(), "request");
+        }
         match e {
             stasis_shared::Error::Db(db) => db.into(),
             stasis_shared::Error::Redis(_) | stasis_shared::Error::Push(_) => {

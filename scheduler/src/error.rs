@@ -7,3 +7,13 @@ pub enum SchedulerError {
     #[error(transparent)]
     Shared(#[from] stasis_shared::Error),
 }
+
+impl SchedulerError {
+    pub fn backend(&self) -> Option<&'static str> {
+        match self {
+            SchedulerError::Db(_) => Some("postgres"),
+            SchedulerError::Redis(_) => Some("redis"),
+            SchedulerError::Shared(e) => e.backend(),
+        }
+    }
+}

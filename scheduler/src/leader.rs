@@ -15,10 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::due::enqueue_due;
+use crate::sample::sample;
+use stasis_shared::error::count_backend_error;
 
 /// After a tick stopped at the backlog bound, look again this soon rather than a full
 /// tick later, so a large due set drains as fast as workers take it.
 const BACKLOG_RECHECK: Duration = Duration::from_secs(1);
+/// How often the leader samples the system-wide gauges (a Prometheus scrape interval).
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
@@ -31,6 +35,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let ttl = cfg.scheduler.lease_ttl;
     let check_every = cfg.scheduler.tick.min(ttl / 3);
     let mut lease: Option<Lease> = None;
+    let mut last_sample: Option<Instant> = None;
     let mut next_tick = Instant::now();
     let mut status = SchedulerStatus {
         leader: process::instance_name(),
@@ -62,7 +67,17 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                         next_tick = Instant::now() + BACKLOG_RECHECK;
                     }
                 }
-                Err(e) => warn!(error = %e, "scheduler tick failed; retrying next tick"),
+                Err(e) => {
+                    count_backend_error(e.backend(), "tick");
+                    warn!(error = %e, "scheduler tick failed; retrying next tick");
+                }
+            }
+        }
+        if lease.is_some() && last_sample.is_none_or(|at| at.elapsed() >= SAMPLE_EVERY) {
+            last_sample = Some(Instant::now());
+            if let Err(e) = sample(&cfg, &pool, &redis).await {
+                count_backend_error(e.backend(), "sample");
+                warn!(error = %e, "could not sample queue and mirror gauges");
             }
         }
         if lease.is_some() {

@@ -3,3 +3,4 @@
 pub mod due;
 pub mod error;
 pub mod leader;
+pub mod sample;

@@ -272,8 +272,10 @@ impl std::fmt::Debug for SecretsConfig {
 
 impl SecretsConfig {
     pub fn cipher(&self) -> Result<Option<crate::secrets::Cipher>, ConfigError> {
+        // an empty STASIS_SECRETS_KEY (compose's `${VAR:-}`) means no key
         self.key
             .as_deref()
+            .filter(|k| !k.trim().is_empty())
             .map(|k| {
                 crate::secrets::Cipher::new(k).map_err(|e| ConfigError::Invalid {
                     key: "secrets.key",

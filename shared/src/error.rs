@@ -14,4 +14,24 @@ pub enum Error {
     Telemetry(String),
 }
 
+impl Error {
+    /// The backend that failed, for `stasis_backend_errors_total{backend}`.
+    pub fn backend(&self) -> Option<&'static str> {
+        match self {
+            Error::Db(_) | Error::Migrate(_) => Some("postgres"),
+            Error::Redis(_) | Error::Push(_) => Some("redis"),
+            Error::Config(_) | Error::Telemetry(_) => None,
+        }
+    }
+}
+
+/// Counts a failed call to Postgres or Redis; `op` is a closed set per process
+/// (`deliver`, `tick`, `sample`, `request`).
+pub fn count_backend_error(backend: Option<&'static str>, op: &'static str) {
+    if let Some(backend) = backend {
+        metrics::counter!("stasis_backend_errors_total", "backend" => backend, "op" => op)
+            .increment(1);
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

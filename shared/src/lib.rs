@@ -6,6 +6,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod git;
+pub mod instruments;
 pub mod lock;
 pub mod overview;
 pub mod process;

@@ -35,6 +35,12 @@ pub fn init(process: &'static str, cfg: &Config) -> Result<()> {
             .install()
             .map_err(|e| Error::Telemetry(format!("metrics.listen {addr}: {e}")))?;
         metrics::gauge!("stasis_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        match process {
+            "worker" => crate::instruments::describe_worker(),
+            "scheduler" => crate::instruments::describe_scheduler(),
+            "api" => crate::instruments::describe_api(),
+            _ => {}
+        }
     }
     Ok(())
 }

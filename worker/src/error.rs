@@ -11,3 +11,14 @@ pub enum WorkerError {
     #[error("corrupt job record: {0}")]
     Corrupt(String),
 }
+
+impl WorkerError {
+    pub fn backend(&self) -> Option<&'static str> {
+        match self {
+            WorkerError::Db(_) => Some("postgres"),
+            WorkerError::Redis(_) => Some("redis"),
+            WorkerError::Shared(e) => e.backend(),
+            WorkerError::Corrupt(_) => None,
+        }
+    }
+}

@@ -44,6 +44,7 @@ pub async fn handle(
     );
     let result = deliver(&ctx, job).instrument(span.clone()).await;
     if let Err(e) = &result {
+        stasis_shared::error::count_backend_error(e.backend(), "deliver");
         span.in_scope(|| warn!(error = %e, "delivery failed; it will be redelivered"));
     }
     result
@@ -104,6 +105,10 @@ async fn run_locked(
     };
     tracing::Span::current().record("attempt", started.attempt);
     metrics::counter!("stasis_syncs_started_total", "reason" => job.reason.as_str()).increment(1);
+    metrics::histogram!("stasis_job_queue_wait_seconds").record(started.waited_secs);
+    if started.rescued {
+        metrics::counter!("stasis_jobs_rescued_total").increment(1);
+    }
     metrics::gauge!("stasis_worker_inflight_jobs").increment(1.0);
     info!("sync started");
 

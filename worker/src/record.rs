@@ -22,6 +22,10 @@ pub async fn load(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<(jobs::Job
 pub struct Started {
     pub attempt: i32,
     pub run_id: i64,
+    /// Seconds from when the attempt was due (enqueue or end of its backoff) to now.
+    pub waited_secs: f64,
+    /// An earlier attempt of this job was left open by a worker that died.
+    pub rescued: bool,
 }
 
 /// Marks the job running and the repository syncing, and opens a run row. `None` when
@@ -45,27 +49,29 @@ pub async fn start(
     if fenced.rows_affected() == 0 {
         return Ok(None);
     }
-    let attempt: Option<i32> = sqlx::query_scalar(
+    let attempt: Option<(i32, f64)> = sqlx::query_as(
         "UPDATE sync_jobs SET state = 'running', attempts = attempts + 1, worker = $2,
              started_at = now()
-         WHERE id = $1 AND state IN ('pending', 'running') RETURNING attempts",
+         WHERE id = $1 AND state IN ('pending', 'running')
+         RETURNING attempts, GREATEST(EXTRACT(EPOCH FROM now() - run_at), 0)::float8",
     )
     .bind(job_id)
     .bind(worker)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(attempt) = attempt else {
+    let Some((attempt, waited_secs)) = attempt else {
         return Ok(None);
     };
     // A run still open here belonged to a worker that died mid-attempt.
-    sqlx::query(
+    let abandoned = sqlx::query(
         "UPDATE sync_runs SET finished_at = now(), outcome = 'abandoned',
              error = 'worker stopped before finishing this attempt'
          WHERE job_id = $1 AND finished_at IS NULL",
     )
     .bind(job_id)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
     let run_id: i64 = sqlx::query_scalar(
         "INSERT INTO sync_runs (repo_id, job_id, attempt, worker) VALUES ($1, $2, $3, $4)
          RETURNING id",
@@ -77,7 +83,12 @@ pub async fn start(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Some(Started { attempt, run_id }))
+    Ok(Some(Started {
+        attempt,
+        run_id,
+        waited_secs,
+        rescued: abandoned > 0,
+    }))
 }
 
 /// How an attempt ended, as the worker decided.

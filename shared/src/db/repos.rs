@@ -204,3 +204,10 @@ pub async fn any_credentials(pool: &PgPool) -> sqlx::Result<bool> {
     .fetch_one(pool)
     .await
 }
+
+/// Mirrors per sync status, for the `stasis_mirrors` gauge.
+pub async fn mirrors_by_status(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT sync_status, count(*) FROM repositories WHERE is_mirror GROUP BY 1")
+        .fetch_all(pool)
+        .await
+}

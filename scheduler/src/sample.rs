@@ -1,0 +1,50 @@
+//! Gauges of the whole system, sampled by the scheduler leader alone: Postgres and Redis
+//! are asked once per interval, however many processes run, and dashboards read one
+//! series per state instead of adding up copies.
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use stasis_shared::db::{jobs, repos, workers};
+use stasis_shared::domain::{JobState, SyncStatus};
+use stasis_shared::overview::alive_window;
+use stasis_shared::queue;
+use stasis_shared::Config;
+
+use crate::error::SchedulerError;
+
+pub async fn sample(
+    cfg: &Config,
+    pool: &PgPool,
+    redis: &ConnectionManager,
+) -> Result<(), SchedulerError> {
+    let (states, oldest) = jobs::depth(pool).await?;
+    for state in JobState::ALL {
+        let n = count(&states, state.as_str());
+        metrics::gauge!("stasis_queue_jobs", "state" => state.as_str()).set(n as f64);
+    }
+    metrics::gauge!("stasis_queue_oldest_job_age_seconds").set(oldest.unwrap_or(0.0));
+
+    let depth = queue::redis_depth(redis, &cfg.queue.namespace).await?;
+    for (location, n) in [
+        ("scheduled", depth.scheduled),
+        ("ready", depth.active),
+        ("inflight", depth.inflight),
+        ("dead", depth.dead),
+    ] {
+        metrics::gauge!("stasis_queue_redis_jobs", "location" => location).set(n as f64);
+    }
+
+    let alive = workers::alive(pool, alive_window(cfg)).await?;
+    metrics::gauge!("stasis_workers_alive").set(alive.len() as f64);
+
+    let mirrors = repos::mirrors_by_status(pool).await?;
+    for status in SyncStatus::ALL {
+        let n = count(&mirrors, status.as_str());
+        metrics::gauge!("stasis_mirrors", "sync_status" => status.as_str()).set(n as f64);
+    }
+    Ok(())
+}
+
+fn count(rows: &[(String, i64)], key: &str) -> i64 {
+    rows.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n)
+}

@@ -1,0 +1,191 @@
+//! Every metric of the system, described once with its help text and, for counters
+//! with closed label sets, created at zero: a series that exists from start-up makes
+//! `rate()` and alerts work before the first event, and its absence means a bug.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+use crate::domain::{ErrorKind, SyncReason};
+
+pub fn describe_worker() {
+    describe_counter!(
+        "stasis_syncs_started_total",
+        "Sync attempts started, by reason"
+    );
+    describe_counter!(
+        "stasis_jobs_finished_total",
+        "Sync attempts finished, by outcome (success, failure, lost_lock) and reason"
+    );
+    describe_counter!(
+        "stasis_sync_failures_total",
+        "Failed sync attempts, by error kind"
+    );
+    describe_counter!(
+        "stasis_sync_retries_total",
+        "Retries scheduled after a transient failure"
+    );
+    describe_counter!(
+        "stasis_lock_contention_total",
+        "Deliveries that found their repository locked by another sync"
+    );
+    describe_counter!(
+        "stasis_jobs_rescued_total",
+        "Jobs picked up again after the worker running them died"
+    );
+    describe_counter!(
+        "stasis_jobs_poison_total",
+        "Undecodable queue payloads dropped"
+    );
+    describe_counter!(
+        "stasis_git_received_bytes_total",
+        Unit::Bytes,
+        "Bytes received from upstreams"
+    );
+    describe_counter!(
+        "stasis_refs_updated_total",
+        "Refs created or updated by syncs"
+    );
+    describe_counter!("stasis_refs_pruned_total", "Refs deleted by syncs");
+    describe_counter!(
+        "stasis_worker_heartbeats_total",
+        "Worker registry heartbeats"
+    );
+    describe_counter!(
+        "stasis_worker_restarts_total",
+        "Queue consumers restarted after an error"
+    );
+    describe_histogram!(
+        "stasis_sync_duration_seconds",
+        Unit::Seconds,
+        "Duration of sync attempts, by outcome"
+    );
+    describe_histogram!(
+        "stasis_job_queue_wait_seconds",
+        Unit::Seconds,
+        "Time from a job being due to its attempt starting"
+    );
+    describe_gauge!(
+        "stasis_worker_inflight_jobs",
+        "Syncs running in this worker"
+    );
+    describe_gauge!(
+        "stasis_worker_concurrency",
+        "Syncs this worker runs at most at once"
+    );
+    for reason in SyncReason::ALL {
+        metrics::counter!("stasis_syncs_started_total", "reason" => reason.as_str()).absolute(0);
+        for outcome in ["success", "failure", "lost_lock"] {
+            metrics::counter!("stasis_jobs_finished_total", "outcome" => outcome, "reason" => reason.as_str())
+                .absolute(0);
+        }
+    }
+    for kind in ErrorKind::ALL {
+        metrics::counter!("stasis_sync_failures_total", "error_kind" => kind.as_str()).absolute(0);
+    }
+    for name in [
+        "stasis_sync_retries_total",
+        "stasis_lock_contention_total",
+        "stasis_jobs_rescued_total",
+        "stasis_jobs_poison_total",
+        "stasis_git_received_bytes_total",
+        "stasis_refs_updated_total",
+        "stasis_refs_pruned_total",
+        "stasis_worker_restarts_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    metrics::gauge!("stasis_worker_inflight_jobs").set(0.0);
+    describe_enqueue();
+    describe_backend_errors(&["deliver"]);
+}
+
+pub fn describe_scheduler() {
+    describe_counter!(
+        "stasis_scheduler_ticks_total",
+        "Scheduler ticks that looked for due mirrors"
+    );
+    describe_histogram!(
+        "stasis_scheduler_enqueue_duration_seconds",
+        Unit::Seconds,
+        "Time a tick took to claim and push due mirrors"
+    );
+    describe_gauge!("stasis_scheduler_leader", "1 while this scheduler leads");
+    describe_gauge!(
+        "stasis_scheduler_paused",
+        "1 while an operator paused scheduled syncs"
+    );
+    describe_gauge!(
+        "stasis_queue_jobs",
+        "Jobs per state in Postgres (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_queue_redis_jobs",
+        "Deliveries in Redis by location (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_queue_oldest_job_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest pending job (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_workers_alive",
+        "Workers with a recent heartbeat (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_mirrors",
+        "Mirrors per sync status (sampled by the leader)"
+    );
+    metrics::counter!("stasis_scheduler_ticks_total").absolute(0);
+    metrics::gauge!("stasis_scheduler_leader").set(0.0);
+    metrics::gauge!("stasis_scheduler_paused").set(0.0);
+    describe_enqueue();
+    describe_backend_errors(&["tick", "sample"]);
+}
+
+pub fn describe_api() {
+    describe_counter!(
+        "stasis_http_requests_total",
+        "HTTP requests by method, route template and status"
+    );
+    describe_histogram!(
+        "stasis_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template"
+    );
+    describe_counter!(
+        "stasis_jobs_retried_total",
+        "Jobs an operator sent back to the queue"
+    );
+    describe_counter!("stasis_jobs_discarded_total", "Jobs an operator discarded");
+    metrics::counter!("stasis_jobs_retried_total").absolute(0);
+    metrics::counter!("stasis_jobs_discarded_total").absolute(0);
+    describe_enqueue();
+    describe_backend_errors(&["request"]);
+}
+
+fn describe_enqueue() {
+    describe_counter!(
+        "stasis_jobs_enqueued_total",
+        "Jobs created and pushed, by reason"
+    );
+    describe_counter!(
+        "stasis_jobs_deduplicated_total",
+        "Sync requests answered with the job already pending or running"
+    );
+    for reason in SyncReason::ALL {
+        metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str()).absolute(0);
+    }
+    metrics::counter!("stasis_jobs_deduplicated_total").absolute(0);
+}
+
+fn describe_backend_errors(ops: &[&'static str]) {
+    describe_counter!(
+        "stasis_backend_errors_total",
+        "Failed calls to Postgres or Redis, by backend and operation"
+    );
+    for &op in ops {
+        for backend in ["postgres", "redis"] {
+            metrics::counter!("stasis_backend_errors_total", "backend" => backend, "op" => op)
+                .absolute(0);
+        }
+    }
+}
