@@ -129,6 +129,8 @@ impl TestEnv {
             ("WORKER_CONCURRENCY", c.worker.concurrency.to_string()),
             ("WORKER_SHUTDOWN_GRACE", secs(c.worker.shutdown_grace)),
             ("SECRETS_KEY", c.secrets.key.clone().unwrap_or_default()),
+            ("SCHEDULER_TICK", secs(c.scheduler.tick)),
+            ("SCHEDULER_LEASE_TTL", secs(c.scheduler.lease_ttl)),
         ]
         .into_iter()
         .map(|(k, v)| (format!("STASIS_{k}"), v))

@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod git;
+pub mod process;
 pub mod proxy;
 
 pub use env::TestEnv;
