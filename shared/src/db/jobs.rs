@@ -118,6 +118,7 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<Job>, i64)> {
+    let mut tx = super::snapshot(pool).await?;
     let state = filter.state.map(JobState::as_str);
     let (owner, name) = filter
         .repo
@@ -134,7 +135,7 @@ pub async fn list(
     .bind(name)
     .bind(limit)
     .bind(offset)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
@@ -143,8 +144,9 @@ pub async fn list(
     .bind(state)
     .bind(owner)
     .bind(name)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok((jobs, total))
 }
 

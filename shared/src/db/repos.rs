@@ -117,6 +117,7 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<Repo>, i64)> {
+    let mut tx = super::snapshot(pool).await?;
     let filtered = "WHERE ($1::boolean IS NULL OR r.is_mirror = $1) AND ($2::text IS NULL OR r.sync_status = $2)
         AND ($3::text IS NULL OR u.username = $3)
         AND (NOT r.private OR $4 OR r.owner_id = $5)";
@@ -136,7 +137,7 @@ pub async fn list(
     .bind(viewer_id)
     .bind(limit)
     .bind(offset)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM repositories r JOIN users u ON u.id = r.owner_id {filtered}"
@@ -146,8 +147,9 @@ pub async fn list(
     .bind(filter.owner.as_deref())
     .bind(is_admin)
     .bind(viewer_id)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok((repos, total))
 }
 
