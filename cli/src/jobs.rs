@@ -133,7 +133,7 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
                     r.duration_ms.map_or("-".into(), |ms| format!("{ms} ms")),
                     r.worker.clone(),
                     text(r.outcome.as_deref()),
-                    format!("+{} -{}", r.refs_updated, r.refs_pruned),
+                    output::refs(r),
                     r.bytes_received.to_string(),
                     text(r.error.as_deref()),
                 ]

@@ -129,7 +129,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                     r.duration_ms.map_or("-".into(), |ms| format!("{ms} ms")),
                     r.attempt.to_string(),
                     text(r.outcome.as_deref()),
-                    format!("+{} -{}", r.refs_updated, r.refs_pruned),
+                    output::refs(r),
                     r.bytes_received.to_string(),
                     text(r.error.as_deref()),
                 ]

@@ -43,3 +43,12 @@ fn short(t: &str, max: usize) -> String {
         format!("{cut}…")
     }
 }
+
+/// A run's ref changes: `+updated -pruned`, or `unchanged` when nothing was fetched.
+pub fn refs(run: &stasis_shared::db::runs::Run) -> String {
+    if run.unchanged {
+        "unchanged".into()
+    } else {
+        format!("+{} -{}", run.refs_updated, run.refs_pruned)
+    }
+}

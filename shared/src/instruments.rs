@@ -46,6 +46,10 @@ pub fn describe_worker() {
     );
     describe_counter!("stasis_refs_pruned_total", "Refs deleted by syncs");
     describe_counter!(
+        "stasis_syncs_unchanged_total",
+        "Successful syncs that found upstream's refs unchanged and fetched nothing"
+    );
+    describe_counter!(
         "stasis_worker_heartbeats_total",
         "Worker registry heartbeats"
     );
@@ -89,6 +93,7 @@ pub fn describe_worker() {
         "stasis_git_received_bytes_total",
         "stasis_refs_updated_total",
         "stasis_refs_pruned_total",
+        "stasis_syncs_unchanged_total",
         "stasis_worker_restarts_total",
     ] {
         metrics::counter!(name).absolute(0);

@@ -208,7 +208,7 @@ impl TestEnv {
     pub async fn runs(&self, job_id: Uuid) -> Vec<Run> {
         sqlx::query_as::<_, Run>(
             "SELECT attempt, worker, outcome, error, error_kind, refs_updated, refs_pruned,
-                    started_at, finished_at
+                    bytes_received, unchanged, started_at, finished_at
              FROM sync_runs WHERE job_id = $1 ORDER BY id",
         )
         .bind(job_id)
@@ -231,6 +231,8 @@ pub struct Run {
     pub error_kind: Option<String>,
     pub refs_updated: i32,
     pub refs_pruned: i32,
+    pub bytes_received: i64,
+    pub unchanged: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -147,6 +147,7 @@ async fn run_locked(
     }
     match ending {
         Ending::Success(report) => info!(
+            unchanged = report.unchanged,
             refs_changed = report.refs_changed(),
             refs_pruned = report.refs_pruned,
             bytes = report.bytes_received,
@@ -193,6 +194,9 @@ fn observe(
         .record(took.as_secs_f64());
     match fetched {
         Ok(report) => {
+            if report.unchanged {
+                metrics::counter!("stasis_syncs_unchanged_total").increment(1);
+            }
             metrics::counter!("stasis_git_received_bytes_total").increment(report.bytes_received);
             metrics::counter!("stasis_refs_updated_total").increment(report.refs_changed().into());
             metrics::counter!("stasis_refs_pruned_total").increment(report.refs_pruned.into());

@@ -171,7 +171,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     };
     sqlx::query(
         "UPDATE sync_runs SET finished_at = now(), outcome = $2, error = $3, error_kind = $4,
-             refs_updated = $5, refs_pruned = $6, bytes_received = $7
+             refs_updated = $5, refs_pruned = $6, bytes_received = $7, unchanged = $8
          WHERE id = $1",
     )
     .bind(f.run_id)
@@ -181,6 +181,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(report.refs_changed() as i32)
     .bind(report.refs_pruned as i32)
     .bind(report.bytes_received as i64)
+    .bind(report.unchanged)
     .execute(&mut *tx)
     .await?;
 

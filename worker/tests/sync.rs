@@ -92,6 +92,63 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches() {
+    let env = TestEnv::new().await;
+    let served = env.dir.path().join("served");
+    let mut up = Upstream::create(served.join("up"));
+    git(&up.path, &["branch", "feature"]);
+    git(&up.path, &["tag", "-a", "v1", "-m", "annotated"]);
+    let daemon = GitDaemon::start(&served);
+    // counts connections: an unchanged sync must open exactly one
+    let proxy = ThrottledProxy::start(daemon.port, 50_000_000).await;
+    let (owner, _) = env.user("olga", false).await;
+    let repo = env.mirror(&owner, "up", &proxy.url("up")).await;
+    let worker = spawn_worker(&env);
+    let env = &env;
+    let sync = |reason| async move {
+        let job = env.enqueue(repo, reason).await;
+        assert_eq!(env.finished(job, WAIT).await.state, "done");
+        env.runs(job).await.remove(0)
+    };
+
+    let import = sync(SyncReason::Import).await;
+    assert!(!import.unchanged && import.bytes_received > 0, "{import:?}");
+    let mirror = env.mirror_path("olga", "up");
+    assert_mirrors(&mirror, &up);
+
+    let before = proxy.connections();
+    let noop = sync(SyncReason::Scheduled).await;
+    assert!(noop.unchanged, "{noop:?}");
+    assert_eq!(noop.outcome.as_deref(), Some("success"));
+    assert_eq!((noop.bytes_received, noop.refs_updated), (0, 0));
+    assert_eq!(
+        proxy.connections() - before,
+        1,
+        "one ref advertisement, no fetch"
+    );
+    assert_eq!(env.repo(repo).await.sync_status, "success");
+
+    // a deleted branch, a moved tag, a new commit: each is a change that fetches
+    git(&up.path, &["branch", "-D", "feature"]);
+    let deleted = sync(SyncReason::Manual).await;
+    assert!(
+        !deleted.unchanged && deleted.refs_pruned == 1,
+        "{deleted:?}"
+    );
+    assert_mirrors(&mirror, &up);
+
+    up.commit("tag moves");
+    git(&up.path, &["tag", "-f", "-a", "v1", "-m", "moved"]);
+    let moved = sync(SyncReason::Manual).await;
+    assert!(!moved.unchanged && moved.refs_updated >= 2, "{moved:?}");
+    assert_mirrors(&mirror, &up);
+
+    let again = sync(SyncReason::Scheduled).await;
+    assert!(again.unchanged, "{again:?}");
+    stop_worker(worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_credentials() {
     let env = TestEnv::new().await;
     let (bob, _) = env.user("bob", false).await;

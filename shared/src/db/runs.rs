@@ -20,11 +20,13 @@ pub struct Run {
     pub refs_updated: i32,
     pub refs_pruned: i32,
     pub bytes_received: i64,
+    /// Upstream's refs matched the mirror's, so nothing was fetched.
+    pub unchanged: bool,
     pub duration_ms: Option<i64>,
 }
 
 const SELECT: &str = "SELECT id, job_id, attempt, worker, started_at, finished_at, outcome,
-    error, error_kind, refs_updated, refs_pruned, bytes_received,
+    error, error_kind, refs_updated, refs_pruned, bytes_received, unchanged,
     (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint AS duration_ms
     FROM sync_runs";
 

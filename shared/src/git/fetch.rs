@@ -2,13 +2,14 @@
 //! following upstream's default branch. Blocking: run it on a blocking thread.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use git2::{
-    AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, FetchPrune,
-    RemoteCallbacks, RemoteRedirect, Repository, RepositoryInitOptions,
+    AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions,
+    FetchPrune, Oid, RemoteCallbacks, RemoteRedirect, Repository, RepositoryInitOptions,
 };
 
 use super::url::{http_credentials, redact_text};
@@ -72,6 +73,8 @@ pub struct FetchReport {
     pub default_branch: Option<String>,
     /// The bare repository was created by this fetch (an import).
     pub initialized: bool,
+    /// Upstream advertised exactly the mirror's refs: nothing was fetched.
+    pub unchanged: bool,
 }
 
 impl FetchReport {
@@ -90,19 +93,33 @@ pub struct FetchError {
 
 pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let fail = |e: git2::Error| classify(&e, req);
-    let (repo, initialized) = open_or_init(req.path).map_err(fail)?;
+    let (repo, initialized) = open_or_init(req.path, req.follow_redirects).map_err(fail)?;
     let mut report = FetchReport {
         initialized,
         ..FetchReport::default()
     };
+    let mut remote = repo.remote_anonymous(req.url).map_err(fail)?;
+
+    // Most syncs find nothing new: one ref advertisement settles that without the
+    // negotiation and pack exchange of a fetch.
+    if !initialized {
+        let auth_tries = Cell::new(0u32);
+        let conn = remote
+            .connect_auth(Direction::Fetch, Some(callbacks(req, &auth_tries)), None)
+            .map_err(fail)?;
+        if same_refs(&repo, conn.list().map_err(fail)?).map_err(fail)? {
+            let branch = conn.default_branch().ok();
+            report.default_branch = follow_default_branch(&repo, branch.as_ref());
+            report.unchanged = true;
+            return Ok(report);
+        }
+    }
 
     let created = Cell::new(0u32);
     let updated = Cell::new(0u32);
     let pruned = Cell::new(0u32);
     let auth_tries = Cell::new(0u32);
-    let keep_going = || !req.stop.is_stopped() && Instant::now() < req.deadline;
-
-    let mut callbacks = RemoteCallbacks::new();
+    let mut callbacks = callbacks(req, &auth_tries);
     callbacks.update_tips(|_name, old, new| {
         if new.is_zero() {
             pruned.set(pruned.get() + 1);
@@ -113,9 +130,45 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         }
         true
     });
-    callbacks.transfer_progress(|_| keep_going());
-    callbacks.sideband_progress(|_| keep_going());
-    callbacks.credentials(|url, _user, allowed| {
+
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks)
+        .prune(FetchPrune::On)
+        .download_tags(AutotagOption::All)
+        .update_fetchhead(false)
+        .follow_redirects(redirects(req.follow_redirects));
+    remote
+        .fetch(
+            &[MIRROR_REFSPEC],
+            Some(&mut options),
+            Some("stasis mirror sync"),
+        )
+        .map_err(fail)?;
+    if req.stop.is_stopped() {
+        return Err(stopped(req.stop.reason()));
+    }
+
+    let stats = remote.stats();
+    report.bytes_received = stats.received_bytes() as u64;
+    report.objects_received = stats.received_objects() as u32;
+    let branch = remote.default_branch().ok();
+    report.default_branch = follow_default_branch(&repo, branch.as_ref());
+    drop(options);
+    report.refs_created = created.get();
+    report.refs_updated = updated.get();
+    report.refs_pruned = pruned.get();
+    Ok(report)
+}
+
+/// Credentials (answered once) and the stop/deadline check, for the ref listing and the
+/// fetch alike.
+fn callbacks<'a>(req: &'a FetchRequest<'_>, auth_tries: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+    let keep_going = move || !req.stop.is_stopped() && Instant::now() < req.deadline;
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.transfer_progress(move |_| keep_going());
+    callbacks.sideband_progress(move |_| keep_going());
+    callbacks.credentials(move |url, _user, allowed| {
         // libgit2 calls back again after a rejected answer: answer once, then give up.
         auth_tries.set(auth_tries.get() + 1);
         match http_credentials(url) {
@@ -132,59 +185,69 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
             )),
         }
     });
-
-    let mut options = FetchOptions::new();
-    options
-        .remote_callbacks(callbacks)
-        .prune(FetchPrune::On)
-        .download_tags(AutotagOption::All)
-        .update_fetchhead(false)
-        .follow_redirects(if req.follow_redirects {
-            RemoteRedirect::Initial
-        } else {
-            RemoteRedirect::None
-        });
-
-    let mut remote = repo.remote_anonymous(req.url).map_err(fail)?;
-    remote
-        .fetch(
-            &[MIRROR_REFSPEC],
-            Some(&mut options),
-            Some("stasis mirror sync"),
-        )
-        .map_err(fail)?;
-    if req.stop.is_stopped() {
-        return Err(stopped(req.stop.reason()));
-    }
-
-    let stats = remote.stats();
-    report.bytes_received = stats.received_bytes() as u64;
-    report.objects_received = stats.received_objects() as u32;
-    report.default_branch = follow_default_branch(&repo, &remote);
-    drop(options);
-    report.refs_created = created.get();
-    report.refs_updated = updated.get();
-    report.refs_pruned = pruned.get();
-    Ok(report)
+    callbacks
 }
 
-fn open_or_init(path: &Path) -> Result<(Repository, bool), git2::Error> {
-    match Repository::open_bare(path) {
-        Ok(repo) => Ok((repo, false)),
+fn redirects(follow: bool) -> RemoteRedirect {
+    if follow {
+        RemoteRedirect::Initial
+    } else {
+        RemoteRedirect::None
+    }
+}
+
+/// Whether `+refs/*:refs/*` with pruning would leave the mirror's refs as they are: the
+/// same names pointing at the same objects. Peeled tag entries (`^{}`) and HEAD are not
+/// refs a fetch writes.
+fn same_refs(repo: &Repository, advertised: &[git2::RemoteHead<'_>]) -> Result<bool, git2::Error> {
+    let upstream: BTreeMap<&str, Oid> = advertised
+        .iter()
+        .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
+        .map(|h| (h.name(), h.oid()))
+        .collect();
+    let mut local = 0usize;
+    for reference in repo.references()? {
+        let reference = reference?;
+        let Some(name) = reference.name() else {
+            return Ok(false);
+        };
+        if !name.starts_with("refs/") {
+            continue;
+        }
+        local += 1;
+        if reference.target().is_none() || upstream.get(name) != reference.target().as_ref() {
+            return Ok(false);
+        }
+    }
+    Ok(local == upstream.len())
+}
+
+/// Opens the bare mirror, creating it on first sync. Its config pins
+/// `http.followRedirects` to the fetch's policy: the ref listing cannot be given a
+/// redirect option and reads the repository's config instead.
+fn open_or_init(path: &Path, follow_redirects: bool) -> Result<(Repository, bool), git2::Error> {
+    let policy = if follow_redirects { "initial" } else { "false" };
+    let (repo, initialized) = match Repository::open_bare(path) {
+        Ok(repo) => (repo, false),
         Err(e) if e.code() == ErrorCode::NotFound => {
             let mut opts = RepositoryInitOptions::new();
             opts.bare(true).mkpath(true);
-            Ok((Repository::init_opts(path, &opts)?, true))
+            (Repository::init_opts(path, &opts)?, true)
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let mut config = repo.config()?;
+    if config.get_string("http.followRedirects").ok().as_deref() != Some(policy) {
+        config.set_str("http.followRedirects", policy)?;
     }
+    drop(config);
+    Ok((repo, initialized))
 }
 
 /// Points HEAD where upstream's HEAD points, so clones of the mirror check out the same
 /// default branch. Best effort: an upstream without HEAD (empty) keeps ours.
-fn follow_default_branch(repo: &Repository, remote: &git2::Remote<'_>) -> Option<String> {
-    let branch = remote.default_branch().ok()?;
-    let name = branch.as_str()?.to_owned();
+fn follow_default_branch(repo: &Repository, branch: Option<&git2::Buf>) -> Option<String> {
+    let name = branch?.as_str()?.to_owned();
     if repo.find_reference(&name).is_ok() {
         let current = repo.find_reference("HEAD").ok()?;
         if current.symbolic_target() != Some(name.as_str()) {
