@@ -198,6 +198,11 @@ pub struct SyncConfig {
     /// Delay before a job that found its repository locked is tried again.
     #[serde(with = "humantime_serde")]
     pub lock_retry_delay: Duration,
+    /// Syncs running at once across all workers (0: only `worker.concurrency` bounds them).
+    pub max_concurrent: u32,
+    /// Syncs from one upstream host at once across all workers (0: no cap): hosts
+    /// rate-limit mirrors that burst.
+    pub max_per_host: u32,
 }
 
 impl Default for SyncConfig {
@@ -209,6 +214,8 @@ impl Default for SyncConfig {
             retry_max_delay: Duration::from_secs(600),
             lock_ttl: Duration::from_secs(30),
             lock_retry_delay: Duration::from_secs(5),
+            max_concurrent: 0,
+            max_per_host: 8,
         }
     }
 }

@@ -28,6 +28,10 @@ pub fn describe_worker() {
         "Deliveries that found their repository locked by another sync"
     );
     describe_counter!(
+        "stasis_host_throttled_total",
+        "Deliveries postponed because their upstream host or the fleet was at its sync cap"
+    );
+    describe_counter!(
         "stasis_jobs_rescued_total",
         "Jobs picked up again after the worker running them died"
     );
@@ -88,6 +92,7 @@ pub fn describe_worker() {
     for name in [
         "stasis_sync_retries_total",
         "stasis_lock_contention_total",
+        "stasis_host_throttled_total",
         "stasis_jobs_rescued_total",
         "stasis_jobs_poison_total",
         "stasis_git_received_bytes_total",

@@ -13,6 +13,7 @@ pub mod process;
 pub mod queue;
 pub mod scheduler_status;
 pub mod secrets;
+pub mod slots;
 pub mod telemetry;
 
 pub use config::Config;

@@ -18,6 +18,7 @@ struct Counters {
 }
 
 pub struct ThrottledProxy {
+    pub addr: std::net::SocketAddr,
     pub port: u16,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
@@ -25,8 +26,15 @@ pub struct ThrottledProxy {
 
 impl ThrottledProxy {
     pub async fn start(target_port: u16, bytes_per_sec: usize) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        Self::start_at([127, 0, 0, 1], target_port, bytes_per_sec).await
+    }
+
+    /// Listens on another loopback address (127.0.0.0/8): a second upstream host.
+    pub async fn start_at(ip: [u8; 4], target_port: u16, bytes_per_sec: usize) -> Self {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::from(ip), 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
         let task = tokio::spawn(async move {
@@ -44,14 +52,15 @@ impl ThrottledProxy {
             }
         });
         Self {
-            port,
+            addr,
+            port: addr.port(),
             counters,
             task,
         }
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("git://127.0.0.1:{}/{name}", self.port)
+        format!("git://{}/{name}", self.addr)
     }
 
     pub fn max_concurrent(&self) -> usize {

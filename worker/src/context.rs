@@ -2,6 +2,7 @@ use sqlx::PgPool;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::secrets::Cipher;
+use stasis_shared::slots::Slots;
 use stasis_shared::Config;
 
 /// What every job of this worker process shares.
@@ -9,6 +10,8 @@ pub struct WorkerContext {
     pub cfg: Config,
     pub pool: PgPool,
     pub leases: Leases,
+    /// Fleet-wide caps: syncs in all and per upstream host.
+    pub slots: Slots,
     pub enqueuer: Enqueuer,
     /// Opens upstream credentials; `None` without `secrets.key`.
     pub cipher: Option<Cipher>,

@@ -12,8 +12,9 @@ use stasis_shared::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
 };
 use stasis_shared::git::mirror_path;
-use stasis_shared::git::url::{check_upstream, with_credentials, UrlError};
+use stasis_shared::git::url::{check_upstream, upstream_host, with_credentials, UrlError};
 use stasis_shared::lock::Lease;
+use stasis_shared::slots::{SlotGuard, Slots};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::context::WorkerContext;
@@ -82,7 +83,34 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
             .await?;
         return Ok(());
     };
-    let result = run_locked(ctx, &job, &repo, record.max_attempts, &lease).await;
+    let host = repo
+        .mirror_url
+        .as_deref()
+        .map_or("local".into(), upstream_host);
+    let result = match ctx.slots.try_acquire(&host, ttl).await {
+        Ok(Some(slot)) => {
+            let result = run_locked(ctx, &job, &repo, record.max_attempts, &lease, &slot).await;
+            if let Err(e) = ctx.slots.release(&slot).await {
+                warn!(error = %e, "could not release sync slot; it expires on its own");
+            }
+            result
+        }
+        Ok(None) => {
+            metrics::counter!("stasis_host_throttled_total").increment(1);
+            debug!(%host, "sync cap for this host or the fleet reached; delivery postponed");
+            // spread the retries out: a burst from one host must not come back at once
+            let delay = ctx
+                .cfg
+                .sync
+                .lock_retry_delay
+                .mul_f64(1.0 + rand::random::<f64>());
+            ctx.enqueuer
+                .push_delayed(job, delay)
+                .await
+                .map_err(WorkerError::from)
+        }
+        Err(e) => Err(e.into()),
+    };
     if let Err(e) = ctx.leases.release(&lease).await {
         // It expires on its own within lock_ttl.
         warn!(error = %e, "could not release repository lock");
@@ -96,6 +124,7 @@ async fn run_locked(
     repo: &Repo,
     max_attempts: i32,
     lease: &Lease,
+    slot: &SlotGuard,
 ) -> Result<(), WorkerError> {
     let Some(started) =
         record::start(&ctx.pool, job.job_id, repo.id, &ctx.name, lease.fence).await?
@@ -113,7 +142,7 @@ async fn run_locked(
     info!("sync started");
 
     let began = Instant::now();
-    let fetched = fetch(ctx, repo, lease).await;
+    let fetched = fetch(ctx, repo, lease, slot).await;
     let duration = began.elapsed();
     metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
 
@@ -210,7 +239,12 @@ fn observe(
 
 /// Runs the fetch on a blocking thread while this task keeps the lease alive; a lease
 /// that cannot be renewed stops the fetch, since another worker may now own the repo.
-async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchReport, FetchError> {
+async fn fetch(
+    ctx: &WorkerContext,
+    repo: &Repo,
+    lease: &Lease,
+    slot: &SlotGuard,
+) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
     let allow_local = ctx.cfg.mirror.allow_local_network;
     check_upstream(&url, allow_local)
@@ -229,6 +263,7 @@ async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchR
     let keeper = tokio::spawn(keep_lease(
         ctx.leases.clone(),
         lease.clone(),
+        (ctx.slots.clone(), slot.clone()),
         ctx.cfg.sync.lock_ttl,
         stop.clone(),
     ));
@@ -291,6 +326,7 @@ fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, FetchError> 
 async fn keep_lease(
     leases: stasis_shared::lock::Leases,
     lease: Lease,
+    (slots, slot): (Slots, SlotGuard),
     ttl: Duration,
     stop: Arc<StopFlag>,
 ) {
@@ -298,6 +334,10 @@ async fn keep_lease(
     let mut last_ok = Instant::now();
     loop {
         tokio::time::sleep(every).await;
+        // A slot that lapses only lets one more sync start early: not worth stopping for.
+        if let Err(e) = slots.renew(&slot, ttl).await {
+            warn!(error = %e, "sync slot renewal failed; will retry");
+        }
         match leases.renew(&lease, ttl).await {
             Ok(true) => last_ok = Instant::now(),
             Ok(false) => {

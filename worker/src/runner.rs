@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use stasis_shared::db::workers;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::slots::Slots;
 use stasis_shared::{process, Config};
 use tracing::{info, warn};
 
@@ -37,6 +38,12 @@ pub async fn run(
     let name = process::instance_name();
     let ctx = Arc::new(WorkerContext {
         leases: Leases::new(redis.clone(), &cfg.queue.namespace),
+        slots: Slots::new(
+            redis.clone(),
+            &cfg.queue.namespace,
+            cfg.sync.max_concurrent,
+            cfg.sync.max_per_host,
+        ),
         cfg: cfg.clone(),
         pool,
         enqueuer,

@@ -173,6 +173,21 @@ fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
 }
 
 /// The URL as it may be shown: credentials replaced by `***`.
+/// The upstream host a URL fetches from, lowercased, for per-host caps; local paths and
+/// `file://` URLs count as one host, `local`. scp-like `user@host:path` is ssh.
+pub fn upstream_host(raw: &str) -> String {
+    if let Ok(url) = url::Url::parse(raw) {
+        return url.host_str().unwrap_or("local").to_ascii_lowercase();
+    }
+    match raw.split_once(':') {
+        Some((prefix, _)) if !raw.starts_with('/') && !prefix.contains('/') => prefix
+            .rsplit_once('@')
+            .map_or(prefix, |(_, host)| host)
+            .to_ascii_lowercase(),
+        _ => "local".into(),
+    }
+}
+
 pub fn redact_url(raw: &str) -> String {
     redact_text(raw, raw)
 }
@@ -236,6 +251,20 @@ pub fn http_credentials(raw: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_host_names_the_host_a_cap_applies_to() {
+        for (url, host) in [
+            ("https://user:pw@GitHub.com/a/b.git", "github.com"),
+            ("git://127.0.0.2:9418/x", "127.0.0.2"),
+            ("ssh://git@gitlab.com:22/a/b", "gitlab.com"),
+            ("git@codeberg.org:a/b.git", "codeberg.org"),
+            ("file:///srv/git/a", "local"),
+            ("/srv/git/a", "local"),
+        ] {
+            assert_eq!(upstream_host(url), host, "{url}");
+        }
+    }
 
     #[test]
     fn redacts_passwords_and_token_usernames() {
