@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The test command: local services up, every test of the workspace against them, the
-# deploy/ files validated, then schema fuzzing of the API (schemathesis).
+# deploy/ files validated, schema fuzzing of the API (schemathesis), then each
+# benchmark at a small size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
 cargo test --workspace --locked "$@"
 scripts/check-deploy.sh
-# the fuzzing below runs the real binaries
+# the fuzzing and benchmarks below run the real binaries
 cargo build --workspace --bins --locked --quiet
 scripts/fuzz-api.sh
+# every benchmark at a small size, so that they keep working
+scripts/bench.sh --quick

@@ -1,0 +1,114 @@
+//! `stasis-bench`: the sync pipeline's speed and memory, each beside a baseline measured
+//! in the same run (git CLI, bare libgit2, raw Redis). `--quick` is CI's small version
+//! that keeps every benchmark working; the full run's table goes in BENCHMARKS.md.
+
+mod api;
+mod fixture;
+mod git;
+mod memory;
+mod queue;
+mod report;
+mod scheduler;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "stasis-bench", version)]
+struct Args {
+    /// Small sizes, for CI: checks that each benchmark runs, not how fast.
+    #[arg(long)]
+    quick: bool,
+    /// Benchmarks to run (git, queue, scheduler, api, memory); all when none is given.
+    only: Vec<String>,
+}
+
+pub struct Scale {
+    pub mirrors: usize,
+    pub commits: u32,
+    pub blob_bytes: usize,
+    pub rounds: usize,
+    pub queue_jobs: usize,
+    pub due_mirrors: usize,
+    pub api_duration: Duration,
+    pub memory_syncs: usize,
+}
+
+impl Scale {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                mirrors: 20,
+                commits: 20,
+                blob_bytes: 200_000,
+                rounds: 1,
+                queue_jobs: 2_000,
+                due_mirrors: 5_000,
+                api_duration: Duration::from_secs(1),
+                memory_syncs: 8,
+            }
+        } else {
+            Self {
+                mirrors: 1_000,
+                commits: 300,
+                blob_bytes: 8_000_000,
+                rounds: 5,
+                queue_jobs: 20_000,
+                due_mirrors: 100_000,
+                api_duration: Duration::from_secs(10),
+                memory_syncs: 64,
+            }
+        }
+    }
+}
+
+/// Another binary of the workspace, built beside this one (`cargo build --bins`).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("binary directory")?.join(name);
+    ensure!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries first (scripts/bench.sh does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let scale = Scale::new(args.quick);
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let mut rows = Vec::new();
+    if wanted("git") {
+        println!("git: no-op and incremental syncs, initial clone");
+        git::run(&scale, &mut rows).await.context("git benchmark")?;
+    }
+    if wanted("queue") {
+        println!("queue: apalis-redis against raw Redis");
+        queue::run(&scale, &mut rows)
+            .await
+            .context("queue benchmark")?;
+    }
+    if wanted("scheduler") {
+        println!("scheduler: due mirrors found and enqueued");
+        scheduler::run(&scale, &mut rows)
+            .await
+            .context("scheduler benchmark")?;
+    }
+    if wanted("api") {
+        println!("api: status and sync under load");
+        api::run(&scale, &mut rows).await.context("api benchmark")?;
+    }
+    if wanted("memory") {
+        println!("memory: worker RSS");
+        memory::run(&scale, &mut rows)
+            .await
+            .context("memory benchmark")?;
+    }
+    report::print(&rows);
+    Ok(())
+}
