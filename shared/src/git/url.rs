@@ -39,7 +39,7 @@ fn parse(raw: &str) -> Result<Target, UrlError> {
         return Err(UrlError::Empty);
     }
     if raw.starts_with('/') || raw.starts_with("./") || raw.starts_with("../") {
-        return Err(UrlError::Local);
+        return Ok(Target::Local);
     }
     match Url::parse(raw) {
         Ok(url) => {
@@ -355,6 +355,8 @@ mod tests {
             check_upstream("/srv/git/x", false).await,
             Err(UrlError::Local)
         );
+        assert_eq!(check_upstream("/srv/git/x", true).await, Ok(()));
+        assert_eq!(check_upstream("file:///srv/git/x", true).await, Ok(()));
         assert!(matches!(
             check_upstream("ftp://example.com/x", true).await,
             Err(UrlError::Scheme(_))
