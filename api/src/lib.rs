@@ -8,6 +8,7 @@ pub mod http_metrics;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod ui;
 pub mod validate;
 
 use std::future::Future;
@@ -53,8 +54,9 @@ impl AppState {
 /// Every route, and the OpenAPI document generated from the same declarations, so the
 /// two cannot drift apart.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{admin, health, mirror, repos};
+    use routes::{admin, health, mirror, repos, user};
     let v1 = OpenApiRouter::new()
+        .routes(routes!(user::current))
         .routes(routes!(repos::import))
         .routes(routes!(repos::list))
         .routes(routes!(repos::list_for_user))
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = routes();
     routes
         .merge(openapi::serve(doc))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(axum::middleware::from_fn(http_metrics::record))
         .layer(TraceLayer::new_for_http())

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
     ),
     modifiers(&BearerToken),
     tags(
+        (name = "users", description = "The signed-in user"),
         (name = "repos", description = "Repositories"),
         (name = "mirrors", description = "Mirror sync, status, history and settings"),
         (name = "admin", description = "Operators (admin token)"),

@@ -290,3 +290,45 @@ async fn loopback_and_local_upstreams_are_refused_and_credentials_masked() {
         "{status_body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_is_served_and_learns_who_a_token_belongs_to() {
+    let env = TestEnv::new().await;
+    let api = Api::start(&env).await;
+    let (_, ada) = env.user("ada", true).await;
+
+    let (status, me) = api.call("GET", "/api/v1/user", Some(&ada), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me, json!({ "username": "ada", "is_admin": true }));
+    let (status, body) = api.call("GET", "/api/v1/user", None, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (status, _) = api
+        .call("GET", "/api/v1/user", Some("stasis_nope"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    for (path, kind, needle) in [
+        ("/", "text/html", "/ui/app.js"),
+        ("/ui/app.js", "text/javascript", "MirrorSyncButton"),
+        ("/ui/app.css", "text/css", ".spin"),
+    ] {
+        let resp = reqwest::get(format!("{}{path}", api.base)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert!(
+            header("content-security-policy").contains("default-src 'self'"),
+            "{path}"
+        );
+        assert!(resp.text().await.unwrap().contains(needle), "{path}");
+    }
+}

@@ -476,6 +476,7 @@ async fn the_openapi_document_lists_every_route() {
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let routes = [
+        ("get", "/api/v1/user"),
         ("post", "/api/v1/repos/import"),
         ("get", "/api/v1/repos"),
         ("get", "/api/v1/users/{owner}/repos"),

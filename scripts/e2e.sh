@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# End-to-end tests of the web UI: headless Chromium (Debian's, installed if missing)
+# driven by playwright-core (npm) against a real stack: stasis-api and a stasis-worker
+# on a database and Redis namespace of their own, with git upstreams in a temp dir.
+# Screenshots land in ${SCREENSHOTS:-data/e2e-screenshots}. Expects the binaries built
+# (scripts/test.sh builds them) and services up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${CARGO_TARGET_DIR:-target}/debug"
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian)"
+  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null
+fi
+npm ci --prefix web/e2e --no-audit --no-fund --silent
+npm run --prefix web/e2e -s typecheck
+
+work=$(mktemp -d)
+db="stasis_e2e_$$"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$db:*" | xargs -r redis-cli -h 127.0.0.1 -p 6379 del >/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export STASIS_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+export STASIS_QUEUE_NAMESPACE="$db"
+export STASIS_STORAGE_ROOT="$work/mirrors"
+export STASIS_API_LISTEN="127.0.0.1:$port"
+export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
+export STASIS_QUEUE_POLL_INTERVAL=50ms
+export STASIS_QUEUE_HEARTBEAT_INTERVAL=1s
+export STASIS_LOG_LEVEL=warn
+psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
+"$bin/stasisctl" migrate >/dev/null
+token=$("$bin/stasisctl" user create ada --admin | tail -n1)
+"$bin/stasis-api" >"$work/api.log" 2>&1 &
+pids+=($!)
+"$bin/stasis-worker" >"$work/worker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+good="$work/upstreams/good"
+mkdir -p "$good"
+git -C "$good" init -q -b main
+git -C "$good" -c user.name=E2E -c user.email=e2e@example.com commit -q --allow-empty -m first
+git -C "$good" config user.name E2E
+git -C "$good" config user.email e2e@example.com
+
+BASE_URL="http://127.0.0.1:$port" TOKEN="$token" GOOD_UPSTREAM="$good" \
+  MISSING_UPSTREAM="$work/upstreams/later" \
+  SCREENSHOTS="${SCREENSHOTS:-$PWD/data/e2e-screenshots}" \
+  npm test --prefix web/e2e -s \
+  || { echo "--- api log"; tail -n 30 "$work/api.log"; echo "--- worker log"; tail -n 30 "$work/worker.log"; exit 1; }

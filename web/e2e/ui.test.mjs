@@ -1,0 +1,151 @@
+// The web UI in headless Chromium against a real stack started by scripts/e2e.sh: an
+// API, a worker, Postgres, Redis and git upstreams on this machine.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const { BASE_URL, TOKEN, GOOD_UPSTREAM, MISSING_UPSTREAM } = process.env;
+const SHOTS = process.env.SCREENSHOTS ?? "screenshots";
+const WAIT = 30_000;
+
+let browser;
+let page;
+
+function git(dir, ...args) {
+  execFileSync("git", ["-C", dir, ...args], { stdio: "ignore" });
+}
+
+async function shot(name) {
+  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+}
+
+before(async () => {
+  for (const v of ["BASE_URL", "TOKEN", "GOOD_UPSTREAM", "MISSING_UPSTREAM"]) {
+    assert.ok(process.env[v], `${v} is set by scripts/e2e.sh`);
+  }
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+  });
+  page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  page.setDefaultTimeout(WAIT);
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("sign in, import, sync now, see a failure, retry it as an operator", async () => {
+  try {
+    await journey();
+  } catch (e) {
+    await shot("failure");
+    throw e;
+  }
+});
+
+async function journey() {
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+
+  // sign-in refuses a bad token, accepts a good one
+  await page.goto(BASE_URL);
+  await page.getByLabel("API token").fill("stasis_not_a_token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("That token is not valid.").waitFor();
+  await shot("01-sign-in-refused");
+  await page.getByLabel("API token").fill(TOKEN);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Mirrors" }).waitFor();
+  await page.getByText("No mirrors here yet").waitFor();
+
+  // the import form shows the API's validation errors beside their fields
+  await page.getByRole("link", { name: "Import", exact: true }).click();
+  await page.getByRole("button", { name: "Import" }).click();
+  await page.getByTestId("name-error").getByText("A name is required.").waitFor();
+  await page.getByLabel("Repository name").fill("good");
+  await page.getByLabel("Clone URL").fill("ftp://example.com/x.git");
+  await page.getByRole("button", { name: "Import" }).click();
+  await page.getByTestId("clone_url-error").filter({ hasText: /\S/ }).waitFor();
+  assert.equal(await page.getByLabel("Clone URL").getAttribute("aria-invalid"), "true");
+  await shot("02-import-invalid-url");
+  await page.getByLabel("Clone URL").fill(GOOD_UPSTREAM);
+  await page.getByRole("button", { name: "Import" }).click();
+
+  // the import syncs on its own; "Sync now" then spins, and turns to "Synced!"
+  const good = page.locator('article[data-repo$="/good"]');
+  const goodState = good.getByTestId("sync-state");
+  await goodState.filter({ hasText: /Up to date|Synced!/ }).waitFor();
+  git(GOOD_UPSTREAM, "commit", "-q", "--allow-empty", "-m", "more upstream work");
+  await good.getByRole("button", { name: "Sync now" }).click();
+  await goodState.filter({ hasText: /Queued|Syncing/ }).waitFor();
+  assert.ok(await good.getByRole("button", { name: "Sync now" }).isDisabled(), "button disabled while syncing");
+  await shot("03-syncing");
+  await goodState.getByText("Synced!").waitFor();
+  assert.match(await goodState.evaluate((el) => el.className), /\bok\b/);
+  await shot("04-synced");
+  await goodState.getByText("Up to date").waitFor({ timeout: 6_000 });
+  assert.match(await good.getByTestId("last-sync").innerText(), /just now|\d+s ago/);
+  await good.getByText("Recent syncs").click();
+  await good.locator("tbody tr").first().waitFor();
+  assert.ok((await good.locator("tbody tr").count()) >= 2, "import and manual sync in history");
+
+  // a mirror whose upstream does not exist fails with its error in red
+  await page.getByRole("link", { name: "Import", exact: true }).click();
+  await page.getByLabel("Repository name").fill("broken");
+  await page.getByLabel("Clone URL").fill(`file://${MISSING_UPSTREAM}`);
+  await page.getByRole("button", { name: "Import" }).click();
+  const broken = page.locator('article[data-repo$="/broken"]');
+  await broken.getByTestId("sync-state").getByText("Failed").waitFor();
+  assert.match(await broken.getByTestId("sync-error").innerText(), /not.found|no such file|does not exist/i);
+  await shot("05-failed");
+
+  // the filter narrows the list to failed mirrors
+  await page.getByLabel("Status").selectOption("failed");
+  await page.locator('article[data-repo$="/good"]').waitFor({ state: "detached" });
+  await broken.waitFor();
+
+  // the operator page lists the failed job; once the upstream exists, Retry brings it home
+  await page.getByRole("link", { name: "Operator" }).click();
+  await page.getByRole("heading", { name: /Workers alive \(1\)/ }).waitFor();
+  await page.getByLabel("Job state").selectOption("failed");
+  const row = page.locator('tr[data-repo$="/broken"]');
+  await row.getByTestId("job-state").getByText("failed").waitFor();
+  await shot("06-operator-failed-job");
+  mkdirSync(MISSING_UPSTREAM, { recursive: true });
+  git(MISSING_UPSTREAM, "init", "-q", "-b", "main");
+  git(MISSING_UPSTREAM, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", "commit", "-q", "--allow-empty", "-m", "now it exists");
+  await row.getByRole("button", { name: /Retry/ }).click();
+  await page.getByText("job sent back to the queue").waitFor();
+  await page.getByLabel("Job state").selectOption("done");
+  for (let i = 0; ; i++) {
+    await page.reload();
+    await page.locator('section[aria-label="Jobs"]').locator("table, p").first().waitFor();
+    if (await page.locator('tr[data-repo$="/broken"]').isVisible()) break;
+    assert.ok(i < 60, "the retried job did not finish");
+    await page.waitForTimeout(500);
+  }
+  assert.equal(await page.locator('tr[data-repo$="/broken"]').getByTestId("job-state").innerText(), "done");
+  await shot("07-operator-retried");
+  await page.getByRole("link", { name: "Mirrors", exact: true }).click();
+  await page.locator('article[data-repo$="/broken"]').getByTestId("sync-state").getByText("Up to date").waitFor();
+
+  // usable on a phone: nothing wider than the screen, every field labelled
+  await page.setViewportSize({ width: 375, height: 740 });
+  await page.goto(`${BASE_URL}/#/mirrors`);
+  await page.locator("article.card").first().waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
+  await shot("08-phone");
+  await page.getByRole("link", { name: "Import", exact: true }).click();
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select")].filter((el) => el.labels?.length === 0).map((el) => el.id));
+  assert.deepEqual(unlabelled, []);
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("API token").waitFor();
+  assert.deepEqual(errors, [], "no script errors on the page");
+}
