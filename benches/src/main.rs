@@ -83,32 +83,30 @@ async fn main() -> anyhow::Result<()> {
     let scale = Scale::new(args.quick);
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let mut rows = Vec::new();
-    if wanted("git") {
-        println!("git: no-op and incremental syncs, initial clone");
-        git::run(&scale, &mut rows).await.context("git benchmark")?;
-    }
-    if wanted("queue") {
-        println!("queue: apalis-redis against raw Redis");
-        queue::run(&scale, &mut rows)
-            .await
-            .context("queue benchmark")?;
-    }
-    if wanted("scheduler") {
-        println!("scheduler: due mirrors found and enqueued");
-        scheduler::run(&scale, &mut rows)
-            .await
-            .context("scheduler benchmark")?;
-    }
-    if wanted("api") {
-        println!("api: status and sync under load");
-        api::run(&scale, &mut rows).await.context("api benchmark")?;
-    }
-    if wanted("memory") {
-        println!("memory: worker RSS");
-        memory::run(&scale, &mut rows)
-            .await
-            .context("memory benchmark")?;
+    let mut failed = Vec::new();
+    // one failing benchmark still lets the others report
+    for name in ["git", "queue", "scheduler", "api", "memory"] {
+        if !wanted(name) {
+            continue;
+        }
+        println!("running {name}");
+        let result = match name {
+            "git" => git::run(&scale, &mut rows).await,
+            "queue" => queue::run(&scale, &mut rows).await,
+            "scheduler" => scheduler::run(&scale, &mut rows).await,
+            "api" => api::run(&scale, &mut rows).await,
+            _ => memory::run(&scale, &mut rows).await,
+        };
+        if let Err(e) = result {
+            eprintln!("{name} benchmark failed: {e:#}");
+            failed.push(name);
+        }
     }
     report::print(&rows);
+    ensure!(
+        failed.is_empty(),
+        "benchmarks failed: {}",
+        failed.join(", ")
+    );
     Ok(())
 }

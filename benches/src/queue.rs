@@ -24,27 +24,16 @@ async fn noop(_job: serde_json::Value, seen: Data<Arc<AtomicUsize>>) -> Result<(
     Ok(())
 }
 
-async fn apalis_rate(env: &TestEnv, n: usize) -> anyhow::Result<(f64, f64)> {
-    let jobs: Vec<SyncMirror> = (0..n)
-        .map(|_| SyncMirror {
-            job_id: Uuid::new_v4(),
-            repo_id: Uuid::new_v4(),
-            reason: SyncReason::Scheduled,
-        })
-        .collect();
-    let mut sink: queue::JobStorage = queue::storage(env.redis.clone(), &env.cfg.queue, 1);
-    let started = Instant::now();
-    for chunk in jobs.chunks(1000) {
-        sink.push_bulk(chunk.to_vec()).await?;
-    }
-    let enqueue = n as f64 / started.elapsed().as_secs_f64();
+/// apalis-redis 1.0 fails every fetch once 8,000 or more jobs are due in its scheduled
+/// set (see the notes), so jobs go in waves under that, as the scheduler sends them.
+const WAVE: usize = 5_000;
 
+async fn apalis_rate(env: &TestEnv, n: usize) -> anyhow::Result<(f64, f64)> {
     let seen = Arc::new(AtomicUsize::new(0));
     let (redis, cfg) = (env.redis.clone(), env.cfg.queue.clone());
     let counter = seen.clone();
     let stop = tokio_util::sync::CancellationToken::new();
     let signal = stop.clone();
-    let started = Instant::now();
     let monitor = tokio::spawn(
         Monitor::new()
             .register(move |i| {
@@ -60,18 +49,41 @@ async fn apalis_rate(env: &TestEnv, n: usize) -> anyhow::Result<(f64, f64)> {
                 Ok(())
             }),
     );
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while seen.load(Ordering::Relaxed) < n {
-        ensure!(
-            Instant::now() < deadline,
-            "apalis consumed only {seen:?} of {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
+
+    let mut sink: queue::JobStorage = queue::storage(env.redis.clone(), &env.cfg.queue, 1);
+    let (mut pushing, mut consuming) = (Duration::ZERO, Duration::ZERO);
+    let mut pushed = 0;
+    while pushed < n {
+        let wave: Vec<SyncMirror> = (0..WAVE.min(n - pushed))
+            .map(|_| SyncMirror {
+                job_id: Uuid::new_v4(),
+                repo_id: Uuid::new_v4(),
+                reason: SyncReason::Scheduled,
+            })
+            .collect();
+        pushed += wave.len();
+        let started = Instant::now();
+        for chunk in wave.chunks(1000) {
+            sink.push_bulk(chunk.to_vec()).await?;
+        }
+        pushing += started.elapsed();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(120);
+        while seen.load(Ordering::Relaxed) < pushed {
+            ensure!(
+                Instant::now() < deadline,
+                "apalis consumed only {seen:?} of {pushed}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        consuming += started.elapsed();
     }
-    let consume = n as f64 / started.elapsed().as_secs_f64();
     stop.cancel();
     let _ = monitor.await;
-    Ok((enqueue, consume))
+    Ok((
+        n as f64 / pushing.as_secs_f64(),
+        n as f64 / consuming.as_secs_f64(),
+    ))
 }
 
 async fn raw_rate(env: &TestEnv, n: usize) -> anyhow::Result<f64> {
@@ -120,7 +132,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let n = scale.queue_jobs;
     let (enqueue, consume) = apalis_rate(&env, n).await?;
     let raw = raw_rate(&env, n).await?;
-    let figure = format!("{n} no-op jobs, {CONSUMERS} consumers");
+    let figure = format!("{n} no-op jobs in waves of {WAVE}, {CONSUMERS} consumers");
     rows.push(
         Row::new("3 queue", &figure, consume, "jobs/s")
             .against("raw LMOVE+LREM", raw)
