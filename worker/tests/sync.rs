@@ -92,7 +92,8 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches() {
+async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches_on_the_same_connection(
+) {
     let env = TestEnv::new().await;
     let served = env.dir.path().join("served");
     let mut up = Upstream::create(served.join("up"));

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use git2::{
-    AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions,
-    FetchPrune, Oid, RemoteCallbacks, RemoteRedirect, Repository, RepositoryInitOptions,
+    AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions, Oid,
+    RemoteCallbacks, RemoteRedirect, RemoteUpdateFlags, Repository, RepositoryInitOptions,
 };
 
 use super::url::{http_credentials, redact_text};
@@ -99,62 +99,67 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         ..FetchReport::default()
     };
     let mut remote = repo.remote_anonymous(req.url).map_err(fail)?;
+    let auth_tries = Cell::new(0u32);
+    let mut conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(req, &auth_tries)), None)
+        .map_err(fail)?;
 
-    // Most syncs find nothing new: one ref advertisement settles that without the
+    // Most syncs find nothing new: the ref advertisement settles that without the
     // negotiation and pack exchange of a fetch.
-    if !initialized {
-        let auth_tries = Cell::new(0u32);
-        let conn = remote
-            .connect_auth(Direction::Fetch, Some(callbacks(req, &auth_tries)), None)
-            .map_err(fail)?;
-        if same_refs(&repo, conn.list().map_err(fail)?).map_err(fail)? {
-            let branch = conn.default_branch().ok();
-            report.default_branch = follow_default_branch(&repo, branch.as_ref());
-            report.unchanged = true;
-            return Ok(report);
-        }
+    if !initialized && same_refs(&repo, conn.list().map_err(fail)?).map_err(fail)? {
+        let branch = conn.default_branch().ok();
+        report.default_branch = follow_default_branch(&repo, branch.as_ref());
+        report.unchanged = true;
+        return Ok(report);
     }
 
-    let created = Cell::new(0u32);
-    let updated = Cell::new(0u32);
-    let pruned = Cell::new(0u32);
-    let auth_tries = Cell::new(0u32);
-    let mut callbacks = callbacks(req, &auth_tries);
-    callbacks.update_tips(|_name, old, new| {
-        if new.is_zero() {
-            pruned.set(pruned.get() + 1);
-        } else if old.is_zero() {
-            created.set(created.get() + 1);
-        } else {
-            updated.set(updated.get() + 1);
-        }
-        true
-    });
-
+    // The download reuses the connection the listing opened: a changed mirror costs no
+    // second ref advertisement (a round trip, and over HTTP a request).
     let mut options = FetchOptions::new();
     options
-        .remote_callbacks(callbacks)
-        .prune(FetchPrune::On)
+        .remote_callbacks(callbacks(req, &auth_tries))
         .download_tags(AutotagOption::All)
-        .update_fetchhead(false)
         .follow_redirects(redirects(req.follow_redirects));
-    remote
-        .fetch(
-            &[MIRROR_REFSPEC],
-            Some(&mut options),
-            Some("stasis mirror sync"),
-        )
+    conn.remote()
+        .download(&[MIRROR_REFSPEC], Some(&mut options))
         .map_err(fail)?;
     if req.stop.is_stopped() {
         return Err(stopped(req.stop.reason()));
     }
-
-    let stats = remote.stats();
+    let branch = conn.default_branch().ok();
+    let stats = conn.remote().stats();
     report.bytes_received = stats.received_bytes() as u64;
     report.objects_received = stats.received_objects() as u32;
-    let branch = remote.default_branch().ok();
-    report.default_branch = follow_default_branch(&repo, branch.as_ref());
+    drop(conn);
     drop(options);
+
+    // What `Remote::fetch` does after its download: write the tips, then prune.
+    let (created, updated, pruned) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u32));
+    let counting = || {
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.update_tips(|_name, old, new| {
+            let counter = if new.is_zero() {
+                &pruned
+            } else if old.is_zero() {
+                &created
+            } else {
+                &updated
+            };
+            counter.set(counter.get() + 1);
+            true
+        });
+        callbacks
+    };
+    remote
+        .update_tips(
+            Some(&mut counting()),
+            RemoteUpdateFlags::empty(),
+            AutotagOption::All,
+            Some("stasis mirror sync"),
+        )
+        .map_err(fail)?;
+    remote.prune(Some(counting())).map_err(fail)?;
+    report.default_branch = follow_default_branch(&repo, branch.as_ref());
     report.refs_created = created.get();
     report.refs_updated = updated.get();
     report.refs_pruned = pruned.get();
