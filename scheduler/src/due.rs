@@ -9,6 +9,7 @@ use stasis_shared::db::jobs;
 use stasis_shared::domain::{SyncMirror, SyncReason};
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
+use uuid::Uuid;
 
 use crate::error::SchedulerError;
 
@@ -28,42 +29,72 @@ pub async fn enqueue_due(
 ) -> Result<TickReport, SchedulerError> {
     let started = Instant::now();
     let mut report = TickReport::default();
+    // Claimed in Postgres, not yet pushed: its push overlaps the next claim, so Postgres
+    // and Redis work at the same time instead of in turns.
+    let mut claimed: Vec<(Uuid, Uuid)> = Vec::new();
     loop {
-        let backlog = queue::backlog(redis, &cfg.queue.namespace).await?;
+        let backlog = match queue::backlog(redis, &cfg.queue.namespace).await {
+            Ok(n) => n + claimed.len() as u64,
+            Err(e) => {
+                jobs::unclaim(pool, &job_ids(&claimed)).await?;
+                return Err(e.into());
+            }
+        };
         let room = cfg.queue.max_backlog.saturating_sub(backlog);
         if room == 0 {
             report.backlog_full = true;
             break;
         }
         let limit = room.min(u64::from(cfg.scheduler.batch_size)) as i64;
-        let claimed = jobs::claim_due(pool, limit, cfg.sync.max_attempts as i32).await?;
-        if claimed.is_empty() {
-            break;
-        }
-        let count = claimed.len();
-        let deliveries = claimed
-            .iter()
-            .map(|&(job_id, repo_id)| SyncMirror {
-                job_id,
-                repo_id,
-                reason: SyncReason::Scheduled,
-            })
-            .collect();
-        if let Err(e) = enqueuer.push(deliveries).await {
-            let ids: Vec<_> = claimed.iter().map(|(job, _)| *job).collect();
-            jobs::unclaim(pool, &ids).await?;
+        let (pushed, next) = tokio::join!(
+            push(enqueuer, &claimed),
+            jobs::claim_due(pool, limit, cfg.sync.max_attempts as i32)
+        );
+        if let Err(e) = pushed {
+            // neither batch reaches Redis: both go back to due
+            let mut unpushed = job_ids(&claimed);
+            if let Ok(next) = &next {
+                unpushed.extend(job_ids(next));
+            }
+            jobs::unclaim(pool, &unpushed).await?;
             return Err(e.into());
         }
-        report.enqueued += count as u64;
-        report.waves += 1;
-        if (count as i64) < limit {
+        report.enqueued += claimed.len() as u64;
+        report.waves += u32::from(!claimed.is_empty());
+        claimed = next?;
+        if (claimed.len() as i64) < limit {
             break;
         }
     }
+    if let Err(e) = push(enqueuer, &claimed).await {
+        jobs::unclaim(pool, &job_ids(&claimed)).await?;
+        return Err(e.into());
+    }
+    report.enqueued += claimed.len() as u64;
+    report.waves += u32::from(!claimed.is_empty());
     metrics::counter!("stasis_scheduler_ticks_total").increment(1);
     metrics::counter!("stasis_jobs_enqueued_total", "reason" => "scheduled")
         .increment(report.enqueued);
     metrics::histogram!("stasis_scheduler_enqueue_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     Ok(report)
+}
+
+async fn push(enqueuer: &Enqueuer, claimed: &[(Uuid, Uuid)]) -> stasis_shared::Result<()> {
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let deliveries = claimed
+        .iter()
+        .map(|&(job_id, repo_id)| SyncMirror {
+            job_id,
+            repo_id,
+            reason: SyncReason::Scheduled,
+        })
+        .collect();
+    enqueuer.push(deliveries).await
+}
+
+fn job_ids(claimed: &[(Uuid, Uuid)]) -> Vec<Uuid> {
+    claimed.iter().map(|(job, _)| *job).collect()
 }

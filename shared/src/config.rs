@@ -215,7 +215,7 @@ impl Default for SyncConfig {
             lock_ttl: Duration::from_secs(30),
             lock_retry_delay: Duration::from_secs(5),
             max_concurrent: 0,
-            max_per_host: 8,
+            max_per_host: 16,
         }
     }
 }

@@ -69,6 +69,8 @@ impl TestEnv {
         cfg.sync.retry_max_delay = Duration::from_secs(2);
         cfg.sync.lock_ttl = Duration::from_secs(3);
         cfg.sync.lock_retry_delay = Duration::from_millis(300);
+        // every upstream of a test is on 127.0.0.1: tests of the per-host cap set their own
+        cfg.sync.max_per_host = 0;
         cfg.worker.concurrency = 4;
         cfg.worker.shutdown_grace = Duration::from_secs(30);
         cfg.scheduler.tick = Duration::from_millis(200);
@@ -126,6 +128,7 @@ impl TestEnv {
             ("SYNC_RETRY_MAX_DELAY", secs(c.sync.retry_max_delay)),
             ("SYNC_LOCK_TTL", secs(c.sync.lock_ttl)),
             ("SYNC_LOCK_RETRY_DELAY", secs(c.sync.lock_retry_delay)),
+            ("SYNC_MAX_PER_HOST", c.sync.max_per_host.to_string()),
             ("WORKER_CONCURRENCY", c.worker.concurrency.to_string()),
             ("WORKER_SHUTDOWN_GRACE", secs(c.worker.shutdown_grace)),
             ("SECRETS_KEY", c.secrets.key.clone().unwrap_or_default()),
