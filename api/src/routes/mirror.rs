@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
-use stasis_shared::db::{jobs, runs, users::User};
+use stasis_shared::db::{runs, users::User};
 use stasis_shared::domain::SyncReason;
 
-use crate::auth::{can_manage, Authenticated, Caller};
+use crate::auth::{can_manage, can_see, Authenticated, Caller};
 use crate::dto::{
     ErrorBody, History, HistoryQuery, MirrorSettingsRequest, MirrorStatus, RepoResponse,
     SyncAccepted,
@@ -90,9 +90,12 @@ pub async fn status(
     Caller(caller): Caller,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> Result<Json<MirrorStatus>, ApiError> {
-    let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
-    let job_id = jobs::active_job(&state.pool, repo.id).await?;
-    Ok(Json(MirrorStatus::new(&repo, job_id)))
+    match repos::find_with_active_job(&state.pool, &owner, &name).await? {
+        Some(found) if can_see(caller.as_ref(), &found.repo) => {
+            Ok(Json(MirrorStatus::new(&found.repo, found.active_job)))
+        }
+        _ => Err(ApiError::NotFound("repository")),
+    }
 }
 
 /// The seed's "sync history": the latest attempts, newest first.

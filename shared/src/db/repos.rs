@@ -1,3 +1,5 @@
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -43,6 +45,39 @@ const SELECT: &str = "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.de
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Repo>> {
     sqlx::query_as::<_, Repo>(&format!("{SELECT} WHERE r.id = $1"))
         .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A repository with the id of its pending or running job, if any.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RepoWithJob {
+    #[sqlx(flatten)]
+    pub repo: Repo,
+    pub active_job: Option<Uuid>,
+}
+
+/// What a status request reads, in one round trip: the status endpoint is the one
+/// pollers and UIs hammer.
+pub async fn find_with_active_job(
+    pool: &PgPool,
+    owner: &str,
+    name: &str,
+) -> sqlx::Result<Option<RepoWithJob>> {
+    static QUERY: LazyLock<String> = LazyLock::new(|| {
+        let with_job = SELECT.replacen(
+            "FROM repositories r JOIN",
+            ", (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id
+                  AND j.state IN ('pending', 'running') LIMIT 1) AS active_job
+             FROM repositories r JOIN",
+            1,
+        );
+        debug_assert_ne!(with_job, SELECT, "the repository SELECT changed shape");
+        with_job + " WHERE u.username = $1 AND r.name = $2"
+    });
+    sqlx::query_as::<_, RepoWithJob>(&QUERY)
+        .bind(owner)
+        .bind(name)
         .fetch_optional(pool)
         .await
 }
