@@ -54,6 +54,9 @@ pub struct RepoResponse {
     /// Mirrors only: this mirror's own interval in seconds; absent means the default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_interval_seconds: Option<i32>,
+    /// Mirrors only: a webhook secret is set (the secret itself is never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_configured: Option<bool>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -73,6 +76,7 @@ impl From<&Repo> for RepoResponse {
             sync_status: Some(r.sync_status.clone()),
             mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
+            webhook_configured: r.is_mirror.then_some(r.webhook_secret.is_some()),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -160,6 +164,11 @@ pub struct MirrorSettingsRequest {
     pub enabled: Option<bool>,
     /// A new upstream; credentials in it replace the stored ones (none: removed).
     pub mirror_url: Option<String>,
+    /// Shared secret that push webhooks (`POST /hooks/{owner}/{repo}`) are verified
+    /// with; stored sealed and never shown again. `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub webhook_secret: Option<Option<String>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).

@@ -14,6 +14,8 @@ pub enum ApiError {
     MissingToken,
     #[error("invalid or revoked token")]
     BadToken,
+    #[error("webhook signature or token missing or wrong")]
+    BadSignature,
     #[error("only the repository owner or an admin may do this")]
     Forbidden,
     #[error("this needs an admin token")]
@@ -26,6 +28,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("request body must be JSON with `Content-Type: application/json`")]
     UnsupportedMedia,
+    #[error("request body too large")]
+    TooLarge,
     #[error("{0} unavailable, try again later")]
     Unavailable(&'static str),
     #[error("internal error")]
@@ -38,6 +42,7 @@ impl ApiError {
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BadToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::BadSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::Forbidden | ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -46,6 +51,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

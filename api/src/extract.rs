@@ -20,6 +20,24 @@ where
     }
 }
 
+/// The raw body (webhooks verify it byte for byte), with this API's JSON errors: 413
+/// past axum's 2 MiB limit.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(body) => Ok(ApiBytes(body)),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge)
+            }
+            Err(e) => Err(ApiError::BadRequest("invalid_body", e.body_text())),
+        }
+    }
+}
+
 /// `Query<T>` with this API's JSON errors (400 `invalid_query`).
 pub struct ApiQuery<T>(pub T);
 

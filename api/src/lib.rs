@@ -54,7 +54,7 @@ impl AppState {
 /// Every route, and the OpenAPI document generated from the same declarations, so the
 /// two cannot drift apart.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{admin, health, mirror, repos, user};
+    use routes::{admin, health, hooks, mirror, repos, user};
     let v1 = OpenApiRouter::new()
         .routes(routes!(user::current))
         .routes(routes!(repos::import))
@@ -65,6 +65,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(mirror::update))
         .routes(routes!(mirror::status))
         .routes(routes!(mirror::history))
+        .routes(routes!(hooks::receive))
         .routes(routes!(admin::list_jobs))
         .routes(routes!(admin::show_job))
         .routes(routes!(admin::retry_job))

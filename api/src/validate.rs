@@ -83,6 +83,24 @@ pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<Str
     Ok((clean, sealed))
 }
 
+/// A webhook secret (8–256 characters, no surrounding space), sealed for storage.
+pub fn webhook_secret(state: &AppState, secret: &str) -> Result<String, ApiError> {
+    let length = secret.chars().count();
+    if !(8..=256).contains(&length) || secret.trim() != secret {
+        return Err(ApiError::BadRequest(
+            "invalid_secret",
+            "webhook_secret must be 8 to 256 characters without surrounding spaces".into(),
+        ));
+    }
+    let cipher = state.cipher.as_ref().ok_or_else(|| {
+        ApiError::BadRequest(
+            "credentials_unsupported",
+            "this server cannot store secrets (no secrets.key is configured)".into(),
+        )
+    })?;
+    Ok(cipher.seal(secret))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

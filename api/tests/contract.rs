@@ -486,6 +486,7 @@ async fn the_openapi_document_lists_every_route() {
         ("patch", "/api/v1/repos/{owner}/{repo}/mirror"),
         ("get", "/api/v1/repos/{owner}/{repo}/mirror/status"),
         ("get", "/api/v1/repos/{owner}/{repo}/mirror/history"),
+        ("post", "/api/v1/hooks/{owner}/{repo}"),
         ("get", "/api/v1/admin/jobs"),
         ("get", "/api/v1/admin/jobs/{id}"),
         ("post", "/api/v1/admin/jobs/{id}/retry"),

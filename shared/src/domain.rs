@@ -64,6 +64,7 @@ text_enum! {
         Import => "import",
         Manual => "manual",
         Scheduled => "scheduled",
+        Webhook => "webhook",
     }
 }
 

@@ -166,6 +166,10 @@ pub fn describe_api() {
         "Jobs an operator sent back to the queue"
     );
     describe_counter!("stasis_jobs_discarded_total", "Jobs an operator discarded");
+    describe_counter!(
+        "stasis_webhooks_total",
+        "Push webhooks received, by provider and result"
+    );
     metrics::counter!("stasis_jobs_retried_total").absolute(0);
     metrics::counter!("stasis_jobs_discarded_total").absolute(0);
     describe_enqueue();

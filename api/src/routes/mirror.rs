@@ -122,7 +122,7 @@ pub async fn history(
     Ok(Json(History { runs }))
 }
 
-/// Per-mirror settings: interval, scheduled syncs on or off, upstream URL.
+/// Per-mirror settings: interval, scheduled syncs on or off, upstream URL, webhook secret.
 #[utoipa::path(
     patch, path = "/repos/{owner}/{repo}/mirror", tag = "mirrors",
     params(("owner" = String, Path), ("repo" = String, Path)),
@@ -152,10 +152,16 @@ pub async fn update(
         Some(url) => Some(validate::upstream(&state, &url).await?),
         None => None,
     };
+    let webhook_secret = match req.webhook_secret {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(secret)) => Some(Some(validate::webhook_secret(&state, &secret)?)),
+    };
     let settings = MirrorSettings {
         sync_interval_secs,
         enabled: req.enabled,
         upstream,
+        webhook_secret,
     };
     repos::update_mirror(&state.pool, repo.id, &settings).await?;
     let repo = repos::find(&state.pool, repo.id)

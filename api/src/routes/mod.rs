@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod health;
+pub mod hooks;
 pub mod mirror;
 pub mod repos;
 pub mod user;

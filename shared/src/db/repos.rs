@@ -18,6 +18,8 @@ pub struct Repo {
     pub mirror_url: Option<String>,
     /// User info of the upstream, sealed (see `secrets`).
     pub mirror_credentials: Option<String>,
+    /// Shared secret of push webhooks, sealed (see `secrets`).
+    pub webhook_secret: Option<String>,
     pub mirror_enabled: bool,
     pub sync_interval_secs: Option<i32>,
     pub last_synced_at: Option<DateTime<Utc>>,
@@ -37,7 +39,8 @@ impl Repo {
 }
 
 const SELECT: &str = "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.description,
-    r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.mirror_enabled, r.sync_interval_secs,
+    r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret, r.mirror_enabled,
+    r.sync_interval_secs,
     r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
     r.sync_fence, r.created_at, r.updated_at
     FROM repositories r JOIN users u ON u.id = r.owner_id";
@@ -196,6 +199,8 @@ pub struct MirrorSettings {
     pub enabled: Option<bool>,
     /// New upstream without credentials, and its sealed credentials (or none).
     pub upstream: Option<(String, Option<String>)>,
+    /// `Some(None)` removes the webhook secret; `Some(Some(sealed))` sets it.
+    pub webhook_secret: Option<Option<String>>,
 }
 
 /// Applies the settings. A shorter interval brings the next sync forward, so a mirror
@@ -211,6 +216,7 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
              mirror_enabled = COALESCE($4, mirror_enabled),
              mirror_url = COALESCE($5, mirror_url),
              mirror_credentials = CASE WHEN $5 IS NOT NULL THEN $6 ELSE mirror_credentials END,
+             webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END,
              updated_at = now()
          WHERE id = $1",
     )
@@ -220,6 +226,8 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
     .bind(s.enabled)
     .bind(url)
     .bind(credentials.flatten())
+    .bind(s.webhook_secret.is_some())
+    .bind(s.webhook_secret.clone().flatten())
     .execute(pool)
     .await?;
     Ok(())
@@ -233,10 +241,12 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Whether any mirror has sealed credentials: then `secrets.key` is required.
+/// Whether any mirror has sealed credentials or a webhook secret: then `secrets.key`
+/// is required.
 pub async fn any_credentials(pool: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM repositories WHERE mirror_credentials IS NOT NULL)",
+        "SELECT EXISTS (SELECT 1 FROM repositories
+                        WHERE mirror_credentials IS NOT NULL OR webhook_secret IS NOT NULL)",
     )
     .fetch_one(pool)
     .await
