@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -14,6 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::dto::{ErrorBody, SyncAccepted};
 use crate::error::ApiError;
 use crate::extract::{ApiBytes, ApiPath};
+use crate::routes::mirror::enqueue;
 use crate::state::AppState;
 
 /// Who sent a verified event, for the `provider` label.
@@ -93,7 +95,7 @@ pub async fn receive(
     ApiPath((owner, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Response, ApiError> {
     // Unknown repository, not a mirror, no secret: one answer, so a caller without the
     // secret learns nothing about which repositories exist.
     let not_found = ApiError::NotFound("mirror with a webhook");
@@ -116,34 +118,12 @@ pub async fn receive(
     };
     if header(&headers, "x-github-event") == Some("ping") {
         count(provider.as_str(), "ping");
-        return Ok((
-            StatusCode::OK,
-            Json(serde_json::json!({ "message": "pong" })),
-        ));
+        let pong = Json(serde_json::json!({ "message": "pong" }));
+        return Ok((StatusCode::OK, pong).into_response());
     }
-    let enqueued = state
-        .enqueuer
-        .enqueue(repo.id, SyncReason::Webhook)
-        .await?
-        .ok_or(not_found)?;
+    let accepted = enqueue(&state, repo.id, SyncReason::Webhook).await?;
     count(provider.as_str(), "accepted");
-    let status = repos::find(&state.pool, repo.id)
-        .await?
-        .map_or_else(|| "queued".to_owned(), |r| r.sync_status);
-    let message = if enqueued.created {
-        "Mirror sync started"
-    } else {
-        "Mirror sync already queued or in progress"
-    };
-    let accepted = SyncAccepted {
-        message,
-        status,
-        job_id: enqueued.job_id,
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::to_value(accepted).map_err(|e| ApiError::Internal(e.to_string()))?),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 #[cfg(test)]

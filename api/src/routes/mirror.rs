@@ -56,12 +56,22 @@ pub async fn sync(
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> Result<(StatusCode, Json<SyncAccepted>), ApiError> {
     let repo = managed_mirror(&state, &user, &owner, &name).await?;
+    let accepted = enqueue(&state, repo.id, SyncReason::Manual).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Enqueues a sync (or finds the one pending or running) and answers as the seed does.
+pub async fn enqueue(
+    state: &AppState,
+    repo_id: uuid::Uuid,
+    reason: SyncReason,
+) -> Result<SyncAccepted, ApiError> {
     let enqueued = state
         .enqueuer
-        .enqueue(repo.id, SyncReason::Manual)
+        .enqueue(repo_id, reason)
         .await?
         .ok_or(ApiError::NotFound("repository"))?;
-    let status = repos::find(&state.pool, repo.id)
+    let status = repos::find(&state.pool, repo_id)
         .await?
         .map_or_else(|| "queued".to_owned(), |r| r.sync_status);
     let message = if enqueued.created {
@@ -69,14 +79,11 @@ pub async fn sync(
     } else {
         "Mirror sync already queued or in progress"
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(SyncAccepted {
-            message,
-            status,
-            job_id: enqueued.job_id,
-        }),
-    ))
+    Ok(SyncAccepted {
+        message,
+        status,
+        job_id: enqueued.job_id,
+    })
 }
 
 /// The seed's status fields, plus the next sync, the last duration and the active job.
