@@ -75,5 +75,6 @@ echo "mirror refs ($STASIS_STORAGE_ROOT/$user/demo.git):"
 git -C "$STASIS_STORAGE_ROOT/$user/demo.git" for-each-ref --format='  %(refname)'
 echo
 echo "stack is running: api $api, metrics on 127.0.0.1:9101-9104, logs in $root/logs"
+echo "web UI:      $api/ (sign in with the token in $root/admin.token)"
 echo "sync again:  curl -X POST $api/api/v1/repos/$user/demo/sync -H \"Authorization: Bearer \$(cat $root/admin.token)\""
 echo "stop:        scripts/dev-down.sh"
