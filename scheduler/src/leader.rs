@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::due::enqueue_due;
+use crate::reaper::{reap, Reaped};
 use crate::sample::sample;
 use stasis_shared::error::count_backend_error;
 
@@ -23,6 +24,9 @@ use stasis_shared::error::count_backend_error;
 const BACKLOG_RECHECK: Duration = Duration::from_secs(1);
 /// How often the leader samples the system-wide gauges (a Prometheus scrape interval).
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// How often the leader looks for stuck jobs and mirrors; each pass is a few indexed
+/// queries.
+const REAP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
@@ -36,6 +40,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let check_every = cfg.scheduler.tick.min(ttl / 3);
     let mut lease: Option<Lease> = None;
     let mut last_sample: Option<Instant> = None;
+    let mut last_reap: Option<Instant> = None;
     let mut next_tick = Instant::now();
     let mut status = SchedulerStatus {
         leader: process::instance_name(),
@@ -78,6 +83,22 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
             if let Err(e) = sample(&cfg, &pool, &redis).await {
                 count_backend_error(e.backend(), "sample");
                 warn!(error = %e, "could not sample queue and mirror gauges");
+            }
+        }
+        if lease.is_some() && last_reap.is_none_or(|at| at.elapsed() >= REAP_EVERY) {
+            last_reap = Some(Instant::now());
+            match reap(&cfg, &pool, &redis, &enqueuer).await {
+                Ok(r) if r != Reaped::default() => info!(
+                    running = r.running,
+                    pending = r.pending,
+                    repositories = r.repositories,
+                    "reaper repaired stuck jobs and mirrors"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    count_backend_error(e.backend(), "reap");
+                    warn!(error = %e, "reaper pass failed; retrying next pass");
+                }
             }
         }
         if lease.is_some() {

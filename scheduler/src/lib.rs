@@ -3,4 +3,5 @@
 pub mod due;
 pub mod error;
 pub mod leader;
+pub mod reaper;
 pub mod sample;

@@ -230,6 +230,10 @@ pub struct SchedulerConfig {
     /// Leadership lease; a stand-by takes over at most this long after the leader dies.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// How long a job may look running, pending or a mirror queued/syncing with nothing
+    /// moving it before the reaper repairs it (lost deliveries, dead workers).
+    #[serde(with = "humantime_serde")]
+    pub stuck_after: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -238,6 +242,7 @@ impl Default for SchedulerConfig {
             tick: Duration::from_secs(30),
             batch_size: 1000,
             lease_ttl: Duration::from_secs(15),
+            stuck_after: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -376,6 +381,9 @@ impl Config {
         }
         if self.scheduler.batch_size == 0 {
             return invalid("scheduler.batch_size", "must be at least 1");
+        }
+        if self.scheduler.stuck_after.is_zero() {
+            return invalid("scheduler.stuck_after", "must be more than zero");
         }
         if self.scheduler.tick.is_zero() {
             return invalid("scheduler.tick", "must be more than zero");

@@ -144,11 +144,18 @@ pub fn describe_scheduler() {
         "stasis_mirrors",
         "Mirrors per sync status (sampled by the leader)"
     );
+    describe_counter!(
+        "stasis_jobs_reaped_total",
+        "Stuck jobs and mirrors the reaper repaired, by kind (running, pending, repository)"
+    );
+    for kind in ["running", "pending", "repository"] {
+        metrics::counter!("stasis_jobs_reaped_total", "kind" => kind).absolute(0);
+    }
     metrics::counter!("stasis_scheduler_ticks_total").absolute(0);
     metrics::gauge!("stasis_scheduler_leader").set(0.0);
     metrics::gauge!("stasis_scheduler_paused").set(0.0);
     describe_enqueue();
-    describe_backend_errors(&["tick", "sample"]);
+    describe_backend_errors(&["tick", "sample", "reap"]);
 }
 
 pub fn describe_api() {

@@ -103,6 +103,14 @@ impl Leases {
         Ok(renewed == 1)
     }
 
+    /// Whether anyone holds the lease at `key` now.
+    pub async fn is_held(&self, key: &str) -> redis::RedisResult<bool> {
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
     pub async fn release(&self, lease: &Lease) -> redis::RedisResult<bool> {
         let released: i64 = Script::new(RELEASE)
             .key(&lease.key)

@@ -316,3 +316,50 @@ pub async fn unclaim(pool: &PgPool, job_ids: &[Uuid]) -> sqlx::Result<()> {
     .await?;
     Ok(())
 }
+
+/// Jobs marked running that started longer than `older_than` ago: candidates for the
+/// reaper, which checks each one's repository lock before touching it.
+pub async fn running_since(
+    pool: &PgPool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as(
+        "SELECT id, repo_id FROM sync_jobs
+         WHERE state = 'running' AND started_at < now() - make_interval(secs => $1)
+         ORDER BY started_at LIMIT $2",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// A running job whose worker is gone goes back to pending, due now. `false` when it
+/// moved on meanwhile.
+pub async fn requeue_running(pool: &PgPool, job_id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sync_jobs SET state = 'pending', run_at = now() WHERE id = $1 AND state = 'running'",
+    )
+    .bind(job_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Pending jobs due for longer than `older_than`.
+pub async fn pending_due_since(
+    pool: &PgPool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Uuid, String)>> {
+    sqlx::query_as(
+        "SELECT id, repo_id, reason FROM sync_jobs
+         WHERE state = 'pending' AND run_at < now() - make_interval(secs => $1)
+         ORDER BY run_at LIMIT $2",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

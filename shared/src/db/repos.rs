@@ -258,3 +258,24 @@ pub async fn mirrors_by_status(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>
         .fetch_all(pool)
         .await
 }
+
+/// Mirrors shown as queued or syncing for longer than `older_than` with no pending or
+/// running job behind them.
+pub async fn stuck_without_job(
+    pool: &PgPool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT r.id FROM repositories r
+         WHERE r.is_mirror AND r.sync_status IN ('queued', 'syncing')
+           AND r.updated_at < now() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM sync_jobs j
+                           WHERE j.repo_id = r.id AND j.state IN ('pending', 'running'))
+         LIMIT $2",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

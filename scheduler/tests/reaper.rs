@@ -1,0 +1,126 @@
+//! The reaper against the stuck states it exists for, made the way production makes
+//! them: deliveries lost with Redis's data, a worker gone mid-sync, a mirror left
+//! `syncing` with no job. Each is repaired and then synced by a real worker; a sync
+//! that still holds its lock is left alone.
+
+use std::time::Duration;
+
+use stasis_scheduler::reaper::{reap, Reaped};
+use stasis_shared::domain::SyncReason;
+use stasis_shared::lock::Leases;
+use stasis_testkit::git::{assert_mirrors, Upstream};
+use stasis_testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn forget_redis(env: &TestEnv) {
+    let mut conn = env.redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", env.cfg.queue.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
+    let mut env = TestEnv::new().await;
+    env.cfg.scheduler.stuck_after = Duration::from_secs(1);
+    let (owner, _) = env.user("rita", false).await;
+    let mut ups = Vec::new();
+    let mut repos = Vec::new();
+    for name in ["lost", "abandoned", "orphaned", "busy"] {
+        let up = Upstream::create(env.dir.path().join(name));
+        repos.push(env.mirror(&owner, name, &up.url()).await);
+        ups.push(up);
+    }
+    let [lost, abandoned, orphaned, busy] = repos[..] else {
+        unreachable!()
+    };
+
+    // a pending job whose delivery Redis lost
+    let lost_job = env.enqueue(lost, SyncReason::Manual).await;
+    // a job a dead worker left running, and one whose worker still holds the lock
+    let abandoned_job = env.enqueue(abandoned, SyncReason::Manual).await;
+    let busy_job = env.enqueue(busy, SyncReason::Manual).await;
+    forget_redis(&env).await;
+    sqlx::query(
+        "UPDATE sync_jobs SET state = 'running', attempts = 1, started_at = now() - interval '1 hour'
+         WHERE id = ANY($1)",
+    )
+    .bind([abandoned_job, busy_job])
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let leases = Leases::new(env.redis.clone(), &env.cfg.queue.namespace);
+    let held = leases
+        .try_acquire(&leases.repo_key(busy), Duration::from_secs(60), 0)
+        .await
+        .unwrap()
+        .expect("lock for the busy repository");
+    // a mirror left showing `syncing` with no job at all
+    sqlx::query(
+        "UPDATE repositories SET sync_status = 'syncing', updated_at = now() - interval '1 hour'
+         WHERE id = $1",
+    )
+    .bind(orphaned)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let reaped = reap(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
+    assert_eq!(
+        reaped,
+        Reaped {
+            running: 1,
+            pending: 1,
+            repositories: 1
+        },
+        "the lost and abandoned jobs and the orphaned mirror, not the locked sync"
+    );
+    assert_eq!(env.job(busy_job).await.state, "running");
+
+    // a second pass finds deliveries waiting now and touches nothing
+    let again = reap(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
+    assert_eq!(again, Reaped::default());
+
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let worker = tokio::spawn(stasis_worker::runner::run(
+        env.cfg.clone(),
+        env.pool.clone(),
+        env.redis.clone(),
+        async move { signal.cancelled().await },
+    ));
+    for job in [lost_job, abandoned_job] {
+        assert_eq!(env.finished(job, WAIT).await.state, "done");
+    }
+    stasis_testkit::eventually("the orphaned mirror to sync", WAIT, || async {
+        (env.repo(orphaned).await.sync_status == "success").then_some(())
+    })
+    .await;
+    for (i, name) in ["lost", "abandoned", "orphaned"].into_iter().enumerate() {
+        assert_mirrors(&env.mirror_path("rita", name), &ups[i]);
+    }
+    assert_eq!(
+        env.job(busy_job).await.state,
+        "running",
+        "its lock is still held"
+    );
+    leases.release(&held).await.unwrap();
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
