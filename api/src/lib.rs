@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::queue::Enqueuer;
 use stasis_shared::Config;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -38,7 +38,8 @@ impl AppState {
     ) -> Self {
         let enqueuer = Enqueuer::new(
             pool.clone(),
-            queue::storage(redis.clone(), &cfg.queue, 1),
+            redis.clone(),
+            &cfg.queue,
             cfg.sync.max_attempts,
         );
         Self {

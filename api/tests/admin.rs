@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use stasis_shared::queue;
 use stasis_testkit::git::{assert_mirrors, Upstream};
 use stasis_testkit::{eventually, TestEnv};
 use uuid::Uuid;
@@ -54,12 +53,7 @@ async fn operators_list_show_retry_and_discard_jobs() {
     assert_eq!(parked.len(), 1, "{pending}");
     let parked = &parked[0];
     assert_eq!(pending["jobs"][0]["repo"], "alice/parked");
-    assert_eq!(
-        queue::backlog(&env.redis, &env.cfg.queue.namespace)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(env.waiting_deliveries().await, 1);
     let (status, body) = api
         .call(
             "POST",
@@ -71,12 +65,7 @@ async fn operators_list_show_retry_and_discard_jobs() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["job"]["state"], "dead");
     assert_eq!(body["deliveries_removed"], 1);
-    assert_eq!(
-        queue::backlog(&env.redis, &env.cfg.queue.namespace)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(env.waiting_deliveries().await, 0);
     let (_, repo) = api
         .call("GET", "/api/v1/repos/alice/parked", Some(&alice), None)
         .await;

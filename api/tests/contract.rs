@@ -5,7 +5,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use stasis_shared::db::users;
 use stasis_shared::lock::Leases;
-use stasis_shared::queue;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::TestEnv;
 
@@ -455,14 +454,13 @@ async fn delete_removes_row_mirror_jobs_and_deliveries_but_not_during_a_sync() {
 
     // a queued job's delivery leaves Redis with it; admins may delete too
     w.import("queued", true, false).await;
-    let backlog = || queue::backlog(&w.env.redis, &w.env.cfg.queue.namespace);
-    assert_eq!(backlog().await.unwrap(), 1);
+    assert_eq!(w.env.waiting_deliveries().await, 1);
     assert_eq!(
         w.status("DELETE", "/api/v1/repos/alice/queued", Some(&w.root), None)
             .await,
         NO_CONTENT
     );
-    assert_eq!(backlog().await.unwrap(), 0);
+    assert_eq!(w.env.waiting_deliveries().await, 0);
 }
 
 #[tokio::test]

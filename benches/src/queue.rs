@@ -9,7 +9,7 @@ use anyhow::ensure;
 use apalis::layers::WorkerBuilderExt;
 use apalis::prelude::{BackendExt, Data, Monitor, TaskSink, WorkerBuilder};
 use redis::AsyncCommands;
-use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_shared::domain::{Lane, SyncMirror, SyncReason};
 use stasis_shared::queue;
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
@@ -37,7 +37,8 @@ async fn apalis_rate(env: &TestEnv, n: usize) -> anyhow::Result<(f64, f64)> {
     let monitor = tokio::spawn(
         Monitor::new()
             .register(move |i| {
-                let backend: queue::ConsumerStorage = queue::storage(redis.clone(), &cfg, 100);
+                let backend: queue::ConsumerStorage =
+                    queue::storage(redis.clone(), &cfg, Lane::Scheduled, 100);
                 WorkerBuilder::new(format!("bench-{}-{i}", Uuid::new_v4()))
                     .backend(backend.poll_with_interval(Duration::from_millis(5)))
                     .data(counter.clone())
@@ -50,7 +51,8 @@ async fn apalis_rate(env: &TestEnv, n: usize) -> anyhow::Result<(f64, f64)> {
             }),
     );
 
-    let mut sink: queue::JobStorage = queue::storage(env.redis.clone(), &env.cfg.queue, 1);
+    let mut sink: queue::JobStorage =
+        queue::storage(env.redis.clone(), &env.cfg.queue, Lane::Scheduled, 1);
     let (mut pushing, mut consuming) = (Duration::ZERO, Duration::ZERO);
     let mut pushed = 0;
     while pushed < n {

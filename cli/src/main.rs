@@ -106,7 +106,8 @@ impl Services {
     pub async fn enqueuer(&self) -> anyhow::Result<Enqueuer> {
         Ok(Enqueuer::new(
             self.pool.clone(),
-            queue::storage(self.redis().await?, &self.cfg.queue, 1),
+            self.redis().await?,
+            &self.cfg.queue,
             self.cfg.sync.max_attempts,
         ))
     }

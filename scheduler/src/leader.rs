@@ -8,7 +8,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::settings;
 use stasis_shared::lock::{Lease, Leases};
-use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::queue::Enqueuer;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
 use stasis_shared::{process, Config};
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,8 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
     let enqueuer = Enqueuer::new(
         pool.clone(),
-        queue::storage(redis.clone(), &cfg.queue, 1),
+        redis.clone(),
+        &cfg.queue,
         cfg.sync.max_attempts,
     );
     let key = leases.leader_key();

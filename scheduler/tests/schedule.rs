@@ -63,12 +63,7 @@ async fn enqueues_due_mirrors_and_only_them() {
         ["manual"],
         "no second job next to {existing}"
     );
-    assert_eq!(
-        queue::backlog(&env.redis, &env.cfg.queue.namespace)
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(env.waiting_deliveries().await, 2);
 
     // a second tick finds nothing new: the due mirror has its job
     let again = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())

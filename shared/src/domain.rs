@@ -68,6 +68,35 @@ text_enum! {
     }
 }
 
+/// Which queue a job waits in. Syncs someone is waiting for (an import, "Sync now", a
+/// push webhook) go ahead of the scheduled backlog, however long that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Priority,
+    Scheduled,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Priority, Lane::Scheduled];
+
+    /// Appended to the queue name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Lane::Priority => "sync-priority",
+            Lane::Scheduled => "sync",
+        }
+    }
+}
+
+impl SyncReason {
+    pub fn lane(self) -> Lane {
+        match self {
+            SyncReason::Scheduled => Lane::Scheduled,
+            SyncReason::Import | SyncReason::Manual | SyncReason::Webhook => Lane::Priority,
+        }
+    }
+}
+
 text_enum! {
     /// Lifecycle of a job as recorded in Postgres (the source of truth; Redis only
     /// carries the deliveries).

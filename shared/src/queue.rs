@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::config::{QueueConfig, RedisConfig};
 use crate::db::jobs::{self, Refused};
-use crate::domain::{JobState, SyncMirror, SyncReason};
+use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
@@ -26,8 +26,9 @@ pub async fn connect_redis(cfg: &RedisConfig) -> redis::RedisResult<ConnectionMa
     ConnectionManager::new_with_config(client, manager).await
 }
 
-pub fn queue_name(namespace: &str) -> String {
-    format!("{namespace}:sync")
+/// The apalis queue of a lane; every key of it starts with this.
+pub fn queue_name(namespace: &str, lane: Lane) -> String {
+    format!("{namespace}:{}", lane.suffix())
 }
 
 /// Workers consume raw JSON and decode `SyncMirror` themselves: a payload apalis fails
@@ -39,10 +40,11 @@ pub type ConsumerStorage = RedisStorage<serde_json::Value>;
 pub fn storage<T>(
     conn: ConnectionManager,
     cfg: &QueueConfig,
+    lane: Lane,
     batch_size: usize,
 ) -> RedisStorage<T> {
     let config = apalis_redis::Config::default()
-        .queue(queue_name(&cfg.namespace))
+        .queue(queue_name(&cfg.namespace, lane))
         .heartbeat_interval(cfg.heartbeat_interval)
         .missed_heartbeats(cfg.missed_heartbeats as usize)
         // the default takes an O(backlog) LREM per job
@@ -51,9 +53,10 @@ pub fn storage<T>(
     RedisStorage::new(conn).with_config(config)
 }
 
-/// Jobs sitting in Redis: due or delayed (`scheduled`) plus ready (`active`).
+/// Scheduled-lane jobs sitting in Redis, due or delayed (`scheduled`) plus ready
+/// (`active`): what the scheduler fills in waves.
 pub async fn backlog(conn: &ConnectionManager, namespace: &str) -> redis::RedisResult<u64> {
-    let q = queue_name(namespace);
+    let q = queue_name(namespace, Lane::Scheduled);
     let (scheduled, active): (u64, u64) = redis::pipe()
         .zcard(format!("{q}:scheduled"))
         .llen(format!("{q}:active"))
@@ -80,7 +83,18 @@ pub async fn redis_depth(
     conn: &ConnectionManager,
     namespace: &str,
 ) -> redis::RedisResult<RedisDepth> {
-    let q = queue_name(namespace);
+    let mut depth = RedisDepth::default();
+    for lane in Lane::ALL {
+        let d = lane_depth(conn, &queue_name(namespace, lane)).await?;
+        depth.scheduled += d.scheduled;
+        depth.active += d.active;
+        depth.inflight += d.inflight;
+        depth.dead += d.dead;
+    }
+    Ok(depth)
+}
+
+async fn lane_depth(conn: &ConnectionManager, q: &str) -> redis::RedisResult<RedisDepth> {
     let mut conn = conn.clone();
     let (scheduled, active, dead): (u64, u64, u64) = redis::pipe()
         .zcard(format!("{q}:scheduled"))
@@ -155,21 +169,32 @@ pub struct Enqueued {
 #[derive(Clone)]
 pub struct Enqueuer {
     pool: PgPool,
-    storage: JobStorage,
+    priority: JobStorage,
+    scheduled: JobStorage,
     max_attempts: i32,
 }
 
 impl Enqueuer {
-    pub fn new(pool: PgPool, storage: JobStorage, max_attempts: u32) -> Self {
+    pub fn new(
+        pool: PgPool,
+        redis: ConnectionManager,
+        cfg: &QueueConfig,
+        max_attempts: u32,
+    ) -> Self {
         Self {
             pool,
-            storage,
+            priority: storage(redis.clone(), cfg, Lane::Priority, 1),
+            scheduled: storage(redis, cfg, Lane::Scheduled, 1),
             max_attempts: max_attempts as i32,
         }
     }
 
-    pub fn storage(&self) -> &JobStorage {
-        &self.storage
+    /// The queue deliveries of `lane` are pushed to.
+    pub fn storage(&self, lane: Lane) -> &JobStorage {
+        match lane {
+            Lane::Priority => &self.priority,
+            Lane::Scheduled => &self.scheduled,
+        }
     }
 
     /// Records a job for the repository and pushes it, unless one is already pending
@@ -241,33 +266,47 @@ impl Enqueuer {
         Ok(Ok((previous, removed)))
     }
 
-    /// Removes the job's deliveries still waiting in Redis; returns how many.
+    /// Removes the job's deliveries still waiting in Redis, in either lane; returns how
+    /// many.
     pub async fn drop_deliveries(&self, job_id: Uuid) -> Result<u64> {
-        let mut storage = self.storage.clone();
-        let config = storage.get_config().clone();
-        let removed: u64 = redis::Script::new(DROP_DELIVERIES)
-            .key(config.scheduled_jobs_set())
-            .key(config.active_jobs_list())
-            .key(config.job_data_hash())
-            .key(config.job_meta_hash())
-            .arg(job_id.to_string())
-            .invoke_async(storage.get_connection())
-            .await?;
+        let mut removed = 0;
+        for lane in Lane::ALL {
+            let mut storage = self.storage(lane).clone();
+            let config = storage.get_config().clone();
+            let n: u64 = redis::Script::new(DROP_DELIVERIES)
+                .key(config.scheduled_jobs_set())
+                .key(config.active_jobs_list())
+                .key(config.job_data_hash())
+                .key(config.job_meta_hash())
+                .arg(job_id.to_string())
+                .invoke_async(storage.get_connection())
+                .await?;
+            removed += n;
+        }
         Ok(removed)
     }
 
-    /// Pushes deliveries for jobs already recorded in Postgres, in one round trip.
+    /// Pushes deliveries for jobs already recorded in Postgres, one round trip per lane.
     pub async fn push(&self, jobs: Vec<SyncMirror>) -> Result<()> {
-        self.storage
-            .clone()
-            .push_bulk(jobs)
-            .await
-            .map_err(|e| Error::Push(e.to_string()))
+        let (priority, scheduled): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|job| job.reason.lane() == Lane::Priority);
+        for (lane, jobs) in [(Lane::Priority, priority), (Lane::Scheduled, scheduled)] {
+            if jobs.is_empty() {
+                continue;
+            }
+            self.storage(lane)
+                .clone()
+                .push_bulk(jobs)
+                .await
+                .map_err(|e| Error::Push(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Pushes a delivery that becomes due after `delay` (retry backoff, lock contention).
     pub async fn push_delayed(&self, job: SyncMirror, delay: Duration) -> Result<()> {
-        self.storage
+        self.storage(job.reason.lane())
             .clone()
             .push_task(
                 TaskBuilder::new(job)

@@ -102,7 +102,8 @@ impl TestEnv {
     pub fn enqueuer(&self) -> Enqueuer {
         Enqueuer::new(
             self.pool.clone(),
-            queue::storage(self.redis.clone(), &self.cfg.queue, 1),
+            self.redis.clone(),
+            &self.cfg.queue,
             self.cfg.sync.max_attempts,
         )
     }
@@ -218,6 +219,14 @@ impl TestEnv {
         .fetch_all(&self.pool)
         .await
         .expect("query runs")
+    }
+
+    /// Deliveries waiting in Redis (due, delayed or ready), in both lanes.
+    pub async fn waiting_deliveries(&self) -> u64 {
+        let depth = queue::redis_depth(&self.redis, &self.cfg.queue.namespace)
+            .await
+            .expect("read queue depth");
+        depth.scheduled + depth.active
     }
 
     pub fn mirror_path(&self, owner: &str, name: &str) -> std::path::PathBuf {

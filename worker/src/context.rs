@@ -17,4 +17,7 @@ pub struct WorkerContext {
     pub cipher: Option<Cipher>,
     /// Unique per process start: apalis refuses a reused name for a heartbeat interval.
     pub name: String,
+    /// Syncs of this process at once (`worker.concurrency`), shared by both lanes'
+    /// consumers.
+    pub running: tokio::sync::Semaphore,
 }

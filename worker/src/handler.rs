@@ -36,6 +36,8 @@ pub async fn handle(
             return Ok(());
         }
     };
+    // never closed; a permit per running delivery across both lanes
+    let _permit = ctx.running.acquire().await.ok();
     let span = info_span!(
         "sync",
         job_id = %job.job_id,
@@ -89,7 +91,11 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
         .map_or("local".into(), upstream_host);
     let result = match ctx.slots.try_acquire(&host, ttl).await {
         Ok(Some(slot)) => {
-            let result = run_locked(ctx, &job, &repo, record.max_attempts, &lease, &slot).await;
+            // renewed from the moment it is held: the bookkeeping before the fetch may
+            // outlast a short TTL on a loaded database
+            let keeper = tokio::spawn(keep_slot(ctx.slots.clone(), slot.clone(), ttl));
+            let result = run_locked(ctx, &job, &repo, record.max_attempts, &lease).await;
+            keeper.abort();
             if let Err(e) = ctx.slots.release(&slot).await {
                 warn!(error = %e, "could not release sync slot; it expires on its own");
             }
@@ -124,7 +130,6 @@ async fn run_locked(
     repo: &Repo,
     max_attempts: i32,
     lease: &Lease,
-    slot: &SlotGuard,
 ) -> Result<(), WorkerError> {
     let Some(started) =
         record::start(&ctx.pool, job.job_id, repo.id, &ctx.name, lease.fence).await?
@@ -142,7 +147,7 @@ async fn run_locked(
     info!("sync started");
 
     let began = Instant::now();
-    let fetched = fetch(ctx, repo, lease, slot).await;
+    let fetched = fetch(ctx, repo, lease).await;
     let duration = began.elapsed();
     metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
 
@@ -239,12 +244,7 @@ fn observe(
 
 /// Runs the fetch on a blocking thread while this task keeps the lease alive; a lease
 /// that cannot be renewed stops the fetch, since another worker may now own the repo.
-async fn fetch(
-    ctx: &WorkerContext,
-    repo: &Repo,
-    lease: &Lease,
-    slot: &SlotGuard,
-) -> Result<FetchReport, FetchError> {
+async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
     let allow_local = ctx.cfg.mirror.allow_local_network;
     check_upstream(&url, allow_local)
@@ -263,7 +263,6 @@ async fn fetch(
     let keeper = tokio::spawn(keep_lease(
         ctx.leases.clone(),
         lease.clone(),
-        (ctx.slots.clone(), slot.clone()),
         ctx.cfg.sync.lock_ttl,
         stop.clone(),
     ));
@@ -326,7 +325,6 @@ fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, FetchError> 
 async fn keep_lease(
     leases: stasis_shared::lock::Leases,
     lease: Lease,
-    (slots, slot): (Slots, SlotGuard),
     ttl: Duration,
     stop: Arc<StopFlag>,
 ) {
@@ -334,10 +332,6 @@ async fn keep_lease(
     let mut last_ok = Instant::now();
     loop {
         tokio::time::sleep(every).await;
-        // A slot that lapses only lets one more sync start early: not worth stopping for.
-        if let Err(e) = slots.renew(&slot, ttl).await {
-            warn!(error = %e, "sync slot renewal failed; will retry");
-        }
         match leases.renew(&lease, ttl).await {
             Ok(true) => last_ok = Instant::now(),
             Ok(false) => {
@@ -351,6 +345,17 @@ async fn keep_lease(
                 return;
             }
             Err(e) => warn!(error = %e, "repository lock renewal failed; will retry"),
+        }
+    }
+}
+
+/// Keeps a sync slot from expiring while its sync runs. A slot that lapses anyway only
+/// lets one more sync of its host start early: not worth stopping this one for.
+async fn keep_slot(slots: Slots, slot: SlotGuard, ttl: Duration) {
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        if let Err(e) = slots.renew(&slot, ttl).await {
+            warn!(error = %e, "sync slot renewal failed; will retry");
         }
     }
 }

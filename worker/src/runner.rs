@@ -9,10 +9,12 @@ use apalis::prelude::{BackendExt, Monitor, WorkerBuilder};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::workers;
+use stasis_shared::domain::Lane;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::slots::Slots;
 use stasis_shared::{process, Config};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::context::WorkerContext;
@@ -29,7 +31,8 @@ pub async fn run(
     let grace = cfg.worker.shutdown_grace;
     let enqueuer = Enqueuer::new(
         pool.clone(),
-        queue::storage(redis.clone(), &cfg.queue, concurrency),
+        redis.clone(),
+        &cfg.queue,
         cfg.sync.max_attempts,
     );
     let cipher = stasis_shared::secrets::load(&cfg.secrets, &pool)
@@ -49,6 +52,7 @@ pub async fn run(
         enqueuer,
         cipher,
         name: name.clone(),
+        running: Semaphore::new(concurrency),
     });
     metrics::gauge!("stasis_worker_concurrency").set(concurrency as f64);
     info!(worker = %name, concurrency, "worker starting");
@@ -61,19 +65,25 @@ pub async fn run(
         cfg.queue.heartbeat_interval,
     ));
 
-    let queue_cfg = cfg.queue.clone();
-    let monitor = Monitor::new()
-        .register(move |restarts| {
+    // One consumer per lane; the context's semaphore keeps the process at its
+    // concurrency across both, so a "Sync now" waits at most for the syncs this worker
+    // already holds, never for the scheduled backlog.
+    let monitor = Lane::ALL.into_iter().fold(Monitor::new(), |monitor, lane| {
+        let (redis, queue_cfg, ctx, name) =
+            (redis.clone(), cfg.queue.clone(), ctx.clone(), name.clone());
+        monitor.register(move |restarts| {
             let backend: queue::ConsumerStorage =
-                queue::storage(redis.clone(), &queue_cfg, concurrency);
+                queue::storage(redis.clone(), &queue_cfg, lane, concurrency);
             let backend = backend.poll_with_interval(queue_cfg.poll_interval);
             // A restarted worker needs a fresh name: apalis refuses a live-looking one.
-            WorkerBuilder::new(format!("{name}-{restarts}"))
+            WorkerBuilder::new(format!("{name}-{}-{restarts}", lane.suffix()))
                 .backend(backend)
                 .data(ctx.clone())
                 .concurrency(concurrency)
                 .build(handler::handle)
         })
+    });
+    let monitor = monitor
         // Any backend error (Redis restart, timeout, undecodable payload) ends an apalis
         // worker for good; the monitor brings it back instead.
         .should_restart(|worker, error| {

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{Lane, SyncReason};
 use stasis_testkit::git::{assert_mirrors, free_port, wait_for_port, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::{eventually, TestEnv};
@@ -198,7 +198,7 @@ async fn a_poison_payload_does_not_stop_the_queue() {
 
     // a payload that is not a SyncMirror, on the same queue
     let mut poison = apalis_redis::RedisStorage::<serde_json::Value>::new(env.redis.clone())
-        .with_config(env.enqueuer().storage().get_config().clone());
+        .with_config(env.enqueuer().storage(Lane::Priority).get_config().clone());
     poison
         .push(serde_json::json!({ "not": "a job" }))
         .await
