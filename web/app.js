@@ -145,7 +145,7 @@ function signOut() {
 
 // ---- mirrors -------------------------------------------------------------------------
 
-const STATUSES = ["idle", "queued", "syncing", "success", "failed"];
+const STATUSES = ["idle", "queued", "syncing", "success", "failed", "hard_failed"];
 
 async function mirrors() {
   const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
@@ -228,6 +228,9 @@ function mirrorCard(repo) {
       badge.classList.add("bad");
       badge.append("Failed");
       error.textContent = status.sync_error || "The last sync failed.";
+      if (status.sync_status === "hard_failed") {
+        error.textContent += " Scheduled syncs stopped: Sync now or a new upstream URL resumes them.";
+      }
       error.hidden = false;
     } else {
       badge.append(status.sync_status === "success" ? "Up to date" : status.sync_status);
@@ -253,7 +256,8 @@ function mirrorCard(repo) {
       }
       if (/** @type {HTMLDetailsElement} */ (details).open) loadHistory();
     }
-    if (!flashing) show(status.sync_status === "failed" ? "failed" : "idle", status);
+    const failed = status.sync_status === "failed" || status.sync_status === "hard_failed";
+    if (!flashing) show(failed ? "failed" : "idle", status);
   }
 
   async function poll() {

@@ -19,7 +19,7 @@ use crate::Services;
 pub enum MirrorsCommand {
     /// Mirrors with their sync status, by owner and name.
     List {
-        /// Only mirrors whose last sync failed.
+        /// Only mirrors whose last sync failed (`failed` or `hard_failed`).
         #[arg(long)]
         failed: bool,
         #[arg(long, default_value_t = 1)]
@@ -55,7 +55,11 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
         } => {
             let filter = RepoFilter {
                 mirror: Some(true),
-                status: failed.then_some(SyncStatus::Failed),
+                status: if failed {
+                    vec![SyncStatus::Failed, SyncStatus::HardFailed]
+                } else {
+                    Vec::new()
+                },
                 owner: None,
                 viewer: Viewer::All,
             };

@@ -149,6 +149,13 @@ pub struct MirrorConfig {
     /// Shortest interval a mirror's owner or an operator may set.
     #[serde(with = "humantime_serde")]
     pub min_sync_interval: Duration,
+    /// Longest a mirror's interval grows to while its upstream stays unchanged, and the
+    /// cap of failure backoff.
+    #[serde(with = "humantime_serde")]
+    pub max_sync_interval: Duration,
+    /// Consecutive failed syncs after which a mirror is `hard_failed` and no longer
+    /// scheduled.
+    pub hard_fail_after: u32,
     pub allow_local_network: bool,
 }
 
@@ -158,6 +165,8 @@ impl Default for MirrorConfig {
             enabled: true,
             sync_interval: Duration::from_secs(3600),
             min_sync_interval: Duration::from_secs(60),
+            max_sync_interval: Duration::from_secs(24 * 3600),
+            hard_fail_after: 14,
             allow_local_network: false,
         }
     }
@@ -371,6 +380,15 @@ impl Config {
         }
         if self.mirror.sync_interval < Duration::from_secs(1) {
             return invalid("mirror.sync_interval", "must be at least 1s");
+        }
+        if self.mirror.max_sync_interval < self.mirror.sync_interval {
+            return invalid(
+                "mirror.max_sync_interval",
+                "must be at least mirror.sync_interval",
+            );
+        }
+        if self.mirror.hard_fail_after == 0 {
+            return invalid("mirror.hard_fail_after", "must be at least 1");
         }
         if self.mirror.min_sync_interval.is_zero() {
             return invalid("mirror.min_sync_interval", "must be more than zero");

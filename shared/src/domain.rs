@@ -48,13 +48,15 @@ pub struct UnknownValue {
 }
 
 text_enum! {
-    /// The seed's `sync_status` values, plus `queued` for a job waiting in the queue.
+    /// The seed's `sync_status` values, plus `queued` for a job waiting in the queue and
+    /// `hard_failed` for a mirror no longer scheduled.
     SyncStatus {
         Idle => "idle",
         Queued => "queued",
         Syncing => "syncing",
         Success => "success",
         Failed => "failed",
+        HardFailed => "hard_failed",
     }
 }
 
@@ -135,6 +137,12 @@ text_enum! {
 }
 
 impl ErrorKind {
+    /// Failures that stop scheduled syncs at once: the upstream refuses us or is gone,
+    /// and asking again on a timer will not change that.
+    pub fn stops_schedule(self) -> bool {
+        matches!(self, ErrorKind::Auth | ErrorKind::NotFound)
+    }
+
     /// Permanent failures cannot heal by retrying the same request.
     pub fn is_permanent(self) -> bool {
         matches!(

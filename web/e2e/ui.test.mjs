@@ -103,8 +103,11 @@ async function journey() {
   assert.match(await broken.getByTestId("sync-error").innerText(), /not.found|no such file|does not exist/i);
   await shot("05-failed");
 
-  // the filter narrows the list to failed mirrors
-  await page.getByLabel("Status").selectOption("failed");
+  // not found is permanent: no more scheduled syncs until someone acts
+  assert.match(await broken.getByTestId("sync-error").innerText(), /Scheduled syncs stopped/);
+
+  // the filter narrows the list to those mirrors
+  await page.getByLabel("Status").selectOption("hard_failed");
   await page.locator('article[data-repo$="/good"]').waitFor({ state: "detached" });
   await broken.waitFor();
 

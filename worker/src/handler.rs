@@ -170,6 +170,8 @@ async fn run_locked(
             fence: lease.fence,
             duration,
             default_interval: ctx.cfg.mirror.sync_interval,
+            max_interval: ctx.cfg.mirror.max_sync_interval,
+            hard_fail_after: ctx.cfg.mirror.hard_fail_after,
             ending,
         },
     )

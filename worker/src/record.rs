@@ -119,6 +119,9 @@ pub struct Finish<'a> {
     pub fence: i64,
     pub duration: Duration,
     pub default_interval: Duration,
+    /// `mirror.max_sync_interval` and `mirror.hard_fail_after`.
+    pub max_interval: Duration,
+    pub hard_fail_after: u32,
     pub ending: Ending<'a>,
 }
 
@@ -132,21 +135,46 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
         Ending::Failed(error) => ("failed", Some(error.message.clone()), Some(error.kind)),
     };
     let success = matches!(f.ending, Ending::Success(_));
-    // next_sync_at gets ±10% jitter so mirrors imported together drift apart instead of
-    // firing in the same second forever.
+    let unchanged = matches!(f.ending, Ending::Success(r) if r.unchanged);
+    let stops_schedule = kind.is_some_and(ErrorKind::stops_schedule);
+    // The next sync: the mirror's base interval (its own, the run-time override or the
+    // default) times a factor that unchanged syncs grow by half up to
+    // mirror.max_sync_interval and changed ones halve back to 1; failures back off
+    // doubling up to the same cap, and past mirror.hard_fail_after (or at once for
+    // auth and not-found) the mirror is hard_failed and unscheduled. ±10% jitter keeps
+    // mirrors imported together from firing in the same second forever.
     let repo = sqlx::query(
-        "UPDATE repositories r SET
-             sync_status = $3,
+        "WITH b AS (
+             SELECT r.id, r.interval_factor AS f, r.consecutive_failures AS n,
+                    COALESCE(r.sync_interval_secs::double precision,
+                             (SELECT value::double precision FROM settings WHERE key = $8),
+                             $7) AS base
+             FROM repositories r WHERE r.id = $1
+         ), c AS (
+             SELECT id, base, n,
+                    CASE WHEN $9 THEN LEAST(f * 1.5, GREATEST($10 / base, 1))
+                         ELSE GREATEST(f / 2, 1) END AS f_ok,
+                    ($11 OR n + 1 >= $12) AS hard
+             FROM b
+         )
+         UPDATE repositories r SET
+             sync_status = CASE WHEN $3 = 'failed' AND c.hard THEN 'hard_failed' ELSE $3 END,
              sync_error = $4,
              last_synced_at = CASE WHEN $5 THEN now() ELSE r.last_synced_at END,
              last_duration_ms = $6,
-             next_sync_at = CASE WHEN $3 = 'queued' THEN r.next_sync_at ELSE
-                 now() + make_interval(secs => COALESCE(
-                     r.sync_interval_secs::double precision,
-                     (SELECT value::double precision FROM settings WHERE key = $8),
-                     $7) * (0.9 + random() * 0.2)) END,
+             consecutive_failures = CASE $3 WHEN 'success' THEN 0
+                                            WHEN 'failed' THEN c.n + 1 ELSE c.n END,
+             interval_factor = CASE WHEN $3 = 'success' THEN c.f_ok ELSE r.interval_factor END,
+             next_sync_at = CASE
+                 WHEN $3 = 'queued' THEN r.next_sync_at
+                 WHEN $3 = 'failed' AND c.hard THEN NULL
+                 WHEN $3 = 'failed' THEN now() + make_interval(secs =>
+                     GREATEST(c.base, LEAST(c.base * power(2, c.n), $10)) * (0.9 + random() * 0.2))
+                 ELSE now() + make_interval(secs =>
+                     GREATEST(c.base, LEAST(c.base * c.f_ok, $10)) * (0.9 + random() * 0.2))
+                 END,
              updated_at = now()
-         WHERE r.id = $1 AND r.sync_fence = $2",
+         FROM c WHERE r.id = c.id AND r.sync_fence = $2",
     )
     .bind(f.repo_id)
     .bind(f.fence)
@@ -156,6 +184,10 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(f.duration.as_millis() as i64)
     .bind(f.default_interval.as_secs_f64())
     .bind(settings::SYNC_INTERVAL)
+    .bind(unchanged)
+    .bind(f.max_interval.as_secs_f64())
+    .bind(stops_schedule)
+    .bind(f.hard_fail_after as i32)
     .execute(&mut *tx)
     .await?;
     let owned = repo.rows_affected() == 1;

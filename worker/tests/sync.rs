@@ -276,7 +276,12 @@ async fn permanent_errors_fail_at_once() {
         let runs = env.runs(job).await;
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].error_kind.as_deref(), Some("not_found"), "{runs:?}");
-        assert_eq!(env.repo(repo).await.sync_status, "failed");
+        let repo = env.repo(repo).await;
+        assert_eq!(
+            repo.sync_status, "hard_failed",
+            "not retried on a timer either"
+        );
+        assert_eq!(repo.next_sync_at, None);
     }
     stop_worker(worker).await;
 }
@@ -363,5 +368,112 @@ async fn sync_now_goes_ahead_of_a_scheduled_backlog() {
         (scheduled_done as usize) < BACKLOG / 4,
         "the manual sync waited for {scheduled_done} of {BACKLOG} scheduled syncs"
     );
+    stop_worker(worker).await;
+}
+
+async fn schedule_of(env: &TestEnv, repo: uuid::Uuid) -> (f64, i32, Option<f64>) {
+    sqlx::query_as(
+        "SELECT interval_factor, consecutive_failures,
+                EXTRACT(EPOCH FROM next_sync_at - now())::float8
+         FROM repositories WHERE id = $1",
+    )
+    .bind(repo)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn intervals_stretch_while_unchanged_and_repeated_failures_stop_the_schedule() {
+    let mut env = TestEnv::new().await;
+    env.cfg.mirror.sync_interval = Duration::from_secs(1000);
+    env.cfg.mirror.max_sync_interval = Duration::from_secs(2000);
+    env.cfg.mirror.hard_fail_after = 2;
+    env.cfg.sync.max_attempts = 1;
+    let mut up = Upstream::create(env.dir.path().join("up"));
+    let (owner, _) = env.user("judy", false).await;
+    let repo = env.mirror(&owner, "up", &up.url()).await;
+    let worker = spawn_worker(&env);
+    let sync = |reason| {
+        let env = &env;
+        async move {
+            let job = env.enqueue(repo, reason).await;
+            env.finished(job, WAIT).await
+        }
+    };
+    let near = |secs: Option<f64>, want: f64| {
+        let secs = secs.expect("scheduled");
+        assert!(
+            (want * 0.85..=want * 1.15).contains(&secs),
+            "next sync in {secs}s, not ~{want}s"
+        );
+    };
+
+    // a change keeps the base interval; each unchanged sync stretches it by half, capped
+    sync(SyncReason::Import).await;
+    let (factor, _, next) = schedule_of(&env, repo).await;
+    assert_eq!(factor, 1.0);
+    near(next, 1000.0);
+    sync(SyncReason::Scheduled).await;
+    let (factor, _, next) = schedule_of(&env, repo).await;
+    assert_eq!(factor, 1.5);
+    near(next, 1500.0);
+    for _ in 0..2 {
+        sync(SyncReason::Scheduled).await;
+    }
+    let (factor, _, next) = schedule_of(&env, repo).await;
+    assert_eq!(factor, 2.0, "capped at max_sync_interval / base");
+    near(next, 2000.0);
+    up.commit("news");
+    sync(SyncReason::Scheduled).await;
+    let (factor, _, next) = schedule_of(&env, repo).await;
+    assert_eq!(
+        factor, 1.0,
+        "a change halves the stretch back toward the base"
+    );
+    near(next, 1000.0);
+
+    // a transient failure backs off; the second in a row stops the schedule
+    let gone = format!("git://127.0.0.1:{}/up", free_port());
+    sqlx::query("UPDATE repositories SET mirror_url = $2 WHERE id = $1")
+        .bind(repo)
+        .bind(&gone)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(sync(SyncReason::Scheduled).await.state, "failed");
+    let (_, failures, next) = schedule_of(&env, repo).await;
+    assert_eq!(
+        (env.repo(repo).await.sync_status.as_str(), failures),
+        ("failed", 1)
+    );
+    near(next, 1000.0);
+    assert_eq!(sync(SyncReason::Scheduled).await.state, "failed");
+    let (_, failures, next) = schedule_of(&env, repo).await;
+    assert_eq!(
+        (env.repo(repo).await.sync_status.as_str(), failures),
+        ("hard_failed", 2)
+    );
+    assert_eq!(next, None, "no longer scheduled");
+
+    // a new upstream URL resumes it at once; a good sync clears the failures
+    stasis_shared::db::repos::update_mirror(
+        &env.pool,
+        repo,
+        &stasis_shared::db::repos::MirrorSettings {
+            upstream: Some((up.url(), None)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (_, failures, next) = schedule_of(&env, repo).await;
+    assert_eq!(
+        (env.repo(repo).await.sync_status.as_str(), failures),
+        ("failed", 0)
+    );
+    assert!(next.expect("due") <= 0.5, "due now");
+    assert_eq!(sync(SyncReason::Manual).await.state, "done");
+    assert_eq!(env.repo(repo).await.sync_status, "success");
     stop_worker(worker).await;
 }

@@ -133,7 +133,7 @@ async fn list_page(
     };
     let filter = RepoFilter {
         mirror: q.mirror,
-        status,
+        status: status.into_iter().collect(),
         owner,
         viewer,
     };

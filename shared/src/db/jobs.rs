@@ -93,7 +93,10 @@ const SELECT: &str = "SELECT j.id, j.repo_id, u.username || '/' || r.name AS rep
     FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id JOIN users u ON u.id = r.owner_id";
 
 /// A repository's status once it has no job waiting: what its last sync left.
-const SETTLED_STATUS: &str = "CASE WHEN r.sync_error IS NOT NULL THEN 'failed'
+const SETTLED_STATUS: &str = "CASE
+    WHEN r.sync_error IS NOT NULL AND r.next_sync_at IS NULL AND r.consecutive_failures > 0
+        THEN 'hard_failed'
+    WHEN r.sync_error IS NOT NULL THEN 'failed'
     WHEN r.last_synced_at IS NULL THEN 'idle' ELSE 'success' END";
 
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Job>> {

@@ -132,7 +132,8 @@ pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
 pub struct RepoFilter {
     /// `Some(true)`: mirrors only; `Some(false)`: other repositories only.
     pub mirror: Option<bool>,
-    pub status: Option<SyncStatus>,
+    /// Any of these statuses; empty matches every status.
+    pub status: Vec<SyncStatus>,
     pub owner: Option<String>,
     pub viewer: Viewer,
 }
@@ -156,10 +157,10 @@ pub async fn list(
     offset: i64,
 ) -> sqlx::Result<(Vec<Repo>, i64)> {
     let mut tx = super::snapshot(pool).await?;
-    let filtered = "WHERE ($1::boolean IS NULL OR r.is_mirror = $1) AND ($2::text IS NULL OR r.sync_status = $2)
+    let filtered = "WHERE ($1::boolean IS NULL OR r.is_mirror = $1) AND (cardinality($2::text[]) = 0 OR r.sync_status = ANY($2))
         AND ($3::text IS NULL OR u.username = $3)
         AND (NOT r.private OR $4 OR r.owner_id = $5)";
-    let status = filter.status.map(SyncStatus::as_str);
+    let status: Vec<&str> = filter.status.iter().map(|s| s.as_str()).collect();
     let (is_admin, viewer_id) = match filter.viewer {
         Viewer::All => (true, None),
         Viewer::Anonymous => (false, None),
@@ -169,7 +170,7 @@ pub async fn list(
         "{SELECT} {filtered} ORDER BY u.username, r.name LIMIT $6 OFFSET $7"
     ))
     .bind(filter.mirror)
-    .bind(status)
+    .bind(&status)
     .bind(filter.owner.as_deref())
     .bind(is_admin)
     .bind(viewer_id)
@@ -210,12 +211,19 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
     sqlx::query(
         "UPDATE repositories SET
              sync_interval_secs = CASE WHEN $2 THEN $3 ELSE sync_interval_secs END,
-             next_sync_at = CASE WHEN $2 AND $3 IS NOT NULL AND last_synced_at IS NOT NULL
+             -- a new upstream is due now; a shorter interval brings the next sync forward
+             next_sync_at = CASE WHEN $5 IS NOT NULL THEN now()
+                 WHEN $2 AND $3 IS NOT NULL AND last_synced_at IS NOT NULL
                  THEN LEAST(next_sync_at, last_synced_at + make_interval(secs => $3))
                  ELSE next_sync_at END,
              mirror_enabled = COALESCE($4, mirror_enabled),
              mirror_url = COALESCE($5, mirror_url),
              mirror_credentials = CASE WHEN $5 IS NOT NULL THEN $6 ELSE mirror_credentials END,
+             -- and a fresh start: failures forgotten, scheduled again
+             consecutive_failures = CASE WHEN $5 IS NOT NULL THEN 0 ELSE consecutive_failures END,
+             interval_factor = CASE WHEN $5 IS NOT NULL THEN 1 ELSE interval_factor END,
+             sync_status = CASE WHEN $5 IS NOT NULL AND sync_status = 'hard_failed' THEN 'failed'
+                                ELSE sync_status END,
              webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END,
              updated_at = now()
          WHERE id = $1",
