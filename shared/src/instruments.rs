@@ -50,6 +50,19 @@ pub fn describe_worker() {
     );
     describe_counter!("stasis_refs_pruned_total", "Refs deleted by syncs");
     describe_counter!(
+        "stasis_refs_created_total",
+        "Refs created by syncs (also counted in stasis_refs_updated_total)"
+    );
+    describe_counter!(
+        "stasis_git_received_objects_total",
+        "Git objects received from upstreams"
+    );
+    describe_histogram!(
+        "stasis_sync_step_duration_seconds",
+        Unit::Seconds,
+        "Duration of a successful sync's steps: list (ref advertisement), fetch (download, tips, prune)"
+    );
+    describe_counter!(
         "stasis_syncs_unchanged_total",
         "Successful syncs that found upstream's refs unchanged and fetched nothing"
     );
@@ -98,6 +111,8 @@ pub fn describe_worker() {
         "stasis_git_received_bytes_total",
         "stasis_refs_updated_total",
         "stasis_refs_pruned_total",
+        "stasis_refs_created_total",
+        "stasis_git_received_objects_total",
         "stasis_syncs_unchanged_total",
         "stasis_worker_restarts_total",
     ] {

@@ -211,8 +211,9 @@ impl TestEnv {
     /// Every run (attempt) of a job, oldest first.
     pub async fn runs(&self, job_id: Uuid) -> Vec<Run> {
         sqlx::query_as::<_, Run>(
-            "SELECT attempt, worker, outcome, error, error_kind, refs_updated, refs_pruned,
-                    bytes_received, unchanged, started_at, finished_at
+            "SELECT attempt, worker, outcome, error, error_kind, refs_updated, refs_created,
+                    refs_pruned, bytes_received, objects_received, list_ms, fetch_ms,
+                    unchanged, started_at, finished_at
              FROM sync_runs WHERE job_id = $1 ORDER BY id",
         )
         .bind(job_id)
@@ -242,8 +243,12 @@ pub struct Run {
     pub error: Option<String>,
     pub error_kind: Option<String>,
     pub refs_updated: i32,
+    pub refs_created: i32,
     pub refs_pruned: i32,
     pub bytes_received: i64,
+    pub objects_received: i32,
+    pub list_ms: Option<i32>,
+    pub fetch_ms: Option<i32>,
     pub unchanged: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,

@@ -234,6 +234,15 @@ fn observe(
                 metrics::counter!("stasis_syncs_unchanged_total").increment(1);
             }
             metrics::counter!("stasis_git_received_bytes_total").increment(report.bytes_received);
+            metrics::counter!("stasis_git_received_objects_total")
+                .increment(report.objects_received.into());
+            metrics::counter!("stasis_refs_created_total").increment(report.refs_created.into());
+            metrics::histogram!("stasis_sync_step_duration_seconds", "step" => "list")
+                .record(report.list_time.as_secs_f64());
+            if !report.unchanged {
+                metrics::histogram!("stasis_sync_step_duration_seconds", "step" => "fetch")
+                    .record(report.fetch_time.as_secs_f64());
+            }
             metrics::counter!("stasis_refs_updated_total").increment(report.refs_changed().into());
             metrics::counter!("stasis_refs_pruned_total").increment(report.refs_pruned.into());
         }

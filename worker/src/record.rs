@@ -203,7 +203,8 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     };
     sqlx::query(
         "UPDATE sync_runs SET finished_at = now(), outcome = $2, error = $3, error_kind = $4,
-             refs_updated = $5, refs_pruned = $6, bytes_received = $7, unchanged = $8
+             refs_updated = $5, refs_pruned = $6, bytes_received = $7, unchanged = $8,
+             objects_received = $9, refs_created = $10, list_ms = $11, fetch_ms = $12
          WHERE id = $1",
     )
     .bind(f.run_id)
@@ -214,6 +215,10 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(report.refs_pruned as i32)
     .bind(report.bytes_received as i64)
     .bind(report.unchanged)
+    .bind(report.objects_received as i32)
+    .bind(report.refs_created as i32)
+    .bind(success.then_some(report.list_time.as_millis() as i32))
+    .bind((success && !report.unchanged).then_some(report.fetch_time.as_millis() as i32))
     .execute(&mut *tx)
     .await?;
 

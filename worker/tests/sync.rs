@@ -114,6 +114,13 @@ async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches_on_
 
     let import = sync(SyncReason::Import).await;
     assert!(!import.unchanged && import.bytes_received > 0, "{import:?}");
+    // main, feature and v1 are new; their objects came with the pack; both steps timed
+    assert_eq!(import.refs_created, 3, "{import:?}");
+    assert!(import.objects_received >= 3, "{import:?}");
+    assert!(
+        import.list_ms.is_some() && import.fetch_ms.is_some(),
+        "{import:?}"
+    );
     let mirror = env.mirror_path("olga", "up");
     assert_mirrors(&mirror, &up);
 
@@ -122,6 +129,10 @@ async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches_on_
     assert!(noop.unchanged, "{noop:?}");
     assert_eq!(noop.outcome.as_deref(), Some("success"));
     assert_eq!((noop.bytes_received, noop.refs_updated), (0, 0));
+    assert!(
+        noop.list_ms.is_some() && noop.fetch_ms.is_none(),
+        "{noop:?}"
+    );
     assert_eq!(
         proxy.connections() - before,
         1,
@@ -142,6 +153,10 @@ async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches_on_
     git(&up.path, &["tag", "-f", "-a", "v1", "-m", "moved"]);
     let moved = sync(SyncReason::Manual).await;
     assert!(!moved.unchanged && moved.refs_updated >= 2, "{moved:?}");
+    assert_eq!(
+        moved.refs_created, 0,
+        "main and v1 moved, nothing new: {moved:?}"
+    );
     assert_mirrors(&mirror, &up);
 
     let again = sync(SyncReason::Scheduled).await;

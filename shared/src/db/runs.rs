@@ -17,16 +17,24 @@ pub struct Run {
     pub outcome: Option<String>,
     pub error: Option<String>,
     pub error_kind: Option<String>,
+    /// Refs created or moved (`refs_created` of them new).
     pub refs_updated: i32,
+    pub refs_created: i32,
+    /// Refs deleted because upstream deleted them.
     pub refs_pruned: i32,
     pub bytes_received: i64,
+    pub objects_received: i32,
+    /// Milliseconds spent listing upstream's refs, and fetching and updating them.
+    pub list_ms: Option<i32>,
+    pub fetch_ms: Option<i32>,
     /// Upstream's refs matched the mirror's, so nothing was fetched.
     pub unchanged: bool,
     pub duration_ms: Option<i64>,
 }
 
 const SELECT: &str = "SELECT id, job_id, attempt, worker, started_at, finished_at, outcome,
-    error, error_kind, refs_updated, refs_pruned, bytes_received, unchanged,
+    error, error_kind, refs_updated, refs_created, refs_pruned, bytes_received,
+    objects_received, list_ms, fetch_ms, unchanged,
     (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint AS duration_ms
     FROM sync_runs";
 

@@ -75,6 +75,10 @@ pub struct FetchReport {
     pub initialized: bool,
     /// Upstream advertised exactly the mirror's refs: nothing was fetched.
     pub unchanged: bool,
+    /// Connecting and reading the ref advertisement.
+    pub list_time: std::time::Duration,
+    /// Downloading the pack, writing the tips and pruning; zero when unchanged.
+    pub fetch_time: std::time::Duration,
 }
 
 impl FetchReport {
@@ -99,6 +103,7 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         ..FetchReport::default()
     };
     let mut remote = repo.remote_anonymous(req.url).map_err(fail)?;
+    let listing = Instant::now();
     let auth_tries = Cell::new(0u32);
     let mut conn = remote
         .connect_auth(Direction::Fetch, Some(callbacks(req, &auth_tries)), None)
@@ -106,7 +111,9 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
 
     // Most syncs find nothing new: the ref advertisement settles that without the
     // negotiation and pack exchange of a fetch.
-    if !initialized && same_refs(&repo, conn.list().map_err(fail)?).map_err(fail)? {
+    let advertised = conn.list().map_err(fail)?;
+    report.list_time = listing.elapsed();
+    if !initialized && same_refs(&repo, advertised).map_err(fail)? {
         let branch = conn.default_branch().ok();
         report.default_branch = follow_default_branch(&repo, branch.as_ref());
         report.unchanged = true;
@@ -115,6 +122,7 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
 
     // The download reuses the connection the listing opened: a changed mirror costs no
     // second ref advertisement (a round trip, and over HTTP a request).
+    let fetching = Instant::now();
     let mut options = FetchOptions::new();
     options
         .remote_callbacks(callbacks(req, &auth_tries))
@@ -159,6 +167,7 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         )
         .map_err(fail)?;
     remote.prune(Some(counting())).map_err(fail)?;
+    report.fetch_time = fetching.elapsed();
     report.default_branch = follow_default_branch(&repo, branch.as_ref());
     report.refs_created = created.get();
     report.refs_updated = updated.get();
