@@ -57,6 +57,11 @@ pub struct RepoResponse {
     /// Mirrors only: a webhook secret is set (the secret itself is never shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_configured: Option<bool>,
+    /// Mirrors only: the ref selection (empty `include_refs`: every ref).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_refs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude_refs: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -77,6 +82,8 @@ impl From<&Repo> for RepoResponse {
             mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
             webhook_configured: r.is_mirror.then_some(r.webhook_secret.is_some()),
+            include_refs: r.is_mirror.then(|| r.include_refs.clone()),
+            exclude_refs: r.is_mirror.then(|| r.exclude_refs.clone()),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -169,6 +176,11 @@ pub struct MirrorSettingsRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub webhook_secret: Option<Option<String>>,
+    /// Selective sync: ref patterns to keep, e.g. `refs/heads/release/*` (one `*` at
+    /// most); `[]` keeps every ref.
+    pub include_refs: Option<Vec<String>>,
+    /// Ref patterns to leave out, e.g. `refs/pull/*`; they win over `include_refs`.
+    pub exclude_refs: Option<Vec<String>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).

@@ -83,6 +83,20 @@ pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<Str
     Ok((clean, sealed))
 }
 
+/// Selective-sync ref patterns: at most 50, each a ref name with one `*` at most.
+pub fn ref_patterns(field: &str, patterns: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let bad = |msg: String| Err(ApiError::BadRequest("invalid_refs", msg));
+    if patterns.len() > 50 {
+        return bad(format!("{field}: 50 patterns at most"));
+    }
+    for pattern in &patterns {
+        if let Some(why) = stasis_shared::git::selection::invalid_pattern(pattern) {
+            return bad(format!("{field}: `{pattern}` {why}"));
+        }
+    }
+    Ok(patterns)
+}
+
 /// A webhook secret (8–256 characters, no surrounding space), sealed for storage.
 pub fn webhook_secret(state: &AppState, secret: &str) -> Result<String, ApiError> {
     let length = secret.chars().count();

@@ -288,6 +288,33 @@ async fn mirror_settings_are_validated_and_applied() {
     );
     assert_eq!(repo["mirror_enabled"], false, "untouched fields stay");
 
+    // selective sync: patterns are checked, then shown
+    for bad in [
+        json!({ "include_refs": ["heads/*"] }),
+        json!({ "exclude_refs": ["refs/*/pull/*"] }),
+        json!({ "include_refs": ["refs/heads/a b"] }),
+    ] {
+        let (status, err) = patch(bad.clone()).await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_refs")),
+            "{bad}"
+        );
+    }
+    let (status, repo) =
+        patch(json!({ "include_refs": ["refs/heads/*"], "exclude_refs": ["refs/pull/*"] })).await;
+    assert_eq!(status, StatusCode::OK, "{repo}");
+    assert_eq!(
+        (&repo["include_refs"], &repo["exclude_refs"]),
+        (&json!(["refs/heads/*"]), &json!(["refs/pull/*"]))
+    );
+    let (_, repo) = patch(json!({ "include_refs": [] })).await;
+    assert_eq!(
+        (&repo["include_refs"], &repo["exclude_refs"]),
+        (&json!([]), &json!(["refs/pull/*"])),
+        "one list cleared, the other kept"
+    );
+
     // a shorter interval brings a far-off next sync forward
     sqlx::query(
         "UPDATE repositories SET last_synced_at = now() - interval '1 hour',

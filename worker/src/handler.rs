@@ -12,6 +12,7 @@ use stasis_shared::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
 };
 use stasis_shared::git::mirror_path;
+use stasis_shared::git::selection::RefSelection;
 use stasis_shared::git::url::{check_upstream, upstream_host, with_credentials, UrlError};
 use stasis_shared::lock::Lease;
 use stasis_shared::slots::{SlotGuard, Slots};
@@ -280,6 +281,10 @@ async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchR
 
     let thread_stop = stop.clone();
     let deadline = Instant::now() + timeout;
+    let selection = RefSelection {
+        include: repo.include_refs.clone(),
+        exclude: repo.exclude_refs.clone(),
+    };
     let fetch = tokio::task::spawn_blocking(move || {
         fetch_mirror(&FetchRequest {
             path: &path,
@@ -287,6 +292,7 @@ async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchR
             deadline,
             stop: &thread_stop,
             follow_redirects: allow_local,
+            selection: &selection,
         })
     });
     // The fetch checks the deadline itself; this outer bound covers a thread stuck

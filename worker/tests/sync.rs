@@ -492,3 +492,81 @@ async fn intervals_stretch_while_unchanged_and_repeated_failures_stop_the_schedu
     assert_eq!(env.repo(repo).await.sync_status, "success");
     stop_worker(worker).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn selective_sync_keeps_only_the_selected_refs_and_prunes_within_them() {
+    let env = TestEnv::new().await;
+    let mut up = Upstream::create(env.dir.path().join("up"));
+    for branch in ["release/1.0", "release/2.0", "feature"] {
+        git(&up.path, &["branch", branch]);
+    }
+    git(&up.path, &["tag", "-a", "v1", "-m", "release"]);
+    git(&up.path, &["tag", "v1-rc1"]);
+    git(&up.path, &["update-ref", "refs/pull/1/head", "HEAD"]);
+    let (owner, _) = env.user("kim", false).await;
+    let repo = env.mirror(&owner, "up", &up.url()).await;
+    stasis_shared::db::repos::update_mirror(
+        &env.pool,
+        repo,
+        &stasis_shared::db::repos::MirrorSettings {
+            include_refs: Some(vec![
+                "refs/heads/main".into(),
+                "refs/heads/release/*".into(),
+                "refs/tags/*".into(),
+            ]),
+            exclude_refs: Some(vec!["refs/tags/v1-rc*".into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let worker = spawn_worker(&env);
+    let mirror = env.mirror_path("kim", "up");
+    let selected = |all: std::collections::BTreeMap<String, String>| -> Vec<String> {
+        all.into_keys().filter(|r| r.starts_with("refs/")).collect()
+    };
+    let sync = |reason| {
+        let env = &env;
+        async move {
+            let job = env.enqueue(repo, reason).await;
+            assert_eq!(env.finished(job, WAIT).await.state, "done");
+            env.runs(job).await.remove(0)
+        }
+    };
+
+    sync(SyncReason::Import).await;
+    assert_eq!(
+        selected(stasis_testkit::git::refs(&mirror)),
+        [
+            "refs/heads/main",
+            "refs/heads/release/1.0",
+            "refs/heads/release/2.0",
+            "refs/tags/v1"
+        ]
+    );
+
+    // changes outside the selection are no change at all
+    git(&up.path, &["update-ref", "refs/pull/2/head", "HEAD"]);
+    git(&up.path, &["branch", "-D", "feature"]);
+    assert!(sync(SyncReason::Scheduled).await.unchanged);
+
+    // inside it: a deleted branch is pruned, a new one fetched, a moved one updated
+    git(&up.path, &["branch", "-D", "release/1.0"]);
+    git(&up.path, &["branch", "release/3.0"]);
+    let moved_to = up.commit("main moves");
+    let run = sync(SyncReason::Manual).await;
+    assert!(!run.unchanged);
+    assert_eq!((run.refs_pruned, run.refs_created), (1, 1), "{run:?}");
+    let refs = stasis_testkit::git::refs(&mirror);
+    assert_eq!(refs["refs/heads/main"], moved_to);
+    assert_eq!(
+        selected(refs),
+        [
+            "refs/heads/main",
+            "refs/heads/release/2.0",
+            "refs/heads/release/3.0",
+            "refs/tags/v1"
+        ]
+    );
+    stop_worker(worker).await;
+}

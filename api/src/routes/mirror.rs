@@ -129,7 +129,8 @@ pub async fn history(
     Ok(Json(History { runs }))
 }
 
-/// Per-mirror settings: interval, scheduled syncs on or off, upstream URL, webhook secret.
+/// Per-mirror settings: interval, scheduled syncs on or off, upstream URL, webhook
+/// secret, ref selection.
 #[utoipa::path(
     patch, path = "/repos/{owner}/{repo}/mirror", tag = "mirrors",
     params(("owner" = String, Path), ("repo" = String, Path)),
@@ -164,11 +165,21 @@ pub async fn update(
         Some(None) => Some(None),
         Some(Some(secret)) => Some(Some(validate::webhook_secret(&state, &secret)?)),
     };
+    let include_refs = req
+        .include_refs
+        .map(|p| validate::ref_patterns("include_refs", p))
+        .transpose()?;
+    let exclude_refs = req
+        .exclude_refs
+        .map(|p| validate::ref_patterns("exclude_refs", p))
+        .transpose()?;
     let settings = MirrorSettings {
         sync_interval_secs,
         enabled: req.enabled,
         upstream,
         webhook_secret,
+        include_refs,
+        exclude_refs,
     };
     repos::update_mirror(&state.pool, repo.id, &settings).await?;
     let repo = repos::find(&state.pool, repo.id)

@@ -20,6 +20,9 @@ pub struct Repo {
     pub mirror_credentials: Option<String>,
     /// Shared secret of push webhooks, sealed (see `secrets`).
     pub webhook_secret: Option<String>,
+    /// Selective sync: ref patterns kept (empty: all) and left out.
+    pub include_refs: Vec<String>,
+    pub exclude_refs: Vec<String>,
     pub mirror_enabled: bool,
     pub sync_interval_secs: Option<i32>,
     pub last_synced_at: Option<DateTime<Utc>>,
@@ -39,8 +42,8 @@ impl Repo {
 }
 
 const SELECT: &str = "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.description,
-    r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret, r.mirror_enabled,
-    r.sync_interval_secs,
+    r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret,
+    r.include_refs, r.exclude_refs, r.mirror_enabled, r.sync_interval_secs,
     r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
     r.sync_fence, r.created_at, r.updated_at
     FROM repositories r JOIN users u ON u.id = r.owner_id";
@@ -202,6 +205,9 @@ pub struct MirrorSettings {
     pub upstream: Option<(String, Option<String>)>,
     /// `Some(None)` removes the webhook secret; `Some(Some(sealed))` sets it.
     pub webhook_secret: Option<Option<String>>,
+    /// New ref selection (patterns already validated).
+    pub include_refs: Option<Vec<String>>,
+    pub exclude_refs: Option<Vec<String>>,
 }
 
 /// Applies the settings. A shorter interval brings the next sync forward, so a mirror
@@ -225,6 +231,8 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
              sync_status = CASE WHEN $5 IS NOT NULL AND sync_status = 'hard_failed' THEN 'failed'
                                 ELSE sync_status END,
              webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END,
+             include_refs = COALESCE($9, include_refs),
+             exclude_refs = COALESCE($10, exclude_refs),
              updated_at = now()
          WHERE id = $1",
     )
@@ -236,6 +244,8 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
     .bind(credentials.flatten())
     .bind(s.webhook_secret.is_some())
     .bind(s.webhook_secret.clone().flatten())
+    .bind(&s.include_refs)
+    .bind(&s.exclude_refs)
     .execute(pool)
     .await?;
     Ok(())

@@ -12,6 +12,7 @@ use git2::{
     RemoteCallbacks, RemoteRedirect, RemoteUpdateFlags, Repository, RepositoryInitOptions,
 };
 
+use super::selection::RefSelection;
 use super::url::{http_credentials, redact_text};
 use crate::domain::ErrorKind;
 
@@ -61,6 +62,8 @@ pub struct FetchRequest<'a> {
     /// Off-site HTTP redirects are followed only when local networks are allowed, so a
     /// redirect cannot lead the fetch to an internal address.
     pub follow_redirects: bool,
+    /// The refs this mirror keeps; others are neither fetched nor pruned.
+    pub selection: &'a RefSelection,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,7 +116,14 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     // negotiation and pack exchange of a fetch.
     let advertised = conn.list().map_err(fail)?;
     report.list_time = listing.elapsed();
-    if !initialized && same_refs(&repo, advertised).map_err(fail)? {
+    // upstream's refs this mirror keeps (peeled tags and HEAD are not refs to write)
+    let wanted: BTreeMap<String, Oid> = advertised
+        .iter()
+        .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
+        .filter(|h| req.selection.selects(h.name()))
+        .map(|h| (h.name().to_owned(), h.oid()))
+        .collect();
+    if !initialized && local_refs(&repo, req.selection).map_err(fail)? == wanted {
         let branch = conn.default_branch().ok();
         report.default_branch = follow_default_branch(&repo, branch.as_ref());
         report.unchanged = true;
@@ -123,14 +133,31 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     // The download reuses the connection the listing opened: a changed mirror costs no
     // second ref advertisement (a round trip, and over HTTP a request).
     let fetching = Instant::now();
+    // Everything: one wildcard refspec, tags and pruning by libgit2. A selection: exactly
+    // the selected refs, no tag following, and pruning limited to the selection here.
+    let refspecs: Vec<String> = if req.selection.is_everything() {
+        vec![MIRROR_REFSPEC.to_owned()]
+    } else {
+        wanted
+            .keys()
+            .map(|name| format!("+{name}:{name}"))
+            .collect()
+    };
+    let tags = if req.selection.is_everything() {
+        AutotagOption::All
+    } else {
+        AutotagOption::None
+    };
     let mut options = FetchOptions::new();
     options
         .remote_callbacks(callbacks(req, &auth_tries))
-        .download_tags(AutotagOption::All)
+        .download_tags(tags)
         .follow_redirects(redirects(req.follow_redirects));
-    conn.remote()
-        .download(&[MIRROR_REFSPEC], Some(&mut options))
-        .map_err(fail)?;
+    if !refspecs.is_empty() {
+        conn.remote()
+            .download(&refspecs, Some(&mut options))
+            .map_err(fail)?;
+    }
     if req.stop.is_stopped() {
         return Err(stopped(req.stop.reason()));
     }
@@ -158,15 +185,28 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         });
         callbacks
     };
-    remote
-        .update_tips(
-            Some(&mut counting()),
-            RemoteUpdateFlags::empty(),
-            AutotagOption::All,
-            Some("stasis mirror sync"),
-        )
-        .map_err(fail)?;
-    remote.prune(Some(counting())).map_err(fail)?;
+    if !refspecs.is_empty() {
+        remote
+            .update_tips(
+                Some(&mut counting()),
+                RemoteUpdateFlags::empty(),
+                tags,
+                Some("stasis mirror sync"),
+            )
+            .map_err(fail)?;
+    }
+    if req.selection.is_everything() {
+        remote.prune(Some(counting())).map_err(fail)?;
+    } else {
+        for (name, _) in local_refs(&repo, req.selection).map_err(fail)? {
+            if !wanted.contains_key(&name) {
+                repo.find_reference(&name)
+                    .and_then(|mut r| r.delete())
+                    .map_err(fail)?;
+                pruned.set(pruned.get() + 1);
+            }
+        }
+    }
     report.fetch_time = fetching.elapsed();
     report.default_branch = follow_default_branch(&repo, branch.as_ref());
     report.refs_created = created.get();
@@ -210,30 +250,25 @@ fn redirects(follow: bool) -> RemoteRedirect {
     }
 }
 
-/// Whether `+refs/*:refs/*` with pruning would leave the mirror's refs as they are: the
-/// same names pointing at the same objects. Peeled tag entries (`^{}`) and HEAD are not
-/// refs a fetch writes.
-fn same_refs(repo: &Repository, advertised: &[git2::RemoteHead<'_>]) -> Result<bool, git2::Error> {
-    let upstream: BTreeMap<&str, Oid> = advertised
-        .iter()
-        .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
-        .map(|h| (h.name(), h.oid()))
-        .collect();
-    let mut local = 0usize;
+/// The mirror's refs within the selection, as name → object; a symbolic ref (which a
+/// fetch never writes) makes the mirror differ from anything upstream advertises.
+fn local_refs(
+    repo: &Repository,
+    selection: &RefSelection,
+) -> Result<BTreeMap<String, Oid>, git2::Error> {
+    let mut refs = BTreeMap::new();
     for reference in repo.references()? {
         let reference = reference?;
         let Some(name) = reference.name() else {
-            return Ok(false);
+            continue;
         };
-        if !name.starts_with("refs/") {
+        if !name.starts_with("refs/") || !selection.selects(name) {
             continue;
         }
-        local += 1;
-        if reference.target().is_none() || upstream.get(name) != reference.target().as_ref() {
-            return Ok(false);
-        }
+        // a zero id never matches an advertised object: the fetch rewrites it
+        refs.insert(name.to_owned(), reference.target().unwrap_or(Oid::zero()));
     }
-    Ok(local == upstream.len())
+    Ok(refs)
 }
 
 /// Opens the bare mirror, creating it on first sync. Its config pins

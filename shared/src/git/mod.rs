@@ -1,6 +1,7 @@
 //! Git access: mirror fetches and upstream URL policy.
 
 pub mod fetch;
+pub mod selection;
 pub mod url;
 
 use std::path::{Path, PathBuf};
