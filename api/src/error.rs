@@ -73,6 +73,16 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // Postgres text cannot hold NUL (SQLSTATE 22021): whichever field or parameter
+        // carried one, it is the client's input, not a server fault.
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("22021") {
+                return ApiError::BadRequest(
+                    "invalid_text",
+                    "text must be UTF-8 without NUL characters".into(),
+                );
+            }
+        }
         stasis_shared::error::count_backend_error(Some("postgres"), "request");
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

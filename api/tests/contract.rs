@@ -261,6 +261,27 @@ async fn listings_page_filter_and_hide_private_repositories() {
             "{query}: {body}"
         );
     }
+
+    // NUL cannot be stored or searched for in Postgres text: a 400, not a 500
+    for (method, path, body) in [
+        ("GET", "/api/v1/admin/jobs?repo=a%00b/c", None),
+        ("GET", "/api/v1/repos/al%00ice/pub", None),
+        (
+            "POST",
+            "/api/v1/repos/import",
+            Some(
+                json!({ "name": "nul", "clone_url": "https://example.com/x.git",
+                         "mirror": false, "description": "a\u{0}b" }),
+            ),
+        ),
+    ] {
+        let (status, err) = w.api.call(method, path, Some(&w.root), body).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{method} {path}: {status} {err}"
+        );
+        assert!(err["code"].is_string(), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
