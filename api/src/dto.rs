@@ -218,6 +218,10 @@ pub struct HistoryQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct History {
     pub runs: Vec<stasis_shared::db::runs::Run>,
+    /// Failure and recovery notifications sent about this mirror, newest first: only
+    /// for its owner and admins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<stasis_shared::db::notifications::Sent>>,
 }
 
 /// The body of every error.

@@ -58,6 +58,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use routes::{admin, health, hooks, mirror, repos, user};
     let v1 = OpenApiRouter::new()
         .routes(routes!(user::current))
+        .routes(routes!(user::set_notify))
         .routes(routes!(repos::import))
         .routes(routes!(repos::list))
         .routes(routes!(repos::list_for_user))

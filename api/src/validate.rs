@@ -83,6 +83,24 @@ pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<Str
     Ok((clean, sealed))
 }
 
+/// A notification receiver: http(s) only, and the upstream address policy (no
+/// internal addresses unless `mirror.allow_local_network`).
+pub async fn notify_url(state: &AppState, url: &str) -> Result<String, ApiError> {
+    let bad = |msg: String| ApiError::BadRequest("invalid_url", msg);
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
+        return Err(bad("the notification URL must be an http(s) URL".into()));
+    }
+    check_upstream(url, state.cfg.mirror.allow_local_network)
+        .await
+        .map_err(|e| match e {
+            UrlError::PrivateAddress(_) | UrlError::Local => {
+                ApiError::BadRequest("blocked_url", e.to_string())
+            }
+            other => bad(other.to_string()),
+        })?;
+    Ok(url.to_owned())
+}
+
 /// Selective-sync ref patterns: at most 50, each a ref name with one `*` at most.
 pub fn ref_patterns(field: &str, patterns: Vec<String>) -> Result<Vec<String>, ApiError> {
     let bad = |msg: String| Err(ApiError::BadRequest("invalid_refs", msg));

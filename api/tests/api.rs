@@ -299,7 +299,10 @@ async fn the_web_ui_is_served_and_learns_who_a_token_belongs_to() {
 
     let (status, me) = api.call("GET", "/api/v1/user", Some(&ada), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(me, json!({ "username": "ada", "is_admin": true }));
+    assert_eq!(
+        me,
+        json!({ "username": "ada", "is_admin": true, "notify_url": null })
+    );
     let (status, body) = api.call("GET", "/api/v1/user", None, None).await;
     assert_eq!(
         (status, body["code"].as_str()),

@@ -523,6 +523,7 @@ async fn the_openapi_document_lists_every_route() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let routes = [
         ("get", "/api/v1/user"),
+        ("put", "/api/v1/user/notify"),
         ("post", "/api/v1/repos/import"),
         ("get", "/api/v1/repos"),
         ("get", "/api/v1/users/{owner}/repos"),

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::due::enqueue_due;
+use crate::notify;
 use crate::reaper::{reap, Reaped};
 use crate::sample::sample;
 use stasis_shared::error::count_backend_error;
@@ -27,6 +28,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// How often the leader looks for stuck jobs and mirrors; each pass is a few indexed
 /// queries.
 const REAP_EVERY: Duration = Duration::from_secs(60);
+/// How often the leader delivers due notifications.
+const NOTIFY_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
@@ -42,6 +45,8 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut lease: Option<Lease> = None;
     let mut last_sample: Option<Instant> = None;
     let mut last_reap: Option<Instant> = None;
+    let mut last_notify: Option<Instant> = None;
+    let http = notify::client(&cfg);
     let mut next_tick = Instant::now();
     let mut status = SchedulerStatus {
         leader: process::instance_name(),
@@ -102,6 +107,13 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                 }
             }
         }
+        if lease.is_some() && last_notify.is_none_or(|at| at.elapsed() >= NOTIFY_EVERY) {
+            last_notify = Some(Instant::now());
+            if let Err(e) = notify::deliver_due(&cfg, &pool, &http).await {
+                count_backend_error(e.backend(), "notify");
+                warn!(error = %e, "notification pass failed; retrying next pass");
+            }
+        }
         if lease.is_some() {
             let until_next = next_tick.saturating_duration_since(Instant::now());
             status.next_tick_at = cfg.mirror.enabled.then(|| Utc::now() + until_next);
@@ -114,6 +126,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         let wait = next_tick
             .saturating_duration_since(Instant::now())
             .min(check_every)
+            .min(NOTIFY_EVERY)
             .max(Duration::from_millis(50));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

@@ -3,5 +3,6 @@
 pub mod due;
 pub mod error;
 pub mod leader;
+pub mod notify;
 pub mod reaper;
 pub mod sample;

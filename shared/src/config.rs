@@ -35,6 +35,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub log: LogConfig,
     pub secrets: SecretsConfig,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -291,6 +292,69 @@ impl std::fmt::Debug for SecretsConfig {
     }
 }
 
+/// Failure notifications: signed JSON events POSTed with retries.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Receivers of every mirror's events: a list, or comma-separated in
+    /// `STASIS_NOTIFY_URLS`.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub urls: Vec<String>,
+    /// Key of the `X-Stasis-Signature` HMAC-SHA256 over the body; unset: unsigned.
+    pub secret: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Deliveries tried per event and receiver before giving up.
+    pub max_attempts: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            timeout: Duration::from_secs(10),
+            max_attempts: 8,
+        }
+    }
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field(
+                "urls",
+                &self
+                    .urls
+                    .iter()
+                    .map(|u| crate::git::url::redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(d)? {
+        ListOrCsv::List(urls) => urls,
+        ListOrCsv::Csv(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 impl SecretsConfig {
     pub fn cipher(&self) -> Result<Option<crate::secrets::Cipher>, ConfigError> {
         // an empty STASIS_SECRETS_KEY (compose's `${VAR:-}`) means no key
@@ -399,6 +463,14 @@ impl Config {
         }
         if self.scheduler.batch_size == 0 {
             return invalid("scheduler.batch_size", "must be at least 1");
+        }
+        if self.notify.max_attempts == 0 {
+            return invalid("notify.max_attempts", "must be at least 1");
+        }
+        for url in &self.notify.urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid("notify.urls", "each must be an http(s) URL");
+            }
         }
         if self.scheduler.stuck_after.is_zero() {
             return invalid("scheduler.stuck_after", "must be more than zero");

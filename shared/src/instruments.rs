@@ -166,11 +166,15 @@ pub fn describe_scheduler() {
     for kind in ["running", "pending", "repository"] {
         metrics::counter!("stasis_jobs_reaped_total", "kind" => kind).absolute(0);
     }
+    describe_counter!(
+        "stasis_notifications_total",
+        "Notification deliveries by event and result (delivered, retry, given_up)"
+    );
     metrics::counter!("stasis_scheduler_ticks_total").absolute(0);
     metrics::gauge!("stasis_scheduler_leader").set(0.0);
     metrics::gauge!("stasis_scheduler_paused").set(0.0);
     describe_enqueue();
-    describe_backend_errors(&["tick", "sample", "reap"]);
+    describe_backend_errors(&["tick", "sample", "reap", "notify"]);
 }
 
 pub fn describe_api() {

@@ -173,6 +173,8 @@ async fn run_locked(
             default_interval: ctx.cfg.mirror.sync_interval,
             max_interval: ctx.cfg.mirror.max_sync_interval,
             hard_fail_after: ctx.cfg.mirror.hard_fail_after,
+            repo_name: &format!("{}/{}", repo.owner, repo.name),
+            notify_urls: &ctx.cfg.notify.urls,
             ending,
         },
     )

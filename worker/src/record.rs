@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use stasis_shared::db::{jobs, repos, settings};
+use stasis_shared::db::{jobs, notifications, repos, settings};
 use stasis_shared::domain::{ErrorKind, RunOutcome};
 use stasis_shared::git::fetch::{FetchError, FetchReport};
 use uuid::Uuid;
@@ -122,6 +122,10 @@ pub struct Finish<'a> {
     /// `mirror.max_sync_interval` and `mirror.hard_fail_after`.
     pub max_interval: Duration,
     pub hard_fail_after: u32,
+    /// `owner/name`, for notifications.
+    pub repo_name: &'a str,
+    /// `notify.urls`: receivers of every mirror's events.
+    pub notify_urls: &'a [String],
     pub ending: Ending<'a>,
 }
 
@@ -143,7 +147,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     // doubling up to the same cap, and past mirror.hard_fail_after (or at once for
     // auth and not-found) the mirror is hard_failed and unscheduled. ±10% jitter keeps
     // mirrors imported together from firing in the same second forever.
-    let repo = sqlx::query(
+    let repo: Option<(String, i32)> = sqlx::query_as(
         "WITH b AS (
              SELECT r.id, r.interval_factor AS f, r.consecutive_failures AS n,
                     COALESCE(r.sync_interval_secs::double precision,
@@ -174,7 +178,8 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
                      GREATEST(c.base, LEAST(c.base * c.f_ok, $10)) * (0.9 + random() * 0.2))
                  END,
              updated_at = now()
-         FROM c WHERE r.id = c.id AND r.sync_fence = $2",
+         FROM c WHERE r.id = c.id AND r.sync_fence = $2
+         RETURNING r.sync_status, c.n",
     )
     .bind(f.repo_id)
     .bind(f.fence)
@@ -188,9 +193,24 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(f.max_interval.as_secs_f64())
     .bind(stops_schedule)
     .bind(f.hard_fail_after as i32)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    let owned = repo.rows_affected() == 1;
+    let owned = repo.is_some();
+    if let Some((new_status, failures_before)) = &repo {
+        if let Some(event) = transition(new_status, *failures_before) {
+            let payload = serde_json::json!({
+                "event": event,
+                "repository": f.repo_name,
+                "sync_status": new_status,
+                "error": error,
+                "error_kind": kind.map(ErrorKind::as_str),
+                "consecutive_failures": if new_status == "success" { 0 } else { failures_before + 1 },
+                "job_id": f.job_id,
+                "at": chrono::Utc::now(),
+            });
+            notifications::record(&mut tx, f.repo_id, event, &payload, f.notify_urls).await?;
+        }
+    }
 
     let report = match &f.ending {
         Ending::Success(report) => (*report).clone(),
@@ -243,4 +263,16 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     }
     tx.commit().await?;
     Ok(owned)
+}
+
+/// The event a finished sync announces: the first failure after a success, every sync
+/// that leaves the mirror hard_failed (a threshold crossed, or a manual retry that
+/// failed again), and a success after failures.
+fn transition(new_status: &str, failures_before: i32) -> Option<&'static str> {
+    match new_status {
+        "failed" if failures_before == 0 => Some("failed"),
+        "hard_failed" => Some("hard_failed"),
+        "success" if failures_before > 0 => Some("recovered"),
+        _ => None,
+    }
 }

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
-use stasis_shared::db::{runs, users::User};
+use stasis_shared::db::{notifications, runs, users::User};
 use stasis_shared::domain::SyncReason;
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
@@ -126,7 +126,16 @@ pub async fn history(
     }
     let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
     let runs = runs::for_repo(&state.pool, repo.id, i64::from(limit)).await?;
-    Ok(Json(History { runs }))
+    let notifications = match &caller {
+        Some(user) if can_manage(user, &repo) => {
+            Some(notifications::for_repo(&state.pool, repo.id, i64::from(limit)).await?)
+        }
+        _ => None,
+    };
+    Ok(Json(History {
+        runs,
+        notifications,
+    }))
 }
 
 /// Per-mirror settings: interval, scheduled syncs on or off, upstream URL, webhook

@@ -1,6 +1,7 @@
 //! Postgres: pool, migrations and the queries more than one binary runs.
 
 pub mod jobs;
+pub mod notifications;
 pub mod repos;
 pub mod runs;
 pub mod settings;

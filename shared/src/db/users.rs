@@ -60,3 +60,20 @@ pub async fn exists(pool: &PgPool, username: &str) -> sqlx::Result<bool> {
         .fetch_one(pool)
         .await
 }
+
+/// The user's own receiver of failure notifications (`None` removes it).
+pub async fn set_notify_url(pool: &PgPool, id: Uuid, url: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET notify_url = $2 WHERE id = $1")
+        .bind(id)
+        .bind(url)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn notify_url(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT notify_url FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
