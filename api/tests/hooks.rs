@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use stasis_testkit::git::{assert_mirrors, Upstream};
+use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::{eventually, TestEnv};
 
 mod common;
@@ -56,13 +56,15 @@ async fn verified_push_events_sync_the_mirror_and_bad_signatures_do_nothing() {
     let worker = spawn_worker(&env);
     let (_, alice) = env.user("alice", false).await;
     let (_, mallory) = env.user("mallory", false).await;
-    let mut up = Upstream::create(env.dir.path().join("up"));
+    let served = env.dir.path().join("served");
+    let mut up = Upstream::create(served.join("up"));
+    let daemon = GitDaemon::start(&served);
     let (status, body) = api
         .call(
             "POST",
             "/api/v1/repos/import",
             Some(&alice),
-            Some(json!({ "name": "up", "clone_url": up.url(), "mirror": true })),
+            Some(json!({ "name": "up", "clone_url": daemon.url("up"), "mirror": true })),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
