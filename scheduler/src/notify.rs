@@ -1,8 +1,8 @@
 //! Delivers the notification outbox: each event POSTed as JSON to its receiver, signed
 //! with `notify.secret` (`X-Stasis-Signature: sha256=<hex HMAC-SHA256 of the body>`),
-//! retried with exponential backoff up to `notify.max_attempts`. Receivers' addresses
-//! are checked against the same policy as upstreams, at every attempt, and redirects
-//! are not followed.
+//! retried with exponential backoff up to `notify.max_attempts`. Owners' receivers are
+//! checked against the same address policy as upstreams at every attempt (operators'
+//! `notify.urls` are trusted), and redirects are not followed.
 
 use std::time::Duration;
 
@@ -71,9 +71,12 @@ fn event_label(event: &str) -> &'static str {
 }
 
 async fn send(cfg: &Config, http: &reqwest::Client, d: &Due) -> Result<(), String> {
-    check_upstream(&d.url, cfg.mirror.allow_local_network)
-        .await
-        .map_err(|e| e.to_string())?;
+    // operators' receivers (notify.urls) may live on internal networks; owners' may not
+    if !cfg.notify.urls.contains(&d.url) {
+        check_upstream(&d.url, cfg.mirror.allow_local_network)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let mut req = http
         .post(&d.url)
         .header("content-type", "application/json")
