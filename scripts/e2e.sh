@@ -10,6 +10,7 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (Debian)"
+  export DEBIAN_FRONTEND=noninteractive
   { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null
 fi
 npm ci --prefix web/e2e --no-audit --no-fund --silent
