@@ -60,6 +60,13 @@ pub struct SlotGuard {
     token: String,
 }
 
+impl SlotGuard {
+    /// Whether any cap is configured, so there is something to renew and release.
+    pub fn holds_any(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
 impl Slots {
     /// A cap of 0 is no cap.
     pub fn new(

@@ -94,9 +94,13 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
         Ok(Some(slot)) => {
             // renewed from the moment it is held: the bookkeeping before the fetch may
             // outlast a short TTL on a loaded database
-            let keeper = tokio::spawn(keep_slot(ctx.slots.clone(), slot.clone(), ttl));
+            let keeper = slot
+                .holds_any()
+                .then(|| tokio::spawn(keep_slot(ctx.slots.clone(), slot.clone(), ttl)));
             let result = run_locked(ctx, &job, &repo, record.max_attempts, &lease).await;
-            keeper.abort();
+            if let Some(keeper) = keeper {
+                keeper.abort();
+            }
             if let Err(e) = ctx.slots.release(&slot).await {
                 warn!(error = %e, "could not release sync slot; it expires on its own");
             }
