@@ -39,14 +39,15 @@ pub async fn reap(
     let mut reaped = Reaped::default();
 
     let mut redeliver = Vec::new();
-    for (job_id, repo_id) in jobs::running_since(pool, stuck, BATCH).await? {
+    for (job_id, repo_id, reason) in jobs::running_since(pool, stuck, BATCH).await? {
         // a live sync renews its lock: leave it alone however long it takes
         if leases.is_held(&leases.repo_key(repo_id)).await? {
             continue;
         }
         if jobs::requeue_running(pool, job_id).await? {
             reaped.running += 1;
-            redeliver.push(delivery(job_id, repo_id, "scheduled"));
+            // its reason keeps it in its lane: a rescued "Sync now" stays ahead
+            redeliver.push(delivery(job_id, repo_id, &reason));
         }
     }
 

@@ -320,15 +320,15 @@ pub async fn unclaim(pool: &PgPool, job_ids: &[Uuid]) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Jobs marked running that started longer than `older_than` ago: candidates for the
-/// reaper, which checks each one's repository lock before touching it.
+/// Jobs marked running that started longer than `older_than` ago (id, repo, reason):
+/// candidates for the reaper, which checks each one's repository lock before touching it.
 pub async fn running_since(
     pool: &PgPool,
     older_than: std::time::Duration,
     limit: i64,
-) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+) -> sqlx::Result<Vec<(Uuid, Uuid, String)>> {
     sqlx::query_as(
-        "SELECT id, repo_id FROM sync_jobs
+        "SELECT id, repo_id, reason FROM sync_jobs
          WHERE state = 'running' AND started_at < now() - make_interval(secs => $1)
          ORDER BY started_at LIMIT $2",
     )
