@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{spawn_worker, Api};
+use common::Api;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -87,7 +87,7 @@ async fn operators_list_show_retry_and_discard_jobs() {
     );
 
     // One good and one failing mirror through a real worker.
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
     for (name, url) in [
         ("good", good.url()),
         ("broken", format!("file://{}", later.display())),
@@ -361,8 +361,7 @@ async fn operators_list_show_retry_and_discard_jobs() {
         .await;
     assert_eq!(body["source"], "config");
 
-    worker.0.cancel();
-    worker.1.await.unwrap().unwrap();
+    worker.stop().await;
     let (_, q) = api.call("GET", "/api/v1/admin/queue", admin, None).await;
     assert_eq!(
         q["workers"].as_array().unwrap().len(),

@@ -19,7 +19,7 @@ async fn import_sync_and_status_through_http() {
     let (_, alice) = env.user("alice", false).await;
     let (_, mallory) = env.user("mallory", false).await;
     let (_, admin) = env.user("root", true).await;
-    let (stop, worker) = common::spawn_worker(&env);
+    let worker = env.spawn_worker();
 
     let (status, body) = api.call("GET", "/healthz", None, None).await;
     assert_eq!(
@@ -215,8 +215,7 @@ async fn import_sync_and_status_through_http() {
         (StatusCode::BAD_REQUEST, Some("not_a_mirror"))
     );
 
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use stasis_testkit::TestEnv;
 
 mod common;
 
-use common::{spawn_worker, Api};
+use common::Api;
 
 const OK: u16 = 200;
 const ACCEPTED: u16 = 202;
@@ -435,7 +435,7 @@ async fn mirror_settings_are_validated_and_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_removes_row_mirror_jobs_and_deliveries_but_not_during_a_sync() {
     let w = world().await;
-    let worker = spawn_worker(&w.env);
+    let worker = w.env.spawn_worker();
     w.import("synced", true, false).await;
     let dir = w.env.mirror_path("alice", "synced");
     stasis_testkit::eventually(
@@ -456,8 +456,7 @@ async fn delete_removes_row_mirror_jobs_and_deliveries_but_not_during_a_sync() {
     )
     .await;
     assert!(dir.is_dir());
-    worker.0.cancel();
-    worker.1.await.unwrap().unwrap();
+    worker.stop().await;
 
     // while a worker holds the repository's lock, deletion waits its turn
     let repo_id: uuid::Uuid =

@@ -13,7 +13,7 @@ use stasis_testkit::{eventually, TestEnv};
 
 mod common;
 
-use common::{spawn_worker, Api};
+use common::Api;
 
 const SECRET: &str = "hook-secret-8c1f";
 const WAIT: Duration = Duration::from_secs(60);
@@ -53,7 +53,7 @@ async fn webhook_jobs(env: &TestEnv) -> i64 {
 async fn verified_push_events_sync_the_mirror_and_bad_signatures_do_nothing() {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
     let (_, alice) = env.user("alice", false).await;
     let (_, mallory) = env.user("mallory", false).await;
     let served = env.dir.path().join("served");
@@ -195,6 +195,5 @@ async fn verified_push_events_sync_the_mirror_and_bad_signatures_do_nothing() {
     let (status, _) = hook(&api, "alice/up", &github(SECRET, "push"), body).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    worker.0.cancel();
-    worker.1.await.unwrap().unwrap();
+    worker.stop().await;
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{spawn_worker, Api};
+use common::Api;
 
 const SECRET: &str = "notify-secret-42";
 const WAIT: Duration = Duration::from_secs(60);
@@ -93,7 +93,7 @@ async fn owners_and_operators_hear_about_failures_and_recoveries() {
     env.cfg.notify.urls = vec![format!("{receiver}/global")];
     env.cfg.notify.secret = Some(SECRET.into());
     let api = Api::start(&env).await;
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
     let stop = CancellationToken::new();
     let scheduler = tokio::spawn(stasis_scheduler::leader::run(
         env.cfg.clone(),
@@ -207,6 +207,5 @@ async fn owners_and_operators_hear_about_failures_and_recoveries() {
 
     stop.cancel();
     scheduler.await.unwrap();
-    worker.0.cancel();
-    worker.1.await.unwrap().unwrap();
+    worker.stop().await;
 }

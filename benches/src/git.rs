@@ -11,8 +11,8 @@ use anyhow::{ensure, Context};
 use sqlx::PgPool;
 use stasis_shared::domain::SyncReason;
 use stasis_testkit::git::GitDaemon;
+use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::fixture::{copy_dir, HttpBackend, Medium};
@@ -21,22 +21,11 @@ use crate::Scale;
 
 const WAIT: Duration = Duration::from_secs(600);
 
-/// A worker of this process with `concurrency` slots, stopped by the token.
-fn start_worker(
-    env: &TestEnv,
-    concurrency: usize,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+/// A worker of this process with `concurrency` slots.
+fn start_worker(env: &TestEnv, concurrency: usize) -> InProcessWorker {
     let mut cfg = env.cfg.clone();
     cfg.worker.concurrency = concurrency;
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let (pool, redis) = (env.pool.clone(), env.redis.clone());
-    let handle = tokio::spawn(async move {
-        let _ =
-            stasis_worker::runner::run(cfg, pool, redis, async move { signal.cancelled().await })
-                .await;
-    });
-    (stop, handle)
+    InProcessWorker::start(cfg, env.pool.clone(), env.redis.clone())
 }
 
 async fn done_jobs(pool: &PgPool) -> anyhow::Result<i64> {
@@ -250,8 +239,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         .execute(&env.pool)
         .await?;
     sync_one(&env, first, SyncReason::Manual).await?;
-    worker.0.cancel();
-    let _ = worker.1.await;
+    worker.stop().await;
 
     // no-op: every mirror up to date, synced end to end (scheduler claim → done)
     for i in 1..scale.mirrors {
@@ -275,8 +263,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         ensure!(tick.enqueued as usize == n, "enqueued {}", tick.enqueued);
         wait_done(&env.pool, before + n as i64).await?;
         let ours = n as f64 / started.elapsed().as_secs_f64();
-        worker.0.cancel();
-        let _ = worker.1.await;
+        worker.stop().await;
         let unchanged: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE unchanged")
             .fetch_one(&env.pool)
             .await?;

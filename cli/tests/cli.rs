@@ -7,7 +7,6 @@ use serde_json::Value;
 use stasis_shared::domain::SyncReason;
 use stasis_testkit::git::{assert_mirrors, Upstream};
 use stasis_testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -91,14 +90,7 @@ async fn operators_inspect_retry_and_discard_jobs_from_the_cli() {
     assert_eq!(ids(&dead), [parked]);
 
     // One good, one failing mirror through a real worker.
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let worker = tokio::spawn(stasis_worker::runner::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        async move { signal.cancelled().await },
-    ));
+    let worker = env.spawn_worker();
     let good_repo = env.mirror(&alice, "good", &good.url()).await;
     let broken_repo = env
         .mirror(&alice, "broken", &format!("file://{}", later.display()))
@@ -208,6 +200,5 @@ async fn operators_inspect_retry_and_discard_jobs_from_the_cli() {
     let said = ctl.ok(&["mirrors", "interval", "reset"]).await;
     assert!(said.contains("(from config)"), "{said}");
 
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }

@@ -10,7 +10,6 @@ use stasis_shared::domain::SyncReason;
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::{assert_mirrors, Upstream};
 use stasis_testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -97,14 +96,7 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
         .unwrap();
     assert_eq!(again, Reaped::default());
 
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let worker = tokio::spawn(stasis_worker::runner::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        async move { signal.cancelled().await },
-    ));
+    let worker = env.spawn_worker();
     for job in [lost_job, abandoned_job] {
         assert_eq!(env.finished(job, WAIT).await.state, "done");
     }
@@ -121,6 +113,5 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
         "its lock is still held"
     );
     leases.release(&held).await.unwrap();
-    stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }

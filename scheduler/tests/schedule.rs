@@ -106,14 +106,8 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
     // workers take jobs from this backlog (apalis-redis breaks at ~8,000 due ids) and the
     // scheduler refills it as they drain; every mirror gets exactly one job
     env.cfg.worker.concurrency = 16;
+    let worker = env.spawn_worker();
     let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let worker = tokio::spawn(stasis_worker::runner::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        async move { signal.cancelled().await },
-    ));
     let scheduler = tokio::spawn(stasis_scheduler::leader::run(
         env.cfg.clone(),
         env.pool.clone(),
@@ -146,7 +140,7 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
         .unwrap();
     assert_eq!(jobs, 10_000);
     stop.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
     scheduler.await.unwrap();
 }
 

@@ -7,31 +7,8 @@ use stasis_shared::domain::{SyncMirror, SyncReason};
 use stasis_testkit::git::{assert_mirrors, free_port, git, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::TestEnv;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn spawn_worker(env: &TestEnv) -> (CancellationToken, JoinHandle<std::io::Result<()>>) {
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let handle = tokio::spawn(stasis_worker::runner::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        async move { signal.cancelled().await },
-    ));
-    (stop, handle)
-}
-
-async fn stop_worker(worker: (CancellationToken, JoinHandle<std::io::Result<()>>)) {
-    worker.0.cancel();
-    tokio::time::timeout(WAIT, worker.1)
-        .await
-        .expect("worker stops")
-        .expect("worker task")
-        .expect("worker exits cleanly");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
@@ -44,7 +21,7 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
     git(&up.path, &["tag", "-a", "v1-annotated", "-m", "annotated"]);
     let (alice, _) = env.user("alice", false).await;
     let repo = env.mirror(&alice, "up", &up.url()).await;
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
 
     let import = env.enqueue(repo, SyncReason::Import).await;
     assert_eq!(env.finished(import, WAIT).await.state, "done");
@@ -88,7 +65,7 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
     let noop = env.enqueue(repo, SyncReason::Scheduled).await;
     assert_eq!(env.finished(noop, WAIT).await.state, "done");
     assert_eq!(env.runs(noop).await[0].refs_updated, 0);
-    stop_worker(worker).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -104,7 +81,7 @@ async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches_on_
     let proxy = ThrottledProxy::start(daemon.port, 50_000_000).await;
     let (owner, _) = env.user("olga", false).await;
     let repo = env.mirror(&owner, "up", &proxy.url("up")).await;
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
     let env = &env;
     let sync = |reason| async move {
         let job = env.enqueue(repo, reason).await;
@@ -161,7 +138,7 @@ async fn an_unchanged_upstream_is_one_ref_listing_and_any_ref_change_fetches_on_
 
     let again = sync(SyncReason::Scheduled).await;
     assert!(again.unchanged, "{again:?}");
-    stop_worker(worker).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,7 +159,7 @@ async fn syncs_from_one_host_stay_under_its_cap_while_other_hosts_proceed() {
         on_a.push(env.mirror(&owner, name, &host_a.url(name)).await);
     }
     let on_b = env.mirror(&owner, "b0", &host_b.url("b0")).await;
-    let worker = spawn_worker(&env); // concurrency 4: only the cap holds host A back
+    let worker = env.spawn_worker(); // concurrency 4: only the cap holds host A back
 
     let mut jobs_a = Vec::new();
     for &repo in &on_a {
@@ -220,7 +197,7 @@ async fn syncs_from_one_host_stay_under_its_cap_while_other_hosts_proceed() {
             "{name} not mirrored"
         );
     }
-    stop_worker(worker).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -229,7 +206,7 @@ async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_cr
     let (bob, _) = env.user("bob", false).await;
     let url = format!("http://bob:hunter2@127.0.0.1:{}/gone.git", free_port());
     let repo = env.mirror(&bob, "gone", &url).await;
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
 
     let job = env.enqueue(repo, SyncReason::Manual).await;
     let finished = env.finished(job, WAIT).await;
@@ -266,7 +243,7 @@ async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_cr
     {
         assert!(!text.contains("hunter2"), "credential leaked: {text}");
     }
-    stop_worker(worker).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -281,7 +258,7 @@ async fn permanent_errors_fail_at_once() {
     let missing_path = env
         .mirror(&carol, "nopath", "file:///nonexistent/stasis/repo.git")
         .await;
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
 
     for repo in [missing_on_daemon, missing_path] {
         let job = env.enqueue(repo, SyncReason::Manual).await;
@@ -298,7 +275,7 @@ async fn permanent_errors_fail_at_once() {
         );
         assert_eq!(repo.next_sync_at, None);
     }
-    stop_worker(worker).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -338,8 +315,8 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
         reason: SyncReason::Manual,
     };
     enqueuer.push(vec![duplicate; 6]).await.unwrap();
-    let first = spawn_worker(&env);
-    let second = spawn_worker(&env);
+    let first = env.spawn_worker();
+    let second = env.spawn_worker();
 
     assert_eq!(env.finished(job, WAIT).await.state, "done");
     // let the remaining duplicates drain: they must all be dropped
@@ -353,8 +330,8 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
     assert_eq!(runs.len(), 1, "the job ran once: {runs:?}");
     assert_eq!(runs[0].outcome.as_deref(), Some("success"));
     assert_mirrors(&env.mirror_path("dave", "up"), &up);
-    stop_worker(first).await;
-    stop_worker(second).await;
+    first.stop().await;
+    second.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -370,7 +347,7 @@ async fn sync_now_goes_ahead_of_a_scheduled_backlog() {
     }
     let urgent = env.mirror(&owner, "urgent", &up.url()).await;
 
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
     let manual = env.enqueue(urgent, SyncReason::Manual).await;
     assert_eq!(env.finished(manual, WAIT).await.state, "done");
     let scheduled_done: i64 = sqlx::query_scalar(
@@ -383,7 +360,7 @@ async fn sync_now_goes_ahead_of_a_scheduled_backlog() {
         (scheduled_done as usize) < BACKLOG / 4,
         "the manual sync waited for {scheduled_done} of {BACKLOG} scheduled syncs"
     );
-    stop_worker(worker).await;
+    worker.stop().await;
 }
 
 async fn schedule_of(env: &TestEnv, repo: uuid::Uuid) -> (f64, i32, Option<f64>) {
@@ -408,7 +385,7 @@ async fn intervals_stretch_while_unchanged_and_repeated_failures_stop_the_schedu
     let mut up = Upstream::create(env.dir.path().join("up"));
     let (owner, _) = env.user("judy", false).await;
     let repo = env.mirror(&owner, "up", &up.url()).await;
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
     let sync = |reason| {
         let env = &env;
         async move {
@@ -490,7 +467,7 @@ async fn intervals_stretch_while_unchanged_and_repeated_failures_stop_the_schedu
     assert!(next.expect("due") <= 0.5, "due now");
     assert_eq!(sync(SyncReason::Manual).await.state, "done");
     assert_eq!(env.repo(repo).await.sync_status, "success");
-    stop_worker(worker).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -520,7 +497,7 @@ async fn selective_sync_keeps_only_the_selected_refs_and_prunes_within_them() {
     )
     .await
     .unwrap();
-    let worker = spawn_worker(&env);
+    let worker = env.spawn_worker();
     let mirror = env.mirror_path("kim", "up");
     let selected = |all: std::collections::BTreeMap<String, String>| -> Vec<String> {
         all.into_keys().filter(|r| r.starts_with("refs/")).collect()
@@ -568,5 +545,5 @@ async fn selective_sync_keeps_only_the_selected_refs_and_prunes_within_them() {
             "refs/tags/v1"
         ]
     );
-    stop_worker(worker).await;
+    worker.stop().await;
 }

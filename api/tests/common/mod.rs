@@ -1,10 +1,9 @@
-//! The API served on loopback for tests, and a worker running in the same process.
+//! The API served on loopback for tests.
 
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use stasis_api::AppState;
 use stasis_testkit::TestEnv;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub struct Api {
@@ -58,17 +57,4 @@ impl Drop for Api {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-/// A worker in this process until the returned token is cancelled.
-pub fn spawn_worker(env: &TestEnv) -> (CancellationToken, JoinHandle<std::io::Result<()>>) {
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let handle = tokio::spawn(stasis_worker::runner::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        async move { signal.cancelled().await },
-    ));
-    (stop, handle)
 }
