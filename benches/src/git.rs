@@ -139,7 +139,19 @@ fn cli_fetch(path: &Path, url: &str, v0: bool) -> anyhow::Result<f64> {
     Ok(secs)
 }
 
-pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+/// What both benchmarks start from: the medium upstream served over git:// and smart
+/// HTTP, and a worker-less environment whose user owns the mirrors.
+struct Bench {
+    env: TestEnv,
+    medium: Medium,
+    // kept alive: they serve the upstream
+    _daemon: GitDaemon,
+    http: HttpBackend,
+    url: String,
+    owner: stasis_shared::db::users::User,
+}
+
+async fn bench(scale: &Scale) -> Bench {
     let mut env = TestEnv::new().await;
     // one upstream host serves every mirror here: the per-host cap would serialise them
     env.cfg.sync.max_per_host = 0;
@@ -148,7 +160,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     // for their schedule anyway)
     env.cfg.queue.poll_interval = Duration::from_millis(10);
     let served = env.dir.path().join("served");
-    let mut medium = Medium::create(served.join("medium"), scale.commits, scale.blob_bytes);
+    let medium = Medium::create(served.join("medium"), scale.commits, scale.blob_bytes);
     let daemon = GitDaemon::start(&served);
     let http = HttpBackend::start(&served);
     let url = daemon.url("medium");
@@ -159,7 +171,27 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         scale.mirrors
     );
     let (owner, _) = env.user("bench", false).await;
+    Bench {
+        env,
+        medium,
+        _daemon: daemon,
+        http,
+        url,
+        owner,
+    }
+}
 
+/// Benchmark 2: the initial clone and the incremental fetch.
+pub async fn run_fetch(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    // every field bound: one left in the temporary would be dropped (the daemon stopped)
+    let Bench {
+        env,
+        mut medium,
+        _daemon,
+        http,
+        url,
+        owner,
+    } = bench(scale).await;
     // initial clone: the pipeline's import against `git clone --mirror` and bare git2
     let first = env.mirror(&owner, "m0", &url).await;
     let clone_root = env.dir.path().join("clones");
@@ -233,15 +265,25 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
                 .against("git fetch v2", quantile(&mut v2s, 0.5)),
         );
     }
-    sqlx::query("UPDATE repositories SET mirror_url = $2 WHERE id = $1")
-        .bind(first)
-        .bind(&url)
-        .execute(&env.pool)
-        .await?;
-    sync_one(&env, first, SyncReason::Manual).await?;
     worker.stop().await;
+    Ok(())
+}
 
-    // no-op: every mirror up to date, synced end to end (scheduler claim → done)
+/// Benchmark 1: no-op syncs of up-to-date mirrors, end to end (scheduler claim → done).
+pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let Bench {
+        env,
+        medium: _medium,
+        _daemon,
+        http: _http,
+        url,
+        owner,
+    } = bench(scale).await;
+    let first = env.mirror(&owner, "m0", &url).await;
+    let worker = start_worker(&env, 1);
+    sync_one(&env, first, SyncReason::Import).await?;
+    worker.stop().await;
+    let m0 = env.mirror_path("bench", "m0");
     for i in 1..scale.mirrors {
         let name = format!("m{i}");
         env.mirror(&owner, &name, &url).await;
@@ -256,6 +298,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             .execute(&env.pool)
             .await?;
         let before = done_jobs(&env.pool).await?;
+        println!("no-op syncs of {n} mirrors at parallelism {parallelism}");
         let started = Instant::now();
         let tick =
             stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())

@@ -22,7 +22,8 @@ struct Args {
     /// Small sizes, for CI: checks that each benchmark runs, not how fast.
     #[arg(long)]
     quick: bool,
-    /// Benchmarks to run (git, queue, scheduler, api, memory); all when none is given.
+    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory; git is noop and
+    /// fetch); all when none is given.
     only: Vec<String>,
 }
 
@@ -81,17 +82,24 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let scale = Scale::new(args.quick);
-    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let wanted = |name: &str| {
+        args.only.is_empty()
+            || args
+                .only
+                .iter()
+                .any(|o| o == name || (o == "git" && matches!(name, "noop" | "fetch")))
+    };
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     // one failing benchmark still lets the others report
-    for name in ["git", "queue", "scheduler", "api", "memory"] {
+    for name in ["noop", "fetch", "queue", "scheduler", "api", "memory"] {
         if !wanted(name) {
             continue;
         }
         println!("running {name}");
         let result = match name {
-            "git" => git::run(&scale, &mut rows).await,
+            "noop" => git::run_noop(&scale, &mut rows).await,
+            "fetch" => git::run_fetch(&scale, &mut rows).await,
             "queue" => queue::run(&scale, &mut rows).await,
             "scheduler" => scheduler::run(&scale, &mut rows).await,
             "api" => api::run(&scale, &mut rows).await,

@@ -27,6 +27,11 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
     assert_eq!(env.finished(import, WAIT).await.state, "done");
     let mirror = env.mirror_path("alice", "up");
     assert_mirrors(&mirror, &up);
+    assert_eq!(
+        loose_refs(&mirror),
+        Vec::<String>::new(),
+        "import packs refs"
+    );
     let synced = env.repo(repo).await;
     assert_eq!(synced.sync_status, "success");
     assert!(synced.sync_error.is_none());
@@ -49,6 +54,11 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
     assert_eq!(env.finished(manual, WAIT).await.state, "done");
     assert_mirrors(&mirror, &up);
     assert_eq!(
+        loose_refs(&mirror),
+        Vec::<String>::new(),
+        "a fetch packs refs"
+    );
+    assert_eq!(
         git(&mirror, &["symbolic-ref", "HEAD"]).trim(),
         "refs/heads/trunk"
     );
@@ -66,6 +76,23 @@ async fn mirror_follows_upstream_including_force_pushes_deletions_and_tags() {
     assert_eq!(env.finished(noop, WAIT).await.state, "done");
     assert_eq!(env.runs(noop).await[0].refs_updated, 0);
     worker.stop().await;
+}
+
+/// Refs stored as loose files under `refs/`: the ones a no-op sync reads one by one.
+fn loose_refs(mirror: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![mirror.join("refs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read refs dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

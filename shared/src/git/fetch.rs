@@ -207,11 +207,17 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
             }
         }
     }
-    report.fetch_time = fetching.elapsed();
     report.default_branch = follow_default_branch(&repo, branch.as_ref());
     report.refs_created = created.get();
     report.refs_updated = updated.get();
     report.refs_pruned = pruned.get();
+    if report.refs_created + report.refs_updated > 0 {
+        // Housekeeping: the refs are written either way, and loose ones still read right.
+        if let Err(e) = super::pack_refs::pack_refs(req.path) {
+            tracing::warn!(error = %e.message(), "could not pack the mirror's refs");
+        }
+    }
+    report.fetch_time = fetching.elapsed();
     Ok(report)
 }
 
