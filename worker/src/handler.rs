@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use apalis::prelude::Data;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
-use stasis_shared::db::repos::Repo;
+use stasis_shared::db::repos::{self, Repo};
 use stasis_shared::domain::{ErrorKind, JobState, SyncMirror};
 use stasis_shared::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
@@ -55,19 +55,20 @@ pub async fn handle(
 }
 
 async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError> {
-    let Some((record, repo)) = record::load(&ctx.pool, job.job_id).await? else {
+    let Some(found) = repos::find_for_job(&ctx.pool, job.job_id).await? else {
         debug!("job or repository no longer exists");
         return Ok(());
     };
-    let state: JobState = record
-        .state
+    let repo = found.repo;
+    let state: JobState = found
+        .job_state
         .parse()
         .map_err(|e| WorkerError::Corrupt(format!("{e}")))?;
     if !matches!(state, JobState::Pending | JobState::Running) {
         debug!(%state, "job already finished; duplicate delivery dropped");
         return Ok(());
     }
-    let early = record.run_at - Utc::now();
+    let early = found.job_run_at - Utc::now();
     if early > chrono::Duration::seconds(2) {
         // A duplicate of a job waiting out its retry backoff: move it to when it is due.
         ctx.enqueuer
@@ -97,7 +98,7 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
             let keeper = slot
                 .holds_any()
                 .then(|| tokio::spawn(keep_slot(ctx.slots.clone(), slot.clone(), ttl)));
-            let result = run_locked(ctx, &job, &repo, record.max_attempts, &lease).await;
+            let result = run_locked(ctx, &job, &repo, found.job_max_attempts, &lease).await;
             if let Some(keeper) = keeper {
                 keeper.abort();
             }

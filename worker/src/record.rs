@@ -1,22 +1,14 @@
-//! What the worker writes to Postgres: one transaction when an attempt starts, one when
-//! it ends. Every write of results is fenced by the lease's fencing token.
+//! What the worker writes to Postgres: one statement (atomic on its own) when an attempt
+//! starts, one when it ends. Every write of results is fenced by the lease's fencing
+//! token.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
-use stasis_shared::db::{jobs, notifications, repos, settings};
+use stasis_shared::db::settings;
 use stasis_shared::domain::{ErrorKind, RunOutcome};
 use stasis_shared::git::fetch::{FetchError, FetchReport};
 use uuid::Uuid;
-
-pub async fn load(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<(jobs::Job, repos::Repo)>> {
-    let Some(job) = jobs::find(pool, job_id).await? else {
-        return Ok(None);
-    };
-    Ok(repos::find(pool, job.repo_id)
-        .await?
-        .map(|repo| (job, repo)))
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Started {
@@ -30,6 +22,7 @@ pub struct Started {
 
 /// Marks the job running and the repository syncing, and opens a run row. `None` when
 /// the job is no longer runnable or a holder with a newer fence has already started.
+/// One statement, atomic on its own: a no-op sync is mostly round trips to Postgres.
 pub async fn start(
     pool: &PgPool,
     job_id: Uuid,
@@ -37,58 +30,49 @@ pub async fn start(
     worker: &str,
     fence: i64,
 ) -> sqlx::Result<Option<Started>> {
-    let mut tx = pool.begin().await?;
-    let fenced = sqlx::query(
-        "UPDATE repositories SET sync_fence = $2, sync_status = 'syncing', updated_at = now()
-         WHERE id = $1 AND sync_fence < $2",
+    // Each step reads the one before it, so none runs unless all can: a job no longer
+    // runnable moves no fence, a stale fence starts no attempt. A run still open belonged
+    // to a worker that died mid-attempt; the new run is not visible to that UPDATE.
+    let started: Option<(i32, f64, i64, i64)> = sqlx::query_as(
+        "WITH job AS (
+             SELECT id FROM sync_jobs WHERE id = $1 AND state IN ('pending', 'running')
+             FOR UPDATE
+         ), fenced AS (
+             UPDATE repositories SET sync_fence = $3, sync_status = 'syncing', updated_at = now()
+             WHERE id = $2 AND sync_fence < $3 AND EXISTS (SELECT 1 FROM job)
+             RETURNING id
+         ), attempt AS (
+             UPDATE sync_jobs j SET state = 'running', attempts = attempts + 1, worker = $4,
+                 started_at = now()
+             FROM fenced WHERE j.id = $1
+             RETURNING j.attempts, GREATEST(EXTRACT(EPOCH FROM now() - j.run_at), 0)::float8 AS waited
+         ), abandoned AS (
+             UPDATE sync_runs SET finished_at = now(), outcome = 'abandoned',
+                 error = 'worker stopped before finishing this attempt'
+             WHERE job_id = $1 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM attempt)
+             RETURNING id
+         ), run AS (
+             INSERT INTO sync_runs (repo_id, job_id, attempt, worker)
+             SELECT $2, $1, attempts, $4 FROM attempt
+             RETURNING id
+         )
+         SELECT attempt.attempts, attempt.waited, run.id, (SELECT count(*) FROM abandoned)
+         FROM attempt, run",
     )
+    .bind(job_id)
     .bind(repo_id)
     .bind(fence)
-    .execute(&mut *tx)
-    .await?;
-    if fenced.rows_affected() == 0 {
-        return Ok(None);
-    }
-    let attempt: Option<(i32, f64)> = sqlx::query_as(
-        "UPDATE sync_jobs SET state = 'running', attempts = attempts + 1, worker = $2,
-             started_at = now()
-         WHERE id = $1 AND state IN ('pending', 'running')
-         RETURNING attempts, GREATEST(EXTRACT(EPOCH FROM now() - run_at), 0)::float8",
-    )
-    .bind(job_id)
     .bind(worker)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(pool)
     .await?;
-    let Some((attempt, waited_secs)) = attempt else {
-        return Ok(None);
-    };
-    // A run still open here belonged to a worker that died mid-attempt.
-    let abandoned = sqlx::query(
-        "UPDATE sync_runs SET finished_at = now(), outcome = 'abandoned',
-             error = 'worker stopped before finishing this attempt'
-         WHERE job_id = $1 AND finished_at IS NULL",
+    Ok(
+        started.map(|(attempt, waited_secs, run_id, abandoned)| Started {
+            attempt,
+            run_id,
+            waited_secs,
+            rescued: abandoned > 0,
+        }),
     )
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let run_id: i64 = sqlx::query_scalar(
-        "INSERT INTO sync_runs (repo_id, job_id, attempt, worker) VALUES ($1, $2, $3, $4)
-         RETURNING id",
-    )
-    .bind(repo_id)
-    .bind(job_id)
-    .bind(attempt)
-    .bind(worker)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Some(Started {
-        attempt,
-        run_id,
-        waited_secs,
-        rescued: abandoned > 0,
-    }))
 }
 
 /// How an attempt ended, as the worker decided.
@@ -131,23 +115,39 @@ pub struct Finish<'a> {
 
 /// Records the attempt's end. Returns `false`, writing only the run row, when the
 /// repository's fence moved on: another worker owns the sync now and its results win.
+///
+/// One statement, atomic on its own, with these steps:
+/// * The next sync: the mirror's base interval (its own, the run-time override or the
+///   default) times a factor that unchanged syncs grow by half up to
+///   `mirror.max_sync_interval` and changed ones halve back to 1. Failures back off
+///   doubling up to the same cap. Past `mirror.hard_fail_after` (or at once for auth and
+///   not-found) the mirror is `hard_failed` and unscheduled. ±10% jitter keeps mirrors
+///   imported together from firing in the same second forever.
+/// * The event this end announces, if any, for every receiver (`notify.urls` and the
+///   owner's URL) in the notifications outbox: the first failure after a success, every
+///   sync that leaves the mirror `hard_failed` (a threshold crossed, or a manual retry
+///   that failed again), a success after failures. It exists exactly when the status
+///   change does.
+/// * The run row, then the job: done, failed, or pending again until its backoff ends.
 pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
-    let mut tx = pool.begin().await?;
-    let (status, error, kind): (&str, Option<String>, Option<ErrorKind>) = match &f.ending {
+    let (status, error, kind): (&str, Option<&str>, Option<ErrorKind>) = match &f.ending {
         Ending::Success(_) => ("success", None, None),
-        Ending::Retry { error, .. } => ("queued", Some(error.message.clone()), Some(error.kind)),
-        Ending::Failed(error) => ("failed", Some(error.message.clone()), Some(error.kind)),
+        Ending::Retry { error, .. } => ("queued", Some(&error.message), Some(error.kind)),
+        Ending::Failed(error) => ("failed", Some(&error.message), Some(error.kind)),
     };
     let success = matches!(f.ending, Ending::Success(_));
     let unchanged = matches!(f.ending, Ending::Success(r) if r.unchanged);
     let stops_schedule = kind.is_some_and(ErrorKind::stops_schedule);
-    // The next sync: the mirror's base interval (its own, the run-time override or the
-    // default) times a factor that unchanged syncs grow by half up to
-    // mirror.max_sync_interval and changed ones halve back to 1; failures back off
-    // doubling up to the same cap, and past mirror.hard_fail_after (or at once for
-    // auth and not-found) the mirror is hard_failed and unscheduled. ±10% jitter keeps
-    // mirrors imported together from firing in the same second forever.
-    let repo: Option<(String, i32)> = sqlx::query_as(
+    let report = match &f.ending {
+        Ending::Success(report) => (*report).clone(),
+        _ => FetchReport::default(),
+    };
+    let (job_state, retry_delay) = match &f.ending {
+        Ending::Success(_) => ("done", Duration::ZERO),
+        Ending::Retry { delay, .. } => ("pending", *delay),
+        Ending::Failed(_) => ("failed", Duration::ZERO),
+    };
+    sqlx::query_scalar(
         "WITH b AS (
              SELECT r.id, r.interval_factor AS f, r.consecutive_failures AS n,
                     COALESCE(r.sync_interval_secs::double precision,
@@ -160,31 +160,65 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
                          ELSE GREATEST(f / 2, 1) END AS f_ok,
                     ($11 OR n + 1 >= $12) AS hard
              FROM b
+         ), repo AS (
+             UPDATE repositories r SET
+                 sync_status = CASE WHEN $3 = 'failed' AND c.hard THEN 'hard_failed' ELSE $3 END,
+                 sync_error = $4,
+                 last_synced_at = CASE WHEN $5 THEN now() ELSE r.last_synced_at END,
+                 last_duration_ms = $6,
+                 consecutive_failures = CASE $3 WHEN 'success' THEN 0
+                                                WHEN 'failed' THEN c.n + 1 ELSE c.n END,
+                 interval_factor = CASE WHEN $3 = 'success' THEN c.f_ok ELSE r.interval_factor END,
+                 next_sync_at = CASE
+                     WHEN $3 = 'queued' THEN r.next_sync_at
+                     WHEN $3 = 'failed' AND c.hard THEN NULL
+                     WHEN $3 = 'failed' THEN now() + make_interval(secs =>
+                         GREATEST(c.base, LEAST(c.base * power(2, c.n), $10)) * (0.9 + random() * 0.2))
+                     ELSE now() + make_interval(secs =>
+                         GREATEST(c.base, LEAST(c.base * c.f_ok, $10)) * (0.9 + random() * 0.2))
+                     END,
+                 updated_at = now()
+             FROM c WHERE r.id = c.id AND r.sync_fence = $2
+             RETURNING r.sync_status, c.n
+         ), event AS (
+             SELECT CASE WHEN sync_status = 'failed' AND n = 0 THEN 'failed'
+                         WHEN sync_status = 'hard_failed' THEN 'hard_failed'
+                         WHEN sync_status = 'success' AND n > 0 THEN 'recovered' END AS name,
+                    sync_status, n
+             FROM repo
+         ), notified AS (
+             INSERT INTO notifications (repo_id, event, url, payload)
+             SELECT $1, e.name, receivers.url, jsonb_build_object(
+                 'event', e.name, 'repository', $13::text, 'sync_status', e.sync_status,
+                 'error', $4, 'error_kind', $14::text,
+                 'consecutive_failures', CASE WHEN e.sync_status = 'success' THEN 0 ELSE e.n + 1 END,
+                 'job_id', $15::uuid, 'at', now())
+             FROM event e, (
+                 SELECT unnest($16::text[]) AS url
+                 UNION
+                 SELECT u.notify_url FROM repositories r JOIN users u ON u.id = r.owner_id
+                 WHERE r.id = $1 AND u.notify_url IS NOT NULL
+             ) receivers
+             WHERE e.name IS NOT NULL
+         ), run AS (
+             UPDATE sync_runs SET finished_at = now(),
+                 outcome = CASE WHEN EXISTS (SELECT 1 FROM repo) THEN $17 ELSE 'lost_lock' END,
+                 error = $4, error_kind = $14, refs_updated = $18, refs_pruned = $19,
+                 bytes_received = $20, unchanged = $21, objects_received = $22,
+                 refs_created = $23, list_ms = $24, fetch_ms = $25
+             WHERE id = $26
+         ), job AS (
+             UPDATE sync_jobs SET state = $27, last_error = $4,
+                 run_at = now() + make_interval(secs => $28),
+                 finished_at = CASE WHEN $27 = 'pending' THEN NULL ELSE now() END
+             WHERE id = $15 AND EXISTS (SELECT 1 FROM repo)
          )
-         UPDATE repositories r SET
-             sync_status = CASE WHEN $3 = 'failed' AND c.hard THEN 'hard_failed' ELSE $3 END,
-             sync_error = $4,
-             last_synced_at = CASE WHEN $5 THEN now() ELSE r.last_synced_at END,
-             last_duration_ms = $6,
-             consecutive_failures = CASE $3 WHEN 'success' THEN 0
-                                            WHEN 'failed' THEN c.n + 1 ELSE c.n END,
-             interval_factor = CASE WHEN $3 = 'success' THEN c.f_ok ELSE r.interval_factor END,
-             next_sync_at = CASE
-                 WHEN $3 = 'queued' THEN r.next_sync_at
-                 WHEN $3 = 'failed' AND c.hard THEN NULL
-                 WHEN $3 = 'failed' THEN now() + make_interval(secs =>
-                     GREATEST(c.base, LEAST(c.base * power(2, c.n), $10)) * (0.9 + random() * 0.2))
-                 ELSE now() + make_interval(secs =>
-                     GREATEST(c.base, LEAST(c.base * c.f_ok, $10)) * (0.9 + random() * 0.2))
-                 END,
-             updated_at = now()
-         FROM c WHERE r.id = c.id AND r.sync_fence = $2
-         RETURNING r.sync_status, c.n",
+         SELECT EXISTS (SELECT 1 FROM repo)",
     )
     .bind(f.repo_id)
     .bind(f.fence)
     .bind(status)
-    .bind(&error)
+    .bind(error)
     .bind(success)
     .bind(f.duration.as_millis() as i64)
     .bind(f.default_interval.as_secs_f64())
@@ -193,44 +227,11 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(f.max_interval.as_secs_f64())
     .bind(stops_schedule)
     .bind(f.hard_fail_after as i32)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let owned = repo.is_some();
-    if let Some((new_status, failures_before)) = &repo {
-        if let Some(event) = transition(new_status, *failures_before) {
-            let payload = serde_json::json!({
-                "event": event,
-                "repository": f.repo_name,
-                "sync_status": new_status,
-                "error": error,
-                "error_kind": kind.map(ErrorKind::as_str),
-                "consecutive_failures": if new_status == "success" { 0 } else { failures_before + 1 },
-                "job_id": f.job_id,
-                "at": chrono::Utc::now(),
-            });
-            notifications::record(&mut tx, f.repo_id, event, &payload, f.notify_urls).await?;
-        }
-    }
-
-    let report = match &f.ending {
-        Ending::Success(report) => (*report).clone(),
-        _ => FetchReport::default(),
-    };
-    let outcome = if owned {
-        f.ending.outcome()
-    } else {
-        RunOutcome::LostLock
-    };
-    sqlx::query(
-        "UPDATE sync_runs SET finished_at = now(), outcome = $2, error = $3, error_kind = $4,
-             refs_updated = $5, refs_pruned = $6, bytes_received = $7, unchanged = $8,
-             objects_received = $9, refs_created = $10, list_ms = $11, fetch_ms = $12
-         WHERE id = $1",
-    )
-    .bind(f.run_id)
-    .bind(outcome.as_str())
-    .bind(&error)
+    .bind(f.repo_name)
     .bind(kind.map(ErrorKind::as_str))
+    .bind(f.job_id)
+    .bind(f.notify_urls)
+    .bind(f.ending.outcome().as_str())
     .bind(report.refs_changed() as i32)
     .bind(report.refs_pruned as i32)
     .bind(report.bytes_received as i64)
@@ -239,40 +240,9 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(report.refs_created as i32)
     .bind(success.then_some(report.list_time.as_millis() as i32))
     .bind((success && !report.unchanged).then_some(report.fetch_time.as_millis() as i32))
-    .execute(&mut *tx)
-    .await?;
-
-    if owned {
-        let (state, delay) = match &f.ending {
-            Ending::Success(_) => ("done", Duration::ZERO),
-            Ending::Retry { delay, .. } => ("pending", *delay),
-            Ending::Failed(_) => ("failed", Duration::ZERO),
-        };
-        sqlx::query(
-            "UPDATE sync_jobs SET state = $2, last_error = $3,
-                 run_at = now() + make_interval(secs => $4),
-                 finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
-             WHERE id = $1",
-        )
-        .bind(f.job_id)
-        .bind(state)
-        .bind(&error)
-        .bind(delay.as_secs_f64())
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(owned)
-}
-
-/// The event a finished sync announces: the first failure after a success, every sync
-/// that leaves the mirror hard_failed (a threshold crossed, or a manual retry that
-/// failed again), and a success after failures.
-fn transition(new_status: &str, failures_before: i32) -> Option<&'static str> {
-    match new_status {
-        "failed" if failures_before == 0 => Some("failed"),
-        "hard_failed" => Some("hard_failed"),
-        "success" if failures_before > 0 => Some("recovered"),
-        _ => None,
-    }
+    .bind(f.run_id)
+    .bind(job_state)
+    .bind(retry_delay.as_secs_f64())
+    .fetch_one(pool)
+    .await
 }

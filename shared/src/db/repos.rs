@@ -88,6 +88,36 @@ pub async fn find_with_active_job(
         .await
 }
 
+/// A job with its repository, as a worker reads them for a delivery.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RepoForJob {
+    #[sqlx(flatten)]
+    pub repo: Repo,
+    pub job_state: String,
+    /// When the job is due: its enqueue, or the end of its retry backoff.
+    pub job_run_at: DateTime<Utc>,
+    pub job_max_attempts: i32,
+}
+
+/// What every delivery reads first, in one round trip: a no-op sync is mostly round
+/// trips.
+pub async fn find_for_job(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<RepoForJob>> {
+    static QUERY: LazyLock<String> = LazyLock::new(|| {
+        let with_job = SELECT.replacen(
+            "FROM repositories r JOIN",
+            ", j.state AS job_state, j.run_at AS job_run_at, j.max_attempts AS job_max_attempts
+             FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id JOIN",
+            1,
+        );
+        debug_assert_ne!(with_job, SELECT, "the repository SELECT changed shape");
+        with_job + " WHERE j.id = $1"
+    });
+    sqlx::query_as::<_, RepoForJob>(&QUERY)
+        .bind(job_id)
+        .fetch_optional(pool)
+        .await
+}
+
 pub async fn find_by_name(pool: &PgPool, owner: &str, name: &str) -> sqlx::Result<Option<Repo>> {
     sqlx::query_as::<_, Repo>(&format!("{SELECT} WHERE u.username = $1 AND r.name = $2"))
         .bind(owner)
