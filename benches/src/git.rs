@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use stasis_shared::domain::SyncReason;
 use stasis_testkit::git::GitDaemon;
@@ -36,13 +37,22 @@ async fn done_jobs(pool: &PgPool) -> anyhow::Result<i64> {
     )
 }
 
-async fn wait_done(pool: &PgPool, target: i64) -> anyhow::Result<()> {
+/// Waits until `target` jobs are done; returns when the last of them finished, by the
+/// database's clock, so polling slowly (not to compete with the syncs it times) costs no
+/// precision.
+async fn wait_done(pool: &PgPool, target: i64) -> anyhow::Result<DateTime<Utc>> {
     let deadline = Instant::now() + WAIT;
-    while done_jobs(pool).await? < target {
+    loop {
+        let (done, last): (i64, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT count(*), max(finished_at) FROM sync_jobs WHERE state = 'done'")
+                .fetch_one(pool)
+                .await?;
+        if done >= target {
+            return last.context("finished jobs have a finish time");
+        }
         ensure!(Instant::now() < deadline, "syncs did not finish");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
 }
 
 /// Runs one job through the pipeline and returns its run's duration (lock held, fetch,
@@ -299,13 +309,15 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             .await?;
         let before = done_jobs(&env.pool).await?;
         println!("no-op syncs of {n} mirrors at parallelism {parallelism}");
-        let started = Instant::now();
+        let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&env.pool)
+            .await?;
         let tick =
             stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
                 .await?;
         ensure!(tick.enqueued as usize == n, "enqueued {}", tick.enqueued);
-        wait_done(&env.pool, before + n as i64).await?;
-        let ours = n as f64 / started.elapsed().as_secs_f64();
+        let last = wait_done(&env.pool, before + n as i64).await?;
+        let ours = n as f64 / ((last - started).num_microseconds().unwrap_or(1) as f64 / 1e6);
         worker.stop().await;
         let unchanged: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE unchanged")
             .fetch_one(&env.pool)
