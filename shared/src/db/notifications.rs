@@ -1,37 +1,11 @@
 //! `notifications`: the outbox of failure and recovery events, one row per receiver.
+//! The worker writes them in the statement that records a sync's end (`record::finish`),
+//! so an event exists exactly when the status change does.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
-
-/// Records `event` for every receiver: `notify.urls` and the repository owner's
-/// `notify_url`. Runs in the transaction that records the sync's end, so an event exists
-/// exactly when the status change does.
-pub async fn record(
-    conn: &mut PgConnection,
-    repo_id: Uuid,
-    event: &str,
-    payload: &serde_json::Value,
-    global_urls: &[String],
-) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "INSERT INTO notifications (repo_id, event, url, payload)
-         SELECT $1, $2, url, $3 FROM (
-             SELECT unnest($4::text[]) AS url
-             UNION
-             SELECT u.notify_url FROM repositories r JOIN users u ON u.id = r.owner_id
-             WHERE r.id = $1 AND u.notify_url IS NOT NULL
-         ) receivers",
-    )
-    .bind(repo_id)
-    .bind(event)
-    .bind(payload)
-    .bind(global_urls)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
-}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Due {
