@@ -11,16 +11,29 @@ pub mod workers;
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use crate::config::DatabaseConfig;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings every connection it hands out by default: a round trip per request
+        // (measured: 10% of the status endpoint's throughput). A connection in steady use
+        // is known alive; one that sat idle, as every connection does across a Postgres
+        // restart in a quiet period, is checked and replaced when dead.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(
+                async move { Ok(meta.idle_for < PING_AFTER_IDLE || conn.ping().await.is_ok()) },
+            )
+        })
         .connect(&cfg.url)
         .await
 }
