@@ -72,6 +72,41 @@ async fn enqueues_due_mirrors_and_only_them() {
     assert_eq!(again.enqueued, 0);
 }
 
+#[tokio::test]
+async fn large_batches_are_claimed_in_parallel_halves_one_job_per_mirror() {
+    let mut env = TestEnv::new().await;
+    // 4,000 a batch: claimed as two statements of 2,000 on two connections
+    env.cfg.scheduler.batch_size = 4000;
+    env.cfg.queue.max_backlog = 7000;
+    let (owner, _) = env.user("halves", false).await;
+    sqlx::query(
+        "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
+         SELECT gen_random_uuid(), $1, 'm' || n, true, 'file:///nonexistent/' || n,
+                now() - make_interval(secs => n)
+         FROM generate_series(1, 5000) n",
+    )
+    .bind(owner.id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
+    assert_eq!((report.enqueued, report.waves), (5000, 2), "{report:?}");
+    assert!(!report.backlog_full);
+    let (jobs, mirrors, queued): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT j.repo_id),
+                count(*) FILTER (WHERE r.sync_status = 'queued')
+         FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id WHERE j.state = 'pending'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!((jobs, mirrors, queued), (5000, 5000, 5000));
+    assert_eq!(env.waiting_deliveries().await, 5000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() {
     let mut env = TestEnv::new().await;
