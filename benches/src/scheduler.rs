@@ -16,16 +16,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     env.cfg.queue.max_backlog = n as u64 + 1;
     env.cfg.scheduler.batch_size = 10_000;
     let (owner, _) = env.user("fleet", false).await;
-    sqlx::query(
-        "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
-         SELECT gen_random_uuid(), $1, 'm' || i, true, 'https://example.com/m' || i,
-                now() - interval '1 minute'
-         FROM generate_series(1, $2) AS i",
-    )
-    .bind(owner.id)
-    .bind(n as i64)
-    .execute(&env.pool)
-    .await?;
+    env.due_mirrors(&owner, n).await;
     sqlx::query("ANALYZE repositories")
         .execute(&env.pool)
         .await?;

@@ -79,16 +79,7 @@ async fn large_batches_are_claimed_in_parallel_halves_one_job_per_mirror() {
     env.cfg.scheduler.batch_size = 4000;
     env.cfg.queue.max_backlog = 7000;
     let (owner, _) = env.user("halves", false).await;
-    sqlx::query(
-        "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
-         SELECT gen_random_uuid(), $1, 'm' || n, true, 'file:///nonexistent/' || n,
-                now() - make_interval(secs => n)
-         FROM generate_series(1, 5000) n",
-    )
-    .bind(owner.id)
-    .execute(&env.pool)
-    .await
-    .unwrap();
+    env.due_mirrors(&owner, 5_000).await;
 
     let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
         .await
@@ -112,16 +103,7 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
     let mut env = TestEnv::new().await;
     env.cfg.queue.max_backlog = 3000;
     let (owner, _) = env.user("bulk", false).await;
-    sqlx::query(
-        "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
-         SELECT gen_random_uuid(), $1, 'm' || n, true, 'file:///nonexistent/' || n,
-                now() - interval '1 minute'
-         FROM generate_series(1, 10000) n",
-    )
-    .bind(owner.id)
-    .execute(&env.pool)
-    .await
-    .unwrap();
+    env.due_mirrors(&owner, 10_000).await;
 
     let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
         .await

@@ -175,6 +175,22 @@ impl TestEnv {
         .expect("create mirror")
     }
 
+    /// `count` mirrors `m1`…`mN` of `owner`, due a minute ago, in one statement; their
+    /// upstreams (`file:///nonexistent/N`) fail at once when a worker tries them.
+    pub async fn due_mirrors(&self, owner: &users::User, count: usize) {
+        sqlx::query(
+            "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
+             SELECT gen_random_uuid(), $1, 'm' || n, true, 'file:///nonexistent/' || n,
+                    now() - interval '1 minute'
+             FROM generate_series(1, $2) n",
+        )
+        .bind(owner.id)
+        .bind(count as i64)
+        .execute(&self.pool)
+        .await
+        .expect("insert due mirrors");
+    }
+
     /// Enqueues through the real path (dedup in Postgres, push to Redis).
     pub async fn enqueue(&self, repo_id: Uuid, reason: SyncReason) -> Uuid {
         self.enqueuer()
