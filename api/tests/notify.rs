@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::{eventually, TestEnv};
-use tokio_util::sync::CancellationToken;
 
 mod common;
 
@@ -94,13 +93,7 @@ async fn owners_and_operators_hear_about_failures_and_recoveries() {
     env.cfg.notify.secret = Some(SECRET.into());
     let api = Api::start(&env).await;
     let worker = env.spawn_worker();
-    let stop = CancellationToken::new();
-    let scheduler = tokio::spawn(stasis_scheduler::leader::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        stop.clone(),
-    ));
+    let scheduler = env.spawn_scheduler();
     let (_, alice) = env.user("alice", false).await;
 
     // the owner's own receiver
@@ -205,7 +198,6 @@ async fn owners_and_operators_hear_about_failures_and_recoveries() {
         .await;
     assert!(public.get("notifications").is_none(), "{public}");
 
-    stop.cancel();
-    scheduler.await.unwrap();
+    scheduler.stop().await;
     worker.stop().await;
 }

@@ -7,7 +7,6 @@ use stasis_shared::db::settings;
 use stasis_shared::domain::SyncReason;
 use stasis_shared::{queue, scheduler_status};
 use stasis_testkit::{eventually, TestEnv};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 async fn set_next_sync(env: &TestEnv, repo: Uuid, offset_secs: i64) {
@@ -124,13 +123,7 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
     // scheduler refills it as they drain; every mirror gets exactly one job
     env.cfg.worker.concurrency = 16;
     let worker = env.spawn_worker();
-    let stop = CancellationToken::new();
-    let scheduler = tokio::spawn(stasis_scheduler::leader::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        stop.clone(),
-    ));
+    let scheduler = env.spawn_scheduler();
     let max_backlog = std::sync::atomic::AtomicU64::new(backlog);
     eventually(
         "all 10,000 mirrors to be synced once",
@@ -156,9 +149,8 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
         .await
         .unwrap();
     assert_eq!(jobs, 10_000);
-    stop.cancel();
+    scheduler.stop().await;
     worker.stop().await;
-    scheduler.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -173,19 +165,9 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
             .unwrap();
         token
     };
-    let start = || {
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(stasis_scheduler::leader::run(
-            env.cfg.clone(),
-            env.pool.clone(),
-            env.redis.clone(),
-            stop.clone(),
-        ));
-        (stop, task)
-    };
-    let first = start();
+    let first = env.spawn_scheduler();
     let leader = eventually("a leader", Duration::from_secs(10), holder).await;
-    let second = start();
+    let second = env.spawn_scheduler();
     tokio::time::sleep(env.cfg.scheduler.lease_ttl * 2).await;
     assert_eq!(
         holder().await.as_deref(),
@@ -193,15 +175,13 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
         "leadership moved while the leader lived"
     );
 
-    first.0.cancel();
-    first.1.await.unwrap();
+    first.stop().await;
     let successor = eventually("the stand-by to lead", Duration::from_secs(10), || async {
         holder().await.filter(|t| *t != leader)
     })
     .await;
     assert_ne!(successor, leader);
-    second.0.cancel();
-    second.1.await.unwrap();
+    second.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,13 +194,7 @@ async fn a_paused_scheduler_enqueues_nothing_and_publishes_its_status() {
         .await
         .unwrap();
 
-    let stop = CancellationToken::new();
-    let scheduler = tokio::spawn(stasis_scheduler::leader::run(
-        env.cfg.clone(),
-        env.pool.clone(),
-        env.redis.clone(),
-        stop.clone(),
-    ));
+    let scheduler = env.spawn_scheduler();
     let status = eventually(
         "the leader to publish its status",
         Duration::from_secs(10),
@@ -263,6 +237,5 @@ async fn a_paused_scheduler_enqueues_nothing_and_publishes_its_status() {
     .await;
     assert!(status.next_tick_at >= status.last_tick_at);
 
-    stop.cancel();
-    scheduler.await.unwrap();
+    scheduler.stop().await;
 }

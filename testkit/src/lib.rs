@@ -5,6 +5,7 @@ pub mod env;
 pub mod git;
 pub mod process;
 pub mod proxy;
+pub mod scheduler;
 pub mod worker;
 
 pub use env::TestEnv;
