@@ -11,6 +11,7 @@ use stasis_shared::domain::{ErrorKind, JobState, SyncMirror};
 use stasis_shared::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
 };
+use stasis_shared::git::gate::WriteGate;
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::selection::RefSelection;
 use stasis_shared::git::url::{check_upstream, upstream_host, with_credentials, UrlError};
@@ -20,7 +21,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
-use crate::record::{self, Ending, Finish};
+use crate::record::{self, Ending, Finish, Started};
 
 /// Entry point apalis calls for each delivery. Deliveries are at-least-once: every
 /// step below tolerates running again for a job that already ran or is running.
@@ -130,6 +131,11 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
     result
 }
 
+/// How long a sync runs before its start is recorded anyway. One that ends at the ref
+/// listing within it, with nothing written (most syncs), is recorded start and end in one
+/// statement; operators see anything slower as running, as soon as this passes.
+const RECORD_START_AFTER: Duration = Duration::from_millis(500);
+
 async fn run_locked(
     ctx: &WorkerContext,
     job: &SyncMirror,
@@ -137,43 +143,63 @@ async fn run_locked(
     max_attempts: i32,
     lease: &Lease,
 ) -> Result<(), WorkerError> {
-    let Some(started) =
-        record::start(&ctx.pool, job.job_id, repo.id, &ctx.name, lease.fence).await?
-    else {
-        debug!("job no longer runnable or a newer sync started; nothing to do");
-        return Ok(());
-    };
-    tracing::Span::current().record("attempt", started.attempt);
-    metrics::counter!("stasis_syncs_started_total", "reason" => job.reason.as_str()).increment(1);
-    metrics::histogram!("stasis_job_queue_wait_seconds").record(started.waited_secs);
-    if started.rescued {
-        metrics::counter!("stasis_jobs_rescued_total").increment(1);
-    }
-    metrics::gauge!("stasis_worker_inflight_jobs").increment(1.0);
-    info!("sync started");
-
+    let gate = Arc::new(WriteGate::default());
+    let inflight = Inflight::count();
     let began = Instant::now();
-    let fetched = fetch(ctx, repo, lease).await;
+    let fetch = fetch(ctx, repo, lease, gate.clone());
+    tokio::pin!(fetch);
+    let early = tokio::select! {
+        fetched = &mut fetch => Some(fetched),
+        () = gate.asked() => None,
+        () = tokio::time::sleep(RECORD_START_AFTER) => None,
+    };
+    let (fetched, started) = match early {
+        Some(Ok(report)) => (Ok(report), None),
+        early => {
+            // about to write, failed or slow: record the start first, as for any attempt
+            let started =
+                record::start(&ctx.pool, job.job_id, repo.id, &ctx.name, lease.fence).await;
+            gate.decide(matches!(started, Ok(Some(_))));
+            let fetched = match early {
+                Some(fetched) => fetched,
+                None => fetch.await,
+            };
+            match started? {
+                Some(started) => {
+                    announce(job, &started);
+                    info!("sync started");
+                    (fetched, Some(started))
+                }
+                None => {
+                    debug!("job no longer runnable or a newer sync started; nothing to do");
+                    return Ok(());
+                }
+            }
+        }
+    };
     let duration = began.elapsed();
-    metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
+    drop(inflight);
 
-    let ending = match &fetched {
-        Ok(report) => Ending::Success(report),
-        Err(error) if !error.kind.is_permanent() && started.attempt < max_attempts => {
+    let ending = match (&fetched, started) {
+        (Ok(report), _) => Ending::Success(report),
+        (Err(error), Some(started))
+            if !error.kind.is_permanent() && started.attempt < max_attempts =>
+        {
             Ending::Retry {
                 error,
                 delay: backoff(ctx, started.attempt),
             }
         }
-        Err(error) => Ending::Failed(error),
+        (Err(error), _) => Ending::Failed(error),
     };
-    let owned = record::finish(
+    let finished = record::finish(
         &ctx.pool,
         &Finish {
             job_id: job.job_id,
             repo_id: repo.id,
-            run_id: started.run_id,
+            run_id: started.map(|s| s.run_id),
             fence: lease.fence,
+            worker: &ctx.name,
             duration,
             default_interval: ctx.cfg.mirror.sync_interval,
             max_interval: ctx.cfg.mirror.max_sync_interval,
@@ -184,8 +210,15 @@ async fn run_locked(
         },
     )
     .await?;
-    observe(job, &fetched, duration, owned);
-    if !owned {
+    if started.is_none() {
+        let Some(started) = finished.started else {
+            debug!("job no longer runnable or a newer sync started; nothing recorded");
+            return Ok(());
+        };
+        announce(job, &started);
+    }
+    observe(job, &fetched, duration, finished.owned);
+    if !finished.owned {
         warn!("repository lock was lost during the sync; its new owner's results stand");
         return Ok(());
     }
@@ -206,6 +239,33 @@ async fn run_locked(
         Ending::Failed(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
     }
     Ok(())
+}
+
+/// A sync counted in `stasis_worker_inflight_jobs` for as long as this is held, whichever
+/// way its attempt ends.
+struct Inflight;
+
+impl Inflight {
+    fn count() -> Self {
+        metrics::gauge!("stasis_worker_inflight_jobs").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
+    }
+}
+
+/// The attempt's number on its span, and the metrics of a started attempt.
+fn announce(job: &SyncMirror, started: &Started) {
+    tracing::Span::current().record("attempt", started.attempt);
+    metrics::counter!("stasis_syncs_started_total", "reason" => job.reason.as_str()).increment(1);
+    metrics::histogram!("stasis_job_queue_wait_seconds").record(started.waited_secs);
+    if started.rescued {
+        metrics::counter!("stasis_jobs_rescued_total").increment(1);
+    }
 }
 
 /// Exponential with jitter, from `sync.retry_base_delay` up to `sync.retry_max_delay`.
@@ -263,7 +323,12 @@ fn observe(
 
 /// Runs the fetch on a blocking thread while this task keeps the lease alive; a lease
 /// that cannot be renewed stops the fetch, since another worker may now own the repo.
-async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchReport, FetchError> {
+async fn fetch(
+    ctx: &WorkerContext,
+    repo: &Repo,
+    lease: &Lease,
+    gate: Arc<WriteGate>,
+) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
     let allow_local = ctx.cfg.mirror.allow_local_network;
     check_upstream(&url, allow_local)
@@ -300,6 +365,7 @@ async fn fetch(ctx: &WorkerContext, repo: &Repo, lease: &Lease) -> Result<FetchR
             stop: &thread_stop,
             follow_redirects: allow_local,
             selection: &selection,
+            gate: &gate,
         })
     });
     // The fetch checks the deadline itself; this outer bound covers a thread stuck

@@ -99,8 +99,11 @@ impl Ending<'_> {
 pub struct Finish<'a> {
     pub job_id: Uuid,
     pub repo_id: Uuid,
-    pub run_id: i64,
+    /// The run `start` opened; `None` when the attempt was not recorded as started, so
+    /// this statement records its start too.
+    pub run_id: Option<i64>,
     pub fence: i64,
+    pub worker: &'a str,
     pub duration: Duration,
     pub default_interval: Duration,
     /// `mirror.max_sync_interval` and `mirror.hard_fail_after`.
@@ -113,8 +116,19 @@ pub struct Finish<'a> {
     pub ending: Ending<'a>,
 }
 
-/// Records the attempt's end. Returns `false`, writing only the run row, when the
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    /// The results were written: the fence held (and, without a recorded start, the job
+    /// was still runnable).
+    pub owned: bool,
+    /// The attempt this statement started, when `start` had not.
+    pub started: Option<Started>,
+}
+
+/// Records the attempt's end. Not owned, writing only the run row, when the
 /// repository's fence moved on: another worker owns the sync now and its results win.
+/// Without a run from `start`, it records the start as `start` would have, and writes
+/// nothing when `start` would have refused.
 ///
 /// One statement, atomic on its own, with these steps:
 /// * The next sync: the mirror's base interval (its own, the run-time override or the
@@ -129,7 +143,7 @@ pub struct Finish<'a> {
 ///   that failed again), a success after failures. It exists exactly when the status
 ///   change does.
 /// * The run row, then the job: done, failed, or pending again until its backoff ends.
-pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
+pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
     let (status, error, kind): (&str, Option<&str>, Option<ErrorKind>) = match &f.ending {
         Ending::Success(_) => ("success", None, None),
         Ending::Retry { error, .. } => ("queued", Some(&error.message), Some(error.kind)),
@@ -147,8 +161,12 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
         Ending::Retry { delay, .. } => ("pending", *delay),
         Ending::Failed(_) => ("failed", Duration::ZERO),
     };
-    sqlx::query_scalar(
-        "WITH b AS (
+    let row: (bool, Option<i32>, Option<f64>, i64, Option<i64>) = sqlx::query_as(
+        "WITH job_ok AS (
+             SELECT id, run_at FROM sync_jobs
+             WHERE id = $15 AND $26::bigint IS NULL AND state IN ('pending', 'running')
+             FOR UPDATE
+         ), b AS (
              SELECT r.id, r.interval_factor AS f, r.consecutive_failures AS n,
                     COALESCE(r.sync_interval_secs::double precision,
                              (SELECT value::double precision FROM settings WHERE key = $8),
@@ -162,6 +180,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
              FROM b
          ), repo AS (
              UPDATE repositories r SET
+                 sync_fence = $2,
                  sync_status = CASE WHEN $3 = 'failed' AND c.hard THEN 'hard_failed' ELSE $3 END,
                  sync_error = $4,
                  last_synced_at = CASE WHEN $5 THEN now() ELSE r.last_synced_at END,
@@ -178,7 +197,9 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
                          GREATEST(c.base, LEAST(c.base * c.f_ok, $10)) * (0.9 + random() * 0.2))
                      END,
                  updated_at = now()
-             FROM c WHERE r.id = c.id AND r.sync_fence = $2
+             FROM c WHERE r.id = c.id AND CASE WHEN $26::bigint IS NULL
+                 THEN r.sync_fence < $2 AND EXISTS (SELECT 1 FROM job_ok)
+                 ELSE r.sync_fence = $2 END
              RETURNING r.sync_status, c.n
          ), event AS (
              SELECT CASE WHEN sync_status = 'failed' AND n = 0 THEN 'failed'
@@ -200,6 +221,12 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
                  WHERE r.id = $1 AND u.notify_url IS NOT NULL
              ) receivers
              WHERE e.name IS NOT NULL
+         ), abandoned AS (
+             UPDATE sync_runs SET finished_at = now(), outcome = 'abandoned',
+                 error = 'worker stopped before finishing this attempt'
+             WHERE job_id = $15 AND finished_at IS NULL AND $26::bigint IS NULL
+                 AND EXISTS (SELECT 1 FROM repo)
+             RETURNING id
          ), run AS (
              UPDATE sync_runs SET finished_at = now(),
                  outcome = CASE WHEN EXISTS (SELECT 1 FROM repo) THEN $17 ELSE 'lost_lock' END,
@@ -210,10 +237,26 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
          ), job AS (
              UPDATE sync_jobs SET state = $27, last_error = $4,
                  run_at = now() + make_interval(secs => $28),
-                 finished_at = CASE WHEN $27 = 'pending' THEN NULL ELSE now() END
+                 finished_at = CASE WHEN $27 = 'pending' THEN NULL ELSE now() END,
+                 attempts = attempts + CASE WHEN $26::bigint IS NULL THEN 1 ELSE 0 END,
+                 worker = CASE WHEN $26::bigint IS NULL THEN $29 ELSE worker END,
+                 started_at = CASE WHEN $26::bigint IS NULL
+                     THEN now() - make_interval(secs => $30) ELSE started_at END
              WHERE id = $15 AND EXISTS (SELECT 1 FROM repo)
+             RETURNING attempts
+         ), new_run AS (
+             INSERT INTO sync_runs (repo_id, job_id, attempt, worker, started_at, finished_at,
+                 outcome, error, error_kind, refs_updated, refs_pruned, bytes_received,
+                 unchanged, objects_received, refs_created, list_ms, fetch_ms)
+             SELECT $1, $15, job.attempts, $29, now() - make_interval(secs => $30), now(),
+                 $17, $4, $14, $18, $19, $20, $21, $22, $23, $24, $25
+             FROM job WHERE $26::bigint IS NULL
+             RETURNING id
          )
-         SELECT EXISTS (SELECT 1 FROM repo)",
+         SELECT EXISTS (SELECT 1 FROM repo), (SELECT attempts FROM job),
+             (SELECT GREATEST(EXTRACT(EPOCH FROM now() - make_interval(secs => $30) - run_at), 0)::float8
+              FROM job_ok),
+             (SELECT count(*) FROM abandoned), (SELECT id FROM new_run)",
     )
     .bind(f.repo_id)
     .bind(f.fence)
@@ -243,6 +286,19 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<bool> {
     .bind(f.run_id)
     .bind(job_state)
     .bind(retry_delay.as_secs_f64())
+    .bind(f.worker)
+    .bind(f.duration.as_secs_f64())
     .fetch_one(pool)
-    .await
+    .await?;
+    let (owned, attempt, waited, abandoned, run_id) = row;
+    let started = match (attempt, run_id) {
+        (Some(attempt), Some(run_id)) => Some(Started {
+            attempt,
+            run_id,
+            waited_secs: waited.unwrap_or_default(),
+            rescued: abandoned > 0,
+        }),
+        _ => None,
+    };
+    Ok(Finished { owned, started })
 }

@@ -574,3 +574,97 @@ async fn selective_sync_keeps_only_the_selected_refs_and_prunes_within_them() {
     );
     worker.stop().await;
 }
+
+async fn sync_fence(env: &TestEnv, repo: uuid::Uuid) -> i64 {
+    sqlx::query_scalar("SELECT sync_fence FROM repositories WHERE id = $1")
+        .bind(repo)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unchanged_sync_is_recorded_whole_at_its_end_and_a_slow_listing_shows_running() {
+    let env = TestEnv::new().await;
+    let served = env.dir.path().join("served");
+    let _up = Upstream::create(served.join("up"));
+    let daemon = GitDaemon::start(&served);
+    let (owner, _) = env.user("uma", false).await;
+    let repo = env.mirror(&owner, "up", &daemon.url("up")).await;
+    let worker = env.spawn_worker();
+    let import = env.enqueue(repo, SyncReason::Import).await;
+    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    worker.stop().await;
+    let fence = sync_fence(&env, repo).await;
+
+    // A worker died mid-attempt: the job is running with its run still open.
+    let job = env.enqueue(repo, SyncReason::Scheduled).await;
+    sqlx::query(
+        "UPDATE sync_jobs SET state = 'running', attempts = 1, worker = 'gone' WHERE id = $1",
+    )
+    .bind(job)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO sync_runs (repo_id, job_id, attempt, worker) VALUES ($1, $2, 1, 'gone')",
+    )
+    .bind(repo)
+    .bind(job)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let worker = env.spawn_worker();
+    let done = env.finished(job, WAIT).await;
+    assert_eq!(
+        (done.state.as_str(), done.attempts),
+        ("done", 2),
+        "{done:?}"
+    );
+    assert_ne!(done.worker.as_deref(), Some("gone"));
+    let runs = env.runs(job).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0].outcome.as_deref(), Some("abandoned"), "{runs:?}");
+    let run = &runs[1];
+    assert!(run.unchanged && run.attempt == 2, "{run:?}");
+    assert_eq!(run.outcome.as_deref(), Some("success"));
+    assert!(
+        run.finished_at.is_some_and(|end| end >= run.started_at),
+        "the run spans the attempt: {run:?}"
+    );
+    assert!(
+        sync_fence(&env, repo).await > fence,
+        "the lease's fence is recorded"
+    );
+    assert_eq!(env.repo(repo).await.sync_status, "success");
+
+    // A listing that outlasts the grace before recording is shown running while it lasts.
+    let slow = ThrottledProxy::start(daemon.port, 200).await;
+    sqlx::query("UPDATE repositories SET mirror_url = $1 WHERE id = $2")
+        .bind(slow.url("up"))
+        .bind(repo)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let job = env.enqueue(repo, SyncReason::Manual).await;
+    let running = stasis_testkit::eventually("the slow sync shown running", WAIT, || async {
+        let job = env.job(job).await;
+        (job.state == "running").then_some(job)
+    })
+    .await;
+    assert!(
+        running.worker.is_some() && running.attempts == 1,
+        "{running:?}"
+    );
+    assert_eq!(env.repo(repo).await.sync_status, "syncing");
+    let done = env.finished(job, WAIT).await;
+    assert_eq!(
+        (done.state.as_str(), done.attempts),
+        ("done", 1),
+        "{done:?}"
+    );
+    let runs = env.runs(job).await;
+    assert!(runs.len() == 1 && runs[0].unchanged, "{runs:?}");
+    assert!(runs[0].list_ms.unwrap_or(0) >= 500, "{runs:?}");
+    worker.stop().await;
+}

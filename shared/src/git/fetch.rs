@@ -12,6 +12,7 @@ use git2::{
     RemoteCallbacks, RemoteRedirect, RemoteUpdateFlags, Repository, RepositoryInitOptions,
 };
 
+use super::gate::WriteGate;
 use super::selection::RefSelection;
 use super::url::{http_credentials, redact_text};
 use crate::domain::ErrorKind;
@@ -64,6 +65,8 @@ pub struct FetchRequest<'a> {
     pub follow_redirects: bool,
     /// The refs this mirror keeps; others are neither fetched nor pruned.
     pub selection: &'a RefSelection,
+    /// Asked before the first write that follows the ref listing.
+    pub gate: &'a WriteGate,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,6 +133,14 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         return Ok(report);
     }
 
+    if !req.gate.wait_open(req.stop, req.deadline) {
+        let late = Instant::now() >= req.deadline;
+        return Err(stopped(if late {
+            StopReason::Timeout
+        } else {
+            req.stop.reason()
+        }));
+    }
     // The download reuses the connection the listing opened: a changed mirror costs no
     // second ref advertisement (a round trip, and over HTTP a request).
     let fetching = Instant::now();

@@ -1,6 +1,7 @@
 //! Git access: mirror fetches and upstream URL policy.
 
 pub mod fetch;
+pub mod gate;
 mod pack_refs;
 pub mod selection;
 pub mod url;
