@@ -5,12 +5,15 @@
 //! token, strictly increasing per key, that writers check in Postgres so a holder that
 //! lost its lease (paused, cut off) cannot overwrite the new holder's results.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-const ACQUIRE: &str = r#"
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
   local floor = tonumber(ARGV[3])
@@ -21,21 +24,31 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return fence
 end
 return 0
-"#;
+"#,
+    )
+});
 
-const RENEW: &str = r#"
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
-"#;
+"#,
+    )
+});
 
-const RELEASE: &str = r#"
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-"#;
+"#,
+    )
+});
 
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -77,7 +90,7 @@ impl Leases {
         fence_floor: i64,
     ) -> redis::RedisResult<Option<Lease>> {
         let token = uuid::Uuid::new_v4().to_string();
-        let fence: i64 = Script::new(ACQUIRE)
+        let fence: i64 = ACQUIRE
             .key(key)
             .key(format!("{key}:fence"))
             .arg(&token)
@@ -94,7 +107,7 @@ impl Leases {
 
     /// Extends the lease; `false` means it expired and may belong to someone else.
     pub async fn renew(&self, lease: &Lease, ttl: Duration) -> redis::RedisResult<bool> {
-        let renewed: i64 = Script::new(RENEW)
+        let renewed: i64 = RENEW
             .key(&lease.key)
             .arg(&lease.token)
             .arg(ttl_ms(ttl))
@@ -112,7 +125,7 @@ impl Leases {
     }
 
     pub async fn release(&self, lease: &Lease) -> redis::RedisResult<bool> {
-        let released: i64 = Script::new(RELEASE)
+        let released: i64 = RELEASE
             .key(&lease.key)
             .arg(&lease.token)
             .invoke_async(&mut self.conn.clone())
