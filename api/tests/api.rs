@@ -334,3 +334,36 @@ async fn the_web_ui_is_served_and_learns_who_a_token_belongs_to() {
         assert!(resp.text().await.unwrap().contains(needle), "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_sync_now_requests_gets_one_job_and_one_delivery() {
+    let env = TestEnv::new().await;
+    let api = std::sync::Arc::new(Api::start(&env).await);
+    let (owner, alice) = env.user("alice", false).await;
+    let repo = env
+        .mirror(&owner, "hot", "https://example.com/hot.git")
+        .await;
+    // no worker: every request after the first finds the job pending
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (api, alice) = (api.clone(), alice.clone());
+        requests.spawn(async move {
+            api.call("POST", "/api/v1/repos/alice/hot/sync", Some(&alice), None)
+                .await
+        });
+    }
+    let mut jobs = std::collections::BTreeSet::new();
+    while let Some(answer) = requests.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        jobs.insert(body["job_id"].as_str().map(str::to_owned));
+    }
+    assert_eq!(jobs.len(), 1, "one job for all: {jobs:?}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs WHERE repo_id = $1")
+        .bind(repo)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(env.waiting_deliveries().await, 1, "one delivery in Redis");
+}

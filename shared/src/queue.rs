@@ -200,6 +200,16 @@ impl Enqueuer {
     /// Records a job for the repository and pushes it, unless one is already pending
     /// or running, in which case that job is returned. `None`: no such repository.
     pub async fn enqueue(&self, repo_id: Uuid, reason: SyncReason) -> Result<Option<Enqueued>> {
+        // Most requests for a busy repository find its job already there: one read answers
+        // them, without the row lock that serialises creating a job (and that every
+        // "Sync now" of a hot repository would otherwise queue on).
+        if let Some(job_id) = jobs::active_job(&self.pool, repo_id).await? {
+            metrics::counter!("stasis_jobs_deduplicated_total").increment(1);
+            return Ok(Some(Enqueued {
+                job_id,
+                created: false,
+            }));
+        }
         let mut tx = self.pool.begin().await?;
         let Some(claimed) = jobs::claim(&mut tx, repo_id, reason, self.max_attempts).await? else {
             return Ok(None);
