@@ -575,14 +575,6 @@ async fn selective_sync_keeps_only_the_selected_refs_and_prunes_within_them() {
     worker.stop().await;
 }
 
-async fn sync_fence(env: &TestEnv, repo: uuid::Uuid) -> i64 {
-    sqlx::query_scalar("SELECT sync_fence FROM repositories WHERE id = $1")
-        .bind(repo)
-        .fetch_one(&env.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unchanged_sync_is_recorded_whole_at_its_end_and_a_slow_listing_shows_running() {
     let env = TestEnv::new().await;
@@ -595,7 +587,7 @@ async fn an_unchanged_sync_is_recorded_whole_at_its_end_and_a_slow_listing_shows
     let import = env.enqueue(repo, SyncReason::Import).await;
     assert_eq!(env.finished(import, WAIT).await.state, "done");
     worker.stop().await;
-    let fence = sync_fence(&env, repo).await;
+    let fence = env.repo(repo).await.sync_fence;
 
     // A worker died mid-attempt: the job is running with its run still open.
     let job = env.enqueue(repo, SyncReason::Scheduled).await;
@@ -632,11 +624,9 @@ async fn an_unchanged_sync_is_recorded_whole_at_its_end_and_a_slow_listing_shows
         run.finished_at.is_some_and(|end| end >= run.started_at),
         "the run spans the attempt: {run:?}"
     );
-    assert!(
-        sync_fence(&env, repo).await > fence,
-        "the lease's fence is recorded"
-    );
-    assert_eq!(env.repo(repo).await.sync_status, "success");
+    let after = env.repo(repo).await;
+    assert!(after.sync_fence > fence, "the lease's fence is recorded");
+    assert_eq!(after.sync_status, "success");
 
     // A listing that outlasts the grace before recording is shown running while it lasts.
     let slow = ThrottledProxy::start(daemon.port, 200).await;
