@@ -1,6 +1,7 @@
 //! What the worker writes to Postgres: one statement (atomic on its own) when an attempt
-//! starts, one when it ends. Every write of results is fenced by the lease's fencing
-//! token.
+//! starts, one when it ends; a sync that ends at its ref listing, quickly and with
+//! nothing written, is recorded by the end statement alone. Every write of results is
+//! fenced by the lease's fencing token.
 
 use std::time::Duration;
 
