@@ -61,10 +61,13 @@ impl WriteGate {
 mod tests {
     use std::sync::Arc;
 
+    use tokio::task::JoinHandle;
+
+    use super::super::fetch::StopReason;
     use super::*;
 
-    #[tokio::test]
-    async fn a_waiting_fetch_gets_the_decision_and_an_early_one_stands() {
+    /// A fetch thread waiting at a fresh gate, with its gate and stop flag.
+    fn waiting_fetch() -> (Arc<WriteGate>, Arc<StopFlag>, JoinHandle<bool>) {
         let gate = Arc::new(WriteGate::default());
         let stop = Arc::new(StopFlag::default());
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -72,26 +75,27 @@ mod tests {
             let (gate, stop) = (gate.clone(), stop.clone());
             tokio::task::spawn_blocking(move || gate.wait_open(&stop, deadline))
         };
+        (gate, stop, thread)
+    }
+
+    #[tokio::test]
+    async fn a_waiting_fetch_gets_the_decision_and_an_early_one_stands() {
+        let (gate, stop, thread) = waiting_fetch();
         tokio::time::timeout(Duration::from_secs(5), gate.asked())
             .await
             .expect("the fetch thread asks");
         gate.decide(true);
         gate.decide(false);
         assert!(thread.await.unwrap(), "the first decision opens the gate");
-        assert!(gate.wait_open(&stop, deadline), "a later ask sees it open");
+        let later = Instant::now() + Duration::from_secs(30);
+        assert!(gate.wait_open(&stop, later), "a later ask sees it open");
     }
 
     #[tokio::test]
     async fn a_stopped_or_late_fetch_does_not_write() {
-        let gate = Arc::new(WriteGate::default());
-        let stop = Arc::new(StopFlag::default());
-        let far = Instant::now() + Duration::from_secs(30);
-        let thread = {
-            let (gate, stop) = (gate.clone(), stop.clone());
-            tokio::task::spawn_blocking(move || gate.wait_open(&stop, far))
-        };
+        let (gate, stop, thread) = waiting_fetch();
         gate.asked().await;
-        stop.stop(super::super::fetch::StopReason::Cancelled);
+        stop.stop(StopReason::Cancelled);
         assert!(!thread.await.unwrap(), "stopped while waiting");
 
         let fresh = WriteGate::default();
