@@ -134,12 +134,7 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     }
 
     if !req.gate.wait_open(req.stop, req.deadline) {
-        let late = Instant::now() >= req.deadline;
-        return Err(stopped(if late {
-            StopReason::Timeout
-        } else {
-            req.stop.reason()
-        }));
+        return Err(stopped(req.stop.reason()));
     }
     // The download reuses the connection the listing opened: a changed mirror costs no
     // second ref advertisement (a round trip, and over HTTP a request).

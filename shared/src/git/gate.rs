@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::fetch::StopFlag;
+use super::fetch::{StopFlag, StopReason};
 
 /// Shared by the fetch thread, which asks, and the task supervising it, which decides.
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ const RECHECK: Duration = Duration::from_millis(100);
 
 impl WriteGate {
     /// Fetch thread: asks to write and blocks until the supervisor decides, the fetch is
-    /// stopped or its deadline passes. `true` means write.
+    /// stopped or its deadline passes (which stops it as timed out). `true` means write.
     pub fn wait_open(&self, stop: &StopFlag, deadline: Instant) -> bool {
         // stored as a permit when nobody waits yet, so an ask is never missed
         self.asked.notify_one();
@@ -32,7 +32,10 @@ impl WriteGate {
             if let Some(open) = *decision {
                 return open;
             }
-            if stop.is_stopped() || Instant::now() >= deadline {
+            if Instant::now() >= deadline {
+                stop.stop(StopReason::Timeout);
+            }
+            if stop.is_stopped() {
                 return false;
             }
             decision = self
@@ -63,7 +66,6 @@ mod tests {
 
     use tokio::task::JoinHandle;
 
-    use super::super::fetch::StopReason;
     use super::*;
 
     /// A fetch thread waiting at a fresh gate, with its gate and stop flag.

@@ -9,7 +9,9 @@ use std::ptr;
 
 use libgit2_sys as raw;
 
-/// Moves every loose ref of the repository at `path` into `packed-refs`. The caller
+/// Moves every loose ref of the repository at `path` into `packed-refs`. It opens the
+/// repository again: git2 does not hand out the raw handle of the caller's `Repository`,
+/// and this runs only after a fetch that wrote refs, never on a no-op sync. The caller
 /// holds the repository's sync lock, so no other writer races the rewrite; readers see
 /// either file (libgit2 renames the new `packed-refs` into place before removing the
 /// loose copies).
