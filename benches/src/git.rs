@@ -16,6 +16,7 @@ use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
 
+use crate::cpu::Cpu;
 use crate::fixture::{copy_dir, HttpBackend, Medium};
 use crate::report::{quantile, Row};
 use crate::Scale;
@@ -68,6 +69,12 @@ async fn sync_one(env: &TestEnv, repo: Uuid, reason: SyncReason) -> anyhow::Resu
     let run = env.runs(job).await.pop().context("run recorded")?;
     let took = run.finished_at.context("finished")? - run.started_at;
     Ok(took.num_microseconds().unwrap_or(0) as f64 / 1e6)
+}
+
+/// The host's CPU counters once the processes a phase forked have been reaped.
+async fn settled_cpu() -> Cpu {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Cpu::now()
 }
 
 fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
@@ -312,11 +319,14 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&env.pool)
             .await?;
+        let cpu_before = Cpu::now();
         let tick =
             stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
                 .await?;
         ensure!(tick.enqueued as usize == n, "enqueued {}", tick.enqueued);
         let last = wait_done(&env.pool, before + n as i64).await?;
+        let ours_cpu = settled_cpu().await.per_op_since(&cpu_before, n);
+        println!("pipeline, per no-op sync: {ours_cpu}");
         let ours = n as f64 / ((last - started).num_microseconds().unwrap_or(1) as f64 / 1e6);
         worker.stop().await;
         let unchanged: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE unchanged")
@@ -326,7 +336,10 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
 
         let v2 = n as f64 / cli_fetch_loop(&mirrors, &url, parallelism, false)?;
         let v0 = n as f64 / cli_fetch_loop(&mirrors, &url, parallelism, true)?;
+        let cpu_before = Cpu::now();
         let list = n as f64 / git2_list_loop(&url, n, parallelism)?;
+        let list_cpu = settled_cpu().await.per_op_since(&cpu_before, n);
+        println!("git2 listing loop, per listing: {list_cpu}");
         let figure = format!("no-op syncs, P={parallelism}");
         rows.push(
             Row::new("1 no-op", &figure, ours, "syncs/s")
@@ -342,6 +355,11 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             Row::new("1 no-op", &figure, ours, "syncs/s")
                 .against("git2 listing loop", list)
                 .target("≥ 0.8×"),
+        );
+        let figure = format!("CPU per no-op sync, P={parallelism}");
+        rows.push(
+            Row::new("1 no-op", &figure, ours_cpu.total(), "ms")
+                .against("git2 listing loop", list_cpu.total()),
         );
     }
     Ok(())

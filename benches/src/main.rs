@@ -3,6 +3,7 @@
 //! that keeps every benchmark working; the full run's table goes in BENCHMARKS.md.
 
 mod api;
+mod cpu;
 mod fixture;
 mod git;
 mod memory;

@@ -1,0 +1,104 @@
+//! CPU time per process group on this host, read from `/proc`. Throughput on a shared
+//! 2-core host moves from run to run with the neighbours; the CPU each sync costs moves
+//! far less, and says which process a saving must come from.
+
+use std::fmt;
+use std::fs;
+
+/// Linux reports `/proc/*/stat` times in USER_HZ, fixed at 100 by the kernel ABI.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Cumulative CPU seconds of each group at one instant.
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    /// This process: the in-process worker, its libgit2 client, the listing loop.
+    pub bench: f64,
+    /// `git-daemon` with the `upload-pack` processes it forked and reaped.
+    pub daemon: f64,
+    /// Every Postgres process, with the backends the postmaster reaped.
+    pub postgres: f64,
+    pub redis: f64,
+}
+
+impl Cpu {
+    /// Children count once they are reaped, so a phase is read after its processes end.
+    pub fn now() -> Self {
+        let mut cpu = Self {
+            bench: times("/proc/self/stat").map_or(0.0, |t| t.own + t.children),
+            ..Self::default()
+        };
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return cpu;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Some(t) = times(&format!("/proc/{}/stat", name.to_string_lossy())) else {
+                continue;
+            };
+            match t.comm.as_str() {
+                "git-daemon" => cpu.daemon += t.own + t.children,
+                c if c == "postgres" || c.starts_with("postgres:") => {
+                    cpu.postgres += t.own + t.children
+                }
+                "redis-server" => cpu.redis += t.own,
+                _ => {}
+            }
+        }
+        cpu
+    }
+
+    /// What each group spent since `before`, divided over `count` operations, in ms.
+    pub fn per_op_since(&self, before: &Cpu, count: usize) -> Cpu {
+        let per = |now: f64, then: f64| (now - then).max(0.0) * 1e3 / count.max(1) as f64;
+        Cpu {
+            bench: per(self.bench, before.bench),
+            daemon: per(self.daemon, before.daemon),
+            postgres: per(self.postgres, before.postgres),
+            redis: per(self.redis, before.redis),
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.bench + self.daemon + self.postgres + self.redis
+    }
+}
+
+impl fmt::Display for Cpu {
+    /// Per-operation figures, as `per_op_since` makes them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.2} ms CPU (benchmark process {:.2}, git daemon {:.2}, Postgres {:.2}, Redis {:.2})",
+            self.total(),
+            self.bench,
+            self.daemon,
+            self.postgres,
+            self.redis
+        )
+    }
+}
+
+struct Times {
+    comm: String,
+    own: f64,
+    children: f64,
+}
+
+fn times(path: &str) -> Option<Times> {
+    let stat = fs::read_to_string(path).ok()?;
+    // comm may hold spaces and parentheses: it ends at the last ')'
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    // fields after comm, from field 3 (state); utime is field 14
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick =
+        |i: usize| -> Option<f64> { Some(fields.get(i - 3)?.parse::<f64>().ok()? / TICKS_PER_SEC) };
+    Some(Times {
+        comm,
+        own: tick(14)? + tick(15)?,
+        children: tick(16)? + tick(17)?,
+    })
+}
