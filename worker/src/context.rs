@@ -5,6 +5,8 @@ use stasis_shared::secrets::Cipher;
 use stasis_shared::slots::Slots;
 use stasis_shared::Config;
 
+use crate::permits::SyncPermits;
+
 /// What every job of this worker process shares.
 pub struct WorkerContext {
     pub cfg: Config,
@@ -19,5 +21,5 @@ pub struct WorkerContext {
     pub name: String,
     /// Syncs of this process at once (`worker.concurrency`), shared by both lanes'
     /// consumers.
-    pub running: tokio::sync::Semaphore,
+    pub permits: SyncPermits,
 }

@@ -17,6 +17,7 @@ use stasis_shared::git::selection::RefSelection;
 use stasis_shared::git::url::{check_upstream, upstream_host, with_credentials, UrlError};
 use stasis_shared::lock::Lease;
 use stasis_shared::slots::{SlotGuard, Slots};
+use tokio::sync::SemaphorePermit;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::context::WorkerContext;
@@ -38,8 +39,6 @@ pub async fn handle(
             return Ok(());
         }
     };
-    // never closed; a permit per running delivery across both lanes
-    let _permit = ctx.running.acquire().await.ok();
     let span = info_span!(
         "sync",
         job_id = %job.job_id,
@@ -60,7 +59,7 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
         debug!("job or repository no longer exists");
         return Ok(());
     };
-    let repo = found.repo;
+    let repo = &found.repo;
     let state: JobState = found
         .job_state
         .parse()
@@ -88,18 +87,59 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
             .await?;
         return Ok(());
     };
+    // Renewed from the moment it is held: the delivery may wait for a permit first. A
+    // lease that cannot be renewed stops the fetch, since another worker may now own
+    // the repository.
+    let stop = Arc::new(StopFlag::default());
+    let lease_keeper = tokio::spawn(keep_lease(
+        ctx.leases.clone(),
+        lease.clone(),
+        ttl,
+        stop.clone(),
+    ));
+    let result = sync_leased(ctx, job, &found, &lease, &stop).await;
+    lease_keeper.abort();
+    if let Err(e) = ctx.leases.release(&lease).await {
+        // It expires on its own within lock_ttl.
+        warn!(error = %e, "repository lock could not be released");
+    }
+    result
+}
+
+/// Waits for one of this worker's permits, takes a slot under the fleet's caps and
+/// syncs. A delivery whose lock lapsed while it waited, or whose host is at its cap, is
+/// postponed.
+async fn sync_leased(
+    ctx: &WorkerContext,
+    job: SyncMirror,
+    found: &repos::RepoForJob,
+    lease: &Lease,
+    stop: &Arc<StopFlag>,
+) -> Result<(), WorkerError> {
+    let repo = &found.repo;
+    let permit = ctx.permits.acquire(job.reason.lane()).await;
+    if stop.is_stopped() {
+        debug!("repository lock lapsed while waiting for a permit; delivery postponed");
+        return ctx
+            .enqueuer
+            .push_delayed(job, ctx.cfg.sync.lock_retry_delay)
+            .await
+            .map_err(WorkerError::from);
+    }
+    let ttl = ctx.cfg.sync.lock_ttl;
     let host = repo
         .mirror_url
         .as_deref()
         .map_or("local".into(), upstream_host);
-    let result = match ctx.slots.try_acquire(&host, ttl).await {
+    match ctx.slots.try_acquire(&host, ttl).await {
         Ok(Some(slot)) => {
             // renewed from the moment it is held: the bookkeeping before the fetch may
             // outlast a short TTL on a loaded database
             let keeper = slot
                 .holds_any()
                 .then(|| tokio::spawn(keep_slot(ctx.slots.clone(), slot.clone(), ttl)));
-            let result = run_locked(ctx, &job, &repo, found.job_max_attempts, &lease).await;
+            let result =
+                run_locked(ctx, &job, repo, found.job_max_attempts, lease, stop, permit).await;
             if let Some(keeper) = keeper {
                 keeper.abort();
             }
@@ -123,12 +163,7 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
                 .map_err(WorkerError::from)
         }
         Err(e) => Err(e.into()),
-    };
-    if let Err(e) = ctx.leases.release(&lease).await {
-        // It expires on its own within lock_ttl.
-        warn!(error = %e, "could not release repository lock");
     }
-    result
 }
 
 /// How long a sync runs before its start is recorded anyway. One that ends at the ref
@@ -142,11 +177,14 @@ async fn run_locked(
     repo: &Repo,
     max_attempts: i32,
     lease: &Lease,
+    stop: &Arc<StopFlag>,
+    permit: SemaphorePermit<'_>,
 ) -> Result<(), WorkerError> {
     let gate = Arc::new(WriteGate::default());
     let inflight = Inflight::count();
     let began = Instant::now();
-    let fetch = fetch(ctx, repo, lease, gate.clone());
+    let started_at = Utc::now();
+    let fetch = fetch(ctx, repo, stop.clone(), gate.clone());
     tokio::pin!(fetch);
     let early = tokio::select! {
         fetched = &mut fetch => Some(fetched),
@@ -157,8 +195,17 @@ async fn run_locked(
         Some(Ok(report)) => (Ok(report), None),
         early => {
             // about to write, failed or slow: record the start first, as for any attempt
-            let started =
-                record::start(&ctx.pool, job.job_id, repo.id, &ctx.name, lease.fence).await;
+            let started = record::start(
+                &ctx.pool,
+                &record::Attempt {
+                    job_id: job.job_id,
+                    repo_id: repo.id,
+                    worker: &ctx.name,
+                    fence: lease.fence,
+                    started_at,
+                },
+            )
+            .await;
             gate.decide(matches!(started, Ok(Some(_))));
             let fetched = match early {
                 Some(fetched) => fetched,
@@ -179,6 +226,9 @@ async fn run_locked(
     };
     let duration = began.elapsed();
     drop(inflight);
+    // The git work is done: the next sync may start while this one is recorded. The run
+    // row spans exactly this work, so runs recorded at once never exceed the permits.
+    drop(permit);
 
     let ending = match (&fetched, started) {
         (Ok(report), _) => Ending::Success(report),
@@ -195,11 +245,14 @@ async fn run_locked(
     let finished = record::finish(
         &ctx.pool,
         &Finish {
-            job_id: job.job_id,
-            repo_id: repo.id,
+            attempt: record::Attempt {
+                job_id: job.job_id,
+                repo_id: repo.id,
+                worker: &ctx.name,
+                fence: lease.fence,
+                started_at,
+            },
             run_id: started.map(|s| s.run_id),
-            fence: lease.fence,
-            worker: &ctx.name,
             duration,
             default_interval: ctx.cfg.mirror.sync_interval,
             max_interval: ctx.cfg.mirror.max_sync_interval,
@@ -321,12 +374,11 @@ fn observe(
     }
 }
 
-/// Runs the fetch on a blocking thread while this task keeps the lease alive; a lease
-/// that cannot be renewed stops the fetch, since another worker may now own the repo.
+/// Runs the fetch on a blocking thread, which `stop` stops.
 async fn fetch(
     ctx: &WorkerContext,
     repo: &Repo,
-    lease: &Lease,
+    stop: Arc<StopFlag>,
     gate: Arc<WriteGate>,
 ) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
@@ -343,14 +395,6 @@ async fn fetch(
 
     let timeout = ctx.cfg.sync.timeout;
     let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
-    let stop = Arc::new(StopFlag::default());
-    let keeper = tokio::spawn(keep_lease(
-        ctx.leases.clone(),
-        lease.clone(),
-        ctx.cfg.sync.lock_ttl,
-        stop.clone(),
-    ));
-
     let thread_stop = stop.clone();
     let deadline = Instant::now() + timeout;
     let selection = RefSelection {
@@ -370,7 +414,7 @@ async fn fetch(
     });
     // The fetch checks the deadline itself; this outer bound covers a thread stuck
     // where libgit2 makes no callback.
-    let result = match tokio::time::timeout(timeout + Duration::from_secs(5), fetch).await {
+    match tokio::time::timeout(timeout + Duration::from_secs(5), fetch).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(FetchError {
             kind: ErrorKind::Internal,
@@ -383,9 +427,7 @@ async fn fetch(
                 message: "sync timed out".into(),
             })
         }
-    };
-    keeper.abort();
-    result
+    }
 }
 
 /// The URL to fetch: the stored one with its sealed credentials opened and put back.

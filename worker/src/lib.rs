@@ -3,5 +3,6 @@
 pub mod context;
 pub mod error;
 pub mod handler;
+mod permits;
 pub mod record;
 pub mod runner;

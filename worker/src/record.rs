@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use stasis_shared::db::settings;
 use stasis_shared::domain::{ErrorKind, RunOutcome};
@@ -21,16 +22,23 @@ pub struct Started {
     pub rescued: bool,
 }
 
+/// Which attempt a statement records, and who makes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub job_id: Uuid,
+    pub repo_id: Uuid,
+    pub worker: &'a str,
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// When the sync's own work began, by the worker's clock: a run row spans that work
+    /// (taken and ended under one of the worker's permits), not the bookkeeping after it.
+    pub started_at: DateTime<Utc>,
+}
+
 /// Marks the job running and the repository syncing, and opens a run row. `None` when
 /// the job is no longer runnable or a holder with a newer fence has already started.
 /// One statement, atomic on its own: a no-op sync is mostly round trips to Postgres.
-pub async fn start(
-    pool: &PgPool,
-    job_id: Uuid,
-    repo_id: Uuid,
-    worker: &str,
-    fence: i64,
-) -> sqlx::Result<Option<Started>> {
+pub async fn start(pool: &PgPool, a: &Attempt<'_>) -> sqlx::Result<Option<Started>> {
     // Each step reads the one before it, so none runs unless all can: a job no longer
     // runnable moves no fence, a stale fence starts no attempt. A run still open belonged
     // to a worker that died mid-attempt; the new run is not visible to that UPDATE.
@@ -44,7 +52,7 @@ pub async fn start(
              RETURNING id
          ), attempt AS (
              UPDATE sync_jobs j SET state = 'running', attempts = attempts + 1, worker = $4,
-                 started_at = now()
+                 started_at = $5
              FROM fenced WHERE j.id = $1
              RETURNING j.attempts, GREATEST(EXTRACT(EPOCH FROM now() - j.run_at), 0)::float8 AS waited
          ), abandoned AS (
@@ -53,17 +61,18 @@ pub async fn start(
              WHERE job_id = $1 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM attempt)
              RETURNING id
          ), run AS (
-             INSERT INTO sync_runs (repo_id, job_id, attempt, worker)
-             SELECT $2, $1, attempts, $4 FROM attempt
+             INSERT INTO sync_runs (repo_id, job_id, attempt, worker, started_at)
+             SELECT $2, $1, attempts, $4, $5 FROM attempt
              RETURNING id
          )
          SELECT attempt.attempts, attempt.waited, run.id, (SELECT count(*) FROM abandoned)
          FROM attempt, run",
     )
-    .bind(job_id)
-    .bind(repo_id)
-    .bind(fence)
-    .bind(worker)
+    .bind(a.job_id)
+    .bind(a.repo_id)
+    .bind(a.fence)
+    .bind(a.worker)
+    .bind(a.started_at)
     .fetch_optional(pool)
     .await?;
     Ok(
@@ -98,13 +107,11 @@ impl Ending<'_> {
 }
 
 pub struct Finish<'a> {
-    pub job_id: Uuid,
-    pub repo_id: Uuid,
+    pub attempt: Attempt<'a>,
     /// The run `start` opened; `None` when the attempt was not recorded as started, so
     /// this statement records its start too.
     pub run_id: Option<i64>,
-    pub fence: i64,
-    pub worker: &'a str,
+    /// The sync's own work, from `attempt.started_at`: the run ends when it ends.
     pub duration: Duration,
     pub default_interval: Duration,
     /// `mirror.max_sync_interval` and `mirror.hard_fail_after`.
@@ -229,7 +236,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
                  AND EXISTS (SELECT 1 FROM repo)
              RETURNING id
          ), run AS (
-             UPDATE sync_runs SET finished_at = now(),
+             UPDATE sync_runs SET finished_at = $31::timestamptz + make_interval(secs => $30),
                  outcome = CASE WHEN EXISTS (SELECT 1 FROM repo) THEN $17 ELSE 'lost_lock' END,
                  error = $4, error_kind = $14, refs_updated = $18, refs_pruned = $19,
                  bytes_received = $20, unchanged = $21, objects_received = $22,
@@ -241,15 +248,14 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
                  finished_at = CASE WHEN $27 = 'pending' THEN NULL ELSE now() END,
                  attempts = attempts + CASE WHEN $26::bigint IS NULL THEN 1 ELSE 0 END,
                  worker = CASE WHEN $26::bigint IS NULL THEN $29 ELSE worker END,
-                 started_at = CASE WHEN $26::bigint IS NULL
-                     THEN now() - make_interval(secs => $30) ELSE started_at END
+                 started_at = CASE WHEN $26::bigint IS NULL THEN $31 ELSE started_at END
              WHERE id = $15 AND EXISTS (SELECT 1 FROM repo)
              RETURNING attempts
          ), new_run AS (
              INSERT INTO sync_runs (repo_id, job_id, attempt, worker, started_at, finished_at,
                  outcome, error, error_kind, refs_updated, refs_pruned, bytes_received,
                  unchanged, objects_received, refs_created, list_ms, fetch_ms)
-             SELECT $1, $15, job.attempts, $29, now() - make_interval(secs => $30), now(),
+             SELECT $1, $15, job.attempts, $29, $31, $31::timestamptz + make_interval(secs => $30),
                  $17, $4, $14, $18, $19, $20, $21, $22, $23, $24, $25
              FROM job WHERE $26::bigint IS NULL
              RETURNING id
@@ -259,8 +265,8 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
               FROM job_ok),
              (SELECT count(*) FROM abandoned), (SELECT id FROM new_run)",
     )
-    .bind(f.repo_id)
-    .bind(f.fence)
+    .bind(f.attempt.repo_id)
+    .bind(f.attempt.fence)
     .bind(status)
     .bind(error)
     .bind(success)
@@ -273,7 +279,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
     .bind(f.hard_fail_after as i32)
     .bind(f.repo_name)
     .bind(kind.map(ErrorKind::as_str))
-    .bind(f.job_id)
+    .bind(f.attempt.job_id)
     .bind(f.notify_urls)
     .bind(f.ending.outcome().as_str())
     .bind(report.refs_changed() as i32)
@@ -287,8 +293,9 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
     .bind(f.run_id)
     .bind(job_state)
     .bind(retry_delay.as_secs_f64())
-    .bind(f.worker)
+    .bind(f.attempt.worker)
     .bind(f.duration.as_secs_f64())
+    .bind(f.attempt.started_at)
     .fetch_one(pool)
     .await?;
     let (owned, attempt, waited, abandoned, run_id) = row;

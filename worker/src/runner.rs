@@ -14,11 +14,11 @@ use stasis_shared::lock::Leases;
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::slots::Slots;
 use stasis_shared::{process, Config};
-use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::context::WorkerContext;
 use crate::handler;
+use crate::permits::SyncPermits;
 
 pub async fn run(
     cfg: Config,
@@ -52,7 +52,7 @@ pub async fn run(
         enqueuer,
         cipher,
         name: name.clone(),
-        running: Semaphore::new(concurrency),
+        permits: SyncPermits::new(concurrency),
     });
     metrics::gauge!("stasis_worker_concurrency").set(concurrency as f64);
     info!(worker = %name, concurrency, "worker starting");
@@ -65,21 +65,23 @@ pub async fn run(
         cfg.queue.heartbeat_interval,
     ));
 
-    // One consumer per lane; the context's semaphore keeps the process at its
-    // concurrency across both, so a "Sync now" waits at most for the syncs this worker
-    // already holds, never for the scheduled backlog.
+    // One consumer per lane; the context's permits keep the process at its concurrency
+    // across both, so a "Sync now" waits at most for the syncs this worker already
+    // holds, never for the scheduled backlog. Each consumer takes twice that many
+    // deliveries: the extra ones do their queue and lock bookkeeping while the syncs run.
+    let in_flight = concurrency * 2;
     let monitor = Lane::ALL.into_iter().fold(Monitor::new(), |monitor, lane| {
         let (redis, queue_cfg, ctx, name) =
             (redis.clone(), cfg.queue.clone(), ctx.clone(), name.clone());
         monitor.register(move |restarts| {
             let backend: queue::ConsumerStorage =
-                queue::storage(redis.clone(), &queue_cfg, lane, concurrency);
+                queue::storage(redis.clone(), &queue_cfg, lane, in_flight);
             let backend = backend.poll_with_interval(queue_cfg.poll_interval);
             // A restarted worker needs a fresh name: apalis refuses a live-looking one.
             WorkerBuilder::new(format!("{name}-{}-{restarts}", lane.suffix()))
                 .backend(backend)
                 .data(ctx.clone())
-                .concurrency(concurrency)
+                .concurrency(in_flight)
                 .build(handler::handle)
         })
     });
