@@ -50,14 +50,23 @@ impl Cpu {
         cpu
     }
 
-    /// What each group spent since `before`, divided over `count` operations, in ms.
-    pub fn per_op_since(&self, before: &Cpu, count: usize) -> Cpu {
-        let per = |now: f64, then: f64| (now - then).max(0.0) * 1e3 / count.max(1) as f64;
+    /// Adds what each group spent from `before` to `after` (seconds).
+    pub fn add_span(&mut self, before: &Cpu, after: &Cpu) {
+        let spent = |now: f64, then: f64| (now - then).max(0.0);
+        self.bench += spent(after.bench, before.bench);
+        self.daemon += spent(after.daemon, before.daemon);
+        self.postgres += spent(after.postgres, before.postgres);
+        self.redis += spent(after.redis, before.redis);
+    }
+
+    /// Seconds spent, as milliseconds per operation.
+    pub fn per_op(&self, count: usize) -> Cpu {
+        let per = |secs: f64| secs * 1e3 / count.max(1) as f64;
         Cpu {
-            bench: per(self.bench, before.bench),
-            daemon: per(self.daemon, before.daemon),
-            postgres: per(self.postgres, before.postgres),
-            redis: per(self.redis, before.redis),
+            bench: per(self.bench),
+            daemon: per(self.daemon),
+            postgres: per(self.postgres),
+            redis: per(self.redis),
         }
     }
 
@@ -67,7 +76,7 @@ impl Cpu {
 }
 
 impl fmt::Display for Cpu {
-    /// Per-operation figures, as `per_op_since` makes them.
+    /// Per-operation figures, as `per_op` makes them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -101,4 +110,26 @@ fn times(path: &str) -> Option<Times> {
         own: tick(14)? + tick(15)?,
         children: tick(16)? + tick(17)?,
     })
+}
+
+/// Connections the host's kernel dropped because a listener's accept queue was full
+/// (`TcpExtListenOverflows`). `git daemon` listens with a backlog of 5: a burst of
+/// connects overflows it, and each dropped one costs its client a 1 s SYN retransmit,
+/// a stall that lands on whichever side is running.
+pub fn listen_overflows() -> u64 {
+    let Ok(netstat) = fs::read_to_string("/proc/net/netstat") else {
+        return 0;
+    };
+    let mut lines = netstat.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if !names.starts_with("TcpExt:") {
+            continue;
+        }
+        let found = names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "ListenOverflows");
+        return found.and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    }
+    0
 }
