@@ -2,10 +2,10 @@
 //! priority lane served first.
 //!
 //! Each lane's consumer keeps more deliveries in flight than there are permits, so that
-//! a delivery's queue and lock bookkeeping runs while other syncs hold the permits; only
-//! the sync itself (its fetch and its record) holds one. The deliveries waiting here
-//! must not put a "Sync now" behind them: a scheduled delivery that gets a permit while
-//! a priority one waits hands it on.
+//! a delivery's queue, lock and record bookkeeping runs while other syncs hold the
+//! permits; only the sync's git work (and a start record made during it) holds one. The
+//! deliveries waiting here must not put a "Sync now" behind them: a scheduled delivery
+//! that gets a permit while a priority one waits hands it on.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
