@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_shared::lock::Leases;
 use stasis_testkit::git::{assert_mirrors, free_port, git, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::TestEnv;
@@ -656,5 +657,68 @@ async fn an_unchanged_sync_is_recorded_whole_at_its_end_and_a_slow_listing_shows
     let runs = env.runs(job).await;
     assert!(runs.len() == 1 && runs[0].unchanged, "{runs:?}");
     assert!(runs[0].list_ms.unwrap_or(0) >= 500, "{runs:?}");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_waiting_for_a_permit_keeps_its_repository_lock() {
+    let mut env = TestEnv::new().await;
+    env.cfg.worker.concurrency = 1;
+    env.cfg.sync.lock_ttl = Duration::from_secs(1);
+    let served = env.dir.path().join("served");
+    let _a = Upstream::create(served.join("a"));
+    let _b = Upstream::create(served.join("b"));
+    let daemon = GitDaemon::start(&served);
+    let (owner, _) = env.user("vera", false).await;
+    let slow_repo = env.mirror(&owner, "a", &daemon.url("a")).await;
+    let waiting_repo = env.mirror(&owner, "b", &daemon.url("b")).await;
+    let worker = env.spawn_worker();
+    for repo in [slow_repo, waiting_repo] {
+        let import = env.enqueue(repo, SyncReason::Import).await;
+        assert_eq!(env.finished(import, WAIT).await.state, "done");
+    }
+    // the only permit goes to a sync whose ref listing trickles in
+    let slow = ThrottledProxy::start(daemon.port, 50).await;
+    sqlx::query("UPDATE repositories SET mirror_url = $1 WHERE id = $2")
+        .bind(slow.url("a"))
+        .bind(slow_repo)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let slow_job = env.enqueue(slow_repo, SyncReason::Scheduled).await;
+    stasis_testkit::eventually("the slow sync running", WAIT, || async {
+        (env.job(slow_job).await.state == "running").then_some(())
+    })
+    .await;
+
+    // the next delivery takes its repository's lock, then waits for the permit
+    let waiting_job = env.enqueue(waiting_repo, SyncReason::Scheduled).await;
+    let leases = Leases::new(env.redis.clone(), &env.cfg.queue.namespace);
+    let key = leases.repo_key(waiting_repo);
+    stasis_testkit::eventually("the waiting delivery's lock", WAIT, || async {
+        leases.is_held(&key).await.unwrap().then_some(())
+    })
+    .await;
+    tokio::time::sleep(env.cfg.sync.lock_ttl * 3).await;
+    assert_eq!(
+        env.job(slow_job).await.state,
+        "running",
+        "the slow sync ended too soon to test anything: slow its upstream further"
+    );
+    assert_eq!(env.job(waiting_job).await.state, "pending");
+    assert!(
+        leases.is_held(&key).await.unwrap(),
+        "the lock lapsed while its delivery waited for a permit"
+    );
+
+    let waited = env.finished(waiting_job, WAIT).await;
+    assert_eq!((waited.state.as_str(), waited.attempts), ("done", 1));
+    assert_eq!(env.finished(slow_job, WAIT).await.state, "done");
+    let slow_run = env.runs(slow_job).await.pop().expect("a run");
+    let waited_run = env.runs(waiting_job).await.pop().expect("a run");
+    assert!(
+        waited_run.started_at >= slow_run.finished_at.expect("finished"),
+        "one permit, yet the runs overlap: {slow_run:?} {waited_run:?}"
+    );
     worker.stop().await;
 }
