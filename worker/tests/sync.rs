@@ -391,6 +391,16 @@ async fn sync_now_goes_ahead_of_a_scheduled_backlog() {
     worker.stop().await;
 }
 
+/// Points the mirror at another upstream, behind the API's back.
+async fn set_upstream(env: &TestEnv, repo: uuid::Uuid, url: &str) {
+    sqlx::query("UPDATE repositories SET mirror_url = $1 WHERE id = $2")
+        .bind(url)
+        .bind(repo)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+}
+
 async fn schedule_of(env: &TestEnv, repo: uuid::Uuid) -> (f64, i32, Option<f64>) {
     sqlx::query_as(
         "SELECT interval_factor, consecutive_failures,
@@ -455,12 +465,7 @@ async fn intervals_stretch_while_unchanged_and_repeated_failures_stop_the_schedu
 
     // a transient failure backs off; the second in a row stops the schedule
     let gone = format!("git://127.0.0.1:{}/up", free_port());
-    sqlx::query("UPDATE repositories SET mirror_url = $2 WHERE id = $1")
-        .bind(repo)
-        .bind(&gone)
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    set_upstream(&env, repo, &gone).await;
     assert_eq!(sync(SyncReason::Scheduled).await.state, "failed");
     let (_, failures, next) = schedule_of(&env, repo).await;
     assert_eq!(
@@ -631,12 +636,7 @@ async fn an_unchanged_sync_is_recorded_whole_at_its_end_and_a_slow_listing_shows
 
     // A listing that outlasts the grace before recording is shown running while it lasts.
     let slow = ThrottledProxy::start(daemon.port, 200).await;
-    sqlx::query("UPDATE repositories SET mirror_url = $1 WHERE id = $2")
-        .bind(slow.url("up"))
-        .bind(repo)
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    set_upstream(&env, repo, &slow.url("up")).await;
     let job = env.enqueue(repo, SyncReason::Manual).await;
     let running = stasis_testkit::eventually("the slow sync shown running", WAIT, || async {
         let job = env.job(job).await;
@@ -679,12 +679,7 @@ async fn a_delivery_waiting_for_a_permit_keeps_its_repository_lock() {
     }
     // the only permit goes to a sync whose ref listing trickles in
     let slow = ThrottledProxy::start(daemon.port, 50).await;
-    sqlx::query("UPDATE repositories SET mirror_url = $1 WHERE id = $2")
-        .bind(slow.url("a"))
-        .bind(slow_repo)
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    set_upstream(&env, slow_repo, &slow.url("a")).await;
     let slow_job = env.enqueue(slow_repo, SyncReason::Scheduled).await;
     stasis_testkit::eventually("the slow sync running", WAIT, || async {
         (env.job(slow_job).await.state == "running").then_some(())
