@@ -23,6 +23,9 @@ struct Args {
     /// Small sizes, for CI: checks that each benchmark runs, not how fast.
     #[arg(long)]
     quick: bool,
+    /// The no-op benchmark's parallelism (how many syncs, listings and fetches at once).
+    #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
+    parallelism: Vec<usize>,
     /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory; git is noop and
     /// fetch); all when none is given.
     only: Vec<String>,
@@ -37,10 +40,11 @@ pub struct Scale {
     pub due_mirrors: usize,
     pub api_duration: Duration,
     pub memory_syncs: usize,
+    pub parallelism: Vec<usize>,
 }
 
 impl Scale {
-    fn new(quick: bool) -> Self {
+    fn new(quick: bool, parallelism: Vec<usize>) -> Self {
         if quick {
             Self {
                 mirrors: 20,
@@ -51,6 +55,7 @@ impl Scale {
                 due_mirrors: 5_000,
                 api_duration: Duration::from_secs(1),
                 memory_syncs: 8,
+                parallelism,
             }
         } else {
             Self {
@@ -62,6 +67,7 @@ impl Scale {
                 due_mirrors: 100_000,
                 api_duration: Duration::from_secs(10),
                 memory_syncs: 64,
+                parallelism,
             }
         }
     }
@@ -82,7 +88,7 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let scale = Scale::new(args.quick);
+    let scale = Scale::new(args.quick, args.parallelism);
     let wanted = |name: &str| {
         args.only.is_empty()
             || args
