@@ -97,6 +97,46 @@ async fn large_batches_are_claimed_in_parallel_halves_one_job_per_mirror() {
     assert_eq!(env.waiting_deliveries().await, 5000);
 }
 
+#[tokio::test]
+async fn each_claim_of_a_tick_starts_where_the_last_stopped_and_a_held_mirror_waits_a_tick() {
+    let mut env = TestEnv::new().await;
+    env.cfg.scheduler.batch_size = 100;
+    let (owner, _) = env.user("waves", false).await;
+    // all due at the same instant: batches end inside a run of equal `next_sync_at`
+    env.due_mirrors(&owner, 350).await;
+    // another transaction holds one mirror's row, as an API request updating it would
+    let held: Uuid = sqlx::query_scalar("SELECT id FROM repositories WHERE name = 'm7'")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let mut tx = env.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM repositories WHERE id = $1 FOR UPDATE")
+        .bind(held)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
+    assert_eq!((report.enqueued, report.waves), (349, 4), "{report:?}");
+    assert!(job_reasons(&env, held).await.is_empty());
+    tx.rollback().await.unwrap();
+
+    let next = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .unwrap();
+    assert_eq!(next.enqueued, 1);
+    assert_eq!(job_reasons(&env, held).await, ["scheduled"]);
+    let (jobs, mirrors): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT repo_id) FROM sync_jobs")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!((jobs, mirrors), (350, 350));
+    assert_eq!(env.waiting_deliveries().await, 350);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() {
     let mut env = TestEnv::new().await;

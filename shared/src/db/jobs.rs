@@ -270,20 +270,34 @@ pub async fn discard(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Result<JobStat
     Ok(Ok(state))
 }
 
-/// Claims jobs for up to `limit` due mirrors in one statement, oldest due first.
-/// Returns `(job_id, repo_id)` of the jobs created.
+/// Where a scheduler tick's claims have reached, in `(next_sync_at, id)` order.
+pub type DueCursor = (DateTime<Utc>, Uuid);
+
+/// Jobs a claim created, `(job_id, repo_id)`, and where the next claim of the tick starts.
+#[derive(Debug, Default)]
+pub struct DueClaim {
+    pub jobs: Vec<(Uuid, Uuid)>,
+    pub reached: Option<DueCursor>,
+}
+
+/// Claims jobs for up to `limit` due mirrors in one statement, oldest due first, after
+/// `after` when an earlier claim of the same tick stopped there. A mirror skipped because
+/// another transaction held its row is due again for the next tick, which starts over.
 pub async fn claim_due(
     pool: &PgPool,
     limit: i64,
     max_attempts: i32,
-) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
-    sqlx::query_as(
+    after: Option<DueCursor>,
+) -> sqlx::Result<DueClaim> {
+    let rows: Vec<(Uuid, Uuid, DateTime<Utc>, Uuid)> = sqlx::query_as(
         "WITH due AS (
-            SELECT r.id FROM repositories r
+            SELECT r.id, r.next_sync_at FROM repositories r
             WHERE r.is_mirror AND r.mirror_enabled AND r.next_sync_at <= now()
+              AND (r.next_sync_at, r.id) > (COALESCE($3, '-infinity'::timestamptz),
+                                            COALESCE($4, '00000000-0000-0000-0000-000000000000'::uuid))
               AND NOT EXISTS (SELECT 1 FROM sync_jobs j
                               WHERE j.repo_id = r.id AND j.state IN ('pending', 'running'))
-            ORDER BY r.next_sync_at
+            ORDER BY r.next_sync_at, r.id
             LIMIT $1
             FOR UPDATE OF r SKIP LOCKED
         ), jobs AS (
@@ -292,15 +306,31 @@ pub async fn claim_due(
             ON CONFLICT DO NOTHING
             RETURNING id, repo_id
         ), queued AS (
+            -- by primary key: joined to `jobs`, the planner hashed the whole table for
+            -- every batch (about 140 ms per 5,000 of 100,000 mirrors)
             UPDATE repositories r SET sync_status = 'queued', updated_at = now()
-            FROM jobs WHERE r.id = jobs.repo_id
+            WHERE r.id = ANY (ARRAY(SELECT repo_id FROM jobs))
+        ), reached AS (
+            SELECT next_sync_at, id FROM due ORDER BY next_sync_at DESC, id DESC LIMIT 1
         )
-        SELECT id, repo_id FROM jobs",
+        -- uncorrelated, so evaluated once: a join of `jobs` to `due` was planned as a
+        -- nested loop over both (both estimated at one row)
+        SELECT id, repo_id, (SELECT next_sync_at FROM reached), (SELECT id FROM reached)
+        FROM jobs",
     )
     .bind(limit)
     .bind(max_attempts)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(DueClaim {
+        reached: rows.first().map(|&(_, _, at, id)| (at, id)),
+        jobs: rows
+            .into_iter()
+            .map(|(job, repo, _, _)| (job, repo))
+            .collect(),
+    })
 }
 
 /// Undoes `claim`/`claim_due` for jobs whose push to Redis failed, so no repository is
