@@ -56,6 +56,11 @@ pub async fn reap(
     let depth = queue::redis_depth(redis, &cfg.queue.namespace).await?;
     if depth.scheduled + depth.active + depth.inflight == 0 {
         for (job_id, repo_id, reason) in jobs::pending_due_since(pool, stuck, BATCH).await? {
+            // requeued above: a pass slower than `stuck_after` (Redis scanned a large
+            // keyspace) would otherwise count and deliver it twice
+            if redeliver.iter().any(|d: &SyncMirror| d.job_id == job_id) {
+                continue;
+            }
             reaped.pending += 1;
             redeliver.push(delivery(job_id, repo_id, &reason));
         }
