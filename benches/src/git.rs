@@ -23,6 +23,10 @@ use crate::Scale;
 
 const WAIT: Duration = Duration::from_secs(600);
 
+/// The upstream's addresses: the no-op benchmark spreads its mirrors, listings and
+/// fetches over them, so 8 connections at once fit `git daemon`'s accept queues (5 each).
+const DAEMON_HOSTS: [&str; 4] = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"];
+
 /// A worker of this process with `concurrency` slots.
 fn start_worker(env: &TestEnv, concurrency: usize) -> InProcessWorker {
     let mut cfg = env.cfg.clone();
@@ -97,19 +101,27 @@ fn sh(script: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `git fetch --prune` of each of `mirrors`, `parallelism` at a time (`xargs -P`).
+/// `git fetch --prune` of each of `mirrors` from its URL, `parallelism` at a time
+/// (`xargs -P`, one `git` process per fetch as a cron job would run it).
 fn cli_fetch_loop(
-    mirrors: &[PathBuf],
-    url: &str,
+    mirrors: &[(PathBuf, String)],
     parallelism: usize,
     v0: bool,
 ) -> anyhow::Result<f64> {
     let list = std::env::temp_dir().join(format!("stasis-bench-{}.list", std::process::id()));
-    let paths: Vec<String> = mirrors.iter().map(|p| p.display().to_string()).collect();
-    std::fs::write(&list, paths.join("\n"))?;
+    let lines: Vec<String> = mirrors
+        .iter()
+        .map(|(path, url)| {
+            format!(
+                "--git-dir={} fetch --prune -q {url} +refs/*:refs/*",
+                path.display()
+            )
+        })
+        .collect();
+    std::fs::write(&list, lines.join("\n"))?;
     let proto = if v0 { "-c protocol.version=0" } else { "" };
     let script = format!(
-        "xargs -a {} -P {parallelism} -I{{}} git -C {{}} {proto} fetch --prune -q {url} '+refs/*:refs/*'",
+        "xargs -a {} -P {parallelism} -L 1 git {proto}",
         list.display()
     );
     let (result, secs) = time(|| sh(&script));
@@ -118,20 +130,25 @@ fn cli_fetch_loop(
     Ok(secs)
 }
 
-/// libgit2 connect + ref listing for `count` mirrors, `parallelism` threads.
-fn git2_list_loop(url: &str, count: usize, parallelism: usize) -> anyhow::Result<f64> {
+/// libgit2 connect + ref listing for `count` mirrors, `parallelism` threads, taking
+/// `urls` in turn.
+fn git2_list_loop(urls: &[String], count: usize, parallelism: usize) -> anyhow::Result<f64> {
     let next = AtomicUsize::new(0);
     let (result, secs) = time(|| {
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..parallelism)
                 .map(|_| {
                     s.spawn(|| -> Result<(), git2::Error> {
-                        while next.fetch_add(1, Ordering::Relaxed) < count {
-                            let mut remote = git2::Remote::create_detached(url)?;
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= count {
+                                return Ok(());
+                            }
+                            let url = &urls[i % urls.len()];
+                            let mut remote = git2::Remote::create_detached(url.as_str())?;
                             let conn = remote.connect_auth(git2::Direction::Fetch, None, None)?;
                             conn.list()?;
                         }
-                        Ok(())
                     })
                 })
                 .collect();
@@ -179,7 +196,7 @@ struct Bench {
     env: TestEnv,
     medium: Medium,
     // kept alive: they serve the upstream
-    _daemon: GitDaemon,
+    daemon: GitDaemon,
     http: HttpBackend,
     url: String,
     owner: stasis_shared::db::users::User,
@@ -195,7 +212,7 @@ async fn bench(scale: &Scale) -> Bench {
     env.cfg.queue.poll_interval = Duration::from_millis(10);
     let served = env.dir.path().join("served");
     let medium = Medium::create(served.join("medium"), scale.commits, scale.blob_bytes);
-    let daemon = GitDaemon::start(&served);
+    let daemon = GitDaemon::start_on(&served, &DAEMON_HOSTS);
     let http = HttpBackend::start(&served);
     let url = daemon.url("medium");
     println!(
@@ -208,7 +225,7 @@ async fn bench(scale: &Scale) -> Bench {
     Bench {
         env,
         medium,
-        _daemon: daemon,
+        daemon,
         http,
         url,
         owner,
@@ -221,7 +238,7 @@ pub async fn run_fetch(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()>
     let Bench {
         env,
         mut medium,
-        _daemon,
+        daemon: _daemon,
         http,
         url,
         owner,
@@ -308,7 +325,7 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
     let Bench {
         env,
         medium: _medium,
-        _daemon,
+        daemon,
         http: _http,
         url,
         owner,
@@ -318,13 +335,21 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
     sync_one(&env, first, SyncReason::Import).await?;
     worker.stop().await;
     let m0 = env.mirror_path("bench", "m0");
+    // mirror i fetches from the daemon's address i, round robin
     for i in 1..scale.mirrors {
         let name = format!("m{i}");
-        env.mirror(&owner, &name, &url).await;
+        env.mirror(&owner, &name, &daemon.url_on(i, "medium")).await;
         copy_dir(&m0, &env.mirror_path("bench", &name));
     }
     let names: Vec<String> = (0..scale.mirrors).map(|i| format!("m{i}")).collect();
-    let paths: Vec<PathBuf> = names.iter().map(|n| env.mirror_path("bench", n)).collect();
+    let mirrors: Vec<(PathBuf, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (env.mirror_path("bench", n), daemon.url_on(i, "medium")))
+        .collect();
+    let urls: Vec<String> = (0..DAEMON_HOSTS.len())
+        .map(|i| daemon.url_on(i, "medium"))
+        .collect();
     let n = scale.mirrors;
     // The host's speed drifts over tens of seconds: the pipeline and the loops it is
     // compared with take turns on a share of the mirrors each round, so that drift
@@ -338,7 +363,7 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         let (mut ours_secs, mut v0_secs, mut list_secs) = (0.0, 0.0, 0.0);
         let (mut ours_cpu, mut list_cpu) = (Cpu::default(), Cpu::default());
         let (mut ours_drops, mut list_drops) = (0, 0);
-        for (names, paths) in names.chunks(share).zip(paths.chunks(share)) {
+        for (names, mirrors) in names.chunks(share).zip(mirrors.chunks(share)) {
             let count = names.len();
             sqlx::query(
                 "UPDATE repositories SET next_sync_at = now() - interval '1 second'
@@ -369,9 +394,9 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             ours_drops += listen_overflows() - drops_before;
             ours_secs += (last - started).num_microseconds().unwrap_or(1) as f64 / 1e6;
 
-            v0_secs += cli_fetch_loop(paths, &url, parallelism, true)?;
+            v0_secs += cli_fetch_loop(mirrors, parallelism, true)?;
             let (cpu_before, drops_before) = (Cpu::now(), listen_overflows());
-            list_secs += git2_list_loop(&url, count, parallelism)?;
+            list_secs += git2_list_loop(&urls, count, parallelism)?;
             list_cpu.add_span(&cpu_before, &settled_cpu().await);
             list_drops += listen_overflows() - drops_before;
         }
@@ -399,7 +424,7 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             n as f64 / list_secs,
         );
         // far slower than the others and far from its target: once, not in turns
-        let v2 = n as f64 / cli_fetch_loop(&paths, &url, parallelism, false)?;
+        let v2 = n as f64 / cli_fetch_loop(&mirrors, parallelism, false)?;
         let figure = format!("no-op syncs, P={parallelism}");
         rows.push(
             Row::new("1 no-op", &figure, ours, "syncs/s")

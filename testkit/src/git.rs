@@ -117,17 +117,33 @@ pub fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-/// `git daemon` on 127.0.0.1 exporting every repository under `base`.
+/// `git daemon` exporting every repository under `base`, on 127.0.0.1 or on several
+/// loopback addresses with one port.
 pub struct GitDaemon {
     child: Child,
     pub port: u16,
+    hosts: Vec<String>,
 }
 
 impl GitDaemon {
     pub fn start(base: &Path) -> Self {
+        Self::start_on(base, &["127.0.0.1"])
+    }
+
+    /// Listening on each of `hosts` (loopback addresses, the first 127.0.0.1). git daemon
+    /// listens with an accept queue of 5 per socket: a client that opens 8 connections at
+    /// once overflows one, and each connection the kernel drops waits 1 s for its SYN to
+    /// be sent again. Spread over several addresses, the bursts fit.
+    pub fn start_on(base: &Path, hosts: &[&str]) -> Self {
+        assert_eq!(
+            hosts.first(),
+            Some(&"127.0.0.1"),
+            "readiness is checked there"
+        );
         let port = free_port();
         let child = Command::new(daemon_program())
-            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .args(["--reuseaddr", "--export-all"])
+            .args(hosts.iter().map(|h| format!("--listen={h}")))
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(base)
@@ -136,11 +152,21 @@ impl GitDaemon {
             .spawn()
             .expect("start git daemon");
         wait_for_port(port, "git daemon");
-        Self { child, port }
+        Self {
+            child,
+            port,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        }
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("git://127.0.0.1:{}/{name}", self.port)
+        self.url_on(0, name)
+    }
+
+    /// The URL of `name` at the `i`th address it listens on, round robin.
+    pub fn url_on(&self, i: usize, name: &str) -> String {
+        let host = &self.hosts[i % self.hosts.len()];
+        format!("git://{host}:{}/{name}", self.port)
     }
 }
 
