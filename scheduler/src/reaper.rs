@@ -38,7 +38,19 @@ pub async fn reap(
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
     let mut reaped = Reaped::default();
 
+    // Only when Redis holds no delivery at all is a long-due pending job surely orphaned;
+    // with a backlog it may simply be waiting its turn. Listed before abandoned running
+    // jobs are requeued as pending: a pass slower than `stuck_after` would otherwise
+    // find those here too, and count and deliver them twice.
     let mut redeliver = Vec::new();
+    let depth = queue::redis_depth(redis, &cfg.queue.namespace).await?;
+    if depth.scheduled + depth.active + depth.inflight == 0 {
+        for (job_id, repo_id, reason) in jobs::pending_due_since(pool, stuck, BATCH).await? {
+            reaped.pending += 1;
+            redeliver.push(delivery(job_id, repo_id, &reason));
+        }
+    }
+
     for (job_id, repo_id, reason) in jobs::running_since(pool, stuck, BATCH).await? {
         // a live sync renews its lock: leave it alone however long it takes
         if leases.is_held(&leases.repo_key(repo_id)).await? {
@@ -47,21 +59,6 @@ pub async fn reap(
         if jobs::requeue_running(pool, job_id).await? {
             reaped.running += 1;
             // its reason keeps it in its lane: a rescued "Sync now" stays ahead
-            redeliver.push(delivery(job_id, repo_id, &reason));
-        }
-    }
-
-    // Only when Redis holds no delivery at all is a long-due pending job surely orphaned;
-    // with a backlog it may simply be waiting its turn.
-    let depth = queue::redis_depth(redis, &cfg.queue.namespace).await?;
-    if depth.scheduled + depth.active + depth.inflight == 0 {
-        for (job_id, repo_id, reason) in jobs::pending_due_since(pool, stuck, BATCH).await? {
-            // requeued above: a pass slower than `stuck_after` (Redis scanned a large
-            // keyspace) would otherwise count and deliver it twice
-            if redeliver.iter().any(|d: &SyncMirror| d.job_id == job_id) {
-                continue;
-            }
-            reaped.pending += 1;
             redeliver.push(delivery(job_id, repo_id, &reason));
         }
     }
