@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -158,6 +159,10 @@ pub struct MirrorConfig {
     /// scheduled.
     pub hard_fail_after: u32,
     pub allow_local_network: bool,
+    /// Largest a mirror may grow to on disk; a sync that would pass it fails (`too_large`).
+    pub max_size: ByteSize,
+    /// DNS server that resolves upstream host names, instead of the system resolver.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for MirrorConfig {
@@ -169,6 +174,8 @@ impl Default for MirrorConfig {
             max_sync_interval: Duration::from_secs(24 * 3600),
             hard_fail_after: 14,
             allow_local_network: false,
+            max_size: ByteSize::gib(10),
+            dns_server: None,
         }
     }
 }
@@ -213,6 +220,10 @@ pub struct SyncConfig {
     /// Syncs from one upstream host at once across all workers (0: no cap): hosts
     /// rate-limit mirrors that burst.
     pub max_per_host: u32,
+    /// Bytes an upstream's ref advertisement may take: it is held in memory whole.
+    pub max_advertisement_size: ByteSize,
+    /// Refs an upstream's advertisement may list.
+    pub max_advertised_refs: u32,
 }
 
 impl Default for SyncConfig {
@@ -226,6 +237,8 @@ impl Default for SyncConfig {
             lock_retry_delay: Duration::from_secs(5),
             max_concurrent: 0,
             max_per_host: 16,
+            max_advertisement_size: ByteSize::mib(32),
+            max_advertised_refs: 200_000,
         }
     }
 }
