@@ -132,6 +132,7 @@ text_enum! {
         BlockedUrl => "blocked_url",
         GitProtocol => "git_protocol",
         Disk => "disk",
+        TooLarge => "too_large",
         Internal => "internal",
     }
 }
@@ -147,7 +148,7 @@ impl ErrorKind {
     pub fn is_permanent(self) -> bool {
         matches!(
             self,
-            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::BlockedUrl
+            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::BlockedUrl | ErrorKind::TooLarge
         )
     }
 }

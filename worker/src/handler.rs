@@ -14,6 +14,7 @@ use stasis_shared::git::fetch::{
 use stasis_shared::git::gate::WriteGate;
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::selection::RefSelection;
+use stasis_shared::git::transport::{self, NetworkPolicy};
 use stasis_shared::git::url::{check_upstream, upstream_host, with_credentials, UrlError};
 use stasis_shared::lock::Lease;
 use stasis_shared::slots::{SlotGuard, Slots};
@@ -383,15 +384,19 @@ async fn fetch(
 ) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
     let allow_local = ctx.cfg.mirror.allow_local_network;
-    check_upstream(&url, allow_local)
-        .await
-        .map_err(|e| FetchError {
-            kind: match e {
-                UrlError::Unresolvable(_) => ErrorKind::Network,
-                _ => ErrorKind::BlockedUrl,
-            },
-            message: e.to_string(),
-        })?;
+    // git:// and http(s) are checked by our transport where it connects; the check here
+    // covers what libgit2 connects to itself (ssh, local paths)
+    if !transport::owns(&url) {
+        check_upstream(&url, allow_local)
+            .await
+            .map_err(|e| FetchError {
+                kind: match e {
+                    UrlError::Unresolvable(_) => ErrorKind::Network,
+                    _ => ErrorKind::BlockedUrl,
+                },
+                message: e.to_string(),
+            })?;
+    }
 
     let timeout = ctx.cfg.sync.timeout;
     let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
@@ -401,33 +406,42 @@ async fn fetch(
         include: repo.include_refs.clone(),
         exclude: repo.exclude_refs.clone(),
     };
-    let fetch = tokio::task::spawn_blocking(move || {
+    let network = NetworkPolicy::from_config(&ctx.cfg);
+    let mut fetch = tokio::task::spawn_blocking(move || {
         fetch_mirror(&FetchRequest {
             path: &path,
             url: &url,
             deadline,
             stop: &thread_stop,
-            follow_redirects: allow_local,
+            network: &network,
             selection: &selection,
             gate: &gate,
         })
     });
     // The fetch checks the deadline itself; this outer bound covers a thread stuck
-    // where libgit2 makes no callback.
-    match tokio::time::timeout(timeout + Duration::from_secs(5), fetch).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(FetchError {
-            kind: ErrorKind::Internal,
-            message: format!("fetch thread failed: {join}"),
-        }),
+    // where neither our transport nor a libgit2 callback looks at it. The sync's permit
+    // is held until the thread has ended either way: a stopped fetch holds no memory
+    // or connection beyond it.
+    let joined = match tokio::time::timeout(timeout + Duration::from_secs(5), &mut fetch).await {
+        Ok(joined) => joined,
         Err(_) => {
             stop.stop(StopReason::Timeout);
-            Err(FetchError {
-                kind: ErrorKind::Timeout,
-                message: "sync timed out".into(),
-            })
+            let joined = fetch.await;
+            if joined.is_ok() {
+                return Err(FetchError {
+                    kind: ErrorKind::Timeout,
+                    message: "sync timed out".into(),
+                });
+            }
+            joined
         }
-    }
+    };
+    joined.unwrap_or_else(|join| {
+        Err(FetchError {
+            kind: ErrorKind::Internal,
+            message: format!("fetch thread failed: {join}"),
+        })
+    })
 }
 
 /// The URL to fetch: the stored one with its sealed credentials opened and put back.

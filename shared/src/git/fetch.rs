@@ -5,15 +5,17 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use git2::{
     AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions, Oid,
-    RemoteCallbacks, RemoteRedirect, RemoteUpdateFlags, Repository, RepositoryInitOptions,
+    RemoteCallbacks, RemoteUpdateFlags, Repository, RepositoryInitOptions,
 };
 
 use super::gate::WriteGate;
 use super::selection::RefSelection;
+use super::transport::{self, NetworkPolicy, Session};
 use super::url::{http_credentials, redact_text};
 use crate::domain::ErrorKind;
 
@@ -59,10 +61,9 @@ pub struct FetchRequest<'a> {
     pub path: &'a Path,
     pub url: &'a str,
     pub deadline: Instant,
-    pub stop: &'a StopFlag,
-    /// Off-site HTTP redirects are followed only when local networks are allowed, so a
-    /// redirect cannot lead the fetch to an internal address.
-    pub follow_redirects: bool,
+    pub stop: &'a Arc<StopFlag>,
+    /// Where the fetch may connect and how much it may receive.
+    pub network: &'a NetworkPolicy,
     /// The refs this mirror keeps; others are neither fetched nor pruned.
     pub selection: &'a RefSelection,
     /// Asked before the first write that follows the ref listing.
@@ -102,8 +103,13 @@ pub struct FetchError {
 }
 
 pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
-    let fail = |e: git2::Error| classify(&e, req);
-    let (repo, initialized) = open_or_init(req.path, req.follow_redirects).map_err(fail)?;
+    let mut network = req.network.clone();
+    // the transfer may fill what the mirror has left of its size limit
+    network.max_transfer = network.max_transfer.saturating_sub(disk_size(req.path));
+    let session = Session::new(network, req.deadline, req.stop.clone());
+    let _entered = transport::enter(session.clone());
+    let fail = |e: git2::Error| classify(&e, req, &session);
+    let (repo, initialized) = open_or_init(req.path).map_err(fail)?;
     let mut report = FetchReport {
         initialized,
         ..FetchReport::default()
@@ -157,8 +163,7 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let mut options = FetchOptions::new();
     options
         .remote_callbacks(callbacks(req, &auth_tries))
-        .download_tags(tags)
-        .follow_redirects(redirects(req.follow_redirects));
+        .download_tags(tags);
     if !refspecs.is_empty() {
         conn.remote()
             .download(&refspecs, Some(&mut options))
@@ -254,14 +259,6 @@ fn callbacks<'a>(req: &'a FetchRequest<'_>, auth_tries: &'a Cell<u32>) -> Remote
     callbacks
 }
 
-fn redirects(follow: bool) -> RemoteRedirect {
-    if follow {
-        RemoteRedirect::Initial
-    } else {
-        RemoteRedirect::None
-    }
-}
-
 /// The mirror's refs within the selection, as name → object; a symbolic ref (which a
 /// fetch never writes) makes the mirror differ from anything upstream advertises.
 fn local_refs(
@@ -283,26 +280,35 @@ fn local_refs(
     Ok(refs)
 }
 
-/// Opens the bare mirror, creating it on first sync. Its config pins
-/// `http.followRedirects` to the fetch's policy: the ref listing cannot be given a
-/// redirect option and reads the repository's config instead.
-fn open_or_init(path: &Path, follow_redirects: bool) -> Result<(Repository, bool), git2::Error> {
-    let policy = if follow_redirects { "initial" } else { "false" };
-    let (repo, initialized) = match Repository::open_bare(path) {
-        Ok(repo) => (repo, false),
+/// Opens the bare mirror, creating it on first sync.
+fn open_or_init(path: &Path) -> Result<(Repository, bool), git2::Error> {
+    match Repository::open_bare(path) {
+        Ok(repo) => Ok((repo, false)),
         Err(e) if e.code() == ErrorCode::NotFound => {
             let mut opts = RepositoryInitOptions::new();
             opts.bare(true).mkpath(true);
-            (Repository::init_opts(path, &opts)?, true)
+            Ok((Repository::init_opts(path, &opts)?, true))
         }
-        Err(e) => return Err(e),
-    };
-    let mut config = repo.config()?;
-    if config.get_string("http.followRedirects").ok().as_deref() != Some(policy) {
-        config.set_str("http.followRedirects", policy)?;
+        Err(e) => Err(e),
     }
-    drop(config);
-    Ok((repo, initialized))
+}
+
+/// Bytes the mirror takes on disk (its objects: refs and config are noise).
+fn disk_size(path: &Path) -> u64 {
+    fn walk(dir: &Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|entry| match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(&entry.path()),
+                Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(&path.join("objects"))
 }
 
 /// Points HEAD where upstream's HEAD points, so clones of the mirror check out the same
@@ -331,9 +337,17 @@ fn stopped(reason: StopReason) -> FetchError {
     }
 }
 
-fn classify(e: &git2::Error, req: &FetchRequest<'_>) -> FetchError {
-    if e.code() == ErrorCode::User || (req.stop.is_stopped() && e.class() == ErrorClass::Callback) {
+fn classify(e: &git2::Error, req: &FetchRequest<'_>, session: &Session) -> FetchError {
+    if e.code() == ErrorCode::User || req.stop.is_stopped() {
         return stopped(req.stop.reason());
+    }
+    // our transport knows why it refused or cut a connection
+    if let Some(failure) = session.failure() {
+        let message = redact_text(&failure.message, req.url);
+        return FetchError {
+            kind: failure.kind,
+            message: format!("{message} ({})", failure.kind),
+        };
     }
     let message = redact_text(e.message(), req.url);
     let lower = message.to_ascii_lowercase();

@@ -4,6 +4,7 @@ pub mod fetch;
 pub mod gate;
 mod pack_refs;
 pub mod selection;
+pub mod transport;
 pub mod url;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,387 @@
+//! Smart HTTP(S) with our own client: host names resolve through the session, which
+//! refuses addresses the policy does not allow, so the address connected to is one it
+//! approved; a redirect is followed only to a URL that passes the same policy; every
+//! response is read under the session's deadline, stop flag and limits.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use url::Url;
+
+use super::meter::{Meter, Phase};
+use super::session::{bounded, Session};
+use super::{git_error, only_fetch};
+use crate::domain::ErrorKind;
+
+const ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
+const MAX_REDIRECTS: usize = 5;
+
+pub(super) struct Http {
+    session: Arc<Session>,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    client: Option<reqwest::Client>,
+    /// Where the listing ended up after redirects: the download goes there too.
+    base: Option<Url>,
+    /// Sent once the upstream asked for them (401), and only to the URL's own host.
+    authorized: bool,
+}
+
+impl Http {
+    pub(super) fn new(session: Arc<Session>) -> Self {
+        Self {
+            session,
+            state: Arc::default(),
+        }
+    }
+
+    fn client(&self) -> Result<reqwest::Client, git2::Error> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = &state.client {
+            return Ok(client.clone());
+        }
+        let session = self.session.clone();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!(
+                "git/2.0 (stasis-mirror-sync ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(30))
+            .dns_resolver(Arc::new(Checked(self.session.clone())))
+            .redirect(Policy::custom(move |attempt| {
+                match allowed_redirect(&session, attempt.previous(), attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(why) => attempt.error(why),
+                }
+            }))
+            .build()
+            .map_err(|e| {
+                git_error(
+                    &self.session,
+                    ErrorKind::Internal,
+                    format!("HTTP client: {e}"),
+                )
+            })?;
+        state.client = Some(client.clone());
+        Ok(client)
+    }
+}
+
+impl SmartSubtransport for Http {
+    fn action(
+        &self,
+        url: &str,
+        action: Service,
+    ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
+        only_fetch(action)?;
+        let mut origin = Url::parse(url).map_err(|_| {
+            git_error(
+                &self.session,
+                ErrorKind::BlockedUrl,
+                "HTTP URL is not valid".into(),
+            )
+        })?;
+        let credentials = credentials(&origin);
+        let _ = origin.set_username("");
+        let _ = origin.set_password(None);
+        if let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = origin.host() {
+            let ip = host_ip(&origin).expect("an IP host");
+            self.session
+                .check(origin.host_str().unwrap_or_default(), ip)
+                .map_err(|e| git_error(&self.session, ErrorKind::BlockedUrl, e.to_string()))?;
+        }
+        let listing = action == Service::UploadPackLs;
+        Ok(Box::new(HttpStream {
+            client: self.client()?,
+            session: self.session.clone(),
+            state: self.state.clone(),
+            origin,
+            credentials,
+            listing,
+            body: Vec::new(),
+            response: None,
+            pending: bytes::Bytes::new(),
+            meter: Meter::new(
+                self.session.clone(),
+                if listing {
+                    Phase::Advertisement
+                } else {
+                    Phase::Transfer
+                },
+            ),
+        }))
+    }
+
+    fn close(&self) -> Result<(), git2::Error> {
+        Ok(())
+    }
+}
+
+struct HttpStream {
+    client: reqwest::Client,
+    session: Arc<Session>,
+    state: Arc<Mutex<State>>,
+    origin: Url,
+    credentials: Option<(String, String)>,
+    listing: bool,
+    body: Vec<u8>,
+    response: Option<reqwest::Response>,
+    pending: bytes::Bytes,
+    meter: Meter,
+}
+
+impl Write for HttpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.body.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for HttpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.response.is_none() {
+            self.response = Some(self.send()?);
+        }
+        while self.pending.is_empty() {
+            let response = self.response.as_mut().expect("sent above");
+            let session = self.session.clone();
+            let chunk = session
+                .block_on(bounded(&session, response.chunk()))??
+                .map_err(|e| self.session.fail(ErrorKind::Network, describe(&e)));
+            match chunk? {
+                None => return Ok(0),
+                Some(bytes) => {
+                    self.meter.read(&bytes)?;
+                    self.pending = bytes;
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+
+impl HttpStream {
+    /// The request this stream stands for, answered 200; a 401 is answered once with
+    /// the URL's credentials.
+    fn send(&mut self) -> io::Result<reqwest::Response> {
+        loop {
+            let response = self.request()?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && self.may_authorize() {
+                self.state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .authorized = true;
+                continue;
+            }
+            self.check_status(status)?;
+            if self.listing {
+                let kind = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if kind != ADVERTISEMENT {
+                    return Err(self.session.fail(
+                        ErrorKind::GitProtocol,
+                        "upstream is not a smart HTTP git server",
+                    ));
+                }
+                let mut base = response.url().clone();
+                base.set_query(None);
+                let path = base.path().trim_end_matches("/info/refs").to_owned();
+                base.set_path(&path);
+                self.state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .base = Some(base);
+            }
+            return Ok(response);
+        }
+    }
+
+    fn request(&self) -> io::Result<reqwest::Response> {
+        let (base, authorized) = {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let base = match (&state.base, self.listing) {
+                (Some(base), false) => base.clone(),
+                _ => self.origin.clone(),
+            };
+            (base, state.authorized)
+        };
+        let path = base.path().trim_end_matches('/').to_owned();
+        let mut url = base.clone();
+        let request = if self.listing {
+            url.set_path(&format!("{path}/info/refs"));
+            url.set_query(Some("service=git-upload-pack"));
+            self.client.get(url)
+        } else {
+            url.set_path(&format!("{path}/git-upload-pack"));
+            self.client
+                .post(url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-git-upload-pack-request",
+                )
+                .header(
+                    reqwest::header::ACCEPT,
+                    "application/x-git-upload-pack-result",
+                )
+                .body(self.body.clone())
+        };
+        // credentials go only to the host they were given for
+        let request = match &self.credentials {
+            Some((user, pass)) if authorized && base.host() == self.origin.host() => {
+                request.basic_auth(user, Some(pass))
+            }
+            _ => request,
+        };
+        let session = self.session.clone();
+        session
+            .block_on(bounded(&session, request.send()))??
+            .map_err(|e| self.failed(&e))
+    }
+
+    fn may_authorize(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.credentials.is_some() && !state.authorized
+    }
+
+    fn check_status(&self, status: StatusCode) -> io::Result<()> {
+        let (kind, what) = match status.as_u16() {
+            200 => return Ok(()),
+            401 | 403 => (
+                ErrorKind::Auth,
+                "authentication required or rejected by upstream",
+            ),
+            404 | 410 => (ErrorKind::NotFound, "repository not found"),
+            300..=399 => (
+                ErrorKind::BlockedUrl,
+                "upstream redirected, and redirects are not followed here",
+            ),
+            500..=599 => (ErrorKind::Network, "upstream server error"),
+            _ => (ErrorKind::GitProtocol, "unexpected answer from upstream"),
+        };
+        Err(self
+            .session
+            .fail(kind, format!("{what} (HTTP {})", status.as_u16())))
+    }
+
+    /// A request that got no answer: the session may already know why (a refused
+    /// address or redirect).
+    fn failed(&self, e: &reqwest::Error) -> io::Error {
+        let text = describe(e);
+        let kind = if text.contains("certificate") {
+            ErrorKind::Auth
+        } else {
+            ErrorKind::Network
+        };
+        self.session.fail(kind, text)
+    }
+}
+
+/// The error with its causes, without the URL (which may name a redirect target).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = match e.url() {
+        Some(url) => e.to_string().replace(url.as_str(), "upstream"),
+        None => e.to_string(),
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn credentials(url: &Url) -> Option<(String, String)> {
+    if url.username().is_empty() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some((decode(url.username()), decode(url.password().unwrap_or(""))))
+}
+
+fn host_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(ip.into()),
+        url::Host::Ipv6(ip) => Some(ip.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// A redirect is followed only where the fetch itself could have gone: no https to
+/// http, no credentials or fragments in the target, and an IP target that passes the
+/// address policy (a host name is checked when it is resolved).
+fn allowed_redirect(session: &Session, previous: &[Url], next: &Url) -> Result<(), io::Error> {
+    let refuse = |why: String| Err(session.fail(ErrorKind::BlockedUrl, why));
+    if previous.len() > MAX_REDIRECTS {
+        return refuse(format!(
+            "upstream redirected more than {MAX_REDIRECTS} times"
+        ));
+    }
+    let from_https = previous.last().is_some_and(|u| u.scheme() == "https");
+    match next.scheme() {
+        "https" => {}
+        "http" if !from_https => {}
+        _ => return refuse("upstream redirected to a scheme that is not allowed".into()),
+    }
+    if !next.username().is_empty() || next.password().is_some() || next.fragment().is_some() {
+        return refuse("upstream redirected to a URL with credentials or a fragment".into());
+    }
+    if let Some(ip) = host_ip(next) {
+        session.check(next.host_str().unwrap_or_default(), ip)?;
+    }
+    Ok(())
+}
+
+/// reqwest's resolver: the session's answer, every address checked, so the client can
+/// connect only to approved addresses.
+struct Checked(Arc<Session>);
+
+impl Resolve for Checked {
+    fn resolve(&self, name: Name) -> Resolving {
+        let session = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs = super::dns::lookup(session.policy.dns_server, host.clone(), 0)
+                .await
+                .map_err(|e| session.fail(ErrorKind::Network, e))?;
+            for addr in &addrs {
+                session.check(&host, addr.ip())?;
+            }
+            if addrs.is_empty() {
+                return Err(session
+                    .fail(
+                        ErrorKind::Network,
+                        format!("host `{host}` could not be resolved"),
+                    )
+                    .into());
+            }
+            let addrs: Addrs = Box::new(addrs.into_iter().collect::<Vec<SocketAddr>>().into_iter());
+            Ok(addrs)
+        })
+    }
+}

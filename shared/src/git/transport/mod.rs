@@ -1,0 +1,109 @@
+//! Upstream connections owned by us rather than libgit2, for `git://` and `http(s)://`.
+//! libgit2 still speaks git's protocol and writes objects; we open the connection, so
+//! the address it reaches is the one the policy approved (resolved once, checked, then
+//! connected to), redirects obey the same policy, what an upstream sends is bounded
+//! (ref advertisement, total bytes) and a stopped or timed-out sync closes its socket
+//! within a slice instead of reading on.
+//!
+//! libgit2 picks a transport by URL prefix for the whole process; the rules of one
+//! fetch reach it through a [`Session`] entered on the fetch's thread.
+
+mod dns;
+mod git_proto;
+mod http;
+mod meter;
+mod session;
+mod stream;
+
+use std::cell::RefCell;
+use std::sync::{Arc, Once};
+
+use git2::transport::{Service, Transport};
+
+pub use session::{Failure, NetworkPolicy, Session};
+
+use crate::domain::ErrorKind;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Session>>> = const { RefCell::new(None) };
+}
+
+/// The session in force on this thread until dropped.
+pub struct Entered(Option<Arc<Session>>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = self.0.take());
+    }
+}
+
+/// Makes `session` the rules of every connection libgit2 opens on this thread.
+pub fn enter(session: Arc<Session>) -> Entered {
+    register();
+    Entered(CURRENT.with(|c| c.borrow_mut().replace(session)))
+}
+
+fn current() -> Result<Arc<Session>, git2::Error> {
+    CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
+        git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Net,
+            "no fetch session on this thread: upstream connections are refused",
+        )
+    })
+}
+
+/// Installs our transports for the process, once.
+pub fn register() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let install = |prefix: &str, rpc: bool| {
+            // SAFETY: inside `Once`, so no other registration runs concurrently; libgit2
+            // reads its transport list under its own lock when a remote connects.
+            let done = unsafe {
+                git2::transport::register(prefix, move |remote| {
+                    let session = current()?;
+                    if rpc {
+                        Transport::smart(remote, true, http::Http::new(session))
+                    } else {
+                        Transport::smart(remote, false, git_proto::GitProto { session })
+                    }
+                })
+            };
+            done.expect("registering an upstream transport");
+        };
+        install("git://", false);
+        install("http://", true);
+        install("https://", true);
+    });
+}
+
+/// A libgit2 error carrying a failure the session recorded.
+fn git_error(session: &Session, kind: ErrorKind, message: String) -> git2::Error {
+    let _ = session.fail(kind, message.clone());
+    git2::Error::new(
+        git2::ErrorCode::GenericError,
+        git2::ErrorClass::Net,
+        message,
+    )
+}
+
+fn only_fetch(action: Service) -> Result<(), git2::Error> {
+    match action {
+        Service::UploadPackLs | Service::UploadPack => Ok(()),
+        _ => Err(git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Net,
+            "mirrors only fetch: pushing is not supported",
+        )),
+    }
+}
+
+/// Whether a fetch of `url` connects through our transports (and so under the policy
+/// at connect time), rather than through libgit2's own.
+pub fn owns(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    ["git://", "http://", "https://"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+}
