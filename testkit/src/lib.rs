@@ -1,8 +1,13 @@
 //! Test environments on the real services: each test gets its own Postgres database and
 //! Redis key namespace (so tests run in parallel), and builds its own git upstreams.
 
+mod background;
+pub mod dns;
 pub mod env;
 pub mod git;
+pub mod hostile;
+pub mod http;
+pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod scheduler;
