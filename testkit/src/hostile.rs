@@ -162,7 +162,10 @@ async fn serve(kind: Hostility, stream: TcpStream, stats: &Stats) {
     }
 }
 
-async fn endless_advertisement(rd: &mut impl AsyncReadUnpin, out: &mut Counted<'_>) -> io::Result<()> {
+async fn endless_advertisement(
+    rd: &mut impl AsyncReadUnpin,
+    out: &mut Counted<'_>,
+) -> io::Result<()> {
     read_pkt(rd).await?; // git-upload-pack /<name>\0host=...\0
     let mut next: u64 = 0;
     loop {

@@ -168,7 +168,10 @@ async fn cgi(root: &Path, req: Request, authenticated: bool) -> Result<Response,
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("HTTP_CONTENT_ENCODING", get(header::CONTENT_ENCODING))
         // Protocol v2 is asked for in a header, which a CGI program reads from here.
-        .env("GIT_PROTOCOL", get(header::HeaderName::from_static("git-protocol")))
+        .env(
+            "GIT_PROTOCOL",
+            get(header::HeaderName::from_static("git-protocol")),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -214,7 +217,9 @@ fn parse_cgi(out: &[u8]) -> Result<Response, String> {
         let value = value.trim();
         if name.eq_ignore_ascii_case("Status") {
             let code = value.split(' ').next().unwrap_or("");
-            let code = code.parse::<u16>().map_err(|_| format!("bad status {value:?}"))?;
+            let code = code
+                .parse::<u16>()
+                .map_err(|_| format!("bad status {value:?}"))?;
             response = response.status(code);
         } else {
             let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;

@@ -108,7 +108,15 @@ fn set_up(parent_ns: &str, addrs: &[&str]) {
         if parsed.is_ipv4() {
             ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
         } else {
-            ip(&["-6", "addr", "add", &format!("{addr}/128"), "dev", "lo", "nodad"]);
+            ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/128"),
+                "dev",
+                "lo",
+                "nodad",
+            ]);
         }
     }
 }
