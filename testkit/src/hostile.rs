@@ -151,8 +151,11 @@ async fn serve(kind: Hostility, stream: TcpStream, stats: &Stats) {
         Hostility::GarbageAfterAdvertisement => garbage(&mut rd, &mut out).await,
         Hostility::JunkPack => junk_pack(&mut rd, &mut out).await,
     };
-    if played.is_err() {
-        return; // a failed write or read: the client is gone
+    match played {
+        // The client sent something that is not a pkt-line: it is still there.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {}
+        Err(_) => return, // a failed write, or EOF or a reset on a read: the client is gone
+        Ok(()) => {}
     }
     let mut buf = [0u8; 4096];
     while let Ok(n) = rd.read(&mut buf).await {

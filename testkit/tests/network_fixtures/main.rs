@@ -34,3 +34,25 @@ pub fn git_ok(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn fixtures_stop_on_drop() {
+    use stasis_testkit::{dns, hostile, http};
+    let hostile = hostile::HostileGitServer::start(hostile::Hostility::Silent);
+    let held = std::net::TcpStream::connect(hostile.addr()).unwrap();
+    let addr = hostile.addr();
+    drop(hostile); // with a connection still open
+    assert!(std::net::TcpStream::connect(addr).is_err());
+    drop(held);
+
+    let root = tempfile::tempdir().unwrap();
+    let server = http::GitHttpServer::start(root.path());
+    let addr = server.addr();
+    drop(server);
+    assert!(std::net::TcpStream::connect(addr).is_err());
+
+    let dns = dns::RebindingDns::start("a.test", vec![]);
+    let addr = dns.addr();
+    drop(dns);
+    std::net::UdpSocket::bind(addr).expect("the DNS port is free again");
+}

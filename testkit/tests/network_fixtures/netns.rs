@@ -78,3 +78,12 @@ fn http_server_on_a_public_address() {
     let listed = crate::git_ok(dir.path(), &["ls-remote", &server.url("r.git")]);
     assert!(listed.contains(&up.refs()["refs/heads/main"]));
 }
+
+#[test]
+#[should_panic(expected = "in a new network namespace")]
+fn a_name_that_runs_no_test_fails() {
+    // The child runs nothing and exits 0: that must not count as the body passing.
+    if !enter_or_run("netns::no_such_test", &[]) {
+        unreachable!("the parent panics first");
+    }
+}
