@@ -167,15 +167,15 @@ async fn cgi(root: &Path, req: Request, authenticated: bool) -> Result<Response,
         .env("CONTENT_TYPE", get(header::CONTENT_TYPE))
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("HTTP_CONTENT_ENCODING", get(header::CONTENT_ENCODING))
-        // Protocol v2 is asked for in a header, which a CGI program reads from here.
-        .env(
-            "GIT_PROTOCOL",
-            get(header::HeaderName::from_static("git-protocol")),
-        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Protocol v2 is asked for in a header, which a CGI program reads from GIT_PROTOCOL.
+    let protocol = get(header::HeaderName::from_static("git-protocol"));
+    if !protocol.is_empty() {
+        cmd.env("GIT_PROTOCOL", protocol);
+    }
     if authenticated {
         cmd.env("REMOTE_USER", "stasis-test");
     }
