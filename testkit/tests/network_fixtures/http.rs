@@ -43,6 +43,14 @@ fn git_clones_and_lists_through_http_backend() {
         listed.contains(&format!("{main}\trefs/heads/main")),
         "{listed}"
     );
+    // Protocol v0, as libgit2 speaks it (no Git-Protocol header).
+    let v0 = [
+        "-c",
+        "protocol.version=0",
+        "ls-remote",
+        &server.url("r.git"),
+    ];
+    assert_eq!(git_ok(dir.path(), &v0), listed);
     git_ok(
         dir.path(),
         &["clone", "-q", "--bare", &server.url("r.git"), "c.git"],
