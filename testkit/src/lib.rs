@@ -1,8 +1,16 @@
 //! Test environments on the real services: each test gets its own Postgres database and
 //! Redis key namespace (so tests run in parallel), and builds its own git upstreams.
+//! For the upstream transports: misbehaving git:// servers ([`hostile`]), a smart-HTTP
+//! git server ([`http`]), a rebinding DNS server ([`dns`]) and test bodies run in a network
+//! namespace of their own ([`netns`]).
 
+mod background;
+pub mod dns;
 pub mod env;
 pub mod git;
+pub mod hostile;
+pub mod http;
+pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod scheduler;

@@ -1,0 +1,232 @@
+//! A smart-HTTP git server: a small axum server in front of the real `git http-backend`
+//! CGI, with the two things a client's HTTP transport must handle that `git daemon` has
+//! no equivalent of: redirects (to another host, for the SSRF checks) and Basic auth.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use base64::Engine;
+use tokio::io::AsyncWriteExt;
+
+use crate::background::Background;
+
+/// Serves every bare repository under a root (`<root>/<name>` at `/<name>`) on a free port;
+/// stopped on drop, with any `git http-backend` still running killed.
+pub struct GitHttpServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _server: Background,
+}
+
+struct Shared {
+    root: PathBuf,
+    /// `(/prefix, to_base)`, first match wins.
+    redirects: Mutex<Vec<(String, String)>>,
+    /// The whole `Authorization` header value a request must carry.
+    auth: Mutex<Option<String>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl GitHttpServer {
+    pub fn start(root: &Path) -> Self {
+        Self::start_on(root, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Listening on `ip` (a loopback address, or a "public" one made local by
+    /// [`crate::netns`]), port chosen by the kernel. Accepts connections on return.
+    pub fn start_on(root: &Path, ip: IpAddr) -> Self {
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind git http server");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            root: root.to_owned(),
+            redirects: Mutex::default(),
+            auth: Mutex::default(),
+            log: Mutex::default(),
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let server = Background::spawn("git-http", move || async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("http listener");
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            shared,
+            _server: server,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://<ip>:<port>/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{}/{name}", self.addr)
+    }
+
+    /// Answers every request whose path starts with `/<from_prefix>` (a leading `/` in
+    /// `from_prefix` is optional) with `302 Found` and `Location: <to_base><rest>`, where
+    /// `rest` is the rest of the path and the query. `redirect("old", "http://10.0.0.1/new")`
+    /// sends `/old/r.git/info/refs?service=git-upload-pack` to
+    /// `http://10.0.0.1/new/r.git/info/refs?service=git-upload-pack`.
+    pub fn redirect(&self, from_prefix: &str, to_base: &str) {
+        let prefix = format!("/{}", from_prefix.trim_start_matches('/'));
+        let rule = (prefix, to_base.to_owned());
+        self.shared.redirects.lock().unwrap().push(rule);
+    }
+
+    /// From now on every request (all repositories) needs `Authorization: Basic` with
+    /// `user:pass`; without it, or with other credentials, the answer is `401` with
+    /// `WWW-Authenticate: Basic realm="stasis-test"`. Redirect rules are checked first.
+    pub fn require_basic_auth(&self, user: &str, pass: &str) {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        *self.shared.auth.lock().unwrap() = Some(format!("Basic {token}"));
+    }
+
+    /// Every request so far as `"<METHOD> <path>[?<query>]"`, in arrival order, e.g.
+    /// `"GET /r.git/info/refs?service=git-upload-pack"`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.log.lock().unwrap().clone()
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let target = target.to_owned();
+    let line = format!("{} {target}", req.method());
+    shared.log.lock().unwrap().push(line);
+
+    let location = shared
+        .redirects
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(prefix, _)| target.starts_with(prefix.as_str()))
+        .map(|(prefix, to)| format!("{to}{}", &target[prefix.len()..]));
+    if let Some(location) = location {
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, location)
+            .body(Body::empty())
+            .unwrap();
+    }
+
+    let expected = shared.auth.lock().unwrap().clone();
+    let authorized = expected.as_ref().is_none_or(|e| {
+        let given = req.headers().get(header::AUTHORIZATION);
+        given.is_some_and(|g| g.as_bytes() == e.as_bytes())
+    });
+    if !authorized {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(header::WWW_AUTHENTICATE, "Basic realm=\"stasis-test\"")
+            .body(Body::from("authentication required\n"))
+            .unwrap();
+    }
+
+    match cgi(&shared.root, req, expected.is_some()).await {
+        Ok(response) => response,
+        Err(e) => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Body::from(format!("git http-backend: {e}\n")))
+            .unwrap(),
+    }
+}
+
+/// Runs `git http-backend` for one request, as a web server runs a CGI program, and turns
+/// its output (CGI headers, `Status:` among them, a blank line, the body) into a response.
+/// The whole body is buffered both ways: test repositories are small.
+async fn cgi(root: &Path, req: Request, authenticated: bool) -> Result<Response, String> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| format!("read request body: {e}"))?;
+    let get = |name: header::HeaderName| {
+        let value = parts.headers.get(name);
+        value.and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    };
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("CONTENT_TYPE", get(header::CONTENT_TYPE))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", get(header::CONTENT_ENCODING))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // Protocol v2 is asked for in a header, which a CGI program reads from GIT_PROTOCOL.
+    let protocol = get(header::HeaderName::from_static("git-protocol"));
+    if !protocol.is_empty() {
+        cmd.env("GIT_PROTOCOL", protocol);
+    }
+    if authenticated {
+        cmd.env("REMOTE_USER", "stasis-test");
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // Fed beside the read of stdout: a large body must not wait on a full pipe.
+    let feed = tokio::spawn(async move {
+        let _ = stdin.write_all(&body).await;
+    });
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("wait: {e}"))?;
+    let _ = feed.await;
+    if out.stdout.is_empty() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{}, no output: {stderr}", out.status));
+    }
+    parse_cgi(&out.stdout)
+}
+
+fn parse_cgi(out: &[u8]) -> Result<Response, String> {
+    let mut response = Response::builder().status(StatusCode::OK);
+    let mut pos = 0;
+    loop {
+        let end = out[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("CGI output without the blank line after its headers")?;
+        let line = &out[pos..pos + end];
+        pos += end + 1;
+        let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad CGI header {line:?}"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("Status") {
+            let code = value.split(' ').next().unwrap_or("");
+            let code = code
+                .parse::<u16>()
+                .map_err(|_| format!("bad status {value:?}"))?;
+            response = response.status(code);
+        } else {
+            let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            response = response.header(name, value);
+        }
+    }
+    response
+        .body(Body::from(out[pos..].to_vec()))
+        .map_err(|e| e.to_string())
+}
