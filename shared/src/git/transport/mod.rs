@@ -57,11 +57,11 @@ fn current() -> Result<Arc<Session>, git2::Error> {
 pub fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let install = |prefix: &str, rpc: bool| {
+        let install = |scheme: &str, rpc: bool| {
             // SAFETY: inside `Once`, so no other registration runs concurrently; libgit2
             // reads its transport list under its own lock when a remote connects.
             let done = unsafe {
-                git2::transport::register(prefix, move |remote| {
+                git2::transport::register(scheme, move |remote| {
                     let session = current()?;
                     if rpc {
                         Transport::smart(remote, true, http::Http::new(session))
@@ -72,9 +72,9 @@ pub fn register() {
             };
             done.expect("registering an upstream transport");
         };
-        install("git://", false);
-        install("http://", true);
-        install("https://", true);
+        install("git", false);
+        install("http", true);
+        install("https", true);
     });
 }
 

@@ -100,7 +100,8 @@ impl Session {
             self.stop.stop(crate::git::fetch::StopReason::Timeout);
         }
         if self.stop.is_stopped() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "sync stopped"));
+            // not `Interrupted`: `write_all` would retry that forever
+            return Err(io::Error::other("sync stopped"));
         }
         Ok(())
     }
@@ -234,6 +235,6 @@ pub(super) async fn bounded<F: std::future::Future>(
             session.stop.stop(crate::git::fetch::StopReason::Timeout);
             Err(io::Error::new(io::ErrorKind::TimedOut, "sync timed out"))
         }
-        _ = stopped => Err(io::Error::new(io::ErrorKind::Interrupted, "sync stopped")),
+        _ = stopped => Err(io::Error::other("sync stopped")),
     }
 }
