@@ -20,16 +20,21 @@ pub struct ImportRequest {
     )]
     pub name: String,
     /// http, https, git or ssh; credentials in it are stored sealed and never shown.
+    /// Stored in canonical form (lowercase host, no default port); no query or fragment.
+    #[schema(min_length = 1, max_length = 2048)]
     pub clone_url: String,
     #[serde(default)]
     pub mirror: bool,
+    /// At most 1,000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     #[serde(default)]
     pub private: Option<bool>,
     /// This mirror's interval (`30m`, `2h`), at least `mirror.min_sync_interval`;
-    /// otherwise the default interval applies.
+    /// at most `mirror.max_sync_interval`; otherwise the default interval applies.
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub sync_interval: Option<String>,
 }
 
@@ -163,23 +168,32 @@ pub struct SyncAccepted {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorSettingsRequest {
-    /// `30m`, `2h`…; `null` returns to the default interval.
+    /// `30m`, `2h`…, from `mirror.min_sync_interval` to `mirror.max_sync_interval`;
+    /// `null` returns to the default interval.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 64)]
     pub sync_interval: Option<Option<String>>,
     /// `false` pauses scheduled syncs of this mirror ("Sync now" still works).
     pub enabled: Option<bool>,
     /// A new upstream; credentials in it replace the stored ones (none: removed).
+    #[schema(min_length = 1, max_length = 2048)]
     pub mirror_url: Option<String>,
     /// Shared secret that push webhooks (`POST /hooks/{owner}/{repo}`) are verified
     /// with; stored sealed and never shown again. `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        min_length = 8,
+        max_length = 256,
+        pattern = r"^\S([\s\S]*\S)?$"
+    )]
     pub webhook_secret: Option<Option<String>>,
     /// Selective sync: ref patterns to keep, e.g. `refs/heads/release/*` (one `*` at
-    /// most); `[]` keeps every ref.
+    /// most; 255 characters at most); `[]` keeps every ref. 50 patterns at most.
+    #[schema(max_items = 50)]
     pub include_refs: Option<Vec<String>>,
     /// Ref patterns to leave out, e.g. `refs/pull/*`; they win over `include_refs`.
+    #[schema(max_items = 50)]
     pub exclude_refs: Option<Vec<String>>,
 }
 

@@ -1,13 +1,20 @@
-//! Input rules shared by several endpoints: repository names, intervals, upstream URLs.
+//! Input rules shared by several endpoints: repository names, intervals, upstream URLs,
+//! and a bound on every free-text field. The OpenAPI schema in `dto.rs` states the same
+//! bounds: a client that follows it is never refused for length.
 
 use std::time::Duration;
 
-use stasis_shared::git::url::{check_upstream, split_credentials, UrlError};
+use stasis_shared::git::url::{check_upstream, Scheme, UpstreamUrl, UrlError};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 const MAX_NAME_LEN: usize = 100;
+/// In characters, as JSON Schema's `maxLength` counts them.
+pub const MAX_DESCRIPTION_LEN: usize = 1000;
+/// An interval is a few words (`1h 30m`); anything longer is not one.
+pub const MAX_INTERVAL_LEN: usize = 64;
+pub use stasis_shared::git::url::MAX_URL_LEN;
 
 /// Names as a git host allows them: ASCII letters, digits, `.`, `-`, `_`; no leading
 /// dot or dash, no `..`, no `.git` suffix (the bare directory adds it).
@@ -28,8 +35,26 @@ pub fn name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A sync interval like `30m`, no shorter than `min`.
-pub fn interval(text: &str, min: Duration) -> Result<Duration, ApiError> {
+/// A repository description: at most 1,000 characters.
+pub fn description(text: &str) -> Result<(), ApiError> {
+    if text.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(ApiError::BadRequest(
+            "invalid_description",
+            format!("description must be {MAX_DESCRIPTION_LEN} characters at most"),
+        ));
+    }
+    Ok(())
+}
+
+/// A sync interval like `30m`, from `min` to `max` (`mirror.min_sync_interval` and
+/// `mirror.max_sync_interval`).
+pub fn interval(text: &str, min: Duration, max: Duration) -> Result<Duration, ApiError> {
+    if text.chars().count() > MAX_INTERVAL_LEN {
+        return Err(ApiError::BadRequest(
+            "invalid_interval",
+            format!("sync_interval must be {MAX_INTERVAL_LEN} characters at most"),
+        ));
+    }
     let parsed = humantime::parse_duration(text.trim()).map_err(|_| {
         ApiError::BadRequest(
             "invalid_interval",
@@ -45,29 +70,36 @@ pub fn interval(text: &str, min: Duration) -> Result<Duration, ApiError> {
             ),
         ));
     }
-    if parsed.as_secs() > i32::MAX as u64 {
+    if parsed > max || parsed.as_secs() > i32::MAX as u64 {
         return Err(ApiError::BadRequest(
             "invalid_interval",
-            "sync_interval is too long".into(),
+            format!(
+                "sync_interval must be at most {}",
+                humantime::format_duration(max)
+            ),
         ));
     }
     Ok(parsed)
 }
 
-/// Checks an upstream (scheme, and no internal addresses unless allowed) and splits
-/// its credentials off: the URL to store, and the credentials sealed for storage.
+/// A refused URL as a 400; the message names the problem, never the input, which may
+/// carry credentials.
+fn url_error(e: UrlError) -> ApiError {
+    let code = match e {
+        UrlError::PrivateAddress(_) | UrlError::Local => "blocked_url",
+        _ => "invalid_url",
+    };
+    ApiError::BadRequest(code, e.to_string())
+}
+
+/// Checks an upstream (its canonical form, and no internal addresses unless allowed)
+/// and splits its credentials off: the canonical URL to store (never the raw input),
+/// and the credentials sealed for storage.
 pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<String>), ApiError> {
-    let raw = raw.trim();
-    check_upstream(raw, state.cfg.mirror.allow_local_network)
+    let checked = check_upstream(raw, state.cfg.mirror.allow_local_network)
         .await
-        .map_err(|e| {
-            let code = match e {
-                UrlError::PrivateAddress(_) | UrlError::Local => "blocked_url",
-                _ => "invalid_url",
-            };
-            ApiError::BadRequest(code, e.to_string())
-        })?;
-    let (clean, userinfo) = split_credentials(raw);
+        .map_err(url_error)?;
+    let (clean, userinfo) = checked.split_credentials();
     let sealed = match (userinfo, &state.cipher) {
         (None, _) => None,
         (Some(userinfo), Some(cipher)) => Some(cipher.seal(&userinfo)),
@@ -80,25 +112,23 @@ pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<Str
             ))
         }
     };
-    Ok((clean, sealed))
+    Ok((clean.as_str().to_owned(), sealed))
 }
 
 /// A notification receiver: http(s) only, and the upstream address policy (no
-/// internal addresses unless `mirror.allow_local_network`).
+/// internal addresses unless `mirror.allow_local_network`). Returns its canonical form.
 pub async fn notify_url(state: &AppState, url: &str) -> Result<String, ApiError> {
-    let bad = |msg: String| ApiError::BadRequest("invalid_url", msg);
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
-        return Err(bad("the notification URL must be an http(s) URL".into()));
+    let parsed = UpstreamUrl::parse(url).map_err(url_error)?;
+    if !matches!(parsed.scheme(), Scheme::Http | Scheme::Https) {
+        return Err(ApiError::BadRequest(
+            "invalid_url",
+            "the notification URL must be an http(s) URL".into(),
+        ));
     }
-    check_upstream(url, state.cfg.mirror.allow_local_network)
+    let checked = check_upstream(url, state.cfg.mirror.allow_local_network)
         .await
-        .map_err(|e| match e {
-            UrlError::PrivateAddress(_) | UrlError::Local => {
-                ApiError::BadRequest("blocked_url", e.to_string())
-            }
-            other => bad(other.to_string()),
-        })?;
-    Ok(url.to_owned())
+        .map_err(url_error)?;
+    Ok(checked.as_str().to_owned())
 }
 
 /// Selective-sync ref patterns: at most 50, each a ref name with one `*` at most.
@@ -109,6 +139,10 @@ pub fn ref_patterns(field: &str, patterns: Vec<String>) -> Result<Vec<String>, A
     }
     for pattern in &patterns {
         if let Some(why) = stasis_shared::git::selection::invalid_pattern(pattern) {
+            // a pattern too long to be one is not repeated back
+            if pattern.len() > 255 {
+                return bad(format!("{field}: a pattern {why}"));
+            }
             return bad(format!("{field}: `{pattern}` {why}"));
         }
     }
@@ -158,11 +192,32 @@ mod tests {
     }
 
     #[test]
+    fn descriptions() {
+        assert!(description(&"é".repeat(MAX_DESCRIPTION_LEN)).is_ok());
+        assert!(description(&"x".repeat(MAX_DESCRIPTION_LEN + 1)).is_err());
+    }
+
+    #[test]
     fn intervals() {
         let min = Duration::from_secs(60);
-        assert_eq!(interval("1h 30m", min).unwrap(), Duration::from_secs(5400));
-        for bad in ["soon", "30s", "", "-5m", "100000000h"] {
-            assert!(interval(bad, min).is_err(), "{bad}");
+        let max = Duration::from_secs(24 * 3600);
+        assert_eq!(
+            interval("1h 30m", min, max).unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(interval("24h", min, max).unwrap(), max);
+        let long = format!("{}1h", " ".repeat(MAX_INTERVAL_LEN));
+        for bad in [
+            "soon",
+            "30s",
+            "",
+            "-5m",
+            "100000000h",
+            "100000h",
+            "25h",
+            &long,
+        ] {
+            assert!(interval(bad, min, max).is_err(), "{bad}");
         }
     }
 }

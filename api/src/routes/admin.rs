@@ -241,7 +241,9 @@ pub async fn resume_scheduler(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorConfigUpdate {
-    /// `30m`, `2h`…; `null` returns to `mirror.sync_interval` from the config.
+    /// `30m`, `2h`…, from `mirror.min_sync_interval` to `mirror.max_sync_interval`;
+    /// `null` returns to `mirror.sync_interval` from the config.
+    #[schema(max_length = 64)]
     pub sync_interval: Option<String>,
 }
 
@@ -268,7 +270,10 @@ pub async fn set_mirror_config(
     let interval = update
         .sync_interval
         .as_deref()
-        .map(|text| validate::interval(text, state.cfg.mirror.min_sync_interval))
+        .map(|text| {
+            let mirror = &state.cfg.mirror;
+            validate::interval(text, mirror.min_sync_interval, mirror.max_sync_interval)
+        })
         .transpose()?;
     settings::set_sync_interval(&state.pool, interval).await?;
     Ok(Json(SyncInterval::current(&state.cfg, &state.pool).await?))

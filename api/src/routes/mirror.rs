@@ -159,11 +159,14 @@ pub async fn update(
     ApiJson(req): ApiJson<MirrorSettingsRequest>,
 ) -> Result<Json<RepoResponse>, ApiError> {
     let repo = managed_mirror(&state, &user, &owner, &name).await?;
-    let min = state.cfg.mirror.min_sync_interval;
+    let (min, max) = (
+        state.cfg.mirror.min_sync_interval,
+        state.cfg.mirror.max_sync_interval,
+    );
     let sync_interval_secs = match req.sync_interval {
         None => None,
         Some(None) => Some(None),
-        Some(Some(text)) => Some(Some(validate::interval(&text, min)?.as_secs() as i32)),
+        Some(Some(text)) => Some(Some(validate::interval(&text, min, max)?.as_secs() as i32)),
     };
     let upstream = match req.mirror_url {
         Some(url) => Some(validate::upstream(&state, &url).await?),

@@ -36,7 +36,7 @@ pub async fn visible_repo(
     request_body = ImportRequest,
     responses(
         (status = 202, description = "Imported; the import sync is queued", body = RepoResponse),
-        (status = 400, description = "Bad name, interval or URL (incl. blocked addresses)", body = ErrorBody),
+        (status = 400, description = "Bad name, description, interval or URL (incl. blocked addresses)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 409, description = "Name taken", body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
@@ -49,10 +49,15 @@ pub async fn import(
     ApiJson(req): ApiJson<ImportRequest>,
 ) -> Result<(StatusCode, Json<RepoResponse>), ApiError> {
     validate::name(&req.name)?;
+    validate::description(req.description.as_deref().unwrap_or(""))?;
+    let (min, max) = (
+        state.cfg.mirror.min_sync_interval,
+        state.cfg.mirror.max_sync_interval,
+    );
     let interval = req
         .sync_interval
         .as_deref()
-        .map(|i| validate::interval(i, state.cfg.mirror.min_sync_interval))
+        .map(|i| validate::interval(i, min, max))
         .transpose()?;
     let (clone_url, credentials) = validate::upstream(&state, &req.clone_url).await?;
     let created = repos::create(

@@ -43,6 +43,7 @@ pub async fn current(
 pub struct NotifyRequest {
     /// An http(s) URL that receives signed JSON events when one of this user's mirrors
     /// fails, stops being retried, or recovers.
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
 }
 

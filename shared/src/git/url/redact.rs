@@ -1,0 +1,103 @@
+//! Credentials in upstream URLs: split off to be sealed, put back for a fetch, and
+//! masked wherever a URL or a message about it is shown.
+
+use url::Url;
+
+use super::{UpstreamUrl, MASK};
+
+/// The secrets a URL carries: an http(s) password, or a username that is really a
+/// token (`https://TOKEN@host/...`). An ssh user name (`git@`) is not a secret.
+fn secrets(raw: &str) -> Vec<String> {
+    let Ok(url) = Url::parse(raw.trim()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    if let Some(pw) = url.password().filter(|p| !p.is_empty()) {
+        found.push(pw.to_owned());
+        if let Ok(decoded) = percent_decode(pw) {
+            found.push(decoded);
+        }
+    }
+    let http = matches!(url.scheme(), "http" | "https");
+    if http && url.password().is_none() && !url.username().is_empty() {
+        found.push(url.username().to_owned());
+        if let Ok(decoded) = percent_decode(url.username()) {
+            found.push(decoded);
+        }
+    }
+    found.retain(|s| !s.is_empty());
+    found
+}
+
+fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+}
+
+/// The URL as it may be shown: credentials replaced by `***`.
+pub fn redact_url(raw: &str) -> String {
+    redact_text(raw, raw)
+}
+
+/// Removes every secret of `url` from `text` (an error message, a log line).
+pub fn redact_text(text: &str, url: &str) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets(url) {
+        out = out.replace(&secret, MASK);
+    }
+    out
+}
+
+/// Splits the secrets off an upstream URL: the canonical URL to store and show, and
+/// the user info (`user:password`, or a token user name) to store sealed. URLs without
+/// secrets, ssh user names included, come back canonical but otherwise unchanged.
+pub fn split_credentials(raw: &str) -> (String, Option<String>) {
+    if let Ok(url) = UpstreamUrl::parse(raw) {
+        let (clean, userinfo) = url.split_credentials();
+        return (clean.as_str().to_owned(), userinfo);
+    }
+    // Not an upstream the policy accepts (callers check first): never stored as is,
+    // so the secrets only need to leave the text.
+    let raw = raw.trim();
+    if secrets(raw).is_empty() {
+        return (raw.to_owned(), None);
+    }
+    let Ok(mut url) = Url::parse(raw) else {
+        return (raw.to_owned(), None);
+    };
+    let userinfo = match url.password() {
+        Some(pw) => format!("{}:{pw}", url.username()),
+        None => url.username().to_owned(),
+    };
+    // both only fail for URLs that cannot carry user info, which had no secrets
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    (url.to_string(), Some(userinfo))
+}
+
+/// The inverse of [`split_credentials`]: the URL a fetch uses.
+pub fn with_credentials(clean: &str, userinfo: &str) -> String {
+    let Ok(mut url) = Url::parse(clean) else {
+        return clean.to_owned();
+    };
+    let (user, pass) = match userinfo.split_once(':') {
+        Some((user, pass)) => (user, Some(pass)),
+        None => (userinfo, None),
+    };
+    if url.set_username(user).is_err() || url.set_password(pass).is_err() {
+        return clean.to_owned();
+    }
+    url.to_string()
+}
+
+/// User name and password to answer an HTTP authentication challenge with.
+pub fn http_credentials(raw: &str) -> Option<(String, String)> {
+    let url = Url::parse(raw).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.username().is_empty() {
+        return None;
+    }
+    let user = percent_decode(url.username()).ok()?;
+    let pass = percent_decode(url.password().unwrap_or("")).ok()?;
+    Some((user, pass))
+}
