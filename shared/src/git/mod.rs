@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod gate;
 mod pack_refs;
+pub mod refs;
 pub mod selection;
 pub mod url;
 
