@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod gate;
 mod pack_refs;
+mod packed;
 pub mod refs;
 pub mod selection;
 pub mod url;

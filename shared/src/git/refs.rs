@@ -7,6 +7,9 @@
 //! half-pruned mirror. git locks every ref first, then writes one `packed-refs` and
 //! renames the loose refs into place, and aborts the whole transaction when any lock or
 //! expected old value fails.
+//!
+//! When every changed ref is packed only (the usual case: changed syncs end by packing
+//! refs), `super::packed` rewrites `packed-refs` alone, which is quicker still.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -93,7 +96,7 @@ pub fn apply(
     changes: &RefChanges,
     timeout: Duration,
 ) -> Result<(), RefUpdateError> {
-    if changes.is_empty() {
+    if changes.is_empty() || super::packed::apply(git_dir, changes)? {
         return Ok(());
     }
     let mut cmd = Command::new("git");
