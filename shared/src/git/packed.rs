@@ -194,3 +194,64 @@ fn io_error(path: &Path, e: std::io::Error) -> RefUpdateError {
 fn git_error(what: &str, e: &git2::Error) -> RefUpdateError {
     RefUpdateError::Rejected(format!("{what}: {}", e.message()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bare repository with one commit and `packed-refs` holding `refs/heads/a` and
+    /// `refs/tags/t` at it.
+    fn repo(name: &str) -> (PathBuf, Oid) {
+        let dir = std::env::temp_dir().join(format!("stasis-packed-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let repo = Repository::init_bare(&dir).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        let commit = repo.commit(None, &sig, &sig, "c", &tree, &[]).unwrap();
+        fs::write(
+            dir.join("packed-refs"),
+            format!("{HEADER}{commit} refs/heads/a\n{commit} refs/tags/t\n"),
+        )
+        .unwrap();
+        (dir, commit)
+    }
+
+    #[test]
+    fn a_stale_old_value_changes_nothing() {
+        let (dir, commit) = repo("stale");
+        let before = fs::read_to_string(dir.join("packed-refs")).unwrap();
+        let changes = RefChanges {
+            create: vec![("refs/heads/b".into(), commit)],
+            delete: vec![("refs/tags/t".into(), Oid::from_bytes(&[7; 20]).unwrap())],
+            ..RefChanges::default()
+        };
+        assert!(apply(&dir, &changes).is_err());
+        assert_eq!(fs::read_to_string(dir.join("packed-refs")).unwrap(), before);
+        assert!(!dir.join("packed-refs.lock").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn loose_refs_and_file_directory_conflicts_are_left_to_git() {
+        let (dir, commit) = repo("fallback");
+        let nested = RefChanges {
+            create: vec![("refs/heads/a/b".into(), commit)],
+            ..RefChanges::default()
+        };
+        assert!(!apply(&dir, &nested).unwrap(), "refs/heads/a is a file");
+        fs::write(dir.join("refs/tags/t"), format!("{commit}\n")).unwrap();
+        let loose = RefChanges {
+            delete: vec![("refs/tags/t".into(), commit)],
+            ..RefChanges::default()
+        };
+        assert!(!apply(&dir, &loose).unwrap(), "refs/tags/t is loose");
+        assert!(!dir.join("packed-refs.lock").exists());
+
+        fs::remove_file(dir.join("refs/tags/t")).unwrap();
+        assert!(apply(&dir, &loose).unwrap());
+        let text = fs::read_to_string(dir.join("packed-refs")).unwrap();
+        assert_eq!(text, format!("{HEADER}{commit} refs/heads/a\n"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
