@@ -112,13 +112,15 @@ text_enum! {
 }
 
 text_enum! {
-    /// Outcome of one attempt (`sync_runs.outcome`).
+    /// Outcome of one attempt (`sync_runs.outcome`); `interrupted`: stopped by its
+    /// worker's shutdown, its job pending again.
     RunOutcome {
         Success => "success",
         Retrying => "retrying",
         Failed => "failed",
         Abandoned => "abandoned",
         LostLock => "lost_lock",
+        Interrupted => "interrupted",
     }
 }
 

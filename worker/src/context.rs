@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use sqlx::PgPool;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::Enqueuer;
@@ -6,6 +8,7 @@ use stasis_shared::slots::Slots;
 use stasis_shared::Config;
 
 use crate::permits::SyncPermits;
+use crate::shutdown::InFlightSyncs;
 
 /// What every job of this worker process shares.
 pub struct WorkerContext {
@@ -22,4 +25,6 @@ pub struct WorkerContext {
     /// Syncs of this process at once (`worker.concurrency`), shared by both lanes'
     /// consumers.
     pub permits: SyncPermits,
+    /// Stopped together when `worker.shutdown_grace` runs out.
+    pub syncs: Arc<InFlightSyncs>,
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::Data;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use stasis_shared::db::repos::{self, Repo};
 use stasis_shared::domain::{ErrorKind, JobState, SyncMirror};
@@ -21,9 +20,10 @@ use stasis_shared::slots::{SlotGuard, Slots};
 use tokio::sync::SemaphorePermit;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::attempt::{announce, backoff, requeue_interrupted, Inflight};
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
-use crate::record::{self, Ending, Finish, Started};
+use crate::record::{self, Ending, Finish};
 
 /// Entry point apalis calls for each delivery. Deliveries are at-least-once: every
 /// step below tolerates running again for a job that already ran or is running.
@@ -92,6 +92,7 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
     // lease that cannot be renewed stops the fetch, since another worker may now own
     // the repository.
     let stop = Arc::new(StopFlag::default());
+    let _in_flight = ctx.syncs.register(&stop);
     let lease_keeper = tokio::spawn(keep_lease(
         ctx.leases.clone(),
         lease.clone(),
@@ -233,6 +234,7 @@ async fn run_locked(
 
     let ending = match (&fetched, started) {
         (Ok(report), _) => Ending::Success(report),
+        (Err(error), _) if ctx.syncs.interrupted(stop) => Ending::Interrupted(error),
         (Err(error), Some(started))
             if !error.kind.is_permanent() && started.attempt < max_attempts =>
         {
@@ -271,7 +273,7 @@ async fn run_locked(
         };
         announce(job, &started);
     }
-    observe(job, &fetched, duration, finished.owned);
+    observe(job, &fetched, duration, finished.owned, ending);
     if !finished.owned {
         warn!("repository lock was lost during the sync; its new owner's results stand");
         return Ok(());
@@ -291,48 +293,9 @@ async fn run_locked(
             ctx.enqueuer.push_delayed(job.clone(), delay).await?;
         }
         Ending::Failed(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
+        Ending::Interrupted(_) => requeue_interrupted(ctx, job).await?,
     }
     Ok(())
-}
-
-/// A sync counted in `stasis_worker_inflight_jobs` for as long as this is held, whichever
-/// way its attempt ends.
-struct Inflight;
-
-impl Inflight {
-    fn count() -> Self {
-        metrics::gauge!("stasis_worker_inflight_jobs").increment(1.0);
-        Self
-    }
-}
-
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
-    }
-}
-
-/// The attempt's number on its span, and the metrics of a started attempt.
-fn announce(job: &SyncMirror, started: &Started) {
-    tracing::Span::current().record("attempt", started.attempt);
-    metrics::counter!("stasis_syncs_started_total", "reason" => job.reason.as_str()).increment(1);
-    metrics::histogram!("stasis_job_queue_wait_seconds").record(started.waited_secs);
-    if started.rescued {
-        metrics::counter!("stasis_jobs_rescued_total").increment(1);
-    }
-}
-
-/// Exponential with jitter, from `sync.retry_base_delay` up to `sync.retry_max_delay`.
-fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
-    let base = ctx.cfg.sync.retry_base_delay;
-    ExponentialBuilder::default()
-        .with_min_delay(base)
-        .with_max_delay(ctx.cfg.sync.retry_max_delay.max(base))
-        .with_jitter()
-        .without_max_times()
-        .build()
-        .nth(attempt.saturating_sub(1) as usize)
-        .unwrap_or(base)
 }
 
 fn observe(
@@ -340,9 +303,11 @@ fn observe(
     fetched: &Result<FetchReport, FetchError>,
     took: Duration,
     owned: bool,
+    ending: Ending<'_>,
 ) {
     let outcome = match (fetched, owned) {
         (_, false) => "lost_lock",
+        _ if matches!(ending, Ending::Interrupted(_)) => "interrupted",
         (Ok(_), _) => "success",
         (Err(_), _) => "failure",
     };

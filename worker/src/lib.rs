@@ -1,8 +1,10 @@
 //! `stasis-worker`: consumes `SyncMirror` jobs and keeps bare mirrors up to date.
 
+mod attempt;
 pub mod context;
 pub mod error;
 pub mod handler;
 mod permits;
 pub mod record;
 pub mod runner;
+pub mod shutdown;

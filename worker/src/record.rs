@@ -94,6 +94,9 @@ pub enum Ending<'a> {
         delay: Duration,
     },
     Failed(&'a FetchError),
+    /// Stopped by the worker's shutdown: the job is pending again at once, and the
+    /// attempt does not count against `sync.max_attempts`.
+    Interrupted(&'a FetchError),
 }
 
 impl Ending<'_> {
@@ -102,9 +105,12 @@ impl Ending<'_> {
             Ending::Success(_) => RunOutcome::Success,
             Ending::Retry { .. } => RunOutcome::Retrying,
             Ending::Failed(_) => RunOutcome::Failed,
+            Ending::Interrupted(_) => RunOutcome::Interrupted,
         }
     }
 }
+
+const INTERRUPTED: &str = "sync interrupted: the worker shut down; the job was requeued";
 
 pub struct Finish<'a> {
     pub attempt: Attempt<'a>,
@@ -156,6 +162,8 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
         Ending::Success(_) => ("success", None, None),
         Ending::Retry { error, .. } => ("queued", Some(&error.message), Some(error.kind)),
         Ending::Failed(error) => ("failed", Some(&error.message), Some(error.kind)),
+        // neither a success nor a failure of the mirror: its status and schedule stand
+        Ending::Interrupted(_) => ("queued", Some(INTERRUPTED), None),
     };
     let success = matches!(f.ending, Ending::Success(_));
     let unchanged = matches!(f.ending, Ending::Success(r) if r.unchanged);
@@ -168,6 +176,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
         Ending::Success(_) => ("done", Duration::ZERO),
         Ending::Retry { delay, .. } => ("pending", *delay),
         Ending::Failed(_) => ("failed", Duration::ZERO),
+        Ending::Interrupted(_) => ("pending", Duration::ZERO),
     };
     let row: (bool, Option<i32>, Option<f64>, i64, Option<i64>) = sqlx::query_as(
         "WITH job_ok AS (
@@ -246,7 +255,8 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
              UPDATE sync_jobs SET state = $27, last_error = $4,
                  run_at = now() + make_interval(secs => $28),
                  finished_at = CASE WHEN $27 = 'pending' THEN NULL ELSE now() END,
-                 attempts = attempts + CASE WHEN $26::bigint IS NULL THEN 1 ELSE 0 END,
+                 attempts = attempts + CASE WHEN $26::bigint IS NULL THEN 1 ELSE 0 END
+                     - CASE WHEN $17 = 'interrupted' THEN 1 ELSE 0 END,
                  worker = CASE WHEN $26::bigint IS NULL THEN $29 ELSE worker END,
                  started_at = CASE WHEN $26::bigint IS NULL THEN $31 ELSE started_at END
              WHERE id = $15 AND EXISTS (SELECT 1 FROM repo)

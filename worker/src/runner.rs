@@ -20,6 +20,10 @@ use crate::context::WorkerContext;
 use crate::handler;
 use crate::permits::SyncPermits;
 
+/// How long stopped syncs get to record their runs after `worker.shutdown_grace`: a
+/// stopped fetch ends within a second, and its bookkeeping is a few round trips.
+const STOPPED_SYNCS_SETTLE: std::time::Duration = std::time::Duration::from_secs(4);
+
 pub async fn run(
     cfg: Config,
     pool: PgPool,
@@ -53,6 +57,7 @@ pub async fn run(
         cipher,
         name: name.clone(),
         permits: SyncPermits::new(concurrency),
+        syncs: Arc::default(),
     });
     metrics::gauge!("stasis_worker_concurrency").set(concurrency as f64);
     info!(worker = %name, concurrency, "worker starting");
@@ -93,12 +98,19 @@ pub async fn run(
             metrics::counter!("stasis_worker_restarts_total").increment(1);
             true
         })
-        // Starts counting when the shutdown signal arrives: in-flight syncs get this long.
-        .with_terminator(async move { tokio::time::sleep(grace).await });
+        // Starts counting when the shutdown signal arrives. In-flight syncs get `grace`,
+        // then are stopped; the rest is for them to record their runs as interrupted,
+        // requeue their jobs and release their locks.
+        .with_terminator(async move { tokio::time::sleep(grace + STOPPED_SYNCS_SETTLE).await });
+    let syncs = ctx.syncs.clone();
     let result = monitor
         .run_with_signal(async move {
             shutdown.await;
             info!("shutdown requested: finishing in-flight syncs");
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                syncs.stop_all();
+            });
             Ok(())
         })
         .await;

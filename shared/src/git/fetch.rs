@@ -10,16 +10,21 @@ use std::time::Instant;
 
 use git2::{
     AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions, Oid,
-    RemoteCallbacks, RemoteUpdateFlags, Repository, RepositoryInitOptions,
+    RemoteCallbacks, Repository, RepositoryInitOptions,
 };
 
 use super::gate::WriteGate;
+use super::refs::{self, RefChanges, RefUpdateError};
 use super::selection::RefSelection;
 use super::transport::{self, NetworkPolicy, Session};
 use super::url::{http_credentials, redact_text};
 use crate::domain::ErrorKind;
 
 pub const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
+
+/// Local disk work, unlike the download: not cut short by the sync's deadline, which a
+/// slow download may have nearly used up. A transaction that outlasts it is aborted whole.
+const REF_UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a fetch stopped before finishing, when it was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,49 +184,16 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     drop(conn);
     drop(options);
 
-    // What `Remote::fetch` does after its download: write the tips, then prune.
-    let (created, updated, pruned) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u32));
-    let counting = || {
-        let mut callbacks = RemoteCallbacks::new();
-        callbacks.update_tips(|_name, old, new| {
-            let counter = if new.is_zero() {
-                &pruned
-            } else if old.is_zero() {
-                &created
-            } else {
-                &updated
-            };
-            counter.set(counter.get() + 1);
-            true
-        });
-        callbacks
-    };
-    if !refspecs.is_empty() {
-        remote
-            .update_tips(
-                Some(&mut counting()),
-                RemoteUpdateFlags::empty(),
-                tags,
-                Some("stasis mirror sync"),
-            )
-            .map_err(fail)?;
-    }
-    if req.selection.is_everything() {
-        remote.prune(Some(counting())).map_err(fail)?;
-    } else {
-        for (name, _) in local_refs(&repo, req.selection).map_err(fail)? {
-            if !wanted.contains_key(&name) {
-                repo.find_reference(&name)
-                    .and_then(|mut r| r.delete())
-                    .map_err(fail)?;
-                pruned.set(pruned.get() + 1);
-            }
-        }
-    }
+    // One transaction from the mirror's refs to upstream's: all of it or none, however
+    // many refs it prunes. The stop flag was checked above; from here it runs whole.
+    let changes = RefChanges::between(&local_refs(&repo, req.selection).map_err(fail)?, &wanted);
+    refs::apply(req.path, &changes, REF_UPDATE_TIMEOUT).map_err(|e| ref_update_failed(&e))?;
+    // git wrote the refs behind this handle's back: read them afresh for HEAD
+    let repo = Repository::open_bare(req.path).map_err(fail)?;
     report.default_branch = follow_default_branch(&repo, branch.as_ref());
-    report.refs_created = created.get();
-    report.refs_updated = updated.get();
-    report.refs_pruned = pruned.get();
+    report.refs_created = changes.create.len() as u32;
+    report.refs_updated = changes.update.len() as u32;
+    report.refs_pruned = changes.delete.len() as u32;
     if report.refs_created + report.refs_updated > 0 {
         // Housekeeping: the refs are written either way, and loose ones still read right.
         if let Err(e) = super::pack_refs::pack_refs(req.path) {
@@ -322,6 +294,13 @@ fn follow_default_branch(repo: &Repository, branch: Option<&git2::Buf>) -> Optio
         }
     }
     Some(name)
+}
+
+fn ref_update_failed(e: &RefUpdateError) -> FetchError {
+    FetchError {
+        kind: ErrorKind::Disk,
+        message: format!("{e} ({})", ErrorKind::Disk),
+    }
 }
 
 fn stopped(reason: StopReason) -> FetchError {

@@ -3,6 +3,8 @@
 pub mod fetch;
 pub mod gate;
 mod pack_refs;
+mod packed;
+pub mod refs;
 pub mod selection;
 pub mod transport;
 pub mod url;
