@@ -13,8 +13,8 @@ use stasis_shared::git::fetch::{
 use stasis_shared::git::gate::WriteGate;
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::selection::RefSelection;
-use stasis_shared::git::transport::{self, NetworkPolicy};
-use stasis_shared::git::url::{check_upstream, upstream_host, with_credentials, UrlError};
+use stasis_shared::git::transport::NetworkPolicy;
+use stasis_shared::git::url::{upstream_host, with_credentials};
 use stasis_shared::lock::Lease;
 use stasis_shared::slots::{SlotGuard, Slots};
 use tokio::sync::SemaphorePermit;
@@ -348,21 +348,7 @@ async fn fetch(
     gate: Arc<WriteGate>,
 ) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
-    let allow_local = ctx.cfg.mirror.allow_local_network;
-    // git:// and http(s) are checked by our transport where it connects; the check here
-    // covers what libgit2 connects to itself (ssh, local paths)
-    if !transport::owns(&url) {
-        check_upstream(&url, allow_local)
-            .await
-            .map_err(|e| FetchError {
-                kind: match e {
-                    UrlError::Unresolvable(_) => ErrorKind::Network,
-                    _ => ErrorKind::BlockedUrl,
-                },
-                message: e.to_string(),
-            })?;
-    }
-
+    // the upstream policy holds inside the fetch, where it connects
     let timeout = ctx.cfg.sync.timeout;
     let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
     let thread_stop = stop.clone();

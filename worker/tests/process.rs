@@ -231,10 +231,14 @@ async fn auth_demanding_upstream() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<
                 }
             }
             let text = String::from_utf8_lossy(&request);
-            if let Some(auth) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Authorization: Basic "))
-            {
+            // header names are case-insensitive (HTTP/1.1 clients send either)
+            if let Some(auth) = text.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                let value = value.trim_start();
+                (name.eq_ignore_ascii_case("authorization"))
+                    .then(|| value.strip_prefix("Basic "))
+                    .flatten()
+            }) {
                 record.lock().unwrap().push(auth.trim().to_owned());
             }
             let _ = conn

@@ -22,7 +22,10 @@ fn sync(mirror: &Path, up: &Upstream) -> Result<FetchReport, FetchError> {
         url: &up.url(),
         deadline: Instant::now() + Duration::from_secs(120),
         stop: &Arc::new(StopFlag::default()),
-        network: &NetworkPolicy::from_config(&stasis_shared::Config::default()),
+        network: &NetworkPolicy {
+            allow_local_network: true,
+            ..NetworkPolicy::from_config(&stasis_shared::Config::default())
+        },
         selection: &RefSelection::default(),
         gate: &gate,
     })

@@ -17,7 +17,7 @@ use super::gate::WriteGate;
 use super::refs::{self, RefChanges, RefUpdateError};
 use super::selection::RefSelection;
 use super::transport::{self, NetworkPolicy, Session};
-use super::url::{http_credentials, redact_text};
+use super::url::{http_credentials, redact_text, UpstreamUrl};
 use crate::domain::ErrorKind;
 
 pub const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
@@ -113,13 +113,19 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     network.max_transfer = network.max_transfer.saturating_sub(disk_size(req.path));
     let session = Session::new(network, req.deadline, req.stop.clone());
     let _entered = transport::enter(session.clone());
+    // the canonical form: the host checked is the host in the string libgit2 parses
+    let upstream = UpstreamUrl::parse(req.url).map_err(|e| FetchError {
+        kind: ErrorKind::BlockedUrl,
+        message: format!("{e} ({})", ErrorKind::BlockedUrl),
+    })?;
+    let target = transport::target(&upstream, &session).map_err(|_| refused(&session, req))?;
     let fail = |e: git2::Error| classify(&e, req, &session);
     let (repo, initialized) = open_or_init(req.path).map_err(fail)?;
     let mut report = FetchReport {
         initialized,
         ..FetchReport::default()
     };
-    let mut remote = repo.remote_anonymous(req.url).map_err(fail)?;
+    let mut remote = repo.remote_anonymous(&target).map_err(fail)?;
     let listing = Instant::now();
     let auth_tries = Cell::new(0u32);
     let mut conn = remote
@@ -316,17 +322,29 @@ fn stopped(reason: StopReason) -> FetchError {
     }
 }
 
+/// The failure our transport recorded, as the fetch's error.
+fn refused(session: &Session, req: &FetchRequest<'_>) -> FetchError {
+    if req.stop.is_stopped() {
+        return stopped(req.stop.reason());
+    }
+    let failure = session.failure().unwrap_or(transport::Failure {
+        kind: ErrorKind::Internal,
+        message: "upstream connection refused".into(),
+    });
+    let message = redact_text(&failure.message, req.url);
+    FetchError {
+        kind: failure.kind,
+        message: format!("{message} ({})", failure.kind),
+    }
+}
+
 fn classify(e: &git2::Error, req: &FetchRequest<'_>, session: &Session) -> FetchError {
     if e.code() == ErrorCode::User || req.stop.is_stopped() {
         return stopped(req.stop.reason());
     }
     // our transport knows why it refused or cut a connection
-    if let Some(failure) = session.failure() {
-        let message = redact_text(&failure.message, req.url);
-        return FetchError {
-            kind: failure.kind,
-            message: format!("{message} ({})", failure.kind),
-        };
+    if session.failure().is_some() {
+        return refused(session, req);
     }
     let message = redact_text(e.message(), req.url);
     let lower = message.to_ascii_lowercase();

@@ -13,6 +13,7 @@ mod git_proto;
 mod http;
 mod meter;
 mod session;
+mod ssh;
 mod stream;
 
 use std::cell::RefCell;
@@ -23,6 +24,7 @@ use git2::transport::{Service, Transport};
 pub use session::{Failure, NetworkPolicy, Session};
 
 use crate::domain::ErrorKind;
+use crate::git::url::{Scheme, UpstreamUrl};
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<Session>>> = const { RefCell::new(None) };
@@ -106,4 +108,17 @@ pub fn owns(url: &str) -> bool {
     ["git://", "http://", "https://"]
         .iter()
         .any(|p| lower.starts_with(p))
+}
+
+/// The URL libgit2 is given for `url`: ours connect under the session; ssh is pinned to
+/// an approved address; local paths only where local networks are allowed.
+pub(crate) fn target(url: &UpstreamUrl, session: &Session) -> std::io::Result<String> {
+    match url.scheme() {
+        Scheme::Ssh => ssh::pin(url, session),
+        Scheme::Local if !session.policy.allow_local_network => Err(session.fail(
+            ErrorKind::BlockedUrl,
+            "local paths and file:// URLs are not allowed",
+        )),
+        _ => Ok(url.as_str().to_owned()),
+    }
 }
