@@ -6,6 +6,7 @@ mod api;
 mod cpu;
 mod fixture;
 mod git;
+mod hostile;
 mod memory;
 mod queue;
 mod report;
@@ -26,7 +27,7 @@ struct Args {
     /// The no-op benchmark's parallelism (how many syncs, listings and fetches at once).
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
-    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory; git is noop and
+    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile; git is noop and
     /// fetch); all when none is given.
     only: Vec<String>,
 }
@@ -99,7 +100,15 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     // one failing benchmark still lets the others report
-    for name in ["noop", "fetch", "queue", "scheduler", "api", "memory"] {
+    for name in [
+        "noop",
+        "fetch",
+        "queue",
+        "scheduler",
+        "api",
+        "memory",
+        "hostile",
+    ] {
         if !wanted(name) {
             continue;
         }
@@ -110,7 +119,8 @@ async fn main() -> anyhow::Result<()> {
             "queue" => queue::run(&scale, &mut rows).await,
             "scheduler" => scheduler::run(&scale, &mut rows).await,
             "api" => api::run(&scale, &mut rows).await,
-            _ => memory::run(&scale, &mut rows).await,
+            "memory" => memory::run(&scale, &mut rows).await,
+            _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {
             eprintln!("{name} benchmark failed: {e:#}");

@@ -14,7 +14,7 @@ use crate::fixture::Medium;
 use crate::report::Row;
 use crate::{sibling_binary, Scale};
 
-fn rss_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
