@@ -96,9 +96,13 @@ fn url_error(e: UrlError) -> ApiError {
 /// and splits its credentials off: the canonical URL to store (never the raw input),
 /// and the credentials sealed for storage.
 pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<String>), ApiError> {
-    let checked = check_upstream(raw, state.cfg.mirror.allow_local_network)
-        .await
-        .map_err(url_error)?;
+    let checked = check_upstream(
+        raw,
+        state.cfg.mirror.allow_local_network,
+        state.cfg.mirror.dns_server,
+    )
+    .await
+    .map_err(url_error)?;
     let (clean, userinfo) = checked.split_credentials();
     let sealed = match (userinfo, &state.cipher) {
         (None, _) => None,
@@ -125,9 +129,13 @@ pub async fn notify_url(state: &AppState, url: &str) -> Result<String, ApiError>
             "the notification URL must be an http(s) URL".into(),
         ));
     }
-    let checked = check_upstream(url, state.cfg.mirror.allow_local_network)
-        .await
-        .map_err(url_error)?;
+    let checked = check_upstream(
+        url,
+        state.cfg.mirror.allow_local_network,
+        state.cfg.mirror.dns_server,
+    )
+    .await
+    .map_err(url_error)?;
     Ok(checked.as_str().to_owned())
 }
 

@@ -4,12 +4,14 @@
 //! checked against the same address policy as upstreams at every attempt (operators'
 //! `notify.urls` are trusted), and redirects are not followed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
 use stasis_shared::db::notifications::{self, Due};
+use stasis_shared::git::url::resolve::PolicyResolver;
 use stasis_shared::git::url::{check_upstream, redact_text};
 use stasis_shared::Config;
 
@@ -18,20 +20,40 @@ use crate::error::SchedulerError;
 /// Deliveries per pass; the next pass, a second later, takes the rest.
 const BATCH: i64 = 20;
 
-pub fn client(cfg: &Config) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(cfg.notify.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("stasis-mirror-sync/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+/// The HTTP clients deliveries go out with: operators' receivers may be internal;
+/// owners' connect only to addresses the upstream policy allows, checked where the
+/// client resolves the name (a DNS answer that changes after the check cannot move it).
+pub struct Clients {
+    operator: reqwest::Client,
+    owner: reqwest::Client,
+}
+
+pub fn client(cfg: &Config) -> Clients {
+    let builder = || {
+        reqwest::Client::builder()
+            .timeout(cfg.notify.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("stasis-mirror-sync/", env!("CARGO_PKG_VERSION")))
+    };
+    let policy = PolicyResolver {
+        allow_local_network: cfg.mirror.allow_local_network,
+        dns_server: cfg.mirror.dns_server,
+    };
+    Clients {
+        operator: builder().build().unwrap_or_default(),
+        owner: builder()
+            .dns_resolver(Arc::new(policy))
+            .build()
+            .unwrap_or_default(),
+    }
 }
 
 /// One pass over the due deliveries; returns how many were delivered.
 pub async fn deliver_due(
     cfg: &Config,
     pool: &PgPool,
-    http: &reqwest::Client,
+    http: &Clients,
 ) -> Result<u64, SchedulerError> {
     // leased past the HTTP timeout, so a pass that dies leaves them due again soon
     let lease = cfg.notify.timeout + Duration::from_secs(30);
@@ -70,13 +92,20 @@ fn event_label(event: &str) -> &'static str {
     }
 }
 
-async fn send(cfg: &Config, http: &reqwest::Client, d: &Due) -> Result<(), String> {
+async fn send(cfg: &Config, clients: &Clients, d: &Due) -> Result<(), String> {
     // operators' receivers (notify.urls) may live on internal networks; owners' may not
-    if !cfg.notify.urls.contains(&d.url) {
-        check_upstream(&d.url, cfg.mirror.allow_local_network)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    let http = if cfg.notify.urls.contains(&d.url) {
+        &clients.operator
+    } else {
+        check_upstream(
+            &d.url,
+            cfg.mirror.allow_local_network,
+            cfg.mirror.dns_server,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        &clients.owner
+    };
     let mut req = http
         .post(&d.url)
         .header("content-type", "application/json")

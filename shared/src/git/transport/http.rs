@@ -366,9 +366,10 @@ impl Resolve for Checked {
         let session = self.0.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs = super::dns::lookup(session.policy.dns_server, host.clone(), 0)
-                .await
-                .map_err(|e| session.fail(ErrorKind::Network, e))?;
+            let addrs =
+                crate::git::url::resolve::lookup(session.policy.dns_server, host.clone(), 0)
+                    .await
+                    .map_err(|e| session.fail(ErrorKind::Network, e))?;
             for addr in &addrs {
                 session.check(&host, addr.ip())?;
             }

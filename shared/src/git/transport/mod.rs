@@ -8,7 +8,6 @@
 //! libgit2 picks a transport by URL prefix for the whole process; the rules of one
 //! fetch reach it through a [`Session`] entered on the fetch's thread.
 
-mod dns;
 mod git_proto;
 mod http;
 mod meter;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::ErrorKind;
 use crate::git::fetch::StopFlag;
-use crate::git::url::is_internal;
+use crate::git::url::{is_internal, resolve};
 
 /// How long one blocking socket call waits before the stop flag and deadline are looked
 /// at again: the bound on how late a stopped sync lets go of its connection.
@@ -143,7 +143,7 @@ impl Session {
             vec![SocketAddr::new(ip, port)]
         } else if self.policy.dns_server.is_some() {
             let server = self.policy.dns_server;
-            self.block_on(super::dns::lookup(server, bare.to_owned(), port))?
+            self.block_on(resolve::lookup(server, bare.to_owned(), port))?
                 .map_err(|e| self.fail(ErrorKind::Network, e))?
         } else {
             (bare, port)

@@ -9,6 +9,7 @@ mod address;
 mod canonical;
 mod parts;
 mod redact;
+pub mod resolve;
 
 #[cfg(test)]
 mod tests;
@@ -73,7 +74,11 @@ pub enum UrlError {
 /// Checks an upstream before import and again right before each fetch, so a DNS answer
 /// that changed since import (rebinding) is caught too. Returns the canonical URL: the
 /// only form to store or fetch.
-pub async fn check_upstream(raw: &str, allow_local_network: bool) -> Result<UpstreamUrl, UrlError> {
+pub async fn check_upstream(
+    raw: &str,
+    allow_local_network: bool,
+    dns_server: Option<std::net::SocketAddr>,
+) -> Result<UpstreamUrl, UrlError> {
     let url = UpstreamUrl::parse(raw)?;
     if allow_local_network {
         return Ok(url);
@@ -85,9 +90,10 @@ pub async fn check_upstream(raw: &str, allow_local_network: bool) -> Result<Upst
         url::Host::Ipv4(ip) => vec![IpAddr::V4(*ip)],
         url::Host::Ipv6(ip) => vec![IpAddr::V6(*ip)],
         url::Host::Domain(name) => {
-            tokio::net::lookup_host((name.as_str(), url.port().unwrap_or(0)))
+            resolve::lookup(dns_server, name.clone(), url.port().unwrap_or(0))
                 .await
                 .map_err(|_| UrlError::Unresolvable(name.clone()))?
+                .into_iter()
                 .map(|sa| sa.ip())
                 .collect()
         }

@@ -338,25 +338,27 @@ async fn refuses_internal_targets_unless_allowed() {
         ("https://bob:pw@127.0.0.1/x", "127.0.0.1"),
     ] {
         assert_eq!(
-            check_upstream(url, false).await,
+            check_upstream(url, false, None).await,
             Err(PrivateAddress(host.into())),
             "{url}"
         );
-        assert!(check_upstream(url, true).await.is_ok(), "{url}");
+        assert!(check_upstream(url, true, None).await.is_ok(), "{url}");
     }
-    assert_eq!(check_upstream("file:///etc", false).await, Err(Local));
-    assert_eq!(check_upstream("/srv/git/x", false).await, Err(Local));
-    assert!(check_upstream("/srv/git/x", true).await.is_ok());
-    assert!(check_upstream("file:///srv/git/x", true).await.is_ok());
+    assert_eq!(check_upstream("file:///etc", false, None).await, Err(Local));
+    assert_eq!(check_upstream("/srv/git/x", false, None).await, Err(Local));
+    assert!(check_upstream("/srv/git/x", true, None).await.is_ok());
+    assert!(check_upstream("file:///srv/git/x", true, None)
+        .await
+        .is_ok());
     assert!(matches!(
-        check_upstream("ftp://example.com/x", true).await,
+        check_upstream("ftp://example.com/x", true, None).await,
         Err(UrlError::Scheme(_))
     ));
-    assert_eq!(check_upstream("  ", true).await, Err(Empty));
+    assert_eq!(check_upstream("  ", true, None).await, Err(Empty));
     assert_eq!(
-        check_upstream("http://1.2.3.4#@127.0.0.1:9/x.git", true).await,
+        check_upstream("http://1.2.3.4#@127.0.0.1:9/x.git", true, None).await,
         Err(Fragment)
     );
-    let ok = check_upstream("HTTPS://8.8.8.8:443/x.git", false).await;
+    let ok = check_upstream("HTTPS://8.8.8.8:443/x.git", false, None).await;
     assert_eq!(ok.unwrap().as_str(), "https://8.8.8.8/x.git");
 }
