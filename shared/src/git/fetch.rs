@@ -109,8 +109,20 @@ pub struct FetchError {
 
 pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let mut network = req.network.clone();
+    let used = disk_size(req.path);
+    if used >= network.max_transfer {
+        return Err(FetchError {
+            kind: ErrorKind::TooLarge,
+            message: format!(
+                "the mirror takes {}, more than mirror.max_size ({}) ({})",
+                bytesize::ByteSize(used),
+                bytesize::ByteSize(network.max_transfer),
+                ErrorKind::TooLarge
+            ),
+        });
+    }
     // the transfer may fill what the mirror has left of its size limit
-    network.max_transfer = network.max_transfer.saturating_sub(disk_size(req.path));
+    network.max_transfer -= used;
     let session = Session::new(network, req.deadline, req.stop.clone());
     let _entered = transport::enter(session.clone());
     // the canonical form: the host checked is the host in the string libgit2 parses

@@ -166,4 +166,12 @@ fn a_mirror_cannot_grow_past_its_size_limit() {
     // within the limit it syncs
     fetch_once(&mirror, &daemon.url("x.git"), &permissive()).expect("default limit");
     stasis_testkit::git::assert_mirrors(&mirror, &up);
+    // a mirror already past a lowered limit fails before it connects
+    let over = fetch_once(&mirror, &daemon.url("x.git"), &network).expect_err("over the limit");
+    assert_eq!(over.kind, ErrorKind::TooLarge, "{over:?}");
+    assert!(
+        over.message.contains("the mirror takes"),
+        "{}",
+        over.message
+    );
 }

@@ -95,8 +95,8 @@ impl SmartSubtransport for Http {
         let credentials = credentials(&origin);
         let _ = origin.set_username("");
         let _ = origin.set_password(None);
-        if let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = origin.host() {
-            let ip = host_ip(&origin).expect("an IP host");
+        // a name is checked where it resolves; an address literal never resolves
+        if let Some(ip) = host_ip(&origin) {
             self.session
                 .check(origin.host_str().unwrap_or_default(), ip)
                 .map_err(|e| git_error(&self.session, ErrorKind::BlockedUrl, e.to_string()))?;
