@@ -1,5 +1,5 @@
 //! The apalis worker set up deliberately around apalis-redis 1.0's sharp edges
-//! (see `../shared/notes/apalis-redis-1.0.md`).
+//! (see `docs/apalis-redis-1.0.md`).
 
 use std::future::Future;
 use std::sync::Arc;
