@@ -13,11 +13,12 @@ use git2::{
     RemoteCallbacks, Repository, RepositoryInitOptions,
 };
 
+use super::classify::{classify, refused, stopped};
 use super::gate::WriteGate;
 use super::refs::{self, RefChanges, RefUpdateError};
 use super::selection::RefSelection;
 use super::transport::{self, NetworkPolicy, Session};
-use super::url::{http_credentials, redact_text, UpstreamUrl};
+use super::url::{http_credentials, UpstreamUrl};
 use crate::domain::ErrorKind;
 
 pub const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
@@ -53,7 +54,7 @@ impl StopFlag {
         self.stop.load(Ordering::SeqCst)
     }
 
-    fn reason(&self) -> StopReason {
+    pub(super) fn reason(&self) -> StopReason {
         if self.timed_out.load(Ordering::SeqCst) {
             StopReason::Timeout
         } else {
@@ -318,97 +319,6 @@ fn ref_update_failed(e: &RefUpdateError) -> FetchError {
     FetchError {
         kind: ErrorKind::Disk,
         message: format!("{e} ({})", ErrorKind::Disk),
-    }
-}
-
-fn stopped(reason: StopReason) -> FetchError {
-    match reason {
-        StopReason::Timeout => FetchError {
-            kind: ErrorKind::Timeout,
-            message: "sync timed out".into(),
-        },
-        StopReason::Cancelled => FetchError {
-            kind: ErrorKind::Internal,
-            message: "sync cancelled: repository lock lost or worker stopping".into(),
-        },
-    }
-}
-
-/// The failure our transport recorded, as the fetch's error.
-fn refused(session: &Session, req: &FetchRequest<'_>) -> FetchError {
-    if req.stop.is_stopped() {
-        return stopped(req.stop.reason());
-    }
-    let failure = session.failure().unwrap_or(transport::Failure {
-        kind: ErrorKind::Internal,
-        message: "upstream connection refused".into(),
-    });
-    let message = redact_text(&failure.message, req.url);
-    FetchError {
-        kind: failure.kind,
-        message: format!("{message} ({})", failure.kind),
-    }
-}
-
-fn classify(e: &git2::Error, req: &FetchRequest<'_>, session: &Session) -> FetchError {
-    if e.code() == ErrorCode::User || req.stop.is_stopped() {
-        return stopped(req.stop.reason());
-    }
-    // our transport knows why it refused or cut a connection
-    if session.failure().is_some() {
-        return refused(session, req);
-    }
-    let message = redact_text(e.message(), req.url);
-    let lower = message.to_ascii_lowercase();
-    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
-    let kind = if e.code() == ErrorCode::Auth
-        || e.code() == ErrorCode::Certificate
-        || has(&[
-            "401",
-            "403",
-            "authentication",
-            "permission denied",
-            "certificate",
-        ]) {
-        ErrorKind::Auth
-    } else if e.code() == ErrorCode::NotFound
-        || has(&[
-            "404",
-            "not found",
-            "not exported",
-            "does not appear to be a git repository",
-            "could not find repository",
-            "no such file",
-        ])
-    {
-        ErrorKind::NotFound
-    } else if has(&["timed out", "timeout"]) {
-        ErrorKind::Timeout
-    } else if e.class() == ErrorClass::Net && has(&["unsupported url protocol", "invalid url"]) {
-        ErrorKind::BlockedUrl
-    } else {
-        match e.class() {
-            ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Ssl => {
-                ErrorKind::Network
-            }
-            ErrorClass::Os => {
-                if has(&["connect", "resolve", "network", "connection", "host"]) {
-                    ErrorKind::Network
-                } else {
-                    ErrorKind::Disk
-                }
-            }
-            ErrorClass::Odb
-            | ErrorClass::Filesystem
-            | ErrorClass::Index
-            | ErrorClass::Reference
-            | ErrorClass::Repository => ErrorKind::Disk,
-            _ => ErrorKind::GitProtocol,
-        }
-    };
-    FetchError {
-        kind,
-        message: format!("{message} ({kind})"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Git access: mirror fetches and upstream URL policy.
 
+mod classify;
 pub mod fetch;
 pub mod gate;
 mod pack_refs;
