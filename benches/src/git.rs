@@ -11,6 +11,7 @@ use anyhow::{ensure, Context};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use stasis_shared::domain::SyncReason;
+use stasis_shared::git::transport;
 use stasis_testkit::git::GitDaemon;
 use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::TestEnv;
@@ -130,6 +131,17 @@ fn cli_fetch_loop(
     Ok(secs)
 }
 
+/// The rules libgit2 connects under in this process (our transports serve git:// and
+/// HTTP for the whole process once the worker has fetched): local upstreams, no deadline.
+fn open_session() -> std::sync::Arc<transport::Session> {
+    let policy = transport::NetworkPolicy {
+        allow_local_network: true,
+        ..transport::NetworkPolicy::from_config(&stasis_shared::Config::default())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    transport::Session::new(policy, deadline, Default::default())
+}
+
 /// libgit2 connect + ref listing for `count` mirrors, `parallelism` threads, taking
 /// `urls` in turn.
 fn git2_list_loop(urls: &[String], count: usize, parallelism: usize) -> anyhow::Result<f64> {
@@ -139,6 +151,7 @@ fn git2_list_loop(urls: &[String], count: usize, parallelism: usize) -> anyhow::
             let handles: Vec<_> = (0..parallelism)
                 .map(|_| {
                     s.spawn(|| -> Result<(), git2::Error> {
+                        let _session = transport::enter(open_session());
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             if i >= count {
@@ -161,8 +174,16 @@ fn git2_list_loop(urls: &[String], count: usize, parallelism: usize) -> anyhow::
     Ok(secs)
 }
 
+/// On a thread of its own, as the worker's fetches run: our HTTP transport blocks on a
+/// runtime of its own, which it cannot do on a thread that drives async tasks.
 fn git2_fetch(path: &Path, url: &str) -> anyhow::Result<f64> {
+    std::thread::scope(|s| s.spawn(|| git2_fetch_here(path, url)).join())
+        .map_err(|_| anyhow::anyhow!("git2 fetch thread panicked"))?
+}
+
+fn git2_fetch_here(path: &Path, url: &str) -> anyhow::Result<f64> {
     let (result, secs) = time(|| -> Result<(), git2::Error> {
+        let _session = transport::enter(open_session());
         let repo = match git2::Repository::open_bare(path) {
             Ok(repo) => repo,
             Err(_) => git2::Repository::init_bare(path)?,

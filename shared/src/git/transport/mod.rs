@@ -45,11 +45,19 @@ pub fn enter(session: Arc<Session>) -> Entered {
 }
 
 fn current() -> Result<Arc<Session>, git2::Error> {
+    const REFUSED: &std::ffi::CStr =
+        c"no fetch session on this thread: upstream connections are refused";
     CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
+        // git2 hands libgit2 only the code of a factory's error: the message has to be
+        // set here, or the caller reads whatever error came before
+        // SAFETY: a static C string; libgit2 copies it into its thread's error state.
+        unsafe {
+            libgit2_sys::git_error_set_str(libgit2_sys::GIT_ERROR_NET as i32, REFUSED.as_ptr());
+        }
         git2::Error::new(
             git2::ErrorCode::GenericError,
             git2::ErrorClass::Net,
-            "no fetch session on this thread: upstream connections are refused",
+            REFUSED.to_string_lossy(),
         )
     })
 }
