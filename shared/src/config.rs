@@ -368,22 +368,6 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
-impl SecretsConfig {
-    pub fn cipher(&self) -> Result<Option<crate::secrets::Cipher>, ConfigError> {
-        // an empty STASIS_SECRETS_KEY (compose's `${VAR:-}`) means no key
-        self.key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| {
-                crate::secrets::Cipher::new(k).map_err(|e| ConfigError::Invalid {
-                    key: "secrets.key",
-                    msg: e.to_string(),
-                })
-            })
-            .transpose()
-    }
-}
-
 impl Config {
     /// Loads defaults, the file (explicit path, else `$STASIS_CONFIG`), then the process
     /// environment.
@@ -470,7 +454,6 @@ impl Config {
         if self.mirror.min_sync_interval.is_zero() {
             return invalid("mirror.min_sync_interval", "must be more than zero");
         }
-        self.secrets.cipher()?;
         if self.sync.lock_ttl < Duration::from_secs(1) {
             return invalid("sync.lock_ttl", "must be at least 1s");
         }

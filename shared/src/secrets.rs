@@ -9,6 +9,8 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use crate::config::SecretsConfig;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
     #[error("secrets.key must be 32 bytes, as 64 hex digits or base64")]
@@ -71,12 +73,27 @@ impl Cipher {
     }
 }
 
+/// The key is checked where a process opens its cipher (`load`, at start-up), so the
+/// configuration needs nothing of this module.
+impl SecretsConfig {
+    pub fn cipher(&self) -> Result<Option<Cipher>, crate::config::ConfigError> {
+        // an empty STASIS_SECRETS_KEY (compose's `${VAR:-}`) means no key
+        self.key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| {
+                Cipher::new(k).map_err(|e| crate::config::ConfigError::Invalid {
+                    key: "secrets.key",
+                    msg: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
 /// The cipher of this process, from `secrets.key`. Refuses to start a process that
 /// would meet sealed credentials it cannot open.
-pub async fn load(
-    cfg: &crate::config::SecretsConfig,
-    pool: &sqlx::PgPool,
-) -> crate::Result<Option<Cipher>> {
+pub async fn load(cfg: &SecretsConfig, pool: &sqlx::PgPool) -> crate::Result<Option<Cipher>> {
     let cipher = cfg.cipher()?;
     if cipher.is_none() && crate::db::repos::any_credentials(pool).await? {
         return Err(crate::config::ConfigError::Invalid {

@@ -4,10 +4,18 @@
 
 use git2::{ErrorClass, ErrorCode};
 
-use super::fetch::{FetchError, FetchRequest, StopReason};
+use super::stop::{StopFlag, StopReason};
 use super::transport::{self, Session};
 use super::url::redact_text;
 use crate::domain::ErrorKind;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct FetchError {
+    pub kind: ErrorKind,
+    /// Human-readable, with any credential of the URL removed.
+    pub message: String,
+}
 
 pub(super) fn stopped(reason: StopReason) -> FetchError {
     match reason {
@@ -23,30 +31,35 @@ pub(super) fn stopped(reason: StopReason) -> FetchError {
 }
 
 /// The failure our transport recorded, as the fetch's error.
-pub(super) fn refused(session: &Session, req: &FetchRequest<'_>) -> FetchError {
-    if req.stop.is_stopped() {
-        return stopped(req.stop.reason());
+pub(super) fn refused(session: &Session, stop: &StopFlag, url: &str) -> FetchError {
+    if stop.is_stopped() {
+        return stopped(stop.reason());
     }
     let failure = session.failure().unwrap_or(transport::Failure {
         kind: ErrorKind::Internal,
         message: "upstream connection refused".into(),
     });
-    let message = redact_text(&failure.message, req.url);
+    let message = redact_text(&failure.message, url);
     FetchError {
         kind: failure.kind,
         message: format!("{message} ({})", failure.kind),
     }
 }
 
-pub(super) fn classify(e: &git2::Error, req: &FetchRequest<'_>, session: &Session) -> FetchError {
-    if e.code() == ErrorCode::User || req.stop.is_stopped() {
-        return stopped(req.stop.reason());
+pub(super) fn classify(
+    e: &git2::Error,
+    stop: &StopFlag,
+    url: &str,
+    session: &Session,
+) -> FetchError {
+    if e.code() == ErrorCode::User || stop.is_stopped() {
+        return stopped(stop.reason());
     }
     // our transport knows why it refused or cut a connection
     if session.failure().is_some() {
-        return refused(session, req);
+        return refused(session, stop, url);
     }
-    let message = redact_text(e.message(), req.url);
+    let message = redact_text(e.message(), url);
     let kind = kind_of(e.code(), e.class(), &message);
     FetchError {
         kind,

@@ -4,7 +4,6 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,10 +12,12 @@ use git2::{
     RemoteCallbacks, Repository, RepositoryInitOptions,
 };
 
+pub use super::classify::FetchError;
 use super::classify::{classify, refused, stopped};
 use super::gate::WriteGate;
 use super::refs::{self, RefChanges, RefUpdateError};
 use super::selection::RefSelection;
+pub use super::stop::{StopFlag, StopReason};
 use super::transport::{self, NetworkPolicy, Session};
 use super::url::{http_credentials, UpstreamUrl};
 use crate::domain::ErrorKind;
@@ -26,42 +27,6 @@ pub const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
 /// Local disk work, unlike the download: not cut short by the sync's deadline, which a
 /// slow download may have nearly used up. A transaction that outlasts it is aborted whole.
 const REF_UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Why a fetch stopped before finishing, when it was stopped from outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    Timeout,
-    /// The repository lock was lost or the worker is shutting down hard.
-    Cancelled,
-}
-
-/// Shared between the fetch thread and the async task supervising it.
-#[derive(Debug, Default)]
-pub struct StopFlag {
-    stop: AtomicBool,
-    timed_out: AtomicBool,
-}
-
-impl StopFlag {
-    pub fn stop(&self, reason: StopReason) {
-        if reason == StopReason::Timeout {
-            self.timed_out.store(true, Ordering::SeqCst);
-        }
-        self.stop.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    pub(super) fn reason(&self) -> StopReason {
-        if self.timed_out.load(Ordering::SeqCst) {
-            StopReason::Timeout
-        } else {
-            StopReason::Cancelled
-        }
-    }
-}
 
 pub struct FetchRequest<'a> {
     pub path: &'a Path,
@@ -100,14 +65,6 @@ impl FetchReport {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{message}")]
-pub struct FetchError {
-    pub kind: ErrorKind,
-    /// Human-readable, with any credential of the URL removed.
-    pub message: String,
-}
-
 pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let mut network = req.network.clone();
     let used = disk_size(req.path);
@@ -131,8 +88,9 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         kind: ErrorKind::BlockedUrl,
         message: format!("{e} ({})", ErrorKind::BlockedUrl),
     })?;
-    let target = transport::target(&upstream, &session).map_err(|_| refused(&session, req))?;
-    let fail = |e: git2::Error| classify(&e, req, &session);
+    let target =
+        transport::target(&upstream, &session).map_err(|_| refused(&session, req.stop, req.url))?;
+    let fail = |e: git2::Error| classify(&e, req.stop, req.url, &session);
     let (repo, initialized) = open_or_init(req.path).map_err(fail)?;
     let mut report = FetchReport {
         initialized,

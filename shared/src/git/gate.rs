@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::fetch::{StopFlag, StopReason};
+use super::stop::{StopFlag, StopReason};
 
 /// Shared by the fetch thread, which asks, and the task supervising it, which decides.
 #[derive(Debug, Default)]

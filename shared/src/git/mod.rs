@@ -4,9 +4,9 @@ mod classify;
 pub mod fetch;
 pub mod gate;
 mod pack_refs;
-mod packed;
 pub mod refs;
 pub mod selection;
+pub mod stop;
 pub mod transport;
 pub mod url;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::domain::ErrorKind;
-use crate::git::fetch::StopFlag;
+use crate::git::stop::{StopFlag, StopReason};
 use crate::git::url::{is_internal, resolve};
 
 /// How long one blocking socket call waits before the stop flag and deadline are looked
@@ -97,7 +97,7 @@ impl Session {
     /// socket call, so a stopped sync closes its connection within a slice.
     pub(super) fn interrupted(&self) -> io::Result<()> {
         if Instant::now() >= self.deadline {
-            self.stop.stop(crate::git::fetch::StopReason::Timeout);
+            self.stop.stop(StopReason::Timeout);
         }
         if self.stop.is_stopped() {
             // not `Interrupted`: `write_all` would retry that forever
@@ -232,7 +232,7 @@ pub(super) async fn bounded<F: std::future::Future>(
     tokio::select! {
         out = fut => Ok(out),
         _ = tokio::time::sleep_until(deadline) => {
-            session.stop.stop(crate::git::fetch::StopReason::Timeout);
+            session.stop.stop(StopReason::Timeout);
             Err(io::Error::new(io::ErrorKind::TimedOut, "sync timed out"))
         }
         _ = stopped => Err(io::Error::other("sync stopped")),

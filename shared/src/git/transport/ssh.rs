@@ -48,7 +48,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::git::fetch::StopFlag;
+    use crate::git::stop::StopFlag;
     use crate::git::transport::NetworkPolicy;
 
     fn session(allow_local_network: bool) -> Arc<Session> {

@@ -9,7 +9,7 @@
 //! expected old value fails.
 //!
 //! When every changed ref is packed only (the usual case: changed syncs end by packing
-//! refs), `super::packed` rewrites `packed-refs` alone, which is quicker still.
+//! refs), `packed` rewrites `packed-refs` alone, which is quicker still.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,6 +19,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use git2::Oid;
+
+mod packed;
 
 /// What one sync changes in the mirror, each with the value it expects to replace.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -96,7 +98,7 @@ pub fn apply(
     changes: &RefChanges,
     timeout: Duration,
 ) -> Result<(), RefUpdateError> {
-    if changes.is_empty() || super::packed::apply(git_dir, changes)? {
+    if changes.is_empty() || packed::apply(git_dir, changes)? {
         return Ok(());
     }
     let mut cmd = Command::new("git");

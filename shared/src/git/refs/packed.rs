@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository};
 
-use super::refs::{RefChanges, RefUpdateError};
+use super::{RefChanges, RefUpdateError};
 
 /// name → (object, what it peels to when it is a tag)
 type Packed = BTreeMap<String, (Oid, Option<Oid>)>;
