@@ -67,6 +67,12 @@ impl ThrottledProxy {
         self.counters.max_open.load(Ordering::SeqCst)
     }
 
+    /// Connections open now: one a client has closed is counted out once the proxy's
+    /// copy in both directions has ended.
+    pub fn open(&self) -> usize {
+        self.counters.open.load(Ordering::SeqCst)
+    }
+
     pub fn connections(&self) -> usize {
         self.counters.total.load(Ordering::SeqCst)
     }
