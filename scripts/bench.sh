@@ -5,7 +5,7 @@
 # noop and fetch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/services.sh
+eval "$(scripts/services.sh)"
 profile=release
 flag=--release
 if [ "${1:-}" = "--quick" ]; then profile=debug; flag=; fi

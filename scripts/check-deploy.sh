@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/stasis-mirror-sync/tools"
 mkdir -p "$tools"
 
-if ! command -v check-jsonschema >/dev/null 2>&1 || ! python3 -c 'import yaml' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check check-jsonschema pyyaml 2>&1 \
-    | grep -v "Running pip as the 'root' user" || true
+source scripts/python-tools.sh
+if ! command -v check-jsonschema >/dev/null 2>&1 || ! python -c 'import yaml' 2>/dev/null; then
+  python_tools check-jsonschema pyyaml
 fi
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 

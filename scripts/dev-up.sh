@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD/data/dev"
 mkdir -p "$root/logs" "$root/upstreams"
-scripts/services.sh
+eval "$(scripts/services.sh)"
 
-export STASIS_DATABASE_URL="${STASIS_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/stasis_dev}"
+export STASIS_DATABASE_URL="${STASIS_DATABASE_URL:-${STASIS_PG_ADMIN_URL%/*}/stasis_dev}"
+export STASIS_REDIS_URL="${STASIS_REDIS_URL:-$STASIS_TEST_REDIS_URL}"
 export STASIS_QUEUE_NAMESPACE="${STASIS_QUEUE_NAMESPACE:-stasis_dev}"
 export STASIS_STORAGE_ROOT="$root/mirrors"
 export STASIS_API_LISTEN="${STASIS_API_LISTEN:-127.0.0.1:8080}"
@@ -26,8 +27,8 @@ cargo build --quiet --bins
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
 db="${STASIS_DATABASE_URL##*/}"
-psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
-  || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
+psql "$STASIS_PG_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+  || psql "$STASIS_PG_ADMIN_URL" -qc "CREATE DATABASE $db"
 "$bin/stasisctl" migrate
 
 start() { # name, command...

@@ -6,6 +6,7 @@
 # (scripts/test.sh builds them) and services up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -n "${STASIS_PG_ADMIN_URL:-}" ] || eval "$(scripts/services.sh)"
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
 if ! command -v chromium >/dev/null 2>&1; then
@@ -22,13 +23,14 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
-  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$db:*" | xargs -r redis-cli -h 127.0.0.1 -p 6379 del >/dev/null
+  psql "$STASIS_PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -u "$STASIS_TEST_REDIS_URL" --scan --pattern "$db:*" | xargs -r redis-cli -u "$STASIS_TEST_REDIS_URL" del >/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-export STASIS_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+export STASIS_DATABASE_URL="${STASIS_PG_ADMIN_URL%/*}/$db"
+export STASIS_REDIS_URL="$STASIS_TEST_REDIS_URL"
 export STASIS_QUEUE_NAMESPACE="$db"
 export STASIS_STORAGE_ROOT="$work/mirrors"
 export STASIS_API_LISTEN="127.0.0.1:$port"
@@ -36,7 +38,7 @@ export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
 export STASIS_QUEUE_POLL_INTERVAL=50ms
 export STASIS_QUEUE_HEARTBEAT_INTERVAL=1s
 export STASIS_LOG_LEVEL=warn
-psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
+psql "$STASIS_PG_ADMIN_URL" -qc "CREATE DATABASE $db"
 "$bin/stasisctl" migrate >/dev/null
 token=$("$bin/stasisctl" user create ada --admin | tail -n1)
 "$bin/stasis-api" >"$work/api.log" 2>&1 &

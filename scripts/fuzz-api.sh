@@ -4,6 +4,7 @@
 # Expects the binaries built (scripts/test.sh builds them) and services up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -n "${STASIS_PG_ADMIN_URL:-}" ] || eval "$(scripts/services.sh)"
 bin="${CARGO_TARGET_DIR:-target}/debug"
 work=$(mktemp -d)
 db="stasis_fuzz_$$"
@@ -11,17 +12,17 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 api_pid=""
 cleanup() {
   [ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
-  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$db:*" | xargs -r redis-cli -h 127.0.0.1 -p 6379 del >/dev/null
+  psql "$STASIS_PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -u "$STASIS_TEST_REDIS_URL" --scan --pattern "$db:*" | xargs -r redis-cli -u "$STASIS_TEST_REDIS_URL" del >/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-if ! command -v st >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5' 2>&1 | grep -v "Running pip as the 'root' user" || true
-fi
+source scripts/python-tools.sh
+command -v st >/dev/null 2>&1 || python_tools 'schemathesis>=4,<5'
 
-export STASIS_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+export STASIS_DATABASE_URL="${STASIS_PG_ADMIN_URL%/*}/$db"
+export STASIS_REDIS_URL="$STASIS_TEST_REDIS_URL"
 export STASIS_QUEUE_NAMESPACE="$db"
 export STASIS_STORAGE_ROOT="$work/mirrors"
 export STASIS_API_LISTEN="127.0.0.1:$port"
@@ -29,7 +30,7 @@ export STASIS_API_LISTEN="127.0.0.1:$port"
 export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
 export STASIS_SECRETS_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 export STASIS_LOG_LEVEL=warn
-psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
+psql "$STASIS_PG_ADMIN_URL" -qc "CREATE DATABASE $db"
 "$bin/stasisctl" migrate >/dev/null
 token=$("$bin/stasisctl" user create fuzzer --admin | tail -n1)
 "$bin/stasis-api" >"$work/api.log" 2>&1 &

@@ -4,7 +4,7 @@
 # end in Chromium, then each benchmark at a small size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/services.sh
+eval "$(scripts/services.sh)"
 cargo test --workspace --locked "$@"
 scripts/check-deploy.sh
 # the fuzzing and benchmarks below run the real binaries

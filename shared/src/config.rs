@@ -394,8 +394,15 @@ impl Config {
     /// `STASIS_MIRROR_SYNC_INTERVAL` → `mirror.sync_interval`: only the first `_` after
     /// the prefix separates section from key, since keys contain underscores themselves.
     fn env() -> Env {
+        // the scripts' and tests' own variables, not configuration
         Env::prefixed("STASIS_")
-            .ignore(&["CONFIG"])
+            .ignore(&[
+                "CONFIG",
+                "LOCAL_SERVICES",
+                "PG_ADMIN_URL",
+                "TEST_DATABASE_URL",
+                "TEST_REDIS_URL",
+            ])
             .map(|key| key.as_str().replacen('_', ".", 1).into())
     }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 /// only used to create and drop the per-test databases.
 fn admin_url() -> String {
     std::env::var("STASIS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn redis_url() -> String {
