@@ -66,7 +66,7 @@ for name, svc in list(services.items()) + [("x-stasis-env", {"environment": comp
     if "STASIS_SECRETS_KEY" in env:
         problems.append(f"{name}: STASIS_SECRETS_KEY is set in compose (an empty default leaves credentials "
                         "unsealable); it comes from the stasis_secrets_key secret")
-for name in ("api", "scheduler", "worker"):
+for name in ("api", "worker"):  # the processes that open credentials
     if not any((s if isinstance(s, str) else s.get("source")) == "stasis_secrets_key"
                for s in services[name].get("secrets", [])):
         problems.append(f"{name} does not get the stasis_secrets_key secret")
