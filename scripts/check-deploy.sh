@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Validates deploy/ without a Docker engine: docker-compose.yml against the Compose
-# specification (and the worker service scalable), prometheus.yml and its alert rules
-# with promtool, and the Grafana dashboard's datasource. Tools come from PyPI and from
+# specification and what production needs of it (scalable workers, restart policies,
+# rotated logs, secrets from files, Prometheus and Grafana on loopback), the image
+# (.dockerignore, pinned bases, cached dependencies, no bench binary), prometheus.yml,
+# the alert rules (promtool check and unit tests, a runbook section for each) and the
+# Grafana dashboard's conventions (datasource variable, rows, descriptions). Tools come from PyPI and from
 # Debian's prometheus package (promtool only, unpacked, nothing installed system-wide).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,27 +18,140 @@ fi
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 python3 - <<'PY'
-import json, sys, yaml
+import json, re, sys, yaml
+problems = []
+
+# --- compose: scalable workers, healthchecks, production settings
 compose = yaml.safe_load(open("docker-compose.yml"))
-worker = compose["services"]["worker"]
-problems = [f"worker has {k}: it could not scale" for k in ("container_name", "ports") if k in worker]
+services = compose["services"]
+worker = services["worker"]
+problems += [f"worker has {k}: it could not scale" for k in ("container_name", "ports") if k in worker]
 if "mirrors:/var/lib/stasis/mirrors" not in worker.get("volumes", []):
     problems.append("workers do not share the mirrors volume")
-for name, svc in compose["services"].items():
+ONE_SHOT = {"migrate"}  # runs once and exits 0: a restart policy would loop it
+for name, svc in services.items():
     for dep, cond in (svc.get("depends_on") or {}).items():
         if isinstance(cond, dict) and cond.get("condition") == "service_healthy" \
-                and "healthcheck" not in compose["services"][dep]:
+                and "healthcheck" not in services[dep]:
             problems.append(f"{name} waits for {dep} to be healthy, which has no healthcheck")
+    want = "no" if name in ONE_SHOT else "unless-stopped"
+    if svc.get("restart") != want:
+        problems.append(f"{name}: restart is {svc.get('restart')!r}, not {want!r}")
+    log = svc.get("logging") or {}
+    opts = log.get("options") or {}
+    if log.get("driver") != "json-file" or "max-size" not in opts or "max-file" not in opts:
+        problems.append(f"{name}: no rotated json-file logging (max-size, max-file)")
+    image = svc.get("image", "")
+    if "build" not in svc and not re.search(r":v?\d+(\.\d+)+(-[\w.]+)?(@sha256:[0-9a-f]{64})?$|@sha256:[0-9a-f]{64}$", image):
+        problems.append(f"{name}: image {image!r} is not pinned to a version (x.y at least)")
+
+def default_host(port):
+    """The host address a published port binds to, with ${VAR:-default} resolved to its default."""
+    spec = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", str(port))
+    if re.search(r"\$\{?[A-Za-z_]", spec):
+        return None  # a variable with no default: nobody knows
+    parts = spec.split(":")
+    return parts[0] if len(parts) == 3 else "0.0.0.0"
+for name in ("prometheus", "grafana"):
+    for port in services[name].get("ports", []):
+        if isinstance(port, dict):
+            host = port.get("host_ip", "0.0.0.0")
+        else:
+            host = default_host(port)
+        if host != "127.0.0.1":
+            problems.append(f"{name} publishes {port!r} beyond 127.0.0.1 by default")
+for name, svc in list(services.items()) + [("x-stasis-env", {"environment": compose.get("x-stasis-env")})]:
+    env = svc.get("environment") or {}
+    env = env if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+    if "STASIS_SECRETS_KEY" in env:
+        problems.append(f"{name}: STASIS_SECRETS_KEY is set in compose (an empty default leaves credentials "
+                        "unsealable); it comes from the stasis_secrets_key secret")
+for name in ("api", "worker"):  # the processes that open credentials
+    if not any((s if isinstance(s, str) else s.get("source")) == "stasis_secrets_key"
+               for s in services[name].get("secrets", [])):
+        problems.append(f"{name} does not get the stasis_secrets_key secret")
+graf = services["grafana"].get("environment", {})
+if "GF_SECURITY_ADMIN_PASSWORD__FILE" not in graf or "GF_SECURITY_ADMIN_PASSWORD" in graf:
+    problems.append("grafana's admin password does not come from a secret file")
+for vol in ("postgres", "redis", "mirrors", "grafana", "prometheus"):
+    if vol not in (compose.get("volumes") or {}):
+        problems.append(f"no named volume {vol}")
+
+# --- .dockerignore and Dockerfile
+try:
+    ignored = {l.strip().strip("/") for l in open(".dockerignore") if l.strip() and not l.startswith("#")}
+except FileNotFoundError:
+    ignored = set()
+for entry in ("target", "data", "deploy/secrets"):
+    if entry not in ignored:
+        problems.append(f".dockerignore does not list {entry}")
+dockerfile = open("deploy/Dockerfile").read()
+if "stasis-bench" in re.sub(r"#.*", "", dockerfile):
+    problems.append("the Dockerfile builds stasis-bench")
+if re.search(r"cargo build[^\n]*--(bins|workspace)", dockerfile):
+    problems.append("the Dockerfile builds every binary (the bench included): name the packages")
+for pkg in ("stasis-api", "stasis-worker", "stasis-scheduler", "stasis-cli"):
+    if f"-p {pkg}" not in dockerfile:
+        problems.append(f"the Dockerfile does not build {pkg}")
+if "--mount=type=cache" not in dockerfile:
+    problems.append("the Dockerfile caches no dependencies (BuildKit cache mounts)")
+for base in re.findall(r"^FROM\s+(\S+)", dockerfile, re.M):
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.M | re.I)
+    if base in stages:
+        continue
+    if not re.search(r":\d+(\.\d+)+[-\w.]*(@sha256:[0-9a-f]{64})?$|@sha256:[0-9a-f]{64}$", base):
+        problems.append(f"base image {base} is not pinned to a version (x.y at least)")
+stages = dict(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)\n(.*?)(?=^FROM|\Z)", dockerfile, re.M | re.S | re.I))
+if "git" in re.sub(r"#.*", "", stages.get("runtime", "")).split() or "install" in stages.get("app", ""):
+    problems.append("git (or another package) is installed beyond the worker image")
+if not re.search(r"install[^\n]*\bgit\b", stages.get("worker", "")):
+    problems.append("the worker image has no git (ref transactions and housekeeping need it)")
+
+# --- Grafana: every panel on the templated datasource, which is provisioned
 dash = json.load(open("deploy/grafana/dashboards/stasis.json"))
 sources = yaml.safe_load(open("deploy/grafana/provisioning/datasources/prometheus.yml"))
-uids = {d["uid"] for d in sources["datasources"]}
-for panel in dash["panels"]:
-    for target in panel["targets"]:
-        if target["datasource"]["uid"] not in uids:
-            problems.append(f"panel {panel['title']!r} uses an unprovisioned datasource")
+types = {d["type"] for d in sources["datasources"]}
+variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+ds = variables.get("datasource")
+if not ds or ds.get("type") != "datasource" or ds.get("query") not in types:
+    problems.append("the dashboard has no datasource variable of a provisioned type")
+panels = [p for p in dash["panels"] if p.get("type") != "row"]
+for panel in panels:
+    title = panel["title"]
+    if not panel.get("description"):
+        problems.append(f"panel {title!r} has no description")
+    for t in [panel] + panel.get("targets", []):
+        if (t.get("datasource") or {}).get("uid") != "${datasource}":
+            problems.append(f"panel {title!r} does not use the ${{datasource}} variable")
+    for t in panel.get("targets", []):
+        if "stasis_http_request" in t.get("expr", "") and 'route=~"/api/' not in t["expr"]:
+            problems.append(f"panel {title!r}: API panels filter routes to the API (no UI, docs or probes)")
+if not any(p.get("type") == "row" for p in dash["panels"]):
+    problems.append("the dashboard has no rows")
+if not any(p.get("type") == "stat" for p in dash["panels"]):
+    problems.append("the dashboard has no stat panels for current values")
+if not any("dead" in t.get("expr", "") for p in panels if "by state" in p["title"].lower() for t in p["targets"]):
+    problems.append("'jobs by state' does not show dead jobs")
+
+# --- alert rules: each actionable, with a runbook section that exists
+rules = [r for g in yaml.safe_load(open("deploy/prometheus/alerts.yml"))["groups"] for r in g["rules"]]
+runbook = open("docs/runbook.md").read()
+anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+           for h in re.findall(r"^#+\s+(.*)$", runbook, re.M)}
+for r in rules:
+    url = (r.get("annotations") or {}).get("runbook_url", "")
+    m = re.fullmatch(r"\S*docs/runbook\.md#([\w-]+)", url)
+    if not m:
+        problems.append(f"alert {r['alert']}: no runbook_url into docs/runbook.md")
+    elif m.group(1) not in anchors:
+        problems.append(f"alert {r['alert']}: docs/runbook.md has no section #{m.group(1)}")
+    if "severity" not in (r.get("labels") or {}) or "summary" not in (r.get("annotations") or {}):
+        problems.append(f"alert {r['alert']}: severity label or summary missing")
+
 if problems:
     sys.exit("\n".join(problems))
-print(f"compose: worker scalable; dashboard: {len(dash['panels'])} panels on provisioned datasources")
+print(f"compose: worker scalable, restart/logging/ports/secrets set; image: pinned, cached, no bench; "
+      f"dashboard: {len(panels)} panels on ${{datasource}}; alerts: {len(rules)} with runbook sections")
 PY
 
 promtool=$(command -v promtool || true)
@@ -48,3 +164,4 @@ if [ -z "$promtool" ]; then
 fi
 "$promtool" check config deploy/prometheus/prometheus.yml
 "$promtool" check rules deploy/prometheus/alerts.yml
+"$promtool" test rules deploy/prometheus/alerts.test.yml
