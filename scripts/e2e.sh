@@ -36,6 +36,8 @@ export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
 export STASIS_QUEUE_POLL_INTERVAL=50ms
 export STASIS_QUEUE_HEARTBEAT_INTERVAL=1s
 export STASIS_LOG_LEVEL=warn
+# the journey presses "Sync now" right after the import's sync
+export STASIS_MIRROR_MIN_MANUAL_INTERVAL=0s
 psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
 "$bin/stasisctl" migrate >/dev/null
 token=$("$bin/stasisctl" user create ada --admin | tail -n1)
