@@ -88,8 +88,39 @@ fn quota(per_second: u32, burst: u32) -> Quota {
     Quota::per_second(nz(per_second)).allow_burst(nz(burst))
 }
 
+/// Described and zeroed here, next to what counts them, so dashboards see a series
+/// before the first refusal.
+fn describe() {
+    use metrics::{counter, describe_counter};
+    describe_counter!(
+        "stasis_api_rate_limited_total",
+        "Requests refused with 429, by budget (read, write, import)"
+    );
+    describe_counter!(
+        "stasis_api_coalesced_syncs_total",
+        "Manual and webhook sync requests that started no sync now: pending (an existing job answered) or deferred (a new job waits for min_manual_interval)"
+    );
+    describe_counter!(
+        "stasis_api_timeouts_total",
+        "Requests answered 504 after api.request_timeout"
+    );
+    describe_counter!(
+        "stasis_api_overloaded_total",
+        "Requests shed with 503 at api.max_concurrent_requests"
+    );
+    for budget in [Budget::Read, Budget::Write, Budget::Import] {
+        counter!("stasis_api_rate_limited_total", "budget" => budget.as_str()).absolute(0);
+    }
+    for reason in ["pending", "deferred"] {
+        counter!("stasis_api_coalesced_syncs_total", "reason" => reason).absolute(0);
+    }
+    counter!("stasis_api_timeouts_total").absolute(0);
+    counter!("stasis_api_overloaded_total").absolute(0);
+}
+
 impl Guard {
     pub fn new(api: &ApiConfig, rl: &RateLimitConfig) -> Arc<Self> {
+        describe();
         let limits = rl.enabled.then(|| {
             [
                 RateLimiter::keyed(quota(rl.read_per_second, rl.read_burst)),

@@ -172,3 +172,69 @@ async fn a_request_slower_than_the_timeout_answers_504_json() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_limit_requests_are_shed_but_probes_answer() {
+    let env = TestEnv::new().await;
+    let api =
+        std::sync::Arc::new(Api::start_with(&env, |cfg| cfg.api.max_concurrent_requests = 1).await);
+    let (owner, alice) = env.user("alice", false).await;
+    let repo = env.mirror(&owner, "m", "https://example.com/m.git").await;
+    let mut tx = env.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM repositories WHERE id = $1 FOR UPDATE")
+        .bind(repo)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let stuck = {
+        let (api, alice) = (api.clone(), alice.clone());
+        tokio::spawn(async move {
+            api.call("POST", "/api/v1/repos/alice/m/sync", Some(&alice), None)
+                .await
+        })
+    };
+    stasis_testkit::eventually(
+        "the request to wait for the row",
+        Duration::from_secs(10),
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = api.call("GET", "/api/v1/repos", None, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
+        "{body}"
+    );
+    assert_eq!(get(&api, "/healthz", None).await.status(), StatusCode::OK);
+    tx.rollback().await.unwrap();
+    let (status, body) = stuck.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        get(&api, "/api/v1/repos", None).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_the_guards_answers() {
+    let env = TestEnv::new().await;
+    let api = Api::start_with(&env, |_| {}).await;
+    let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    let sync = &doc["paths"]["/api/v1/repos/{owner}/{repo}/sync"]["post"];
+    for status in ["413", "429", "503", "504"] {
+        assert!(sync["responses"][status].is_object(), "{status}: {sync}");
+    }
+    assert!(sync["responses"]["429"]["headers"]["Retry-After"].is_object());
+    assert!(sync["parameters"].to_string().contains("force"));
+    let probe = &doc["paths"]["/healthz"]["get"]["responses"];
+    assert!(probe["429"].is_null(), "probes are not limited: {probe}");
+}
