@@ -240,7 +240,9 @@ impl Enqueuer {
             (true, Window::Min(gap)) if !gap.is_zero() => {
                 coalesce::defer(&mut tx, claimed.job_id, repo_id, gap).await?
             }
-            _ => coalesce::active(&mut *tx, repo_id)
+            (true, _) => chrono::Utc::now(),
+            // a concurrent request created it between the read above and the lock
+            (false, _) => coalesce::active(&mut *tx, repo_id)
                 .await?
                 .map_or_else(chrono::Utc::now, |(_, at)| at),
         };
