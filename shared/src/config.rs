@@ -567,10 +567,13 @@ impl Config {
         {
             return invalid("ratelimit", "rates and bursts must be at least 1");
         }
-        if self.api.max_concurrent_requests == 0 || self.api.request_timeout.is_zero() {
+        if self.api.max_concurrent_requests == 0
+            || self.api.request_timeout.is_zero()
+            || self.api.header_read_timeout.is_zero()
+        {
             return invalid(
                 "api.max_concurrent_requests",
-                "concurrency and request_timeout must be more than zero",
+                "concurrency, request_timeout and header_read_timeout must be more than zero",
             );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -635,6 +638,26 @@ mod tests {
             jail.set_env("STASIS_WORKER_CONCURRENCY", "0");
             let err = load_in(jail).unwrap_err().to_string();
             assert!(err.contains("worker.concurrency"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn abuse_limits_from_env() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_MIRROR_MIN_MANUAL_INTERVAL", "0s");
+            jail.set_env("STASIS_RATELIMIT_WRITE_BURST", "5");
+            jail.set_env("STASIS_API_REQUEST_TIMEOUT", "2s");
+            let cfg = load_in(jail).expect("valid config");
+            assert!(cfg.mirror.min_manual_interval.is_zero());
+            assert_eq!(cfg.ratelimit.write_burst, 5);
+            assert_eq!(cfg.api.request_timeout, Duration::from_secs(2));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_RATELIMIT_IMPORT_PER_SECOND", "0");
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("ratelimit"), "{err}");
             Ok(())
         });
     }
