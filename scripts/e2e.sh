@@ -38,6 +38,8 @@ export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
 export STASIS_QUEUE_POLL_INTERVAL=50ms
 export STASIS_QUEUE_HEARTBEAT_INTERVAL=1s
 export STASIS_LOG_LEVEL=warn
+# the journey presses "Sync now" right after the import's sync
+export STASIS_MIRROR_MIN_MANUAL_INTERVAL=0s
 psql "$STASIS_PG_ADMIN_URL" -qc "CREATE DATABASE $db"
 "$bin/stasisctl" migrate >/dev/null
 token=$("$bin/stasisctl" user create ada --admin | tail -n1)

@@ -30,6 +30,9 @@ export STASIS_API_LISTEN="127.0.0.1:$port"
 export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
 export STASIS_SECRETS_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 export STASIS_LOG_LEVEL=warn
+# one token sends every generated request: budgets that let them reach the handlers
+export STASIS_RATELIMIT_READ_BURST=100000 STASIS_RATELIMIT_WRITE_BURST=100000
+export STASIS_RATELIMIT_IMPORT_BURST=100000
 psql "$STASIS_PG_ADMIN_URL" -qc "CREATE DATABASE $db"
 "$bin/stasisctl" migrate >/dev/null
 token=$("$bin/stasisctl" user create fuzzer --admin | tail -n1)

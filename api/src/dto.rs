@@ -162,6 +162,18 @@ pub struct SyncAccepted {
     pub message: &'static str,
     pub status: String,
     pub job_id: Uuid,
+    /// When the job runs: later than now when the mirror synced less than
+    /// `mirror.min_manual_interval` ago (requests within that window share one sync).
+    pub next_run_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// Admins only: start the sync now even within `mirror.min_manual_interval` of the
+    /// last one.
+    pub force: Option<bool>,
 }
 
 /// `PATCH /repos/{owner}/{repo}/mirror`: absent fields stay as they are.

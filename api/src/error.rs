@@ -30,6 +30,14 @@ pub enum ApiError {
     UnsupportedMedia,
     #[error("request body too large")]
     TooLarge,
+    #[error("rate limit exceeded: retry in {0}s")]
+    RateLimited(u64),
+    #[error("you own {0} repositories, the most allowed (`mirror.max_per_user`)")]
+    QuotaExceeded(u32),
+    #[error("server busy, try again later")]
+    Overloaded,
+    #[error("request took too long")]
+    Timeout,
     #[error("{0} unavailable, try again later")]
     Unavailable(&'static str),
     #[error("internal error")]
@@ -51,6 +59,10 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

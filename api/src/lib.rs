@@ -4,9 +4,11 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod http_metrics;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod ui;
 pub mod validate;
@@ -14,6 +16,7 @@ pub mod validate;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -55,6 +58,12 @@ impl AppState {
 /// Every route, and the OpenAPI document generated from the same declarations, so the
 /// two cannot drift apart.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (probes, guarded, doc) = route_sets();
+    (probes.merge(guarded), doc)
+}
+
+/// The health probes apart from the rest: they stay outside the guard.
+fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     use routes::{admin, health, hooks, mirror, repos, user};
     let v1 = OpenApiRouter::new()
         .routes(routes!(user::current))
@@ -76,19 +85,30 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::pause_scheduler))
         .routes(routes!(admin::resume_scheduler))
         .routes(routes!(admin::mirror_config, admin::set_mirror_config));
-    OpenApiRouter::with_openapi(openapi::base())
+    let (guarded, mut doc) = OpenApiRouter::with_openapi(openapi::base())
+        .nest("/api/v1", v1)
+        .split_for_parts();
+    openapi::guarded_responses(&mut doc);
+    let (probes, probes_doc) = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .nest("/api/v1", v1)
-        .split_for_parts()
+        .split_for_parts();
+    doc.merge(probes_doc);
+    (probes, guarded, doc)
 }
 
 pub fn router(state: AppState) -> Router {
-    let (routes, doc) = routes();
-    routes
+    let (probes, guarded, doc) = route_sets();
+    let guard = guard::Guard::new(&state.cfg.api, &state.cfg.ratelimit);
+    let body_limit = usize::try_from(state.cfg.api.max_body_size.as_u64()).unwrap_or(usize::MAX);
+    let guarded = guarded
         .merge(openapi::serve(doc))
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
+    probes
+        .merge(guarded)
         .layer(axum::middleware::from_fn(http_metrics::record))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -100,7 +120,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = state.cfg.api.header_read_timeout;
+    server::run(listener, router(state), header_timeout, shutdown).await
 }

@@ -54,3 +54,57 @@ pub fn serve<S: Clone + Send + Sync + 'static>(doc: Document) -> Router<S> {
             get(|| async { Html(include_str!("docs.html")) }),
         )
 }
+
+/// The answers the guard in front of every `/api/v1` route may give, whatever the
+/// handler: rate limited (429 with `Retry-After`), body too large, overloaded, timed out.
+pub fn guarded_responses(doc: &mut Document) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str, retry_after: bool| {
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build();
+        let mut response = ResponseBuilder::new()
+            .description(description)
+            .content("application/json", content);
+        if retry_after {
+            let seconds = ObjectBuilder::new().schema_type(Type::Integer).build();
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(seconds)
+                    .description(Some("Seconds until the budget allows another request"))
+                    .build(),
+            );
+        }
+        response.build()
+    };
+    let guard = [
+        ("413", error("Request body over `api.max_body_size`", false)),
+        ("429", error("Over this client's rate limit (`ratelimit.*`)", true)),
+        ("503", error("Too many requests in flight (`api.max_concurrent_requests`), or a backend unavailable", false)),
+        ("504", error("No answer within `api.request_timeout`", false)),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (status, response) in &guard {
+                op.responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}

@@ -37,6 +37,7 @@ pub struct Config {
     pub log: LogConfig,
     pub secrets: SecretsConfig,
     pub notify: NotifyConfig,
+    pub ratelimit: RateLimitConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,12 +126,54 @@ impl Default for StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// A request still unanswered after this gets a 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A client that has not sent its whole request head by then is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Requests handled at once; past it, 503 at once rather than an unbounded queue.
+    pub max_concurrent_requests: usize,
+    /// Largest request body any route accepts.
+    pub max_body_size: ByteSize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 512,
+            max_body_size: ByteSize::mib(2),
+        }
+    }
+}
+
+/// Per-client request budgets (token bucket: `*_per_second` refill, `*_burst` size),
+/// keyed by bearer token when one is sent, else by peer address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub read_per_second: u32,
+    pub read_burst: u32,
+    pub write_per_second: u32,
+    pub write_burst: u32,
+    pub import_per_second: u32,
+    pub import_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            read_per_second: 100,
+            read_burst: 400,
+            write_per_second: 20,
+            write_burst: 100,
+            import_per_second: 2,
+            import_burst: 50,
         }
     }
 }
@@ -163,6 +206,12 @@ pub struct MirrorConfig {
     pub max_size: ByteSize,
     /// DNS server that resolves upstream host names, instead of the system resolver.
     pub dns_server: Option<SocketAddr>,
+    /// Manual and webhook syncs of one mirror start at most once per this (0: no
+    /// limit); requests within it share the pending job, deferred to its end.
+    #[serde(with = "humantime_serde")]
+    pub min_manual_interval: Duration,
+    /// Repositories one user may own; imports beyond it are refused.
+    pub max_per_user: u32,
 }
 
 impl Default for MirrorConfig {
@@ -176,6 +225,8 @@ impl Default for MirrorConfig {
             allow_local_network: false,
             max_size: ByteSize::gib(10),
             dns_server: None,
+            min_manual_interval: Duration::from_secs(60),
+            max_per_user: 1000,
         }
     }
 }
@@ -493,6 +544,28 @@ impl Config {
                 "must be between 1 and 7000 (apalis-redis fails above ~8000 due jobs)",
             );
         }
+        let rl = &self.ratelimit;
+        if [
+            rl.read_per_second,
+            rl.read_burst,
+            rl.write_per_second,
+            rl.write_burst,
+        ]
+        .into_iter()
+        .chain([rl.import_per_second, rl.import_burst])
+        .any(|n| n == 0)
+        {
+            return invalid("ratelimit", "rates and bursts must be at least 1");
+        }
+        if self.api.max_concurrent_requests == 0
+            || self.api.request_timeout.is_zero()
+            || self.api.header_read_timeout.is_zero()
+        {
+            return invalid(
+                "api.max_concurrent_requests",
+                "concurrency, request_timeout and header_read_timeout must be more than zero",
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be `text` or `json`");
         }
@@ -555,6 +628,26 @@ mod tests {
             jail.set_env("STASIS_WORKER_CONCURRENCY", "0");
             let err = load_in(jail).unwrap_err().to_string();
             assert!(err.contains("worker.concurrency"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn abuse_limits_from_env() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_MIRROR_MIN_MANUAL_INTERVAL", "0s");
+            jail.set_env("STASIS_RATELIMIT_WRITE_BURST", "5");
+            jail.set_env("STASIS_API_REQUEST_TIMEOUT", "2s");
+            let cfg = load_in(jail).expect("valid config");
+            assert!(cfg.mirror.min_manual_interval.is_zero());
+            assert_eq!(cfg.ratelimit.write_burst, 5);
+            assert_eq!(cfg.api.request_timeout, Duration::from_secs(2));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_RATELIMIT_IMPORT_PER_SECOND", "0");
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("ratelimit"), "{err}");
             Ok(())
         });
     }

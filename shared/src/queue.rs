@@ -10,6 +10,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::config::{QueueConfig, RedisConfig};
+use crate::db::coalesce;
+pub use crate::db::coalesce::Window;
 use crate::db::jobs::{self, Refused};
 use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
@@ -170,6 +172,8 @@ pub struct Enqueued {
     pub job_id: Uuid,
     /// `false` when the repository already had a pending or running job.
     pub created: bool,
+    /// When the job is due: later than now when it waits out `min_manual_interval`.
+    pub run_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Clone)]
@@ -206,19 +210,41 @@ impl Enqueuer {
     /// Records a job for the repository and pushes it, unless one is already pending
     /// or running, in which case that job is returned. `None`: no such repository.
     pub async fn enqueue(&self, repo_id: Uuid, reason: SyncReason) -> Result<Option<Enqueued>> {
+        self.enqueue_within(repo_id, reason, Window::None).await
+    }
+
+    /// [`Self::enqueue`], coalesced per `window`.
+    pub async fn enqueue_within(
+        &self,
+        repo_id: Uuid,
+        reason: SyncReason,
+        window: Window,
+    ) -> Result<Option<Enqueued>> {
         // Most requests for a busy repository find its job already there: one read answers
         // them, without the row lock that serialises creating a job (and that every
         // "Sync now" of a hot repository would otherwise queue on).
-        if let Some(job_id) = jobs::active_job(&self.pool, repo_id).await? {
+        if let Some((job_id, run_at)) = coalesce::active(&self.pool, repo_id).await? {
+            let run_at = self.forced(window, job_id, repo_id, reason, run_at).await?;
             metrics::counter!("stasis_jobs_deduplicated_total").increment(1);
             return Ok(Some(Enqueued {
                 job_id,
                 created: false,
+                run_at,
             }));
         }
         let mut tx = self.pool.begin().await?;
         let Some(claimed) = jobs::claim(&mut tx, repo_id, reason, self.max_attempts).await? else {
             return Ok(None);
+        };
+        let run_at = match (claimed.created, window) {
+            (true, Window::Min(gap)) if !gap.is_zero() => {
+                coalesce::defer(&mut tx, claimed.job_id, repo_id, gap).await?
+            }
+            (true, _) => chrono::Utc::now(),
+            // a concurrent request created it between the read above and the lock
+            (false, _) => coalesce::active(&mut *tx, repo_id)
+                .await?
+                .map_or_else(chrono::Utc::now, |(_, at)| at),
         };
         tx.commit().await?;
         if claimed.created {
@@ -227,7 +253,13 @@ impl Enqueuer {
                 repo_id,
                 reason,
             };
-            if let Err(e) = self.push(vec![job]).await {
+            let wait = (run_at - chrono::Utc::now()).to_std().unwrap_or_default();
+            let pushed = if wait.is_zero() {
+                self.push(vec![job]).await
+            } else {
+                self.push_delayed(job, wait).await
+            };
+            if let Err(e) = pushed {
                 jobs::unclaim(&self.pool, &[claimed.job_id]).await?;
                 return Err(e);
             }
@@ -239,7 +271,30 @@ impl Enqueuer {
         Ok(Some(Enqueued {
             job_id: claimed.job_id,
             created: claimed.created,
+            run_at,
         }))
+    }
+
+    /// Under [`Window::Force`], a job waiting out its window is made due now with a
+    /// delivery of its own (the deferred one finds it finished and is dropped).
+    async fn forced(
+        &self,
+        window: Window,
+        job_id: Uuid,
+        repo_id: Uuid,
+        reason: SyncReason,
+        run_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<chrono::DateTime<chrono::Utc>> {
+        if window != Window::Force || !coalesce::advance(&self.pool, job_id).await? {
+            return Ok(run_at);
+        }
+        let job = SyncMirror {
+            job_id,
+            repo_id,
+            reason,
+        };
+        self.push(vec![job]).await?;
+        Ok(chrono::Utc::now())
     }
 
     /// An operator's retry of a failed or dead job: back to pending in Postgres with a

@@ -77,7 +77,8 @@ fn count(provider: &'static str, result: &'static str) {
 }
 
 /// A push webhook: verified with the mirror's secret, it enqueues a sync. GitHub's
-/// `ping` is answered without one.
+/// `ping` is answered without one. A burst of events (one per pushed branch) coalesces
+/// into one sync per `mirror.min_manual_interval`.
 #[utoipa::path(
     post, path = "/hooks/{owner}/{repo}", tag = "mirrors",
     params(("owner" = String, Path), ("repo" = String, Path)),
@@ -121,7 +122,7 @@ pub async fn receive(
         let pong = Json(serde_json::json!({ "message": "pong" }));
         return Ok((StatusCode::OK, pong).into_response());
     }
-    let accepted = enqueue(&state, repo.id, SyncReason::Webhook).await?;
+    let accepted = enqueue(&state, repo.id, SyncReason::Webhook, false).await?;
     count(provider.as_str(), "accepted");
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }

@@ -6,11 +6,12 @@ use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::db::{notifications, runs, users::User};
 use stasis_shared::domain::SyncReason;
+use stasis_shared::queue::Window;
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
 use crate::dto::{
     ErrorBody, History, HistoryQuery, MirrorSettingsRequest, MirrorStatus, RepoResponse,
-    SyncAccepted,
+    SyncAccepted, SyncQuery,
 };
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -38,14 +39,17 @@ async fn managed_mirror(
     Ok(repo)
 }
 
-/// "Sync now". An already queued or running sync is returned instead of a second one.
+/// "Sync now". An already queued or running sync is returned instead of a second one,
+/// and within `mirror.min_manual_interval` of the last sync start the new one waits for
+/// the window's end (`next_run_at`); an admin's `?force=true` starts it now.
 #[utoipa::path(
     post, path = "/repos/{owner}/{repo}/sync", tag = "mirrors",
-    params(("owner" = String, Path), ("repo" = String, Path)),
+    params(("owner" = String, Path), ("repo" = String, Path), SyncQuery),
     responses(
         (status = 202, body = SyncAccepted),
         (status = 400, description = "Not a mirror", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Not the owner, or `force` without an admin token", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -54,9 +58,14 @@ pub async fn sync(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     ApiPath((owner, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<SyncQuery>,
 ) -> Result<(StatusCode, Json<SyncAccepted>), ApiError> {
     let repo = managed_mirror(&state, &user, &owner, &name).await?;
-    let accepted = enqueue(&state, repo.id, SyncReason::Manual).await?;
+    let force = q.force.unwrap_or(false);
+    if force && !user.is_admin {
+        return Err(ApiError::AdminOnly);
+    }
+    let accepted = enqueue(&state, repo.id, SyncReason::Manual, force).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
@@ -65,16 +74,33 @@ pub async fn enqueue(
     state: &AppState,
     repo_id: uuid::Uuid,
     reason: SyncReason,
+    force: bool,
 ) -> Result<SyncAccepted, ApiError> {
+    let window = if force {
+        Window::Force
+    } else {
+        Window::Min(state.cfg.mirror.min_manual_interval)
+    };
     let enqueued = state
         .enqueuer
-        .enqueue(repo_id, reason)
+        .enqueue_within(repo_id, reason, window)
         .await?
         .ok_or(ApiError::NotFound("repository"))?;
+    let deferred = enqueued.run_at > chrono::Utc::now();
+    let coalesced = match (enqueued.created, deferred) {
+        (false, _) => Some("pending"),
+        (true, true) => Some("deferred"),
+        (true, false) => None,
+    };
+    if let Some(how) = coalesced {
+        metrics::counter!("stasis_api_coalesced_syncs_total", "reason" => how).increment(1);
+    }
     let status = repos::find(&state.pool, repo_id)
         .await?
         .map_or_else(|| "queued".to_owned(), |r| r.sync_status);
-    let message = if enqueued.created {
+    let message = if enqueued.created && deferred {
+        "Mirror sync scheduled after the minimum interval between syncs"
+    } else if enqueued.created {
         "Mirror sync started"
     } else {
         "Mirror sync already queued or in progress"
@@ -83,6 +109,7 @@ pub async fn enqueue(
         message,
         status,
         job_id: enqueued.job_id,
+        next_run_at: enqueued.run_at,
     })
 }
 

@@ -38,6 +38,7 @@ pub async fn visible_repo(
         (status = 202, description = "Imported; the import sync is queued", body = RepoResponse),
         (status = 400, description = "Bad name, description, interval or URL (incl. blocked addresses)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "`quota_exceeded`: the caller owns `mirror.max_per_user` repositories", body = ErrorBody),
         (status = 409, description = "Name taken", body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
     ),
@@ -50,6 +51,16 @@ pub async fn import(
 ) -> Result<(StatusCode, Json<RepoResponse>), ApiError> {
     validate::name(&req.name)?;
     validate::description(req.description.as_deref().unwrap_or(""))?;
+    // Checked before the insert, not atomically with it: concurrent imports may pass it
+    // together by a few, which the import rate limit bounds.
+    let max = state.cfg.mirror.max_per_user;
+    let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE owner_id = $1")
+        .bind(user.id)
+        .fetch_one(&state.pool)
+        .await?;
+    if owned >= i64::from(max) {
+        return Err(ApiError::QuotaExceeded(max));
+    }
     let (min, max) = (
         state.cfg.mirror.min_sync_interval,
         state.cfg.mirror.max_sync_interval,

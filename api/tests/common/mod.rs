@@ -3,6 +3,7 @@
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use stasis_api::AppState;
+use stasis_shared::Config;
 use stasis_testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
@@ -13,13 +14,25 @@ pub struct Api {
 }
 
 impl Api {
+    // suites that only need tweaked configurations leave it unused
+    #[allow(dead_code)]
     pub async fn start(env: &TestEnv) -> Self {
+        Self::start_with(env, |_| {}).await
+    }
+
+    /// The API with `tweak` applied to the environment's configuration.
+    pub async fn start_with(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut cfg = env.cfg.clone();
+        // The suites that predate coalescing sync one mirror back to back and wait for
+        // each sync; abuse.rs tests the window itself.
+        cfg.mirror.min_manual_interval = std::time::Duration::ZERO;
+        tweak(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let signal = stop.clone();
-        let cipher = env.cfg.secrets.cipher().expect("valid secrets.key");
-        let state = AppState::new(env.cfg.clone(), env.pool.clone(), env.redis.clone(), cipher);
+        let cipher = cfg.secrets.cipher().expect("valid secrets.key");
+        let state = AppState::new(cfg, env.pool.clone(), env.redis.clone(), cipher);
         tokio::spawn(stasis_api::serve(listener, state, async move {
             signal.cancelled().await
         }));

@@ -1,5 +1,6 @@
 //! Postgres: pool, migrations and the queries more than one binary runs.
 
+pub mod coalesce;
 pub mod jobs;
 pub mod notifications;
 pub mod repos;

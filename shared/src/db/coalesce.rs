@@ -1,0 +1,71 @@
+//! Manual and webhook syncs of one mirror coalesce: a request soon after the last sync
+//! started gets a job deferred to the end of the window instead of a fetch now.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+/// How a manual or webhook request is coalesced with the mirror's recent syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// No coalescing beyond the pending job (scheduler, imports, tooling).
+    None,
+    /// At most one sync start per this interval.
+    Min(Duration),
+    /// An operator's override: a deferred job is made due now.
+    Force,
+}
+
+/// The repository's pending or running job and when it is due.
+pub async fn active<'e, E>(
+    executor: E,
+    repo_id: Uuid,
+) -> sqlx::Result<Option<(Uuid, DateTime<Utc>)>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    sqlx::query_as(
+        "SELECT id, run_at FROM sync_jobs WHERE repo_id = $1 AND state IN ('pending', 'running')",
+    )
+    .bind(repo_id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Moves a job just claimed to `gap` after the repository's last sync start when that
+/// is later than its due time; returns when it is due. Runs in the claim's transaction,
+/// under its row lock, so concurrent requests see the deferred job.
+pub async fn defer(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: Uuid,
+    repo_id: Uuid,
+    gap: Duration,
+) -> sqlx::Result<DateTime<Utc>> {
+    // sync_runs is indexed by (repo_id, started_at DESC): one index probe; GREATEST
+    // ignores the NULL of a mirror that never synced
+    sqlx::query_scalar(
+        "UPDATE sync_jobs SET run_at = GREATEST(run_at,
+             (SELECT max(started_at) FROM sync_runs WHERE repo_id = $2)
+                 + make_interval(secs => $3))
+         WHERE id = $1 RETURNING run_at",
+    )
+    .bind(job_id)
+    .bind(repo_id)
+    .bind(gap.as_secs_f64())
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// An operator's forced sync: a deferred pending job becomes due now. `false` when the
+/// job was not waiting (already due, running or gone).
+pub async fn advance(pool: &PgPool, job_id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sync_jobs SET run_at = now() WHERE id = $1 AND state = 'pending' AND run_at > now()",
+    )
+    .bind(job_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
