@@ -25,6 +25,16 @@ class ApiError extends Error {
  * @param {unknown} [body]
  * @returns {Promise<any>}
  */
+/**
+ * What the API process answering refused or held back since it started (abuse limits).
+ * @param {any} r
+ */
+function refusals(r) {
+  if (!r) return "";
+  const limited = r.rate_limited_read + r.rate_limited_write + r.rate_limited_import;
+  return `This API process since start: ${limited} rate-limited (read ${r.rate_limited_read}, write ${r.rate_limited_write}, import ${r.rate_limited_import}) · ${r.coalesced_syncs} sync requests coalesced · ${r.timeouts} timed out · ${r.overloaded} shed`;
+}
+
 async function api(method, path, body) {
   /** @type {Record<string, string>} */
   const headers = {};
@@ -384,6 +394,7 @@ async function operator() {
       h("ul", { class: "stats", "aria-label": "Jobs per state" },
         ...JOB_STATES.map((s) => h("li", { "data-testid": `depth-${s}` }, h("strong", { text: String(q.jobs[s] ?? 0) }), s))),
       h("p", { class: "muted", text: `Oldest pending: ${q.oldest_pending_age_seconds == null ? "none" : `${Math.round(q.oldest_pending_age_seconds)}s`} · finished in the last minute: ${q.throughput.last_1m}, hour: ${q.throughput.last_1h} · scheduler ${q.scheduler.paused ? "paused" : "running"}` }),
+      h("p", { class: "muted", "data-testid": "api-refusals", text: refusals(q.api_refusals) }),
       h("h2", { text: `Workers alive (${q.workers.length})` }),
       h("div", { class: "table-wrap" }, h("table", {},
         h("thead", {}, h("tr", {}, ...["Worker", "Host", "In flight", "Last heartbeat"].map((t) => h("th", { scope: "col", text: t })))),

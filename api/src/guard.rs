@@ -41,7 +41,7 @@ impl Budget {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Budget::Read => "read",
             Budget::Write => "write",
@@ -157,8 +157,7 @@ impl Guard {
 pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let budget = Budget::of(&req);
     if let Some(secs) = guard.throttled(budget, &Client::of(&req)) {
-        metrics::counter!("stasis_api_rate_limited_total", "budget" => budget.as_str())
-            .increment(1);
+        crate::refusals::rate_limited(budget);
         let mut response = ApiError::RateLimited(secs).into_response();
         response.headers_mut().insert(RETRY_AFTER, secs.into());
         return response;
@@ -174,13 +173,13 @@ pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
     // Shed at once when full: a queue of waiting requests only adds latency to every
     // one of them, and a client retrying after 503 costs less than one holding a socket.
     let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
-        metrics::counter!("stasis_api_overloaded_total").increment(1);
+        crate::refusals::overloaded();
         return ApiError::Overloaded.into_response();
     };
     match tokio::time::timeout(guard.timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("stasis_api_timeouts_total").increment(1);
+            crate::refusals::timed_out();
             ApiError::Timeout.into_response()
         }
     }

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod guard;
 pub mod http_metrics;
 pub mod openapi;
+pub mod refusals;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -71,6 +71,20 @@ async fn past_its_budget_a_token_gets_429_with_retry_after_and_others_do_not() {
         )
         .await;
     assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+
+    // the operator sees the refusal (an admin's reads spend a budget of their own)
+    let (_, root) = env.user("root", true).await;
+    let queue: Value = get(&api, "/api/v1/admin/queue", Some(&root))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refused = queue["api_refusals"]["rate_limited_read"].as_u64();
+    assert!(refused.is_some_and(|n| n >= 1), "{queue}");
+    assert!(
+        queue["jobs"].is_object(),
+        "the overview is still there: {queue}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,6 +114,8 @@ async function journey() {
   // the operator page lists the failed job; once the upstream exists, Retry brings it home
   await page.getByRole("link", { name: "Operator" }).click();
   await page.getByRole("heading", { name: /Workers alive \(1\)/ }).waitFor();
+  // abuse limits are visible on the operator page
+  assert.match(await page.getByTestId("api-refusals").innerText(), /rate-limited \(read \d+, write \d+, import \d+\) · \d+ sync requests coalesced/);
   await page.getByLabel("Job state").selectOption("failed");
   const row = page.locator('tr[data-repo$="/broken"]');
   await row.getByTestId("job-state").getByText("failed").waitFor();

@@ -198,15 +198,21 @@ pub async fn discard_job(
 
 /// Depth per state, Redis depth, oldest pending age, throughput, workers, scheduler.
 #[utoipa::path(get, path = "/admin/queue", tag = "admin",
-    responses((status = 200, body = QueueOverview), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = AdminQueue), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn queue(
-    State(state): State<AppState>,
-    _: Admin,
-) -> Result<Json<QueueOverview>, ApiError> {
-    Ok(Json(
-        overview::queue_overview(&state.cfg, &state.pool, &state.redis).await?,
-    ))
+pub async fn queue(State(state): State<AppState>, _: Admin) -> Result<Json<AdminQueue>, ApiError> {
+    Ok(Json(AdminQueue {
+        overview: overview::queue_overview(&state.cfg, &state.pool, &state.redis).await?,
+        api_refusals: crate::refusals::now(),
+    }))
+}
+
+/// The queue overview, and what this API process refused or held back since it started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminQueue {
+    #[serde(flatten)]
+    pub overview: QueueOverview,
+    pub api_refusals: crate::refusals::ApiRefusals,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

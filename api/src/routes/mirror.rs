@@ -93,7 +93,7 @@ pub async fn enqueue(
         (true, false) => None,
     };
     if let Some(how) = coalesced {
-        metrics::counter!("stasis_api_coalesced_syncs_total", "reason" => how).increment(1);
+        crate::refusals::coalesced(how);
     }
     let status = repos::find(&state.pool, repo_id)
         .await?
