@@ -96,13 +96,7 @@ fn url_error(e: UrlError) -> ApiError {
 /// and splits its credentials off: the canonical URL to store (never the raw input),
 /// and the credentials sealed for storage.
 pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<String>), ApiError> {
-    let checked = check_upstream(
-        raw,
-        state.cfg.mirror.allow_local_network,
-        state.cfg.mirror.dns_server,
-    )
-    .await
-    .map_err(url_error)?;
+    let checked = checked(state, raw).await?;
     let (clean, userinfo) = checked.split_credentials();
     let sealed = match (userinfo, &state.cipher) {
         (None, _) => None,
@@ -129,14 +123,15 @@ pub async fn notify_url(state: &AppState, url: &str) -> Result<String, ApiError>
             "the notification URL must be an http(s) URL".into(),
         ));
     }
-    let checked = check_upstream(
-        url,
-        state.cfg.mirror.allow_local_network,
-        state.cfg.mirror.dns_server,
-    )
-    .await
-    .map_err(url_error)?;
-    Ok(checked.as_str().to_owned())
+    Ok(checked(state, url).await?.as_str().to_owned())
+}
+
+/// The canonical URL, once the address policy passed it (resolved as fetches resolve).
+async fn checked(state: &AppState, raw: &str) -> Result<UpstreamUrl, ApiError> {
+    let mirror = &state.cfg.mirror;
+    check_upstream(raw, mirror.allow_local_network, mirror.dns_server)
+        .await
+        .map_err(url_error)
 }
 
 /// Selective-sync ref patterns: at most 50, each a ref name with one `*` at most.

@@ -20,6 +20,20 @@ async fn get(api: &Api, path: &str, token: Option<&str>) -> reqwest::Response {
     req.send().await.unwrap()
 }
 
+/// Alice's token and a transaction holding the row of her mirror `m`: a "Sync now" of
+/// it waits until the transaction ends.
+async fn mirror_held(env: &TestEnv) -> (String, sqlx::Transaction<'static, sqlx::Postgres>) {
+    let (owner, alice) = env.user("alice", false).await;
+    let repo = env.mirror(&owner, "m", "https://example.com/m.git").await;
+    let mut tx = env.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM repositories WHERE id = $1 FOR UPDATE")
+        .bind(repo)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    (alice, tx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_budget_a_token_gets_429_with_retry_after_and_others_do_not() {
     let env = TestEnv::new().await;
@@ -159,16 +173,9 @@ async fn a_request_slower_than_the_timeout_answers_504_json() {
         cfg.api.request_timeout = Duration::from_millis(500)
     })
     .await;
-    let (owner, alice) = env.user("alice", false).await;
-    let repo = env.mirror(&owner, "m", "https://example.com/m.git").await;
     // a genuinely slow request: "Sync now" waits for the repository row another
     // transaction holds
-    let mut tx = env.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM repositories WHERE id = $1 FOR UPDATE")
-        .bind(repo)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let (alice, tx) = mirror_held(&env).await;
     let started = Instant::now();
     let (status, body) = api
         .call("POST", "/api/v1/repos/alice/m/sync", Some(&alice), None)
@@ -192,14 +199,7 @@ async fn past_the_concurrency_limit_requests_are_shed_but_probes_answer() {
     let env = TestEnv::new().await;
     let api =
         std::sync::Arc::new(Api::start_with(&env, |cfg| cfg.api.max_concurrent_requests = 1).await);
-    let (owner, alice) = env.user("alice", false).await;
-    let repo = env.mirror(&owner, "m", "https://example.com/m.git").await;
-    let mut tx = env.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM repositories WHERE id = $1 FOR UPDATE")
-        .bind(repo)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let (alice, tx) = mirror_held(&env).await;
     let stuck = {
         let (api, alice) = (api.clone(), alice.clone());
         tokio::spawn(async move {

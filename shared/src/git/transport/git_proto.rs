@@ -7,10 +7,9 @@ use std::sync::Arc;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
 
 use super::meter::Phase;
+use super::requested;
 use super::session::Session;
 use super::stream::SessionStream;
-use super::{git_error, only_fetch};
-use crate::domain::ErrorKind;
 
 /// Stateful: libgit2 reuses the listing's stream for the download.
 pub(super) struct GitProto {
@@ -23,14 +22,7 @@ impl SmartSubtransport for GitProto {
         url: &str,
         action: Service,
     ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
-        only_fetch(action)?;
-        let parsed = url::Url::parse(url).map_err(|_| {
-            git_error(
-                &self.session,
-                ErrorKind::BlockedUrl,
-                "git:// URL is not valid".into(),
-            )
-        })?;
+        let parsed = requested(&self.session, url, action)?;
         let host = parsed.host_str().unwrap_or_default().to_owned();
         let port = parsed.port().unwrap_or(9418);
         let path = percent_encoding::percent_decode_str(parsed.path()).decode_utf8_lossy();

@@ -16,7 +16,7 @@ use url::Url;
 
 use super::meter::{Meter, Phase};
 use super::session::{bounded, Session};
-use super::{git_error, only_fetch};
+use super::{git_error, requested};
 use crate::domain::ErrorKind;
 
 const ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
@@ -84,14 +84,7 @@ impl SmartSubtransport for Http {
         url: &str,
         action: Service,
     ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
-        only_fetch(action)?;
-        let mut origin = Url::parse(url).map_err(|_| {
-            git_error(
-                &self.session,
-                ErrorKind::BlockedUrl,
-                "HTTP URL is not valid".into(),
-            )
-        })?;
+        let mut origin = requested(&self.session, url, action)?;
         let credentials = credentials(&origin);
         let _ = origin.set_username("");
         let _ = origin.set_password(None);

@@ -97,15 +97,22 @@ fn git_error(session: &Session, kind: ErrorKind, message: String) -> git2::Error
     )
 }
 
-fn only_fetch(action: Service) -> Result<(), git2::Error> {
-    match action {
-        Service::UploadPackLs | Service::UploadPack => Ok(()),
-        _ => Err(git2::Error::new(
-            git2::ErrorCode::GenericError,
-            git2::ErrorClass::Net,
-            "mirrors only fetch: pushing is not supported",
-        )),
+/// The URL libgit2 asks a transport to fetch from; pushing is refused.
+fn requested(session: &Session, url: &str, action: Service) -> Result<url::Url, git2::Error> {
+    if !matches!(action, Service::UploadPackLs | Service::UploadPack) {
+        return Err(git_error(
+            session,
+            ErrorKind::Internal,
+            "mirrors only fetch: pushing is not supported".into(),
+        ));
     }
+    url::Url::parse(url).map_err(|_| {
+        git_error(
+            session,
+            ErrorKind::BlockedUrl,
+            "upstream URL is not valid".into(),
+        )
+    })
 }
 
 /// Whether a fetch of `url` connects through our transports (and so under the policy
