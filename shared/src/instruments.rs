@@ -170,6 +170,13 @@ pub fn describe_scheduler() {
         "stasis_notifications_total",
         "Notification deliveries by event and result (delivered, retry, given_up)"
     );
+    // zeroed, so an alert on given-up deliveries has a series before the first one
+    for event in ["failed", "hard_failed", "recovered"] {
+        for result in ["delivered", "retry", "given_up"] {
+            metrics::counter!("stasis_notifications_total", "event" => event, "result" => result)
+                .absolute(0);
+        }
+    }
     metrics::counter!("stasis_scheduler_ticks_total").absolute(0);
     metrics::gauge!("stasis_scheduler_leader").set(0.0);
     metrics::gauge!("stasis_scheduler_paused").set(0.0);
