@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use redis::aio::ConnectionManager;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use stasis_shared::config::{DatabaseConfig, RedisConfig};
 use stasis_shared::queue;
 
@@ -18,18 +18,32 @@ pub async fn postgres(cfg: &DatabaseConfig) -> anyhow::Result<PgPool> {
     // Host and port only: the URL may carry a password.
     let options = PgConnectOptions::from_str(&cfg.url).context("reading database.url")?;
     let target = format!("{}:{}", options.get_host(), options.get_port());
-    PgPoolOptions::new()
+    let context = || format!("connecting to Postgres at {target} (database.url)");
+    // One plain connection first: the pool retries a refused connection until its
+    // timeout and then reports only "timed out", hiding the cause.
+    let probe = tokio::time::timeout(TIMEOUT, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {}s", TIMEOUT.as_secs()))
+        .with_context(context)?
+        .with_context(context)?;
+    let _ = probe.close().await;
+    Ok(PgPoolOptions::new()
         .max_connections(cfg.max_connections.clamp(1, 4))
         .acquire_timeout(TIMEOUT)
-        .connect_with(options)
-        .await
-        .with_context(|| format!("connecting to Postgres at {target} (database.url)"))
+        .connect_lazy_with(options))
 }
 
 pub async fn redis(cfg: &RedisConfig) -> anyhow::Result<ConnectionManager> {
-    let target = redis::Client::open(cfg.url.as_str())
-        .map(|c| c.get_connection_info().addr().to_string())
-        .unwrap_or_else(|_| "an unreadable redis.url".into());
+    let client = redis::Client::open(cfg.url.as_str()).context("reading redis.url")?;
+    // Host and port only: the URL may carry a password.
+    let target = client.get_connection_info().addr().to_string();
+    let context = || format!("connecting to Redis at {target} (redis.url)");
+    // As for Postgres: the connection manager retries, so the cause comes from a probe.
+    tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {}s", TIMEOUT.as_secs()))
+        .with_context(context)?
+        .with_context(context)?;
     let mut cfg = cfg.clone();
     cfg.connection_timeout = cfg.connection_timeout.min(TIMEOUT);
     cfg.response_timeout = cfg.response_timeout.min(TIMEOUT);
@@ -37,5 +51,5 @@ pub async fn redis(cfg: &RedisConfig) -> anyhow::Result<ConnectionManager> {
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {}s", TIMEOUT.as_secs()))
         .and_then(|r| r.map_err(anyhow::Error::from))
-        .with_context(|| format!("connecting to Redis at {target} (redis.url)"))
+        .with_context(context)
 }

@@ -121,8 +121,13 @@ fn main() -> ExitCode {
 
 fn report(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e}");
-    for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+    let mut said = e.to_string();
+    for cause in e.chain().skip(1).map(ToString::to_string) {
+        // Some errors repeat their source in their own message (sqlx's I/O errors).
+        if !said.contains(&cause) {
+            eprintln!("  caused by: {cause}");
+        }
+        said = cause;
     }
     ExitCode::FAILURE
 }
