@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use stasis_shared::db::jobs::{self, JobFilter, Refused};
 use stasis_shared::db::runs;
-use stasis_shared::domain::JobState;
+use stasis_shared::domain::{JobState, SyncReason};
 use uuid::Uuid;
 
 use crate::output::{self, table, text, time};
@@ -48,9 +48,9 @@ pub enum JobsCommand {
         /// Retry every job in this state: failed or dead.
         #[arg(long)]
         state: Option<JobState>,
-        /// Only jobs queued for this reason (manual, schedule, webhook, import, ...).
+        /// Only jobs queued for this reason: import, manual, scheduled or webhook.
         #[arg(long, requires = "state")]
-        reason: Option<String>,
+        reason: Option<SyncReason>,
         /// Only jobs that finished at least this long ago (e.g. `1h`, `30m`).
         #[arg(long, requires = "state", value_parser = humantime::parse_duration)]
         older_than: Option<std::time::Duration>,
@@ -74,7 +74,7 @@ fn attempt_of(attempt: i32, max: i32) -> String {
 async fn bulk_retry(
     svc: &Services,
     state: JobState,
-    reason: Option<&str>,
+    reason: Option<SyncReason>,
     older_than: Option<std::time::Duration>,
 ) -> anyhow::Result<()> {
     if !matches!(state, JobState::Failed | JobState::Dead) {
@@ -95,7 +95,7 @@ async fn bulk_retry(
         let (found, _) = jobs::list(&svc.pool, &filter, page as i64, offset as i64).await?;
         let done = found.len() < page;
         matching.extend(found.into_iter().filter(|j| {
-            reason.is_none_or(|r| j.reason == r)
+            reason.is_none_or(|r| j.reason == r.as_str())
                 && cutoff.is_none_or(|c| j.finished_at.is_some_and(|f| f <= c))
         }));
         if done {
@@ -230,6 +230,15 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
                 "#", "STARTED", "TOOK", "WORKER", "OUTCOME", "REFS", "BYTES", "ERROR",
             ];
             out!("{}", table(&header, rows));
+            // The table cuts errors short; earlier attempts' errors, which the `error`
+            // line above does not repeat, are printed whole.
+            for r in &attempts {
+                if let Some(error) = r.error.as_deref() {
+                    if text(Some(error)) != error && job.last_error.as_deref() != Some(error) {
+                        out!("attempt {} error: {error}", r.attempt);
+                    }
+                }
+            }
         }
         JobsCommand::Retry { id: Some(id), .. } => {
             svc.enqueuer()
@@ -246,7 +255,7 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
             older_than,
         } => {
             let state = state.context("--state or a job id is required")?;
-            bulk_retry(svc, state, reason.as_deref(), older_than).await?;
+            bulk_retry(svc, state, reason, older_than).await?;
         }
         JobsCommand::Discard { id } => {
             let (was, removed) = svc
