@@ -3,6 +3,7 @@
 
 use stasis_shared::db::{jobs, repos, users};
 use stasis_shared::domain::SyncReason;
+use stasis_shared::lock::Leases;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::TestEnv;
 
@@ -135,6 +136,23 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
         .await
         .unwrap()
         .unwrap();
+    // A worker holding b1's sync lock keeps it.
+    let leases = Leases::new(env.redis.clone(), &env.cfg.queue.namespace);
+    let held = leases
+        .try_acquire(
+            &leases.repo_key(b1.id),
+            env.cfg.sync.lock_ttl,
+            b1.sync_fence,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let (ok, _, err) = ctl.run(&["mirror", "delete", "alice/b1"]).await;
+    assert!(
+        !ok && err.contains("a sync of alice/b1 is running"),
+        "{err}"
+    );
+    leases.release(&held).await.unwrap();
     ctl.ok(&["mirror", "delete", "alice/good"]).await;
     ctl.ok(&["mirror", "delete", "alice/b1"]).await;
     assert!(!path.exists());
