@@ -1,14 +1,14 @@
 //! `stasisctl jobs`: list, show, retry and discard sync jobs.
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use stasis_shared::db::jobs::{self, JobFilter, Refused};
 use stasis_shared::db::runs;
-use stasis_shared::domain::JobState;
+use stasis_shared::domain::{JobState, SyncReason};
 use uuid::Uuid;
 
 use crate::output::{self, table, text, time};
-use crate::Services;
+use crate::{out, Services};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -20,23 +20,101 @@ pub enum JobsCommand {
         /// Only this repository's jobs, as OWNER/NAME.
         #[arg(long)]
         repo: Option<String>,
+        /// Page number, from 1.
         #[arg(long, default_value_t = 1)]
         page: u32,
+        /// Jobs per page (1 to 1000).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1000))]
         per_page: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// One job with every attempt: times, worker, outcome, error, refs, bytes.
     Show {
+        /// The job's id.
         id: Uuid,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Send a failed or dead job back to the queue with a fresh allowance of attempts.
-    Retry { id: Uuid },
+    /// Send a failed or dead job back to the queue with a fresh allowance of attempts;
+    /// or, with `--state`, every job that matches the filters.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "state"])))]
+    Retry {
+        /// The job's id.
+        #[arg(conflicts_with_all = ["state", "reason", "older_than"])]
+        id: Option<Uuid>,
+        /// Retry every job in this state: failed or dead.
+        #[arg(long)]
+        state: Option<JobState>,
+        /// Only jobs queued for this reason: import, manual, scheduled or webhook.
+        #[arg(long, requires = "state")]
+        reason: Option<SyncReason>,
+        /// Only jobs that finished at least this long ago (e.g. `1h`, `30m`).
+        #[arg(long, requires = "state", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+    },
     /// Give up a pending or failed job: it becomes dead and leaves the Redis queue.
-    Discard { id: Uuid },
+    Discard {
+        /// The job's id.
+        id: Uuid,
+    },
+}
+
+/// `attempt 2 of 5`: the job's allowance, `sync.max_attempts` when it was queued
+/// (a retry extends it from where the job stopped).
+fn attempt_of(attempt: i32, max: i32) -> String {
+    format!("attempt {attempt} of {max}")
+}
+
+/// Every job in `state` matching the filters, through the single-job retry so each
+/// keeps its locking and its delivery rollback. One refusal (the repository is busy
+/// with another job) does not stop the rest.
+async fn bulk_retry(
+    svc: &Services,
+    state: JobState,
+    reason: Option<SyncReason>,
+    older_than: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    if !matches!(state, JobState::Failed | JobState::Dead) {
+        bail!("only failed or dead jobs can be retried, not {state}");
+    }
+    let cutoff = older_than
+        .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() - d))
+        .transpose()
+        .context("--older-than is too long")?;
+    let filter = JobFilter {
+        state: Some(state),
+        repo: None,
+    };
+    // Collected before retrying: retried jobs leave the state and would shift pages.
+    let mut matching = Vec::new();
+    let page = 500;
+    for offset in (0..).step_by(page) {
+        let (found, _) = jobs::list(&svc.pool, &filter, page as i64, offset as i64).await?;
+        let done = found.len() < page;
+        matching.extend(found.into_iter().filter(|j| {
+            reason.is_none_or(|r| j.reason == r.as_str())
+                && cutoff.is_none_or(|c| j.finished_at.is_some_and(|f| f <= c))
+        }));
+        if done {
+            break;
+        }
+    }
+    let enqueuer = svc.enqueuer().await?;
+    let (mut queued, mut skipped) = (0, 0);
+    for job in &matching {
+        match enqueuer.retry(job.id).await? {
+            Ok(()) => queued += 1,
+            Err(r) => {
+                skipped += 1;
+                eprintln!("skipped: {}", refused(r, job.id, "retried"));
+            }
+        }
+    }
+    out!("{queued} jobs queued for retry, {skipped} skipped");
+    Ok(())
 }
 
 pub fn split_repo(full: &str) -> anyhow::Result<(String, String)> {
@@ -80,32 +158,41 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
                     "jobs": jobs, "page": page, "per_page": per_page, "total": total,
                 }));
             }
+            // The id and the error are what an operator acts on; the other columns
+            // only fit a wide terminal (`jobs show` and `--json` have them all).
+            let wide = output::width() >= 160;
             let rows = jobs.iter().map(|j| {
-                vec![
-                    j.id.to_string(),
-                    j.repo.clone(),
-                    j.reason.clone(),
-                    j.state.clone(),
-                    format!("{}/{}", j.attempts, j.max_attempts),
-                    time(Some(j.enqueued_at)),
-                    time(j.finished_at),
-                    text(j.worker.as_deref()),
-                    text(j.last_error.as_deref()),
-                ]
+                let mut row = vec![j.id.to_string(), j.repo.clone()];
+                if wide {
+                    row.push(j.reason.clone());
+                }
+                row.push(j.state.clone());
+                row.push(format!("{} of {}", j.attempts, j.max_attempts));
+                if wide {
+                    row.push(time(Some(j.enqueued_at)));
+                    row.push(time(j.finished_at));
+                    row.push(text(j.worker.as_deref()));
+                }
+                row.push(text(j.last_error.as_deref()));
+                row
             });
-            let header = [
-                "ID",
-                "REPO",
-                "REASON",
-                "STATE",
-                "ATTEMPTS",
-                "ENQUEUED",
-                "FINISHED",
-                "WORKER",
-                "LAST ERROR",
-            ];
-            println!("{}", table(&header, rows));
-            println!("{} of {total} jobs (page {page})", jobs.len());
+            let header: &[&str] = if wide {
+                &[
+                    "ID",
+                    "REPO",
+                    "REASON",
+                    "STATE",
+                    "ATTEMPT",
+                    "ENQUEUED",
+                    "FINISHED",
+                    "WORKER",
+                    "LAST ERROR",
+                ]
+            } else {
+                &["ID", "REPO", "STATE", "ATTEMPT", "LAST ERROR"]
+            };
+            out!("{}", table(header, rows));
+            out!("{} of {total} jobs (page {page})", jobs.len());
         }
         JobsCommand::Show { id, json } => {
             let job = jobs::find(pool, id)
@@ -117,18 +204,19 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
                 value["attempts"] = serde_json::to_value(&attempts)?;
                 return output::json(&value);
             }
-            println!("job       {}", job.id);
-            println!("repo      {}", job.repo);
-            println!("reason    {}", job.reason);
-            println!("state     {}", job.state);
-            println!("attempts  {}/{}", job.attempts, job.max_attempts);
-            println!("enqueued  {}", time(Some(job.enqueued_at)));
-            println!("started   {}", time(job.started_at));
-            println!("finished  {}", time(job.finished_at));
-            println!("error     {}", text(job.last_error.as_deref()));
+            out!("job       {}", job.id);
+            out!("repo      {}", job.repo);
+            out!("reason    {}", job.reason);
+            out!("state     {}", job.state);
+            out!("attempts  {}", attempt_of(job.attempts, job.max_attempts));
+            out!("enqueued  {}", time(Some(job.enqueued_at)));
+            out!("started   {}", time(job.started_at));
+            out!("finished  {}", time(job.finished_at));
+            // In full: the table below holds each error to two lines.
+            out!("error     {}", job.last_error.as_deref().unwrap_or("-"));
             let rows = attempts.iter().map(|r| {
                 vec![
-                    r.attempt.to_string(),
+                    attempt_of(r.attempt, job.max_attempts),
                     time(Some(r.started_at)),
                     r.duration_ms.map_or("-".into(), |ms| format!("{ms} ms")),
                     r.worker.clone(),
@@ -141,15 +229,33 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
             let header = [
                 "#", "STARTED", "TOOK", "WORKER", "OUTCOME", "REFS", "BYTES", "ERROR",
             ];
-            println!("{}", table(&header, rows));
+            out!("{}", table(&header, rows));
+            // The table cuts errors short; earlier attempts' errors, which the `error`
+            // line above does not repeat, are printed whole.
+            for r in &attempts {
+                if let Some(error) = r.error.as_deref() {
+                    if text(Some(error)) != error && job.last_error.as_deref() != Some(error) {
+                        out!("attempt {} error: {error}", r.attempt);
+                    }
+                }
+            }
         }
-        JobsCommand::Retry { id } => {
+        JobsCommand::Retry { id: Some(id), .. } => {
             svc.enqueuer()
                 .await?
                 .retry(id)
                 .await?
                 .map_err(|r| refused(r, id, "retried"))?;
-            println!("job {id} queued for retry");
+            out!("job {id} queued for retry");
+        }
+        JobsCommand::Retry {
+            id: None,
+            state,
+            reason,
+            older_than,
+        } => {
+            let state = state.context("--state or a job id is required")?;
+            bulk_retry(svc, state, reason, older_than).await?;
         }
         JobsCommand::Discard { id } => {
             let (was, removed) = svc
@@ -158,7 +264,7 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
                 .discard(id)
                 .await?
                 .map_err(|r| refused(r, id, "discarded"))?;
-            println!("job {id} discarded (was {was}; {removed} queued deliveries removed)");
+            out!("job {id} discarded (was {was}; {removed} queued deliveries removed)");
         }
     }
     Ok(())

@@ -2,19 +2,23 @@
 //! same configuration as the services (`--config FILE` or `$STASIS_CONFIG`, then
 //! `STASIS_*` variables), so it works when the API is down.
 
+mod connect;
 mod jobs;
+mod mirror_admin;
 mod mirrors;
 mod output;
 mod status;
+mod users;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::{self, users};
-use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::db;
+use stasis_shared::queue::Enqueuer;
 use stasis_shared::Config;
 
 #[derive(Parser)]
@@ -38,12 +42,12 @@ enum Command {
     /// Manage users.
     User {
         #[command(subcommand)]
-        command: UserCommand,
+        command: users::UserCommand,
     },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: users::TokenCommand,
     },
     /// Inspect, retry and discard sync jobs.
     Jobs {
@@ -52,11 +56,13 @@ enum Command {
     },
     /// Job counts per state, Redis depth, throughput, workers and the scheduler.
     Queue {
+        /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
     /// Worker processes alive, with their jobs in flight.
     Workers {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -65,28 +71,12 @@ enum Command {
         #[command(subcommand)]
         command: status::SchedulerCommand,
     },
-    /// Mirrors: list, sync now, history, default interval.
+    /// Mirrors: list, sync now, history, pause, resume, delete, change upstream.
     #[command(visible_alias = "mirror")]
     Mirrors {
         #[command(subcommand)]
         command: mirrors::MirrorsCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Create a user; its API token is printed alone on the last line.
-    Create {
-        name: String,
-        #[arg(long)]
-        admin: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Revoke a user's token.
-    Revoke { name: String },
 }
 
 /// Connections of one command: Postgres always, Redis only for commands that touch
@@ -98,9 +88,7 @@ pub struct Services {
 
 impl Services {
     pub async fn redis(&self) -> anyhow::Result<ConnectionManager> {
-        queue::connect_redis(&self.cfg.redis)
-            .await
-            .context("connecting to Redis (redis.url)")
+        connect::redis(&self.cfg.redis).await
     }
 
     pub async fn enqueuer(&self) -> anyhow::Result<Enqueuer> {
@@ -113,32 +101,50 @@ impl Services {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Errors are printed one cause a line rather than through `Termination`, which
+/// prints `Debug` and so a backtrace whenever `RUST_BACKTRACE` is set: noise for an
+/// operator who mistyped a name. Usage errors exit 2 from clap before this.
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report(&anyhow::Error::new(e).context("starting the runtime")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+fn report(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    let mut said = e.to_string();
+    for cause in e.chain().skip(1).map(ToString::to_string) {
+        // Some errors repeat their source in their own message (sqlx's I/O errors).
+        if !said.contains(&cause) {
+            eprintln!("  caused by: {cause}");
+        }
+        said = cause;
+    }
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
-    let pool = db::connect(&cfg.database)
-        .await
-        .context("connecting to Postgres (database.url)")?;
+    let pool = connect::postgres(&cfg.database).await?;
     let svc = Services { cfg, pool };
     match cli.command {
         Command::Migrate => {
             db::migrate(&svc.pool)
                 .await
                 .context("applying migrations")?;
-            println!("migrations applied");
+            out!("migrations applied");
         }
-        Command::User {
-            command: UserCommand::Create { name, admin },
-        } => create_user(&svc.pool, &name, admin).await?,
-        Command::Token {
-            command: TokenCommand::Revoke { name },
-        } => {
-            if !users::revoke_token(&svc.pool, &name).await? {
-                bail!("no user `{name}`");
-            }
-            println!("token of {name} revoked");
-        }
+        Command::User { command } => users::user(&svc.pool, command).await?,
+        Command::Token { command } => users::token(&svc.pool, command).await?,
         Command::Jobs { command } => jobs::run(&svc, command).await?,
         Command::Queue { json } => status::queue(&svc, json).await?,
         Command::Workers { json } => status::workers(&svc, json).await?,
@@ -148,26 +154,31 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_user(pool: &PgPool, name: &str, admin: bool) -> anyhow::Result<()> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        bail!("user name may contain only letters, digits, '-', '_' and '.'");
-    }
-    let (user, token) = match users::create(pool, name, admin).await {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            bail!("user `{name}` already exists")
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Operators learn the tool from `--help`; an undocumented flag is a bug.
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
         }
-        other => other?,
-    };
-    println!(
-        "created user {} ({}){}",
-        user.username,
-        user.id,
-        if admin { ", admin" } else { "" }
-    );
-    println!("{token}");
-    Ok(())
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "stasisctl", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }

@@ -13,7 +13,7 @@ use stasis_shared::overview::SyncInterval;
 
 use crate::jobs::split_repo;
 use crate::output::{self, table, text, time};
-use crate::Services;
+use crate::{mirror_admin, out, Services};
 
 #[derive(Subcommand)]
 pub enum MirrorsCommand {
@@ -22,26 +22,62 @@ pub enum MirrorsCommand {
         /// Only mirrors whose last sync failed (`failed` or `hard_failed`).
         #[arg(long)]
         failed: bool,
+        /// Page number, from 1.
         #[arg(long, default_value_t = 1)]
         page: u32,
+        /// Mirrors per page (1 to 1000).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         per_page: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Queue a sync of OWNER/NAME now (an already queued or running one is reused).
-    Sync { repo: String },
+    Sync {
+        /// The mirror, as OWNER/NAME.
+        repo: String,
+    },
     /// The latest sync attempts of OWNER/NAME, newest first.
     History {
+        /// The repository, as OWNER/NAME.
         repo: String,
+        /// How many attempts to show (at most 1000).
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Set the default sync interval (e.g. `30m`, `2h`) without restarting anything;
     /// `reset` returns to `mirror.sync_interval` from the config. Without a value: show it.
-    Interval { interval: Option<String> },
+    Interval {
+        /// A duration of at least 1m, or `reset`; leave out to show the current one.
+        interval: Option<String>,
+    },
+    /// Stop scheduled syncs of OWNER/NAME (manual syncs still run) until `resume`.
+    Pause {
+        /// The mirror, as OWNER/NAME.
+        repo: String,
+    },
+    /// Schedule syncs of OWNER/NAME again.
+    Resume {
+        /// The mirror, as OWNER/NAME.
+        repo: String,
+    },
+    /// Delete OWNER/NAME: its row, history, jobs, queued deliveries and bare directory.
+    /// Refused while a sync of it runs.
+    Delete {
+        /// The repository, as OWNER/NAME.
+        repo: String,
+    },
+    /// Point OWNER/NAME at a new upstream, checked and with its credentials sealed as
+    /// the API does; the mirror is due at once.
+    SetUrl {
+        /// The mirror, as OWNER/NAME.
+        repo: String,
+        /// The new upstream URL (credentials in it are stored sealed, never shown).
+        url: String,
+    },
 }
 
 pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> {
@@ -94,8 +130,8 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                 ]
             });
             let header = ["MIRROR", "STATUS", "LAST SYNC", "NEXT SYNC", "ERROR"];
-            println!("{}", table(&header, rows));
-            println!("{} of {total} mirrors", mirrors.len());
+            out!("{}", table(&header, rows));
+            out!("{} of {total} mirrors", mirrors.len());
         }
         MirrorsCommand::Sync { repo } => {
             let (owner, name) = split_repo(&repo)?;
@@ -110,9 +146,9 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                 .await?
                 .ok_or_else(|| anyhow!("no mirror {repo}"))?;
             if enqueued.created {
-                println!("sync of {repo} queued as job {}", enqueued.job_id);
+                out!("sync of {repo} queued as job {}", enqueued.job_id);
             } else {
-                println!(
+                out!(
                     "{repo} already has job {} queued or running",
                     enqueued.job_id
                 );
@@ -141,7 +177,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
             let header = [
                 "STARTED", "TOOK", "ATTEMPT", "OUTCOME", "REFS", "BYTES", "ERROR",
             ];
-            println!("{}", table(&header, rows));
+            out!("{}", table(&header, rows));
         }
         MirrorsCommand::Interval { interval } => {
             match interval.as_deref() {
@@ -157,11 +193,16 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                 }
             }
             let current = SyncInterval::current(&svc.cfg, pool).await?;
-            println!(
+            out!(
                 "sync interval {} (from {}); applies from each mirror's next sync",
-                current.human, current.source
+                current.human,
+                current.source
             );
         }
+        MirrorsCommand::Pause { repo } => mirror_admin::set_enabled(svc, &repo, false).await?,
+        MirrorsCommand::Resume { repo } => mirror_admin::set_enabled(svc, &repo, true).await?,
+        MirrorsCommand::Delete { repo } => mirror_admin::delete(svc, &repo).await?,
+        MirrorsCommand::SetUrl { repo, url } => mirror_admin::set_url(svc, &repo, &url).await?,
     }
     Ok(())
 }

@@ -1,30 +1,77 @@
 //! How commands print: a readable table by default, JSON with `--json` for scripts.
 
-use chrono::{DateTime, Utc};
+use std::io::Write;
+
+use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Row, Table};
 use serde::Serialize;
 
+/// Prints a line to stdout like `println!`, but a reader that went away
+/// (`stasisctl jobs list | head -1`) ends the command quietly instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        // A closed pipe is how `head` says it has read enough: not an error. Anything
+        // else (a full disk) is, and the exit code must say so.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
+/// Terminal width from `COLUMNS` (shells export it; pipes have no width of their own),
+/// 100 when unset or unreadable.
+pub fn width() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|&c| c >= 20)
+        .unwrap_or(100)
+}
+
+/// Rows are held to two lines each so one long error cannot push the rest of the
+/// table off screen; `jobs show` prints full errors beneath its table.
 pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(width())
+        .set_truncation_indicator("…")
         .set_header(header.iter().copied());
-    for row in rows {
+    for cells in rows {
+        let mut row = Row::from(cells);
+        row.max_height(2);
         table.add_row(row);
     }
     table
 }
 
-/// `2026-11-25 18:02:11` in UTC, or `-`.
+/// RFC 3339 in UTC (`2026-11-25T18:02:11Z`), so a reader in another zone is not misled;
+/// or `-`.
 pub fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+    t.map_or_else(
+        || "-".into(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
 }
 
 pub fn text(t: Option<&str>) -> String {
@@ -50,5 +97,21 @@ pub fn refs(run: &stasis_shared::db::runs::Run) -> String {
         "unchanged".into()
     } else {
         format!("+{} -{}", run.refs_updated, run.refs_pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_fit_the_width_and_times_carry_their_zone() {
+        let long = "x".repeat(500);
+        let t = table(&["A", "B"], [vec!["a".into(), long]]).to_string();
+        let widest = t.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= usize::from(width()), "{t}");
+        assert!(t.contains('…'), "{t}");
+        let at = DateTime::parse_from_rfc3339("2026-11-25T18:02:11+02:00").unwrap();
+        assert_eq!(time(Some(at.into())), "2026-11-25T16:02:11Z");
     }
 }

@@ -6,7 +6,7 @@ use stasis_shared::db::workers::{self, WorkerRow};
 use stasis_shared::overview::{alive_window, queue_overview};
 
 use crate::output::{self, table, time};
-use crate::Services;
+use crate::{out, Services};
 
 #[derive(Subcommand)]
 pub enum SchedulerCommand {
@@ -48,23 +48,27 @@ pub async fn queue(svc: &Services, json: bool) -> anyhow::Result<()> {
         .jobs
         .iter()
         .map(|(s, n)| vec![s.to_string(), n.to_string()]);
-    println!("{}", table(&["JOB STATE", "COUNT"], states));
+    out!("{}", table(&["JOB STATE", "COUNT"], states));
     let r = view.redis;
-    println!(
+    out!(
         "redis: {} scheduled, {} ready, {} in flight, {} dead",
-        r.scheduled, r.active, r.inflight, r.dead
+        r.scheduled,
+        r.active,
+        r.inflight,
+        r.dead
     );
-    println!(
+    out!(
         "oldest pending: {}",
         view.oldest_pending_age_seconds
             .map_or("-".into(), |s| format!("{s:.0}s"))
     );
-    println!(
+    out!(
         "throughput: {} attempts in the last minute, {} in the last hour",
-        view.throughput.last_1m, view.throughput.last_1h
+        view.throughput.last_1m,
+        view.throughput.last_1h
     );
     let s = &view.scheduler;
-    println!(
+    out!(
         "scheduler: {}{}, leader {}, last tick {}, next tick {}, interval {} ({})",
         if s.enabled { "enabled" } else { "disabled" },
         if s.paused { " but paused" } else { "" },
@@ -74,9 +78,9 @@ pub async fn queue(svc: &Services, json: bool) -> anyhow::Result<()> {
         s.sync_interval.human,
         s.sync_interval.source,
     );
-    println!("workers alive: {}", view.workers.len());
+    out!("workers alive: {}", view.workers.len());
     if !view.workers.is_empty() {
-        println!("{}", workers_table(&view.workers));
+        out!("{}", workers_table(&view.workers));
     }
     Ok(())
 }
@@ -86,15 +90,15 @@ pub async fn workers(svc: &Services, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&serde_json::json!({ "workers": alive }));
     }
-    println!("{}", workers_table(&alive));
-    println!("{} workers alive", alive.len());
+    out!("{}", workers_table(&alive));
+    out!("{} workers alive", alive.len());
     Ok(())
 }
 
 pub async fn scheduler(svc: &Services, command: SchedulerCommand) -> anyhow::Result<()> {
     let paused = matches!(command, SchedulerCommand::Pause);
     settings::set_scheduler_paused(&svc.pool, paused).await?;
-    println!(
+    out!(
         "scheduled syncs {}",
         if paused { "paused" } else { "resumed" }
     );

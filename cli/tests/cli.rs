@@ -9,6 +9,10 @@ use stasis_testkit::git::{assert_mirrors, Upstream};
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
 
+// Beside this file rather than in tests/ so it is part of this binary, not its own.
+#[path = "cli/admin.rs"]
+mod admin;
+
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Ctl<'a> {
@@ -201,4 +205,81 @@ async fn operators_inspect_retry_and_discard_jobs_from_the_cli() {
     assert!(said.contains("(from config)"), "{said}");
 
     worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_pipe_and_an_unreachable_database_end_quietly() {
+    let env = TestEnv::new().await;
+    let (alice, _) = env.user("alice", false).await;
+    let good = Upstream::create(env.dir.path().join("good"));
+    for i in 0..3 {
+        let repo = env.mirror(&alice, &format!("m{i}"), &good.url()).await;
+        env.enqueue(repo, SyncReason::Manual).await;
+    }
+
+    // `stasisctl jobs list | head -0`: the reader is gone before the first write.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stasisctl"))
+        .args(["jobs", "list"])
+        .env_clear()
+        .envs(env.env_vars())
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run stasisctl");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A port nothing listens on, with a password in the URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_stasisctl"))
+        .args(["jobs", "list"])
+        .env_clear()
+        .envs(env.env_vars())
+        .env(
+            "STASIS_DATABASE_URL",
+            format!("postgres://stasis:hunter2@127.0.0.1:{port}/stasis"),
+        )
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(&format!("127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  caused by: "), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_stasisctl"))
+        .args(["queue"])
+        .env_clear()
+        .envs(env.env_vars())
+        .env(
+            "STASIS_REDIS_URL",
+            format!("redis://:hunter2@127.0.0.1:{port}"),
+        )
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Redis at 127.0.0.1:{port}")) && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
 }

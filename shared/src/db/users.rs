@@ -77,3 +77,47 @@ pub async fn notify_url(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<String>>
         .fetch_one(pool)
         .await
 }
+
+/// A user as operators list them: whether a token is live, never the token.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct Listed {
+    pub id: Uuid,
+    pub username: String,
+    pub is_admin: bool,
+    pub has_token: bool,
+    pub repositories: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<Listed>> {
+    sqlx::query_as::<_, Listed>(
+        "SELECT u.id, u.username, u.is_admin, u.token_hash IS NOT NULL AS has_token,
+                (SELECT count(*) FROM repositories r WHERE r.owner_id = u.id) AS repositories,
+                u.created_at
+         FROM users u ORDER BY u.username",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Replaces the user's token (the old one stops working at once) and returns the new
+/// clear-text one; `None` when there is no such user.
+pub async fn replace_token(pool: &PgPool, username: &str) -> sqlx::Result<Option<String>> {
+    let token = new_token();
+    let done = sqlx::query("UPDATE users SET token_hash = $2 WHERE username = $1")
+        .bind(username)
+        .bind(hash_token(&token))
+        .execute(pool)
+        .await?;
+    Ok((done.rows_affected() == 1).then_some(token))
+}
+
+/// Deletes the user; their repositories' rows go with them (ON DELETE CASCADE), so
+/// callers remove those first.
+pub async fn delete(pool: &PgPool, username: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM users WHERE username = $1")
+        .bind(username)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

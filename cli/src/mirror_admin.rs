@@ -1,0 +1,102 @@
+//! `stasisctl mirror pause|resume|delete|set-url`: what a mirror's owner does through
+//! the API, for operators, with the API's checks.
+//!
+//! `delete` follows the API's DELETE /repos/{owner}/{repo} step by step from the same
+//! shared pieces (sync lease, delivery removal, `mirror_path`, `repos::delete`); the
+//! sequence itself still lives in the API handler too.
+
+use anyhow::{anyhow, bail, Context};
+use stasis_shared::db::jobs;
+use stasis_shared::db::repos::{self, MirrorSettings, Repo};
+use stasis_shared::git::mirror_path;
+use stasis_shared::git::url::{check_upstream, redact_url};
+use stasis_shared::lock::Leases;
+
+use crate::jobs::split_repo;
+use crate::{out, Services};
+
+async fn find(svc: &Services, full: &str, mirror_only: bool) -> anyhow::Result<Repo> {
+    let (owner, name) = split_repo(full)?;
+    repos::find_by_name(&svc.pool, &owner, &name)
+        .await?
+        .filter(|r| r.is_mirror || !mirror_only)
+        .ok_or_else(|| {
+            anyhow!(
+                "no {} {full}",
+                if mirror_only { "mirror" } else { "repository" }
+            )
+        })
+}
+
+pub async fn set_enabled(svc: &Services, full: &str, enabled: bool) -> anyhow::Result<()> {
+    let repo = find(svc, full, true).await?;
+    let settings = MirrorSettings {
+        enabled: Some(enabled),
+        ..MirrorSettings::default()
+    };
+    repos::update_mirror(&svc.pool, repo.id, &settings).await?;
+    if enabled {
+        out!("scheduled syncs of {full} resumed");
+    } else {
+        out!("scheduled syncs of {full} paused (manual syncs still run)");
+    }
+    Ok(())
+}
+
+pub async fn delete(svc: &Services, full: &str) -> anyhow::Result<()> {
+    let repo = find(svc, full, false).await?;
+    let enqueuer = svc.enqueuer().await?;
+    // Holding the repository's sync lock keeps workers off it while it goes away.
+    let leases = Leases::new(svc.redis().await?, &svc.cfg.queue.namespace);
+    let key = leases.repo_key(repo.id);
+    let lease = leases
+        .try_acquire(&key, svc.cfg.sync.lock_ttl, repo.sync_fence)
+        .await
+        .context("taking the repository's sync lock in Redis")?
+        .ok_or_else(|| anyhow!("a sync of {full} is running; retry when it ends"))?;
+    let result = async {
+        if let Some(job) = jobs::active_job(&svc.pool, repo.id).await? {
+            enqueuer.drop_deliveries(job).await?;
+        }
+        let path = mirror_path(&svc.cfg.storage.root, &repo.owner, &repo.name);
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("removing {}", path.display())))
+            }
+        }
+        // Cascades to its jobs and history.
+        repos::delete(&svc.pool, repo.id).await?;
+        Ok(())
+    }
+    .await;
+    let _ = leases.release(&lease).await;
+    result?;
+    out!("{full} deleted");
+    Ok(())
+}
+
+pub async fn set_url(svc: &Services, full: &str, raw: &str) -> anyhow::Result<()> {
+    let repo = find(svc, full, true).await?;
+    let mirror = &svc.cfg.mirror;
+    // The error may quote the URL; it is redacted before it is shown.
+    let checked = check_upstream(raw, mirror.allow_local_network, mirror.dns_server)
+        .await
+        .map_err(|e| anyhow!("{}", e).context(format!("refused {}", redact_url(raw))))?;
+    let (clean, userinfo) = checked.split_credentials();
+    let sealed = match (userinfo, svc.cfg.secrets.cipher()?) {
+        (None, _) => None,
+        (Some(userinfo), Some(cipher)) => Some(cipher.seal(&userinfo)),
+        (Some(_), None) => bail!(
+            "this deployment cannot store credentials (no secrets.key is configured); use a public URL"
+        ),
+    };
+    let settings = MirrorSettings {
+        upstream: Some((clean.as_str().to_owned(), sealed)),
+        ..MirrorSettings::default()
+    };
+    repos::update_mirror(&svc.pool, repo.id, &settings).await?;
+    out!("{full} now mirrors {}; due now", clean.as_str());
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `stasisctl` commands that change accounts and mirrors: users, tokens, pause,
+//! resume, delete, a new upstream, and retrying failed jobs in bulk.
+
+use stasis_shared::db::{jobs, repos, users};
+use stasis_shared::domain::SyncReason;
+use stasis_shared::lock::Leases;
+use stasis_testkit::git::Upstream;
+use stasis_testkit::TestEnv;
+
+use super::{ids, Ctl, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, alice_token) = env.user("alice", false).await;
+    env.user("bob", true).await;
+
+    // Users and tokens.
+    let listed = ctl.json(&["user", "list", "--json"]).await;
+    let names: Vec<_> = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(ctl.ok(&["user", "list"]).await.contains("2 users"));
+    let (ok, _, err) = ctl.run(&["token", "create", "alice"]).await;
+    assert!(!ok && err.contains("token rotate alice"), "{err}");
+    let said = ctl.ok(&["token", "rotate", "alice"]).await;
+    let rotated = said.lines().last().unwrap().to_owned();
+    assert!(users::find_by_token(&env.pool, &alice_token)
+        .await
+        .unwrap()
+        .is_none());
+    let found = users::find_by_token(&env.pool, &rotated).await.unwrap();
+    assert_eq!(found.map(|u| u.username).as_deref(), Some("alice"));
+    ctl.ok(&["token", "revoke", "bob"]).await;
+    let said = ctl.ok(&["token", "create", "bob"]).await;
+    let created = said.lines().last().unwrap();
+    assert!(users::find_by_token(&env.pool, created)
+        .await
+        .unwrap()
+        .is_some());
+    let (ok, _, err) = ctl.run(&["token", "rotate", "carol"]).await;
+    assert!(!ok && err.contains("no user `carol`"), "{err}");
+
+    // Jobs that failed for good, through a real worker; shown with their allowance.
+    let worker = env.spawn_worker();
+    let good = Upstream::create(env.dir.path().join("good"));
+    let good_repo = env.mirror(&alice, "good", &good.url()).await;
+    let good_job = env.enqueue(good_repo, SyncReason::Import).await;
+    let mut broken = Vec::new();
+    for name in ["b1", "b2"] {
+        let missing = format!("file://{}", env.dir.path().join(name).display());
+        let repo = env.mirror(&alice, name, &missing).await;
+        broken.push(env.enqueue(repo, SyncReason::Import).await);
+    }
+    assert_eq!(env.finished(good_job, WAIT).await.state, "done");
+    let mut errors = Vec::new();
+    for &job in &broken {
+        let job = env.finished(job, WAIT).await;
+        assert_eq!(job.state, "failed");
+        errors.push(job.last_error.unwrap());
+    }
+    worker.stop().await;
+    let shown = ctl.ok(&["jobs", "show", &broken[0].to_string()]).await;
+    let max = env.cfg.sync.max_attempts;
+    assert!(shown.contains(&format!("attempt 1 of {max}")), "{shown}");
+    assert!(shown.contains(&errors[0]), "full error in {shown}");
+    assert!(shown.contains('Z'), "times carry their zone: {shown}");
+
+    // Bulk retry by filter.
+    let said = ctl
+        .ok(&["jobs", "retry", "--state", "failed", "--older-than", "1h"])
+        .await;
+    assert!(said.contains("0 jobs queued"), "{said}");
+    let said = ctl
+        .ok(&["jobs", "retry", "--state", "failed", "--reason", "manual"])
+        .await;
+    assert!(said.contains("0 jobs queued"), "{said}");
+    let said = ctl
+        .ok(&["jobs", "retry", "--state", "failed", "--reason", "import"])
+        .await;
+    assert!(
+        said.contains("2 jobs queued for retry, 0 skipped"),
+        "{said}"
+    );
+    let pending = ctl
+        .json(&["jobs", "list", "--state", "pending", "--json"])
+        .await;
+    let mut ids = ids(&pending);
+    ids.sort();
+    broken.sort();
+    assert_eq!(ids, broken);
+    let (ok, _, _) = ctl.run(&["jobs", "retry"]).await;
+    assert!(!ok, "an id or --state is required");
+
+    // Pause and resume.
+    ctl.ok(&["mirror", "pause", "alice/good"]).await;
+    let repo = repos::find(&env.pool, good_repo).await.unwrap().unwrap();
+    assert!(!repo.mirror_enabled);
+    ctl.ok(&["mirror", "resume", "alice/good"]).await;
+    let repo = repos::find(&env.pool, good_repo).await.unwrap().unwrap();
+    assert!(repo.mirror_enabled);
+
+    // A new upstream: checked as the API checks it, credentials sealed.
+    let (ok, _, err) = ctl
+        .run(&[
+            "mirror",
+            "set-url",
+            "alice/good",
+            "http://1.2.3.4#@127.0.0.1/x",
+        ])
+        .await;
+    assert!(!ok && err.contains("fragment"), "{err}");
+    let said = ctl
+        .ok(&[
+            "mirror",
+            "set-url",
+            "alice/good",
+            "http://carol:hunter2@127.0.0.1:9/x.git",
+        ])
+        .await;
+    assert!(!said.contains("hunter2"), "{said}");
+    let repo = repos::find(&env.pool, good_repo).await.unwrap().unwrap();
+    assert_eq!(repo.mirror_url.as_deref(), Some("http://127.0.0.1:9/x.git"));
+    let sealed = repo.mirror_credentials.expect("credentials kept, sealed");
+    assert!(!sealed.contains("hunter2"));
+
+    // Delete: the row, its pending job and delivery, the bare directory.
+    let path = env.mirror_path("alice", "good");
+    assert!(path.exists());
+    let b1 = repos::find_by_name(&env.pool, "alice", "b1")
+        .await
+        .unwrap()
+        .unwrap();
+    // A worker holding b1's sync lock keeps it.
+    let leases = Leases::new(env.redis.clone(), &env.cfg.queue.namespace);
+    let held = leases
+        .try_acquire(
+            &leases.repo_key(b1.id),
+            env.cfg.sync.lock_ttl,
+            b1.sync_fence,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let (ok, _, err) = ctl.run(&["mirror", "delete", "alice/b1"]).await;
+    assert!(
+        !ok && err.contains("a sync of alice/b1 is running"),
+        "{err}"
+    );
+    leases.release(&held).await.unwrap();
+    ctl.ok(&["mirror", "delete", "alice/good"]).await;
+    ctl.ok(&["mirror", "delete", "alice/b1"]).await;
+    assert!(!path.exists());
+    assert!(repos::find(&env.pool, good_repo).await.unwrap().is_none());
+    assert!(repos::find(&env.pool, b1.id).await.unwrap().is_none());
+    let gone = [broken[0], broken[1]].map(|id| jobs::find(&env.pool, id));
+    let mut left = 0;
+    for found in gone {
+        left += usize::from(found.await.unwrap().is_some());
+    }
+    assert_eq!(left, 1, "b1's pending job went with it");
+    let queue = ctl.json(&["queue", "--json"]).await;
+    assert_eq!(queue["jobs"]["pending"], 1, "{queue}");
+    let r = &queue["redis"];
+    let deliveries = r["active"].as_u64().unwrap() + r["scheduled"].as_u64().unwrap();
+    assert_eq!(deliveries, 1, "only b2's delivery is left: {queue}");
+    let (ok, _, err) = ctl.run(&["mirror", "delete", "alice/good"]).await;
+    assert!(!ok && err.contains("no repository alice/good"), "{err}");
+
+    // A user with repositories is kept; one without is deleted.
+    let (ok, _, err) = ctl.run(&["user", "delete", "alice"]).await;
+    assert!(!ok && err.contains("owns 1 repositories"), "{err}");
+    ctl.ok(&["user", "delete", "bob"]).await;
+    assert!(!users::exists(&env.pool, "bob").await.unwrap());
+}
