@@ -6,11 +6,9 @@
 //! sequence itself still lives in the API handler too.
 
 use anyhow::{anyhow, bail, Context};
-use stasis_shared::db::jobs;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
-use stasis_shared::git::mirror_path;
 use stasis_shared::git::url::{check_upstream, redact_url};
-use stasis_shared::lock::Leases;
+use stasis_shared::removal::{remove_mirror, Removal};
 
 use crate::jobs::split_repo;
 use crate::{out, Services};
@@ -46,33 +44,12 @@ pub async fn set_enabled(svc: &Services, full: &str, enabled: bool) -> anyhow::R
 pub async fn delete(svc: &Services, full: &str) -> anyhow::Result<()> {
     let repo = find(svc, full, false).await?;
     let enqueuer = svc.enqueuer().await?;
-    // Holding the repository's sync lock keeps workers off it while it goes away.
-    let leases = Leases::new(svc.redis().await?, &svc.cfg.queue.namespace);
-    let key = leases.repo_key(repo.id);
-    let lease = leases
-        .try_acquire(&key, svc.cfg.sync.lock_ttl, repo.sync_fence)
+    let removal = remove_mirror(&svc.cfg, &svc.pool, svc.redis().await?, &enqueuer, &repo)
         .await
-        .context("taking the repository's sync lock in Redis")?
-        .ok_or_else(|| anyhow!("a sync of {full} is running; retry when it ends"))?;
-    let result = async {
-        if let Some(job) = jobs::active_job(&svc.pool, repo.id).await? {
-            enqueuer.drop_deliveries(job).await?;
-        }
-        let path = mirror_path(&svc.cfg.storage.root, &repo.owner, &repo.name);
-        match tokio::fs::remove_dir_all(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("removing {}", path.display())))
-            }
-        }
-        // Cascades to its jobs and history.
-        repos::delete(&svc.pool, repo.id).await?;
-        Ok(())
+        .context("removing the mirror")?;
+    if removal == Removal::SyncRunning {
+        bail!("a sync of {full} is running; retry when it ends");
     }
-    .await;
-    let _ = leases.release(&lease).await;
-    result?;
     out!("{full} deleted");
     Ok(())
 }

@@ -12,6 +12,8 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     #[error("telemetry: {0}")]
     Telemetry(String),
+    #[error("mirror storage: {0}")]
+    Storage(String),
 }
 
 impl Error {
@@ -20,7 +22,7 @@ impl Error {
         match self {
             Error::Db(_) | Error::Migrate(_) => Some("postgres"),
             Error::Redis(_) | Error::Push(_) => Some("redis"),
-            Error::Config(_) | Error::Telemetry(_) => None,
+            Error::Config(_) | Error::Telemetry(_) | Error::Storage(_) => None,
         }
     }
 }

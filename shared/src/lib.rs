@@ -11,6 +11,7 @@ pub mod lock;
 pub mod overview;
 pub mod process;
 pub mod queue;
+pub mod removal;
 pub mod scheduler_status;
 pub mod secrets;
 pub mod slots;

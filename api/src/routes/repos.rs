@@ -4,10 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, Repo, RepoFilter, Viewer};
-use stasis_shared::db::{jobs, users};
+use stasis_shared::db::users;
 use stasis_shared::domain::{SyncReason, SyncStatus};
-use stasis_shared::git::mirror_path;
-use stasis_shared::lock::Leases;
+use stasis_shared::removal::{remove_mirror, Removal};
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
 use crate::dto::{paging, ErrorBody, ImportRequest, RepoPage, RepoQuery, RepoResponse};
@@ -219,38 +218,18 @@ pub async fn delete(
     if !can_manage(&user, &repo) {
         return Err(ApiError::Forbidden);
     }
-    // Holding the repository's sync lock keeps workers off it while it goes away.
-    let leases = Leases::new(state.redis.clone(), &state.cfg.queue.namespace);
-    let key = leases.repo_key(repo.id);
-    let lease = leases
-        .try_acquire(&key, state.cfg.sync.lock_ttl, repo.sync_fence)
-        .await
-        .map_err(|_| ApiError::Unavailable("queue"))?
-        .ok_or_else(|| {
-            ApiError::Conflict("a sync of this repository is running; retry when it ends".into())
-        })?;
-    let result = remove(&state, &repo).await;
-    let _ = leases.release(&lease).await;
-    result?;
+    let removal = remove_mirror(
+        &state.cfg,
+        &state.pool,
+        state.redis.clone(),
+        &state.enqueuer,
+        &repo,
+    )
+    .await?;
+    if removal == Removal::SyncRunning {
+        return Err(ApiError::Conflict(
+            "a sync of this repository is running; retry when it ends".into(),
+        ));
+    }
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn remove(state: &AppState, repo: &Repo) -> Result<(), ApiError> {
-    if let Some(job) = jobs::active_job(&state.pool, repo.id).await? {
-        state.enqueuer.drop_deliveries(job).await?;
-    }
-    let path = mirror_path(&state.cfg.storage.root, &repo.owner, &repo.name);
-    match tokio::fs::remove_dir_all(&path).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ApiError::Internal(format!(
-                "removing {}: {e}",
-                path.display()
-            )))
-        }
-    }
-    // Cascades to its jobs and history.
-    repos::delete(&state.pool, repo.id).await?;
-    Ok(())
 }

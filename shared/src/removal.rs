@@ -1,0 +1,59 @@
+//! Removing a mirror for good, as the API's DELETE and `stasisctl mirror delete` both
+//! do: under the repository's sync lock (so no worker writes into what goes away), its
+//! queued deliveries, its bare repository on disk, then its row (which cascades to its
+//! jobs and history).
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+use crate::db::{jobs, repos};
+use crate::git::mirror_path;
+use crate::lock::Leases;
+use crate::queue::Enqueuer;
+use crate::{Config, Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// A sync holds the repository's lock: nothing was touched; try when it ends.
+    SyncRunning,
+}
+
+pub async fn remove_mirror(
+    cfg: &Config,
+    pool: &PgPool,
+    redis: ConnectionManager,
+    enqueuer: &Enqueuer,
+    repo: &repos::Repo,
+) -> Result<Removal> {
+    let leases = Leases::new(redis, &cfg.queue.namespace);
+    let key = leases.repo_key(repo.id);
+    let Some(lease) = leases
+        .try_acquire(&key, cfg.sync.lock_ttl, repo.sync_fence)
+        .await?
+    else {
+        return Ok(Removal::SyncRunning);
+    };
+    let result = remove(cfg, pool, enqueuer, repo).await;
+    let _ = leases.release(&lease).await;
+    result.map(|()| Removal::Removed)
+}
+
+async fn remove(
+    cfg: &Config,
+    pool: &PgPool,
+    enqueuer: &Enqueuer,
+    repo: &repos::Repo,
+) -> Result<()> {
+    if let Some(job) = jobs::active_job(pool, repo.id).await? {
+        enqueuer.drop_deliveries(job).await?;
+    }
+    let path = mirror_path(&cfg.storage.root, &repo.owner, &repo.name);
+    match tokio::fs::remove_dir_all(&path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Storage(format!("removing {}: {e}", path.display()))),
+    }
+    repos::delete(pool, repo.id).await?;
+    Ok(())
+}
