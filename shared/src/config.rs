@@ -10,6 +10,9 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod life;
+pub use life::{HistoryConfig, HousekeepingConfig};
+
 /// Environment variable naming the YAML file, when `--config` is not given.
 pub const CONFIG_ENV: &str = "STASIS_CONFIG";
 
@@ -37,6 +40,8 @@ pub struct Config {
     pub log: LogConfig,
     pub secrets: SecretsConfig,
     pub notify: NotifyConfig,
+    pub housekeeping: HousekeepingConfig,
+    pub history: HistoryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -503,6 +508,7 @@ impl Config {
                 "must be between 1 and 7000 (apalis-redis fails above ~8000 due jobs)",
             );
         }
+        life::validate(&self.housekeeping, &self.history)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be `text` or `json`");
         }

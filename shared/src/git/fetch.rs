@@ -108,9 +108,18 @@ pub struct FetchError {
 }
 
 pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
+    let existed = req.path.exists();
+    let fetched = fetch_once(req);
+    if fetched.is_err() && !existed {
+        super::storage::remove_failed_import(req.path);
+    }
+    fetched
+}
+
+fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let mut network = req.network.clone();
     // the transfer may fill what the mirror has left of its size limit
-    network.max_transfer = network.max_transfer.saturating_sub(disk_size(req.path));
+    network.max_transfer = network.max_transfer.saturating_sub(super::storage::disk_size(req.path));
     let session = Session::new(network, req.deadline, req.stop.clone());
     let _entered = transport::enter(session.clone());
     // the canonical form: the host checked is the host in the string libgit2 parses
@@ -269,24 +278,6 @@ fn open_or_init(path: &Path) -> Result<(Repository, bool), git2::Error> {
         }
         Err(e) => Err(e),
     }
-}
-
-/// Bytes the mirror takes on disk (its objects: refs and config are noise).
-fn disk_size(path: &Path) -> u64 {
-    fn walk(dir: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|entry| match entry.file_type() {
-                Ok(t) if t.is_dir() => walk(&entry.path()),
-                Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-                Err(_) => 0,
-            })
-            .sum()
-    }
-    walk(&path.join("objects"))
 }
 
 /// Points HEAD where upstream's HEAD points, so clones of the mirror check out the same

@@ -2,10 +2,12 @@
 
 pub mod fetch;
 pub mod gate;
+pub mod housekeeping;
 mod pack_refs;
 mod packed;
 pub mod refs;
 pub mod selection;
+pub mod storage;
 pub mod transport;
 pub mod url;
 
