@@ -100,7 +100,7 @@ async fn excess_runs(pool: &PgPool, max_runs: i64) -> Result<u64, SchedulerError
              ), gone AS (
                  DELETE FROM sync_runs WHERE id IN (SELECT id FROM victims) RETURNING id
              )
-             SELECT (SELECT count(*) FROM gone), (SELECT max(id) FROM slice)",
+             SELECT (SELECT count(*) FROM gone), (SELECT id FROM slice ORDER BY id DESC LIMIT 1)",
         )
         .bind(after)
         .bind(max_runs)

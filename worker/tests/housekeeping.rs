@@ -134,7 +134,10 @@ fn a_failed_import_leaves_no_directory() {
     let error = sync(&mirror, &missing).expect_err("no upstream there");
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
     assert!(!mirror.exists(), "empty mirror left behind");
-    assert!(!dir.path().join("alice").exists(), "empty owner directory left behind");
+    assert!(
+        !dir.path().join("alice").exists(),
+        "empty owner directory left behind"
+    );
 
     // a mirror that once synced keeps its refs through a failed sync
     let up = Upstream::create(dir.path().join("up"));

@@ -119,7 +119,9 @@ pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
 fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let mut network = req.network.clone();
     // the transfer may fill what the mirror has left of its size limit
-    network.max_transfer = network.max_transfer.saturating_sub(super::storage::disk_size(req.path));
+    network.max_transfer = network
+        .max_transfer
+        .saturating_sub(super::storage::disk_size(req.path));
     let session = Session::new(network, req.deadline, req.stop.clone());
     let _entered = transport::enter(session.clone());
     // the canonical form: the host checked is the host in the string libgit2 parses
