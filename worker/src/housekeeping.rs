@@ -3,6 +3,7 @@
 //! reason for the sync to fail.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stasis_shared::git::fetch::{FetchReport, StopFlag};
@@ -36,7 +37,7 @@ pub async fn after_sync(
     cfg: &Config,
     path: &Path,
     report: &FetchReport,
-    stop: &StopFlag,
+    stop: &Arc<StopFlag>,
 ) -> Housekept {
     let changed = report.refs_changed() + report.refs_pruned > 0;
     if report.unchanged || !(changed || report.objects_received > 0) {
@@ -48,9 +49,11 @@ pub async fn after_sync(
     if let Some(kind) = due.filter(|_| cfg.housekeeping.enabled) {
         let span = info_span!("housekeeping", kind = kind.as_str());
         let began = Instant::now();
-        let result = housekeep(path, kind, &policy, stop)
+        let (dir, stop) = (path.to_owned(), stop.clone());
+        let result = tokio::task::spawn_blocking(move || housekeep(&dir, kind, &policy, &stop))
             .instrument(span.clone())
-            .await;
+            .await
+            .unwrap_or_else(|e| Err(format!("housekeeping thread failed: {e}")));
         let took = began.elapsed();
         let outcome = if result.is_ok() { "success" } else { "failure" };
         metrics::counter!("stasis_housekeeping_runs_total", "kind" => kind.as_str(), "outcome" => outcome)

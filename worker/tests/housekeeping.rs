@@ -48,7 +48,7 @@ fn packs(mirror: &Path) -> u64 {
 
 async fn sync_and_housekeep(cfg: &Config, mirror: &Path, up: &Upstream) -> Housekept {
     let report = sync(mirror, &up.url()).expect("sync");
-    after_sync(cfg, mirror, &report, &StopFlag::default()).await
+    after_sync(cfg, mirror, &report, &Arc::new(StopFlag::default())).await
 }
 
 #[tokio::test]
@@ -102,7 +102,7 @@ async fn hundreds_of_syncs_keep_packs_logarithmic_and_the_mirror_sound() {
     // an unchanged sync does nothing
     let report = sync(&mirror, &up.url()).expect("no-op sync");
     assert!(report.unchanged);
-    let idle = after_sync(&cfg, &mirror, &report, &StopFlag::default()).await;
+    let idle = after_sync(&cfg, &mirror, &report, &Arc::new(StopFlag::default())).await;
     assert_eq!(idle, Housekept::default());
     eprintln!(
         "benchmark: {SYNCS} syncs with housekeeping in {:?}, {} packs",

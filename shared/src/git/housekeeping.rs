@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::process::Command;
+use std::process::{Command, Stdio};
 
 use super::fetch::StopFlag;
 
@@ -102,8 +102,10 @@ impl Policy {
 /// Runs one housekeeping pass of `kind` on the bare repository at `path`, bounded by
 /// `policy.timeout` and by `stop` (the lock lost, or the worker stopping hard). A
 /// stopped or failed pass leaves the mirror readable: git replaces packs only once the
-/// new ones are complete.
-pub async fn housekeep(
+/// new ones are complete. Blocking: run it on a blocking thread. (Not tokio's process
+/// API: its child reaping hangs in a process whose first runtime has ended, as tests'
+/// runtimes do.)
+pub fn housekeep(
     path: &Path,
     kind: RepackKind,
     policy: &Policy,
@@ -124,16 +126,15 @@ pub async fn housekeep(
         .concat(),
     };
     if kind == RepackKind::Full {
-        run(path, &["pack-refs", "--all", "--prune"], deadline, stop).await?;
+        run(path, &["pack-refs", "--all", "--prune"], deadline, stop)?;
     }
-    run(path, &repack, deadline, stop).await?;
+    run(path, &repack, deadline, stop)?;
     run(
         path,
         &["commit-graph", "write", "--reachable", "--split"],
         deadline,
         stop,
-    )
-    .await?;
+    )?;
     let previous = State::read(path);
     let state = match (kind, previous) {
         (RepackKind::Geometric, Some(s)) => State {
@@ -151,7 +152,7 @@ pub async fn housekeep(
         .map_err(|e| format!("writing {STATE_FILE}: {e}"))
 }
 
-async fn run(path: &Path, args: &[&str], deadline: Instant, stop: &StopFlag) -> Result<(), String> {
+fn run(path: &Path, args: &[&str], deadline: Instant, stop: &StopFlag) -> Result<(), String> {
     let mut command = Command::new("git");
     // the worker's own environment must not point git at another repository or config
     for (key, _) in std::env::vars_os() {
@@ -163,46 +164,43 @@ async fn run(path: &Path, args: &[&str], deadline: Instant, stop: &StopFlag) -> 
         .env("GIT_DIR", path)
         .args(["-c", "gc.auto=0"])
         .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        // its own group, so a timeout also ends the pack-objects it spawns
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // its own group, so a timeout also ends the pack-objects it spawns
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .spawn()
         .map_err(|e| format!("starting git {}: {e}", args[0]))?;
-    let pid = child.id();
-    let output = child.wait_with_output();
-    tokio::pin!(output);
-    let mut check = tokio::time::interval(Duration::from_millis(200));
-    let result = loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        tokio::select! {
-            out = &mut output => break Some(out),
-            _ = check.tick() => {
-                if stop.is_stopped() || remaining.is_zero() {
-                    break None;
-                }
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        }
+        text
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if stop.is_stopped() || Instant::now() >= deadline => {
+                // SAFETY: plain kill(2) of the group this child leads.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                break Err(format!("git {} stopped: timed out or cancelled", args[0]));
             }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => break Err(format!("git {}: {e}", args[0])),
         }
     };
-    let Some(output) = result else {
-        if let Some(pid) = pid {
-            // SAFETY: plain kill(2) of the group this command leads.
-            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-        }
-        return Err(format!("git {} stopped: timed out or cancelled", args[0]));
-    };
-    let output = output.map_err(|e| format!("git {}: {e}", args[0]))?;
-    if output.status.success() {
+    let stderr = reader.join().unwrap_or_default();
+    let status = status?;
+    if status.success() {
         Ok(())
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
         Err(format!(
-            "git {} failed ({}): {}",
+            "git {} failed ({status}): {}",
             args[0],
-            output.status,
             stderr.trim().chars().take(500).collect::<String>()
         ))
     }
