@@ -138,6 +138,8 @@ pub struct MirrorStatus {
     pub sync_error: String,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub last_duration_ms: Option<i64>,
+    /// Bytes the mirror's objects take on disk, as of its last sync that wrote.
+    pub size_bytes: Option<i64>,
     /// The pending or running job, if any.
     pub job_id: Option<Uuid>,
 }
@@ -152,6 +154,7 @@ impl MirrorStatus {
             sync_error: r.sync_error.clone().unwrap_or_default(),
             next_sync_at: r.next_sync_at,
             last_duration_ms: r.last_duration_ms,
+            size_bytes: r.size_bytes,
             job_id,
         }
     }

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::due::enqueue_due;
 use crate::notify;
 use crate::reaper::{reap, Reaped};
+use crate::retention;
 use crate::sample::sample;
 use stasis_shared::error::count_backend_error;
 
@@ -28,6 +29,9 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// How often the leader looks for stuck jobs and mirrors; each pass is a few indexed
 /// queries.
 const REAP_EVERY: Duration = Duration::from_secs(60);
+/// How often the leader trims history: each pass deletes in small batches, so between
+/// passes only a few minutes of syncs pile up.
+const RETAIN_EVERY: Duration = Duration::from_secs(120);
 /// How often the leader delivers due notifications.
 const NOTIFY_EVERY: Duration = Duration::from_secs(1);
 
@@ -46,6 +50,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut last_sample: Option<Instant> = None;
     let mut last_reap: Option<Instant> = None;
     let mut last_notify: Option<Instant> = None;
+    let mut last_retain: Option<Instant> = None;
     let http = notify::client(&cfg);
     let mut next_tick = Instant::now();
     let mut status = SchedulerStatus {
@@ -104,6 +109,22 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                 Err(e) => {
                     count_backend_error(e.backend(), "reap");
                     warn!(error = %e, "reaper pass failed; retrying next pass");
+                }
+            }
+        }
+        if lease.is_some() && last_retain.is_none_or(|at| at.elapsed() >= RETAIN_EVERY) {
+            last_retain = Some(Instant::now());
+            match retention::enforce(&cfg, &pool).await {
+                Ok(d) if d != retention::Deleted::default() => info!(
+                    runs = d.runs,
+                    jobs = d.jobs,
+                    notifications = d.notifications,
+                    "old history deleted"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    count_backend_error(e.backend(), "retain");
+                    warn!(error = %e, "history retention pass failed; retrying next pass");
                 }
             }
         }

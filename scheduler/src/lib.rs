@@ -5,4 +5,5 @@ pub mod error;
 pub mod leader;
 pub mod notify;
 pub mod reaper;
+pub mod retention;
 pub mod sample;

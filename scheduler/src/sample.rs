@@ -42,6 +42,12 @@ pub async fn sample(
         let n = count(&mirrors, status.as_str());
         metrics::gauge!("stasis_mirrors", "sync_status" => status.as_str()).set(n as f64);
     }
+    // one total: a label per mirror would be thousands of series
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT sum(size_bytes)::bigint FROM repositories WHERE is_mirror")
+            .fetch_one(pool)
+            .await?;
+    metrics::gauge!("stasis_mirror_storage_bytes").set(stored.unwrap_or(0) as f64);
     Ok(())
 }
 

@@ -10,6 +10,9 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod life;
+pub use life::{HistoryConfig, HousekeepingConfig};
+
 /// Environment variable naming the YAML file, when `--config` is not given.
 pub const CONFIG_ENV: &str = "STASIS_CONFIG";
 
@@ -38,6 +41,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub notify: NotifyConfig,
     pub ratelimit: RateLimitConfig,
+    pub housekeeping: HousekeepingConfig,
+    pub history: HistoryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -566,6 +571,7 @@ impl Config {
                 "concurrency, request_timeout and header_read_timeout must be more than zero",
             );
         }
+        life::validate(&self.housekeeping, &self.history)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be `text` or `json`");
         }

@@ -28,7 +28,7 @@ impl Error {
 }
 
 /// Counts a failed call to Postgres or Redis; `op` is a closed set per process
-/// (`deliver`, `tick`, `sample`, `reap`, `notify`, `request`).
+/// (`deliver`, `tick`, `sample`, `reap`, `retain`, `notify`, `request`).
 pub fn count_backend_error(backend: Option<&'static str>, op: &'static str) {
     if let Some(backend) = backend {
         metrics::counter!("stasis_backend_errors_total", "backend" => backend, "op" => op)

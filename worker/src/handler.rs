@@ -23,6 +23,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::attempt::{announce, backoff, requeue_interrupted, Inflight};
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
+use crate::housekeeping::{self, Housekept};
+use crate::observe::observe;
 use crate::record::{self, Ending, Finish};
 
 /// Entry point apalis calls for each delivery. Deliveries are at-least-once: every
@@ -227,6 +229,13 @@ async fn run_locked(
         }
     };
     let duration = began.elapsed();
+    let housekept = match &fetched {
+        Ok(report) => {
+            let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
+            housekeeping::after_sync(&ctx.cfg, &path, report, stop).await
+        }
+        Err(_) => Housekept::default(),
+    };
     drop(inflight);
     // The git work is done: the next sync may start while this one is recorded. The run
     // row spans exactly this work, so runs recorded at once never exceed the permits.
@@ -262,6 +271,7 @@ async fn run_locked(
             hard_fail_after: ctx.cfg.mirror.hard_fail_after,
             repo_name: &format!("{}/{}", repo.owner, repo.name),
             notify_urls: &ctx.cfg.notify.urls,
+            housekept,
             ending,
         },
     )
@@ -296,48 +306,6 @@ async fn run_locked(
         Ending::Interrupted(_) => requeue_interrupted(ctx, job).await?,
     }
     Ok(())
-}
-
-fn observe(
-    job: &SyncMirror,
-    fetched: &Result<FetchReport, FetchError>,
-    took: Duration,
-    owned: bool,
-    ending: Ending<'_>,
-) {
-    let outcome = match (fetched, owned) {
-        (_, false) => "lost_lock",
-        _ if matches!(ending, Ending::Interrupted(_)) => "interrupted",
-        (Ok(_), _) => "success",
-        (Err(_), _) => "failure",
-    };
-    metrics::counter!("stasis_jobs_finished_total", "outcome" => outcome, "reason" => job.reason.as_str())
-        .increment(1);
-    metrics::histogram!("stasis_sync_duration_seconds", "outcome" => outcome)
-        .record(took.as_secs_f64());
-    match fetched {
-        Ok(report) => {
-            if report.unchanged {
-                metrics::counter!("stasis_syncs_unchanged_total").increment(1);
-            }
-            metrics::counter!("stasis_git_received_bytes_total").increment(report.bytes_received);
-            metrics::counter!("stasis_git_received_objects_total")
-                .increment(report.objects_received.into());
-            metrics::counter!("stasis_refs_created_total").increment(report.refs_created.into());
-            metrics::histogram!("stasis_sync_step_duration_seconds", "step" => "list")
-                .record(report.list_time.as_secs_f64());
-            if !report.unchanged {
-                metrics::histogram!("stasis_sync_step_duration_seconds", "step" => "fetch")
-                    .record(report.fetch_time.as_secs_f64());
-            }
-            metrics::counter!("stasis_refs_updated_total").increment(report.refs_changed().into());
-            metrics::counter!("stasis_refs_pruned_total").increment(report.refs_pruned.into());
-        }
-        Err(error) => {
-            metrics::counter!("stasis_sync_failures_total", "error_kind" => error.kind.as_str())
-                .increment(1);
-        }
-    }
 }
 
 /// Runs the fetch on a blocking thread, which `stop` stops.

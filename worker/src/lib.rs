@@ -4,6 +4,8 @@ mod attempt;
 pub mod context;
 pub mod error;
 pub mod handler;
+pub mod housekeeping;
+mod observe;
 mod permits;
 pub mod record;
 pub mod runner;

@@ -12,6 +12,8 @@ use stasis_shared::domain::{ErrorKind, RunOutcome};
 use stasis_shared::git::fetch::{FetchError, FetchReport};
 use uuid::Uuid;
 
+use crate::housekeeping::Housekept;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Started {
     pub attempt: i32,
@@ -127,6 +129,8 @@ pub struct Finish<'a> {
     pub repo_name: &'a str,
     /// `notify.urls`: receivers of every mirror's events.
     pub notify_urls: &'a [String],
+    /// The repack after the fetch, recorded with the run, and the mirror's new size.
+    pub housekept: Housekept,
     pub ending: Ending<'a>,
 }
 
@@ -205,6 +209,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
                  consecutive_failures = CASE $3 WHEN 'success' THEN 0
                                                 WHEN 'failed' THEN c.n + 1 ELSE c.n END,
                  interval_factor = CASE WHEN $3 = 'success' THEN c.f_ok ELSE r.interval_factor END,
+                 size_bytes = COALESCE($34, r.size_bytes),
                  next_sync_at = CASE
                      WHEN $3 = 'queued' THEN r.next_sync_at
                      WHEN $3 = 'failed' AND c.hard THEN NULL
@@ -249,7 +254,8 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
                  outcome = CASE WHEN EXISTS (SELECT 1 FROM repo) THEN $17 ELSE 'lost_lock' END,
                  error = $4, error_kind = $14, refs_updated = $18, refs_pruned = $19,
                  bytes_received = $20, unchanged = $21, objects_received = $22,
-                 refs_created = $23, list_ms = $24, fetch_ms = $25
+                 refs_created = $23, list_ms = $24, fetch_ms = $25,
+                 housekeeping = $32, housekeeping_ms = $33
              WHERE id = $26
          ), job AS (
              UPDATE sync_jobs SET state = $27, last_error = $4,
@@ -264,9 +270,10 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
          ), new_run AS (
              INSERT INTO sync_runs (repo_id, job_id, attempt, worker, started_at, finished_at,
                  outcome, error, error_kind, refs_updated, refs_pruned, bytes_received,
-                 unchanged, objects_received, refs_created, list_ms, fetch_ms)
+                 unchanged, objects_received, refs_created, list_ms, fetch_ms,
+                 housekeeping, housekeeping_ms)
              SELECT $1, $15, job.attempts, $29, $31, $31::timestamptz + make_interval(secs => $30),
-                 $17, $4, $14, $18, $19, $20, $21, $22, $23, $24, $25
+                 $17, $4, $14, $18, $19, $20, $21, $22, $23, $24, $25, $32, $33
              FROM job WHERE $26::bigint IS NULL
              RETURNING id
          )
@@ -306,6 +313,9 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
     .bind(f.attempt.worker)
     .bind(f.duration.as_secs_f64())
     .bind(f.attempt.started_at)
+    .bind(f.housekept.repack.map(|(kind, _)| kind.as_str()))
+    .bind(f.housekept.repack.map(|(_, took)| took.as_millis() as i32))
+    .bind(f.housekept.size_bytes.map(|b| b as i64))
     .fetch_one(pool)
     .await?;
     let (owned, attempt, waited, abandoned, run_id) = row;

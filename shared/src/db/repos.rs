@@ -30,6 +30,8 @@ pub struct Repo {
     pub sync_error: Option<String>,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub last_duration_ms: Option<i64>,
+    /// Bytes of its objects on disk, measured after the last sync that wrote.
+    pub size_bytes: Option<i64>,
     pub sync_fence: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -45,7 +47,7 @@ const SELECT: &str = "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.de
     r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret,
     r.include_refs, r.exclude_refs, r.mirror_enabled, r.sync_interval_secs,
     r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
-    r.sync_fence, r.created_at, r.updated_at
+    r.size_bytes, r.sync_fence, r.created_at, r.updated_at
     FROM repositories r JOIN users u ON u.id = r.owner_id";
 
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Repo>> {

@@ -66,8 +66,17 @@ impl FetchReport {
 }
 
 pub fn fetch_mirror(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
+    let existed = req.path.exists();
+    let fetched = fetch_once(req);
+    if fetched.is_err() && !existed {
+        super::storage::remove_failed_import(req.path);
+    }
+    fetched
+}
+
+fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let mut network = req.network.clone();
-    let used = disk_size(req.path);
+    let used = super::storage::disk_size(req.path);
     if used >= network.max_transfer {
         return Err(FetchError {
             kind: ErrorKind::TooLarge,
@@ -240,24 +249,6 @@ fn open_or_init(path: &Path) -> Result<(Repository, bool), git2::Error> {
         }
         Err(e) => Err(e),
     }
-}
-
-/// Bytes the mirror takes on disk (its objects: refs and config are noise).
-fn disk_size(path: &Path) -> u64 {
-    fn walk(dir: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|entry| match entry.file_type() {
-                Ok(t) if t.is_dir() => walk(&entry.path()),
-                Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-                Err(_) => 0,
-            })
-            .sum()
-    }
-    walk(&path.join("objects"))
 }
 
 /// Points HEAD where upstream's HEAD points, so clones of the mirror check out the same

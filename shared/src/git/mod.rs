@@ -3,10 +3,12 @@
 mod classify;
 pub mod fetch;
 pub mod gate;
+pub mod housekeeping;
 mod pack_refs;
 pub mod refs;
 pub mod selection;
 pub mod stop;
+pub mod storage;
 pub mod transport;
 pub mod url;
 

@@ -1,0 +1,50 @@
+//! Metrics of a finished sync.
+
+use std::time::Duration;
+
+use stasis_shared::domain::SyncMirror;
+use stasis_shared::git::fetch::{FetchError, FetchReport};
+
+use crate::record::Ending;
+
+pub(crate) fn observe(
+    job: &SyncMirror,
+    fetched: &Result<FetchReport, FetchError>,
+    took: Duration,
+    owned: bool,
+    ending: Ending<'_>,
+) {
+    let outcome = match (fetched, owned) {
+        (_, false) => "lost_lock",
+        _ if matches!(ending, Ending::Interrupted(_)) => "interrupted",
+        (Ok(_), _) => "success",
+        (Err(_), _) => "failure",
+    };
+    metrics::counter!("stasis_jobs_finished_total", "outcome" => outcome, "reason" => job.reason.as_str())
+        .increment(1);
+    metrics::histogram!("stasis_sync_duration_seconds", "outcome" => outcome)
+        .record(took.as_secs_f64());
+    match fetched {
+        Ok(report) => {
+            if report.unchanged {
+                metrics::counter!("stasis_syncs_unchanged_total").increment(1);
+            }
+            metrics::counter!("stasis_git_received_bytes_total").increment(report.bytes_received);
+            metrics::counter!("stasis_git_received_objects_total")
+                .increment(report.objects_received.into());
+            metrics::counter!("stasis_refs_created_total").increment(report.refs_created.into());
+            metrics::histogram!("stasis_sync_step_duration_seconds", "step" => "list")
+                .record(report.list_time.as_secs_f64());
+            if !report.unchanged {
+                metrics::histogram!("stasis_sync_step_duration_seconds", "step" => "fetch")
+                    .record(report.fetch_time.as_secs_f64());
+            }
+            metrics::counter!("stasis_refs_updated_total").increment(report.refs_changed().into());
+            metrics::counter!("stasis_refs_pruned_total").increment(report.refs_pruned.into());
+        }
+        Err(error) => {
+            metrics::counter!("stasis_sync_failures_total", "error_kind" => error.kind.as_str())
+                .increment(1);
+        }
+    }
+}

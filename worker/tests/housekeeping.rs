@@ -1,0 +1,147 @@
+//! A mirror stays small and fast over a long life: hundreds of incremental syncs leave a
+//! logarithmic number of packs, and a failed import leaves nothing on disk. Drives
+//! `fetch_mirror` and the worker's housekeeping directly, without the queue.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stasis_shared::domain::ErrorKind;
+use stasis_shared::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
+use stasis_shared::git::gate::WriteGate;
+use stasis_shared::git::housekeeping::RepackKind;
+use stasis_shared::git::selection::RefSelection;
+use stasis_shared::git::transport::NetworkPolicy;
+use stasis_shared::Config;
+use stasis_testkit::git::{assert_mirrors, git, Upstream};
+use stasis_worker::housekeeping::{after_sync, Housekept};
+
+/// The measurement: 300 incremental syncs left 301 packs before housekeeping.
+const SYNCS: usize = 300;
+/// log2(300) is about 8; a cruft pack and a pack not yet rolled up come on top.
+const MAX_PACKS: u64 = 12;
+
+fn sync(mirror: &Path, url: &str) -> Result<FetchReport, FetchError> {
+    let gate = WriteGate::default();
+    gate.decide(true);
+    fetch_mirror(&FetchRequest {
+        path: mirror,
+        url,
+        deadline: Instant::now() + Duration::from_secs(120),
+        stop: &Arc::new(StopFlag::default()),
+        network: &NetworkPolicy {
+            allow_local_network: true,
+            ..NetworkPolicy::from_config(&Config::default())
+        },
+        selection: &RefSelection::default(),
+        gate: &gate,
+    })
+}
+
+fn packs(mirror: &Path) -> u64 {
+    git(mirror, &["count-objects", "-v"])
+        .lines()
+        .find_map(|l| l.strip_prefix("packs: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("count-objects reports packs")
+}
+
+async fn sync_and_housekeep(cfg: &Config, mirror: &Path, up: &Upstream) -> Housekept {
+    let report = sync(mirror, &up.url()).expect("sync");
+    after_sync(cfg, mirror, &report, &Arc::new(StopFlag::default())).await
+}
+
+#[tokio::test]
+async fn hundreds_of_syncs_keep_packs_logarithmic_and_the_mirror_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Upstream::create(dir.path().join("up"));
+    git(&up.path, &["branch", "doomed"]);
+    let mirror = dir.path().join("mirror.git");
+    let mut cfg = Config::default();
+    // full repacks within the test's span, and garbage dropped at once
+    cfg.housekeeping.full_repack_every = 100;
+    cfg.housekeeping.prune_grace = Duration::ZERO;
+
+    let began = Instant::now();
+    let imported = sync_and_housekeep(&cfg, &mirror, &up).await;
+    assert_eq!(
+        imported.repack.map(|(kind, _)| kind),
+        Some(RepackKind::Geometric)
+    );
+    let mut full = 0;
+    for i in 0..SYNCS {
+        match i {
+            // a ref deleted upstream leaves objects only it reached
+            100 => {
+                git(&up.path, &["checkout", "-q", "doomed"]);
+                up.commit("only on doomed");
+                git(&up.path, &["checkout", "-q", "main"]);
+                git(&up.path, &["branch", "-D", "doomed"]);
+            }
+            // a force-push: main loses its last commit
+            200 => {
+                git(&up.path, &["reset", "-q", "--hard", "HEAD~1"]);
+            }
+            _ => {}
+        }
+        up.commit(&format!("change {i}"));
+        let done = sync_and_housekeep(&cfg, &mirror, &up).await;
+        let (kind, _) = done.repack.expect("a sync that wrote is housekept");
+        full += usize::from(kind == RepackKind::Full);
+        assert!(done.size_bytes.is_some_and(|b| b > 0));
+        assert!(
+            packs(&mirror) <= MAX_PACKS,
+            "{} packs after sync {i}",
+            packs(&mirror)
+        );
+    }
+    assert!(full >= 2, "full repacks ran: {full}");
+    assert_mirrors(&mirror, &up);
+    git(&mirror, &["fsck", "--no-progress", "--strict"]);
+    assert!(mirror.join("objects/info/commit-graphs").is_dir());
+    // an unchanged sync does nothing
+    let report = sync(&mirror, &up.url()).expect("no-op sync");
+    assert!(report.unchanged);
+    let idle = after_sync(&cfg, &mirror, &report, &Arc::new(StopFlag::default())).await;
+    assert_eq!(idle, Housekept::default());
+    eprintln!(
+        "benchmark: {SYNCS} syncs with housekeeping in {:?}, {} packs",
+        began.elapsed(),
+        packs(&mirror)
+    );
+}
+
+#[tokio::test]
+async fn housekeeping_off_leaves_packs_alone_and_the_sync_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Upstream::create(dir.path().join("up"));
+    let mirror = dir.path().join("mirror.git");
+    let mut cfg = Config::default();
+    cfg.housekeeping.enabled = false;
+    sync_and_housekeep(&cfg, &mirror, &up).await;
+    up.commit("next");
+    let done = sync_and_housekeep(&cfg, &mirror, &up).await;
+    assert_eq!(done.repack, None);
+    assert!(done.size_bytes.is_some());
+    assert_eq!(packs(&mirror), 2);
+}
+
+#[test]
+fn a_failed_import_leaves_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("alice").join("missing.git");
+    let missing = format!("file://{}", dir.path().join("no-such-upstream").display());
+    let error = sync(&mirror, &missing).expect_err("no upstream there");
+    assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
+    assert!(!mirror.exists(), "empty mirror left behind");
+    assert!(
+        !dir.path().join("alice").exists(),
+        "empty owner directory left behind"
+    );
+
+    // a mirror that once synced keeps its refs through a failed sync
+    let up = Upstream::create(dir.path().join("up"));
+    sync(&mirror, &up.url()).expect("import");
+    sync(&mirror, &missing).expect_err("upstream gone");
+    assert_mirrors(&mirror, &up);
+}

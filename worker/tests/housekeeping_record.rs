@@ -1,0 +1,40 @@
+//! Through the queue: a sync that wrote records its repack on its run and the mirror's
+//! size on its row. In a file of its own: beside the 300-sync test of housekeeping.rs,
+//! in one process, it hung intermittently (cause not yet found).
+
+use std::time::Duration;
+
+use stasis_testkit::git::Upstream;
+
+/// Through the queue: the run records its repack, the mirror its size; a no-op sync
+/// records neither.
+#[tokio::test]
+async fn a_sync_that_wrote_records_its_housekeeping_and_the_mirror_size() {
+    use stasis_shared::domain::SyncReason;
+    let env = stasis_testkit::TestEnv::new().await;
+    let up = Upstream::create(env.dir.path().join("up"));
+    let (alice, _) = env.user("alice", false).await;
+    let repo = env.mirror(&alice, "up", &up.url()).await;
+    let worker = env.spawn_worker();
+    let wait = Duration::from_secs(60);
+    let import = env.enqueue(repo, SyncReason::Import).await;
+    assert_eq!(env.finished(import, wait).await.state, "done");
+    let noop = env.enqueue(repo, SyncReason::Manual).await;
+    assert_eq!(env.finished(noop, wait).await.state, "done");
+    worker.stop().await;
+
+    let recorded = |job| {
+        sqlx::query_as::<_, (Option<String>, Option<i32>)>(
+            "SELECT housekeeping, housekeeping_ms FROM sync_runs WHERE job_id = $1",
+        )
+        .bind(job)
+        .fetch_one(&env.pool)
+    };
+    let (kind, ms) = recorded(import).await.unwrap();
+    assert_eq!(kind.as_deref(), Some("geometric"));
+    assert!(ms.is_some());
+    assert_eq!(recorded(noop).await.unwrap(), (None, None));
+    let size = env.repo(repo).await.size_bytes.expect("size recorded");
+    let on_disk = stasis_shared::git::storage::disk_size(&env.mirror_path("alice", "up"));
+    assert_eq!(size as u64, on_disk);
+}
