@@ -1,6 +1,9 @@
 //! Through the queue: a sync that wrote records its repack on its run and the mirror's
-//! size on its row. In a file of its own: beside the 300-sync test of housekeeping.rs,
-//! in one process, it hung intermittently (cause not yet found).
+//! size on its row.
+//!
+//! On a multi-thread runtime like every in-process worker test: on a current-thread
+//! one, the environment's teardown waited for a pool connection that a worker task still
+//! held, and that task could not run while teardown blocked the runtime's only thread.
 
 use std::time::Duration;
 
@@ -8,7 +11,7 @@ use stasis_testkit::git::Upstream;
 
 /// Through the queue: the run records its repack, the mirror its size; a no-op sync
 /// records neither.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sync_that_wrote_records_its_housekeeping_and_the_mirror_size() {
     use stasis_shared::domain::SyncReason;
     let env = stasis_testkit::TestEnv::new().await;
