@@ -258,4 +258,7 @@ pub struct History {
 pub struct ErrorBody {
     pub error: String,
     pub code: String,
+    /// On 503 `unavailable`: the backend that is down, `postgres` or `redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
 }

@@ -38,6 +38,7 @@ pub enum ApiError {
     Overloaded,
     #[error("request took too long")]
     Timeout,
+    /// A backend is down: `postgres` or `redis`.
     #[error("{0} unavailable, try again later")]
     Unavailable(&'static str),
     #[error("internal error")]
@@ -75,6 +76,15 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error answering request");
         }
+        if let ApiError::Unavailable(dependency) = &self {
+            // outages here last seconds (a restart); the client may retry soon
+            return (
+                status,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                Json(json!({ "error": self.to_string(), "code": code, "dependency": dependency })),
+            )
+                .into_response();
+        }
         (
             status,
             Json(json!({ "error": self.to_string(), "code": code })),
@@ -96,11 +106,10 @@ impl From<sqlx::Error> for ApiError {
             }
         }
         stasis_shared::error::count_backend_error(Some("postgres"), "request");
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                ApiError::Unavailable("database")
-            }
-            other => ApiError::Internal(other.to_string()),
+        if stasis_shared::error::db_unavailable(&e) {
+            ApiError::Unavailable("postgres")
+        } else {
+            ApiError::Internal(e.to_string())
         }
     }
 }
@@ -113,7 +122,7 @@ impl From<stasis_shared::Error> for ApiError {
         match e {
             stasis_shared::Error::Db(db) => db.into(),
             stasis_shared::Error::Redis(_) | stasis_shared::Error::Push(_) => {
-                ApiError::Unavailable("queue")
+                ApiError::Unavailable("redis")
             }
             other => ApiError::Internal(other.to_string()),
         }

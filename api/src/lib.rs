@@ -122,5 +122,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = state.cfg.api.header_read_timeout;
-    server::run(listener, router(state), header_timeout, shutdown).await
+    let keeper = tokio::spawn(stasis_shared::queue::keep_connected(state.redis.clone()));
+    let served = server::run(listener, router(state), header_timeout, shutdown).await;
+    keeper.abort();
+    served
 }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::settings;
-use stasis_shared::lock::{Lease, Leases};
+use stasis_shared::lock::{Lease, Leases, Renewal};
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
 use stasis_shared::{process, Config};
@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::due::enqueue_due;
 use crate::notify;
 use crate::reaper::{reap, Reaped};
+use crate::recovery::{Recovered, Recovery};
 use crate::retention;
 use crate::sample::sample;
 use stasis_shared::error::count_backend_error;
@@ -32,6 +33,8 @@ const REAP_EVERY: Duration = Duration::from_secs(60);
 /// How often the leader trims history: each pass deletes in small batches, so between
 /// passes only a few minutes of syncs pile up.
 const RETAIN_EVERY: Duration = Duration::from_secs(120);
+/// How often the leader looks for dead workers' jobs and for lost Redis data.
+const RECOVER_EVERY: Duration = Duration::from_secs(1);
 /// How often the leader delivers due notifications.
 const NOTIFY_EVERY: Duration = Duration::from_secs(1);
 
@@ -51,6 +54,8 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut last_reap: Option<Instant> = None;
     let mut last_notify: Option<Instant> = None;
     let mut last_retain: Option<Instant> = None;
+    let mut last_recover: Option<Instant> = None;
+    let mut recovery = Recovery::default();
     let http = notify::client(&cfg);
     let mut next_tick = Instant::now();
     let mut status = SchedulerStatus {
@@ -65,6 +70,25 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     loop {
         lease = hold_leadership(&leases, &key, ttl, lease).await;
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
+        if lease.is_none() {
+            // a leader again later looks afresh: it cannot know what happened meanwhile
+            recovery = Recovery::default();
+        }
+        if lease.is_some() && last_recover.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
+            last_recover = Some(Instant::now());
+            match recovery.pass(&cfg, &pool, &redis, &enqueuer).await {
+                Ok(r) if r != Recovered::default() => info!(
+                    rescued = r.rescued,
+                    redelivered = r.redelivered,
+                    "recovered jobs of dead workers or lost deliveries"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    count_backend_error(e.backend(), "recover");
+                    warn!(error = %e, "recovery pass failed; retrying next pass");
+                }
+            }
+        }
         if lease.is_some() && cfg.mirror.enabled && Instant::now() >= next_tick {
             next_tick = Instant::now() + cfg.scheduler.tick;
             match tick(&cfg, &pool, &redis, &enqueuer).await {
@@ -148,6 +172,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
             .saturating_duration_since(Instant::now())
             .min(check_every)
             .min(NOTIFY_EVERY)
+            .min(RECOVER_EVERY)
             .max(Duration::from_millis(50));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -186,8 +211,8 @@ async fn hold_leadership(
 ) -> Option<Lease> {
     match held {
         Some(lease) => match leases.renew(&lease, ttl).await {
-            Ok(true) => Some(lease),
-            Ok(false) => {
+            Ok(Renewal::Renewed | Renewal::Reclaimed) => Some(lease),
+            Ok(Renewal::Lost) => {
                 warn!("scheduler leadership lost");
                 None
             }

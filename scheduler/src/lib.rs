@@ -5,5 +5,6 @@ pub mod error;
 pub mod leader;
 pub mod notify;
 pub mod reaper;
+pub mod recovery;
 pub mod retention;
 pub mod sample;

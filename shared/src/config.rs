@@ -50,6 +50,10 @@ pub struct Config {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// Longest wait for a pooled connection. While Postgres is down every request
+    /// waits this long before its 503, so it stays short.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -57,6 +61,7 @@ impl Default for DatabaseConfig {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/stasis".into(),
             max_connections: 10,
+            acquire_timeout: Duration::from_millis(1500),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod git;
 pub mod instruments;
+pub mod liveness;
 pub mod lock;
 pub mod overview;
 pub mod process;

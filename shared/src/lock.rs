@@ -4,6 +4,11 @@
 //! renews or releases it (compare-and-act in Lua). Each acquisition also yields a fencing
 //! token, strictly increasing per key, that writers check in Postgres so a holder that
 //! lost its lease (paused, cut off) cannot overwrite the new holder's results.
+//!
+//! A worker's lease names the worker (see [`crate::liveness`]): once that worker's
+//! heartbeat window has passed, the lease is taken over without waiting for its TTL.
+//! A lease that vanished (Redis restarted without its data) is taken back by its holder
+//! on the next renewal, keeping the fence counter above the holder's fence.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -12,29 +17,46 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        crate::liveness::HOLDER_OF,
         r#"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local fence = redis.call('INCR', KEYS[2])
-  local floor = tonumber(ARGV[3])
-  if fence <= floor then
-    fence = floor + 1
-    redis.call('SET', KEYS[2], fence)
-  end
-  return fence
+local held = redis.call('GET', KEYS[1])
+if held and not dead(held) then
+  return {0, 0}
 end
-return 0
-"#,
-    )
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local fence = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[3])
+if fence <= floor then
+  fence = floor + 1
+  redis.call('SET', KEYS[2], fence)
+end
+if held then
+  return {fence, 1}
+end
+return {fence, 0}
+"#
+    ))
 });
 
+/// 1: renewed; 2: the key had vanished and is held again; 0: someone else holds it.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return 0
+if held then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+if fence < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3])
+end
+return 2
 "#,
     )
 });
@@ -56,12 +78,27 @@ pub struct Lease {
     pub token: String,
     /// Strictly increasing per key across acquisitions.
     pub fence: i64,
+    /// Taken over from a holder whose heartbeat window had passed.
+    pub taken_over: bool,
+}
+
+/// What a renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    Renewed,
+    /// The key was gone (Redis lost its data, or the lease lapsed with nobody taking
+    /// it): held again under the same token and fence.
+    Reclaimed,
+    /// Someone else holds it now.
+    Lost,
 }
 
 #[derive(Clone)]
 pub struct Leases {
     conn: ConnectionManager,
     namespace: String,
+    /// The liveness key of the worker taking leases through this, if any.
+    holder: Option<String>,
 }
 
 impl Leases {
@@ -69,6 +106,16 @@ impl Leases {
         Self {
             conn,
             namespace: namespace.to_owned(),
+            holder: None,
+        }
+    }
+
+    /// Leases held by the worker process `worker`, which others may take over once its
+    /// liveness key has expired.
+    pub fn for_worker(conn: ConnectionManager, namespace: &str, worker: &str) -> Self {
+        Self {
+            holder: Some(crate::liveness::key(namespace, worker)),
+            ..Self::new(conn, namespace)
         }
     }
 
@@ -89,8 +136,8 @@ impl Leases {
         ttl: Duration,
         fence_floor: i64,
     ) -> redis::RedisResult<Option<Lease>> {
-        let token = uuid::Uuid::new_v4().to_string();
-        let fence: i64 = ACQUIRE
+        let token = crate::liveness::token(self.holder.as_deref());
+        let (fence, taken_over): (i64, i64) = ACQUIRE
             .key(key)
             .key(format!("{key}:fence"))
             .arg(&token)
@@ -102,18 +149,25 @@ impl Leases {
             key: key.to_owned(),
             token,
             fence,
+            taken_over: taken_over == 1,
         }))
     }
 
-    /// Extends the lease; `false` means it expired and may belong to someone else.
-    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> redis::RedisResult<bool> {
+    /// Extends the lease, or takes it back if its key vanished.
+    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> redis::RedisResult<Renewal> {
         let renewed: i64 = RENEW
             .key(&lease.key)
+            .key(format!("{}:fence", lease.key))
             .arg(&lease.token)
             .arg(ttl_ms(ttl))
+            .arg(lease.fence)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(renewed == 1)
+        Ok(match renewed {
+            1 => Renewal::Renewed,
+            2 => Renewal::Reclaimed,
+            _ => Renewal::Lost,
+        })
     }
 
     /// Whether anyone holds the lease at `key` now.

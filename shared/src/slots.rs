@@ -1,7 +1,9 @@
 //! Fleet-wide caps on concurrent syncs: in all, and per upstream host (hosts rate-limit
 //! mirrors that burst). A cap is a sorted set in Redis of slot tokens scored by their
 //! expiry, so a worker that dies frees its slots within the lock TTL without anyone
-//! cleaning up after it. Slots are renewed with the repository lock.
+//! cleaning up after it. Slots are renewed with the repository lock. A slot names its
+//! worker's liveness key, and a full cap first drops the slots of workers whose
+//! heartbeat window has passed: a killed worker's slots come free within that window.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -12,14 +14,23 @@ use redis::Script;
 /// KEYS: the caps' sets; ARGV: token, ttl ms, then one cap per key. Takes a slot in
 /// every set or in none.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        crate::liveness::HOLDER_OF,
         r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   if redis.call('ZCARD', key) >= tonumber(ARGV[2 + i]) then
-    return 0
+    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      if dead(member) then
+        redis.call('ZREM', key, member)
+      end
+    end
+    if redis.call('ZCARD', key) >= tonumber(ARGV[2 + i]) then
+      return 0
+    end
   end
 end
 for _, key in ipairs(KEYS) do
@@ -27,8 +38,8 @@ for _, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, 2 * tonumber(ARGV[2]))
 end
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -51,6 +62,8 @@ pub struct Slots {
     namespace: String,
     max_total: u32,
     max_per_host: u32,
+    /// The liveness key of the worker taking slots through this.
+    holder: Option<String>,
 }
 
 /// Slots held by one sync; empty when no cap is configured.
@@ -80,7 +93,15 @@ impl Slots {
             namespace: namespace.to_owned(),
             max_total,
             max_per_host,
+            holder: None,
         }
+    }
+
+    /// Slots taken by the worker process `worker`, freed for others once its liveness
+    /// key has expired.
+    pub fn for_worker(mut self, worker: &str) -> Self {
+        self.holder = Some(crate::liveness::key(&self.namespace, worker));
+        self
     }
 
     /// A slot under every configured cap for a sync from `host`, or `None` while one of
@@ -102,7 +123,7 @@ impl Slots {
             );
             caps.push((key, self.max_per_host));
         }
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = crate::liveness::token(self.holder.as_deref());
         if caps.is_empty() {
             return Ok(Some(SlotGuard {
                 keys: Vec::new(),

@@ -10,6 +10,8 @@ pub enum WorkerError {
     Shared(#[from] stasis_shared::Error),
     #[error("corrupt job record: {0}")]
     Corrupt(String),
+    #[error("sync task failed: {0}")]
+    Task(String),
 }
 
 impl WorkerError {
@@ -18,7 +20,7 @@ impl WorkerError {
             WorkerError::Db(_) => Some("postgres"),
             WorkerError::Redis(_) => Some("redis"),
             WorkerError::Shared(e) => e.backend(),
-            WorkerError::Corrupt(_) => None,
+            WorkerError::Corrupt(_) | WorkerError::Task(_) => None,
         }
     }
 }

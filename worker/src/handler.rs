@@ -16,7 +16,6 @@ use stasis_shared::git::selection::RefSelection;
 use stasis_shared::git::transport::NetworkPolicy;
 use stasis_shared::git::url::{upstream_host, with_credentials};
 use stasis_shared::lock::Lease;
-use stasis_shared::slots::{SlotGuard, Slots};
 use tokio::sync::SemaphorePermit;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -24,6 +23,7 @@ use crate::attempt::{announce, backoff, requeue_interrupted, Inflight};
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
 use crate::housekeeping::{self, Housekept};
+use crate::keepalive::KeepAlive;
 use crate::observe::observe;
 use crate::record::{self, Ending, Finish};
 
@@ -49,7 +49,14 @@ pub async fn handle(
         reason = %job.reason,
         attempt = tracing::field::Empty,
     );
-    let result = deliver(&ctx, job).instrument(span.clone()).await;
+    // The attempt runs in a task of its own: apalis drops a consumer's handler futures
+    // when it restarts that consumer (a Redis error), and an attempt cut off between
+    // its steps would leave its job running and its lease renewed by nobody's fetch.
+    let ctx = Arc::clone(&ctx);
+    let attempt = tokio::spawn(async move { deliver(&ctx, job).await }.instrument(span.clone()));
+    let result = attempt
+        .await
+        .unwrap_or_else(|join| Err(WorkerError::Task(join.to_string())));
     if let Err(e) = &result {
         stasis_shared::error::count_backend_error(e.backend(), "deliver");
         span.in_scope(|| warn!(error = %e, "delivery failed; it will be redelivered"));
@@ -93,16 +100,15 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
     // Renewed from the moment it is held: the delivery may wait for a permit first. A
     // lease that cannot be renewed stops the fetch, since another worker may now own
     // the repository.
+    if lease.taken_over {
+        metrics::counter!("stasis_locks_taken_over_total").increment(1);
+        info!("repository lock taken over from a worker whose heartbeat lapsed");
+    }
     let stop = Arc::new(StopFlag::default());
     let _in_flight = ctx.syncs.register(&stop);
-    let lease_keeper = tokio::spawn(keep_lease(
-        ctx.leases.clone(),
-        lease.clone(),
-        ttl,
-        stop.clone(),
-    ));
+    let keep = KeepAlive::lease(ctx.leases.clone(), lease.clone(), ttl, stop.clone());
     let result = sync_leased(ctx, job, &found, &lease, &stop).await;
-    lease_keeper.abort();
+    drop(keep);
     if let Err(e) = ctx.leases.release(&lease).await {
         // It expires on its own within lock_ttl.
         warn!(error = %e, "repository lock could not be released");
@@ -139,14 +145,12 @@ async fn sync_leased(
         Ok(Some(slot)) => {
             // renewed from the moment it is held: the bookkeeping before the fetch may
             // outlast a short TTL on a loaded database
-            let keeper = slot
+            let keep = slot
                 .holds_any()
-                .then(|| tokio::spawn(keep_slot(ctx.slots.clone(), slot.clone(), ttl)));
+                .then(|| KeepAlive::slot(ctx.slots.clone(), slot.clone(), ttl));
             let result =
                 run_locked(ctx, &job, repo, found.job_max_attempts, lease, stop, permit).await;
-            if let Some(keeper) = keeper {
-                keeper.abort();
-            }
+            drop(keep);
             if let Err(e) = ctx.slots.release(&slot).await {
                 warn!(error = %e, "could not release sync slot; it expires on its own");
             }
@@ -384,43 +388,5 @@ fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, FetchError> 
                       the key they were sealed with"
                 .into(),
         }),
-    }
-}
-
-async fn keep_lease(
-    leases: stasis_shared::lock::Leases,
-    lease: Lease,
-    ttl: Duration,
-    stop: Arc<StopFlag>,
-) {
-    let every = ttl / 3;
-    let mut last_ok = Instant::now();
-    loop {
-        tokio::time::sleep(every).await;
-        match leases.renew(&lease, ttl).await {
-            Ok(true) => last_ok = Instant::now(),
-            Ok(false) => {
-                warn!("repository lock expired and was not renewed; stopping the fetch");
-                stop.stop(StopReason::Cancelled);
-                return;
-            }
-            Err(e) if last_ok.elapsed() >= ttl => {
-                warn!(error = %e, "repository lock could not be renewed before expiry; stopping the fetch");
-                stop.stop(StopReason::Cancelled);
-                return;
-            }
-            Err(e) => warn!(error = %e, "repository lock renewal failed; will retry"),
-        }
-    }
-}
-
-/// Keeps a sync slot from expiring while its sync runs. A slot that lapses anyway only
-/// lets one more sync of its host start early: not worth stopping this one for.
-async fn keep_slot(slots: Slots, slot: SlotGuard, ttl: Duration) {
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        if let Err(e) = slots.renew(&slot, ttl).await {
-            warn!(error = %e, "sync slot renewal failed; will retry");
-        }
     }
 }

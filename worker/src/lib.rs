@@ -5,6 +5,7 @@ pub mod context;
 pub mod error;
 pub mod handler;
 pub mod housekeeping;
+mod keepalive;
 mod observe;
 mod permits;
 pub mod record;

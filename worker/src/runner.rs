@@ -13,7 +13,7 @@ use stasis_shared::domain::Lane;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::slots::Slots;
-use stasis_shared::{process, Config};
+use stasis_shared::{liveness, process, Config};
 use tracing::{info, warn};
 
 use crate::context::WorkerContext;
@@ -44,13 +44,14 @@ pub async fn run(
         .map_err(std::io::Error::other)?;
     let name = process::instance_name();
     let ctx = Arc::new(WorkerContext {
-        leases: Leases::new(redis.clone(), &cfg.queue.namespace),
+        leases: Leases::for_worker(redis.clone(), &cfg.queue.namespace, &name),
         slots: Slots::new(
             redis.clone(),
             &cfg.queue.namespace,
             cfg.sync.max_concurrent,
             cfg.sync.max_per_host,
-        ),
+        )
+        .for_worker(&name),
         cfg: cfg.clone(),
         pool,
         enqueuer,
@@ -63,12 +64,21 @@ pub async fn run(
     info!(worker = %name, concurrency, "worker starting");
 
     let (registry_pool, registry_name) = (ctx.pool.clone(), name.clone());
+    let alive = Liveness {
+        redis: redis.clone(),
+        key: liveness::key(&cfg.queue.namespace, &name),
+        window: cfg.queue.heartbeat_interval * cfg.queue.missed_heartbeats,
+    };
+    // alive before the first lease is taken, or another worker would take it over
+    alive.beat().await;
+    // two loops: a backend that hangs must not delay the other's beat
     let heartbeat = tokio::spawn(register(
         registry_pool.clone(),
         registry_name.clone(),
         concurrency,
         cfg.queue.heartbeat_interval,
     ));
+    let alive_beat = tokio::spawn(alive.clone().keep(cfg.queue.heartbeat_interval));
 
     // One consumer per lane; the context's permits keep the process at its concurrency
     // across both, so a "Sync now" waits at most for the syncs this worker already
@@ -115,6 +125,10 @@ pub async fn run(
         })
         .await;
     heartbeat.abort();
+    alive_beat.abort();
+    if let Err(e) = liveness::leave(&alive.redis, &alive.key).await {
+        warn!(error = %e, "could not clear the worker's liveness key; it expires on its own");
+    }
     if let Err(e) = workers::leave(&registry_pool, &registry_name).await {
         warn!(error = %e, "could not leave the worker registry; the entry goes stale");
     }
@@ -124,8 +138,34 @@ pub async fn run(
     }
 }
 
-/// Keeps this process's row in the worker registry fresh, for operators; a missed beat
-/// only makes the worker look stale there, it never stops syncs.
+/// This worker's liveness key in Redis (see `stasis_shared::liveness`).
+#[derive(Clone)]
+struct Liveness {
+    redis: ConnectionManager,
+    key: String,
+    window: std::time::Duration,
+}
+
+impl Liveness {
+    async fn beat(&self) {
+        if let Err(e) = liveness::beat(&self.redis, &self.key, self.window).await {
+            warn!(error = %e, "worker heartbeat to Redis failed");
+        }
+    }
+
+    async fn keep(self, every: std::time::Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.beat().await;
+        }
+    }
+}
+
+/// Keeps this process's row in the worker registry fresh, where operators and the
+/// scheduler look: the scheduler re-runs the jobs of a worker whose row and liveness
+/// key in Redis have both lapsed, so an outage of one backend alone costs no sync.
 async fn register(pool: PgPool, name: String, concurrency: usize, every: std::time::Duration) {
     let host = process::hostname();
     let me = workers::Registration {

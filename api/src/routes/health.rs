@@ -4,6 +4,10 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::state::AppState;
+use stasis_shared::queue;
+
+/// How long `/readyz` waits for each backend: its answer comes within a second.
+const CHECK_WITHIN: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
@@ -17,11 +21,19 @@ pub async fn healthz() -> Json<Value> {
     (status = 503, description = "`{\"error\", \"code\", \"down\": [...]}`"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let db = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
-    let redis = redis::cmd("PING")
-        .query_async::<String>(&mut state.redis.clone())
-        .await
-        .is_ok();
+    // both at once, each bounded: a backend that hangs must not hold the answer
+    let db = async {
+        let ping = sqlx::query("SELECT 1").execute(&state.pool);
+        matches!(tokio::time::timeout(CHECK_WITHIN, ping).await, Ok(Ok(_)))
+    };
+    let redis = async {
+        let ping = queue::once_more(|| {
+            let mut conn = state.redis.clone();
+            async move { redis::cmd("PING").query_async::<String>(&mut conn).await }
+        });
+        matches!(tokio::time::timeout(CHECK_WITHIN, ping).await, Ok(Ok(_)))
+    };
+    let (db, redis) = tokio::join!(db, redis);
     let down: Vec<&str> = [("postgres", db), ("redis", redis)]
         .into_iter()
         .filter(|(_, ok)| !ok)

@@ -18,16 +18,26 @@ pub enum Window {
     Force,
 }
 
-/// The repository's pending or running job and when it is due.
-pub async fn active<'e, E>(
-    executor: E,
-    repo_id: Uuid,
-) -> sqlx::Result<Option<(Uuid, DateTime<Utc>)>>
+/// A repository's pending or running job.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Active {
+    pub id: Uuid,
+    /// When it is due.
+    pub run_at: DateTime<Utc>,
+    /// Pending, and last delivered before Redis lost its data (an older epoch): its
+    /// delivery may be gone.
+    pub undelivered: bool,
+}
+
+/// The repository's pending or running job.
+pub async fn active<'e, E>(executor: E, repo_id: Uuid) -> sqlx::Result<Option<Active>>
 where
     E: sqlx::PgExecutor<'e>,
 {
     sqlx::query_as(
-        "SELECT id, run_at FROM sync_jobs WHERE repo_id = $1 AND state IN ('pending', 'running')",
+        "SELECT id, run_at,
+                state = 'pending' AND delivery_epoch < current_redis_epoch() AS undelivered
+         FROM sync_jobs WHERE repo_id = $1 AND state IN ('pending', 'running')",
     )
     .bind(repo_id)
     .fetch_optional(executor)

@@ -372,7 +372,8 @@ pub async fn running_since(
 /// moved on meanwhile.
 pub async fn requeue_running(pool: &PgPool, job_id: Uuid) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE sync_jobs SET state = 'pending', run_at = now() WHERE id = $1 AND state = 'running'",
+        "UPDATE sync_jobs SET state = 'pending', run_at = now(), delivery_epoch = current_redis_epoch()
+         WHERE id = $1 AND state = 'running'",
     )
     .bind(job_id)
     .execute(pool)

@@ -3,6 +3,7 @@
 pub mod coalesce;
 pub mod jobs;
 pub mod notifications;
+pub mod recovery;
 pub mod repos;
 pub mod runs;
 pub mod settings;
@@ -24,7 +25,7 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(cfg.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(cfg.acquire_timeout)
         // sqlx pings every connection it hands out by default: a round trip per request
         // (measured: 10% of the status endpoint's throughput). A connection in steady use
         // is known alive; one that sat idle, as every connection does across a Postgres

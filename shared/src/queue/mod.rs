@@ -13,8 +13,15 @@ use crate::config::{QueueConfig, RedisConfig};
 use crate::db::coalesce;
 pub use crate::db::coalesce::Window;
 use crate::db::jobs::{self, Refused};
+use crate::db::recovery;
 use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
+
+mod census;
+mod epoch;
+
+pub use census::{backlog, delivered_jobs, redis_depth, RedisDepth};
+pub use epoch::{EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
 
@@ -26,6 +33,35 @@ pub async fn connect_redis(cfg: &RedisConfig) -> redis::RedisResult<ConnectionMa
         .set_connection_timeout(Some(cfg.connection_timeout))
         .set_max_delay(Duration::from_secs(2));
     ConnectionManager::new_with_config(client, manager).await
+}
+
+/// How often [`keep_connected`] checks the connection.
+const KEEP_CONNECTED_EVERY: Duration = Duration::from_secs(1);
+
+/// Pings Redis every second for as long as it runs. The connection manager notices a
+/// dropped connection (Redis restarted) only when a command fails on it: without this,
+/// the first request needing Redis after a quiet restart would be that command.
+pub async fn keep_connected(conn: ConnectionManager) {
+    let mut ticks = tokio::time::interval(KEEP_CONNECTED_EVERY);
+    loop {
+        ticks.tick().await;
+        let _: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn.clone()).await;
+    }
+}
+
+/// Runs a Redis call again once if it fails: the first command on a connection that
+/// Redis dropped (a restart) fails and sets off the reconnection, and the second goes
+/// over the new connection. A push that failed ambiguously may land twice; a duplicate
+/// delivery is dropped by the worker.
+pub async fn once_more<T, E, F, Fut>(mut call: F) -> std::result::Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    match call().await {
+        Ok(done) => Ok(done),
+        Err(_) => call().await,
+    }
 }
 
 /// The apalis queue of a lane; every key of it starts with this.
@@ -53,89 +89,6 @@ pub fn storage<T>(
         .lock_tasks(false)
         .batch_size(batch_size.max(1));
     RedisStorage::new(conn).with_config(config)
-}
-
-/// Scheduled-lane jobs sitting in Redis, due or delayed (`scheduled`) plus ready
-/// (`active`): what the scheduler fills in waves.
-pub async fn backlog(conn: &ConnectionManager, namespace: &str) -> redis::RedisResult<u64> {
-    let q = queue_name(namespace, Lane::Scheduled);
-    let (scheduled, active): (u64, u64) = redis::pipe()
-        .zcard(format!("{q}:scheduled"))
-        .llen(format!("{q}:active"))
-        .query_async(&mut conn.clone())
-        .await?;
-    Ok(scheduled + active)
-}
-
-/// Jobs in Redis by where they sit: apalis-redis 1.0's own listing and metrics calls
-/// are broken, so the keys are read directly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct RedisDepth {
-    /// Waiting for their time (retry backoff, postponed) or not yet promoted.
-    pub scheduled: u64,
-    /// Ready for the next worker fetch.
-    pub active: u64,
-    /// Taken by a worker and not yet acknowledged.
-    pub inflight: u64,
-    /// Given up by apalis itself (our handler never asks for that).
-    pub dead: u64,
-}
-
-pub async fn redis_depth(
-    conn: &ConnectionManager,
-    namespace: &str,
-) -> redis::RedisResult<RedisDepth> {
-    let mut depth = RedisDepth::default();
-    for lane in Lane::ALL {
-        let d = lane_depth(conn, &queue_name(namespace, lane)).await?;
-        depth.scheduled += d.scheduled;
-        depth.active += d.active;
-        depth.inflight += d.inflight;
-        depth.dead += d.dead;
-    }
-    Ok(depth)
-}
-
-async fn lane_depth(conn: &ConnectionManager, q: &str) -> redis::RedisResult<RedisDepth> {
-    let mut conn = conn.clone();
-    let (scheduled, active, dead): (u64, u64, u64) = redis::pipe()
-        .zcard(format!("{q}:scheduled"))
-        .llen(format!("{q}:active"))
-        .scard(format!("{q}:dead"))
-        .query_async(&mut conn)
-        .await?;
-    let sets: Vec<String> = {
-        use redis::AsyncCommands;
-        // SCAN walks the whole keyspace, whatever the pattern: at its default of 10 keys a
-        // call, a Redis holding 30,000 keys took 3,000 round trips
-        let mut iter = conn
-            .scan_options::<String>(
-                redis::ScanOptions::default()
-                    .with_pattern(format!("{q}:inflight:*"))
-                    .with_count(1000),
-            )
-            .await?;
-        let mut sets = Vec::new();
-        while let Some(key) = futures::StreamExt::next(&mut iter).await {
-            sets.push(key?);
-        }
-        sets
-    };
-    let mut inflight = 0;
-    if !sets.is_empty() {
-        let mut pipe = redis::pipe();
-        for set in &sets {
-            pipe.scard(set);
-        }
-        let sizes: Vec<u64> = pipe.query_async(&mut conn).await?;
-        inflight = sizes.iter().sum();
-    }
-    Ok(RedisDepth {
-        scheduled,
-        active,
-        inflight,
-        dead,
-    })
 }
 
 /// Removes every waiting delivery of one job (its payload names the job id) from the
@@ -223,8 +176,15 @@ impl Enqueuer {
         // Most requests for a busy repository find its job already there: one read answers
         // them, without the row lock that serialises creating a job (and that every
         // "Sync now" of a hot repository would otherwise queue on).
-        if let Some((job_id, run_at)) = coalesce::active(&self.pool, repo_id).await? {
-            let run_at = self.forced(window, job_id, repo_id, reason, run_at).await?;
+        if let Some(active) = coalesce::active(&self.pool, repo_id).await? {
+            let job_id = active.id;
+            if active.undelivered {
+                self.redeliver(job_id, repo_id, reason, active.run_at)
+                    .await?;
+            }
+            let run_at = self
+                .forced(window, job_id, repo_id, reason, active.run_at)
+                .await?;
             metrics::counter!("stasis_jobs_deduplicated_total").increment(1);
             return Ok(Some(Enqueued {
                 job_id,
@@ -244,7 +204,7 @@ impl Enqueuer {
             // a concurrent request created it between the read above and the lock
             (false, _) => coalesce::active(&mut *tx, repo_id)
                 .await?
-                .map_or_else(chrono::Utc::now, |(_, at)| at),
+                .map_or_else(chrono::Utc::now, |active| active.run_at),
         };
         tx.commit().await?;
         if claimed.created {
@@ -273,6 +233,37 @@ impl Enqueuer {
             created: claimed.created,
             run_at,
         }))
+    }
+
+    /// A pending job whose delivery Redis may have lost gets a fresh one (once, however
+    /// many requests find it at the same time).
+    async fn redeliver(
+        &self,
+        job_id: Uuid,
+        repo_id: Uuid,
+        reason: SyncReason,
+        run_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let Some(before) = recovery::claim_redelivery(&self.pool, job_id).await? else {
+            return Ok(());
+        };
+        let job = SyncMirror {
+            job_id,
+            repo_id,
+            reason,
+        };
+        let wait = (run_at - chrono::Utc::now()).to_std().unwrap_or_default();
+        let pushed = if wait.is_zero() {
+            self.push(vec![job]).await
+        } else {
+            self.push_delayed(job, wait).await
+        };
+        if let Err(e) = pushed {
+            recovery::unmark_delivered(&self.pool, job_id, before).await?;
+            return Err(e);
+        }
+        metrics::counter!("stasis_jobs_redelivered_total", "cause" => "request").increment(1);
+        Ok(())
     }
 
     /// Under [`Window::Force`], a job waiting out its window is made due now with a
@@ -366,26 +357,30 @@ impl Enqueuer {
             if jobs.is_empty() {
                 continue;
             }
-            self.storage(lane)
-                .clone()
-                .push_bulk(jobs)
-                .await
-                .map_err(|e| Error::Push(e.to_string()))?;
+            let storage = self.storage(lane);
+            once_more(|| {
+                let (mut storage, jobs) = (storage.clone(), jobs.clone());
+                async move { storage.push_bulk(jobs).await }
+            })
+            .await
+            .map_err(|e| Error::Push(e.to_string()))?;
         }
         Ok(())
     }
 
     /// Pushes a delivery that becomes due after `delay` (retry backoff, lock contention).
     pub async fn push_delayed(&self, job: SyncMirror, delay: Duration) -> Result<()> {
-        self.storage(job.reason.lane())
-            .clone()
-            .push_task(
-                TaskBuilder::new(job)
-                    .run_at_timestamp(due_second(delay))
-                    .build(),
-            )
-            .await
-            .map_err(|e| Error::Push(e.to_string()))
+        let storage = self.storage(job.reason.lane());
+        let at = due_second(delay);
+        once_more(|| {
+            let (mut storage, job) = (storage.clone(), job.clone());
+            async move {
+                let task = TaskBuilder::new(job).run_at_timestamp(at).build();
+                storage.push_task(task).await
+            }
+        })
+        .await
+        .map_err(|e| Error::Push(e.to_string()))
     }
 }
 
