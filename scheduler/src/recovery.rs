@@ -66,10 +66,10 @@ impl Recovery {
                 );
                 metrics::counter!("stasis_redis_data_lost_total", "sign" => lost.as_str())
                     .increment(1);
-                self.watch.mark(redis, ns, epoch).await?;
+                queue::mark(redis, ns, false).await?;
                 epoch
             }
-            None if self.reconciled.is_some() => return Ok(done),
+            // an API that found the marker gone may have started one
             None => recovery::current_epoch(pool).await?,
         };
         if self.reconciled != Some(epoch) {

@@ -24,6 +24,8 @@ pub struct Active {
     pub id: Uuid,
     /// When it is due.
     pub run_at: DateTime<Utc>,
+    /// Pending (not running).
+    pub pending: bool,
     /// Pending, and last delivered before Redis lost its data (an older epoch): its
     /// delivery may be gone.
     pub undelivered: bool,
@@ -35,7 +37,7 @@ where
     E: sqlx::PgExecutor<'e>,
 {
     sqlx::query_as(
-        "SELECT id, run_at,
+        "SELECT id, run_at, state = 'pending' AS pending,
                 state = 'pending' AND delivery_epoch < current_redis_epoch() AS undelivered
          FROM sync_jobs WHERE repo_id = $1 AND state IN ('pending', 'running')",
     )

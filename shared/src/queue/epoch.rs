@@ -33,6 +33,33 @@ fn marker_key(namespace: &str) -> String {
     format!("{namespace}:epoch")
 }
 
+/// Whether the marker is in Redis: `false` means Redis lost its data since an epoch was
+/// last marked (or none ever was).
+pub async fn marked(conn: &ConnectionManager, namespace: &str) -> redis::RedisResult<bool> {
+    redis::cmd("EXISTS")
+        .arg(marker_key(namespace))
+        .query_async(&mut conn.clone())
+        .await
+}
+
+/// Puts the marker in place: Redis holds every delivery of the current epoch from now
+/// on. `only_if_missing` is for the first delivery into a Redis nobody marked yet (a
+/// new deployment); that the marker was gone because data was lost, a new `run_id`
+/// still tells the leader.
+pub async fn mark(
+    conn: &ConnectionManager,
+    namespace: &str,
+    only_if_missing: bool,
+) -> redis::RedisResult<()> {
+    let mut set = redis::cmd("SET");
+    set.arg(marker_key(namespace)).arg(1);
+    if only_if_missing {
+        set.arg("NX");
+    }
+    let _: Option<String> = set.query_async(&mut conn.clone()).await?;
+    Ok(())
+}
+
 impl EpochWatch {
     /// Whether Redis lost data since the previous look. The first look of a watch
     /// cannot tell a restart (it has no `run_id` to compare), only a missing marker.
@@ -41,7 +68,7 @@ impl EpochWatch {
         conn: &ConnectionManager,
         namespace: &str,
     ) -> redis::RedisResult<Option<Lost>> {
-        let (marker, info): (Option<i64>, String) = redis::pipe()
+        let (marker, info): (Option<String>, String) = redis::pipe()
             .get(marker_key(namespace))
             .cmd("INFO")
             .arg("server")
@@ -60,20 +87,5 @@ impl EpochWatch {
         } else {
             None
         })
-    }
-
-    /// Records the epoch deliveries are pushed in from now on; its presence is what the
-    /// next look checks.
-    pub async fn mark(
-        &self,
-        conn: &ConnectionManager,
-        namespace: &str,
-        epoch: i64,
-    ) -> redis::RedisResult<()> {
-        redis::cmd("SET")
-            .arg(marker_key(namespace))
-            .arg(epoch)
-            .query_async(&mut conn.clone())
-            .await
     }
 }

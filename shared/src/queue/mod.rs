@@ -21,7 +21,7 @@ mod census;
 mod epoch;
 
 pub use census::{backlog, delivered_jobs, redis_depth, RedisDepth};
-pub use epoch::{EpochWatch, Lost};
+pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
 
@@ -132,6 +132,8 @@ pub struct Enqueued {
 #[derive(Clone)]
 pub struct Enqueuer {
     pool: PgPool,
+    redis: ConnectionManager,
+    namespace: String,
     priority: JobStorage,
     scheduled: JobStorage,
     max_attempts: i32,
@@ -147,7 +149,9 @@ impl Enqueuer {
         Self {
             pool,
             priority: storage(redis.clone(), cfg, Lane::Priority, 1),
-            scheduled: storage(redis, cfg, Lane::Scheduled, 1),
+            scheduled: storage(redis.clone(), cfg, Lane::Scheduled, 1),
+            redis,
+            namespace: cfg.namespace.clone(),
             max_attempts: max_attempts as i32,
         }
     }
@@ -178,7 +182,7 @@ impl Enqueuer {
         // "Sync now" of a hot repository would otherwise queue on).
         if let Some(active) = coalesce::active(&self.pool, repo_id).await? {
             let job_id = active.id;
-            if active.undelivered {
+            if active.undelivered || (active.pending && self.redis_lost_data().await?) {
                 self.redeliver(job_id, repo_id, reason, active.run_at)
                     .await?;
             }
@@ -223,6 +227,10 @@ impl Enqueuer {
                 jobs::unclaim(&self.pool, &[claimed.job_id]).await?;
                 return Err(e);
             }
+            // the first delivery into a Redis nobody marked yet
+            if let Err(e) = mark(&self.redis, &self.namespace, true).await {
+                tracing::debug!(error = %e, "could not mark the delivery epoch");
+            }
             metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str())
                 .increment(1);
         } else {
@@ -233,6 +241,18 @@ impl Enqueuer {
             created: claimed.created,
             run_at,
         }))
+    }
+
+    /// Whether Redis lost its data since the last epoch was marked; if so a new epoch
+    /// starts here (the scheduler leader re-delivers the rest of the pending jobs).
+    async fn redis_lost_data(&self) -> Result<bool> {
+        if marked(&self.redis, &self.namespace).await? {
+            return Ok(false);
+        }
+        let epoch = recovery::next_epoch(&self.pool).await?;
+        mark(&self.redis, &self.namespace, false).await?;
+        tracing::warn!(epoch, "Redis lost data: a new delivery epoch starts");
+        Ok(true)
     }
 
     /// A pending job whose delivery Redis may have lost gets a fresh one (once, however
