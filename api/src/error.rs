@@ -107,6 +107,7 @@ impl From<sqlx::Error> for ApiError {
         }
         stasis_shared::error::count_backend_error(Some("postgres"), "request");
         if stasis_shared::error::db_unavailable(&e) {
+            stasis_shared::db::note_outage();
             ApiError::Unavailable("postgres")
         } else {
             ApiError::Internal(e.to_string())

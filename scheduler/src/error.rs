@@ -9,6 +9,17 @@ pub enum SchedulerError {
 }
 
 impl SchedulerError {
+    /// Counts a failed pass of `op`; an outage of Postgres makes the pool check its
+    /// connections before use for a while.
+    pub fn record(&self, op: &'static str) {
+        if let SchedulerError::Db(db) = self {
+            if stasis_shared::error::db_unavailable(db) {
+                stasis_shared::db::note_outage();
+            }
+        }
+        stasis_shared::error::count_backend_error(self.backend(), op);
+    }
+
     pub fn backend(&self) -> Option<&'static str> {
         match self {
             SchedulerError::Db(_) => Some("postgres"),

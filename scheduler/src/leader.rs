@@ -20,7 +20,6 @@ use crate::reaper::{reap, Reaped};
 use crate::recovery::{Recovered, Recovery};
 use crate::retention;
 use crate::sample::sample;
-use stasis_shared::error::count_backend_error;
 
 /// After a tick stopped at the backlog bound, look again this soon rather than a full
 /// tick later, so a large due set drains as fast as workers take it.
@@ -84,7 +83,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                 ),
                 Ok(_) => {}
                 Err(e) => {
-                    count_backend_error(e.backend(), "recover");
+                    e.record("recover");
                     warn!(error = %e, "recovery pass failed; retrying next pass");
                 }
             }
@@ -108,7 +107,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                     }
                 }
                 Err(e) => {
-                    count_backend_error(e.backend(), "tick");
+                    e.record("tick");
                     warn!(error = %e, "scheduler tick failed; retrying next tick");
                 }
             }
@@ -116,7 +115,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         if lease.is_some() && last_sample.is_none_or(|at| at.elapsed() >= SAMPLE_EVERY) {
             last_sample = Some(Instant::now());
             if let Err(e) = sample(&cfg, &pool, &redis).await {
-                count_backend_error(e.backend(), "sample");
+                e.record("sample");
                 warn!(error = %e, "could not sample queue and mirror gauges");
             }
         }
@@ -131,7 +130,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                 ),
                 Ok(_) => {}
                 Err(e) => {
-                    count_backend_error(e.backend(), "reap");
+                    e.record("reap");
                     warn!(error = %e, "reaper pass failed; retrying next pass");
                 }
             }
@@ -147,7 +146,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                 ),
                 Ok(_) => {}
                 Err(e) => {
-                    count_backend_error(e.backend(), "retain");
+                    e.record("retain");
                     warn!(error = %e, "history retention pass failed; retrying next pass");
                 }
             }
@@ -155,7 +154,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         if lease.is_some() && last_notify.is_none_or(|at| at.elapsed() >= NOTIFY_EVERY) {
             last_notify = Some(Instant::now());
             if let Err(e) = notify::deliver_due(&cfg, &pool, &http).await {
-                count_backend_error(e.backend(), "notify");
+                e.record("notify");
                 warn!(error = %e, "notification pass failed; retrying next pass");
             }
         }

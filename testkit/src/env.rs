@@ -36,9 +36,15 @@ impl TestEnv {
     /// A fresh database with migrations applied, a fresh namespace, and a config tuned
     /// for tests: loopback upstreams allowed, short heartbeats, backoffs and leases.
     pub async fn with_redis(redis_url: &str) -> Self {
+        Self::with_services(&admin_url(), redis_url).await
+    }
+
+    /// [`Self::with_redis`] on a Postgres server of the test's own (`admin` is a URL to
+    /// a database there that may create databases).
+    pub async fn with_services(admin: &str, redis_url: &str) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let database = format!("stasis_t_{}", &id[..16]);
-        let admin = admin_url();
+        let admin = admin.to_owned();
         let mut conn = PgConnection::connect(&admin)
             .await
             .expect("connect to test Postgres");

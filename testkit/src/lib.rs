@@ -14,6 +14,7 @@ pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod scheduler;
+pub mod services;
 pub mod worker;
 
 pub use env::TestEnv;

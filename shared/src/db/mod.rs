@@ -10,7 +10,9 @@ pub mod settings;
 pub mod users;
 pub mod workers;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool, Postgres, Transaction};
@@ -21,6 +23,29 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// A pooled connection idle for longer than this is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// For this long after an error that looked like an outage, every connection is pinged
+/// before it is handed out: those opened before a restart are dead, busy or not.
+const PING_AFTER_OUTAGE: Duration = Duration::from_secs(30);
+
+/// When this process last saw Postgres unreachable, in ms since [`epoch`].
+static LAST_OUTAGE_MS: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Records an error that looked like an outage (see [`crate::error::db_unavailable`]):
+/// pooled connections are checked before use for a while.
+pub fn note_outage() {
+    let ms = epoch().elapsed().as_millis() as u64;
+    LAST_OUTAGE_MS.store(ms.max(1), Ordering::Relaxed);
+}
+
+fn outage_recent() -> bool {
+    let at = LAST_OUTAGE_MS.load(Ordering::Relaxed);
+    at != 0 && epoch().elapsed().as_millis() as u64 <= at + PING_AFTER_OUTAGE.as_millis() as u64
+}
 
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
@@ -29,12 +54,14 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
         // sqlx pings every connection it hands out by default: a round trip per request
         // (measured: 10% of the status endpoint's throughput). A connection in steady use
         // is known alive; one that sat idle, as every connection does across a Postgres
-        // restart in a quiet period, is checked and replaced when dead.
+        // restart in a quiet period, is checked and replaced when dead; so is every
+        // connection for a while after this process saw an outage.
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
-            Box::pin(
-                async move { Ok(meta.idle_for < PING_AFTER_IDLE || conn.ping().await.is_ok()) },
-            )
+            Box::pin(async move {
+                let trusted = meta.idle_for < PING_AFTER_IDLE && !outage_recent();
+                Ok(trusted || conn.ping().await.is_ok())
+            })
         })
         .connect(&cfg.url)
         .await

@@ -1,0 +1,228 @@
+//! Redis and PostgreSQL servers of a test's own, on free ports, that the test may stop,
+//! kill and restart without disturbing the shared services or any other test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use tempfile::TempDir;
+
+use crate::git::{free_port, wait_for_port};
+
+/// A `redis-server` of this test's own.
+pub struct PrivateRedis {
+    pub port: u16,
+    appendonly: bool,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Without persistence: a restart comes back empty.
+    pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// With `appendonly yes` (fsync every second): a crash keeps all but the last
+    /// second of writes.
+    pub fn start_persistent() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(appendonly: bool) -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            appendonly,
+            dir: TempDir::new().expect("redis dir"),
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(["--port", &self.port.to_string()])
+            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        wait_for_port(self.port, "redis-server");
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts it again on the same port (and, when persistent, from its own files).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A PostgreSQL cluster of this test's own (`initdb` + `pg_ctl`), trust authentication
+/// on 127.0.0.1. PostgreSQL refuses to run as root: as root it runs as `postgres`.
+pub struct PrivatePostgres {
+    pub port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    _dir: TempDir,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let bin = server_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("stasis-pg-")
+            .tempdir_in(std::env::temp_dir())
+            .expect("postgres dir");
+        let data = dir.path().join("data");
+        if is_root() {
+            chown_postgres(dir.path());
+        }
+        let pg = Self {
+            port: free_port(),
+            bin,
+            data,
+            _dir: dir,
+        };
+        let data = pg.data.to_string_lossy().into_owned();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        );
+        pg.start_server();
+        pg
+    }
+
+    /// The admin URL: its database only creates and drops the per-test databases.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            Command::new(self.bin.join(tool))
+        };
+        let out = command
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start_server(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let log = self.data.join("../log").to_string_lossy().into_owned();
+        let options = format!(
+            "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c fsync=off -c max_connections=200",
+            self.port,
+            self.data.parent().unwrap_or(Path::new("/tmp")).display()
+        );
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+        );
+        wait_for_port(self.port, "postgres");
+    }
+
+    /// Stops it as a restart does (`-m fast`: sessions are terminated, 57P01).
+    pub fn stop(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn start_again(&self) {
+        self.start_server();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let _ = Command::new(if is_root() { "runuser" } else { "true" })
+            .args(if is_root() {
+                vec!["-u", "postgres", "--"]
+            } else {
+                vec![]
+            })
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The newest installed server's `bin` directory (Debian keeps `initdb` off `PATH`).
+fn server_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.flatten().map(|d| d.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.retain(|bin| bin.join("initdb").exists());
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop().unwrap_or_else(|| {
+        let initdb = Command::new("sh")
+            .args(["-c", "command -v initdb"])
+            .output()
+            .expect("look for initdb");
+        let path = String::from_utf8_lossy(&initdb.stdout).trim().to_owned();
+        assert!(
+            !path.is_empty(),
+            "PostgreSQL server binaries (initdb) are not installed"
+        );
+        PathBuf::from(path)
+            .parent()
+            .expect("initdb's directory")
+            .to_owned()
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+fn chown_postgres(dir: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(dir)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown postgres {}", dir.display());
+}
