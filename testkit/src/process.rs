@@ -38,7 +38,8 @@ impl Proc {
             .envs(env.env_vars())
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            // logs go to stdout, panics to stderr: the log file gets both
+            .stdout(file.try_clone().expect("clone process log"))
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
