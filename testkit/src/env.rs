@@ -39,6 +39,12 @@ impl TestEnv {
         Self::with_services(&admin_url(), redis_url).await
     }
 
+    /// A fresh database on a Postgres server of the test's own (`admin`: see
+    /// [`Self::with_services`]), with the shared Redis.
+    pub async fn with_postgres(admin: &str) -> Self {
+        Self::with_services(admin, &redis_url()).await
+    }
+
     /// [`Self::with_redis`] on a Postgres server of the test's own (`admin` is a URL to
     /// a database there that may create databases).
     pub async fn with_services(admin: &str, redis_url: &str) -> Self {

@@ -1,0 +1,156 @@
+//! The leader's recovery pass on the states it exists for: running jobs of a worker
+//! that is dead in both Postgres and Redis (and not of one silent in only one), and
+//! pending jobs whose deliveries Redis lost, delivered again exactly once.
+
+use std::time::Duration;
+
+use stasis_scheduler::recovery::{Recovered, Recovery};
+use stasis_shared::db::workers;
+use stasis_shared::domain::SyncReason;
+use stasis_shared::liveness;
+use stasis_testkit::git::Upstream;
+use stasis_testkit::TestEnv;
+use uuid::Uuid;
+
+async fn forget_redis(env: &TestEnv) {
+    let mut conn = env.redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", env.cfg.queue.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn jobs_of(env: &TestEnv, count: usize) -> Vec<Uuid> {
+    let (owner, _) = env.user("olga", false).await;
+    let mut jobs = Vec::new();
+    for i in 0..count {
+        let up = Upstream::create(env.dir.path().join(format!("up{i}")));
+        let repo = env.mirror(&owner, &format!("m{i}"), &up.url()).await;
+        jobs.push(env.enqueue(repo, SyncReason::Manual).await);
+    }
+    jobs
+}
+
+async fn pass(env: &TestEnv, recovery: &mut Recovery) -> Recovered {
+    recovery
+        .pass(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .await
+        .expect("recovery pass")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_jobs_of_a_worker_dead_in_both_backends_are_delivered_again() {
+    let env = TestEnv::new().await;
+    let jobs = jobs_of(&env, 3).await;
+    forget_redis(&env).await;
+    let mut recovery = Recovery::default();
+    // whatever the first pass does about the forgotten deliveries, it re-delivers none:
+    // every job is running
+    let workers = ["dead", "silent-in-redis", "silent-in-postgres"];
+    for (job, worker) in jobs.iter().zip(workers) {
+        sqlx::query("UPDATE sync_jobs SET state = 'running', attempts = 1, worker = $2, started_at = now() WHERE id = $1")
+            .bind(job)
+            .bind(worker)
+            .execute(&env.pool)
+            .await
+            .unwrap();
+    }
+    // one beat in Postgres only, one in Redis only
+    workers::beat(
+        &env.pool,
+        &workers::Registration {
+            name: workers[1],
+            host: "h",
+            pid: 1,
+            concurrency: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let key = liveness::key(&env.cfg.queue.namespace, workers[2]);
+    liveness::beat(&env.redis, &key, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let done = pass(&env, &mut recovery).await;
+    assert_eq!(
+        done,
+        Recovered {
+            rescued: 1,
+            redelivered: 0
+        }
+    );
+    assert_eq!(env.job(jobs[0]).await.state, "pending");
+    assert_eq!(env.job(jobs[1]).await.state, "running");
+    assert_eq!(env.job(jobs[2]).await.state, "running");
+    assert_eq!(
+        env.waiting_deliveries().await,
+        1,
+        "one fresh delivery, for the dead worker's job"
+    );
+
+    // the next pass finds nothing more to do
+    assert_eq!(pass(&env, &mut recovery).await, Recovered::default());
+    assert_eq!(env.waiting_deliveries().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_jobs_whose_deliveries_redis_lost_are_delivered_again_once() {
+    let env = TestEnv::new().await;
+    let jobs = jobs_of(&env, 3).await;
+    let mut recovery = Recovery::default();
+    // a leader's first look: every delivery is there, nothing is pushed twice
+    assert_eq!(pass(&env, &mut recovery).await, Recovered::default());
+    assert_eq!(env.waiting_deliveries().await, 3);
+
+    // Redis loses everything; one job is delivered again meanwhile (a worker's retry)
+    forget_redis(&env).await;
+    let repo: Uuid = sqlx::query_scalar("SELECT repo_id FROM sync_jobs WHERE id = $1")
+        .bind(jobs[0])
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    env.enqueuer()
+        .push(vec![stasis_shared::domain::SyncMirror {
+            job_id: jobs[0],
+            repo_id: repo,
+            reason: SyncReason::Manual,
+        }])
+        .await
+        .unwrap();
+
+    let done = pass(&env, &mut recovery).await;
+    assert_eq!(
+        done,
+        Recovered {
+            rescued: 0,
+            redelivered: 2
+        }
+    );
+    assert_eq!(
+        env.waiting_deliveries().await,
+        3,
+        "one delivery per pending job"
+    );
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_jobs WHERE delivery_epoch < current_redis_epoch()",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stale, 0,
+        "every job is recorded as delivered in the new epoch"
+    );
+
+    assert_eq!(pass(&env, &mut recovery).await, Recovered::default());
+    assert_eq!(env.waiting_deliveries().await, 3);
+}
