@@ -1,7 +1,7 @@
 //! The project's own binaries run as child processes, as operators run them.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::TestEnv;
 
