@@ -11,6 +11,7 @@ pub mod git;
 pub mod hostile;
 pub mod http;
 pub mod netns;
+pub mod private_redis;
 pub mod process;
 pub mod proxy;
 pub mod scheduler;
@@ -36,6 +37,30 @@ where
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` for `period` and panics naming `what` the first time it is false: for
+/// a property that must hold throughout a stretch of time (a lock outliving its TTL
+/// while its holder waits, a leader keeping its lease), checked at every poll rather
+/// than once after a pause.
+pub async fn throughout<F, Fut>(what: &str, period: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + period;
+    let mut checks = 0u32;
+    loop {
+        checks += 1;
+        assert!(
+            check().await,
+            "{what} stopped holding after {checks} checks"
+        );
+        if Instant::now() >= deadline {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
