@@ -1,6 +1,7 @@
 //! Every process's `/metrics` after a real sync through the separate binaries: the
-//! series the dashboard and alert rules query exist, the sync shows in them, and no
-//! label carries a repository, owner or URL.
+//! series the dashboard and alert rules query exist, the counters the two syncs move
+//! move by exactly them (read before and after), and no label carries a repository,
+//! owner or URL.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -65,8 +66,14 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
         wait_for_port(port, name);
     }
 
-    // one mirror that syncs and one whose upstream does not exist
+    // every counter the syncs below move, before them: pre-created at zero, a counter
+    // is exported whether or not anything increments it, so only the change proves it
     let http = reqwest::Client::new();
+    let (worker_port, api_metrics_port) = (ports[2].1, ports[0].1);
+    let worker_before = scrape(&http, worker_port).await;
+    let api_before = scrape(&http, api_metrics_port).await;
+
+    // one mirror that syncs and one whose upstream does not exist
     let api = format!("http://127.0.0.1:{api_port}/api/v1");
     for (name, url) in [
         ("metrics-good", up.url()),
@@ -136,26 +143,49 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
         "queried but never exported: {missing:?}"
     );
 
-    // the two syncs, as the worker counted them
-    let worker = scrape(&http, ports[2].1).await;
-    assert!(value(&worker, "stasis_jobs_finished_total", "outcome=\"success\"") >= 1.0);
-    assert!(
-        value(
-            &worker,
+    // the two syncs, as the worker counted them: each counter moved by exactly them
+    let worker = scrape(&http, worker_port).await;
+    let moved = |after: &[Sample], before: &[Sample], name: &str, label: &str| {
+        value(after, name, label) - value(before, name, label)
+    };
+    for (name, label, by) in [
+        ("stasis_syncs_started_total", "reason=\"import\"", 2.0),
+        ("stasis_jobs_finished_total", "outcome=\"success\"", 1.0),
+        ("stasis_jobs_finished_total", "outcome=\"failure\"", 1.0),
+        (
             "stasis_sync_failures_total",
-            "error_kind=\"not_found\""
-        ) >= 1.0
-    );
-    assert!(value(&worker, "stasis_sync_duration_seconds_count", "") >= 2.0);
-    let api_metrics = scrape(&http, ports[0].1).await;
-    assert!(
-        value(
-            &api_metrics,
+            "error_kind=\"not_found\"",
+            1.0,
+        ),
+        ("stasis_sync_duration_seconds_count", "", 2.0),
+    ] {
+        assert_eq!(
+            moved(&worker, &worker_before, name, label),
+            by,
+            "worker {name}{{{label}}}"
+        );
+    }
+    let api_metrics = scrape(&http, api_metrics_port).await;
+    for (name, label, by, what) in [
+        (
+            "stasis_jobs_enqueued_total",
+            "reason=\"import\"",
+            2.0,
+            "imports not counted as enqueued",
+        ),
+        (
             "stasis_http_requests_total",
-            "route=\"/api/v1/repos/import\""
-        ) >= 2.0,
-        "imports not counted by route template"
-    );
+            "route=\"/api/v1/repos/import\"",
+            2.0,
+            "imports not counted by route template",
+        ),
+    ] {
+        assert_eq!(
+            moved(&api_metrics, &api_before, name, label),
+            by,
+            "api {name}{{{label}}}: {what}"
+        );
+    }
 
     // bounded labels only: nothing names a repository, an owner or an upstream
     for sample in &all {
