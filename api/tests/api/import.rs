@@ -120,7 +120,7 @@ async fn a_plain_import_is_not_a_mirror_to_sync() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_and_local_upstreams_are_refused() {
     let mut env = TestEnv::new().await;
     env.cfg.mirror.allow_local_network = false;
@@ -150,7 +150,7 @@ fn with_credentials() -> serde_json::Value {
     json!({ "name": "creds", "clone_url": "https://bob:hunter2@127.0.0.1:9/x.git", "mirror": true })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_secrets_key_credentials_are_refused_and_nothing_stored() {
     let mut env = TestEnv::new().await;
     env.cfg.secrets.key = None;
@@ -176,7 +176,7 @@ async fn without_secrets_key_credentials_are_refused_and_nothing_stored() {
     assert_eq!(stored, 0, "nothing stored");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_secrets_key_credentials_are_stored_sealed_and_shown_masked() {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;

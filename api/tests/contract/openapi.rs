@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 
 use crate::world;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route() {
     let w = world().await;
     let (status, doc) = w.api.call("GET", "/api/v1/openapi.json", None, None).await;
