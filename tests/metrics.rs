@@ -1,6 +1,7 @@
-//! Every process's `/metrics` after a real sync through the separate binaries: the
-//! series the dashboard and alert rules query exist, the sync shows in them, and no
-//! label carries a repository, owner or URL.
+//! Every process's `/metrics` after real syncs through the separate binaries: the
+//! series the dashboard and alert rules query exist, the counters the two syncs move
+//! move by exactly them (read before and after), and no label carries a repository,
+//! owner or URL. Each is its own test on a stack of its own.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -33,20 +34,29 @@ fn value(samples: &[Sample], name: &str, label: &str) -> f64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
+/// The three processes, in [`PROCESSES`] order, and what each exported before and after
+/// one mirror synced and another failed for good.
+struct Stack {
+    procs: Vec<(&'static str, Proc)>,
+    before: Vec<Vec<Sample>>,
+    after: Vec<Vec<Sample>>,
+    // dropped last: the processes use its database
+    _env: TestEnv,
+}
+
+const PROCESSES: [&str; 3] = ["api", "scheduler", "worker"];
+const API: usize = 0;
+const WORKER: usize = 2;
+
+async fn stack_after_two_syncs() -> Stack {
     let env = TestEnv::new().await;
     let (_, token) = env.user("metrics-owner", true).await;
     let up = Upstream::create(env.dir.path().join("metrics-upstream"));
     let missing = env.dir.path().join("no-such-upstream");
 
     let api_port = free_port();
-    let ports = [
-        ("api", free_port()),
-        ("scheduler", free_port()),
-        ("worker", free_port()),
-    ];
-    let mut procs: Vec<(&str, Proc)> = ports
+    let ports = PROCESSES.map(|name| (name, free_port()));
+    let procs: Vec<(&str, Proc)> = ports
         .iter()
         .map(|&(name, metrics)| {
             let mut extra = vec![("STASIS_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))];
@@ -65,8 +75,15 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
         wait_for_port(port, name);
     }
 
-    // one mirror that syncs and one whose upstream does not exist
+    // every counter the syncs below move, before them: pre-created at zero, a counter
+    // is exported whether or not anything increments it, so only the change proves it
     let http = reqwest::Client::new();
+    let mut before = Vec::new();
+    for &(_, port) in &ports {
+        before.push(scrape(&http, port).await);
+    }
+
+    // one mirror that syncs and one whose upstream does not exist
     let api = format!("http://127.0.0.1:{api_port}/api/v1");
     for (name, url) in [
         ("metrics-good", up.url()),
@@ -107,17 +124,35 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
     })
     .await;
 
+    let mut after = Vec::new();
+    for &(_, port) in &ports {
+        after.push(scrape(&http, port).await);
+    }
+    Stack {
+        procs,
+        before,
+        after,
+        _env: env,
+    }
+}
+
+impl Stack {
+    fn moved(&self, process: usize, name: &str, label: &str) -> f64 {
+        value(&self.after[process], name, label) - value(&self.before[process], name, label)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
+    let mut stack = stack_after_two_syncs().await;
     let mut exported = BTreeSet::new();
-    let mut all = Vec::new();
-    for &(name, port) in &ports {
-        let samples = scrape(&http, port).await;
+    for (name, samples) in PROCESSES.iter().zip(&stack.after) {
         assert!(
             samples.iter().any(|s| s.name == "stasis_build_info"
                 && s.labels.contains(&format!("process=\"{name}\""))),
             "{name} exports no build_info with its process label"
         );
         exported.extend(samples.iter().map(|s| s.name.clone()));
-        all.extend(samples);
     }
 
     let dashboard = std::fs::read_to_string("../deploy/grafana/dashboards/stasis.json").unwrap();
@@ -135,30 +170,59 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
         missing.is_empty(),
         "queried but never exported: {missing:?}"
     );
+    for (name, proc) in &mut stack.procs {
+        proc.assert_running(name);
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_syncs_move_each_counter_by_exactly_them() {
+    let stack = stack_after_two_syncs().await;
     // the two syncs, as the worker counted them
-    let worker = scrape(&http, ports[2].1).await;
-    assert!(value(&worker, "stasis_jobs_finished_total", "outcome=\"success\"") >= 1.0);
-    assert!(
-        value(
-            &worker,
+    for (name, label, by) in [
+        ("stasis_syncs_started_total", "reason=\"import\"", 2.0),
+        ("stasis_jobs_finished_total", "outcome=\"success\"", 1.0),
+        ("stasis_jobs_finished_total", "outcome=\"failure\"", 1.0),
+        (
             "stasis_sync_failures_total",
-            "error_kind=\"not_found\""
-        ) >= 1.0
-    );
-    assert!(value(&worker, "stasis_sync_duration_seconds_count", "") >= 2.0);
-    let api_metrics = scrape(&http, ports[0].1).await;
-    assert!(
-        value(
-            &api_metrics,
+            "error_kind=\"not_found\"",
+            1.0,
+        ),
+        ("stasis_sync_duration_seconds_count", "", 2.0),
+    ] {
+        assert_eq!(
+            stack.moved(WORKER, name, label),
+            by,
+            "worker {name}{{{label}}}"
+        );
+    }
+    // the two imports, as the API counted them
+    for (name, label, by, what) in [
+        (
+            "stasis_jobs_enqueued_total",
+            "reason=\"import\"",
+            2.0,
+            "imports not counted as enqueued",
+        ),
+        (
             "stasis_http_requests_total",
-            "route=\"/api/v1/repos/import\""
-        ) >= 2.0,
-        "imports not counted by route template"
-    );
+            "route=\"/api/v1/repos/import\"",
+            2.0,
+            "imports not counted by route template",
+        ),
+    ] {
+        assert_eq!(
+            stack.moved(API, name, label),
+            by,
+            "api {name}{{{label}}}: {what}"
+        );
+    }
+}
 
-    // bounded labels only: nothing names a repository, an owner or an upstream
-    for sample in &all {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_label_names_a_repository_an_owner_or_an_upstream() {
+    let stack = stack_after_two_syncs().await;
+    for sample in stack.after.iter().flatten() {
         for needle in [
             "metrics-good",
             "metrics-gone",
@@ -173,8 +237,5 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
                 sample.labels
             );
         }
-    }
-    for (name, proc) in &mut procs {
-        proc.assert_running(name);
     }
 }

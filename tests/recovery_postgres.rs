@@ -75,7 +75,7 @@ async fn a_postgres_restart_costs_prompt_503s_and_nothing_else() {
         ups.push(up);
     }
     let port = free_port();
-    let mut procs = vec![
+    let mut procs = [
         Proc::spawn(
             &env,
             "stasis-api",

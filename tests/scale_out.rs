@@ -82,8 +82,9 @@ async fn workers_share_the_load_and_never_run_a_job_twice() {
     for &job in &jobs {
         assert_eq!(env.finished(job, WAIT).await.state, "done");
     }
-    // let the duplicate deliveries drain: each must be dropped, not run
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // every duplicate delivered and acknowledged: from here on none can still run, so
+    // each one that was going to run has
+    env.drained(WAIT).await;
     for &job in &jobs {
         let runs = env.runs(job).await;
         assert_eq!(runs.len(), 1, "job {job} ran more than once: {runs:?}");

@@ -1,6 +1,6 @@
 //! Push webhooks through HTTP with a real worker: the secret is set, sealed and never
 //! shown; each provider's signature scheme enqueues a sync that really runs; a bad
-//! signature is a 401 that enqueues nothing.
+//! signature is a 401 that enqueues nothing. One behaviour per test.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
+use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::{eventually, TestEnv};
 
 mod common;
@@ -49,15 +50,38 @@ async fn webhook_jobs(env: &TestEnv) -> i64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn verified_push_events_sync_the_mirror_and_bad_signatures_do_nothing() {
+/// alice's mirror `up`, served by `git daemon`, imported through the API and synced by
+/// a worker that keeps running, with the hook's secret set unless `secret` is false.
+struct Hooked {
+    env: TestEnv,
+    api: Api,
+    alice: String,
+    mallory: String,
+    up: Upstream,
+    worker: InProcessWorker,
+    _daemon: GitDaemon,
+}
+
+const PUSH: &[u8] = br#"{"ref":"refs/heads/main","commits":[]}"#;
+
+fn github(secret: &str, event: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "x-hub-signature-256",
+            format!("sha256={}", sign(secret, PUSH)),
+        ),
+        ("x-github-event", event.to_owned()),
+    ]
+}
+
+async fn hooked(secret: bool) -> Hooked {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
     let worker = env.spawn_worker();
     let (_, alice) = env.user("alice", false).await;
     let (_, mallory) = env.user("mallory", false).await;
     let served = env.dir.path().join("served");
-    let mut up = Upstream::create(served.join("up"));
+    let up = Upstream::create(served.join("up"));
     let daemon = GitDaemon::start(&served);
     let (status, body) = api
         .call(
@@ -69,65 +93,7 @@ async fn verified_push_events_sync_the_mirror_and_bad_signatures_do_nothing() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["webhook_configured"], false);
-    let body = br#"{"ref":"refs/heads/main","commits":[]}"#;
-    let github = |secret: &str, event: &str| {
-        vec![
-            (
-                "x-hub-signature-256",
-                format!("sha256={}", sign(secret, body)),
-            ),
-            ("x-github-event", event.to_owned()),
-        ]
-    };
-
-    // no secret yet: the hook is unknown, like a missing repository
-    let (status, err) = hook(&api, "alice/up", &github(SECRET, "push"), body).await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
-    let (status, _) = hook(&api, "alice/nothing", &github(SECRET, "push"), body).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-
-    // only the owner sets it, it must be long enough, and it is never shown again
-    let patch = |token: &str, secret: Value| {
-        let (api, token) = (&api, token.to_owned());
-        async move {
-            api.call(
-                "PATCH",
-                "/api/v1/repos/alice/up/mirror",
-                Some(&token),
-                Some(json!({ "webhook_secret": secret })),
-            )
-            .await
-        }
-    };
-    assert_eq!(
-        patch(&mallory, json!(SECRET)).await.0,
-        StatusCode::FORBIDDEN
-    );
-    let (status, err) = patch(&alice, json!("short")).await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_secret"))
-    );
-    let (status, repo) = patch(&alice, json!(SECRET)).await;
-    assert_eq!(status, StatusCode::OK, "{repo}");
-    assert_eq!(repo["webhook_configured"], true);
-    let (_, shown) = api
-        .call("GET", "/api/v1/repos/alice/up", Some(&alice), None)
-        .await;
-    for text in [repo.to_string(), shown.to_string()] {
-        assert!(!text.contains(SECRET), "secret echoed: {text}");
-    }
-    let stored: String =
-        sqlx::query_scalar("SELECT webhook_secret FROM repositories WHERE name = 'up'")
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-    assert!(!stored.contains(SECRET), "stored in the clear");
-
-    // wrong secret, tampered body, no signature: 401 and nothing enqueued
+    // synced, so a webhook finds no pending job to join and would create its own
     eventually("the import to finish", WAIT, || async {
         let (_, s) = api
             .call("GET", "/api/v1/repos/alice/up/mirror/status", None, None)
@@ -135,40 +101,123 @@ async fn verified_push_events_sync_the_mirror_and_bad_signatures_do_nothing() {
         (s["sync_status"] == "success").then_some(())
     })
     .await;
-    up.commit("pushed upstream");
+    let h = Hooked {
+        env,
+        api,
+        alice,
+        mallory,
+        up,
+        worker,
+        _daemon: daemon,
+    };
+    if secret {
+        let (status, repo) = h.patch(&h.alice, json!(SECRET)).await;
+        assert_eq!(status, StatusCode::OK, "{repo}");
+    }
+    h
+}
+
+impl Hooked {
+    async fn patch(&self, token: &str, secret: Value) -> (StatusCode, Value) {
+        self.api
+            .call(
+                "PATCH",
+                "/api/v1/repos/alice/up/mirror",
+                Some(token),
+                Some(json!({ "webhook_secret": secret })),
+            )
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_secret_the_hook_is_unknown_like_a_missing_repository() {
+    let h = hooked(false).await;
+    let (status, err) = hook(&h.api, "alice/up", &github(SECRET, "push"), PUSH).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _) = hook(&h.api, "alice/nothing", &github(SECRET, "push"), PUSH).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(webhook_jobs(&h.env).await, 0);
+    h.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_owner_sets_a_long_enough_secret_and_it_is_never_shown_nor_stored_clear() {
+    let h = hooked(false).await;
+    assert_eq!(
+        h.patch(&h.mallory, json!(SECRET)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, err) = h.patch(&h.alice, json!("short")).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_secret"))
+    );
+    let (status, repo) = h.patch(&h.alice, json!(SECRET)).await;
+    assert_eq!(status, StatusCode::OK, "{repo}");
+    assert_eq!(repo["webhook_configured"], true);
+    let (_, shown) = h
+        .api
+        .call("GET", "/api/v1/repos/alice/up", Some(&h.alice), None)
+        .await;
+    for text in [repo.to_string(), shown.to_string()] {
+        assert!(!text.contains(SECRET), "secret echoed: {text}");
+    }
+    let stored: String =
+        sqlx::query_scalar("SELECT webhook_secret FROM repositories WHERE name = 'up'")
+            .fetch_one(&h.env.pool)
+            .await
+            .unwrap();
+    assert!(!stored.contains(SECRET), "stored in the clear");
+    h.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_secret_a_tampered_body_or_no_signature_is_401_and_enqueues_nothing() {
+    let mut h = hooked(true).await;
+    h.up.commit("pushed upstream");
     for (headers, payload) in [
-        (github("not-the-secret", "push"), body.as_slice()),
+        (github("not-the-secret", "push"), PUSH),
         (
             github(SECRET, "push"),
             br#"{"ref":"refs/heads/evil"}"#.as_slice(),
         ),
-        (
-            vec![("x-gitlab-token", "not-the-secret".to_owned())],
-            body.as_slice(),
-        ),
-        (vec![("x-github-event", "push".to_owned())], body.as_slice()),
+        (vec![("x-gitlab-token", "not-the-secret".to_owned())], PUSH),
+        (vec![("x-github-event", "push".to_owned())], PUSH),
     ] {
-        let (status, err) = hook(&api, "alice/up", &headers, payload).await;
+        let (status, err) = hook(&h.api, "alice/up", &headers, payload).await;
         assert_eq!(
             (status, err["code"].as_str()),
             (StatusCode::UNAUTHORIZED, Some("bad_signature"))
         );
     }
-    assert_eq!(webhook_jobs(&env).await, 0);
+    assert_eq!(webhook_jobs(&h.env).await, 0);
+    h.worker.stop().await;
+}
 
-    // GitHub's ping is answered without a sync
-    let (status, pong) = hook(&api, "alice/up", &github(SECRET, "ping"), body).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn github_s_ping_is_answered_without_a_sync() {
+    let h = hooked(true).await;
+    let (status, pong) = hook(&h.api, "alice/up", &github(SECRET, "ping"), PUSH).await;
     assert_eq!(
         (status, pong["message"].as_str()),
         (StatusCode::OK, Some("pong"))
     );
-    assert_eq!(webhook_jobs(&env).await, 0);
+    assert_eq!(webhook_jobs(&h.env).await, 0);
+    h.worker.stop().await;
+}
 
-    // a verified push from each provider syncs the mirror
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verified_push_from_each_provider_syncs_the_mirror() {
+    let mut h = hooked(true).await;
+    h.up.commit("pushed upstream");
     let providers: [Vec<(&str, String)>; 3] = [
         github(SECRET, "push"),
         vec![
-            ("x-gitea-signature", sign(SECRET, body)),
+            ("x-gitea-signature", sign(SECRET, PUSH)),
             ("x-gitea-event", "push".into()),
         ],
         vec![
@@ -177,23 +226,27 @@ async fn verified_push_events_sync_the_mirror_and_bad_signatures_do_nothing() {
         ],
     ];
     for headers in providers {
-        let (status, accepted) = hook(&api, "alice/up", &headers, body).await;
+        let (status, accepted) = hook(&h.api, "alice/up", &headers, PUSH).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
         let job = accepted["job_id"].as_str().unwrap().parse().unwrap();
-        assert_eq!(env.finished(job, WAIT).await.state, "done");
-        assert_eq!(env.job(job).await.reason, "webhook");
-        assert_mirrors(&env.mirror_path("alice", "up"), &up);
-        up.commit("more upstream work");
+        assert_eq!(h.env.finished(job, WAIT).await.state, "done");
+        assert_eq!(h.env.job(job).await.reason, "webhook");
+        assert_mirrors(&h.env.mirror_path("alice", "up"), &h.up);
+        h.up.commit("more upstream work");
     }
+    assert_eq!(webhook_jobs(&h.env).await, 3);
+    h.worker.stop().await;
+}
 
-    // removing the secret turns the hook off
-    let (status, repo) = patch(&alice, Value::Null).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_the_secret_turns_the_hook_off() {
+    let h = hooked(true).await;
+    let (status, repo) = h.patch(&h.alice, Value::Null).await;
     assert_eq!(
         (status, &repo["webhook_configured"]),
         (StatusCode::OK, &json!(false))
     );
-    let (status, _) = hook(&api, "alice/up", &github(SECRET, "push"), body).await;
+    let (status, _) = hook(&h.api, "alice/up", &github(SECRET, "push"), PUSH).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-
-    worker.stop().await;
+    h.worker.stop().await;
 }

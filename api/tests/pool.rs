@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use stasis_shared::db;
-use stasis_testkit::TestEnv;
+use stasis_testkit::{eventually, TestEnv};
 
 async fn backend_pid(pool: &sqlx::PgPool) -> i32 {
     sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -29,6 +29,22 @@ async fn a_connection_killed_while_idle_is_replaced_before_use() {
         .await
         .expect("terminate");
     assert!(killed);
+    eventually(
+        "the killed backend to exit",
+        Duration::from_secs(10),
+        || async {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+                    .bind(first)
+                    .fetch_one(&env.pool)
+                    .await
+                    .expect("read pg_stat_activity");
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    // The idleness is the condition under test, not a wait for an event: a connection
+    // idle for less than the pool's ping threshold (1 s) is handed out unchecked.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let second = backend_pid(&pool).await;

@@ -51,6 +51,12 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
     let abandoned_job = env.enqueue(abandoned, SyncReason::Manual).await;
     let busy_job = env.enqueue(busy, SyncReason::Manual).await;
     forget_redis(&env).await;
+    // due an hour ago: long past `stuck_after`
+    sqlx::query("UPDATE sync_jobs SET run_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(lost_job)
+        .execute(&env.pool)
+        .await
+        .unwrap();
     sqlx::query(
         "UPDATE sync_jobs SET state = 'running', attempts = 1, started_at = now() - interval '1 hour'
          WHERE id = ANY($1)",
@@ -74,7 +80,6 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
     .execute(&env.pool)
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let reaped = reap(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
         .await

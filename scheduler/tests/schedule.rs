@@ -6,7 +6,7 @@ use stasis_scheduler::due::enqueue_due;
 use stasis_shared::db::settings;
 use stasis_shared::domain::SyncReason;
 use stasis_shared::{queue, scheduler_status};
-use stasis_testkit::{eventually, TestEnv};
+use stasis_testkit::{eventually, throughout, TestEnv};
 use uuid::Uuid;
 
 async fn set_next_sync(env: &TestEnv, repo: Uuid, offset_secs: i64) {
@@ -208,12 +208,13 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
     let first = env.spawn_scheduler();
     let leader = eventually("a leader", Duration::from_secs(10), holder).await;
     let second = env.spawn_scheduler();
-    tokio::time::sleep(env.cfg.scheduler.lease_ttl * 2).await;
-    assert_eq!(
-        holder().await.as_deref(),
-        Some(leader.as_str()),
-        "leadership moved while the leader lived"
-    );
+    // two lease TTLs with a stand-by trying: the lease never lapses nor changes hands
+    throughout(
+        "leadership staying with the living leader",
+        env.cfg.scheduler.lease_ttl * 2,
+        || async { holder().await.as_deref() == Some(leader.as_str()) },
+    )
+    .await;
 
     first.stop().await;
     let successor = eventually("the stand-by to lead", Duration::from_secs(10), || async {
@@ -248,8 +249,30 @@ async fn a_paused_scheduler_enqueues_nothing_and_publishes_its_status() {
     .await;
     assert!(!status.leader.is_empty());
     assert_eq!(status.last_tick_at, None, "paused: no tick ran");
-    // several ticks (200 ms each) go by while paused
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // several ticks (200 ms each) go by while paused: each one skipped moves the
+    // published next tick on
+    let first_next = status.next_tick_at.expect("next tick published");
+    let ticks = chrono::Duration::from_std(env.cfg.scheduler.tick * 4).unwrap();
+    eventually(
+        "four ticks to go by while paused",
+        Duration::from_secs(10),
+        || async {
+            scheduler_status::read(&env.redis, &env.cfg.queue.namespace)
+                .await
+                .unwrap()
+                .and_then(|s| s.next_tick_at)
+                .filter(|&next| next >= first_next + ticks)
+        },
+    )
+    .await;
+    assert_eq!(
+        scheduler_status::read(&env.redis, &env.cfg.queue.namespace)
+            .await
+            .unwrap()
+            .and_then(|s| s.last_tick_at),
+        None,
+        "paused: no tick ran"
+    );
     assert!(
         job_reasons(&env, due).await.is_empty(),
         "paused scheduler enqueued"

@@ -258,6 +258,27 @@ impl TestEnv {
         depth.scheduled + depth.active
     }
 
+    /// Waits until nothing is left to run: no delivery due, delayed, ready or taken by a
+    /// worker in Redis (either lane; a taken delivery leaves its worker's in-flight set
+    /// only when acknowledged, and one postponed is pushed again before that), and no job
+    /// pending or running in Postgres. A delivery that has not run by then never will, so
+    /// absences are asserted after this rather than after a pause.
+    pub async fn drained(&self, timeout: Duration) {
+        crate::eventually("the queue to drain", timeout, || async {
+            let depth = queue::redis_depth(&self.redis, &self.cfg.queue.namespace)
+                .await
+                .expect("read queue depth");
+            let unfinished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sync_jobs WHERE state IN ('pending', 'running')",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .expect("count unfinished jobs");
+            (depth.scheduled + depth.active + depth.inflight == 0 && unfinished == 0).then_some(())
+        })
+        .await
+    }
+
     pub fn mirror_path(&self, owner: &str, name: &str) -> std::path::PathBuf {
         stasis_shared::git::mirror_path(&self.cfg.storage.root, owner, name)
     }

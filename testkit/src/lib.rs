@@ -40,3 +40,27 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Polls `check` for `period` and panics naming `what` the first time it is false: for
+/// a property that must hold throughout a stretch of time (a lock outliving its TTL
+/// while its holder waits, a leader keeping its lease), checked at every poll rather
+/// than once after a pause.
+pub async fn throughout<F, Fut>(what: &str, period: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + period;
+    let mut checks = 0u32;
+    loop {
+        checks += 1;
+        assert!(
+            check().await,
+            "{what} stopped holding after {checks} checks"
+        );
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -70,6 +70,12 @@ impl PrivateRedis {
         self.kill();
         self.spawn();
     }
+
+    /// Starts it again after [`Self::kill`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "redis-server is still running");
+        self.spawn();
+    }
 }
 
 impl Drop for PrivateRedis {

@@ -5,19 +5,23 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
+use stasis_shared::db::workers;
 use stasis_shared::domain::{Lane, SyncReason};
-use stasis_testkit::git::{assert_mirrors, free_port, wait_for_port, GitDaemon, Upstream};
+use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
+use stasis_testkit::services::PrivateRedis;
 use stasis_testkit::{eventually, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// The worker's logs (stdout) and anything it prints on stderr go to `log` in the
+/// test's directory.
 fn spawn_worker(env: &TestEnv, log: &str) -> Child {
     let log = std::fs::File::create(env.dir.path().join(log)).unwrap();
     Command::new(env!("CARGO_BIN_EXE_stasis-worker"))
         .envs(env.env_vars())
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .expect("start stasis-worker")
@@ -54,8 +58,19 @@ async fn sigkill_mid_fetch_the_job_completes_on_another_worker() {
     let job = env.enqueue(repo, SyncReason::Import).await;
     let victim = running_on(&env, job).await;
     let mut second = spawn_worker(&env, "second.log");
-
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // the second worker is up and heartbeating before the first dies mid-fetch
+    eventually("the second worker to register", WAIT, || async {
+        let alive = workers::alive(&env.pool, Duration::from_secs(30))
+            .await
+            .ok()?;
+        (alive.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.job(job).await.state,
+        "running",
+        "the sync ended before the kill: slow its upstream further"
+    );
     first.kill().expect("SIGKILL the worker"); // Child::kill sends SIGKILL
     first.wait().unwrap();
     let killed_at = Instant::now();
@@ -126,34 +141,10 @@ async fn bad_config_stops_the_process_naming_the_key() {
     }
 }
 
-/// A Redis of this test's own, so restarting it disturbs no other test.
-struct PrivateRedis {
-    port: u16,
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        wait_for_port(port, "redis-server");
-        Self { port, child }
-    }
-
-    fn stop(mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restart_mid_run_does_not_stop_the_worker() {
-    let redis = PrivateRedis::start(free_port());
-    let env = TestEnv::with_redis(&format!("redis://127.0.0.1:{}", redis.port)).await;
+    let mut redis = PrivateRedis::start();
+    let env = TestEnv::with_redis(&redis.url()).await;
     let mut up = Upstream::create(env.dir.path().join("up"));
     let (owner, _) = env.user("frank", false).await;
     let repo = env.mirror(&owner, "up", &up.url()).await;
@@ -163,10 +154,20 @@ async fn a_redis_restart_mid_run_does_not_stop_the_worker() {
     assert_eq!(env.finished(import, WAIT).await.state, "done");
 
     // Redis goes away and comes back empty (no persistence): queue and lock counters gone.
-    let port = redis.port;
-    redis.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let redis = PrivateRedis::start(port);
+    let log = env.dir.path().join("worker.log");
+    let stopped = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches("queue consumer stopped").count()
+    };
+    let before = stopped();
+    redis.kill();
+    // back only once the worker has seen it gone: a queue consumer failed and restarts
+    eventually("the worker to notice Redis is gone", WAIT, || {
+        let noticed = stopped() > before;
+        async move { noticed.then_some(()) }
+    })
+    .await;
+    redis.start_again();
 
     up.commit("after the restart");
     let enqueuer = env.enqueuer();
@@ -186,7 +187,7 @@ async fn a_redis_restart_mid_run_does_not_stop_the_worker() {
     assert!(worker.try_wait().unwrap().is_none(), "worker process died");
     worker.kill().ok();
     worker.wait().ok();
-    redis.stop();
+    redis.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

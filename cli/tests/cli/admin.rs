@@ -1,22 +1,22 @@
 //! `stasisctl` commands that change accounts and mirrors: users, tokens, pause,
-//! resume, delete, a new upstream, and retrying failed jobs in bulk.
+//! resume, delete, a new upstream, and retrying failed jobs in bulk. One behaviour per
+//! test.
 
 use stasis_shared::db::{jobs, repos, users};
 use stasis_shared::domain::SyncReason;
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::TestEnv;
+use uuid::Uuid;
 
 use super::{ids, Ctl, WAIT};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_listed_as_json_and_as_a_table() {
     let env = TestEnv::new().await;
     let ctl = Ctl { env: &env };
-    let (alice, alice_token) = env.user("alice", false).await;
+    env.user("alice", false).await;
     env.user("bob", true).await;
-
-    // Users and tokens.
     let listed = ctl.json(&["user", "list", "--json"]).await;
     let names: Vec<_> = listed["users"]
         .as_array()
@@ -26,6 +26,14 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
         .collect();
     assert_eq!(names, ["alice", "bob"]);
     assert!(ctl.ok(&["user", "list"]).await.contains("2 users"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_rotated_revoked_and_created_for_existing_users_only() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (_, alice_token) = env.user("alice", false).await;
+    env.user("bob", true).await;
     let (ok, _, err) = ctl.run(&["token", "create", "alice"]).await;
     assert!(!ok && err.contains("token rotate alice"), "{err}");
     let said = ctl.ok(&["token", "rotate", "alice"]).await;
@@ -45,16 +53,19 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
         .is_some());
     let (ok, _, err) = ctl.run(&["token", "rotate", "carol"]).await;
     assert!(!ok && err.contains("no user `carol`"), "{err}");
+}
 
-    // Jobs that failed for good, through a real worker; shown with their allowance.
+/// alice's mirror `good`, synced, and `b1`, `b2`, whose imports failed for good, all
+/// through a real worker, stopped since. Returns `good`'s id and the failed jobs.
+async fn failed_for_good(env: &TestEnv, alice: &users::User) -> (Uuid, Vec<Uuid>, Vec<String>) {
     let worker = env.spawn_worker();
     let good = Upstream::create(env.dir.path().join("good"));
-    let good_repo = env.mirror(&alice, "good", &good.url()).await;
+    let good_repo = env.mirror(alice, "good", &good.url()).await;
     let good_job = env.enqueue(good_repo, SyncReason::Import).await;
     let mut broken = Vec::new();
     for name in ["b1", "b2"] {
         let missing = format!("file://{}", env.dir.path().join(name).display());
-        let repo = env.mirror(&alice, name, &missing).await;
+        let repo = env.mirror(alice, name, &missing).await;
         broken.push(env.enqueue(repo, SyncReason::Import).await);
     }
     assert_eq!(env.finished(good_job, WAIT).await.state, "done");
@@ -65,13 +76,34 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
         errors.push(job.last_error.unwrap());
     }
     worker.stop().await;
+    (good_repo, broken, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_failed_for_good_is_shown_with_its_allowance_full_error_and_zoned_times() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let (_, broken, errors) = failed_for_good(&env, &alice).await;
     let shown = ctl.ok(&["jobs", "show", &broken[0].to_string()]).await;
     let max = env.cfg.sync.max_attempts;
     assert!(shown.contains(&format!("attempt 1 of {max}")), "{shown}");
     assert!(shown.contains(&errors[0]), "full error in {shown}");
     assert!(shown.contains('Z'), "times carry their zone: {shown}");
+}
 
-    // Bulk retry by filter.
+/// `stasisctl jobs retry --state failed --reason import`: both failed jobs pending again.
+async fn retry_failed_imports(ctl: &Ctl<'_>) -> String {
+    ctl.ok(&["jobs", "retry", "--state", "failed", "--reason", "import"])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_jobs_are_retried_in_bulk_by_filter() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let (_, mut broken, _) = failed_for_good(&env, &alice).await;
     let said = ctl
         .ok(&["jobs", "retry", "--state", "failed", "--older-than", "1h"])
         .await;
@@ -80,9 +112,7 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
         .ok(&["jobs", "retry", "--state", "failed", "--reason", "manual"])
         .await;
     assert!(said.contains("0 jobs queued"), "{said}");
-    let said = ctl
-        .ok(&["jobs", "retry", "--state", "failed", "--reason", "import"])
-        .await;
+    let said = retry_failed_imports(&ctl).await;
     assert!(
         said.contains("2 jobs queued for retry, 0 skipped"),
         "{said}"
@@ -96,16 +126,32 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
     assert_eq!(ids, broken);
     let (ok, _, _) = ctl.run(&["jobs", "retry"]).await;
     assert!(!ok, "an id or --state is required");
+}
 
-    // Pause and resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_is_paused_and_resumed() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let good_repo = env
+        .mirror(&alice, "good", "https://example.com/x.git")
+        .await;
     ctl.ok(&["mirror", "pause", "alice/good"]).await;
     let repo = repos::find(&env.pool, good_repo).await.unwrap().unwrap();
     assert!(!repo.mirror_enabled);
     ctl.ok(&["mirror", "resume", "alice/good"]).await;
     let repo = repos::find(&env.pool, good_repo).await.unwrap().unwrap();
     assert!(repo.mirror_enabled);
+}
 
-    // A new upstream: checked as the API checks it, credentials sealed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_upstream_is_checked_as_the_api_checks_it_and_its_credentials_sealed() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let good_repo = env
+        .mirror(&alice, "good", "https://example.com/x.git")
+        .await;
     let (ok, _, err) = ctl
         .run(&[
             "mirror",
@@ -128,8 +174,17 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
     assert_eq!(repo.mirror_url.as_deref(), Some("http://127.0.0.1:9/x.git"));
     let sealed = repo.mirror_credentials.expect("credentials kept, sealed");
     assert!(!sealed.contains("hunter2"));
+}
 
-    // Delete: the row, its pending job and delivery, the bare directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_waits_for_the_sync_lock_and_takes_row_jobs_deliveries_and_directory() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let (good_repo, broken, _) = failed_for_good(&env, &alice).await;
+    // b1 and b2 pending again, each with a delivery waiting
+    retry_failed_imports(&ctl).await;
+
     let path = env.mirror_path("alice", "good");
     assert!(path.exists());
     let b1 = repos::find_by_name(&env.pool, "alice", "b1")
@@ -171,10 +226,18 @@ async fn operators_manage_users_tokens_and_mirrors_from_the_cli() {
     assert_eq!(deliveries, 1, "only b2's delivery is left: {queue}");
     let (ok, _, err) = ctl.run(&["mirror", "delete", "alice/good"]).await;
     assert!(!ok && err.contains("no repository alice/good"), "{err}");
+}
 
-    // A user with repositories is kept; one without is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_repositories_is_kept_and_one_without_deleted() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    env.user("bob", true).await;
+    env.mirror(&alice, "b2", "https://example.com/x.git").await;
     let (ok, _, err) = ctl.run(&["user", "delete", "alice"]).await;
     assert!(!ok && err.contains("owns 1 repositories"), "{err}");
+    assert!(users::exists(&env.pool, "alice").await.unwrap());
     ctl.ok(&["user", "delete", "bob"]).await;
     assert!(!users::exists(&env.pool, "bob").await.unwrap());
 }

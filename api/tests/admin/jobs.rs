@@ -1,0 +1,145 @@
+//! Listing and showing jobs, for admins only.
+
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::{job_ids, ops};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_are_listed_by_state_with_their_repository_and_error() {
+    let o = ops().await;
+    let seeded = o.seed().await;
+    assert_eq!(seeded.done["jobs"][0]["repo"], "alice/good");
+    assert_eq!(seeded.failed["jobs"][0]["repo"], "alice/broken");
+    assert!(
+        seeded.failed["jobs"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("No such file or directory"),
+        "{}",
+        seeded.failed
+    );
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_are_listed_all_by_repository_and_paged() {
+    let o = ops().await;
+    let seeded = o.seed().await;
+    let (_, all) = o.call("GET", "/api/v1/admin/jobs", None).await;
+    assert_eq!(all["total"], 3, "{all}");
+    let (_, by_repo) = o
+        .call("GET", "/api/v1/admin/jobs?repo=alice/good", None)
+        .await;
+    assert_eq!(job_ids(&by_repo), job_ids(&seeded.done));
+    let (_, paged) = o
+        .call("GET", "/api/v1/admin/jobs?per_page=2&page=2", None)
+        .await;
+    assert_eq!(
+        (paged["total"].as_i64(), job_ids(&paged).len()),
+        (Some(3), 1),
+        "{paged}"
+    );
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_job_filters_are_refused_with_their_code() {
+    let o = ops().await;
+    for (query, code) in [
+        ("state=stuck", "invalid_state"),
+        ("repo=nobody", "invalid_repo"),
+        ("per_page=101", "invalid_query"),
+        ("page=zero", "invalid_query"),
+    ] {
+        let (status, body) = o
+            .call("GET", &format!("/api/v1/admin/jobs?{query}"), None)
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{query}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_routes_refuse_anonymous_with_401_and_users_with_403() {
+    let o = ops().await;
+    let seeded = o.seed().await;
+    let broken_job = &seeded.broken_job;
+    for path in [
+        "/api/v1/admin/jobs",
+        "/api/v1/admin/queue",
+        &format!("/api/v1/admin/jobs/{broken_job}"),
+    ] {
+        let (status, _) = o.api.call("GET", path, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        let (status, body) = o.api.call("GET", path, Some(&o.alice), None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "{path}"
+        );
+    }
+    let (status, _) = o
+        .api
+        .call(
+            "POST",
+            &format!("/api/v1/admin/jobs/{broken_job}/retry"),
+            Some(&o.alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        o.env.job(broken_job.parse().unwrap()).await.state,
+        "failed",
+        "a refused retry changes nothing"
+    );
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_job_is_shown_with_its_attempts() {
+    let o = ops().await;
+    let seeded = o.seed().await;
+    let (status, shown) = o
+        .call(
+            "GET",
+            &format!("/api/v1/admin/jobs/{}", seeded.broken_job),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["state"], "failed");
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{shown}");
+    assert_eq!(attempts[0]["outcome"], "failed");
+    assert_eq!(attempts[0]["error_kind"], "not_found");
+    assert!(attempts[0]["worker"]
+        .as_str()
+        .is_some_and(|w| !w.is_empty()));
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_job_is_404_and_a_malformed_id_400() {
+    let o = ops().await;
+    let (status, body) = o
+        .call(
+            "GET",
+            &format!("/api/v1/admin/jobs/{}", Uuid::new_v4()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = o.call("GET", "/api/v1/admin/jobs/not-a-uuid", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_path"))
+    );
+}

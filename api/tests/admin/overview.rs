@@ -1,0 +1,82 @@
+//! The queue overview and a mirror's history, after the seeded jobs all ran to success.
+
+use reqwest::StatusCode;
+
+use crate::{ops, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_overview_counts_jobs_attempts_and_workers() {
+    let o = ops().await;
+    let seeded = o.seed().await;
+    o.retry_both(&seeded).await;
+
+    let (status, q) = o.call("GET", "/api/v1/admin/queue", None).await;
+    assert_eq!(status, StatusCode::OK, "{q}");
+    assert_eq!(q["jobs"]["done"], 3, "{q}");
+    assert_eq!(
+        (q["jobs"]["pending"].as_i64(), q["jobs"]["failed"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(q["throughput"]["last_1h"], 4, "four attempts finished: {q}");
+    assert_eq!(q["workers"].as_array().unwrap().len(), 1, "{q}");
+    assert_eq!(q["workers"][0]["jobs_in_flight"], 0);
+    assert_eq!(q["workers"][0]["concurrency"], o.env.cfg.worker.concurrency);
+    assert!(q["oldest_pending_age_seconds"].is_null());
+    assert_eq!(q["scheduler"]["sync_interval"]["source"], "config");
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mirror_s_history_is_newest_first() {
+    let o = ops().await;
+    let seeded = o.seed().await;
+    o.retry_both(&seeded).await;
+    let (_, history) = o
+        .api
+        .call(
+            "GET",
+            "/api/v1/repos/alice/broken/mirror/history?limit=1",
+            None,
+            None,
+        )
+        .await;
+    let runs = history["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["outcome"], "success", "newest first: {history}");
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_limit_of_zero_is_refused() {
+    let o = ops().await;
+    o.import("broken", format!("file://{}", o.later.display()))
+        .await;
+    let (status, _) = o
+        .api
+        .call(
+            "GET",
+            "/api/v1/repos/alice/broken/mirror/history?limit=0",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_worker_leaves_the_registry() {
+    let o = ops().await;
+    let worker = o.env.spawn_worker();
+    stasis_testkit::eventually("the worker to register", WAIT, || async {
+        let (_, q) = o.call("GET", "/api/v1/admin/queue", None).await;
+        (q["workers"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let (_, q) = o.call("GET", "/api/v1/admin/queue", None).await;
+    assert_eq!(
+        q["workers"].as_array().unwrap().len(),
+        0,
+        "a stopped worker leaves the registry"
+    );
+}

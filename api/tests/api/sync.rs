@@ -1,0 +1,123 @@
+//! A mirror's syncs through the API: the import's status, "Sync now" (who may, and
+//! requests sharing one job), with a real worker where a sync must run.
+
+use reqwest::StatusCode;
+use stasis_testkit::eventually;
+use stasis_testkit::git::assert_mirrors;
+
+use crate::common::Api;
+use crate::{site, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_imported_mirror_syncs_and_its_status_says_so() {
+    let s = site().await;
+    let worker = s.env.spawn_worker();
+    let synced = s.synced_mirror().await;
+    for field in [
+        "is_mirror",
+        "mirror_url",
+        "last_synced_at",
+        "sync_status",
+        "sync_error",
+        "next_sync_at",
+        "last_duration_ms",
+        "job_id",
+    ] {
+        assert!(
+            synced.get(field).is_some(),
+            "status lacks {field}: {synced}"
+        );
+    }
+    assert_eq!(synced["sync_error"], "");
+    assert_mirrors(&s.env.mirror_path("alice", "up"), &s.up);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owners_and_admins_may_sync_now_others_may_not_and_requests_share_a_job() {
+    let mut s = site().await;
+    let worker = s.env.spawn_worker();
+    s.synced_mirror().await;
+
+    s.up.commit("new upstream work");
+    let (status, body) = s
+        .api
+        .call(
+            "POST",
+            "/api/v1/repos/alice/up/sync",
+            Some(&s.mallory),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, first) = s
+        .api
+        .call("POST", "/api/v1/repos/alice/up/sync", Some(&s.alice), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["message"], "Mirror sync started");
+    assert!(
+        matches!(
+            first["status"].as_str(),
+            Some("queued" | "syncing" | "success")
+        ),
+        "{first}"
+    );
+    let (status, again) = s
+        .api
+        .call("POST", "/api/v1/repos/alice/up/sync", Some(&s.admin), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    if again["message"] != "Mirror sync started" {
+        assert_eq!(
+            again["job_id"], first["job_id"],
+            "a second job while one was pending"
+        );
+    }
+    eventually("the manual sync", WAIT, || async {
+        let (_, body) = s
+            .api
+            .call("GET", "/api/v1/repos/alice/up/mirror/status", None, None)
+            .await;
+        (body["sync_status"] == "success" && body["job_id"].is_null()).then_some(())
+    })
+    .await;
+    assert_mirrors(&s.env.mirror_path("alice", "up"), &s.up);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_sync_now_requests_gets_one_job_and_one_delivery() {
+    let env = stasis_testkit::TestEnv::new().await;
+    let api = std::sync::Arc::new(Api::start(&env).await);
+    let (owner, alice) = env.user("alice", false).await;
+    let repo = env
+        .mirror(&owner, "hot", "https://example.com/hot.git")
+        .await;
+    // no worker: every request after the first finds the job pending
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (api, alice) = (api.clone(), alice.clone());
+        requests.spawn(async move {
+            api.call("POST", "/api/v1/repos/alice/hot/sync", Some(&alice), None)
+                .await
+        });
+    }
+    let mut jobs = std::collections::BTreeSet::new();
+    while let Some(answer) = requests.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        jobs.insert(body["job_id"].as_str().map(str::to_owned));
+    }
+    assert_eq!(jobs.len(), 1, "one job for all: {jobs:?}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs WHERE repo_id = $1")
+        .bind(repo)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(env.waiting_deliveries().await, 1, "one delivery in Redis");
+}

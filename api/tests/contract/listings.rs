@@ -1,0 +1,132 @@
+//! Repository listings: private repositories hidden from all but their owner and
+//! admins, filters and paging, and queries refused as 400s.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{world, World, BAD, NOT_FOUND};
+
+fn names(page: &Value) -> Vec<String> {
+    page["repos"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|r| r["full_name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// alice's public mirror `pub` (its last sync failed), private mirror `priv` (queued)
+/// and plain repository `plain`.
+async fn three_repositories() -> World {
+    let w = world().await;
+    w.import("pub", true, false).await;
+    w.import("priv", true, true).await;
+    w.import("plain", false, false).await;
+    sqlx::query("UPDATE repositories SET sync_status = 'failed' WHERE name = 'pub'")
+        .execute(&w.env.pool)
+        .await
+        .unwrap();
+    w
+}
+
+async fn list(w: &World, path: &str, token: Option<&str>) -> Value {
+    let (status, page) = w.api.call("GET", path, token, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {page}");
+    page
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_hide_private_repositories_from_all_but_their_owner_and_admins() {
+    let w = three_repositories().await;
+    let everyone = ["alice/plain", "alice/pub"];
+    let all = ["alice/plain", "alice/priv", "alice/pub"];
+    for (token, expected) in [
+        (None, &everyone[..]),
+        (Some(w.mallory.as_str()), &everyone[..]),
+        (Some(w.alice.as_str()), &all[..]),
+        (Some(w.root.as_str()), &all[..]),
+    ] {
+        let page = list(&w, "/api/v1/repos", token).await;
+        assert_eq!(names(&page), expected, "{token:?}");
+        assert_eq!(page["total"], expected.len());
+        let page = list(&w, "/api/v1/users/alice/repos", token).await;
+        assert_eq!(names(&page), expected, "{token:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_filter_by_kind_and_status_and_page() {
+    let w = three_repositories().await;
+    let alice = Some(w.alice.as_str());
+    for (query, expected) in [
+        ("mirror=true", vec!["alice/priv", "alice/pub"]),
+        ("mirror=false", vec!["alice/plain"]),
+        ("sync_status=failed", vec!["alice/pub"]),
+        ("mirror=true&sync_status=queued", vec!["alice/priv"]),
+        ("per_page=1&page=2", vec!["alice/priv"]),
+        ("per_page=2&page=3", vec![]),
+    ] {
+        let page = list(&w, &format!("/api/v1/repos?{query}"), alice).await;
+        assert_eq!(names(&page), expected, "{query}");
+    }
+    let page = list(&w, "/api/v1/repos?per_page=1", alice).await;
+    assert_eq!(
+        (page["total"].as_i64(), page["per_page"].as_i64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        w.status("GET", "/api/v1/users/nobody/repos", alice, None)
+            .await,
+        NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_listing_queries_are_400_invalid_query() {
+    let w = world().await;
+    let alice = Some(w.alice.as_str());
+    for query in [
+        "per_page=0",
+        "per_page=101",
+        "page=0",
+        "sync_status=bogus",
+        "mirror=maybe",
+        "colour=red",
+        "page=-1",
+    ] {
+        let (status, body) = w
+            .api
+            .call("GET", &format!("/api/v1/repos?{query}"), alice, None)
+            .await;
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (BAD, Some("invalid_query")),
+            "{query}: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_in_a_path_a_query_or_a_body_is_refused_not_a_500() {
+    let w = three_repositories().await;
+    // NUL cannot be stored or searched for in Postgres text: a 400, not a 500
+    for (method, path, body) in [
+        ("GET", "/api/v1/admin/jobs?repo=a%00b/c", None),
+        ("GET", "/api/v1/repos/al%00ice/pub", None),
+        (
+            "POST",
+            "/api/v1/repos/import",
+            Some(
+                json!({ "name": "nul", "clone_url": "https://example.com/x.git",
+                         "mirror": false, "description": "a\u{0}b" }),
+            ),
+        ),
+    ] {
+        let (status, err) = w.api.call(method, path, Some(&w.root), body).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{method} {path}: {status} {err}"
+        );
+        assert!(err["code"].is_string(), "{err}");
+    }
+}

@@ -1,0 +1,75 @@
+//! The OpenAPI document lists every route, each documented route answers, and the
+//! docs page points at the document.
+
+use reqwest::StatusCode;
+
+use crate::world;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route() {
+    let w = world().await;
+    let (status, doc) = w.api.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let routes = [
+        ("get", "/api/v1/user"),
+        ("put", "/api/v1/user/notify"),
+        ("post", "/api/v1/repos/import"),
+        ("get", "/api/v1/repos"),
+        ("get", "/api/v1/users/{owner}/repos"),
+        ("get", "/api/v1/repos/{owner}/{repo}"),
+        ("delete", "/api/v1/repos/{owner}/{repo}"),
+        ("post", "/api/v1/repos/{owner}/{repo}/sync"),
+        ("patch", "/api/v1/repos/{owner}/{repo}/mirror"),
+        ("get", "/api/v1/repos/{owner}/{repo}/mirror/status"),
+        ("get", "/api/v1/repos/{owner}/{repo}/mirror/history"),
+        ("post", "/api/v1/hooks/{owner}/{repo}"),
+        ("get", "/api/v1/admin/jobs"),
+        ("get", "/api/v1/admin/jobs/{id}"),
+        ("post", "/api/v1/admin/jobs/{id}/retry"),
+        ("post", "/api/v1/admin/jobs/{id}/discard"),
+        ("get", "/api/v1/admin/queue"),
+        ("post", "/api/v1/admin/scheduler/pause"),
+        ("post", "/api/v1/admin/scheduler/resume"),
+        ("get", "/api/v1/admin/mirror/config"),
+        ("put", "/api/v1/admin/mirror/config"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+    ];
+    let mut listed = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            listed += 1;
+            assert!(
+                routes.contains(&(method.as_str(), path.as_str())),
+                "undocumented in this test: {method} {path}"
+            );
+        }
+    }
+    assert_eq!(listed, routes.len());
+    for (method, path) in routes {
+        let op = &doc["paths"][path][method];
+        assert!(
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{method} {path}"
+        );
+        // every route answers (no 405/404 from the router for a documented route)
+        let concrete = path
+            .replace("{owner}", "alice")
+            .replace("{repo}", "nothing")
+            .replace("{id}", &uuid::Uuid::nil().to_string());
+        let got = w
+            .status(&method.to_uppercase(), &concrete, Some(&w.root), None)
+            .await;
+        assert!(got != 405 && got < 500, "{method} {path}: {got}");
+    }
+    let page = reqwest::get(format!("{}/api/v1/docs", w.api.base))
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("/api/v1/openapi.json"));
+}

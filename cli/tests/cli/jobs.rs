@@ -1,0 +1,265 @@
+//! `stasisctl` commands that inspect and act on jobs and the queue: help, list, show,
+//! discard, retry, sync now, the fleet at a glance and the scheduler. One behaviour per
+//! test, on jobs seeded through the real pipeline.
+
+use stasis_shared::db::users::User;
+use stasis_shared::domain::SyncReason;
+use stasis_testkit::git::{assert_mirrors, Upstream};
+use stasis_testkit::worker::InProcessWorker;
+use stasis_testkit::TestEnv;
+use uuid::Uuid;
+
+use super::{ids, Ctl, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_group_has_help() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    for args in [
+        vec!["--help"],
+        vec!["jobs", "--help"],
+        vec!["jobs", "list", "--help"],
+        vec!["mirrors", "--help"],
+        vec!["queue", "--help"],
+    ] {
+        let help = ctl.ok(&args).await;
+        assert!(help.contains("Usage: stasisctl"), "{args:?}: {help}");
+    }
+}
+
+/// Jobs of alice's mirrors: `parked`, discarded while it waited; `good`, done; and
+/// `broken`, failed for good (its upstream, `later`, does not exist yet). The worker
+/// that ran them keeps running.
+struct Seeded {
+    worker: InProcessWorker,
+    parked: Uuid,
+    good_job: Uuid,
+    broken_job: Uuid,
+    later: std::path::PathBuf,
+}
+
+/// alice's mirror `parked` of `good`, enqueued with no worker running: its job.
+async fn park(env: &TestEnv, alice: &User, good: &Upstream) -> Uuid {
+    let parked_repo = env.mirror(alice, "parked", &good.url()).await;
+    env.enqueue(parked_repo, SyncReason::Manual).await
+}
+
+async fn seed(env: &TestEnv, ctl: &Ctl<'_>) -> Seeded {
+    let (alice, _) = env.user("alice", false).await;
+    let good = Upstream::create(env.dir.path().join("good"));
+    let later = env.dir.path().join("later");
+    let parked = park(env, &alice, &good).await;
+    ctl.ok(&["jobs", "discard", &parked.to_string()]).await;
+    let worker = env.spawn_worker();
+    let good_repo = env.mirror(&alice, "good", &good.url()).await;
+    let broken_repo = env
+        .mirror(&alice, "broken", &format!("file://{}", later.display()))
+        .await;
+    let good_job = env.enqueue(good_repo, SyncReason::Import).await;
+    let broken_job = env.enqueue(broken_repo, SyncReason::Import).await;
+    assert_eq!(env.finished(good_job, WAIT).await.state, "done");
+    assert_eq!(env.finished(broken_job, WAIT).await.state, "failed");
+    Seeded {
+        worker,
+        parked,
+        good_job,
+        broken_job,
+        later,
+    }
+}
+
+/// The broken upstream created and its job retried to success; returns the upstream.
+async fn retry_broken(env: &TestEnv, ctl: &Ctl<'_>, seeded: &Seeded) -> Upstream {
+    let fixed = Upstream::create(seeded.later.clone());
+    ctl.ok(&["jobs", "retry", &seeded.broken_job.to_string()])
+        .await;
+    let job = env.finished(seeded.broken_job, WAIT).await;
+    assert_eq!((job.state.as_str(), job.attempts), ("done", 2));
+    fixed
+}
+
+/// `stasisctl mirrors sync alice/good`, run to the end; returns its job.
+async fn sync_now_good(env: &TestEnv, ctl: &Ctl<'_>) -> Uuid {
+    let said = ctl.ok(&["mirrors", "sync", "alice/good"]).await;
+    let job: Uuid = said
+        .split_whitespace()
+        .last()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no job id in {said:?}"));
+    assert_eq!(env.finished(job, WAIT).await.state, "done");
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_in_the_queue_is_discarded() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let good = Upstream::create(env.dir.path().join("good"));
+    let parked = park(&env, &alice, &good).await;
+    let pending = ctl
+        .json(&["jobs", "list", "--state", "pending", "--json"])
+        .await;
+    assert_eq!(ids(&pending), [parked]);
+    let said = ctl.ok(&["jobs", "discard", &parked.to_string()]).await;
+    assert!(
+        said.contains("was pending; 1 queued deliveries removed"),
+        "{said}"
+    );
+    let dead = ctl
+        .json(&["jobs", "list", "--state", "dead", "--json"])
+        .await;
+    assert_eq!(ids(&dead), [parked]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_are_listed_by_state_by_repository_and_as_a_table() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let seeded = seed(&env, &ctl).await;
+    let failed = ctl
+        .json(&["jobs", "list", "--state", "failed", "--json"])
+        .await;
+    assert_eq!(ids(&failed), [seeded.broken_job]);
+    assert_eq!(failed["jobs"][0]["repo"], "alice/broken");
+    let by_repo = ctl
+        .json(&["jobs", "list", "--repo", "alice/good", "--json"])
+        .await;
+    assert_eq!(ids(&by_repo), [seeded.good_job]);
+    let table = ctl.ok(&["jobs", "list"]).await;
+    assert!(
+        table.contains("LAST ERROR") && table.contains("alice/broken"),
+        "{table}"
+    );
+    assert!(table.contains("3 of 3 jobs"), "{table}");
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_is_shown_as_json_and_as_a_table() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let seeded = seed(&env, &ctl).await;
+    let broken_job = seeded.broken_job.to_string();
+    let shown = ctl.json(&["jobs", "show", &broken_job, "--json"]).await;
+    assert_eq!(shown["state"], "failed");
+    assert_eq!(shown["attempts"][0]["error_kind"], "not_found", "{shown}");
+    let shown = ctl.ok(&["jobs", "show", &broken_job]).await;
+    assert!(
+        shown.contains("OUTCOME") && shown.contains("failed"),
+        "{shown}"
+    );
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_job_or_state_is_refused() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (ok, _, err) = ctl
+        .run(&["jobs", "show", &Uuid::new_v4().to_string()])
+        .await;
+    assert!(!ok && err.contains("no job"), "{err}");
+    let (ok, _, err) = ctl.run(&["jobs", "list", "--state", "stuck"]).await;
+    assert!(!ok && err.contains("stuck"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_mirrors_are_listed() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let seeded = seed(&env, &ctl).await;
+    let failing = ctl.json(&["mirrors", "list", "--failed", "--json"]).await;
+    let names: Vec<_> = failing["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["full_name"].clone())
+        .collect();
+    assert_eq!(names, ["alice/broken"]);
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_job_retried_once_its_upstream_exists_succeeds_and_only_once() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let seeded = seed(&env, &ctl).await;
+    let fixed = retry_broken(&env, &ctl, &seeded).await;
+    assert_mirrors(&env.mirror_path("alice", "broken"), &fixed);
+    // a done job cannot be retried
+    let (ok, _, err) = ctl
+        .run(&["jobs", "retry", &seeded.broken_job.to_string()])
+        .await;
+    assert!(
+        !ok && err.contains("is done; it cannot be retried"),
+        "{err}"
+    );
+    let history = ctl
+        .json(&["mirrors", "history", "alice/broken", "--json"])
+        .await;
+    let outcomes: Vec<_> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["success", "failed"], "newest first");
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_now_from_the_cli_runs_a_job_and_names_an_unknown_mirror() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let seeded = seed(&env, &ctl).await;
+    sync_now_good(&env, &ctl).await;
+    let (ok, _, err) = ctl.run(&["mirrors", "sync", "alice/nothing"]).await;
+    assert!(!ok && err.contains("no mirror alice/nothing"), "{err}");
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fleet_at_a_glance_counts_jobs_attempts_deliveries_and_workers() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let seeded = seed(&env, &ctl).await;
+    retry_broken(&env, &ctl, &seeded).await;
+    sync_now_good(&env, &ctl).await;
+    let queue = ctl.json(&["queue", "--json"]).await;
+    assert_eq!(queue["jobs"]["done"], 3, "{queue}");
+    assert_eq!(queue["jobs"]["dead"], 1, "{queue}");
+    assert_eq!(queue["throughput"]["last_1h"], 4, "{queue}");
+    assert_eq!(queue["redis"]["active"], 0, "{queue}");
+    let workers = ctl.json(&["workers", "--json"]).await;
+    assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "{workers}");
+    assert!(workers["workers"][0]["host"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    let table = ctl.ok(&["queue"]).await;
+    assert!(table.contains("workers alive: 1"), "{table}");
+    assert_eq!(
+        env.job(seeded.parked).await.state,
+        "dead",
+        "the discarded job stays dead"
+    );
+    seeded.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_is_paused_and_the_interval_set_from_the_cli() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    ctl.ok(&["scheduler", "pause"]).await;
+    let queue = ctl.json(&["queue", "--json"]).await;
+    assert_eq!(queue["scheduler"]["paused"], true);
+    ctl.ok(&["scheduler", "resume"]).await;
+    let queue = ctl.json(&["queue", "--json"]).await;
+    assert_eq!(queue["scheduler"]["paused"], false);
+    let said = ctl.ok(&["mirror", "interval", "30m"]).await;
+    assert!(said.contains("30m (from override)"), "{said}");
+    let (ok, _, _) = ctl.run(&["mirror", "interval", "5s"]).await;
+    assert!(!ok, "intervals under a minute are refused");
+    let said = ctl.ok(&["mirrors", "interval", "reset"]).await;
+    assert!(said.contains("(from config)"), "{said}");
+}

@@ -1,0 +1,103 @@
+//! How an attempt is recorded: a run a dead worker left open is closed as abandoned and
+//! the next attempt, unchanged, is recorded whole at its end; a listing slower than the
+//! grace before recording shows the sync running while it lasts.
+
+use stasis_shared::domain::SyncReason;
+use stasis_testkit::git::{GitDaemon, Upstream};
+use stasis_testkit::proxy::ThrottledProxy;
+use stasis_testkit::{eventually, TestEnv};
+use uuid::Uuid;
+
+use crate::{set_upstream, WAIT};
+
+/// A mirror served by `git daemon`, imported by a worker that has stopped since.
+async fn imported(env: &TestEnv) -> (Upstream, GitDaemon, Uuid) {
+    let served = env.dir.path().join("served");
+    let up = Upstream::create(served.join("up"));
+    let daemon = GitDaemon::start(&served);
+    let (owner, _) = env.user("uma", false).await;
+    let repo = env.mirror(&owner, "up", &daemon.url("up")).await;
+    let worker = env.spawn_worker();
+    let import = env.enqueue(repo, SyncReason::Import).await;
+    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    worker.stop().await;
+    (up, daemon, repo)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_left_open_by_a_dead_worker_is_abandoned_and_the_unchanged_retry_recorded_whole() {
+    let env = TestEnv::new().await;
+    let (_up, _daemon, repo) = imported(&env).await;
+    let fence = env.repo(repo).await.sync_fence;
+
+    // A worker died mid-attempt: the job is running with its run still open.
+    let job = env.enqueue(repo, SyncReason::Scheduled).await;
+    sqlx::query(
+        "UPDATE sync_jobs SET state = 'running', attempts = 1, worker = 'gone' WHERE id = $1",
+    )
+    .bind(job)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO sync_runs (repo_id, job_id, attempt, worker) VALUES ($1, $2, 1, 'gone')",
+    )
+    .bind(repo)
+    .bind(job)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let worker = env.spawn_worker();
+    let done = env.finished(job, WAIT).await;
+    assert_eq!(
+        (done.state.as_str(), done.attempts),
+        ("done", 2),
+        "{done:?}"
+    );
+    assert_ne!(done.worker.as_deref(), Some("gone"));
+    let runs = env.runs(job).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0].outcome.as_deref(), Some("abandoned"), "{runs:?}");
+    let run = &runs[1];
+    assert!(run.unchanged && run.attempt == 2, "{run:?}");
+    assert_eq!(run.outcome.as_deref(), Some("success"));
+    assert!(
+        run.finished_at.is_some_and(|end| end >= run.started_at),
+        "the run spans the attempt: {run:?}"
+    );
+    let after = env.repo(repo).await;
+    assert!(after.sync_fence > fence, "the lease's fence is recorded");
+    assert_eq!(after.sync_status, "success");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_slower_than_the_grace_shows_the_sync_running_while_it_lasts() {
+    let env = TestEnv::new().await;
+    let (_up, daemon, repo) = imported(&env).await;
+    let slow = ThrottledProxy::start(daemon.port, 200).await;
+    set_upstream(&env, repo, &slow.url("up")).await;
+    let worker = env.spawn_worker();
+
+    let job = env.enqueue(repo, SyncReason::Manual).await;
+    let running = eventually("the slow sync shown running", WAIT, || async {
+        let job = env.job(job).await;
+        (job.state == "running").then_some(job)
+    })
+    .await;
+    assert!(
+        running.worker.is_some() && running.attempts == 1,
+        "{running:?}"
+    );
+    assert_eq!(env.repo(repo).await.sync_status, "syncing");
+    let done = env.finished(job, WAIT).await;
+    assert_eq!(
+        (done.state.as_str(), done.attempts),
+        ("done", 1),
+        "{done:?}"
+    );
+    let runs = env.runs(job).await;
+    assert!(runs.len() == 1 && runs[0].unchanged, "{runs:?}");
+    assert!(runs[0].list_ms.unwrap_or(0) >= 500, "{runs:?}");
+    worker.stop().await;
+}
