@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use stasis_shared::domain::SyncReason;
-use stasis_testkit::git::{refs, GitDaemon, Upstream};
+use stasis_testkit::git::{free_port, refs, wait_for_port, GitDaemon, Upstream};
 use stasis_testkit::process::Proc;
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::services::PrivateRedis;
@@ -163,4 +163,58 @@ async fn redis_crashing_as_syncs_start_leaves_nothing_pending() {
         worker.assert_running("worker");
     }
     assert_eq!(unfinished(&env).await, 0);
+}
+
+/// The API's first request needing Redis after a restart is answered as usual: right
+/// after the restart, and after a quiet spell in which nothing used the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_after_a_redis_restart_is_not_refused() {
+    let mut redis = PrivateRedis::start();
+    let env = TestEnv::with_redis(&redis.url()).await;
+    let (owner, token) = env.user("fay", false).await;
+    for i in 0..3 {
+        let up = Upstream::create(env.dir.path().join(format!("up{i}")));
+        env.mirror(&owner, &format!("m{i}"), &up.url()).await;
+    }
+    let port = free_port();
+    let listen = [("STASIS_API_LISTEN", format!("127.0.0.1:{port}"))];
+    let _api = Proc::spawn(&env, "stasis-api", "api.log", &listen);
+    wait_for_port(port, "stasis-api");
+    let http = reqwest::Client::new();
+    let sync = |i: usize| {
+        http.post(format!(
+            "http://127.0.0.1:{port}/api/v1/repos/fay/m{i}/sync"
+        ))
+        .bearer_auth(&token)
+        .send()
+    };
+    assert_eq!(sync(0).await.unwrap().status(), 202);
+
+    redis.restart();
+    let resp = sync(1).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        202,
+        "at once: {}",
+        resp.text().await.unwrap()
+    );
+
+    redis.restart();
+    tokio::time::sleep(Duration::from_secs(3)).await; // the quiet spell itself
+    let resp = sync(2).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        202,
+        "after a quiet spell: {}",
+        resp.text().await.unwrap()
+    );
+    // and a coalesced request (which asks Redis whether it lost data) too
+    redis.restart();
+    let resp = sync(2).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        202,
+        "coalesced: {}",
+        resp.text().await.unwrap()
+    );
 }

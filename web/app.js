@@ -2,116 +2,14 @@
 // Stasis Mirror Sync web UI: plain ES modules, no build step, no network but the API.
 // Every piece of server data reaches the page through textContent, never as markup.
 
-const TOKEN_KEY = "stasis.token";
-const POLL_MS = 1000;
-const SYNCED_FLASH_MS = 3000;
+import {
+  POLL_MS, SYNCED_FLASH_MS, TOKEN_KEY, api, h, main, page, relative, toast,
+} from "./lib.js";
+import { operator } from "./operator.js";
 
 /** @typedef {{ username: string, is_admin: boolean }} Me */
 /** @type {Me | null} */
 let me = null;
-
-class ApiError extends Error {
-  /** @param {number} status @param {string} code @param {string} message */
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-/**
- * @param {string} method
- * @param {string} path under /api/v1
- * @param {unknown} [body]
- * @returns {Promise<any>}
- */
-/**
- * What the API process answering refused or held back since it started (abuse limits).
- * @param {any} r
- */
-function refusals(r) {
-  if (!r) return "";
-  const limited = r.rate_limited_read + r.rate_limited_write + r.rate_limited_import;
-  return `This API process since start: ${limited} rate-limited (read ${r.rate_limited_read}, write ${r.rate_limited_write}, import ${r.rate_limited_import}) · ${r.coalesced_syncs} sync requests coalesced · ${r.timeouts} timed out · ${r.overloaded} shed`;
-}
-
-async function api(method, path, body) {
-  /** @type {Record<string, string>} */
-  const headers = {};
-  const token = localStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let resp;
-  try {
-    resp = await fetch(`/api/v1${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(0, "network", "The server cannot be reached.");
-  }
-  const data = await resp.json().catch(() => null);
-  if (!resp.ok) {
-    throw new ApiError(resp.status, data?.code ?? "error", data?.error ?? resp.statusText);
-  }
-  return data;
-}
-
-/**
- * Builds an element; strings become text nodes.
- * @param {string} tag
- * @param {Record<string, any>} [attrs]
- * @param {...(Node | string | null | undefined | false)} children
- * @returns {HTMLElement}
- */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else if (key === "text") el.textContent = String(value);
-    else el.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(typeof child === "string" ? document.createTextNode(child) : child);
-  }
-  return el;
-}
-
-/** "2m ago", "5h ago", "in 3m": the coarsest unit that is at least 1. */
-export function relative(iso, now = Date.now()) {
-  if (!iso) return "never";
-  const secs = Math.round((now - Date.parse(iso)) / 1000);
-  const abs = Math.abs(secs);
-  const [n, unit] =
-    abs < 60 ? [abs, "s"] : abs < 3600 ? [Math.floor(abs / 60), "m"]
-      : abs < 86400 ? [Math.floor(abs / 3600), "h"] : [Math.floor(abs / 86400), "d"];
-  if (abs < 5) return "just now";
-  return secs >= 0 ? `${n}${unit} ago` : `in ${n}${unit}`;
-}
-
-/** @param {string} message */
-function toast(message) {
-  const el = /** @type {HTMLElement} */ (document.getElementById("toast"));
-  el.textContent = message;
-  setTimeout(() => { if (el.textContent === message) el.textContent = ""; }, 4000);
-}
-
-function main() {
-  return /** @type {HTMLElement} */ (document.getElementById("main"));
-}
-
-/** @param {string} title @param {...HTMLElement} content */
-function page(title, ...content) {
-  document.title = `${title} · Stasis Mirror Sync`;
-  main().replaceChildren(h("h1", { text: title }), ...content);
-  for (const a of document.querySelectorAll("nav a")) {
-    if (a.getAttribute("href") === location.hash) a.setAttribute("aria-current", "page");
-    else a.removeAttribute("aria-current");
-  }
-}
 
 // ---- sign-in -------------------------------------------------------------------------
 
@@ -362,95 +260,6 @@ function importForm() {
   page("Import a repository", form);
 }
 
-// ---- operator ------------------------------------------------------------------------
-
-const JOB_STATES = ["pending", "running", "done", "failed", "dead"];
-
-async function operator() {
-  if (!me?.is_admin) {
-    page("Operator", h("p", { class: "form-error", text: "This page needs an admin token." }));
-    return;
-  }
-  const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
-  const state = params.get("state") ?? "";
-  const overview = h("section", { "aria-label": "Queue" });
-  const jobs = h("section", { "aria-label": "Jobs" });
-  const filter = h("select", {
-    id: "job-state",
-    onchange: (/** @type {Event} */ e) => {
-      const v = /** @type {HTMLSelectElement} */ (e.target).value;
-      location.hash = v ? `#/operator?state=${v}` : "#/operator";
-    },
-  }, h("option", { value: "", text: "All" }),
-  ...JOB_STATES.map((s) => h("option", { value: s, selected: s === state, text: s })));
-  page("Operator", overview,
-    h("h2", { text: "Jobs" }),
-    h("div", { class: "toolbar" }, h("div", {}, h("label", { for: "job-state", text: "Job state" }), filter)),
-    jobs);
-
-  try {
-    const q = await api("GET", "/admin/queue");
-    overview.replaceChildren(
-      h("ul", { class: "stats", "aria-label": "Jobs per state" },
-        ...JOB_STATES.map((s) => h("li", { "data-testid": `depth-${s}` }, h("strong", { text: String(q.jobs[s] ?? 0) }), s))),
-      h("p", { class: "muted", text: `Oldest pending: ${q.oldest_pending_age_seconds == null ? "none" : `${Math.round(q.oldest_pending_age_seconds)}s`} · finished in the last minute: ${q.throughput.last_1m}, hour: ${q.throughput.last_1h} · scheduler ${q.scheduler.paused ? "paused" : "running"}` }),
-      h("p", { class: "muted", "data-testid": "api-refusals", text: refusals(q.api_refusals) }),
-      h("h2", { text: `Workers alive (${q.workers.length})` }),
-      h("div", { class: "table-wrap" }, h("table", {},
-        h("thead", {}, h("tr", {}, ...["Worker", "Host", "In flight", "Last heartbeat"].map((t) => h("th", { scope: "col", text: t })))),
-        h("tbody", {}, ...q.workers.map((/** @type {any} */ w) => h("tr", {},
-          h("td", { text: w.name }), h("td", { text: w.host }),
-          h("td", { text: `${w.jobs_in_flight} / ${w.concurrency}` }),
-          h("td", { text: relative(w.last_heartbeat_at) })))))));
-  } catch (err) {
-    overview.replaceChildren(h("p", { class: "form-error", text: err.message }));
-  }
-
-  try {
-    const query = new URLSearchParams({ per_page: "50" });
-    if (state) query.set("state", state);
-    const list = await api("GET", `/admin/jobs?${query}`);
-    if (list.jobs.length === 0) {
-      jobs.replaceChildren(h("p", { class: "muted", text: "No jobs." }));
-      return;
-    }
-    jobs.replaceChildren(h("div", { class: "table-wrap" }, h("table", {},
-      h("thead", {}, h("tr", {}, ...["Repository", "Reason", "State", "Attempts", "Enqueued", "Last error", "Actions"].map((t) => h("th", { scope: "col", text: t })))),
-      h("tbody", {}, ...list.jobs.map(jobRow)))));
-  } catch (err) {
-    jobs.replaceChildren(h("p", { class: "form-error", text: err.message }));
-  }
-}
-
-/** @param {any} job */
-function jobRow(job) {
-  /** @param {"retry" | "discard"} action */
-  const act = (action) => h("button", {
-    type: "button",
-    text: action === "retry" ? "Retry" : "Discard",
-    "aria-label": `${action === "retry" ? "Retry" : "Discard"} ${job.repo} job`,
-    onclick: async () => {
-      try {
-        await api("POST", `/admin/jobs/${job.id}/${action}`);
-        toast(`${job.repo}: job ${action === "retry" ? "sent back to the queue" : "discarded"}.`);
-      } catch (err) {
-        toast(`${job.repo}: ${err.message}`);
-      }
-      operator();
-    },
-  });
-  const actions = [];
-  if (job.state === "failed" || job.state === "dead") actions.push(act("retry"));
-  if (job.state === "pending" || job.state === "failed") actions.push(act("discard"));
-  return h("tr", { "data-job": job.id, "data-repo": job.repo },
-    h("td", { text: job.repo }), h("td", { text: job.reason }),
-    h("td", { text: job.state, "data-testid": "job-state" }),
-    h("td", { text: `${job.attempts} / ${job.max_attempts}` }),
-    h("td", { text: relative(job.enqueued_at), title: job.enqueued_at }),
-    h("td", { text: job.last_error ?? "" }),
-    h("td", {}, ...actions));
-}
-
 // ---- routing -------------------------------------------------------------------------
 
 async function route() {
@@ -475,7 +284,7 @@ async function route() {
   /** @type {HTMLElement} */ (document.getElementById("nav-operator")).hidden = !me?.is_admin;
   const path = location.hash.split("?")[0];
   if (path === "#/import") importForm();
-  else if (path === "#/operator") await operator();
+  else if (path === "#/operator") await operator(me);
   else await mirrors();
   main().focus();
 }

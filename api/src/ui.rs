@@ -10,6 +10,8 @@ use axum::Router;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
+const LIB_JS: &str = include_str!("../../web/lib.js");
+const OPERATOR_JS: &str = include_str!("../../web/operator.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -37,6 +39,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/ui/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/ui/lib.js",
+            get(|| async { asset("text/javascript; charset=utf-8", LIB_JS) }),
+        )
+        .route(
+            "/ui/operator.js",
+            get(|| async { asset("text/javascript; charset=utf-8", OPERATOR_JS) }),
         )
         .route(
             "/ui/app.css",

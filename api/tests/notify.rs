@@ -172,14 +172,22 @@ async fn owners_and_operators_hear_about_failures_and_recoveries() {
     assert_eq!(events(&inbox, "global")[1].body["sync_status"], "success");
 
     // the owner sees what was sent, including the retried delivery; others see none of it
-    let (_, history) = api
-        .call(
-            "GET",
-            "/api/v1/repos/alice/m/mirror/history",
-            Some(&alice),
-            None,
-        )
-        .await;
+    // a receiver has the event before the scheduler records its answer
+    let history = eventually("the deliveries to be recorded", WAIT, || async {
+        let (_, history) = api
+            .call(
+                "GET",
+                "/api/v1/repos/alice/m/mirror/history",
+                Some(&alice),
+                None,
+            )
+            .await;
+        let recorded = history["notifications"]
+            .as_array()
+            .is_some_and(|sent| sent.iter().filter(|n| !n["delivered_at"].is_null()).count() == 4);
+        recorded.then_some(history)
+    })
+    .await;
     let sent = history["notifications"]
         .as_array()
         .expect("notifications for the owner");

@@ -316,7 +316,11 @@ impl Drop for TestEnv {
                 .build();
             let Ok(rt) = rt else { return };
             rt.block_on(async move {
-                pool.close().await;
+                // a connection released just before the drop goes back to the pool on a
+                // task of the test's runtime, which this thread blocks: on a
+                // current-thread runtime it never would, and close() would wait forever.
+                // DROP DATABASE ... WITH (FORCE) ends any connection left.
+                let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
                 if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
                     let _ =
                         sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))

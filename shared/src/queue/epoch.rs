@@ -36,10 +36,13 @@ fn marker_key(namespace: &str) -> String {
 /// Whether the marker is in Redis: `false` means Redis lost its data since an epoch was
 /// last marked (or none ever was).
 pub async fn marked(conn: &ConnectionManager, namespace: &str) -> redis::RedisResult<bool> {
-    redis::cmd("EXISTS")
-        .arg(marker_key(namespace))
-        .query_async(&mut conn.clone())
-        .await
+    // asked on a "Sync now": the first command after a Redis restart must not fail it
+    super::once_more(|| {
+        let mut conn = conn.clone();
+        let key = marker_key(namespace);
+        async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await }
+    })
+    .await
 }
 
 /// Puts the marker in place: Redis holds every delivery of the current epoch from now

@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::config::{QueueConfig, RedisConfig};
+use crate::config::QueueConfig;
 use crate::db::coalesce;
 pub use crate::db::coalesce::Window;
 use crate::db::jobs::{self, Refused};
@@ -18,51 +18,14 @@ use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
 
 mod census;
+mod connection;
 mod epoch;
 
 pub use census::{backlog, delivered_jobs, redis_depth, RedisDepth};
+pub use connection::{connect_redis, keep_connected, once_more};
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
-
-/// Our own connection: apalis-redis's `connect()` times out responses after 500 ms.
-pub async fn connect_redis(cfg: &RedisConfig) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(cfg.url.as_str())?;
-    let manager = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(cfg.response_timeout))
-        .set_connection_timeout(Some(cfg.connection_timeout))
-        .set_max_delay(Duration::from_secs(2));
-    ConnectionManager::new_with_config(client, manager).await
-}
-
-/// How often [`keep_connected`] checks the connection.
-const KEEP_CONNECTED_EVERY: Duration = Duration::from_secs(1);
-
-/// Pings Redis every second for as long as it runs. The connection manager notices a
-/// dropped connection (Redis restarted) only when a command fails on it: without this,
-/// the first request needing Redis after a quiet restart would be that command.
-pub async fn keep_connected(conn: ConnectionManager) {
-    let mut ticks = tokio::time::interval(KEEP_CONNECTED_EVERY);
-    loop {
-        ticks.tick().await;
-        let _: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn.clone()).await;
-    }
-}
-
-/// Runs a Redis call again once if it fails: the first command on a connection that
-/// Redis dropped (a restart) fails and sets off the reconnection, and the second goes
-/// over the new connection. A push that failed ambiguously may land twice; a duplicate
-/// delivery is dropped by the worker.
-pub async fn once_more<T, E, F, Fut>(mut call: F) -> std::result::Result<T, E>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, E>>,
-{
-    match call().await {
-        Ok(done) => Ok(done),
-        Err(_) => call().await,
-    }
-}
 
 /// The apalis queue of a lane; every key of it starts with this.
 pub fn queue_name(namespace: &str, lane: Lane) -> String {
