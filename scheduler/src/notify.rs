@@ -13,9 +13,13 @@ use sqlx::PgPool;
 use stasis_shared::db::notifications::{self, Due};
 use stasis_shared::git::url::resolve::PolicyResolver;
 use stasis_shared::git::url::{check_upstream, redact_text};
-use stasis_shared::Config;
+use stasis_shared::{backoff, Config};
 
 use crate::error::SchedulerError;
+
+/// Deliveries are retried after 2 s, 4 s, 8 s, … at most an hour apart.
+const RETRY_BASE: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(3600);
 
 /// Deliveries per pass; the next pass, a second later, takes the rest.
 const BATCH: i64 = 20;
@@ -69,7 +73,7 @@ pub async fn deliver_due(
             }
             Err(error) => {
                 let retry = (d.attempts < cfg.notify.max_attempts as i32)
-                    .then(|| Duration::from_secs(2u64.saturating_pow(d.attempts as u32).min(3600)));
+                    .then(|| backoff::delay(RETRY_BASE, RETRY_MAX, d.attempts as u32, false));
                 notifications::failed(pool, d.id, &error, retry).await?;
                 if retry.is_some() {
                     "retry"

@@ -1,6 +1,7 @@
 //! Domain and adapters shared by the Stasis binaries: config, domain types, Postgres,
 //! the Redis queue and leases, git fetching, telemetry.
 
+pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use stasis_shared::domain::SyncMirror;
 use tracing::info;
 
@@ -40,15 +39,13 @@ pub(crate) fn announce(job: &SyncMirror, started: &Started) {
 
 /// Exponential with jitter, from `sync.retry_base_delay` up to `sync.retry_max_delay`.
 pub(crate) fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
-    let base = ctx.cfg.sync.retry_base_delay;
-    ExponentialBuilder::default()
-        .with_min_delay(base)
-        .with_max_delay(ctx.cfg.sync.retry_max_delay.max(base))
-        .with_jitter()
-        .without_max_times()
-        .build()
-        .nth(attempt.saturating_sub(1) as usize)
-        .unwrap_or(base)
+    let sync = &ctx.cfg.sync;
+    stasis_shared::backoff::delay(
+        sync.retry_base_delay,
+        sync.retry_max_delay,
+        attempt.max(0) as u32,
+        true,
+    )
 }
 
 /// The job of an interrupted attempt is pending again (recorded with the run), due now:
