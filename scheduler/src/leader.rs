@@ -70,8 +70,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         lease = hold_leadership(&leases, &key, ttl, lease).await;
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
         if lease.is_none() {
-            // a leader again later looks afresh: it cannot know what happened meanwhile
-            recovery = Recovery::default();
+            recovery.lost_leadership();
         }
         if lease.is_some() && last_recover.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
             last_recover = Some(Instant::now());

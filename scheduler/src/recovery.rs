@@ -45,6 +45,13 @@ pub struct Recovery {
 }
 
 impl Recovery {
+    /// A leader again later checks the epoch afresh: another leader may have started
+    /// one meanwhile. What it saw of the Redis server (its `run_id`) still holds: losing
+    /// leadership is often the first sign of a Redis restart.
+    pub fn lost_leadership(&mut self) {
+        self.reconciled = None;
+    }
+
     pub async fn pass(
         &mut self,
         cfg: &Config,

@@ -173,6 +173,14 @@ impl Enqueuer {
                 .await?
                 .map_or_else(chrono::Utc::now, |active| active.run_at),
         };
+        if claimed.created {
+            // A Redis nobody marked yet (a new deployment) is marked before the job is
+            // visible: a request finding the job must not take the missing marker for
+            // lost data. If Redis is down, the push below fails and undoes the claim.
+            if let Err(e) = mark(&self.redis, &self.namespace, true).await {
+                tracing::debug!(error = %e, "could not mark the delivery epoch");
+            }
+        }
         tx.commit().await?;
         if claimed.created {
             let job = SyncMirror {
@@ -189,10 +197,6 @@ impl Enqueuer {
             if let Err(e) = pushed {
                 jobs::unclaim(&self.pool, &[claimed.job_id]).await?;
                 return Err(e);
-            }
-            // the first delivery into a Redis nobody marked yet
-            if let Err(e) = mark(&self.redis, &self.namespace, true).await {
-                tracing::debug!(error = %e, "could not mark the delivery epoch");
             }
             metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str())
                 .increment(1);
