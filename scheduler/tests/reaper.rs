@@ -13,22 +13,6 @@ use stasis_testkit::TestEnv;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn forget_redis(env: &TestEnv) {
-    let mut conn = env.redis.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", env.cfg.queue.namespace))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
     let mut env = TestEnv::new().await;
@@ -50,7 +34,7 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
     // a job a dead worker left running, and one whose worker still holds the lock
     let abandoned_job = env.enqueue(abandoned, SyncReason::Manual).await;
     let busy_job = env.enqueue(busy, SyncReason::Manual).await;
-    forget_redis(&env).await;
+    env.forget_redis().await;
     // due an hour ago: long past `stuck_after`
     sqlx::query("UPDATE sync_jobs SET run_at = now() - interval '1 hour' WHERE id = $1")
         .bind(lost_job)

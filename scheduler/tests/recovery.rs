@@ -12,22 +12,6 @@ use stasis_testkit::git::Upstream;
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
 
-async fn forget_redis(env: &TestEnv) {
-    let mut conn = env.redis.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", env.cfg.queue.namespace))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
 async fn jobs_of(env: &TestEnv, count: usize) -> Vec<Uuid> {
     let (owner, _) = env.user("olga", false).await;
     let mut jobs = Vec::new();
@@ -50,7 +34,7 @@ async fn pass(env: &TestEnv, recovery: &mut Recovery) -> Recovered {
 async fn running_jobs_of_a_worker_dead_in_both_backends_are_delivered_again() {
     let env = TestEnv::new().await;
     let jobs = jobs_of(&env, 3).await;
-    forget_redis(&env).await;
+    env.forget_redis().await;
     let mut recovery = Recovery::default();
     // whatever the first pass does about the forgotten deliveries, it re-delivers none:
     // every job is running
@@ -112,7 +96,7 @@ async fn pending_jobs_whose_deliveries_redis_lost_are_delivered_again_once() {
     assert_eq!(env.waiting_deliveries().await, 3);
 
     // Redis loses everything; one job is delivered again meanwhile (a worker's retry)
-    forget_redis(&env).await;
+    env.forget_redis().await;
     let repo: Uuid = sqlx::query_scalar("SELECT repo_id FROM sync_jobs WHERE id = $1")
         .bind(jobs[0])
         .fetch_one(&env.pool)

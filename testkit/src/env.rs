@@ -258,6 +258,24 @@ impl TestEnv {
         depth.scheduled + depth.active
     }
 
+    /// Deletes every key of this environment's namespace, as a Redis restarted without
+    /// persistence would have lost them.
+    pub async fn forget_redis(&self) {
+        let mut conn = self.redis.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.cfg.queue.namespace))
+            .query_async(&mut conn)
+            .await
+            .expect("list the namespace's keys");
+        if !keys.is_empty() {
+            let () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .expect("delete the namespace's keys");
+        }
+    }
+
     /// Waits until nothing is left to run: no delivery due, delayed, ready or taken by a
     /// worker in Redis (either lane; a taken delivery leaves its worker's in-flight set
     /// only when acknowledged, and one postponed is pushed again before that), and no job

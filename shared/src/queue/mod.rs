@@ -188,13 +188,7 @@ impl Enqueuer {
                 repo_id,
                 reason,
             };
-            let wait = (run_at - chrono::Utc::now()).to_std().unwrap_or_default();
-            let pushed = if wait.is_zero() {
-                self.push(vec![job]).await
-            } else {
-                self.push_delayed(job, wait).await
-            };
-            if let Err(e) = pushed {
+            if let Err(e) = self.push_due_at(job, run_at).await {
                 jobs::unclaim(&self.pool, &[claimed.job_id]).await?;
                 return Err(e);
             }
@@ -239,13 +233,7 @@ impl Enqueuer {
             repo_id,
             reason,
         };
-        let wait = (run_at - chrono::Utc::now()).to_std().unwrap_or_default();
-        let pushed = if wait.is_zero() {
-            self.push(vec![job]).await
-        } else {
-            self.push_delayed(job, wait).await
-        };
-        if let Err(e) = pushed {
+        if let Err(e) = self.push_due_at(job, run_at).await {
             recovery::unmark_delivered(&self.pool, job_id, before).await?;
             return Err(e);
         }
@@ -353,6 +341,18 @@ impl Enqueuer {
             .map_err(|e| Error::Push(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Pushes a delivery due at `run_at`: ready now if that has passed, delayed if not.
+    pub async fn push_due_at(
+        &self,
+        job: SyncMirror,
+        run_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        match (run_at - chrono::Utc::now()).to_std() {
+            Ok(wait) if !wait.is_zero() => self.push_delayed(job, wait).await,
+            _ => self.push(vec![job]).await,
+        }
     }
 
     /// Pushes a delivery that becomes due after `delay` (retry backoff, lock contention).
