@@ -1,5 +1,3 @@
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -43,12 +41,23 @@ impl Repo {
     }
 }
 
-const SELECT: &str = "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.description,
-    r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret,
-    r.include_refs, r.exclude_refs, r.mirror_enabled, r.sync_interval_secs,
-    r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
-    r.size_bytes, r.sync_fence, r.created_at, r.updated_at
-    FROM repositories r JOIN users u ON u.id = r.owner_id";
+/// A repository's columns, as `Repo` reads them (from `r` and its owner `u`): a macro so
+/// that every query naming them is one literal, built at compile time.
+macro_rules! repo_columns {
+    () => {
+        "r.id, r.owner_id, u.username AS owner, r.name, r.description,
+        r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret,
+        r.include_refs, r.exclude_refs, r.mirror_enabled, r.sync_interval_secs,
+        r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
+        r.size_bytes, r.sync_fence, r.created_at, r.updated_at"
+    };
+}
+
+const SELECT: &str = concat!(
+    "SELECT ",
+    repo_columns!(),
+    " FROM repositories r JOIN users u ON u.id = r.owner_id"
+);
 
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Repo>> {
     sqlx::query_as::<_, Repo>(&format!("{SELECT} WHERE r.id = $1"))
@@ -72,18 +81,15 @@ pub async fn find_with_active_job(
     owner: &str,
     name: &str,
 ) -> sqlx::Result<Option<RepoWithJob>> {
-    static QUERY: LazyLock<String> = LazyLock::new(|| {
-        let with_job = SELECT.replacen(
-            "FROM repositories r JOIN",
-            ", (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id
-                  AND j.state IN ('pending', 'running') LIMIT 1) AS active_job
-             FROM repositories r JOIN",
-            1,
-        );
-        debug_assert_ne!(with_job, SELECT, "the repository SELECT changed shape");
-        with_job + " WHERE u.username = $1 AND r.name = $2"
-    });
-    sqlx::query_as::<_, RepoWithJob>(&QUERY)
+    const QUERY: &str = concat!(
+        "SELECT ",
+        repo_columns!(),
+        ", (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id
+             AND j.state IN ('pending', 'running') LIMIT 1) AS active_job
+         FROM repositories r JOIN users u ON u.id = r.owner_id
+         WHERE u.username = $1 AND r.name = $2"
+    );
+    sqlx::query_as::<_, RepoWithJob>(QUERY)
         .bind(owner)
         .bind(name)
         .fetch_optional(pool)
@@ -104,17 +110,15 @@ pub struct RepoForJob {
 /// What every delivery reads first, in one round trip: a no-op sync is mostly round
 /// trips.
 pub async fn find_for_job(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<RepoForJob>> {
-    static QUERY: LazyLock<String> = LazyLock::new(|| {
-        let with_job = SELECT.replacen(
-            "FROM repositories r JOIN",
-            ", j.state AS job_state, j.run_at AS job_run_at, j.max_attempts AS job_max_attempts
-             FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id JOIN",
-            1,
-        );
-        debug_assert_ne!(with_job, SELECT, "the repository SELECT changed shape");
-        with_job + " WHERE j.id = $1"
-    });
-    sqlx::query_as::<_, RepoForJob>(&QUERY)
+    const QUERY: &str = concat!(
+        "SELECT ",
+        repo_columns!(),
+        ", j.state AS job_state, j.run_at AS job_run_at, j.max_attempts AS job_max_attempts
+         FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
+             JOIN users u ON u.id = r.owner_id
+         WHERE j.id = $1"
+    );
+    sqlx::query_as::<_, RepoForJob>(QUERY)
         .bind(job_id)
         .fetch_optional(pool)
         .await
