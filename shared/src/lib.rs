@@ -16,7 +16,6 @@ pub mod queue;
 pub mod removal;
 pub mod scheduler_status;
 pub mod secrets;
-pub mod slots;
 pub mod telemetry;
 
 pub use config::Config;

@@ -24,7 +24,7 @@ pub fn token(holder: Option<&str>) -> String {
 }
 
 /// Lua: the liveness key named by token `t`, or nil for a token with no holder.
-pub(crate) const HOLDER_OF: &str = "local function holder_of(t) return string.match(t, '^[^@]*@(.+)$') end\n\
+pub const HOLDER_OF: &str = "local function holder_of(t) return string.match(t, '^[^@]*@(.+)$') end\n\
 local function dead(t) local h = holder_of(t) return h ~= nil and redis.call('EXISTS', h) == 0 end\n";
 
 /// Marks the worker alive for `window`.

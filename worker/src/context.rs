@@ -1,10 +1,10 @@
 use std::sync::Arc;
 
+use crate::slots::Slots;
 use sqlx::PgPool;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::secrets::Cipher;
-use stasis_shared::slots::Slots;
 use stasis_shared::Config;
 
 use crate::permits::SyncPermits;

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::slots::{SlotGuard, Slots};
 use stasis_shared::git::fetch::{StopFlag, StopReason};
 use stasis_shared::lock::{Lease, Leases, Renewal};
-use stasis_shared::slots::{SlotGuard, Slots};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 

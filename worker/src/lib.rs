@@ -11,3 +11,4 @@ mod permits;
 pub mod record;
 pub mod runner;
 pub mod shutdown;
+pub mod slots;

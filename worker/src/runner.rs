@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::slots::Slots;
 use apalis::layers::WorkerBuilderExt;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder};
 use redis::aio::ConnectionManager;
@@ -12,7 +13,6 @@ use stasis_shared::db::workers;
 use stasis_shared::domain::Lane;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::{self, Enqueuer};
-use stasis_shared::slots::Slots;
 use stasis_shared::{liveness, process, Config};
 use tracing::{info, warn};
 

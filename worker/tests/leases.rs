@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use stasis_shared::liveness;
 use stasis_shared::lock::{Leases, Renewal};
-use stasis_shared::slots::Slots;
 use stasis_testkit::TestEnv;
+use stasis_worker::slots::Slots;
 
 const TTL: Duration = Duration::from_secs(600);
 

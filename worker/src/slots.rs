@@ -16,7 +16,7 @@ use redis::Script;
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{}{}",
-        crate::liveness::HOLDER_OF,
+        stasis_shared::liveness::HOLDER_OF,
         r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -100,7 +100,7 @@ impl Slots {
     /// Slots taken by the worker process `worker`, freed for others once its liveness
     /// key has expired.
     pub fn for_worker(mut self, worker: &str) -> Self {
-        self.holder = Some(crate::liveness::key(&self.namespace, worker));
+        self.holder = Some(stasis_shared::liveness::key(&self.namespace, worker));
         self
     }
 
@@ -123,7 +123,7 @@ impl Slots {
             );
             caps.push((key, self.max_per_host));
         }
-        let token = crate::liveness::token(self.holder.as_deref());
+        let token = stasis_shared::liveness::token(self.holder.as_deref());
         if caps.is_empty() {
             return Ok(Some(SlotGuard {
                 keys: Vec::new(),
