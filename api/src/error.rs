@@ -106,8 +106,7 @@ impl From<sqlx::Error> for ApiError {
             }
         }
         stasis_shared::error::count_backend_error(Some("postgres"), "request");
-        if stasis_shared::error::db_unavailable(&e) {
-            stasis_shared::db::note_outage();
+        if stasis_shared::db::outage(&e) {
             ApiError::Unavailable("postgres")
         } else {
             ApiError::Internal(e.to_string())

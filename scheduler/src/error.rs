@@ -13,9 +13,7 @@ impl SchedulerError {
     /// connections before use for a while.
     pub fn record(&self, op: &'static str) {
         if let SchedulerError::Db(db) = self {
-            if stasis_shared::error::db_unavailable(db) {
-                stasis_shared::db::note_outage();
-            }
+            stasis_shared::db::outage(db);
         }
         stasis_shared::error::count_backend_error(self.backend(), op);
     }

@@ -58,7 +58,6 @@ pub async fn reap(
         }
         if jobs::requeue_running(pool, job_id).await? {
             reaped.running += 1;
-            // its reason keeps it in its lane: a rescued "Sync now" stays ahead
             redeliver.push(delivery(job_id, repo_id, &reason));
         }
     }
@@ -85,7 +84,9 @@ pub async fn reap(
     Ok(reaped)
 }
 
-fn delivery(job_id: uuid::Uuid, repo_id: uuid::Uuid, reason: &str) -> SyncMirror {
+/// A fresh delivery of a job as Postgres records it; its reason keeps it in its lane, so
+/// a rescued "Sync now" stays ahead.
+pub(crate) fn delivery(job_id: uuid::Uuid, repo_id: uuid::Uuid, reason: &str) -> SyncMirror {
     SyncMirror {
         job_id,
         repo_id,

@@ -17,7 +17,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::jobs;
 use stasis_shared::db::recovery::{self, Orphan};
-use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_shared::domain::SyncMirror;
 use stasis_shared::liveness;
 use stasis_shared::queue::{self, Enqueuer, EpochWatch};
 use stasis_shared::Config;
@@ -170,10 +170,5 @@ async fn redeliver_before(
 }
 
 fn delivery(job: &Orphan) -> SyncMirror {
-    SyncMirror {
-        job_id: job.id,
-        repo_id: job.repo_id,
-        // its reason keeps it in its lane: a rescued "Sync now" stays ahead
-        reason: job.reason.parse().unwrap_or(SyncReason::Scheduled),
-    }
+    crate::reaper::delivery(job.id, job.repo_id, &job.reason)
 }

@@ -27,25 +27,6 @@ impl Error {
     }
 }
 
-/// Whether a Postgres error means the database is unreachable, restarting or out of
-/// connections (an outage to answer with 503 and retry), not a fault of the statement.
-pub fn db_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // class 08: connection exception; 57P01-57P03: shut down by an administrator,
-        // crash recovery, not accepting connections yet; 53300: too many connections
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
-        }),
-        _ => false,
-    }
-}
-
 /// Counts a failed call to Postgres or Redis; `op` is a closed set per process
 /// (`deliver`, `tick`, `sample`, `reap`, `recover`, `retain`, `notify`, `request`).
 pub fn count_backend_error(backend: Option<&'static str>, op: &'static str) {

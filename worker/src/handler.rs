@@ -59,9 +59,7 @@ pub async fn handle(
         .unwrap_or_else(|join| Err(WorkerError::Task(join.to_string())));
     if let Err(e) = &result {
         if let WorkerError::Db(db) = e {
-            if stasis_shared::error::db_unavailable(db) {
-                stasis_shared::db::note_outage();
-            }
+            stasis_shared::db::outage(db);
         }
         stasis_shared::error::count_backend_error(e.backend(), "deliver");
         span.in_scope(|| warn!(error = %e, "delivery failed; it will be redelivered"));

@@ -35,11 +35,30 @@ fn epoch() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
-/// Records an error that looked like an outage (see [`crate::error::db_unavailable`]):
-/// pooled connections are checked before use for a while.
-pub fn note_outage() {
-    let ms = epoch().elapsed().as_millis() as u64;
-    LAST_OUTAGE_MS.store(ms.max(1), Ordering::Relaxed);
+/// Whether a Postgres error means the database is unreachable, restarting or out of
+/// connections (an outage to answer with 503 and retry), not a fault of the statement.
+/// One that does makes the pool check its connections before use for a while: those
+/// opened before a restart are dead, busy or not.
+pub fn outage(e: &sqlx::Error) -> bool {
+    let unavailable = match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // class 08: connection exception; 57P01-57P03: shut down by an administrator,
+        // crash recovery, not accepting connections yet; 53300: too many connections
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    };
+    if unavailable {
+        let ms = epoch().elapsed().as_millis() as u64;
+        LAST_OUTAGE_MS.store(ms.max(1), Ordering::Relaxed);
+    }
+    unavailable
 }
 
 fn outage_recent() -> bool {
