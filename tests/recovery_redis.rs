@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_testkit::git::{free_port, refs, wait_for_port, GitDaemon, Upstream};
 use stasis_testkit::process::Proc;
 use stasis_testkit::proxy::ThrottledProxy;
@@ -52,7 +52,7 @@ async fn redis_restarted_empty_with_deliveries_waiting_loses_no_sync() {
     let deadline = restarted + Duration::from_secs(30);
     for &job in &jobs {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert_eq!(env.finished(job, left).await.state, "done");
+        assert_eq!(env.finished(job, left).await.state, JobState::Done);
     }
     println!(
         "{MIRRORS} deliveries lost with Redis: every job done {:.1?} after the restart",
@@ -107,7 +107,7 @@ async fn sync_now_re_pushes_a_delivery_redis_lost() {
     let worker = env.spawn_worker();
     assert_eq!(
         env.finished(job, Duration::from_secs(60)).await.state,
-        "done"
+        JobState::Done
     );
     assert_eq!(refs(&env.mirror_path("dave", "up")), up.refs());
     worker.stop().await;
@@ -132,7 +132,7 @@ async fn redis_crashing_as_syncs_start_leaves_nothing_pending() {
     let import = env.enqueue(repo, SyncReason::Import).await;
     assert_eq!(
         env.finished(import, Duration::from_secs(60)).await.state,
-        "done"
+        JobState::Done
     );
 
     for round in 0..8u64 {
@@ -154,7 +154,7 @@ async fn redis_crashing_as_syncs_start_leaves_nothing_pending() {
         tokio::time::sleep(Duration::from_millis(round * 150)).await;
         redis.restart();
         let job = env.finished(job, Duration::from_secs(60)).await;
-        assert_eq!(job.state, "done", "round {round}: {job:?}");
+        assert_eq!(job.state, JobState::Done, "round {round}: {job:?}");
         assert_eq!(
             refs(&env.mirror_path("erin", "up")),
             up.refs(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use stasis_shared::db::workers;
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::process::Proc;
 use stasis_testkit::proxy::ThrottledProxy;
@@ -129,7 +129,7 @@ async fn a_killed_workers_syncs_run_again_within_the_heartbeat_window() {
     for &job in &jobs {
         assert_eq!(
             env.finished(job, Duration::from_secs(180)).await.state,
-            "done"
+            JobState::Done
         );
     }
     for (i, up) in ups.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use stasis_shared::db::workers;
-use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_shared::domain::{JobState, SyncMirror, SyncReason};
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::process::Proc;
 use stasis_testkit::proxy::ThrottledProxy;
@@ -80,7 +80,7 @@ async fn workers_share_the_load_and_never_run_a_job_twice() {
 
     let mut runs_by_worker: BTreeMap<String, Vec<Span>> = BTreeMap::new();
     for &job in &jobs {
-        assert_eq!(env.finished(job, WAIT).await.state, "done");
+        assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     }
     // every duplicate delivered and acknowledged: from here on none can still run, so
     // each one that was going to run has

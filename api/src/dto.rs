@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use stasis_shared::db::repos::Repo;
+use stasis_shared::domain::SyncStatus;
 use stasis_shared::git::url::{redact_url, with_credentials, MASK};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -52,7 +53,7 @@ pub struct RepoResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_synced_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync_status: Option<String>,
+    pub sync_status: Option<SyncStatus>,
     /// Mirrors only: scheduled syncs on or paused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror_enabled: Option<bool>,
@@ -83,7 +84,7 @@ impl From<&Repo> for RepoResponse {
             is_mirror: r.is_mirror,
             mirror_url: shown_url(r),
             last_synced_at: r.last_synced_at,
-            sync_status: Some(r.sync_status.clone()),
+            sync_status: Some(r.sync_status),
             mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
             webhook_configured: r.is_mirror.then_some(r.webhook_secret.is_some()),
@@ -134,7 +135,7 @@ pub struct MirrorStatus {
     pub is_mirror: bool,
     pub mirror_url: String,
     pub last_synced_at: Option<DateTime<Utc>>,
-    pub sync_status: String,
+    pub sync_status: SyncStatus,
     pub sync_error: String,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub last_duration_ms: Option<i64>,
@@ -150,7 +151,7 @@ impl MirrorStatus {
             is_mirror: r.is_mirror,
             mirror_url: shown_url(r).unwrap_or_default(),
             last_synced_at: r.last_synced_at,
-            sync_status: r.sync_status.clone(),
+            sync_status: r.sync_status,
             sync_error: r.sync_error.clone().unwrap_or_default(),
             next_sync_at: r.next_sync_at,
             last_duration_ms: r.last_duration_ms,
@@ -163,7 +164,7 @@ impl MirrorStatus {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncAccepted {
     pub message: &'static str,
-    pub status: String,
+    pub status: SyncStatus,
     pub job_id: Uuid,
     /// When the job runs: later than now when the mirror synced less than
     /// `mirror.min_manual_interval` ago (requests within that window share one sync).

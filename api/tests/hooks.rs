@@ -15,6 +15,7 @@ use stasis_testkit::{eventually, TestEnv};
 mod common;
 
 use common::Api;
+use stasis_shared::domain::{JobState, SyncReason};
 
 const SECRET: &str = "hook-secret-8c1f";
 const WAIT: Duration = Duration::from_secs(60);
@@ -229,8 +230,8 @@ async fn a_verified_push_from_each_provider_syncs_the_mirror() {
         let (status, accepted) = hook(&h.api, "alice/up", &headers, PUSH).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
         let job = accepted["job_id"].as_str().unwrap().parse().unwrap();
-        assert_eq!(h.env.finished(job, WAIT).await.state, "done");
-        assert_eq!(h.env.job(job).await.reason, "webhook");
+        assert_eq!(h.env.finished(job, WAIT).await.state, JobState::Done);
+        assert_eq!(h.env.job(job).await.reason, SyncReason::Webhook);
         assert_mirrors(&h.env.mirror_path("alice", "up"), &h.up);
         h.up.commit("more upstream work");
     }

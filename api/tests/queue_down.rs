@@ -1,6 +1,6 @@
 //! A request whose delivery cannot reach Redis answers 503 and undoes what it recorded
-//! in Postgres: a "Sync now" leaves no job behind (`jobs::unclaim`), an operator's retry
-//! puts the job back as it was (`jobs::restore`). Either way the mirror is not left
+//! in Postgres: a "Sync now" leaves no job behind (`lifecycle::enqueue::withdraw`), an operator's retry
+//! puts the job back as it was (`lifecycle::operator::restore`). Either way the mirror is not left
 //! `queued` behind a job nobody will run, and once Redis is back the same request
 //! goes through. Each test runs on a Redis of its own, which it stops.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
 use stasis_testkit::git::Upstream;
 use stasis_testkit::services::PrivateRedis;
 use stasis_testkit::{eventually, TestEnv};
@@ -48,9 +48,9 @@ async fn a_sync_now_whose_push_fails_leaves_no_job_and_the_mirror_as_it_was() {
     let repo = env.mirror(&owner, "m", &up.url()).await;
     let worker = env.spawn_worker();
     let import = env.enqueue(repo, SyncReason::Import).await;
-    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
     worker.stop().await;
-    assert_eq!(env.repo(repo).await.sync_status, "success");
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Success);
 
     redis.kill();
     let path = "/api/v1/repos/alice/m/sync";
@@ -67,7 +67,7 @@ async fn a_sync_now_whose_push_fails_leaves_no_job_and_the_mirror_as_it_was() {
     );
     assert_eq!(
         env.repo(repo).await.sync_status,
-        "success",
+        SyncStatus::Success,
         "the mirror was left queued"
     );
 
@@ -77,7 +77,7 @@ async fn a_sync_now_whose_push_fails_leaves_no_job_and_the_mirror_as_it_was() {
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     assert_eq!(jobs[1].1, "pending");
     assert_eq!(accepted["job_id"], jobs[1].0.to_string(), "{accepted}");
-    assert_eq!(env.repo(repo).await.sync_status, "queued");
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Queued);
     assert_eq!(env.waiting_deliveries().await, 1);
 }
 
@@ -97,7 +97,7 @@ async fn a_retry_whose_push_fails_leaves_the_job_failed_and_the_mirror_as_it_was
     let failed = env.finished(job, WAIT).await;
     assert_eq!((failed.state.as_str(), failed.attempts), ("failed", 1));
     worker.stop().await;
-    assert_eq!(env.repo(repo).await.sync_status, "hard_failed");
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::HardFailed);
 
     redis.kill();
     let path = format!("/api/v1/admin/jobs/{job}/retry");
@@ -116,13 +116,13 @@ async fn a_retry_whose_push_fails_leaves_the_job_failed_and_the_mirror_as_it_was
     assert!(after.finished_at.is_some(), "{after:?}");
     assert_eq!(
         env.repo(repo).await.sync_status,
-        "hard_failed",
+        SyncStatus::HardFailed,
         "the mirror was left queued"
     );
 
     redis.start_again();
     once_redis_is_back(&api, &path, &root).await;
-    assert_eq!(env.job(job).await.state, "pending");
-    assert_eq!(env.repo(repo).await.sync_status, "queued");
+    assert_eq!(env.job(job).await.state, JobState::Pending);
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Queued);
     assert_eq!(env.waiting_deliveries().await, 1);
 }

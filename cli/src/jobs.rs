@@ -2,9 +2,10 @@
 
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
-use stasis_shared::db::jobs::{self, JobFilter, Refused};
+use stasis_shared::db::jobs::{self, JobFilter};
 use stasis_shared::db::runs;
-use stasis_shared::domain::{JobState, SyncReason};
+use stasis_shared::domain::{JobState, RunOutcome, SyncReason};
+use stasis_shared::lifecycle::operator::Refused;
 use uuid::Uuid;
 
 use crate::output::{self, table, text, time};
@@ -95,7 +96,7 @@ async fn bulk_retry(
         let (found, _) = jobs::list(&svc.pool, &filter, page as i64, offset as i64).await?;
         let done = found.len() < page;
         matching.extend(found.into_iter().filter(|j| {
-            reason.is_none_or(|r| j.reason == r.as_str())
+            reason.is_none_or(|r| j.reason == r)
                 && cutoff.is_none_or(|c| j.finished_at.is_some_and(|f| f <= c))
         }));
         if done {
@@ -164,9 +165,9 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
             let rows = jobs.iter().map(|j| {
                 let mut row = vec![j.id.to_string(), j.repo.clone()];
                 if wide {
-                    row.push(j.reason.clone());
+                    row.push(j.reason.to_string());
                 }
-                row.push(j.state.clone());
+                row.push(j.state.to_string());
                 row.push(format!("{} of {}", j.attempts, j.max_attempts));
                 if wide {
                     row.push(time(Some(j.enqueued_at)));
@@ -220,7 +221,7 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
                     time(Some(r.started_at)),
                     r.duration_ms.map_or("-".into(), |ms| format!("{ms} ms")),
                     r.worker.clone(),
-                    text(r.outcome.as_deref()),
+                    text(r.outcome.map(RunOutcome::as_str)),
                     output::refs(r),
                     r.bytes_received.to_string(),
                     text(r.error.as_deref()),

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use stasis_shared::db::repos::{self, RepoFilter, Viewer};
 use stasis_shared::db::{runs, settings};
-use stasis_shared::domain::{SyncReason, SyncStatus};
+use stasis_shared::domain::{RunOutcome, SyncReason, SyncStatus};
 use stasis_shared::git::url::redact_url;
 use stasis_shared::overview::SyncInterval;
 
@@ -123,7 +123,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
             let rows = mirrors.iter().map(|r| {
                 vec![
                     format!("{}/{}", r.owner, r.name),
-                    r.sync_status.clone(),
+                    r.sync_status.to_string(),
                     time(r.last_synced_at),
                     time(r.next_sync_at),
                     text(r.sync_error.as_deref()),
@@ -168,7 +168,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                     time(Some(r.started_at)),
                     r.duration_ms.map_or("-".into(), |ms| format!("{ms} ms")),
                     r.attempt.to_string(),
-                    text(r.outcome.as_deref()),
+                    text(r.outcome.map(RunOutcome::as_str)),
                     output::refs(r),
                     r.bytes_received.to_string(),
                     text(r.error.as_deref()),

@@ -1,19 +1,19 @@
-//! One scheduler tick: claim due mirrors in Postgres and push them to Redis in waves
+//! One scheduler tick: open jobs for due mirrors in Postgres and push them to Redis in waves
 //! that keep the queue's backlog under `queue.max_backlog`.
 
 use std::time::Instant;
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::jobs::{self, DueClaim, DueCursor};
 use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_shared::lifecycle::enqueue::{self, DueBatch, DueCursor};
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
 use uuid::Uuid;
 
 use crate::error::SchedulerError;
 
-/// Smaller batches are claimed in one statement: a split would not pay for itself.
+/// Smaller batches are opened in one statement: a split would not pay for itself.
 const SPLIT_FROM: i64 = 2_000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub async fn enqueue_due(
 ) -> Result<TickReport, SchedulerError> {
     let started = Instant::now();
     let mut report = TickReport::default();
-    // Claimed in Postgres, not yet pushed: its push overlaps the next claim, so Postgres
+    // Opened in Postgres, not yet pushed: its push overlaps the next batch, so Postgres
     // and Redis work at the same time instead of in turns.
     let mut claimed: Vec<(Uuid, Uuid)> = Vec::new();
     let mut cursor: Option<DueCursor> = None;
@@ -40,7 +40,7 @@ pub async fn enqueue_due(
         let backlog = match queue::backlog(redis, &cfg.queue.namespace).await {
             Ok(n) => n + claimed.len() as u64,
             Err(e) => {
-                jobs::unclaim(pool, &job_ids(&claimed)).await?;
+                enqueue::withdraw(pool, &job_ids(&claimed)).await?;
                 return Err(e.into());
             }
         };
@@ -50,15 +50,14 @@ pub async fn enqueue_due(
             break;
         }
         let limit = room.min(u64::from(cfg.scheduler.batch_size)) as i64;
-        let (pushed, next) =
-            tokio::join!(push(enqueuer, &claimed), claim(cfg, pool, limit, cursor));
+        let (pushed, next) = tokio::join!(push(enqueuer, &claimed), open(cfg, pool, limit, cursor));
         if let Err(e) = pushed {
             // neither batch reaches Redis: both go back to due
             let mut unpushed = job_ids(&claimed);
             if let Ok(next) = &next {
                 unpushed.extend(job_ids(&next.jobs));
             }
-            jobs::unclaim(pool, &unpushed).await?;
+            enqueue::withdraw(pool, &unpushed).await?;
             return Err(e.into());
         }
         report.enqueued += claimed.len() as u64;
@@ -71,7 +70,7 @@ pub async fn enqueue_due(
         }
     }
     if let Err(e) = push(enqueuer, &claimed).await {
-        jobs::unclaim(pool, &job_ids(&claimed)).await?;
+        enqueue::withdraw(pool, &job_ids(&claimed)).await?;
         return Err(e.into());
     }
     report.enqueued += claimed.len() as u64;
@@ -84,25 +83,25 @@ pub async fn enqueue_due(
     Ok(report)
 }
 
-/// Claims up to `limit` due mirrors after `after`; a large batch as two halves at once,
-/// on two connections: a claim is one statement, so one Postgres backend, so one core
+/// Opens jobs for up to `limit` due mirrors after `after`; a large batch as two halves at
+/// once, on two connections: a batch is one statement, so one Postgres backend, so one core
 /// (measured: 100,000 due mirrors in 3.3 s instead of 4.1 s). The halves take disjoint
-/// mirrors (`SKIP LOCKED`), so everything up to the further one's stop was claimed by
+/// mirrors (`SKIP LOCKED`), so everything up to the further one's stop was taken by
 /// one of them or held by a third transaction.
-async fn claim(
+async fn open(
     cfg: &Config,
     pool: &PgPool,
     limit: i64,
     after: Option<DueCursor>,
-) -> sqlx::Result<DueClaim> {
+) -> sqlx::Result<DueBatch> {
     let attempts = cfg.sync.max_attempts as i32;
     if limit < SPLIT_FROM {
-        return jobs::claim_due(pool, limit, attempts, after).await;
+        return enqueue::open_due(pool, limit, attempts, after).await;
     }
     let half = limit / 2;
     let (first, second) = tokio::join!(
-        jobs::claim_due(pool, limit - half, attempts, after),
-        jobs::claim_due(pool, half, attempts, after)
+        enqueue::open_due(pool, limit - half, attempts, after),
+        enqueue::open_due(pool, half, attempts, after)
     );
     match (first, second) {
         (Ok(mut first), Ok(second)) => {
@@ -110,9 +109,9 @@ async fn claim(
             first.reached = first.reached.max(second.reached);
             Ok(first)
         }
-        // the other half is claimed but will not be pushed: due again at once
+        // the other half is opened but will not be pushed: due again at once
         (Ok(claimed), Err(e)) | (Err(e), Ok(claimed)) => {
-            jobs::unclaim(pool, &job_ids(&claimed.jobs)).await?;
+            enqueue::withdraw(pool, &job_ids(&claimed.jobs)).await?;
             Err(e)
         }
         (Err(e), Err(_)) => Err(e),

@@ -61,7 +61,7 @@ pub async fn deliver_due(
 ) -> Result<u64, SchedulerError> {
     // leased past the HTTP timeout, so a pass that dies leaves them due again soon
     let lease = cfg.notify.timeout + Duration::from_secs(30);
-    let due = notifications::claim_due(pool, BATCH, lease).await?;
+    let due = notifications::take_due(pool, BATCH, lease).await?;
     let sent = futures::future::join_all(due.iter().map(|d| send(cfg, http, d))).await;
     let mut delivered = 0;
     for (d, result) in due.iter().zip(sent) {

@@ -9,6 +9,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::{jobs, repos};
 use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_shared::lifecycle::rescue;
 use stasis_shared::lock::Leases;
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
@@ -47,7 +48,7 @@ pub async fn reap(
     if depth.scheduled + depth.active + depth.inflight == 0 {
         for (job_id, repo_id, reason) in jobs::pending_due_since(pool, stuck, BATCH).await? {
             reaped.pending += 1;
-            redeliver.push(delivery(job_id, repo_id, &reason));
+            redeliver.push(delivery(job_id, repo_id, reason));
         }
     }
 
@@ -56,9 +57,9 @@ pub async fn reap(
         if leases.is_held(&leases.repo_key(repo_id)).await? {
             continue;
         }
-        if jobs::requeue_running(pool, job_id).await? {
+        if rescue::requeue_running(pool, job_id).await? {
             reaped.running += 1;
-            redeliver.push(delivery(job_id, repo_id, &reason));
+            redeliver.push(delivery(job_id, repo_id, reason));
         }
     }
     if !redeliver.is_empty() {
@@ -86,10 +87,10 @@ pub async fn reap(
 
 /// A fresh delivery of a job as Postgres records it; its reason keeps it in its lane, so
 /// a rescued "Sync now" stays ahead.
-pub(crate) fn delivery(job_id: uuid::Uuid, repo_id: uuid::Uuid, reason: &str) -> SyncMirror {
+pub(crate) fn delivery(job_id: uuid::Uuid, repo_id: uuid::Uuid, reason: SyncReason) -> SyncMirror {
     SyncMirror {
         job_id,
         repo_id,
-        reason: reason.parse().unwrap_or(SyncReason::Scheduled),
+        reason,
     }
 }

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use chrono::Utc;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::jobs;
 use stasis_shared::db::recovery::{self, Orphan};
 use stasis_shared::domain::SyncMirror;
+use stasis_shared::lifecycle::rescue;
 use stasis_shared::liveness;
 use stasis_shared::queue::{self, Enqueuer, EpochWatch};
 use stasis_shared::Config;
@@ -115,7 +115,7 @@ async fn rescue_dead_workers(
         if alive.get(worker).copied().unwrap_or(false) {
             continue;
         }
-        if jobs::requeue_running(pool, job.id).await? {
+        if rescue::requeue_running(pool, job.id).await? {
             info!(job_id = %job.id, repo_id = %job.repo_id, worker, "worker died mid-sync: job re-delivered");
             deliveries.push(delivery(&job));
         }
@@ -170,5 +170,5 @@ async fn redeliver_before(
 }
 
 fn delivery(job: &Orphan) -> SyncMirror {
-    crate::reaper::delivery(job.id, job.repo_id, &job.reason)
+    crate::reaper::delivery(job.id, job.repo_id, job.reason)
 }

@@ -19,7 +19,7 @@ pub async fn sample(
 ) -> Result<(), SchedulerError> {
     let (states, oldest) = jobs::depth(pool).await?;
     for state in JobState::ALL {
-        let n = count(&states, state.as_str());
+        let n = count(&states, *state);
         metrics::gauge!("stasis_queue_jobs", "state" => state.as_str()).set(n as f64);
     }
     metrics::gauge!("stasis_queue_oldest_job_age_seconds").set(oldest.unwrap_or(0.0));
@@ -39,7 +39,7 @@ pub async fn sample(
 
     let mirrors = repos::mirrors_by_status(pool).await?;
     for status in SyncStatus::ALL {
-        let n = count(&mirrors, status.as_str());
+        let n = count(&mirrors, *status);
         metrics::gauge!("stasis_mirrors", "sync_status" => status.as_str()).set(n as f64);
     }
     // one total: a label per mirror would be thousands of series
@@ -51,6 +51,6 @@ pub async fn sample(
     Ok(())
 }
 
-fn count(rows: &[(String, i64)], key: &str) -> i64 {
-    rows.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n)
+fn count<K: PartialEq>(rows: &[(K, i64)], key: K) -> i64 {
+    rows.iter().find(|(k, _)| *k == key).map_or(0, |(_, n)| *n)
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use stasis_scheduler::reaper::{reap, Reaped};
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::{assert_mirrors, Upstream};
 use stasis_testkit::TestEnv;
@@ -77,7 +77,7 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
         },
         "the lost and abandoned jobs and the orphaned mirror, not the locked sync"
     );
-    assert_eq!(env.job(busy_job).await.state, "running");
+    assert_eq!(env.job(busy_job).await.state, JobState::Running);
 
     // a second pass finds deliveries waiting now and touches nothing
     let again = reap(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
@@ -87,10 +87,10 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
 
     let worker = env.spawn_worker();
     for job in [lost_job, abandoned_job] {
-        assert_eq!(env.finished(job, WAIT).await.state, "done");
+        assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     }
     stasis_testkit::eventually("the orphaned mirror to sync", WAIT, || async {
-        (env.repo(orphaned).await.sync_status == "success").then_some(())
+        (env.repo(orphaned).await.sync_status == SyncStatus::Success).then_some(())
     })
     .await;
     for (i, name) in ["lost", "abandoned", "orphaned"].into_iter().enumerate() {
@@ -98,7 +98,7 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
     }
     assert_eq!(
         env.job(busy_job).await.state,
-        "running",
+        JobState::Running,
         "its lock is still held"
     );
     leases.release(&held).await.unwrap();

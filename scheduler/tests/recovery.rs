@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use stasis_scheduler::recovery::{Recovered, Recovery};
 use stasis_shared::db::workers;
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_shared::liveness;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::TestEnv;
@@ -72,9 +72,9 @@ async fn running_jobs_of_a_worker_dead_in_both_backends_are_delivered_again() {
             redelivered: 0
         }
     );
-    assert_eq!(env.job(jobs[0]).await.state, "pending");
-    assert_eq!(env.job(jobs[1]).await.state, "running");
-    assert_eq!(env.job(jobs[2]).await.state, "running");
+    assert_eq!(env.job(jobs[0]).await.state, JobState::Pending);
+    assert_eq!(env.job(jobs[1]).await.state, JobState::Running);
+    assert_eq!(env.job(jobs[2]).await.state, JobState::Running);
     assert_eq!(
         env.waiting_deliveries().await,
         1,

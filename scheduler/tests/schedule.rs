@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use stasis_scheduler::due::enqueue_due;
 use stasis_shared::db::settings;
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{SyncReason, SyncStatus};
 use stasis_shared::{queue, scheduler_status};
 use stasis_testkit::{eventually, throughout, TestEnv};
 use uuid::Uuid;
@@ -53,7 +53,7 @@ async fn enqueues_due_mirrors_and_only_them() {
         .unwrap();
     assert_eq!(report.enqueued, 1);
     assert_eq!(job_reasons(&env, due).await, ["scheduled"]);
-    assert_eq!(env.repo(due).await.sync_status, "queued");
+    assert_eq!(env.repo(due).await.sync_status, SyncStatus::Queued);
     for repo in [later, paused, never] {
         assert!(job_reasons(&env, repo).await.is_empty());
     }

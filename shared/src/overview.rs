@@ -85,9 +85,7 @@ pub async fn queue_overview(
     let mut by_state: BTreeMap<&'static str, i64> =
         JobState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     for (state, n) in counts {
-        if let Ok(state) = state.parse::<JobState>() {
-            by_state.insert(state.as_str(), n);
-        }
+        by_state.insert(state.as_str(), n);
     }
     let (last_1m, last_1h) = runs::throughput(pool).await?;
     let status = scheduler_status::read(redis, &cfg.queue.namespace).await?;

@@ -6,8 +6,9 @@
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use crate::db::{jobs, repos};
+use crate::db::repos;
 use crate::git::mirror_path;
+use crate::lifecycle::enqueue;
 use crate::lock::Leases;
 use crate::queue::Enqueuer;
 use crate::{Config, Error, Result};
@@ -45,7 +46,7 @@ async fn remove(
     enqueuer: &Enqueuer,
     repo: &repos::Repo,
 ) -> Result<()> {
-    if let Some(job) = jobs::active_job(pool, repo.id).await? {
+    if let Some(job) = enqueue::active_job(pool, repo.id).await? {
         enqueuer.drop_deliveries(job).await?;
     }
     let path = mirror_path(&cfg.storage.root, &repo.owner, &repo.name);

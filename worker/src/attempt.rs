@@ -1,44 +1,305 @@
-//! Around one attempt of a sync: its in-flight gauge and start metrics, the backoff
-//! before a retry, and the fresh delivery of one a shutdown interrupted.
+//! One attempt of a sync as one value: [`SyncAttempt::acquire`] takes the repository's
+//! lease (renewed for as long as the value lives, watched by the fetch's stop flag),
+//! [`SyncAttempt::run`] waits for a permit and a fleet slot, fetches, records the result
+//! and gives the lease back.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use stasis_shared::db::repos::{Repo, RepoForJob};
 use stasis_shared::domain::SyncMirror;
-use tracing::info;
+use stasis_shared::git::fetch::{FetchError, FetchReport, StopFlag};
+use stasis_shared::git::gate::WriteGate;
+use stasis_shared::git::mirror_path;
+use stasis_shared::git::url::upstream_host;
+use stasis_shared::lifecycle::attempt::{self, Attempt, Finish, Started};
+use stasis_shared::lifecycle::policy::Limits;
+use stasis_shared::lock::Lease;
+use tokio::sync::SemaphorePermit;
+use tracing::{debug, info, warn};
 
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
-use crate::record::Started;
+use crate::fetch::fetch;
+use crate::handler::postpone;
+use crate::housekeeping::{self, Housekept};
+use crate::keepalive::KeepAlive;
+use crate::observe::{announce, observe, Inflight};
+use crate::record::Ending;
+use crate::shutdown::Registered;
 
-/// A sync counted in `stasis_worker_inflight_jobs` for as long as this is held, whichever
-/// way its attempt ends.
-pub(crate) struct Inflight;
+/// How long a sync runs before its start is recorded anyway. One that ends at the ref
+/// listing within it, with nothing written (most syncs), is recorded start and end in
+/// one transaction; operators see anything slower as running, as soon as this passes.
+const RECORD_START_AFTER: Duration = Duration::from_millis(500);
 
-impl Inflight {
-    pub(crate) fn count() -> Self {
-        metrics::gauge!("stasis_worker_inflight_jobs").increment(1.0);
-        Self
-    }
+pub(crate) enum Acquired<'c> {
+    Attempt(Box<SyncAttempt<'c>>),
+    /// The repository is locked by another sync: deliver again after this.
+    Postponed(Duration),
 }
 
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
-    }
+pub(crate) struct SyncAttempt<'c> {
+    ctx: &'c WorkerContext,
+    job: SyncMirror,
+    repo: Repo,
+    max_attempts: i32,
+    lease: Lease,
+    /// Stops the fetch: the lease lost, the sync's timeout, the worker's shutdown.
+    stop: Arc<StopFlag>,
+    renewal: KeepAlive,
+    /// Counted among the worker's syncs that a shutdown waits for (and stops).
+    registered: Registered,
 }
 
-/// The attempt's number on its span, and the metrics of a started attempt.
-pub(crate) fn announce(job: &SyncMirror, started: &Started) {
-    tracing::Span::current().record("attempt", started.attempt);
-    metrics::counter!("stasis_syncs_started_total", "reason" => job.reason.as_str()).increment(1);
-    metrics::histogram!("stasis_job_queue_wait_seconds").record(started.waited_secs);
-    if started.rescued {
-        metrics::counter!("stasis_jobs_rescued_total").increment(1);
+impl<'c> SyncAttempt<'c> {
+    pub(crate) async fn acquire(
+        ctx: &'c WorkerContext,
+        job: SyncMirror,
+        found: RepoForJob,
+    ) -> Result<Acquired<'c>, WorkerError> {
+        let repo = found.repo;
+        let ttl = ctx.cfg.sync.lock_ttl;
+        let key = ctx.leases.repo_key(repo.id);
+        let Some(lease) = ctx.leases.try_acquire(&key, ttl, repo.sync_fence).await? else {
+            metrics::counter!("stasis_lock_contention_total").increment(1);
+            debug!("repository locked by another sync; delivery postponed");
+            return Ok(Acquired::Postponed(ctx.cfg.sync.lock_retry_delay));
+        };
+        if lease.taken_over {
+            metrics::counter!("stasis_locks_taken_over_total").increment(1);
+            info!("repository lock taken over from a worker whose heartbeat lapsed");
+        }
+        // Renewed from the moment it is held: the delivery may wait for a permit first.
+        // A lease that cannot be renewed stops the fetch, since another worker may now
+        // own the repository.
+        let stop = Arc::new(StopFlag::default());
+        let registered = ctx.syncs.register(&stop);
+        let renewal = KeepAlive::lease(ctx.leases.clone(), lease.clone(), ttl, stop.clone());
+        Ok(Acquired::Attempt(Box::new(Self {
+            ctx,
+            job,
+            repo,
+            max_attempts: found.job_max_attempts,
+            lease,
+            stop,
+            renewal,
+            registered,
+        })))
+    }
+
+    /// Syncs under the lease, then releases it whatever happened.
+    pub(crate) async fn run(self) -> Result<(), WorkerError> {
+        let result = self.run_held().await;
+        self.release().await;
+        result
+    }
+
+    /// Waits for one of this worker's permits and takes a slot under the fleet's caps.
+    /// A delivery whose lock lapsed while it waited, or whose host is at its cap, is
+    /// postponed.
+    async fn run_held(&self) -> Result<(), WorkerError> {
+        let ctx = self.ctx;
+        let permit = ctx.permits.acquire(self.job.reason.lane()).await;
+        if self.stop.is_stopped() {
+            debug!("repository lock lapsed while waiting for a permit; delivery postponed");
+            return postpone(ctx, self.job.clone(), ctx.cfg.sync.lock_retry_delay).await;
+        }
+        let ttl = ctx.cfg.sync.lock_ttl;
+        let host = self
+            .repo
+            .mirror_url
+            .as_deref()
+            .map_or("local".into(), upstream_host);
+        let Some(slot) = ctx.slots.try_acquire(&host, ttl).await? else {
+            metrics::counter!("stasis_host_throttled_total").increment(1);
+            debug!(%host, "sync cap for this host or the fleet reached; delivery postponed");
+            // spread the retries out: a burst from one host must not come back at once
+            let delay = ctx
+                .cfg
+                .sync
+                .lock_retry_delay
+                .mul_f64(1.0 + rand::random::<f64>());
+            return postpone(ctx, self.job.clone(), delay).await;
+        };
+        // renewed from the moment it is held: the bookkeeping before the fetch may
+        // outlast a short TTL on a loaded database
+        let renewal = slot
+            .holds_any()
+            .then(|| KeepAlive::slot(ctx.slots.clone(), slot.clone(), ttl));
+        let result = self.sync(permit).await;
+        drop(renewal);
+        if let Err(e) = ctx.slots.release(&slot).await {
+            warn!(error = %e, "could not release sync slot; it expires on its own");
+        }
+        result
+    }
+
+    /// Fetches, recording the start as soon as the fetch is about to write, fails or
+    /// takes long; then housekeeping, then the end.
+    async fn sync(&self, permit: SemaphorePermit<'_>) -> Result<(), WorkerError> {
+        let ctx = self.ctx;
+        let gate = Arc::new(WriteGate::default());
+        let inflight = Inflight::count();
+        let began = Instant::now();
+        let started_at = Utc::now();
+        let fetch = fetch(ctx, &self.repo, self.stop.clone(), gate.clone());
+        tokio::pin!(fetch);
+        let early = tokio::select! {
+            fetched = &mut fetch => Some(fetched),
+            () = gate.asked() => None,
+            () = tokio::time::sleep(RECORD_START_AFTER) => None,
+        };
+        let (fetched, started) = match early {
+            Some(Ok(report)) => (Ok(report), None),
+            early => {
+                let started = attempt::start(&ctx.pool, &self.attempt(started_at)).await;
+                gate.decide(matches!(started, Ok(Some(_))));
+                let fetched = match early {
+                    Some(fetched) => fetched,
+                    None => fetch.await,
+                };
+                let Some(started) = started? else {
+                    debug!("job no longer runnable or a newer sync started; nothing to do");
+                    return Ok(());
+                };
+                announce(&self.job, &started);
+                info!("sync started");
+                (fetched, Some(started))
+            }
+        };
+        let duration = began.elapsed();
+        let housekept = match &fetched {
+            Ok(report) => {
+                let path = mirror_path(&ctx.cfg.storage.root, &self.repo.owner, &self.repo.name);
+                housekeeping::after_sync(&ctx.cfg, &path, report, &self.stop).await
+            }
+            Err(_) => Housekept::default(),
+        };
+        drop(inflight);
+        // The git work is done: the next sync may start while this one is recorded. The
+        // run row spans exactly this work, so runs recorded at once never exceed the
+        // permits.
+        drop(permit);
+        self.record(&fetched, started, started_at, duration, housekept)
+            .await
+    }
+
+    fn attempt(&self, started_at: DateTime<Utc>) -> Attempt<'_> {
+        Attempt {
+            job_id: self.job.job_id,
+            repo_id: self.repo.id,
+            worker: &self.ctx.name,
+            fence: self.lease.fence,
+            started_at,
+        }
+    }
+
+    /// Decides how the attempt ended, records it, and acts on it: a retry's delivery,
+    /// an interrupted job's fresh one.
+    async fn record(
+        &self,
+        fetched: &Result<FetchReport, FetchError>,
+        started: Option<Started>,
+        started_at: DateTime<Utc>,
+        duration: Duration,
+        housekept: Housekept,
+    ) -> Result<(), WorkerError> {
+        let ctx = self.ctx;
+        let ending = match (fetched, started) {
+            (Ok(report), _) => Ending::Success(report),
+            (Err(error), _) if ctx.syncs.interrupted(&self.stop) => Ending::Interrupted(error),
+            (Err(error), Some(started))
+                if !error.kind.is_permanent() && started.attempt < self.max_attempts =>
+            {
+                Ending::Retry {
+                    error,
+                    delay: backoff(ctx, started.attempt),
+                }
+            }
+            (Err(error), _) => Ending::Failed(error),
+        };
+        let (error, error_kind) = ending.error();
+        let finished = attempt::finish(
+            &ctx.pool,
+            &Finish {
+                attempt: self.attempt(started_at),
+                run_id: started.map(|s| s.run_id),
+                end: ending.end(),
+                error,
+                error_kind,
+                duration,
+                stats: ending.stats(housekept),
+                default_interval: ctx.cfg.mirror.sync_interval,
+                limits: Limits {
+                    max_interval: ctx.cfg.mirror.max_sync_interval,
+                    hard_fail_after: ctx.cfg.mirror.hard_fail_after,
+                },
+                repo_name: &format!("{}/{}", self.repo.owner, self.repo.name),
+                notify_urls: &ctx.cfg.notify.urls,
+            },
+        )
+        .await?;
+        if started.is_none() {
+            let Some(started) = finished.started else {
+                debug!("job no longer runnable or a newer sync started; nothing recorded");
+                return Ok(());
+            };
+            announce(&self.job, &started);
+        }
+        observe(&self.job, fetched, duration, finished.owned, ending);
+        if !finished.owned {
+            warn!("repository lock was lost during the sync; its new owner's results stand");
+            return Ok(());
+        }
+        match ending {
+            Ending::Success(report) => info!(
+                unchanged = report.unchanged,
+                refs_changed = report.refs_changed(),
+                refs_pruned = report.refs_pruned,
+                bytes = report.bytes_received,
+                ms = duration.as_millis() as u64,
+                "sync succeeded"
+            ),
+            Ending::Retry { error, delay } => {
+                info!(error = %error, delay_s = delay.as_secs(), "sync failed; retry scheduled");
+                metrics::counter!("stasis_sync_retries_total").increment(1);
+                postpone(ctx, self.job.clone(), delay).await?;
+            }
+            Ending::Failed(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
+            Ending::Interrupted(_) => {
+                // pending again (recorded with the run), due now: a fresh delivery lets
+                // any worker take it at once instead of after the lock's TTL or the
+                // reaper's pass
+                info!("sync interrupted by shutdown; job requeued");
+                metrics::counter!("stasis_syncs_interrupted_total").increment(1);
+                ctx.enqueuer.push(vec![self.job.clone()]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops renewing the lease and gives it back; unregistered from the shutdown last.
+    async fn release(self) {
+        let SyncAttempt {
+            ctx,
+            lease,
+            renewal,
+            registered,
+            ..
+        } = self;
+        drop(renewal);
+        if let Err(e) = ctx.leases.release(&lease).await {
+            // It expires on its own within lock_ttl.
+            warn!(error = %e, "repository lock could not be released");
+        }
+        drop(registered);
     }
 }
 
 /// Exponential with jitter, from `sync.retry_base_delay` up to `sync.retry_max_delay`.
-pub(crate) fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
+fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
     let sync = &ctx.cfg.sync;
     stasis_shared::backoff::delay(
         sync.retry_base_delay,
@@ -46,17 +307,4 @@ pub(crate) fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
         attempt.max(0) as u32,
         true,
     )
-}
-
-/// The job of an interrupted attempt is pending again (recorded with the run), due now:
-/// a fresh delivery lets any worker take it at once instead of after the lock's TTL or
-/// the reaper's pass. Its lock is released by the caller like any attempt's.
-pub(crate) async fn requeue_interrupted(
-    ctx: &WorkerContext,
-    job: &SyncMirror,
-) -> Result<(), WorkerError> {
-    info!("sync interrupted by shutdown; job requeued");
-    metrics::counter!("stasis_syncs_interrupted_total").increment(1);
-    ctx.enqueuer.push(vec![job.clone()]).await?;
-    Ok(())
 }

@@ -3,6 +3,7 @@
 mod attempt;
 pub mod context;
 pub mod error;
+mod fetch;
 pub mod handler;
 pub mod housekeeping;
 mod keepalive;

@@ -1,11 +1,39 @@
-//! Metrics of a finished sync.
+//! A sync's metrics: in flight, started, finished.
 
 use std::time::Duration;
 
 use stasis_shared::domain::SyncMirror;
 use stasis_shared::git::fetch::{FetchError, FetchReport};
+use stasis_shared::lifecycle::attempt::Started;
 
 use crate::record::Ending;
+
+/// A sync counted in `stasis_worker_inflight_jobs` for as long as this is held, whichever
+/// way its attempt ends.
+pub(crate) struct Inflight;
+
+impl Inflight {
+    pub(crate) fn count() -> Self {
+        metrics::gauge!("stasis_worker_inflight_jobs").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        metrics::gauge!("stasis_worker_inflight_jobs").decrement(1.0);
+    }
+}
+
+/// The attempt's number on its span, and the metrics of a started attempt.
+pub(crate) fn announce(job: &SyncMirror, started: &Started) {
+    tracing::Span::current().record("attempt", started.attempt);
+    metrics::counter!("stasis_syncs_started_total", "reason" => job.reason.as_str()).increment(1);
+    metrics::histogram!("stasis_job_queue_wait_seconds").record(started.waited_secs);
+    if started.rescued {
+        metrics::counter!("stasis_jobs_rescued_total").increment(1);
+    }
+}
 
 pub(crate) fn observe(
     job: &SyncMirror,

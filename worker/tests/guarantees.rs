@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::TestEnv;
@@ -25,7 +25,7 @@ async fn credentials_sealed_under_another_key_fail_the_sync_at_once_without_retr
 
     let job = env.enqueue(repo, SyncReason::Manual).await;
     let finished = env.finished(job, WAIT).await;
-    assert_eq!(finished.state, "failed");
+    assert_eq!(finished.state, JobState::Failed);
     assert_eq!(finished.attempts, 1, "retrying cannot bring the key back");
     let runs = env.runs(job).await;
     assert_eq!(runs[0].error_kind.as_deref(), Some("auth"), "{runs:?}");
@@ -53,7 +53,7 @@ async fn a_sync_past_its_timeout_is_stopped_and_its_connection_closed() {
     let started = std::time::Instant::now();
     let job = env.enqueue(repo, SyncReason::Manual).await;
     let finished = env.finished(job, WAIT).await;
-    assert_eq!(finished.state, "failed", "{finished:?}");
+    assert_eq!(finished.state, JobState::Failed, "{finished:?}");
     let runs = env.runs(job).await;
     assert_eq!(runs[0].error_kind.as_deref(), Some("timeout"), "{runs:?}");
     assert!(
@@ -88,7 +88,7 @@ async fn a_worker_that_loses_its_lock_stops_and_its_results_are_refused() {
     let worker = env.spawn_worker();
     let job = env.enqueue(repo, SyncReason::Manual).await;
     stasis_testkit::eventually("the sync to be under way", WAIT, || async {
-        (env.job(job).await.state == "running" && proxy.open() > 0).then_some(())
+        (env.job(job).await.state == JobState::Running && proxy.open() > 0).then_some(())
     })
     .await;
 
@@ -131,7 +131,7 @@ async fn a_worker_that_loses_its_lock_stops_and_its_results_are_refused() {
     // the new holder's state stands: the old worker wrote nothing over it
     let after = env.repo(repo).await;
     assert_eq!(after.sync_fence, lease.fence);
-    assert_eq!(after.sync_status, "syncing");
+    assert_eq!(after.sync_status, SyncStatus::Syncing);
     assert!(after.sync_error.is_none(), "{:?}", after.sync_error);
     assert!(after.last_synced_at.is_none());
     worker.stop().await;

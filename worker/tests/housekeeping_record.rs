@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use stasis_shared::domain::JobState;
 use stasis_testkit::git::Upstream;
 
 /// Through the queue: the run records its repack, the mirror its size; a no-op sync
@@ -21,9 +22,9 @@ async fn a_sync_that_wrote_records_its_housekeeping_and_the_mirror_size() {
     let worker = env.spawn_worker();
     let wait = Duration::from_secs(60);
     let import = env.enqueue(repo, SyncReason::Import).await;
-    assert_eq!(env.finished(import, wait).await.state, "done");
+    assert_eq!(env.finished(import, wait).await.state, JobState::Done);
     let noop = env.enqueue(repo, SyncReason::Manual).await;
-    assert_eq!(env.finished(noop, wait).await.state, "done");
+    assert_eq!(env.finished(noop, wait).await.state, JobState::Done);
     worker.stop().await;
 
     let recorded = |job| {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
 use stasis_shared::db::workers;
-use stasis_shared::domain::{Lane, SyncReason};
+use stasis_shared::domain::{JobState, Lane, SyncReason, SyncStatus};
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::services::PrivateRedis;
@@ -68,7 +68,7 @@ async fn sigkill_mid_fetch_the_job_completes_on_another_worker() {
     .await;
     assert_eq!(
         env.job(job).await.state,
-        "running",
+        JobState::Running,
         "the sync ended before the kill: slow its upstream further"
     );
     first.kill().expect("SIGKILL the worker"); // Child::kill sends SIGKILL
@@ -81,7 +81,7 @@ async fn sigkill_mid_fetch_the_job_completes_on_another_worker() {
         "took {:?}",
         killed_at.elapsed()
     );
-    assert_eq!(finished.state, "done");
+    assert_eq!(finished.state, JobState::Done);
     let runs = env.runs(job).await;
     assert_eq!(
         runs.first().map(|r| r.worker.as_str()),
@@ -91,7 +91,7 @@ async fn sigkill_mid_fetch_the_job_completes_on_another_worker() {
     let last = runs.last().unwrap();
     assert_eq!(last.outcome.as_deref(), Some("success"));
     assert_ne!(last.worker, victim);
-    assert_eq!(env.repo(repo).await.sync_status, "success");
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Success);
     assert_mirrors(&env.mirror_path("erin", "up"), &up);
     second.kill().ok();
     second.wait().ok();
@@ -119,7 +119,7 @@ async fn sigterm_lets_the_in_flight_sync_finish_then_exits_zero() {
     assert!(status.success(), "worker exited with {status}");
     // it exited only after recording the sync it had in flight
     let job = env.job(job).await;
-    assert_eq!(job.state, "done");
+    assert_eq!(job.state, JobState::Done);
     assert_eq!(env.runs(job.id).await.len(), 1);
     assert_mirrors(&env.mirror_path("erin", "up"), &up);
 }
@@ -151,7 +151,7 @@ async fn a_redis_restart_mid_run_does_not_stop_the_worker() {
     let mut worker = spawn_worker(&env, "worker.log");
 
     let import = env.enqueue(repo, SyncReason::Import).await;
-    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
 
     // Redis goes away and comes back empty (no persistence): queue and lock counters gone.
     let log = env.dir.path().join("worker.log");
@@ -182,7 +182,7 @@ async fn a_redis_restart_mid_run_does_not_stop_the_worker() {
         }
     })
     .await;
-    assert_eq!(env.finished(job.job_id, WAIT).await.state, "done");
+    assert_eq!(env.finished(job.job_id, WAIT).await.state, JobState::Done);
     assert_mirrors(&env.mirror_path("frank", "up"), &up);
     assert!(worker.try_wait().unwrap().is_none(), "worker process died");
     worker.kill().ok();
@@ -207,7 +207,7 @@ async fn a_poison_payload_does_not_stop_the_queue() {
     let mut worker = spawn_worker(&env, "worker.log");
 
     let job = env.enqueue(repo, SyncReason::Import).await;
-    assert_eq!(env.finished(job, WAIT).await.state, "done");
+    assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     assert_mirrors(&env.mirror_path("grace", "up"), &up);
     assert!(worker.try_wait().unwrap().is_none(), "worker process died");
     worker.kill().ok();
@@ -276,7 +276,7 @@ async fn sealed_credentials_reach_the_upstream_and_never_the_logs() {
         .expect("start stasis-worker");
     let job = env.enqueue(repo, SyncReason::Manual).await;
     let finished = env.finished(job, WAIT).await;
-    assert_eq!(finished.state, "failed");
+    assert_eq!(finished.state, JobState::Failed);
     assert_eq!(finished.attempts, 1, "a refused login is permanent");
     let runs = env.runs(job).await;
     assert_eq!(runs[0].error_kind.as_deref(), Some("auth"), "{runs:?}");

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
@@ -75,7 +75,7 @@ async fn sigterm_past_the_grace_interrupts_the_sync_and_requeues_its_job() {
     );
     assert!(runs[0].finished_at.is_some(), "{runs:?}");
     let requeued = env.job(job).await;
-    assert_eq!(requeued.state, "pending");
+    assert_eq!(requeued.state, JobState::Pending);
     assert_eq!(
         requeued.attempts, 0,
         "an interrupted attempt is not counted"

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::db::{notifications, runs, users::User};
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{SyncReason, SyncStatus};
 use stasis_shared::queue::Window;
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
@@ -97,7 +97,7 @@ pub async fn enqueue(
     }
     let status = repos::find(&state.pool, repo_id)
         .await?
-        .map_or_else(|| "queued".to_owned(), |r| r.sync_status);
+        .map_or(SyncStatus::Queued, |r| r.sync_status);
     let message = if enqueued.created && deferred {
         "Mirror sync scheduled after the minimum interval between syncs"
     } else if enqueued.created {

@@ -4,6 +4,7 @@ use reqwest::StatusCode;
 use uuid::Uuid;
 
 use crate::{job_ids, ops};
+use stasis_shared::domain::JobState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_are_listed_by_state_with_their_repository_and_error() {
@@ -94,7 +95,7 @@ async fn operator_routes_refuse_anonymous_with_401_and_users_with_403() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         o.env.job(broken_job.parse().unwrap()).await.state,
-        "failed",
+        JobState::Failed,
         "a refused retry changes nothing"
     );
     seeded.worker.stop().await;

@@ -6,6 +6,7 @@ use serde_json::json;
 use stasis_testkit::git::assert_mirrors;
 
 use crate::{ops, WAIT};
+use stasis_shared::domain::JobState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_discarded_while_it_waits_is_dead_gone_from_redis_and_once_only() {
@@ -74,7 +75,7 @@ async fn a_discarded_job_can_be_retried_and_completes() {
             .finished(seeded.parked.parse().unwrap(), WAIT)
             .await
             .state,
-        "done"
+        JobState::Done
     );
     seeded.worker.stop().await;
 }

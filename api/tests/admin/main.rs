@@ -20,6 +20,7 @@ use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::{eventually, TestEnv};
 
 use common::Api;
+use stasis_shared::domain::JobState;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -151,7 +152,7 @@ impl Ops {
             let (status, body) = self.retry(job).await;
             assert_eq!(status, StatusCode::ACCEPTED, "{body}");
             let job = self.env.finished(job.parse().unwrap(), WAIT).await;
-            assert_eq!(job.state, "done");
+            assert_eq!(job.state, JobState::Done);
         }
         fixed
     }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_testkit::git::GitDaemon;
 use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::TestEnv;
@@ -43,7 +43,7 @@ async fn sync_one(env: &TestEnv, repo: Uuid, reason: SyncReason) -> anyhow::Resu
     let job = env.enqueue(repo, reason).await;
     let finished = env.finished(job, WAIT).await;
     ensure!(
-        finished.state == "done",
+        finished.state == JobState::Done,
         "sync failed: {:?}",
         finished.last_error
     );

@@ -3,7 +3,7 @@
 //! test.
 
 use stasis_shared::db::{jobs, repos, users};
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::TestEnv;
@@ -68,11 +68,11 @@ async fn failed_for_good(env: &TestEnv, alice: &users::User) -> (Uuid, Vec<Uuid>
         let repo = env.mirror(alice, name, &missing).await;
         broken.push(env.enqueue(repo, SyncReason::Import).await);
     }
-    assert_eq!(env.finished(good_job, WAIT).await.state, "done");
+    assert_eq!(env.finished(good_job, WAIT).await.state, JobState::Done);
     let mut errors = Vec::new();
     for &job in &broken {
         let job = env.finished(job, WAIT).await;
-        assert_eq!(job.state, "failed");
+        assert_eq!(job.state, JobState::Failed);
         errors.push(job.last_error.unwrap());
     }
     worker.stop().await;

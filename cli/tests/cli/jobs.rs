@@ -3,7 +3,7 @@
 //! test, on jobs seeded through the real pipeline.
 
 use stasis_shared::db::users::User;
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_testkit::git::{assert_mirrors, Upstream};
 use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::TestEnv;
@@ -57,8 +57,8 @@ async fn seed(env: &TestEnv, ctl: &Ctl<'_>) -> Seeded {
         .await;
     let good_job = env.enqueue(good_repo, SyncReason::Import).await;
     let broken_job = env.enqueue(broken_repo, SyncReason::Import).await;
-    assert_eq!(env.finished(good_job, WAIT).await.state, "done");
-    assert_eq!(env.finished(broken_job, WAIT).await.state, "failed");
+    assert_eq!(env.finished(good_job, WAIT).await.state, JobState::Done);
+    assert_eq!(env.finished(broken_job, WAIT).await.state, JobState::Failed);
     Seeded {
         worker,
         parked,
@@ -86,7 +86,7 @@ async fn sync_now_good(env: &TestEnv, ctl: &Ctl<'_>) -> Uuid {
         .last()
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("no job id in {said:?}"));
-    assert_eq!(env.finished(job, WAIT).await.state, "done");
+    assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     job
 }
 
@@ -240,7 +240,7 @@ async fn the_fleet_at_a_glance_counts_jobs_attempts_deliveries_and_workers() {
     assert!(table.contains("workers alive: 1"), "{table}");
     assert_eq!(
         env.job(seeded.parked).await.state,
-        "dead",
+        JobState::Dead,
         "the discarded job stays dead"
     );
     seeded.worker.stop().await;

@@ -36,11 +36,15 @@ pub async fn active<'e, E>(executor: E, repo_id: Uuid) -> sqlx::Result<Option<Ac
 where
     E: sqlx::PgExecutor<'e>,
 {
-    sqlx::query_as(
-        "SELECT id, run_at, state = 'pending' AS pending,
-                state = 'pending' AND delivery_epoch < current_redis_epoch() AS undelivered
-         FROM sync_jobs WHERE repo_id = $1 AND state IN ('pending', 'running')",
-    )
+    sqlx::query_as(concat!(
+        "SELECT id, run_at, ",
+        crate::job_pending!("j"),
+        " AS pending, ",
+        crate::job_pending!("j"),
+        " AND delivery_epoch < current_redis_epoch() AS undelivered
+         FROM sync_jobs j WHERE repo_id = $1 AND ",
+        crate::job_active!("j")
+    ))
     .bind(repo_id)
     .fetch_optional(executor)
     .await
@@ -73,9 +77,10 @@ pub async fn defer(
 /// An operator's forced sync: a deferred pending job becomes due now. `false` when the
 /// job was not waiting (already due, running or gone).
 pub async fn advance(pool: &PgPool, job_id: Uuid) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE sync_jobs SET run_at = now() WHERE id = $1 AND state = 'pending' AND run_at > now()",
-    )
+    let done = sqlx::query(concat!(
+        "UPDATE sync_jobs j SET run_at = now() WHERE id = $1 AND run_at > now() AND ",
+        crate::job_pending!("j")
+    ))
     .bind(job_id)
     .execute(pool)
     .await?;

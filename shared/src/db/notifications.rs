@@ -18,7 +18,7 @@ pub struct Due {
 
 /// Takes up to `limit` due deliveries, leasing them for `lease` so a sender that dies
 /// mid-delivery only delays them.
-pub async fn claim_due(
+pub async fn take_due(
     pool: &PgPool,
     limit: i64,
     lease: std::time::Duration,

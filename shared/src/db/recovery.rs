@@ -7,12 +7,14 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::domain::SyncReason;
+
 /// A job to deliver again.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Orphan {
     pub id: Uuid,
     pub repo_id: Uuid,
-    pub reason: String,
+    pub reason: SyncReason,
     pub run_at: DateTime<Utc>,
     /// The worker that last started it.
     pub worker: Option<String>,
@@ -25,13 +27,13 @@ pub async fn running_on_silent_workers(
     window: Duration,
     limit: i64,
 ) -> sqlx::Result<Vec<Orphan>> {
-    sqlx::query_as(
-        "SELECT j.id, j.repo_id, j.reason, j.run_at, j.worker FROM sync_jobs j
-         WHERE j.state = 'running'
-           AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.name = j.worker
+    sqlx::query_as(concat!(
+        "SELECT j.id, j.repo_id, j.reason, j.run_at, j.worker FROM sync_jobs j WHERE ",
+        crate::job_running!("j"),
+        " AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.name = j.worker
                            AND w.last_heartbeat_at > now() - make_interval(secs => $1))
-         ORDER BY j.started_at LIMIT $2",
-    )
+         ORDER BY j.started_at LIMIT $2"
+    ))
     .bind(window.as_secs_f64())
     .bind(limit)
     .fetch_all(pool)
@@ -59,12 +61,13 @@ pub async fn delivered_before(
     after: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<Orphan>> {
-    sqlx::query_as(
-        "SELECT id, repo_id, reason, run_at, worker FROM sync_jobs
-         WHERE state = 'pending' AND delivery_epoch < $1
+    sqlx::query_as(concat!(
+        "SELECT id, repo_id, reason, run_at, worker FROM sync_jobs j WHERE ",
+        crate::job_pending!("j"),
+        " AND delivery_epoch < $1
            AND id > COALESCE($2, '00000000-0000-0000-0000-000000000000'::uuid)
-         ORDER BY id LIMIT $3",
-    )
+         ORDER BY id LIMIT $3"
+    ))
     .bind(epoch)
     .bind(after)
     .bind(limit)
@@ -84,15 +87,17 @@ pub async fn mark_delivered(pool: &PgPool, ids: &[Uuid], epoch: i64) -> sqlx::Re
     Ok(())
 }
 
-/// A pending job delivered in an older epoch, claimed for one re-delivery: `true` for
-/// exactly one of concurrent callers. Undone by [`unmark_delivered`] if the push fails.
-pub async fn claim_redelivery(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
+/// A pending job delivered in an older epoch, taken for one re-delivery: `Some` (its
+/// old epoch) for exactly one of concurrent callers. Undone by [`unmark_delivered`] if
+/// the push fails.
+pub async fn take_redelivery(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(concat!(
         "UPDATE sync_jobs j SET delivery_epoch = current_redis_epoch()
          FROM (SELECT delivery_epoch AS before FROM sync_jobs WHERE id = $1) old
-         WHERE j.id = $1 AND j.state = 'pending' AND j.delivery_epoch < current_redis_epoch()
-         RETURNING old.before",
-    )
+         WHERE j.id = $1 AND j.delivery_epoch < current_redis_epoch() AND ",
+        crate::job_pending!("j"),
+        " RETURNING old.before"
+    ))
     .bind(job_id)
     .fetch_optional(pool)
     .await

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::SyncStatus;
+use crate::domain::{JobState, SyncStatus};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Repo {
@@ -24,7 +24,7 @@ pub struct Repo {
     pub mirror_enabled: bool,
     pub sync_interval_secs: Option<i32>,
     pub last_synced_at: Option<DateTime<Utc>>,
-    pub sync_status: String,
+    pub sync_status: SyncStatus,
     pub sync_error: Option<String>,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub last_duration_ms: Option<i64>,
@@ -33,12 +33,6 @@ pub struct Repo {
     pub sync_fence: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl Repo {
-    pub fn status(&self) -> SyncStatus {
-        self.sync_status.parse().unwrap_or(SyncStatus::Idle)
-    }
 }
 
 /// A repository's columns, as `Repo` reads them (from `r` and its owner `u`): a macro so
@@ -84,8 +78,9 @@ pub async fn find_with_active_job(
     const QUERY: &str = concat!(
         "SELECT ",
         repo_columns!(),
-        ", (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id
-             AND j.state IN ('pending', 'running') LIMIT 1) AS active_job
+        ", (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id AND ",
+        crate::job_active!("j"),
+        " LIMIT 1) AS active_job
          FROM repositories r JOIN users u ON u.id = r.owner_id
          WHERE u.username = $1 AND r.name = $2"
     );
@@ -101,7 +96,7 @@ pub async fn find_with_active_job(
 pub struct RepoForJob {
     #[sqlx(flatten)]
     pub repo: Repo,
-    pub job_state: String,
+    pub job_state: JobState,
     /// When the job is due: its enqueue, or the end of its retry backoff.
     pub job_run_at: DateTime<Utc>,
     pub job_max_attempts: i32,
@@ -250,6 +245,7 @@ pub struct MirrorSettings {
 /// moved from daily to hourly does not wait out the old day.
 pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx::Result<()> {
     let (url, credentials) = s.upstream.clone().unzip();
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE repositories SET
              sync_interval_secs = CASE WHEN $2 THEN $3 ELSE sync_interval_secs END,
@@ -264,8 +260,6 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
              -- and a fresh start: failures forgotten, scheduled again
              consecutive_failures = CASE WHEN $5 IS NOT NULL THEN 0 ELSE consecutive_failures END,
              interval_factor = CASE WHEN $5 IS NOT NULL THEN 1 ELSE interval_factor END,
-             sync_status = CASE WHEN $5 IS NOT NULL AND sync_status = 'hard_failed' THEN 'failed'
-                                ELSE sync_status END,
              webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END,
              include_refs = COALESCE($9, include_refs),
              exclude_refs = COALESCE($10, exclude_refs),
@@ -276,15 +270,18 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
     .bind(s.sync_interval_secs.is_some())
     .bind(s.sync_interval_secs.flatten())
     .bind(s.enabled)
-    .bind(url)
+    .bind(&url)
     .bind(credentials.flatten())
     .bind(s.webhook_secret.is_some())
     .bind(s.webhook_secret.clone().flatten())
     .bind(&s.include_refs)
     .bind(&s.exclude_refs)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    if url.is_some() {
+        crate::lifecycle::operator::new_upstream(&mut tx, id).await?;
+    }
+    tx.commit().await
 }
 
 pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
@@ -307,7 +304,7 @@ pub async fn any_credentials(pool: &PgPool) -> sqlx::Result<bool> {
 }
 
 /// Mirrors per sync status, for the `stasis_mirrors` gauge.
-pub async fn mirrors_by_status(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn mirrors_by_status(pool: &PgPool) -> sqlx::Result<Vec<(SyncStatus, i64)>> {
     sqlx::query_as("SELECT sync_status, count(*) FROM repositories WHERE is_mirror GROUP BY 1")
         .fetch_all(pool)
         .await
@@ -320,14 +317,14 @@ pub async fn stuck_without_job(
     older_than: std::time::Duration,
     limit: i64,
 ) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT r.id FROM repositories r
-         WHERE r.is_mirror AND r.sync_status IN ('queued', 'syncing')
-           AND r.updated_at < now() - make_interval(secs => $1)
-           AND NOT EXISTS (SELECT 1 FROM sync_jobs j
-                           WHERE j.repo_id = r.id AND j.state IN ('pending', 'running'))
-         LIMIT $2",
-    )
+    sqlx::query_scalar(concat!(
+        "SELECT r.id FROM repositories r WHERE r.is_mirror AND ",
+        crate::repo_in_flight!("r"),
+        " AND r.updated_at < now() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.repo_id = r.id AND ",
+        crate::job_active!("j"),
+        ") LIMIT $2"
+    ))
     .bind(older_than.as_secs_f64())
     .bind(limit)
     .fetch_all(pool)

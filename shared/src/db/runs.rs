@@ -5,6 +5,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::domain::{ErrorKind, RunOutcome};
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Run {
     pub id: i64,
@@ -14,9 +16,9 @@ pub struct Run {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     /// `None` while the attempt runs.
-    pub outcome: Option<String>,
+    pub outcome: Option<RunOutcome>,
     pub error: Option<String>,
-    pub error_kind: Option<String>,
+    pub error_kind: Option<ErrorKind>,
     /// Refs created or moved (`refs_created` of them new).
     pub refs_updated: i32,
     pub refs_created: i32,

@@ -55,14 +55,15 @@ pub async fn alive(pool: &PgPool, window: Duration) -> sqlx::Result<Vec<WorkerRo
     sqlx::query("DELETE FROM workers WHERE last_heartbeat_at < now() - interval '1 day'")
         .execute(pool)
         .await?;
-    sqlx::query_as::<_, WorkerRow>(
+    sqlx::query_as::<_, WorkerRow>(concat!(
         "SELECT w.name, w.host, w.pid, w.concurrency, w.started_at, w.last_heartbeat_at,
-                (SELECT count(*) FROM sync_jobs j
-                 WHERE j.state = 'running' AND j.worker = w.name) AS jobs_in_flight
+                (SELECT count(*) FROM sync_jobs j WHERE j.worker = w.name AND ",
+        crate::job_running!("j"),
+        ") AS jobs_in_flight
          FROM workers w
          WHERE w.last_heartbeat_at > now() - make_interval(secs => $1)
-         ORDER BY w.started_at DESC",
-    )
+         ORDER BY w.started_at DESC"
+    ))
     .bind(window.as_secs_f64())
     .fetch_all(pool)
     .await

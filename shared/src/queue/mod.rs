@@ -12,10 +12,12 @@ use uuid::Uuid;
 use crate::config::QueueConfig;
 use crate::db::coalesce;
 pub use crate::db::coalesce::Window;
-use crate::db::jobs::{self, Refused};
+use crate::db::jobs;
 use crate::db::recovery;
 use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
+use crate::lifecycle::enqueue::{self, Opened};
+use crate::lifecycle::operator::{self, Refused};
 
 mod census;
 mod connection;
@@ -160,12 +162,13 @@ impl Enqueuer {
             }));
         }
         let mut tx = self.pool.begin().await?;
-        let Some(claimed) = jobs::claim(&mut tx, repo_id, reason, self.max_attempts).await? else {
+        let Some(opened) = enqueue::open(&mut tx, repo_id, reason, self.max_attempts).await? else {
             return Ok(None);
         };
-        let run_at = match (claimed.created, window) {
+        let (job_id, created) = (opened.job_id(), matches!(opened, Opened::New(_)));
+        let run_at = match (created, window) {
             (true, Window::Min(gap)) if !gap.is_zero() => {
-                coalesce::defer(&mut tx, claimed.job_id, repo_id, gap).await?
+                coalesce::defer(&mut tx, job_id, repo_id, gap).await?
             }
             (true, _) => chrono::Utc::now(),
             // a concurrent request created it between the read above and the lock
@@ -173,23 +176,23 @@ impl Enqueuer {
                 .await?
                 .map_or_else(chrono::Utc::now, |active| active.run_at),
         };
-        if claimed.created {
+        if created {
             // A Redis nobody marked yet (a new deployment) is marked before the job is
             // visible: a request finding the job must not take the missing marker for
-            // lost data. If Redis is down, the push below fails and undoes the claim.
+            // lost data. If Redis is down, the push below fails and withdraws the job.
             if let Err(e) = mark(&self.redis, &self.namespace, true).await {
                 tracing::debug!(error = %e, "could not mark the delivery epoch");
             }
         }
         tx.commit().await?;
-        if claimed.created {
+        if created {
             let job = SyncMirror {
-                job_id: claimed.job_id,
+                job_id,
                 repo_id,
                 reason,
             };
             if let Err(e) = self.push_due_at(job, run_at).await {
-                jobs::unclaim(&self.pool, &[claimed.job_id]).await?;
+                enqueue::withdraw(&self.pool, &[job_id]).await?;
                 return Err(e);
             }
             metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str())
@@ -198,8 +201,8 @@ impl Enqueuer {
             metrics::counter!("stasis_jobs_deduplicated_total").increment(1);
         }
         Ok(Some(Enqueued {
-            job_id: claimed.job_id,
-            created: claimed.created,
+            job_id,
+            created,
             run_at,
         }))
     }
@@ -225,7 +228,7 @@ impl Enqueuer {
         reason: SyncReason,
         run_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
-        let Some(before) = recovery::claim_redelivery(&self.pool, job_id).await? else {
+        let Some(before) = recovery::take_redelivery(&self.pool, job_id).await? else {
             return Ok(());
         };
         let job = SyncMirror {
@@ -266,7 +269,7 @@ impl Enqueuer {
     /// An operator's retry of a failed or dead job: back to pending in Postgres with a
     /// fresh allowance of attempts, and a new delivery in Redis.
     pub async fn retry(&self, job_id: Uuid) -> Result<Result<(), Refused>> {
-        let previous = match jobs::retry(&self.pool, job_id, self.max_attempts).await? {
+        let previous = match operator::retry(&self.pool, job_id, self.max_attempts).await? {
             Ok(state) => state,
             Err(refused) => return Ok(Err(refused)),
         };
@@ -275,7 +278,7 @@ impl Enqueuer {
                 let delivery = SyncMirror {
                     job_id,
                     repo_id: job.repo_id,
-                    reason: job.reason.parse().unwrap_or(SyncReason::Manual),
+                    reason: job.reason,
                 };
                 self.push(vec![delivery]).await
             }
@@ -283,7 +286,7 @@ impl Enqueuer {
             None => return Ok(Err(Refused::NotFound)),
         };
         if let Err(e) = pushed {
-            jobs::restore(&self.pool, job_id, previous).await?;
+            operator::restore(&self.pool, job_id, previous).await?;
             return Err(e);
         }
         metrics::counter!("stasis_jobs_retried_total").increment(1);
@@ -294,7 +297,7 @@ impl Enqueuer {
     /// in flight is dropped by the worker) and its waiting deliveries leave Redis.
     /// Returns the state it had and how many deliveries were removed.
     pub async fn discard(&self, job_id: Uuid) -> Result<Result<(JobState, u64), Refused>> {
-        let previous = match jobs::discard(&self.pool, job_id).await? {
+        let previous = match operator::discard(&self.pool, job_id).await? {
             Ok(state) => state,
             Err(refused) => return Ok(Err(refused)),
         };

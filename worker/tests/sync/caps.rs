@@ -2,7 +2,7 @@
 //! (`sync.max_concurrent`), held by every worker together.
 
 use chrono::{DateTime, Utc};
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::TestEnv;
@@ -62,10 +62,10 @@ async fn syncs_from_one_host_stay_under_its_cap_while_other_hosts_proceed() {
     let mut last_a = None;
     for &job in &jobs_a {
         let done = env.finished(job, WAIT).await;
-        assert_eq!(done.state, "done");
+        assert_eq!(done.state, JobState::Done);
         last_a = last_a.max(done.finished_at);
     }
-    assert_eq!(b.state, "done");
+    assert_eq!(b.state, JobState::Done);
     // the runs hold the slot from start to finish: on host A they follow one another
     let mut spans = Vec::new();
     for &job in &jobs_a {
@@ -123,7 +123,7 @@ async fn two_workers_together_never_run_more_syncs_at_once_than_the_fleet_cap() 
     }
     let mut spans = Vec::new();
     for &job in &jobs {
-        assert_eq!(env.finished(job, WAIT).await.state, "done");
+        assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
         spans.push(span(&env, job).await);
     }
     // the slot is held from before a run starts until after it is recorded

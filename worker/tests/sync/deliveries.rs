@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use stasis_shared::domain::{SyncMirror, SyncReason};
+use stasis_shared::domain::{JobState, SyncMirror, SyncReason};
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
@@ -52,7 +52,7 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
     let first = env.spawn_worker();
     let second = env.spawn_worker();
 
-    assert_eq!(env.finished(job, WAIT).await.state, "done");
+    assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     // every duplicate delivered and acknowledged: from here on none can still run
     env.drained(WAIT).await;
     assert_eq!(
@@ -84,7 +84,7 @@ async fn sync_now_goes_ahead_of_a_scheduled_backlog() {
 
     let worker = env.spawn_worker();
     let manual = env.enqueue(urgent, SyncReason::Manual).await;
-    assert_eq!(env.finished(manual, WAIT).await.state, "done");
+    assert_eq!(env.finished(manual, WAIT).await.state, JobState::Done);
     let scheduled_done: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM sync_jobs WHERE reason = 'scheduled' AND state = 'done'",
     )
@@ -113,14 +113,14 @@ async fn a_delivery_waiting_for_a_permit_keeps_its_repository_lock() {
     let worker = env.spawn_worker();
     for repo in [slow_repo, waiting_repo] {
         let import = env.enqueue(repo, SyncReason::Import).await;
-        assert_eq!(env.finished(import, WAIT).await.state, "done");
+        assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
     }
     // the only permit goes to a sync whose ref listing trickles in
     let slow = ThrottledProxy::start(daemon.port, 50).await;
     set_upstream(&env, slow_repo, &slow.url("a")).await;
     let slow_job = env.enqueue(slow_repo, SyncReason::Scheduled).await;
     eventually("the slow sync running", WAIT, || async {
-        (env.job(slow_job).await.state == "running").then_some(())
+        (env.job(slow_job).await.state == JobState::Running).then_some(())
     })
     .await;
 
@@ -139,10 +139,10 @@ async fn a_delivery_waiting_for_a_permit_keeps_its_repository_lock() {
         || async {
             assert_eq!(
                 env.job(slow_job).await.state,
-                "running",
+                JobState::Running,
                 "the slow sync ended too soon to test anything: slow its upstream further"
             );
-            assert_eq!(env.job(waiting_job).await.state, "pending");
+            assert_eq!(env.job(waiting_job).await.state, JobState::Pending);
             leases.is_held(&key).await.unwrap()
         },
     )
@@ -150,7 +150,7 @@ async fn a_delivery_waiting_for_a_permit_keeps_its_repository_lock() {
 
     let waited = env.finished(waiting_job, WAIT).await;
     assert_eq!((waited.state.as_str(), waited.attempts), ("done", 1));
-    assert_eq!(env.finished(slow_job, WAIT).await.state, "done");
+    assert_eq!(env.finished(slow_job, WAIT).await.state, JobState::Done);
     let slow_run = env.runs(slow_job).await.pop().expect("a run");
     let waited_run = env.runs(waiting_job).await.pop().expect("a run");
     assert!(

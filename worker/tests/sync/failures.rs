@@ -1,7 +1,7 @@
 //! Failed syncs: transient errors are retried with backoff, permanent ones fail at once,
 //! and no error shows the upstream's credentials.
 
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
 use stasis_testkit::git::{free_port, GitDaemon};
 use stasis_testkit::TestEnv;
 
@@ -17,7 +17,7 @@ async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_cr
 
     let job = env.enqueue(repo, SyncReason::Manual).await;
     let finished = env.finished(job, WAIT).await;
-    assert_eq!(finished.state, "failed");
+    assert_eq!(finished.state, JobState::Failed);
     assert_eq!(finished.attempts, 3);
     let runs = env.runs(job).await;
     let outcomes: Vec<_> = runs
@@ -40,7 +40,7 @@ async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_cr
     }
 
     let repo = env.repo(repo).await;
-    assert_eq!(repo.sync_status, "failed");
+    assert_eq!(repo.sync_status, SyncStatus::Failed);
     let error = repo.sync_error.expect("error recorded");
     assert!(!error.is_empty());
     for text in runs
@@ -70,14 +70,15 @@ async fn permanent_errors_fail_at_once() {
     for repo in [missing_on_daemon, missing_path] {
         let job = env.enqueue(repo, SyncReason::Manual).await;
         let finished = env.finished(job, WAIT).await;
-        assert_eq!(finished.state, "failed");
+        assert_eq!(finished.state, JobState::Failed);
         assert_eq!(finished.attempts, 1, "permanent errors are not retried");
         let runs = env.runs(job).await;
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].error_kind.as_deref(), Some("not_found"), "{runs:?}");
         let repo = env.repo(repo).await;
         assert_eq!(
-            repo.sync_status, "hard_failed",
+            repo.sync_status,
+            SyncStatus::HardFailed,
             "not retried on a timer either"
         );
         assert_eq!(repo.next_sync_at, None);

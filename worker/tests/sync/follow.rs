@@ -1,7 +1,7 @@
 //! A mirror follows its upstream: every kind of ref change arrives, and an upstream with
 //! nothing new costs one ref listing.
 
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
 use stasis_testkit::git::{assert_mirrors, git, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::TestEnv;
@@ -38,7 +38,7 @@ async fn an_import_copies_every_ref_packed_and_schedules_the_next_sync() {
     let worker = env.spawn_worker();
 
     let import = env.enqueue(repo, SyncReason::Import).await;
-    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
     let mirror = env.mirror_path("alice", "up");
     assert_mirrors(&mirror, &up);
     assert_eq!(
@@ -47,7 +47,7 @@ async fn an_import_copies_every_ref_packed_and_schedules_the_next_sync() {
         "import packs refs"
     );
     let synced = env.repo(repo).await;
-    assert_eq!(synced.sync_status, "success");
+    assert_eq!(synced.sync_status, SyncStatus::Success);
     assert!(synced.sync_error.is_none());
     assert!(synced.last_synced_at.is_some());
     assert!(synced.next_sync_at.expect("next sync scheduled") > chrono::Utc::now());
@@ -71,7 +71,7 @@ async fn a_sync_follows_force_pushes_deletions_new_tags_and_a_new_default_branch
     let repo = env.mirror(&alice, "up", &up.url()).await;
     let worker = env.spawn_worker();
     let import = env.enqueue(repo, SyncReason::Import).await;
-    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
     let mirror = env.mirror_path("alice", "up");
 
     // new commits, a non-fast-forward rewrite, deletions, a new tag, a new default branch
@@ -83,7 +83,7 @@ async fn a_sync_follows_force_pushes_deletions_new_tags_and_a_new_default_branch
     git(&up.path, &["tag", "-d", "v1"]);
     git(&up.path, &["tag", "v2"]);
     let manual = env.enqueue(repo, SyncReason::Manual).await;
-    assert_eq!(env.finished(manual, WAIT).await.state, "done");
+    assert_eq!(env.finished(manual, WAIT).await.state, JobState::Done);
     assert_mirrors(&mirror, &up);
     assert_eq!(
         loose_refs(&mirror),
@@ -105,7 +105,7 @@ async fn a_sync_follows_force_pushes_deletions_new_tags_and_a_new_default_branch
 
     // nothing new upstream: still a success
     let noop = env.enqueue(repo, SyncReason::Scheduled).await;
-    assert_eq!(env.finished(noop, WAIT).await.state, "done");
+    assert_eq!(env.finished(noop, WAIT).await.state, JobState::Done);
     assert_eq!(env.runs(noop).await[0].refs_updated, 0);
     worker.stop().await;
 }
@@ -140,7 +140,7 @@ async fn imported_behind_a_counting_proxy(env: &TestEnv) -> (Counted, stasis_tes
 
 async fn sync(env: &TestEnv, repo: uuid::Uuid, reason: SyncReason) -> stasis_testkit::env::Run {
     let job = env.enqueue(repo, reason).await;
-    assert_eq!(env.finished(job, WAIT).await.state, "done");
+    assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     env.runs(job).await.remove(0)
 }
 
@@ -173,7 +173,7 @@ async fn an_unchanged_upstream_is_one_ref_listing_on_one_connection() {
         1,
         "one ref advertisement, no fetch"
     );
-    assert_eq!(env.repo(m.repo).await.sync_status, "success");
+    assert_eq!(env.repo(m.repo).await.sync_status, SyncStatus::Success);
     worker.stop().await;
 }
 

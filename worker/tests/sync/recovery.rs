@@ -2,7 +2,7 @@
 //! the next attempt, unchanged, is recorded whole at its end; a listing slower than the
 //! grace before recording shows the sync running while it lasts.
 
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::{eventually, TestEnv};
@@ -19,7 +19,7 @@ async fn imported(env: &TestEnv) -> (Upstream, GitDaemon, Uuid) {
     let repo = env.mirror(&owner, "up", &daemon.url("up")).await;
     let worker = env.spawn_worker();
     let import = env.enqueue(repo, SyncReason::Import).await;
-    assert_eq!(env.finished(import, WAIT).await.state, "done");
+    assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
     worker.stop().await;
     (up, daemon, repo)
 }
@@ -67,7 +67,7 @@ async fn a_run_left_open_by_a_dead_worker_is_abandoned_and_the_unchanged_retry_r
     );
     let after = env.repo(repo).await;
     assert!(after.sync_fence > fence, "the lease's fence is recorded");
-    assert_eq!(after.sync_status, "success");
+    assert_eq!(after.sync_status, SyncStatus::Success);
     worker.stop().await;
 }
 
@@ -82,14 +82,14 @@ async fn a_listing_slower_than_the_grace_shows_the_sync_running_while_it_lasts()
     let job = env.enqueue(repo, SyncReason::Manual).await;
     let running = eventually("the slow sync shown running", WAIT, || async {
         let job = env.job(job).await;
-        (job.state == "running").then_some(job)
+        (job.state == JobState::Running).then_some(job)
     })
     .await;
     assert!(
         running.worker.is_some() && running.attempts == 1,
         "{running:?}"
     );
-    assert_eq!(env.repo(repo).await.sync_status, "syncing");
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Syncing);
     let done = env.finished(job, WAIT).await;
     assert_eq!(
         (done.state.as_str(), done.attempts),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use stasis_shared::db::repos::{self, MirrorSettings};
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
 use stasis_testkit::git::{free_port, Upstream};
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
@@ -40,7 +40,7 @@ async fn sync(env: &TestEnv, repo: Uuid, reason: SyncReason) -> stasis_testkit::
     env.runs(finished.id).await.pop().expect("a run")
 }
 
-async fn sync_state(env: &TestEnv, repo: Uuid, reason: SyncReason) -> String {
+async fn sync_state(env: &TestEnv, repo: Uuid, reason: SyncReason) -> JobState {
     let job = env.enqueue(repo, reason).await;
     env.finished(job, WAIT).await.state
 }
@@ -92,7 +92,10 @@ async fn mirror_gone_after_import(env: &TestEnv) -> (Upstream, Uuid) {
     let up = Upstream::create(env.dir.path().join("up"));
     let (owner, _) = env.user("judy", false).await;
     let repo = env.mirror(&owner, "up", &up.url()).await;
-    assert_eq!(sync_state(env, repo, SyncReason::Import).await, "done");
+    assert_eq!(
+        sync_state(env, repo, SyncReason::Import).await,
+        JobState::Done
+    );
     let gone = format!("git://127.0.0.1:{}/up", free_port());
     set_upstream(env, repo, &gone).await;
     (up, repo)
@@ -106,7 +109,7 @@ async fn a_transient_failure_backs_off_and_the_next_in_a_row_stops_the_schedule(
 
     assert_eq!(
         sync_state(&env, repo, SyncReason::Scheduled).await,
-        "failed"
+        JobState::Failed
     );
     let (_, failures, next) = schedule_of(&env, repo).await;
     assert_eq!(
@@ -116,7 +119,7 @@ async fn a_transient_failure_backs_off_and_the_next_in_a_row_stops_the_schedule(
     near(next, 1000.0);
     assert_eq!(
         sync_state(&env, repo, SyncReason::Scheduled).await,
-        "failed"
+        JobState::Failed
     );
     let (_, failures, next) = schedule_of(&env, repo).await;
     assert_eq!(
@@ -141,7 +144,7 @@ async fn a_new_upstream_url_resumes_a_stopped_schedule_and_a_good_sync_clears_th
             Some("failed")
         );
     }
-    assert_eq!(env.repo(repo).await.sync_status, "hard_failed");
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::HardFailed);
 
     repos::update_mirror(
         &env.pool,
@@ -159,7 +162,10 @@ async fn a_new_upstream_url_resumes_a_stopped_schedule_and_a_good_sync_clears_th
         ("failed", 0)
     );
     assert!(next.expect("due") <= 0.5, "due now");
-    assert_eq!(sync_state(&env, repo, SyncReason::Manual).await, "done");
-    assert_eq!(env.repo(repo).await.sync_status, "success");
+    assert_eq!(
+        sync_state(&env, repo, SyncReason::Manual).await,
+        JobState::Done
+    );
+    assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Success);
     worker.stop().await;
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use stasis_shared::db::repos::{self, MirrorSettings};
-use stasis_shared::domain::SyncReason;
+use stasis_shared::domain::{JobState, SyncReason};
 use stasis_testkit::env::Run;
 use stasis_testkit::git::{git, refs, Upstream};
 use stasis_testkit::TestEnv;
@@ -48,7 +48,7 @@ fn selected(all: BTreeMap<String, String>) -> Vec<String> {
 
 async fn sync(env: &TestEnv, repo: Uuid, reason: SyncReason) -> Run {
     let job = env.enqueue(repo, reason).await;
-    assert_eq!(env.finished(job, WAIT).await.state, "done");
+    assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     env.runs(job).await.remove(0)
 }
 

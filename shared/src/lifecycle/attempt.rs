@@ -1,0 +1,332 @@
+//! A worker's attempt: its start (the job `running`, the mirror `syncing`, a run row
+//! opened) and its end (the [`policy`](super::policy) verdict written in one
+//! transaction). Every write of results is fenced by the lease's fencing token.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::policy::{self, End, Limits, NextSync, Standing, Verdict};
+use crate::db::settings;
+use crate::domain::{ErrorKind, JobState, RunOutcome};
+
+/// Which attempt a statement records, and who makes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub job_id: Uuid,
+    pub repo_id: Uuid,
+    pub worker: &'a str,
+    /// The lease's fencing token.
+    pub fence: i64,
+    /// When the sync's own work began, by the worker's clock: a run row spans that work
+    /// (taken and ended under one of the worker's permits), not the bookkeeping after it.
+    pub started_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub attempt: i32,
+    pub run_id: i64,
+    /// Seconds from when the attempt was due (enqueue or end of its backoff) to its start.
+    pub waited_secs: f64,
+    /// An earlier attempt of this job was left open by a worker that died.
+    pub rescued: bool,
+}
+
+/// Marks the job running and the repository syncing, and opens a run row. `None` when
+/// the job is no longer runnable or a holder with a newer fence has already started.
+/// One statement, atomic on its own: a no-op sync is mostly round trips to Postgres.
+pub async fn start(pool: &PgPool, a: &Attempt<'_>) -> sqlx::Result<Option<Started>> {
+    start_on(pool, a).await
+}
+
+async fn start_on<'e, E>(executor: E, a: &Attempt<'_>) -> sqlx::Result<Option<Started>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    // Each step reads the one before it, so none runs unless all can: a job no longer
+    // runnable moves no fence, a stale fence starts no attempt. A run still open belonged
+    // to a worker that died mid-attempt; the new run is not visible to that UPDATE.
+    let started: Option<(i32, f64, i64, i64)> = sqlx::query_as(
+        "WITH job AS (
+             SELECT id FROM sync_jobs WHERE id = $1 AND state IN ('pending', 'running')
+             FOR UPDATE
+         ), fenced AS (
+             UPDATE repositories SET sync_fence = $3, sync_status = 'syncing', updated_at = now()
+             WHERE id = $2 AND sync_fence < $3 AND EXISTS (SELECT 1 FROM job)
+             RETURNING id
+         ), attempt AS (
+             UPDATE sync_jobs j SET state = 'running', attempts = attempts + 1, worker = $4,
+                 started_at = $5
+             FROM fenced WHERE j.id = $1
+             RETURNING j.attempts,
+                 GREATEST(EXTRACT(EPOCH FROM $5::timestamptz - j.run_at), 0)::float8 AS waited
+         ), abandoned AS (
+             UPDATE sync_runs SET finished_at = now(), outcome = 'abandoned',
+                 error = 'worker stopped before finishing this attempt'
+             WHERE job_id = $1 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM attempt)
+             RETURNING id
+         ), run AS (
+             INSERT INTO sync_runs (repo_id, job_id, attempt, worker, started_at)
+             SELECT $2, $1, attempts, $4, $5 FROM attempt
+             RETURNING id
+         )
+         SELECT attempt.attempts, attempt.waited, run.id, (SELECT count(*) FROM abandoned)
+         FROM attempt, run",
+    )
+    .bind(a.job_id)
+    .bind(a.repo_id)
+    .bind(a.fence)
+    .bind(a.worker)
+    .bind(a.started_at)
+    .fetch_optional(executor)
+    .await?;
+    Ok(
+        started.map(|(attempt, waited_secs, run_id, abandoned)| Started {
+            attempt,
+            run_id,
+            waited_secs,
+            rescued: abandoned > 0,
+        }),
+    )
+}
+
+/// What the run row records of the work itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStats {
+    pub refs_created: i32,
+    pub refs_updated: i32,
+    pub refs_pruned: i32,
+    pub bytes_received: i64,
+    pub objects_received: i32,
+    pub unchanged: bool,
+    pub list_ms: Option<i32>,
+    pub fetch_ms: Option<i32>,
+    /// The repack after the fetch (`geometric` or `full`) and how long it took.
+    pub housekeeping: Option<(&'static str, i32)>,
+    /// The mirror's objects on disk afterwards; `None` when nothing was written.
+    pub size_bytes: Option<i64>,
+}
+
+pub struct Finish<'a> {
+    pub attempt: Attempt<'a>,
+    /// The run [`start`] opened; `None` when the attempt was not recorded as started,
+    /// so [`finish`] records its start too.
+    pub run_id: Option<i64>,
+    pub end: End,
+    /// The failure (or interruption) as the run, job and mirror show it.
+    pub error: Option<&'a str>,
+    pub error_kind: Option<ErrorKind>,
+    /// The sync's own work, from `attempt.started_at`: the run ends when it ends.
+    pub duration: Duration,
+    pub stats: RunStats,
+    /// `mirror.sync_interval`, the base of a mirror without its own or an override.
+    pub default_interval: Duration,
+    pub limits: Limits,
+    /// `owner/name`, for notifications.
+    pub repo_name: &'a str,
+    /// `notify.urls`: receivers of every mirror's events.
+    pub notify_urls: &'a [String],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    /// The results were written: the fence held (and, without a recorded start, the job
+    /// was still runnable).
+    pub owned: bool,
+    /// The attempt this call started, when [`start`] had not.
+    pub started: Option<Started>,
+}
+
+/// Records the attempt's end in one transaction. Not owned, writing only the run row
+/// (`lost_lock`), when the repository's fence moved on: another worker owns the sync now
+/// and its results win. Without a run from [`start`], it records the start first as
+/// `start` would have, and writes nothing when `start` would have refused.
+pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
+    let mut tx = pool.begin().await?;
+    let (run_id, started) = match f.run_id {
+        Some(run_id) => (run_id, None),
+        None => match start_on(&mut *tx, &f.attempt).await? {
+            Some(started) => (started.run_id, Some(started)),
+            None => {
+                return Ok(Finished {
+                    owned: false,
+                    started: None,
+                })
+            }
+        },
+    };
+    let owned = match standing(&mut tx, f).await? {
+        Some(before) => {
+            let verdict = policy::decide(before, f.end, f.limits, policy::jitter());
+            write_mirror(&mut tx, f, &verdict).await?;
+            if verdict.event.is_some() {
+                notify(&mut tx, f, &verdict).await?;
+            }
+            write_job(&mut tx, f, &verdict).await?;
+            true
+        }
+        None => false,
+    };
+    write_run(&mut tx, f, run_id, owned).await?;
+    tx.commit().await?;
+    Ok(Finished { owned, started })
+}
+
+/// The mirror's standing, its row locked; `None` when the fence moved on.
+async fn standing(
+    tx: &mut Transaction<'_, Postgres>,
+    f: &Finish<'_>,
+) -> sqlx::Result<Option<Standing>> {
+    let row: Option<(i32, f64, f64)> = sqlx::query_as(
+        "SELECT consecutive_failures, interval_factor,
+             COALESCE(sync_interval_secs::double precision,
+                      (SELECT value::double precision FROM settings WHERE key = $3), $4)
+         FROM repositories WHERE id = $1 AND sync_fence = $2 FOR UPDATE",
+    )
+    .bind(f.attempt.repo_id)
+    .bind(f.attempt.fence)
+    .bind(settings::SYNC_INTERVAL)
+    .bind(f.default_interval.as_secs_f64())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(failures, factor, base)| Standing {
+        consecutive_failures: failures,
+        interval_factor: factor,
+        base_interval: Duration::from_secs_f64(base.max(1.0)),
+    }))
+}
+
+async fn write_mirror(
+    tx: &mut Transaction<'_, Postgres>,
+    f: &Finish<'_>,
+    v: &Verdict,
+) -> sqlx::Result<()> {
+    let (keep_schedule, next_in) = match v.next_sync {
+        NextSync::Unchanged => (true, None),
+        NextSync::Never => (false, None),
+        NextSync::After(d) => (false, Some(d.as_secs_f64())),
+    };
+    sqlx::query(
+        "UPDATE repositories SET sync_status = $2, sync_error = $3,
+             last_synced_at = CASE WHEN $4 THEN now() ELSE last_synced_at END,
+             last_duration_ms = $5, consecutive_failures = $6, interval_factor = $7,
+             size_bytes = COALESCE($8, size_bytes),
+             next_sync_at = CASE WHEN $9 THEN next_sync_at
+                                 ELSE now() + make_interval(secs => $10) END,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(f.attempt.repo_id)
+    .bind(v.status)
+    .bind(f.error)
+    .bind(matches!(f.end, End::Success { .. }))
+    .bind(f.duration.as_millis() as i64)
+    .bind(v.consecutive_failures)
+    .bind(v.interval_factor)
+    .bind(f.stats.size_bytes)
+    .bind(keep_schedule)
+    .bind(next_in)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The event, for every receiver: `notify.urls` and the owner's URL, each once.
+async fn notify(
+    tx: &mut Transaction<'_, Postgres>,
+    f: &Finish<'_>,
+    v: &Verdict,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO notifications (repo_id, event, url, payload)
+         SELECT $1, $2, receivers.url, jsonb_build_object(
+             'event', $2::text, 'repository', $3::text, 'sync_status', $4::text,
+             'error', $5::text, 'error_kind', $6::text, 'consecutive_failures', $7::int,
+             'job_id', $8::uuid, 'at', now())
+         FROM (SELECT unnest($9::text[]) AS url
+               UNION
+               SELECT u.notify_url FROM repositories r JOIN users u ON u.id = r.owner_id
+               WHERE r.id = $1 AND u.notify_url IS NOT NULL) receivers",
+    )
+    .bind(f.attempt.repo_id)
+    .bind(v.event.map(policy::Event::as_str))
+    .bind(f.repo_name)
+    .bind(v.status)
+    .bind(f.error)
+    .bind(f.error_kind)
+    .bind(v.consecutive_failures)
+    .bind(f.attempt.job_id)
+    .bind(f.notify_urls)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_job(
+    tx: &mut Transaction<'_, Postgres>,
+    f: &Finish<'_>,
+    v: &Verdict,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sync_jobs SET state = $2, last_error = $3,
+             run_at = now() + make_interval(secs => $4),
+             finished_at = CASE WHEN $5 THEN now() END,
+             attempts = attempts - CASE WHEN $6 THEN 0 ELSE 1 END
+         WHERE id = $1",
+    )
+    .bind(f.attempt.job_id)
+    .bind(v.job)
+    .bind(f.error)
+    .bind(v.job_due_in.as_secs_f64())
+    .bind(v.job != JobState::Pending)
+    .bind(v.attempt_counts)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_run(
+    tx: &mut Transaction<'_, Postgres>,
+    f: &Finish<'_>,
+    run_id: i64,
+    owned: bool,
+) -> sqlx::Result<()> {
+    let outcome = match f.end {
+        _ if !owned => RunOutcome::LostLock,
+        End::Success { .. } => RunOutcome::Success,
+        End::Retry { .. } => RunOutcome::Retrying,
+        End::Failed { .. } => RunOutcome::Failed,
+        End::Interrupted => RunOutcome::Interrupted,
+    };
+    let s = &f.stats;
+    sqlx::query(
+        "UPDATE sync_runs SET finished_at = $2::timestamptz + make_interval(secs => $3),
+             outcome = $4, error = $5, error_kind = $6, refs_updated = $7, refs_pruned = $8,
+             bytes_received = $9, unchanged = $10, objects_received = $11,
+             refs_created = $12, list_ms = $13, fetch_ms = $14,
+             housekeeping = $15, housekeeping_ms = $16
+         WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(f.attempt.started_at)
+    .bind(f.duration.as_secs_f64())
+    .bind(outcome)
+    .bind(f.error)
+    .bind(f.error_kind)
+    .bind(s.refs_updated)
+    .bind(s.refs_pruned)
+    .bind(s.bytes_received)
+    .bind(s.unchanged)
+    .bind(s.objects_received)
+    .bind(s.refs_created)
+    .bind(s.list_ms)
+    .bind(s.fetch_ms)
+    .bind(s.housekeeping.map(|(kind, _)| kind))
+    .bind(s.housekeeping.map(|(_, ms)| ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

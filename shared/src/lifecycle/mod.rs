@@ -1,0 +1,94 @@
+//! The life of a sync job and of its repository's `sync_status`: every statement that
+//! moves either is in this module, and only this module spells their values in SQL
+//! (other queries use the predicate macros below, which keep the partial indexes
+//! usable: a bound parameter would not match their `WHERE`).
+//!
+//! Job states (`sync_jobs.state`, [`JobState`](crate::domain::JobState)) and the
+//! repository status each transition leaves (`repositories.sync_status`,
+//! [`SyncStatus`](crate::domain::SyncStatus)); "settled" is the status the mirror's last
+//! sync left (`idle`, `success`, `failed` or `hard_failed`, see [`settled`]):
+//!
+//! | transition | from | to | repository | who |
+//! |---|---|---|---|---|
+//! | [`enqueue::claim`], [`enqueue::claim_due`] | (none) | `pending` | `queued` | API, scheduler, webhooks |
+//! | [`enqueue::unclaim`] (its push failed) | `pending`, no attempt | (deleted) | settled, if `queued` | whoever claimed |
+//! | [`attempt::start`] | `pending`, `running` (a dead worker's) | `running` | `syncing` | worker |
+//! | [`attempt::finish`]: success | `running` | `done` | `success` | worker |
+//! | [`attempt::finish`]: retry | `running` | `pending` (due after its backoff) | `queued` | worker |
+//! | [`attempt::finish`]: failure | `running` | `failed` | `failed` or `hard_failed` | worker |
+//! | [`attempt::finish`]: shutdown | `running` | `pending` (due now, attempt not counted) | `queued` | worker |
+//! | [`rescue::requeue_running`] | `running` (worker gone) | `pending` | unchanged | scheduler (reaper, recovery) |
+//! | [`operator::retry`] | `failed`, `dead` | `pending` | `queued` | operator |
+//! | [`operator::restore`] (retry's push failed) | `pending` | `failed` or `dead` | settled, if `queued` | operator |
+//! | [`operator::discard`] | `pending`, `failed` | `dead` | settled, if `queued` | operator |
+//! | [`operator::new_upstream`] | — | — | `hard_failed` → `failed` | owner (new URL) |
+//!
+//! `done`, `failed` and `dead` are final but for an operator's retry. A repository has
+//! at most one `pending` or `running` job (a partial unique index decides). The
+//! end-of-sync decisions (status, next sync, hard failure, notification) are a pure
+//! function in [`policy`]; [`attempt`] writes what it decides.
+
+pub mod attempt;
+pub mod enqueue;
+pub mod operator;
+pub mod policy;
+pub mod rescue;
+
+/// `<alias>.state` is `pending` or `running`: the job a repository has in flight.
+#[macro_export]
+macro_rules! job_active {
+    ($alias:literal) => {
+        concat!($alias, ".state IN ('pending', 'running')")
+    };
+}
+
+#[macro_export]
+macro_rules! job_pending {
+    ($alias:literal) => {
+        concat!($alias, ".state = 'pending'")
+    };
+}
+
+#[macro_export]
+macro_rules! job_running {
+    ($alias:literal) => {
+        concat!($alias, ".state = 'running'")
+    };
+}
+
+/// Jobs that will not run again unless an operator retries them.
+#[macro_export]
+macro_rules! job_finished {
+    ($alias:literal) => {
+        concat!($alias, ".state IN ('done', 'failed', 'dead')")
+    };
+}
+
+/// A repository shown as having a sync in flight.
+#[macro_export]
+macro_rules! repo_in_flight {
+    ($alias:literal) => {
+        concat!($alias, ".sync_status IN ('queued', 'syncing')")
+    };
+}
+
+/// A run that ended in a failure of the mirror (not a retry, not an interruption).
+#[macro_export]
+macro_rules! run_failed {
+    ($alias:literal) => {
+        concat!($alias, ".outcome = 'failed'")
+    };
+}
+
+/// The status of a repository (`r`) once it has no job in flight: what its last sync
+/// left. Used where a job is taken back before it ran.
+macro_rules! settled {
+    () => {
+        "CASE
+            WHEN r.sync_error IS NOT NULL AND r.next_sync_at IS NULL AND r.consecutive_failures > 0
+                THEN 'hard_failed'
+            WHEN r.sync_error IS NOT NULL THEN 'failed'
+            WHEN r.last_synced_at IS NULL THEN 'idle' ELSE 'success' END"
+    };
+}
+pub(crate) use settled;

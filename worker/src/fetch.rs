@@ -1,0 +1,97 @@
+//! The fetch itself: on a blocking thread, bounded by `sync.timeout`, from the stored
+//! upstream with its sealed credentials opened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stasis_shared::db::repos::Repo;
+use stasis_shared::domain::ErrorKind;
+use stasis_shared::git::fetch::{
+    fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
+};
+use stasis_shared::git::gate::WriteGate;
+use stasis_shared::git::mirror_path;
+use stasis_shared::git::selection::RefSelection;
+use stasis_shared::git::transport::NetworkPolicy;
+use stasis_shared::git::url::with_credentials;
+
+use crate::context::WorkerContext;
+
+/// Runs the fetch on a blocking thread, which `stop` stops.
+pub(crate) async fn fetch(
+    ctx: &WorkerContext,
+    repo: &Repo,
+    stop: Arc<StopFlag>,
+    gate: Arc<WriteGate>,
+) -> Result<FetchReport, FetchError> {
+    let url = upstream_url(ctx, repo)?;
+    // the upstream policy holds inside the fetch, where it connects
+    let timeout = ctx.cfg.sync.timeout;
+    let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
+    let thread_stop = stop.clone();
+    let deadline = Instant::now() + timeout;
+    let selection = RefSelection {
+        include: repo.include_refs.clone(),
+        exclude: repo.exclude_refs.clone(),
+    };
+    let network = NetworkPolicy::from_config(&ctx.cfg);
+    let mut fetch = tokio::task::spawn_blocking(move || {
+        fetch_mirror(&FetchRequest {
+            path: &path,
+            url: &url,
+            deadline,
+            stop: &thread_stop,
+            network: &network,
+            selection: &selection,
+            gate: &gate,
+        })
+    });
+    // The fetch checks the deadline itself; this outer bound covers a thread stuck
+    // where neither our transport nor a libgit2 callback looks at it. The sync's permit
+    // is held until the thread has ended either way: a stopped fetch holds no memory
+    // or connection beyond it.
+    let joined = match tokio::time::timeout(timeout + Duration::from_secs(5), &mut fetch).await {
+        Ok(joined) => joined,
+        Err(_) => {
+            stop.stop(StopReason::Timeout);
+            let joined = fetch.await;
+            if joined.is_ok() {
+                return Err(FetchError {
+                    kind: ErrorKind::Timeout,
+                    message: "sync timed out".into(),
+                });
+            }
+            joined
+        }
+    };
+    joined.unwrap_or_else(|join| {
+        Err(FetchError {
+            kind: ErrorKind::Internal,
+            message: format!("fetch thread failed: {join}"),
+        })
+    })
+}
+
+/// The URL to fetch: the stored one with its sealed credentials opened and put back.
+fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, FetchError> {
+    let Some(url) = repo.mirror_url.clone() else {
+        return Err(FetchError {
+            kind: ErrorKind::Internal,
+            message: "repository has no upstream URL".into(),
+        });
+    };
+    let Some(sealed) = &repo.mirror_credentials else {
+        return Ok(url);
+    };
+    let opened = ctx.cipher.as_ref().map(|c| c.open(sealed));
+    match opened {
+        Some(Ok(userinfo)) => Ok(with_credentials(&url, &userinfo)),
+        // Permanent: retrying cannot bring the key back.
+        _ => Err(FetchError {
+            kind: ErrorKind::Auth,
+            message: "the stored credentials cannot be opened: secrets.key is missing or not \
+                      the key they were sealed with"
+                .into(),
+        }),
+    }
+}
