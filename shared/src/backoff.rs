@@ -1,7 +1,6 @@
 //! The one backoff of the system: exponential from a base, capped, optionally with
-//! jitter (backon's). Sync retries and notification deliveries use it; the mirror's
-//! failure interval (`mirror.*`, in the worker's end-of-sync statement) follows the
-//! same rule in SQL.
+//! jitter (backon's). Sync retries, notification deliveries and a failing mirror's next
+//! scheduled sync (`lifecycle::policy`) use it.
 
 use std::time::Duration;
 

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::git::fetch::{FetchError, FetchReport, StopFlag};
+use crate::git::gate::WriteGate;
 use chrono::{DateTime, Utc};
 use stasis_shared::db::repos::{Repo, RepoForJob};
 use stasis_shared::domain::SyncMirror;
-use stasis_shared::git::fetch::{FetchError, FetchReport, StopFlag};
-use stasis_shared::git::gate::WriteGate;
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::url::upstream_host;
 use stasis_shared::lifecycle::attempt::{self, Attempt, Finish, Started};

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stasis_shared::db::repos::Repo;
-use stasis_shared::domain::ErrorKind;
-use stasis_shared::git::fetch::{
+use crate::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
 };
-use stasis_shared::git::gate::WriteGate;
+use crate::git::gate::WriteGate;
+use crate::git::transport::NetworkPolicy;
+use stasis_shared::db::repos::Repo;
+use stasis_shared::domain::ErrorKind;
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::selection::RefSelection;
-use stasis_shared::git::transport::NetworkPolicy;
 use stasis_shared::git::url::with_credentials;
 
 use crate::context::WorkerContext;

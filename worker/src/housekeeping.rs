@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stasis_shared::git::fetch::{FetchReport, StopFlag};
-use stasis_shared::git::housekeeping::{housekeep, Policy, RepackKind};
-use stasis_shared::git::storage::disk_size;
+use crate::git::fetch::{FetchReport, StopFlag};
+use crate::git::housekeeping::{housekeep, Policy, RepackKind};
+use crate::git::storage::disk_size;
 use stasis_shared::Config;
 use tracing::{info_span, warn, Instrument};
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::git::fetch::{StopFlag, StopReason};
 use crate::slots::{SlotGuard, Slots};
-use stasis_shared::git::fetch::{StopFlag, StopReason};
 use stasis_shared::lock::{Lease, Leases, Renewal};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};

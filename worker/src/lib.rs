@@ -4,6 +4,7 @@ mod attempt;
 pub mod context;
 pub mod error;
 mod fetch;
+pub mod git;
 pub mod handler;
 pub mod housekeeping;
 mod keepalive;

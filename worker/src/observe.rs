@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::git::fetch::{FetchError, FetchReport};
 use stasis_shared::domain::SyncMirror;
-use stasis_shared::git::fetch::{FetchError, FetchReport};
 use stasis_shared::lifecycle::attempt::Started;
 
 use crate::record::Ending;

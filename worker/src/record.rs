@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::git::fetch::{FetchError, FetchReport};
 use stasis_shared::domain::{ErrorKind, RunOutcome};
-use stasis_shared::git::fetch::{FetchError, FetchReport};
 use stasis_shared::lifecycle::attempt::RunStats;
 use stasis_shared::lifecycle::policy::End;
 

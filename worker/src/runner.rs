@@ -30,7 +30,7 @@ pub async fn run(
     redis: ConnectionManager,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    stasis_shared::git::fetch::set_network_timeouts(cfg.sync.timeout);
+    crate::git::fetch::set_network_timeouts(cfg.sync.timeout);
     let concurrency = cfg.worker.concurrency;
     let grace = cfg.worker.shutdown_grace;
     let enqueuer = Enqueuer::new(

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use stasis_shared::git::fetch::{StopFlag, StopReason};
+use crate::git::fetch::{StopFlag, StopReason};
 use tracing::info;
 
 #[derive(Debug, Default)]

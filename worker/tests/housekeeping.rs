@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stasis_shared::domain::ErrorKind;
-use stasis_shared::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
-use stasis_shared::git::gate::WriteGate;
-use stasis_shared::git::housekeeping::RepackKind;
 use stasis_shared::git::selection::RefSelection;
-use stasis_shared::git::transport::NetworkPolicy;
 use stasis_shared::Config;
 use stasis_testkit::git::{assert_mirrors, git, Upstream};
+use stasis_worker::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
+use stasis_worker::git::gate::WriteGate;
+use stasis_worker::git::housekeeping::RepackKind;
+use stasis_worker::git::transport::NetworkPolicy;
 use stasis_worker::housekeeping::{after_sync, Housekept};
 
 /// The measurement: 300 incremental syncs left 301 packs before housekeeping.

@@ -39,6 +39,6 @@ async fn a_sync_that_wrote_records_its_housekeeping_and_the_mirror_size() {
     assert!(ms.is_some());
     assert_eq!(recorded(noop).await.unwrap(), (None, None));
     let size = env.repo(repo).await.size_bytes.expect("size recorded");
-    let on_disk = stasis_shared::git::storage::disk_size(&env.mirror_path("alice", "up"));
+    let on_disk = stasis_worker::git::storage::disk_size(&env.mirror_path("alice", "up"));
     assert_eq!(size as u64, on_disk);
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stasis_shared::domain::ErrorKind;
-use stasis_shared::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
-use stasis_shared::git::gate::WriteGate;
 use stasis_shared::git::selection::RefSelection;
-use stasis_shared::git::transport::NetworkPolicy;
 use stasis_testkit::git::{assert_mirrors, git, refs, Upstream};
+use stasis_worker::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
+use stasis_worker::git::gate::WriteGate;
+use stasis_worker::git::transport::NetworkPolicy;
 
 fn sync(mirror: &Path, up: &Upstream) -> Result<FetchReport, FetchError> {
     let gate = WriteGate::default();

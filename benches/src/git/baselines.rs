@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use stasis_shared::git::transport;
+use stasis_worker::git::transport;
 
 use super::{sh, time};
 

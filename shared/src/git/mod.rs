@@ -1,15 +1,8 @@
-//! Git access: mirror fetches and upstream URL policy.
+//! What more than the worker knows of git: upstream URLs and their policy, ref
+//! selection patterns, where a mirror lives on disk. Fetching is the worker's
+//! (`stasis_worker::git`).
 
-mod classify;
-pub mod fetch;
-pub mod gate;
-pub mod housekeeping;
-mod pack_refs;
-pub mod refs;
 pub mod selection;
-pub mod stop;
-pub mod storage;
-pub mod transport;
 pub mod url;
 
 use std::path::{Path, PathBuf};

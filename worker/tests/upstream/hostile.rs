@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stasis_shared::domain::ErrorKind;
-use stasis_shared::git::fetch::{StopFlag, StopReason};
-use stasis_shared::git::transport::NetworkPolicy;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::hostile::{HostileGitServer, Hostility};
+use stasis_worker::git::fetch::{StopFlag, StopReason};
+use stasis_worker::git::transport::NetworkPolicy;
 
 use super::{fetch, fetch_once, permissive};
 

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stasis_shared::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
-use stasis_shared::git::gate::WriteGate;
 use stasis_shared::git::selection::RefSelection;
-use stasis_shared::git::transport::NetworkPolicy;
+use stasis_worker::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
+use stasis_worker::git::gate::WriteGate;
+use stasis_worker::git::transport::NetworkPolicy;
 
 pub const PUBLIC: &str = "1.2.3.4";
 

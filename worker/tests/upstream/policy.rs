@@ -4,11 +4,11 @@
 use std::net::IpAddr;
 
 use stasis_shared::domain::ErrorKind;
-use stasis_shared::git::transport::NetworkPolicy;
 use stasis_testkit::dns::RebindingDns;
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::http::GitHttpServer;
 use stasis_testkit::netns;
+use stasis_worker::git::transport::NetworkPolicy;
 
 use super::{fetch_once, strict, PUBLIC};
 

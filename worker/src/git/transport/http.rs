@@ -17,7 +17,7 @@ use url::Url;
 use super::meter::{Meter, Phase};
 use super::session::{bounded, Session};
 use super::{git_error, requested};
-use crate::domain::ErrorKind;
+use stasis_shared::domain::ErrorKind;
 
 const ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
 const MAX_REDIRECTS: usize = 5;
@@ -359,10 +359,13 @@ impl Resolve for Checked {
         let session = self.0.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs =
-                crate::git::url::resolve::lookup(session.policy.dns_server, host.clone(), 0)
-                    .await
-                    .map_err(|e| session.fail(ErrorKind::Network, e))?;
+            let addrs = stasis_shared::git::url::resolve::lookup(
+                session.policy.dns_server,
+                host.clone(),
+                0,
+            )
+            .await
+            .map_err(|e| session.fail(ErrorKind::Network, e))?;
             for addr in &addrs {
                 session.check(&host, addr.ip())?;
             }

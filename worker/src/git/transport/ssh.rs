@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use url::Host;
 
 use super::session::Session;
-use crate::domain::ErrorKind;
-use crate::git::url::UpstreamUrl;
+use stasis_shared::domain::ErrorKind;
+use stasis_shared::git::url::UpstreamUrl;
 
 /// The URL to give libgit2: `url` with its host replaced by an approved address.
 pub fn pin(url: &UpstreamUrl, session: &Session) -> io::Result<String> {
@@ -54,7 +54,7 @@ mod tests {
     fn session(allow_local_network: bool) -> Arc<Session> {
         let policy = NetworkPolicy {
             allow_local_network,
-            ..NetworkPolicy::from_config(&crate::Config::default())
+            ..NetworkPolicy::from_config(&stasis_shared::Config::default())
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         Session::new(policy, deadline, Arc::new(StopFlag::default()))

@@ -6,8 +6,8 @@ use git2::{ErrorClass, ErrorCode};
 
 use super::stop::{StopFlag, StopReason};
 use super::transport::{self, Session};
-use super::url::redact_text;
-use crate::domain::ErrorKind;
+use stasis_shared::domain::ErrorKind;
+use stasis_shared::git::url::redact_text;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("{message}")]

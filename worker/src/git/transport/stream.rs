@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::meter::{Meter, Phase};
 use super::session::Session;
-use crate::domain::ErrorKind;
+use stasis_shared::domain::ErrorKind;
 
 pub(super) struct SessionStream {
     tcp: TcpStream,

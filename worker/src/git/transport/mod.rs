@@ -22,8 +22,8 @@ use git2::transport::{Service, Transport};
 
 pub use session::{Failure, NetworkPolicy, Session};
 
-use crate::domain::ErrorKind;
-use crate::git::url::{Scheme, UpstreamUrl};
+use stasis_shared::domain::ErrorKind;
+use stasis_shared::git::url::{Scheme, UpstreamUrl};
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<Session>>> = const { RefCell::new(None) };

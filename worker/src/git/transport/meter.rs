@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::session::Session;
-use crate::domain::ErrorKind;
+use stasis_shared::domain::ErrorKind;
 
 /// Where a stream is in the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

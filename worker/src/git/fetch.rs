@@ -16,11 +16,11 @@ pub use super::classify::FetchError;
 use super::classify::{classify, refused, stopped};
 use super::gate::WriteGate;
 use super::refs::{self, RefChanges, RefUpdateError};
-use super::selection::RefSelection;
 pub use super::stop::{StopFlag, StopReason};
 use super::transport::{self, NetworkPolicy, Session};
-use super::url::{http_credentials, UpstreamUrl};
-use crate::domain::ErrorKind;
+use stasis_shared::domain::ErrorKind;
+use stasis_shared::git::selection::RefSelection;
+use stasis_shared::git::url::{http_credentials, UpstreamUrl};
 
 pub const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
 

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::domain::ErrorKind;
 use crate::git::stop::{StopFlag, StopReason};
-use crate::git::url::{is_internal, resolve};
+use stasis_shared::domain::ErrorKind;
+use stasis_shared::git::url::{is_internal, resolve};
 
 /// How long one blocking socket call waits before the stop flag and deadline are looked
 /// at again: the bound on how late a stopped sync lets go of its connection.
@@ -29,7 +29,7 @@ pub struct NetworkPolicy {
 }
 
 impl NetworkPolicy {
-    pub fn from_config(cfg: &crate::Config) -> Self {
+    pub fn from_config(cfg: &stasis_shared::Config) -> Self {
         Self {
             allow_local_network: cfg.mirror.allow_local_network,
             dns_server: cfg.mirror.dns_server,

@@ -1,0 +1,14 @@
+//! Fetching a mirror: our git:// and http(s) transports (the connection and its limits
+//! are ours, not libgit2's), the fetch and its ref updates, the write gate, stopping,
+//! error classification, housekeeping with the `git` binary, and the mirror's footprint
+//! on disk.
+
+mod classify;
+pub mod fetch;
+pub mod gate;
+pub mod housekeeping;
+mod pack_refs;
+pub mod refs;
+pub mod stop;
+pub mod storage;
+pub mod transport;
