@@ -6,12 +6,12 @@
 //! Job states (`sync_jobs.state`, [`JobState`](crate::domain::JobState)) and the
 //! repository status each transition leaves (`repositories.sync_status`,
 //! [`SyncStatus`](crate::domain::SyncStatus)); "settled" is the status the mirror's last
-//! sync left (`idle`, `success`, `failed` or `hard_failed`, see [`settled`]):
+//! sync left (`idle`, `success`, `failed` or `hard_failed`, see `settled!`):
 //!
 //! | transition | from | to | repository | who |
 //! |---|---|---|---|---|
-//! | [`enqueue::claim`], [`enqueue::claim_due`] | (none) | `pending` | `queued` | API, scheduler, webhooks |
-//! | [`enqueue::unclaim`] (its push failed) | `pending`, no attempt | (deleted) | settled, if `queued` | whoever claimed |
+//! | [`enqueue::open`], [`enqueue::open_due`] | (none) | `pending` | `queued` | API, scheduler, webhooks |
+//! | [`enqueue::withdraw`] (its push failed) | `pending`, no attempt | (deleted) | settled, if `queued` | whoever opened it |
 //! | [`attempt::start`] | `pending`, `running` (a dead worker's) | `running` | `syncing` | worker |
 //! | [`attempt::finish`]: success | `running` | `done` | `success` | worker |
 //! | [`attempt::finish`]: retry | `running` | `pending` (due after its backoff) | `queued` | worker |
@@ -22,6 +22,10 @@
 //! | [`operator::restore`] (retry's push failed) | `pending` | `failed` or `dead` | settled, if `queued` | operator |
 //! | [`operator::discard`] | `pending`, `failed` | `dead` | settled, if `queued` | operator |
 //! | [`operator::new_upstream`] | — | — | `hard_failed` → `failed` | owner (new URL) |
+//!
+//! A sync that ends within half a second with nothing written (most do: upstream
+//! unchanged) has no separate start: [`attempt::finish`] runs `start`'s statement first,
+//! in its own transaction, so `pending` → `running` → its end commit together.
 //!
 //! `done`, `failed` and `dead` are final but for an operator's retry. A repository has
 //! at most one `pending` or `running` job (a partial unique index decides). The
