@@ -109,7 +109,7 @@ async fn stack_after_two_syncs() -> Stack {
                 .json()
                 .await
                 .ok()?;
-            (status["sync_status"] == want).then_some(())
+            (status["sync_state"] == want).then_some(())
         })
         .await;
     }

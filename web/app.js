@@ -53,7 +53,9 @@ function signOut() {
 
 // ---- mirrors -------------------------------------------------------------------------
 
-const STATUSES = ["idle", "queued", "syncing", "success", "failed", "hard_failed"];
+// the seed's four (`failed` includes `hard_failed`, `syncing` includes `queued`), then
+// the two states only this service has
+const STATUSES = ["idle", "syncing", "success", "failed", "queued", "hard_failed"];
 
 async function mirrors() {
   const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
@@ -118,6 +120,9 @@ function mirrorCard(repo) {
   function show(view, status) {
     last.textContent = relative(status.last_synced_at);
     last.title = status.last_synced_at ?? "";
+    if (!status.last_synced_at && status.last_attempt_at) {
+      last.textContent += ` (last attempt ${relative(status.last_attempt_at)})`;
+    }
     next.textContent = status.next_sync_at ? relative(status.next_sync_at) : "not scheduled";
     const syncing = view === "syncing";
     /** @type {HTMLButtonElement} */ (button).disabled = syncing;
@@ -125,29 +130,36 @@ function mirrorCard(repo) {
     badge.className = "badge";
     badge.replaceChildren();
     error.hidden = true;
-    if (syncing) {
+    const job = status.job;
+    const retrying = syncing && job?.state === "pending" && job.attempts > 0;
+    if (retrying) {
+      badge.classList.add("busy");
+      badge.append(`Retrying (attempt ${job.attempts} of ${job.max_attempts} failed)`);
+      error.textContent = `${job.last_error || "The last attempt failed."} Next retry ${relative(job.run_at)}.`;
+      error.hidden = false;
+    } else if (syncing) {
       badge.classList.add("busy");
       badge.append(h("span", { class: "spin", "aria-hidden": "true" }),
-        status.sync_status === "queued" ? "Queued" : "Syncing");
+        status.sync_state === "queued" ? "Queued" : "Syncing");
     } else if (view === "success") {
       badge.classList.add("ok");
       badge.append("Synced!");
     } else if (view === "failed") {
       badge.classList.add("bad");
-      badge.append("Failed");
+      badge.append(status.sync_state === "hard_failed" ? "Failed, not scheduled" : "Failed");
       error.textContent = status.sync_error || "The last sync failed.";
-      if (status.sync_status === "hard_failed") {
+      if (status.sync_state === "hard_failed") {
         error.textContent += " Scheduled syncs stopped: Sync now or a new upstream URL resumes them.";
       }
       error.hidden = false;
     } else {
-      badge.append(status.sync_status === "success" ? "Up to date" : status.sync_status);
+      badge.append(status.sync_state === "success" ? "Up to date" : status.sync_state);
     }
   }
 
   /** @param {any} status */
   function settle(status) {
-    if (status.sync_status === "queued" || status.sync_status === "syncing") {
+    if (status.sync_state === "queued" || status.sync_state === "syncing") {
       show("syncing", status);
       if (poller === undefined) poller = window.setInterval(poll, POLL_MS);
       return;
@@ -155,7 +167,7 @@ function mirrorCard(repo) {
     if (poller !== undefined) {
       window.clearInterval(poller);
       poller = undefined;
-      if (status.sync_status === "success") {
+      if (status.sync_state === "success") {
         flashing = true;
         show("success", status);
         setTimeout(() => { flashing = false; show("idle", status); }, SYNCED_FLASH_MS);
@@ -164,7 +176,7 @@ function mirrorCard(repo) {
       }
       if (/** @type {HTMLDetailsElement} */ (details).open) loadHistory();
     }
-    const failed = status.sync_status === "failed" || status.sync_status === "hard_failed";
+    const failed = status.sync_state === "failed" || status.sync_state === "hard_failed";
     if (!flashing) show(failed ? "failed" : "idle", status);
   }
 
@@ -198,7 +210,7 @@ function mirrorCard(repo) {
     /** @type {HTMLButtonElement} */ (button).disabled = true;
     try {
       const accepted = await api("POST", `${base}/sync`);
-      settle({ ...(await api("GET", `${base}/mirror/status`)), sync_status: accepted.status === "syncing" ? "syncing" : "queued" });
+      settle({ ...(await api("GET", `${base}/mirror/status`)), sync_state: accepted.sync_state === "syncing" ? "syncing" : "queued" });
     } catch (err) {
       /** @type {HTMLButtonElement} */ (button).disabled = false;
       toast(`${repo.full_name}: ${err.message}`);

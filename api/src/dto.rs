@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use stasis_shared::db::repos::ActiveJob;
 use stasis_shared::db::repos::Repo;
-use stasis_shared::domain::SyncStatus;
+use stasis_shared::domain::{JobState, SeedStatus, SyncStatus};
 use stasis_shared::git::url::{redact_url, with_credentials, MASK};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -37,6 +38,14 @@ pub struct ImportRequest {
     #[serde(default)]
     #[schema(max_length = 64)]
     pub sync_interval: Option<String>,
+    /// Mirrors: selective sync from the first fetch on, so an import never downloads
+    /// what it would prune (e.g. `refs/pull/*`); the rules of the mirror settings.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub include_refs: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub exclude_refs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,8 +61,13 @@ pub struct RepoResponse {
     pub mirror_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_synced_at: Option<DateTime<Utc>>,
+    /// The seed's four values (`idle`, `syncing`, `success`, `failed`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync_status: Option<SyncStatus>,
+    pub sync_status: Option<SeedStatus>,
+    /// The full state: also `queued` (waiting for a worker) and `hard_failed` (failed
+    /// too often, or for good: no longer scheduled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_state: Option<SyncStatus>,
     /// Mirrors only: scheduled syncs on or paused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror_enabled: Option<bool>,
@@ -84,7 +98,8 @@ impl From<&Repo> for RepoResponse {
             is_mirror: r.is_mirror,
             mirror_url: shown_url(r),
             last_synced_at: r.last_synced_at,
-            sync_status: Some(r.sync_status),
+            sync_status: Some(r.sync_status.seed()),
+            sync_state: Some(r.sync_status),
             mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
             webhook_configured: r.is_mirror.then_some(r.webhook_secret.is_some()),
@@ -119,8 +134,9 @@ pub struct RepoPage {
 pub struct RepoQuery {
     /// Only mirrors (`true`) or only other repositories (`false`).
     pub mirror: Option<bool>,
-    /// idle, queued, syncing, success or failed.
-    #[param(pattern = "^(idle|queued|syncing|success|failed)$")]
+    /// A seed value (idle, syncing, success, failed: `syncing` includes `queued`,
+    /// `failed` includes `hard_failed`) or one exact `sync_state` (queued, hard_failed).
+    #[param(pattern = "^(idle|queued|syncing|success|failed|hard_failed)$")]
     pub sync_status: Option<String>,
     /// From 1.
     #[param(minimum = 1)]
@@ -134,8 +150,14 @@ pub struct RepoQuery {
 pub struct MirrorStatus {
     pub is_mirror: bool,
     pub mirror_url: String,
+    /// The last successful sync.
     pub last_synced_at: Option<DateTime<Utc>>,
-    pub sync_status: SyncStatus,
+    /// When the latest attempt started, whatever its outcome.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The seed's four values (`idle`, `syncing`, `success`, `failed`).
+    pub sync_status: SeedStatus,
+    /// The full state: also `queued` and `hard_failed`.
+    pub sync_state: SyncStatus,
     pub sync_error: String,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub last_duration_ms: Option<i64>,
@@ -143,20 +165,49 @@ pub struct MirrorStatus {
     pub size_bytes: Option<i64>,
     /// The pending or running job, if any.
     pub job_id: Option<Uuid>,
+    /// That job: its attempts so far and allowed, when it runs (after a failed attempt:
+    /// its next retry) and its last error.
+    pub job: Option<JobSummary>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub id: Uuid,
+    pub state: JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+impl JobSummary {
+    fn of(job: &ActiveJob) -> Option<Self> {
+        Some(Self {
+            id: job.id?,
+            state: job.state?,
+            attempts: job.attempts?,
+            max_attempts: job.max_attempts?,
+            run_at: job.run_at?,
+            last_error: job.last_error.clone(),
+        })
+    }
 }
 
 impl MirrorStatus {
-    pub fn new(r: &Repo, job_id: Option<Uuid>) -> Self {
+    pub fn new(r: &Repo, job: &ActiveJob, last_attempt_at: Option<DateTime<Utc>>) -> Self {
         Self {
             is_mirror: r.is_mirror,
             mirror_url: shown_url(r).unwrap_or_default(),
             last_synced_at: r.last_synced_at,
-            sync_status: r.sync_status,
+            last_attempt_at,
+            sync_status: r.sync_status.seed(),
+            sync_state: r.sync_status,
             sync_error: r.sync_error.clone().unwrap_or_default(),
             next_sync_at: r.next_sync_at,
             last_duration_ms: r.last_duration_ms,
             size_bytes: r.size_bytes,
-            job_id,
+            job_id: job.id,
+            job: JobSummary::of(job),
         }
     }
 }
@@ -164,7 +215,10 @@ impl MirrorStatus {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncAccepted {
     pub message: &'static str,
-    pub status: SyncStatus,
+    /// `syncing`, as the seed answers.
+    pub status: SeedStatus,
+    /// The mirror's full state now (`queued` until a worker takes the job).
+    pub sync_state: SyncStatus,
     pub job_id: Uuid,
     /// When the job runs: later than now when the mirror synced less than
     /// `mirror.min_manual_interval` ago (requests within that window share one sync).

@@ -211,6 +211,53 @@ async fn github_s_ping_is_answered_without_a_sync() {
     h.worker.stop().await;
 }
 
+/// Verified events that cannot change refs (an issue opened, a comment, a star) are
+/// answered 200 without a sync, from every provider; ref-moving ones other than a push
+/// (a branch or tag created or deleted) do sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_events_that_move_refs_sync_the_mirror() {
+    let h = hooked(true).await;
+    let gitea = |event: &str| {
+        vec![
+            ("x-gitea-signature", sign(SECRET, PUSH)),
+            ("x-gitea-event", event.to_owned()),
+        ]
+    };
+    let gitlab = |event: &str| {
+        vec![
+            ("x-gitlab-token", SECRET.to_owned()),
+            ("x-gitlab-event", event.to_owned()),
+        ]
+    };
+    for headers in [
+        github(SECRET, "issues"),
+        github(SECRET, "star"),
+        gitea("issue_comment"),
+        gitlab("Issue Hook"),
+        gitlab("Note Hook"),
+    ] {
+        let (status, body) = hook(&h.api, "alice/up", &headers, PUSH).await;
+        assert_eq!(status, StatusCode::OK, "{headers:?}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no sync")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        webhook_jobs(&h.env).await,
+        0,
+        "no event above enqueued a sync"
+    );
+    for headers in [github(SECRET, "create"), gitlab("Tag Push Hook")] {
+        let (status, body) = hook(&h.api, "alice/up", &headers, PUSH).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{headers:?}: {body}");
+    }
+    assert!(webhook_jobs(&h.env).await >= 1);
+    h.worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_verified_push_from_each_provider_syncs_the_mirror() {
     let mut h = hooked(true).await;

@@ -32,7 +32,7 @@ pub async fn set_enabled(svc: &Services, full: &str, enabled: bool) -> anyhow::R
         enabled: Some(enabled),
         ..MirrorSettings::default()
     };
-    repos::update_mirror(&svc.pool, repo.id, &settings).await?;
+    repos::update_mirror(&svc.pool, repo.id, &settings, svc.cfg.mirror.sync_interval).await?;
     if enabled {
         out!("scheduled syncs of {full} resumed");
     } else {
@@ -73,7 +73,7 @@ pub async fn set_url(svc: &Services, full: &str, raw: &str) -> anyhow::Result<()
         upstream: Some((clean.as_str().to_owned(), sealed)),
         ..MirrorSettings::default()
     };
-    repos::update_mirror(&svc.pool, repo.id, &settings).await?;
+    repos::update_mirror(&svc.pool, repo.id, &settings, svc.cfg.mirror.sync_interval).await?;
     out!("{full} now mirrors {}; due now", clean.as_str());
     Ok(())
 }

@@ -70,7 +70,11 @@ pub async fn queue(svc: &Services, json: bool) -> anyhow::Result<()> {
     let s = &view.scheduler;
     out!(
         "scheduler: {}{}, leader {}, last tick {}, next tick {}, interval {} ({})",
-        if s.enabled { "enabled" } else { "disabled" },
+        match s.enabled {
+            Some(true) => "enabled",
+            Some(false) => "disabled",
+            None => "not running",
+        },
         if s.paused { " but paused" } else { "" },
         s.leader.as_deref().unwrap_or("none"),
         time(s.last_tick_at),

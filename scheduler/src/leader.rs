@@ -59,6 +59,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut next_tick = Instant::now();
     let mut status = SchedulerStatus {
         leader: process::instance_name(),
+        enabled: cfg.mirror.enabled,
         last_tick_at: None,
         next_tick_at: None,
     };

@@ -83,8 +83,9 @@ pub struct UnknownValue {
 }
 
 text_enum! {
-    /// The seed's `sync_status` values, plus `queued` for a job waiting in the queue and
-    /// `hard_failed` for a mirror no longer scheduled.
+    /// A mirror's sync state (`repositories.sync_status`, the API's `sync_state`): the
+    /// seed's values, plus `queued` for a job waiting in the queue and `hard_failed`
+    /// for a mirror no longer scheduled.
     SyncStatus {
         Idle => "idle",
         Queued => "queued",
@@ -92,6 +93,41 @@ text_enum! {
         Success => "success",
         Failed => "failed",
         HardFailed => "hard_failed",
+    }
+}
+
+text_enum! {
+    /// The seed's four `sync_status` values, which its clients know (the API's
+    /// `sync_status`; the full [`SyncStatus`] is its `sync_state`).
+    SeedStatus {
+        Idle => "idle",
+        Syncing => "syncing",
+        Success => "success",
+        Failed => "failed",
+    }
+}
+
+impl SyncStatus {
+    /// As the seed's clients see it: a queued mirror is syncing (its sync was asked
+    /// for), a hard-failed one failed.
+    pub fn seed(self) -> SeedStatus {
+        match self {
+            SyncStatus::Idle => SeedStatus::Idle,
+            SyncStatus::Queued | SyncStatus::Syncing => SeedStatus::Syncing,
+            SyncStatus::Success => SeedStatus::Success,
+            SyncStatus::Failed | SyncStatus::HardFailed => SeedStatus::Failed,
+        }
+    }
+}
+
+impl SeedStatus {
+    /// Every status shown as this one.
+    pub fn covers(self) -> Vec<SyncStatus> {
+        SyncStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.seed() == self)
+            .collect()
     }
 }
 

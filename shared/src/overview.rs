@@ -39,8 +39,9 @@ pub struct Throughput {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SchedulerView {
-    /// `mirror.enabled` of this process's config.
-    pub enabled: bool,
+    /// `mirror.enabled` as the leading scheduler has it (scheduled syncs on or off);
+    /// `None` while no scheduler leads.
+    pub enabled: Option<bool>,
     pub paused: bool,
     /// `None` when no scheduler holds the leadership.
     pub leader: Option<String>,
@@ -96,7 +97,7 @@ pub async fn queue_overview(
         throughput: Throughput { last_1m, last_1h },
         workers: workers::alive(pool, alive_window(cfg)).await?,
         scheduler: SchedulerView {
-            enabled: cfg.mirror.enabled,
+            enabled: status.as_ref().map(|s| s.enabled),
             paused: settings::scheduler_paused(pool).await?,
             leader: status.as_ref().map(|s| s.leader.clone()),
             last_tick_at: status.as_ref().and_then(|s| s.last_tick_at),

@@ -10,6 +10,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SchedulerStatus {
     pub leader: String,
+    /// The leader's own `mirror.enabled`: whether scheduled syncs run at all.
+    pub enabled: bool,
     pub last_tick_at: Option<DateTime<Utc>>,
     pub next_tick_at: Option<DateTime<Utc>>,
 }
@@ -32,6 +34,7 @@ pub async fn publish(
             key(namespace),
             &[
                 ("leader", status.leader.clone()),
+                ("enabled", status.enabled.to_string()),
                 ("last_tick_at", stamp(status.last_tick_at)),
                 ("next_tick_at", stamp(status.next_tick_at)),
             ],
@@ -65,6 +68,12 @@ pub async fn read(
     };
     Ok(fields.get("leader").map(|leader| SchedulerStatus {
         leader: leader.clone(),
+        // a leader from before this field publishes none: it ran scheduled syncs only
+        // when enabled, and then it said when it would tick next
+        enabled: fields.get("enabled").map_or(
+            fields.get("next_tick_at").is_some_and(|t| !t.is_empty()),
+            |v| v == "true",
+        ),
         last_tick_at: stamp("last_tick_at"),
         next_tick_at: stamp("next_tick_at"),
     }))

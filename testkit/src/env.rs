@@ -181,6 +181,8 @@ impl TestEnv {
                 clone_url: url,
                 credentials: userinfo.map(|u| cipher.seal(&u)),
                 sync_interval_secs: None,
+                include_refs: &[],
+                exclude_refs: &[],
             },
         )
         .await

@@ -110,6 +110,10 @@ async function journey() {
   await page.getByLabel("Status").selectOption("hard_failed");
   await page.locator('article[data-repo$="/good"]').waitFor({ state: "detached" });
   await broken.waitFor();
+  // the seed's `failed` covers a mirror failed for good too
+  await page.getByLabel("Status").selectOption("failed");
+  await broken.waitFor();
+  assert.match(await broken.getByTestId("sync-state").innerText(), /not scheduled/);
 
   // the operator page lists the failed job; once the upstream exists, Retry brings it home
   await page.getByRole("link", { name: "Operator" }).click();

@@ -71,20 +71,42 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Option<Provider> {
     None
 }
 
+/// The event's name as its provider sends it; `None` when the header is missing
+/// (a sender that names no event is taken at its word: a push).
+fn event(provider: Provider, headers: &HeaderMap) -> Option<&str> {
+    match provider {
+        Provider::GitHub => header(headers, "x-github-event"),
+        Provider::Gitea => {
+            header(headers, "x-gitea-event").or_else(|| header(headers, "x-forgejo-event"))
+        }
+        Provider::GitLab => header(headers, "x-gitlab-event"),
+    }
+}
+
+/// Events after which upstream's refs may differ: pushes, and branches or tags created
+/// or deleted.
+fn moves_refs(provider: Provider, event: &str) -> bool {
+    match provider {
+        Provider::GitHub | Provider::Gitea => matches!(event, "push" | "create" | "delete"),
+        Provider::GitLab => matches!(event, "Push Hook" | "Tag Push Hook"),
+    }
+}
+
 fn count(provider: &'static str, result: &'static str) {
     metrics::counter!("stasis_webhooks_total", "provider" => provider, "result" => result)
         .increment(1);
 }
 
 /// A push webhook: verified with the mirror's secret, it enqueues a sync. GitHub's
-/// `ping` is answered without one. A burst of events (one per pushed branch) coalesces
+/// `ping` is answered without one, and so is any event that cannot change refs (an
+/// issue opened, a comment) with 200 and a message saying so. A burst of events (one per pushed branch) coalesces
 /// into one sync per `mirror.min_manual_interval`.
 #[utoipa::path(
     post, path = "/hooks/{owner}/{repo}", tag = "mirrors",
     params(("owner" = String, Path), ("repo" = String, Path)),
     request_body(content = String, description = "The provider's event payload, verified byte for byte", content_type = "application/json"),
     responses(
-        (status = 200, description = "GitHub ping: `{\"message\":\"pong\"}`"),
+        (status = 200, description = "GitHub ping (`{\"message\":\"pong\"}`), or an event that does not change refs: no sync"),
         (status = 202, body = SyncAccepted),
         (status = 401, description = "Missing or wrong signature or token", body = ErrorBody),
         (status = 404, description = "No such mirror, or no webhook secret set", body = ErrorBody),
@@ -121,6 +143,14 @@ pub async fn receive(
         count(provider.as_str(), "ping");
         let pong = Json(serde_json::json!({ "message": "pong" }));
         return Ok((StatusCode::OK, pong).into_response());
+    }
+    if let Some(event) = event(provider, &headers).filter(|e| !moves_refs(provider, e)) {
+        // a repository's issues, comments, stars...: nothing for a mirror to fetch
+        count(provider.as_str(), "ignored");
+        let ignored = serde_json::json!({
+            "message": format!("`{event}` events do not change refs; no sync")
+        });
+        return Ok((StatusCode::OK, Json(ignored)).into_response());
     }
     let accepted = enqueue(&state, repo.id, SyncReason::Webhook, false).await?;
     count(provider.as_str(), "accepted");

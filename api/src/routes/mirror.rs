@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::db::{notifications, runs, users::User};
-use stasis_shared::domain::{SyncReason, SyncStatus};
+use stasis_shared::domain::{SeedStatus, SyncReason, SyncStatus};
 use stasis_shared::queue::Window;
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
@@ -107,7 +107,8 @@ pub async fn enqueue(
     };
     Ok(SyncAccepted {
         message,
-        status,
+        status: SeedStatus::Syncing,
+        sync_state: status,
         job_id: enqueued.job_id,
         next_run_at: enqueued.run_at,
     })
@@ -125,9 +126,11 @@ pub async fn status(
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> Result<Json<MirrorStatus>, ApiError> {
     match repos::find_with_active_job(&state.pool, &owner, &name).await? {
-        Some(found) if can_see(caller.as_ref(), &found.repo) => {
-            Ok(Json(MirrorStatus::new(&found.repo, found.active_job)))
-        }
+        Some(found) if can_see(caller.as_ref(), &found.repo) => Ok(Json(MirrorStatus::new(
+            &found.repo,
+            &found.job,
+            found.last_attempt_at,
+        ))),
         _ => Err(ApiError::NotFound("repository")),
     }
 }
@@ -220,7 +223,13 @@ pub async fn update(
         include_refs,
         exclude_refs,
     };
-    repos::update_mirror(&state.pool, repo.id, &settings).await?;
+    repos::update_mirror(
+        &state.pool,
+        repo.id,
+        &settings,
+        state.cfg.mirror.sync_interval,
+    )
+    .await?;
     let repo = repos::find(&state.pool, repo.id)
         .await?
         .ok_or(ApiError::NotFound("repository"))?;

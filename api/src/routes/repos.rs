@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, Repo, RepoFilter, Viewer};
 use stasis_shared::db::users;
-use stasis_shared::domain::{SyncReason, SyncStatus};
+use stasis_shared::domain::{SeedStatus, SyncReason, SyncStatus};
 use stasis_shared::removal::{remove_mirror, Removal};
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
@@ -69,6 +69,10 @@ pub async fn import(
         .as_deref()
         .map(|i| validate::interval(i, min, max))
         .transpose()?;
+    let include_refs =
+        validate::ref_patterns("include_refs", req.include_refs.unwrap_or_default())?;
+    let exclude_refs =
+        validate::ref_patterns("exclude_refs", req.exclude_refs.unwrap_or_default())?;
     let (clone_url, credentials) = validate::upstream(&state, &req.clone_url).await?;
     let created = repos::create(
         &state.pool,
@@ -81,6 +85,8 @@ pub async fn import(
             clone_url: &clone_url,
             credentials,
             sync_interval_secs: interval.map(|i| i.as_secs() as i32),
+            include_refs: &include_refs,
+            exclude_refs: &exclude_refs,
         },
     )
     .await;
@@ -127,20 +133,10 @@ async fn list_page(
     q: RepoQuery,
 ) -> Result<Json<RepoPage>, ApiError> {
     let (page, per_page) = paging(q.page, q.per_page)?;
-    let status = q
-        .sync_status
-        .as_deref()
-        .map(|s| {
-            s.parse::<SyncStatus>().map_err(|_| {
-                ApiError::BadRequest(
-                    "invalid_query",
-                    format!(
-                        "sync_status must be idle, queued, syncing, success or failed; not `{s}`"
-                    ),
-                )
-            })
-        })
-        .transpose()?;
+    let status = match q.sync_status.as_deref() {
+        None => Vec::new(),
+        Some(s) => statuses(s)?,
+    };
     let viewer = match caller {
         Some(u) if u.is_admin => Viewer::All,
         Some(u) => Viewer::User(u.id),
@@ -148,7 +144,7 @@ async fn list_page(
     };
     let filter = RepoFilter {
         mirror: q.mirror,
-        status: status.into_iter().collect(),
+        status,
         owner,
         viewer,
     };
@@ -161,6 +157,23 @@ async fn list_page(
         per_page,
         total,
     }))
+}
+
+/// The states a `sync_status` filter matches: a seed value (`failed` is also
+/// `hard_failed`, `syncing` also `queued`) or one exact state.
+fn statuses(s: &str) -> Result<Vec<SyncStatus>, ApiError> {
+    if let Ok(seed) = s.parse::<SeedStatus>() {
+        return Ok(seed.covers());
+    }
+    s.parse::<SyncStatus>().map(|one| vec![one]).map_err(|_| {
+        ApiError::BadRequest(
+            "invalid_query",
+            format!(
+                "sync_status must be idle, syncing, success or failed (or a sync_state: \
+                 queued, hard_failed); not `{s}`"
+            ),
+        )
+    })
 }
 
 /// Every repository the caller can see, by owner and name.

@@ -1,6 +1,10 @@
 //! The queue overview and a mirror's history, after the seeded jobs all ran to success.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
+use serde_json::json;
+use stasis_shared::scheduler_status::{self, SchedulerStatus};
 
 use crate::{ops, WAIT};
 
@@ -23,7 +27,36 @@ async fn the_queue_overview_counts_jobs_attempts_and_workers() {
     assert_eq!(q["workers"][0]["concurrency"], o.env.cfg.worker.concurrency);
     assert!(q["oldest_pending_age_seconds"].is_null());
     assert_eq!(q["scheduler"]["sync_interval"]["source"], "config");
+    assert!(
+        q["scheduler"]["enabled"].is_null(),
+        "no scheduler leads, so nobody says whether scheduled syncs run: {q}"
+    );
     seeded.worker.stop().await;
+}
+
+/// Whether scheduled syncs run is the leading scheduler's setting, not the API's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_the_leading_scheduler_s_mirror_enabled() {
+    let o = ops().await;
+    assert!(o.env.cfg.mirror.enabled, "the API's own config has it on");
+    for enabled in [false, true] {
+        let leader = SchedulerStatus {
+            leader: "scheduler-1".into(),
+            enabled,
+            last_tick_at: None,
+            next_tick_at: None,
+        };
+        let ns = &o.env.cfg.queue.namespace;
+        scheduler_status::publish(&o.env.redis, ns, &leader, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let (status, q) = o.call("GET", "/api/v1/admin/queue", None).await;
+        assert_eq!(status, StatusCode::OK, "{q}");
+        assert_eq!(
+            (&q["scheduler"]["enabled"], &q["scheduler"]["leader"]),
+            (&json!(enabled), &json!("scheduler-1"))
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

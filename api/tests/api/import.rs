@@ -3,10 +3,11 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use stasis_testkit::TestEnv;
+use stasis_testkit::git::{git, refs};
+use stasis_testkit::{eventually, TestEnv};
 
 use crate::common::Api;
-use crate::site;
+use crate::{site, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_needs_a_valid_token_and_a_free_name() {
@@ -34,7 +35,11 @@ async fn an_import_needs_a_valid_token_and_a_free_name() {
     let (status, body) = s.import(import.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["is_mirror"], true);
-    assert_eq!(body["sync_status"], "queued");
+    // the seed's clients see the import in progress; the full state says it waits
+    assert_eq!(
+        (&body["sync_status"], &body["sync_state"]),
+        (&json!("syncing"), &json!("queued"))
+    );
     let (status, body) = s.import(import).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -209,4 +214,51 @@ async fn with_secrets_key_credentials_are_stored_sealed_and_shown_masked() {
         !status_body.to_string().contains("hunter2"),
         "{status_body}"
     );
+}
+
+/// Selective sync set at import: the first fetch already leaves out what the mirror
+/// would never keep, and a bad pattern is refused before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_with_a_ref_selection_never_fetches_the_excluded_refs() {
+    let mut s = site().await;
+    let head = s.up.commit("main work");
+    git(&s.up.path, &["update-ref", "refs/pull/1/head", &head]);
+    git(&s.up.path, &["update-ref", "refs/heads/keep", &head]);
+    let (status, body) = s
+        .import(
+            json!({ "name": "sel", "clone_url": s.up.url(), "mirror": true,
+                        "include_refs": ["refs/heads/bogus pattern"] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_refs")),
+        "{body}"
+    );
+    let (status, body) = s
+        .import(
+            json!({ "name": "sel", "clone_url": s.up.url(), "mirror": true,
+                        "exclude_refs": ["refs/pull/*"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["exclude_refs"], json!(["refs/pull/*"]));
+    let _worker = s.env.spawn_worker();
+    eventually("the import to sync", WAIT, || async {
+        let (_, b) = s
+            .api
+            .call(
+                "GET",
+                "/api/v1/repos/alice/sel/mirror/status",
+                Some(&s.alice),
+                None,
+            )
+            .await;
+        (b["sync_state"] == "success").then_some(())
+    })
+    .await;
+    let mirrored = refs(&s.env.mirror_path("alice", "sel"));
+    let mut expected = s.up.refs();
+    expected.remove("refs/pull/1/head");
+    assert_eq!(mirrored, expected);
 }

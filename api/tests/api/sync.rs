@@ -1,9 +1,13 @@
 //! A mirror's syncs through the API: the import's status, "Sync now" (who may, and
 //! requests sharing one job), with a real worker where a sync must run.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
-use stasis_testkit::eventually;
-use stasis_testkit::git::assert_mirrors;
+use serde_json::json;
+use stasis_testkit::git::{assert_mirrors, free_port};
+use stasis_testkit::{eventually, TestEnv};
 
 use crate::common::Api;
 use crate::{site, WAIT};
@@ -18,10 +22,13 @@ async fn an_imported_mirror_syncs_and_its_status_says_so() {
         "mirror_url",
         "last_synced_at",
         "sync_status",
+        "sync_state",
+        "last_attempt_at",
         "sync_error",
         "next_sync_at",
         "last_duration_ms",
         "job_id",
+        "job",
     ] {
         assert!(
             synced.get(field).is_some(),
@@ -59,9 +66,11 @@ async fn owners_and_admins_may_sync_now_others_may_not_and_requests_share_a_job(
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     assert_eq!(first["message"], "Mirror sync started");
+    // the seed's answer, whatever the job's state
+    assert_eq!(first["status"], "syncing", "{first}");
     assert!(
         matches!(
-            first["status"].as_str(),
+            first["sync_state"].as_str(),
             Some("queued" | "syncing" | "success")
         ),
         "{first}"
@@ -120,4 +129,59 @@ async fn a_burst_of_sync_now_requests_gets_one_job_and_one_delivery() {
         .unwrap();
     assert_eq!(rows, 1);
     assert_eq!(env.waiting_deliveries().await, 1, "one delivery in Redis");
+}
+
+/// A mirror between two attempts of a failing sync: the seed's `syncing`, and beside
+/// it what an owner needs to know (attempt n of m, when the next one runs, why the last
+/// one failed), not merely "queued".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retrying_mirror_shows_its_attempts_next_retry_and_last_error() {
+    let mut env = TestEnv::new().await;
+    env.cfg.sync.retry_base_delay = Duration::from_secs(3600);
+    env.cfg.sync.retry_max_delay = Duration::from_secs(7200);
+    let api = Api::start(&env).await;
+    let (_, alice) = env.user("alice", false).await;
+    let url = format!("git://127.0.0.1:{}/gone.git", free_port());
+    let body = json!({ "name": "gone", "clone_url": url, "mirror": true });
+    let (status, answer) = api
+        .call("POST", "/api/v1/repos/import", Some(&alice), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let _worker = env.spawn_worker();
+
+    let shown = eventually("the first attempt to fail", WAIT, || async {
+        let (_, s) = api
+            .call(
+                "GET",
+                "/api/v1/repos/alice/gone/mirror/status",
+                Some(&alice),
+                None,
+            )
+            .await;
+        (s["job"]["attempts"] == 1 && s["job"]["state"] == "pending").then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (&shown["sync_status"], &shown["sync_state"]),
+        (&json!("syncing"), &json!("queued")),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["job"]["max_attempts"], env.cfg.sync.max_attempts,
+        "{shown}"
+    );
+    let retry_at: DateTime<Utc> = shown["job"]["run_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        retry_at > Utc::now() + chrono::Duration::minutes(30),
+        "next retry after the backoff: {shown}"
+    );
+    assert!(
+        shown["job"]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{shown}"
+    );
+    assert!(shown["last_attempt_at"].is_string(), "{shown}");
+    assert!(shown["last_synced_at"].is_null(), "never synced: {shown}");
+    assert_eq!(shown["job_id"], shown["job"]["id"]);
 }

@@ -63,6 +63,9 @@ async fn listings_filter_by_kind_and_status_and_page() {
         ("mirror=false", vec!["alice/plain"]),
         ("sync_status=failed", vec!["alice/pub"]),
         ("mirror=true&sync_status=queued", vec!["alice/priv"]),
+        // the seed's `syncing` covers an import waiting for a worker
+        ("sync_status=syncing", vec!["alice/plain", "alice/priv"]),
+        ("sync_status=idle", vec![]),
         ("per_page=1&page=2", vec!["alice/priv"]),
         ("per_page=2&page=3", vec![]),
     ] {
@@ -73,6 +76,33 @@ async fn listings_filter_by_kind_and_status_and_page() {
     assert_eq!(
         (page["total"].as_i64(), page["per_page"].as_i64()),
         (Some(3), Some(1))
+    );
+    // a hard-failed mirror is `failed` to the seed's clients, and found by its filter
+    sqlx::query("UPDATE repositories SET sync_status = 'hard_failed' WHERE name = 'priv'")
+        .execute(&w.env.pool)
+        .await
+        .unwrap();
+    for (query, expected) in [
+        ("sync_status=failed", vec!["alice/priv", "alice/pub"]),
+        ("sync_status=hard_failed", vec!["alice/priv"]),
+        ("sync_status=syncing", vec!["alice/plain"]),
+    ] {
+        let page = list(&w, &format!("/api/v1/repos?{query}"), alice).await;
+        assert_eq!(names(&page), expected, "{query}");
+    }
+    let page = list(&w, "/api/v1/repos?mirror=true", alice).await;
+    let shown: Vec<_> = page["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["sync_status"].clone(), r["sync_state"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (json!("failed"), json!("hard_failed")),
+            (json!("failed"), json!("failed"))
+        ]
     );
     assert_eq!(
         w.status("GET", "/api/v1/users/nobody/repos", alice, None)

@@ -94,6 +94,63 @@ async fn a_shorter_interval_brings_a_far_off_next_sync_forward() {
     assert!((0.9..1.1).contains(&hours), "next sync in {hours} h");
 }
 
+/// Any interval change starts afresh: the stretch earned by unchanged syncs is
+/// forgotten, a mirror never synced is brought forward from now, going back to the
+/// default counts as a change, and an unscheduled mirror stays unscheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_interval_resets_the_stretch_and_is_never_waited_out() {
+    let w = with_mirror().await;
+    let schedule = || async {
+        sqlx::query_as::<_, (Option<f64>, f64)>(
+            "SELECT EXTRACT(EPOCH FROM next_sync_at - now())::float8 / 3600, interval_factor
+             FROM repositories WHERE name = 'm'",
+        )
+        .fetch_one(&w.env.pool)
+        .await
+        .unwrap()
+    };
+    let pool = w.env.pool.clone();
+    let set = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    };
+    set(
+        "UPDATE repositories SET last_synced_at = NULL, interval_factor = 8,
+             next_sync_at = now() + interval '3 days', sync_interval_secs = 86400
+         WHERE name = 'm'",
+    )
+    .await;
+    let (status, repo) = patch(&w, json!({ "sync_interval": "2h" })).await;
+    assert_eq!(status, StatusCode::OK, "{repo}");
+    let (hours, factor) = schedule().await;
+    assert!(
+        hours.is_some_and(|h| (1.9..2.1).contains(&h)),
+        "next sync in {hours:?} h"
+    );
+    assert_eq!(factor, 1.0, "the stretch is forgotten");
+
+    set("UPDATE repositories SET next_sync_at = now() + interval '3 days' WHERE name = 'm'").await;
+    let (status, repo) = patch(&w, json!({ "sync_interval": null })).await;
+    assert_eq!(status, StatusCode::OK, "{repo}");
+    let default_h = w.env.cfg.mirror.sync_interval.as_secs_f64() / 3600.0;
+    let (hours, _) = schedule().await;
+    assert!(
+        hours.is_some_and(|h| h <= default_h + 0.05),
+        "back to the default ({default_h} h): next sync in {hours:?} h"
+    );
+
+    set("UPDATE repositories SET next_sync_at = NULL WHERE name = 'm'").await;
+    let (status, _) = patch(&w, json!({ "sync_interval": "1h" })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        schedule().await.0,
+        None,
+        "a hard-failed mirror stays unscheduled"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_upstream_s_credentials_are_sealed_shown_masked_and_leave_with_the_url() {
     let w = with_mirror().await;

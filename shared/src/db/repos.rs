@@ -60,12 +60,34 @@ pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Repo>> {
         .await
 }
 
-/// A repository with the id of its pending or running job, if any.
+/// A repository with its pending or running job, if any, and its last attempt.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RepoWithJob {
     #[sqlx(flatten)]
     pub repo: Repo,
-    pub active_job: Option<Uuid>,
+    #[sqlx(flatten)]
+    pub job: ActiveJob,
+    /// When its latest run started, whatever its outcome.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// A repository's job in flight, as its status shows it (all `None` without one).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActiveJob {
+    #[sqlx(rename = "job_id")]
+    pub id: Option<Uuid>,
+    #[sqlx(rename = "job_state")]
+    pub state: Option<JobState>,
+    /// Attempts made so far, and allowed.
+    #[sqlx(rename = "job_attempts")]
+    pub attempts: Option<i32>,
+    #[sqlx(rename = "job_max_attempts")]
+    pub max_attempts: Option<i32>,
+    /// When it is due: after its backoff, for a retry.
+    #[sqlx(rename = "job_run_at")]
+    pub run_at: Option<DateTime<Utc>>,
+    #[sqlx(rename = "job_last_error")]
+    pub last_error: Option<String>,
 }
 
 /// What a status request reads, in one round trip: the status endpoint is the one
@@ -78,11 +100,14 @@ pub async fn find_with_active_job(
     const QUERY: &str = concat!(
         "SELECT ",
         repo_columns!(),
-        ", (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id AND ",
-        crate::job_active!("j"),
-        " LIMIT 1) AS active_job
+        ", j.id AS job_id, j.state AS job_state, j.attempts AS job_attempts,
+           j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
+           j.last_error AS job_last_error,
+           (SELECT max(s.started_at) FROM sync_runs s WHERE s.repo_id = r.id) AS last_attempt_at
          FROM repositories r JOIN users u ON u.id = r.owner_id
-         WHERE u.username = $1 AND r.name = $2"
+         LEFT JOIN sync_jobs j ON j.repo_id = r.id AND ",
+        crate::job_active!("j"),
+        " WHERE u.username = $1 AND r.name = $2"
     );
     sqlx::query_as::<_, RepoWithJob>(QUERY)
         .bind(owner)
@@ -139,14 +164,17 @@ pub struct NewRepo<'a> {
     /// Sealed user info split off the clone URL.
     pub credentials: Option<String>,
     pub sync_interval_secs: Option<i32>,
+    /// Selective sync (patterns already validated).
+    pub include_refs: &'a [String],
+    pub exclude_refs: &'a [String],
 }
 
 /// Inserts the repository; a taken name surfaces as a unique violation.
 pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
     sqlx::query_scalar(
         "INSERT INTO repositories (id, owner_id, name, description, private, is_mirror,
-             mirror_url, mirror_credentials, sync_interval_secs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+             mirror_url, mirror_credentials, sync_interval_secs, include_refs, exclude_refs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(Uuid::new_v4())
     .bind(new.owner_id)
@@ -157,6 +185,8 @@ pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
     .bind(new.clone_url)
     .bind(&new.credentials)
     .bind(new.sync_interval_secs)
+    .bind(new.include_refs)
+    .bind(new.exclude_refs)
     .fetch_one(pool)
     .await
 }
@@ -241,9 +271,17 @@ pub struct MirrorSettings {
     pub exclude_refs: Option<Vec<String>>,
 }
 
-/// Applies the settings. A shorter interval brings the next sync forward, so a mirror
-/// moved from daily to hourly does not wait out the old day.
-pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx::Result<()> {
+/// Applies the settings. A new interval (its own, or back to the default
+/// `default_interval` unless overridden at run time) starts afresh: the stretch of
+/// unchanged syncs is forgotten, and a shorter one brings the next sync forward, so a
+/// mirror moved from daily to hourly does not wait out the old day. An unscheduled
+/// (hard-failed) mirror stays unscheduled.
+pub async fn update_mirror(
+    pool: &PgPool,
+    id: Uuid,
+    s: &MirrorSettings,
+    default_interval: std::time::Duration,
+) -> sqlx::Result<()> {
     let (url, credentials) = s.upstream.clone().unzip();
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -251,15 +289,17 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
              sync_interval_secs = CASE WHEN $2 THEN $3 ELSE sync_interval_secs END,
              -- a new upstream is due now; a shorter interval brings the next sync forward
              next_sync_at = CASE WHEN $5 IS NOT NULL THEN now()
-                 WHEN $2 AND $3 IS NOT NULL AND last_synced_at IS NOT NULL
-                 THEN LEAST(next_sync_at, last_synced_at + make_interval(secs => $3))
+                 WHEN $2 AND next_sync_at IS NOT NULL
+                 THEN LEAST(next_sync_at, COALESCE(last_synced_at, now()) + make_interval(
+                     secs => COALESCE($3::double precision,
+                         (SELECT value::double precision FROM settings WHERE key = $11), $12)))
                  ELSE next_sync_at END,
              mirror_enabled = COALESCE($4, mirror_enabled),
              mirror_url = COALESCE($5, mirror_url),
              mirror_credentials = CASE WHEN $5 IS NOT NULL THEN $6 ELSE mirror_credentials END,
              -- and a fresh start: failures forgotten, scheduled again
              consecutive_failures = CASE WHEN $5 IS NOT NULL THEN 0 ELSE consecutive_failures END,
-             interval_factor = CASE WHEN $5 IS NOT NULL THEN 1 ELSE interval_factor END,
+             interval_factor = CASE WHEN $5 IS NOT NULL OR $2 THEN 1 ELSE interval_factor END,
              webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END,
              include_refs = COALESCE($9, include_refs),
              exclude_refs = COALESCE($10, exclude_refs),
@@ -276,6 +316,8 @@ pub async fn update_mirror(pool: &PgPool, id: Uuid, s: &MirrorSettings) -> sqlx:
     .bind(s.webhook_secret.clone().flatten())
     .bind(&s.include_refs)
     .bind(&s.exclude_refs)
+    .bind(super::settings::SYNC_INTERVAL)
+    .bind(default_interval.as_secs_f64())
     .execute(&mut *tx)
     .await?;
     if url.is_some() {

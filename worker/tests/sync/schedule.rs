@@ -153,6 +153,7 @@ async fn a_new_upstream_url_resumes_a_stopped_schedule_and_a_good_sync_clears_th
             upstream: Some((up.url(), None)),
             ..Default::default()
         },
+        env.cfg.mirror.sync_interval,
     )
     .await
     .unwrap();

@@ -36,6 +36,7 @@ async fn selective_mirror(env: &TestEnv) -> (Upstream, Uuid) {
             exclude_refs: Some(vec!["refs/tags/v1-rc*".into()]),
             ..Default::default()
         },
+        env.cfg.mirror.sync_interval,
     )
     .await
     .unwrap();
