@@ -10,6 +10,7 @@ pub mod git;
 pub mod instruments;
 pub mod liveness;
 pub mod lock;
+pub mod names;
 pub mod overview;
 pub mod process;
 pub mod queue;
