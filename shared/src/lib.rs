@@ -15,6 +15,7 @@ pub mod overview;
 pub mod process;
 pub mod queue;
 pub mod removal;
+pub mod rename;
 pub mod scheduler_status;
 pub mod secrets;
 pub mod telemetry;
