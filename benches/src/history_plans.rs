@@ -4,8 +4,8 @@
 //! than a page of anything needs). Statements that write run in a transaction rolled
 //! back. The retention statements are the scheduler's own text; the others are copies
 //! of the queries in `shared/src/db/` (status, history, jobs list, overview, due claim)
-//! as they are written there; the jobs listing's as the generic plan of its
-//! parameterised statement.
+//! as they are written there; the jobs listing's as its prepared statement's
+//! sixth execution, when the planner may have settled on a generic plan.
 
 use sqlx::{Connection, PgPool, Row as _};
 use stasis_scheduler::retention::{self, EXCESS_RUNS, OLD_RUNS, ORPHAN_JOBS};
@@ -20,8 +20,8 @@ const JOBS: &str = "SELECT j.id, j.repo_id, u.username || '/' || r.name AS repo,
 const JOBS_FILTER: &str = "WHERE ($1::text IS NULL OR j.state = $1)
     AND ($2::text IS NULL OR u.username = $2) AND ($3::text IS NULL OR r.name = $3)";
 
-/// A statement to explain: literal SQL, or a parameterised one explained as the
-/// generic plan of a prepared statement.
+/// A statement to explain: literal SQL, or a parameterised one explained as its
+/// prepared statement's sixth execution.
 enum Query {
     Literal(String),
     Generic {
@@ -46,9 +46,9 @@ impl From<&str> for Query {
 pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
     let name = format!("'m{}'", mirrors / 2);
     let repo = format!("md5('repo' || {})::uuid", mirrors / 2);
-    // The API binds the filter as parameters: a pooled connection runs the generic plan
-    // once the planner judges it no costlier than the custom ones (from the sixth
-    // execution on), so the generic plan is the one explained.
+    // The API binds the filter as parameters, and a pooled connection keeps its prepared
+    // statements: from the sixth execution on the planner may settle on a generic plan,
+    // so the plan explained is the sixth execution's, as the API would run it.
     let jobs = |args: String| Query::Generic {
         sql: format!("{JOBS} {JOBS_FILTER} ORDER BY j.enqueued_at DESC, j.id LIMIT $4 OFFSET $5"),
         types: "text, text, text, bigint, bigint",
@@ -125,7 +125,11 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
         ("due claim (jobs::claim_due, 1000)", due_claim().into()),
         (
             "retention: excess runs, first slice",
-            bind_excess(EXCESS_RUNS).into(),
+            bind_excess(EXCESS_RUNS, 1000).into(),
+        ),
+        (
+            "retention: excess runs, first slice, 999 kept (deletes a run and job per mirror)",
+            bind_excess(EXCESS_RUNS, 999).into(),
         ),
         (
             "retention: old runs",
@@ -150,12 +154,14 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
         let explained = match &query {
             Query::Literal(sql) => format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"),
             Query::Generic { sql, types, args } => {
-                sqlx::raw_sql("SET LOCAL plan_cache_mode = force_generic_plan")
-                    .execute(&mut *tx)
-                    .await?;
                 sqlx::raw_sql(&format!("PREPARE bench_q ({types}) AS {sql}"))
                     .execute(&mut *tx)
                     .await?;
+                for _ in 0..5 {
+                    sqlx::raw_sql(&format!("EXECUTE bench_q ({args})"))
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 format!("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_q ({args})")
             }
         };
@@ -177,9 +183,9 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bind_excess(sql: &str) -> String {
+fn bind_excess(sql: &str, max_runs: u32) -> String {
     sql.replace("$1", "'00000000-0000-0000-0000-000000000000'::uuid")
-        .replace("$2", "1000")
+        .replace("$2", &max_runs.to_string())
         .replace("$3", &retention::MIRRORS_PER_BATCH.to_string())
         .replace("$4", &retention::BATCH.to_string())
 }
