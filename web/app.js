@@ -3,7 +3,7 @@
 // Every piece of server data reaches the page through textContent, never as markup.
 
 import {
-  POLL_MS, SYNCED_FLASH_MS, TOKEN_KEY, api, h, main, page, relative, toast,
+  POLL_MS, SYNCED_FLASH_MS, TOKEN_KEY, api, h, humanSize, main, page, relative, toast,
 } from "./lib.js";
 import { operator } from "./operator.js";
 
@@ -100,6 +100,9 @@ function mirrorCard(repo) {
   const button = h("button", { type: "button", class: "primary", text: "Sync now" });
   const last = h("dd", { "data-testid": "last-sync" });
   const next = h("dd");
+  // the size is known once a sync has stored it; until then neither term nor value shows
+  const sizeTerm = h("dt", { text: "Size", hidden: true });
+  const size = h("dd", { "data-testid": "size", hidden: true });
   const upstream = h("dd", { text: repo.mirror_url ?? "" });
   const error = h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", hidden: true });
   const history = h("div", { class: "table-wrap" });
@@ -109,7 +112,7 @@ function mirrorCard(repo) {
   const card = h("article", { class: "card", "aria-label": repo.full_name, "data-repo": repo.full_name },
     h("h2", { text: repo.full_name }),
     h("dl", {}, h("dt", { text: "Upstream" }), upstream, h("dt", { text: "Last sync" }), last,
-      h("dt", { text: "Next sync" }), next),
+      h("dt", { text: "Next sync" }), next, sizeTerm, size),
     h("div", { class: "sync" }, button, badge),
     error, details);
   /** @type {number | undefined} */
@@ -124,6 +127,11 @@ function mirrorCard(repo) {
       last.textContent += ` (last attempt ${relative(status.last_attempt_at)})`;
     }
     next.textContent = status.next_sync_at ? relative(status.next_sync_at) : "not scheduled";
+    const known = typeof status.size_bytes === "number";
+    sizeTerm.hidden = !known;
+    size.hidden = !known;
+    size.textContent = known ? humanSize(status.size_bytes) : "";
+    size.title = known ? `${status.size_bytes} bytes` : "";
     const syncing = view === "syncing";
     /** @type {HTMLButtonElement} */ (button).disabled = syncing;
     button.setAttribute("aria-busy", String(syncing));

@@ -89,6 +89,19 @@ export function relative(iso, now = Date.now()) {
   return secs >= 0 ? `${n}${unit} ago` : `in ${n}${unit}`;
 }
 
+/**
+ * A byte count as people read it, in powers of 1000: "512 B", "8.3 MB", "1.2 GB".
+ * @param {number} bytes
+ */
+export function humanSize(bytes) {
+  const units = ["B", "kB", "MB", "GB", "TB", "PB"];
+  let n = bytes;
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  if (i === 0) return `${n} B`;
+  return `${n < 10 ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
+}
+
 /** @param {string} message */
 export function toast(message) {
   const el = /** @type {HTMLElement} */ (document.getElementById("toast"));

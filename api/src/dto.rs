@@ -48,6 +48,19 @@ pub struct ImportRequest {
     pub exclude_refs: Option<Vec<String>>,
 }
 
+/// `PATCH /repos/{owner}/{repo}`: a new name, as Gitea's "edit repository" takes it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// The same rules as an import's name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[A-Za-z0-9_][A-Za-z0-9._-]*$"
+    )]
+    pub name: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepoResponse {
     pub id: Uuid,

@@ -72,7 +72,7 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(repos::import))
         .routes(routes!(repos::list))
         .routes(routes!(repos::list_for_user))
-        .routes(routes!(repos::get, repos::delete))
+        .routes(routes!(repos::get, repos::rename, repos::delete))
         .routes(routes!(mirror::sync))
         .routes(routes!(mirror::update))
         .routes(routes!(mirror::status))

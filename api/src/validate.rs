@@ -5,34 +5,21 @@
 use std::time::Duration;
 
 use stasis_shared::git::url::{check_upstream, Scheme, UpstreamUrl, UrlError};
+use stasis_shared::names::check_repo_name;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const MAX_NAME_LEN: usize = 100;
 /// In characters, as JSON Schema's `maxLength` counts them.
 pub const MAX_DESCRIPTION_LEN: usize = 1000;
 /// An interval is a few words (`1h 30m`); anything longer is not one.
 pub const MAX_INTERVAL_LEN: usize = 64;
 pub use stasis_shared::git::url::MAX_URL_LEN;
 
-/// Names as a git host allows them: ASCII letters, digits, `.`, `-`, `_`; no leading
-/// dot or dash, no `..`, no `.git` suffix (the bare directory adds it).
+/// Names as a git host allows them (`stasis_shared::names`): ASCII letters, digits,
+/// `.`, `-`, `_`; no leading dot or dash, no `..`, no `.git` suffix.
 pub fn name(name: &str) -> Result<(), ApiError> {
-    let bad = |msg: &str| Err(ApiError::BadRequest("invalid_name", msg.into()));
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return bad("name must be 1 to 100 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    {
-        return bad("name may contain only letters, digits, '.', '-' and '_'");
-    }
-    if name.starts_with(['.', '-']) || name.contains("..") || name.ends_with(".git") {
-        return bad("name may not start with '.' or '-', contain '..' or end in '.git'");
-    }
-    Ok(())
+    check_repo_name(name).map_err(|msg| ApiError::BadRequest("invalid_name", msg.into()))
 }
 
 /// A repository description: at most 1,000 characters.

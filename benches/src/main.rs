@@ -6,6 +6,8 @@ mod api;
 mod cpu;
 mod fixture;
 mod git;
+mod history;
+mod history_plans;
 mod hostile;
 mod memory;
 mod queue;
@@ -27,8 +29,8 @@ struct Args {
     /// The no-op benchmark's parallelism (how many syncs, listings and fetches at once).
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
-    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile; git is noop and
-    /// fetch); all when none is given.
+    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history; git is
+    /// noop and fetch); all when none is given.
     only: Vec<String>,
 }
 
@@ -41,6 +43,8 @@ pub struct Scale {
     pub due_mirrors: usize,
     pub api_duration: Duration,
     pub memory_syncs: usize,
+    /// Run rows of the history benchmark's large size (beside 10,000).
+    pub history_runs: i64,
     pub parallelism: Vec<usize>,
 }
 
@@ -56,6 +60,7 @@ impl Scale {
                 due_mirrors: 5_000,
                 api_duration: Duration::from_secs(1),
                 memory_syncs: 8,
+                history_runs: 200_000,
                 parallelism,
             }
         } else {
@@ -68,6 +73,7 @@ impl Scale {
                 due_mirrors: 100_000,
                 api_duration: Duration::from_secs(10),
                 memory_syncs: 64,
+                history_runs: 10_000_000,
                 parallelism,
             }
         }
@@ -108,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         "api",
         "memory",
         "hostile",
+        "history",
     ] {
         if !wanted(name) {
             continue;
@@ -120,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             "scheduler" => scheduler::run(&scale, &mut rows).await,
             "api" => api::run(&scale, &mut rows).await,
             "memory" => memory::run(&scale, &mut rows).await,
+            "history" => history::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

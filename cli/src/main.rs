@@ -71,7 +71,7 @@ enum Command {
         #[command(subcommand)]
         command: status::SchedulerCommand,
     },
-    /// Mirrors: list, sync now, history, pause, resume, delete, change upstream.
+    /// Mirrors: list, sync now, history, pause, resume, rename, delete, change upstream.
     #[command(visible_alias = "mirror")]
     Mirrors {
         #[command(subcommand)]

@@ -1,4 +1,4 @@
-//! `stasisctl mirror pause|resume|delete|set-url`: what a mirror's owner does through
+//! `stasisctl mirror pause|resume|rename|delete|set-url`: what a mirror's owner does through
 //! the API, for operators, with the API's checks.
 //!
 //! `delete` follows the API's DELETE /repos/{owner}/{repo} step by step from the same
@@ -8,7 +8,9 @@
 use anyhow::{anyhow, bail, Context};
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::git::url::{check_upstream, redact_url};
+use stasis_shared::names::check_repo_name;
 use stasis_shared::removal::{remove_mirror, Removal};
+use stasis_shared::rename::{rename_mirror, Rename};
 
 use crate::jobs::split_repo;
 use crate::{out, Services};
@@ -51,6 +53,24 @@ pub async fn delete(svc: &Services, full: &str) -> anyhow::Result<()> {
         bail!("a sync of {full} is running; retry when it ends");
     }
     out!("{full} deleted");
+    Ok(())
+}
+
+pub async fn rename(svc: &Services, full: &str, new_name: &str) -> anyhow::Result<()> {
+    check_repo_name(new_name).map_err(|msg| anyhow!("{msg}"))?;
+    let repo = find(svc, full, false).await?;
+    let renamed = rename_mirror(&svc.cfg, &svc.pool, svc.redis().await?, &repo, new_name)
+        .await
+        .context("renaming the repository")?;
+    let owner = &repo.owner;
+    match renamed {
+        Rename::Renamed => out!("{full} renamed to {owner}/{new_name}"),
+        Rename::NameTaken => bail!("{owner}/{new_name} already exists"),
+        Rename::PathOccupied => {
+            bail!("mirror storage already holds a directory for {owner}/{new_name}")
+        }
+        Rename::SyncRunning => bail!("a sync of {full} is running; retry when it ends"),
+    }
     Ok(())
 }
 

@@ -64,6 +64,14 @@ pub enum MirrorsCommand {
         /// The mirror, as OWNER/NAME.
         repo: String,
     },
+    /// Rename OWNER/NAME to NEW (same owner): its bare directory moves with it.
+    /// Refused while a sync of it runs.
+    Rename {
+        /// The repository, as OWNER/NAME.
+        repo: String,
+        /// The new name (letters, digits, `.`, `-`, `_`).
+        name: String,
+    },
     /// Delete OWNER/NAME: its row, history, jobs, queued deliveries and bare directory.
     /// Refused while a sync of it runs.
     Delete {
@@ -201,6 +209,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
         }
         MirrorsCommand::Pause { repo } => mirror_admin::set_enabled(svc, &repo, false).await?,
         MirrorsCommand::Resume { repo } => mirror_admin::set_enabled(svc, &repo, true).await?,
+        MirrorsCommand::Rename { repo, name } => mirror_admin::rename(svc, &repo, &name).await?,
         MirrorsCommand::Delete { repo } => mirror_admin::delete(svc, &repo).await?,
         MirrorsCommand::SetUrl { repo, url } => mirror_admin::set_url(svc, &repo, &url).await?,
     }

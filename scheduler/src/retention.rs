@@ -1,7 +1,8 @@
 //! Bounded history: each mirror keeps its newest `history.max_runs_per_mirror` runs (its
 //! last failed run among them, however old, since that is what its owner comes looking
-//! for), and nothing older than `history.max_age`; finished jobs go once no run refers
-//! to them (a run's job FK cascades, so a job is never deleted under its runs), and
+//! for), and nothing older than `history.max_age`; a finished job goes in the statement
+//! that deletes its last runs (a run's job FK cascades, so a job is never deleted under
+//! its runs), one that never had a run once older than `history.max_age`, and
 //! notifications once delivered or given up and older than `history.max_age`. The
 //! mirror's own row (status, counters) is never touched.
 //!
@@ -19,9 +20,104 @@ use crate::error::SchedulerError;
 /// Rows deleted per statement.
 pub const BATCH: i64 = 1000;
 /// Mirrors whose excess runs one statement looks at.
-const MIRRORS_PER_BATCH: i64 = 200;
+pub const MIRRORS_PER_BATCH: i64 = 200;
 /// Statements per table and pass: a pass stays short; the next one continues.
 const MAX_BATCHES: usize = 20;
+
+// The pass's statements, public so that `stasis-bench history` explains the very text
+// that runs here.
+
+/// The CTE body that deletes, beside a statement's `gone` runs (`id`, `job_id`), the
+/// finished jobs those were the last runs of: a job goes with its runs, so no pass has to
+/// look for jobs without runs among all finished ones (an anti-join of both whole
+/// tables, seconds at 10 million runs). A job a retry made pending again since the
+/// statement began is left alone (its row is re-checked once the retry commits).
+/// `OFFSET 0` keeps the `NOT EXISTS` a probe of `sync_runs_job` per deleted job: as an
+/// anti-join the planner hashed all of `sync_runs` for it.
+macro_rules! jobs_of_gone_runs {
+    () => {
+        "DELETE FROM sync_jobs j
+         WHERE j.id IN (SELECT job_id FROM gone)
+           AND j.state IN ('done', 'failed', 'dead')
+           AND j.finished_at < now() - interval '1 minute'
+           AND NOT EXISTS (SELECT 1 FROM sync_runs o
+                           WHERE o.job_id = j.id AND o.id NOT IN (SELECT id FROM gone)
+                           OFFSET 0)
+         RETURNING j.id"
+    };
+}
+
+/// `$1` the last mirror id of the previous slice, `$2` `max_runs_per_mirror`, `$3`
+/// mirrors per slice, `$4` rows per statement. Answers the runs and jobs deleted and
+/// the slice's last mirror. `failed` and `cut` are computed once per mirror
+/// (materialised: inlined, the last failed run was looked up again for every run), and
+/// each mirror's victims are an index range below its cut (a `LATERAL` with a limit,
+/// which the planner cannot turn into a hash join over all of `sync_runs`).
+pub const EXCESS_RUNS: &str = concat!(
+    "WITH slice AS (
+         SELECT id FROM repositories WHERE id > $1 ORDER BY id LIMIT $3
+     ), failed AS MATERIALIZED (
+         SELECT s.id AS repo_id, (SELECT f.id FROM sync_runs f
+             WHERE f.repo_id = s.id AND f.outcome = 'failed'
+             ORDER BY f.id DESC LIMIT 1) AS keep
+         FROM slice s
+     ), cut AS MATERIALIZED (
+         SELECT f.repo_id, f.keep, c.started_at, c.id
+         FROM failed f CROSS JOIN LATERAL (
+             SELECT r.started_at, r.id FROM sync_runs r
+             WHERE r.repo_id = f.repo_id AND r.id IS DISTINCT FROM f.keep
+             ORDER BY r.started_at DESC, r.id DESC
+             OFFSET $2 - CASE WHEN f.keep IS NULL THEN 0 ELSE 1 END LIMIT 1
+         ) c
+     ), victims AS (
+         SELECT v.id FROM cut CROSS JOIN LATERAL (
+             SELECT r.id FROM sync_runs r
+             WHERE r.repo_id = cut.repo_id
+               AND (r.started_at, r.id) <= (cut.started_at, cut.id)
+               AND r.id IS DISTINCT FROM cut.keep AND r.finished_at IS NOT NULL
+             ORDER BY r.started_at DESC, r.id DESC
+             LIMIT $4
+         ) v
+         LIMIT $4
+     ), gone AS (
+         DELETE FROM sync_runs WHERE id IN (SELECT id FROM victims) RETURNING id, job_id
+     ), jobs_gone AS (",
+    jobs_of_gone_runs!(),
+    ")
+     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM jobs_gone),
+            (SELECT id FROM slice ORDER BY id DESC LIMIT 1)"
+);
+
+/// `$1` `history.max_age` in seconds, `$2` rows per statement. Answers the runs and
+/// jobs deleted.
+pub const OLD_RUNS: &str = concat!(
+    "WITH gone AS (
+         DELETE FROM sync_runs WHERE id IN (
+             SELECT r.id FROM sync_runs r
+             WHERE r.finished_at IS NOT NULL
+               AND r.finished_at < now() - make_interval(secs => $1)
+               AND r.id IS DISTINCT FROM (SELECT f.id FROM sync_runs f
+                   WHERE f.repo_id = r.repo_id AND f.outcome = 'failed'
+                   ORDER BY f.id DESC LIMIT 1)
+             LIMIT $2)
+         RETURNING id, job_id
+     ), jobs_gone AS (",
+    jobs_of_gone_runs!(),
+    ")
+     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM jobs_gone)"
+);
+
+/// Finished jobs without runs that the statements above did not take with theirs
+/// (jobs that never had a run, such as a discarded one), once older than
+/// `history.max_age`, so the scan is a range of `sync_jobs_finished`, not every
+/// finished job. `$1` rows per statement, `$2` `history.max_age` in seconds.
+pub const ORPHAN_JOBS: &str = "DELETE FROM sync_jobs WHERE id IN (
+         SELECT j.id FROM sync_jobs j
+         WHERE j.state IN ('done', 'failed', 'dead')
+           AND j.finished_at < now() - interval '1 minute'
+           AND j.finished_at < now() - make_interval(secs => $2)
+           AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.job_id = j.id)
+         LIMIT $1)";
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted {
@@ -35,9 +131,13 @@ pub async fn enforce(cfg: &Config, pool: &PgPool) -> Result<Deleted, SchedulerEr
         let max_runs = i64::from(cfg.history.max_runs_per_mirror);
         let max_age = cfg.history.max_age;
         let mut deleted = Deleted::default();
-        deleted.runs += excess_runs(pool, max_runs).await?;
-        deleted.runs += repeat(|| old_runs(pool, max_age)).await?;
-        deleted.jobs += repeat(|| orphan_jobs(pool)).await?;
+        let (runs, jobs) = excess_runs(pool, max_runs).await?;
+        deleted.runs += runs;
+        deleted.jobs += jobs;
+        let (runs, jobs) = old_runs(pool, max_age).await?;
+        deleted.runs += runs;
+        deleted.jobs += jobs;
+        deleted.jobs += repeat(|| orphan_jobs(pool, max_age)).await?;
         deleted.notifications += repeat(|| old_notifications(pool, max_age)).await?;
         for (table, n) in [
             ("sync_runs", deleted.runs),
@@ -72,43 +172,20 @@ where
 /// Runs beyond each mirror's newest `max_runs`, mirrors taken in id order a slice at a
 /// time (the window reads at most `max_runs` index entries per mirror). Its last failed
 /// run counts among the kept ones, so a mirror never keeps more than `max_runs`.
-async fn excess_runs(pool: &PgPool, max_runs: i64) -> Result<u64, SchedulerError> {
+async fn excess_runs(pool: &PgPool, max_runs: i64) -> Result<(u64, u64), SchedulerError> {
     let mut after = uuid::Uuid::nil();
-    let mut total = 0;
+    let (mut runs, mut jobs) = (0, 0);
     for _ in 0..MAX_BATCHES * 10 {
-        let (deleted, last): (i64, Option<uuid::Uuid>) = sqlx::query_as(
-            "WITH slice AS (
-                 SELECT id FROM repositories WHERE id > $1 ORDER BY id LIMIT $3
-             ), failed AS (
-                 SELECT s.id AS repo_id, (SELECT f.id FROM sync_runs f
-                     WHERE f.repo_id = s.id AND f.outcome = 'failed'
-                     ORDER BY f.id DESC LIMIT 1) AS keep
-                 FROM slice s
-             ), cut AS (
-                 SELECT f.repo_id, f.keep, c.started_at, c.id
-                 FROM failed f CROSS JOIN LATERAL (
-                     SELECT r.started_at, r.id FROM sync_runs r
-                     WHERE r.repo_id = f.repo_id AND r.id IS DISTINCT FROM f.keep
-                     ORDER BY r.started_at DESC, r.id DESC
-                     OFFSET $2 - CASE WHEN f.keep IS NULL THEN 0 ELSE 1 END LIMIT 1
-                 ) c
-             ), victims AS (
-                 SELECT r.id FROM cut JOIN sync_runs r ON r.repo_id = cut.repo_id
-                 WHERE (r.started_at, r.id) <= (cut.started_at, cut.id)
-                   AND r.id IS DISTINCT FROM cut.keep AND r.finished_at IS NOT NULL
-                 LIMIT $4
-             ), gone AS (
-                 DELETE FROM sync_runs WHERE id IN (SELECT id FROM victims) RETURNING id
-             )
-             SELECT (SELECT count(*) FROM gone), (SELECT id FROM slice ORDER BY id DESC LIMIT 1)",
-        )
-        .bind(after)
-        .bind(max_runs)
-        .bind(MIRRORS_PER_BATCH)
-        .bind(BATCH)
-        .fetch_one(pool)
-        .await?;
-        total += deleted as u64;
+        let (deleted, jobs_deleted, last): (i64, i64, Option<uuid::Uuid>) =
+            sqlx::query_as(EXCESS_RUNS)
+                .bind(after)
+                .bind(max_runs)
+                .bind(MIRRORS_PER_BATCH)
+                .bind(BATCH)
+                .fetch_one(pool)
+                .await?;
+        runs += deleted as u64;
+        jobs += jobs_deleted as u64;
         match last {
             // a full batch may have left more in this slice: look at it again
             Some(_) if deleted >= BATCH => {}
@@ -116,42 +193,34 @@ async fn excess_runs(pool: &PgPool, max_runs: i64) -> Result<u64, SchedulerError
             None => break,
         }
     }
-    Ok(total)
+    Ok((runs, jobs))
 }
 
-async fn old_runs(pool: &PgPool, max_age: Duration) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM sync_runs WHERE id IN (
-             SELECT r.id FROM sync_runs r
-             WHERE r.finished_at IS NOT NULL
-               AND r.finished_at < now() - make_interval(secs => $1)
-               AND r.id IS DISTINCT FROM (SELECT f.id FROM sync_runs f
-                   WHERE f.repo_id = r.repo_id AND f.outcome = 'failed'
-                   ORDER BY f.id DESC LIMIT 1)
-             LIMIT $2)",
-    )
-    .bind(max_age.as_secs_f64())
-    .bind(BATCH)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+/// Runs older than `max_age` (each mirror's last failed run kept), with the jobs they
+/// were the last runs of, a batch per statement.
+async fn old_runs(pool: &PgPool, max_age: Duration) -> Result<(u64, u64), SchedulerError> {
+    let (mut runs, mut jobs) = (0, 0);
+    for _ in 0..MAX_BATCHES {
+        let (deleted, jobs_deleted): (i64, i64) = sqlx::query_as(OLD_RUNS)
+            .bind(max_age.as_secs_f64())
+            .bind(BATCH)
+            .fetch_one(pool)
+            .await?;
+        runs += deleted as u64;
+        jobs += jobs_deleted as u64;
+        if deleted < BATCH {
+            break;
+        }
+    }
+    Ok((runs, jobs))
 }
 
-/// Finished jobs no run refers to any more: their runs were pruned (or they never had
-/// one). Younger than a minute they are left alone, in case a retry is about to be
-/// recorded against them.
-async fn orphan_jobs(pool: &PgPool) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM sync_jobs WHERE id IN (
-             SELECT j.id FROM sync_jobs j
-             WHERE j.state IN ('done', 'failed', 'dead')
-               AND j.finished_at < now() - interval '1 minute'
-               AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.job_id = j.id)
-             LIMIT $1)",
-    )
-    .bind(BATCH)
-    .execute(pool)
-    .await?;
+async fn orphan_jobs(pool: &PgPool, max_age: Duration) -> sqlx::Result<u64> {
+    let done = sqlx::query(ORPHAN_JOBS)
+        .bind(BATCH)
+        .bind(max_age.as_secs_f64())
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }
 

@@ -1,6 +1,7 @@
 //! Bounded history: the leader's retention pass keeps each mirror's newest runs and its
-//! last failed one, drops what is older than `history.max_age`, jobs once no run refers
-//! to them, and old delivered notifications. History is inserted with SQL: thousands of
+//! last failed one, drops what is older than `history.max_age`, jobs with their last
+//! runs (and jobs that never had one once older than `history.max_age`), and old
+//! delivered notifications. History is inserted with SQL: thousands of
 //! real syncs would only make the test slow.
 
 use std::collections::BTreeSet;
@@ -83,6 +84,20 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
     for i in 0..5 {
         run(&env, quiet, 10 + i, "success").await;
     }
+    // discarded jobs that never had a run: one older than max_age, one recent
+    for days_ago in [100, 1] {
+        sqlx::query(
+            "INSERT INTO sync_jobs (id, repo_id, reason, state, max_attempts, enqueued_at,
+                 finished_at)
+             VALUES (gen_random_uuid(), $1, 'manual', 'dead', 5,
+                 now() - make_interval(days => $2), now() - make_interval(days => $2))",
+        )
+        .bind(quiet)
+        .bind(days_ago)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    }
     for (delivered_days_ago, pending) in [(Some(100), false), (Some(1), false), (None, true)] {
         sqlx::query(
             "INSERT INTO notifications (repo_id, event, url, payload, delivered_at, created_at)
@@ -101,7 +116,7 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
         deleted,
         Deleted {
             runs: 30 + 1,
-            jobs: 30 + 1,
+            jobs: 30 + 1 + 1,
             notifications: 1
         }
     );
@@ -120,8 +135,9 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
     assert!(quiet_kept.contains(&quiet_failure));
     assert!(!quiet_kept.contains(&quiet_old));
 
-    // every job left has its run; the mirror's row is untouched
-    assert_eq!(count(&env, "SELECT count(*) FROM sync_jobs").await, 56);
+    // every job left has its run but the recent discarded one; the mirror's row is
+    // untouched
+    assert_eq!(count(&env, "SELECT count(*) FROM sync_jobs").await, 57);
     assert_eq!(
         count(
             &env,
@@ -129,7 +145,7 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
              WHERE NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.job_id = j.id)"
         )
         .await,
-        0
+        1
     );
     assert_eq!(count(&env, "SELECT count(*) FROM notifications").await, 2);
     assert_eq!(env.repo(busy).await.id, busy);

@@ -89,6 +89,9 @@ async function journey() {
   await shot("04-synced");
   await goodState.getByText("Up to date").waitFor({ timeout: 6_000 });
   assert.match(await good.getByTestId("last-sync").innerText(), /just now|\d+s ago/);
+  // the mirror's size on disk, from its status, human-readable
+  assert.match(await good.getByTestId("size").innerText(), /^\d+(\.\d)? (B|kB|MB)$/);
+  assert.match(await good.getByTestId("size").getAttribute("title"), /^[1-9]\d* bytes$/);
   await good.getByText("Recent syncs").click();
   await good.locator("tbody tr").first().waitFor();
   assert.ok((await good.locator("tbody tr").count()) >= 2, "import and manual sync in history");
@@ -100,6 +103,7 @@ async function journey() {
   await page.getByRole("button", { name: "Import" }).click();
   const broken = page.locator('article[data-repo$="/broken"]');
   await broken.getByTestId("sync-state").getByText("Failed").waitFor();
+  assert.ok(await broken.getByTestId("size").isHidden(), "no size before anything was stored");
   assert.match(await broken.getByTestId("sync-error").innerText(), /not.found|no such file|does not exist/i);
   await shot("05-failed");
 

@@ -1,4 +1,4 @@
-//! Repositories: import, read, list, delete.
+//! Repositories: import, read, list, rename, delete.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,9 +7,12 @@ use stasis_shared::db::repos::{self, Repo, RepoFilter, Viewer};
 use stasis_shared::db::users;
 use stasis_shared::domain::{SeedStatus, SyncReason, SyncStatus};
 use stasis_shared::removal::{remove_mirror, Removal};
+use stasis_shared::rename::{rename_mirror, Rename};
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
-use crate::dto::{paging, ErrorBody, ImportRequest, RepoPage, RepoQuery, RepoResponse};
+use crate::dto::{
+    paging, ErrorBody, ImportRequest, RenameRequest, RepoPage, RepoQuery, RepoResponse,
+};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -245,4 +248,65 @@ pub async fn delete(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rename a repository: its bare mirror moves on disk to the new name's directory, and
+/// later syncs use it. Refused (409) while a sync of it runs or when the owner has a
+/// repository of that name.
+#[utoipa::path(
+    patch, path = "/repos/{owner}/{repo}", tag = "repos",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    request_body = RenameRequest,
+    responses(
+        (status = 200, description = "Renamed", body = RepoResponse),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Name taken, or a sync is running (retry when it ends)", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rename(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    ApiPath((owner, name)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<RenameRequest>,
+) -> Result<Json<RepoResponse>, ApiError> {
+    let repo = visible_repo(&state, Some(&user), &owner, &name).await?;
+    if !can_manage(&user, &repo) {
+        return Err(ApiError::Forbidden);
+    }
+    validate::name(&req.name)?;
+    let renamed = rename_mirror(
+        &state.cfg,
+        &state.pool,
+        state.redis.clone(),
+        &repo,
+        &req.name,
+    )
+    .await?;
+    match renamed {
+        Rename::Renamed => {}
+        Rename::NameTaken => {
+            return Err(ApiError::Conflict(format!(
+                "repository {}/{} already exists",
+                repo.owner, req.name
+            )))
+        }
+        Rename::PathOccupied => {
+            return Err(ApiError::Conflict(format!(
+                "mirror storage already holds a directory for {}/{}",
+                repo.owner, req.name
+            )))
+        }
+        Rename::SyncRunning => {
+            return Err(ApiError::Conflict(
+                "a sync of this repository is running; retry when it ends".into(),
+            ))
+        }
+    }
+    let repo = repos::find(&state.pool, repo.id)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
+    Ok(Json(RepoResponse::from(&repo)))
 }

@@ -1,10 +1,11 @@
 //! The REST contract, table by table: who may do what to public and private
-//! repositories, listings, mirror settings, deletion and the OpenAPI document.
+//! repositories, listings, mirror settings, renaming, deletion and the OpenAPI document.
 
 mod access;
 mod deletion;
 mod listings;
 mod openapi;
+mod rename;
 mod settings;
 
 #[path = "../common/mod.rs"]

@@ -22,6 +22,7 @@ async fn the_openapi_document_lists_every_route() {
         ("get", "/api/v1/repos"),
         ("get", "/api/v1/users/{owner}/repos"),
         ("get", "/api/v1/repos/{owner}/{repo}"),
+        ("patch", "/api/v1/repos/{owner}/{repo}"),
         ("delete", "/api/v1/repos/{owner}/{repo}"),
         ("post", "/api/v1/repos/{owner}/{repo}/sync"),
         ("patch", "/api/v1/repos/{owner}/{repo}/mirror"),

@@ -1,11 +1,11 @@
 //! `stasisctl` commands that change accounts and mirrors: users, tokens, pause,
-//! resume, delete, a new upstream, and retrying failed jobs in bulk. One behaviour per
+//! resume, rename, delete, a new upstream, and retrying failed jobs in bulk. One behaviour per
 //! test.
 
 use stasis_shared::db::{jobs, repos, users};
 use stasis_shared::domain::{JobState, SyncReason};
 use stasis_shared::lock::Leases;
-use stasis_testkit::git::Upstream;
+use stasis_testkit::git::{git, Upstream};
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
 
@@ -226,6 +226,41 @@ async fn delete_waits_for_the_sync_lock_and_takes_row_jobs_deliveries_and_direct
     assert_eq!(deliveries, 1, "only b2's delivery is left: {queue}");
     let (ok, _, err) = ctl.run(&["mirror", "delete", "alice/good"]).await;
     assert!(!ok && err.contains("no repository alice/good"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_moves_the_directory_and_refuses_bad_or_taken_names_and_a_held_lock() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let id = env.mirror(&alice, "one", "https://example.com/x.git").await;
+    env.mirror(&alice, "two", "https://example.com/y.git").await;
+    let old = env.mirror_path("alice", "one");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    git(old.parent().unwrap(), &["init", "-q", "--bare", "one.git"]);
+
+    let (ok, _, err) = ctl.run(&["mirror", "rename", "alice/one", "two"]).await;
+    assert!(!ok && err.contains("alice/two already exists"), "{err}");
+    let (ok, _, err) = ctl.run(&["mirror", "rename", "alice/one", "../x"]).await;
+    assert!(!ok && err.contains("name may contain only"), "{err}");
+    let leases = Leases::new(env.redis.clone(), &env.cfg.queue.namespace);
+    let held = leases
+        .try_acquire(&leases.repo_key(id), env.cfg.sync.lock_ttl, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let (ok, _, err) = ctl.run(&["mirror", "rename", "alice/one", "three"]).await;
+    assert!(
+        !ok && err.contains("a sync of alice/one is running"),
+        "{err}"
+    );
+    assert!(old.is_dir(), "a refusal moved the directory");
+    leases.release(&held).await.unwrap();
+
+    ctl.ok(&["mirror", "rename", "alice/one", "three"]).await;
+    assert!(!old.exists());
+    assert!(env.mirror_path("alice", "three").join("HEAD").is_file());
+    assert_eq!(env.repo(id).await.name, "three");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

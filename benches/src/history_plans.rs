@@ -1,0 +1,276 @@
+//! `EXPLAIN (ANALYZE, BUFFERS)` of the history benchmark's queries at its large size,
+//! summarised: execution time, buffers, and every plan node with its actual rows, and
+//! a warning for a sequential scan of, or a sort over, a whole history table (more rows
+//! than a page of anything needs). Statements that write run in a transaction rolled
+//! back. The retention statements are the scheduler's own text; the others are copies
+//! of the queries in `shared/src/db/` (status, history, jobs list, overview, due claim)
+//! as they are written there; the jobs listing's as its prepared statement's
+//! sixth execution, when the planner may have settled on a generic plan.
+
+use sqlx::{Connection, PgPool, Row as _};
+use stasis_scheduler::retention::{self, EXCESS_RUNS, OLD_RUNS, ORPHAN_JOBS};
+
+/// A node reading this many rows of a history table is reading all of it, or a lot.
+const WHOLE: f64 = 50_000.0;
+
+const JOBS: &str = "SELECT j.id, j.repo_id, u.username || '/' || r.name AS repo, j.reason,
+    j.state, j.attempts, j.max_attempts, j.last_error, j.run_at, j.worker, j.enqueued_at,
+    j.started_at, j.finished_at
+    FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id JOIN users u ON u.id = r.owner_id";
+const JOBS_FILTER: &str = "WHERE ($1::text IS NULL OR j.state = $1)
+    AND ($2::text IS NULL OR u.username = $2) AND ($3::text IS NULL OR r.name = $3)";
+
+/// A statement to explain: literal SQL, or a parameterised one explained as its
+/// prepared statement's sixth execution.
+enum Query {
+    Literal(String),
+    Generic {
+        sql: String,
+        types: &'static str,
+        args: String,
+    },
+}
+
+impl From<String> for Query {
+    fn from(sql: String) -> Self {
+        Query::Literal(sql)
+    }
+}
+
+impl From<&str> for Query {
+    fn from(sql: &str) -> Self {
+        Query::Literal(sql.into())
+    }
+}
+
+pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
+    let name = format!("'m{}'", mirrors / 2);
+    let repo = format!("md5('repo' || {})::uuid", mirrors / 2);
+    // The API binds the filter as parameters, and a pooled connection keeps its prepared
+    // statements: from the sixth execution on the planner may settle on a generic plan,
+    // so the plan explained is the sixth execution's, as the API would run it.
+    let jobs = |args: String| Query::Generic {
+        sql: format!("{JOBS} {JOBS_FILTER} ORDER BY j.enqueued_at DESC, j.id LIMIT $4 OFFSET $5"),
+        types: "text, text, text, bigint, bigint",
+        args,
+    };
+    let count = |args: String| Query::Generic {
+        sql: format!(
+            "SELECT count(*) FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
+             JOIN users u ON u.id = r.owner_id {JOBS_FILTER}"
+        ),
+        types: "text, text, text",
+        args,
+    };
+    let queries: Vec<(&str, Query)> = vec![
+        (
+            "status (repos::find_with_active_job)",
+            format!(
+                "SELECT r.*, (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id
+                   AND j.state IN ('pending', 'running') LIMIT 1) AS active_job
+                 FROM repositories r JOIN users u ON u.id = r.owner_id
+                 WHERE u.username = 'bench' AND r.name = {name}"
+            )
+            .into(),
+        ),
+        (
+            "history (runs::for_repo, limit 100)",
+            format!(
+                "SELECT * FROM sync_runs WHERE repo_id = {repo}
+                 ORDER BY started_at DESC, id DESC LIMIT 100"
+            )
+            .into(),
+        ),
+        (
+            "jobs list, first page",
+            jobs("NULL, NULL, NULL, 100, 0".into()),
+        ),
+        (
+            "jobs list, page 50",
+            jobs("NULL, NULL, NULL, 100, 4900".into()),
+        ),
+        ("jobs list total (count)", count("NULL, NULL, NULL".into())),
+        (
+            "jobs list ?state=failed, first page",
+            jobs("'failed', NULL, NULL, 100, 0".into()),
+        ),
+        (
+            "jobs list ?state=failed total",
+            count("'failed', NULL, NULL".into()),
+        ),
+        (
+            "jobs list ?repo=, first page",
+            jobs(format!("NULL, 'bench', {name}, 100, 0")),
+        ),
+        (
+            "jobs list ?repo= total",
+            count(format!("NULL, 'bench', {name}")),
+        ),
+        (
+            "overview: jobs per state (jobs::depth)",
+            "SELECT state, count(*) FROM sync_jobs GROUP BY state".into(),
+        ),
+        (
+            "overview: oldest pending (jobs::depth)",
+            "SELECT EXTRACT(EPOCH FROM now() - min(enqueued_at))::float8
+             FROM sync_jobs WHERE state = 'pending'"
+                .into(),
+        ),
+        (
+            "overview: runs in the last hour (runs::throughput)",
+            "SELECT count(*) FILTER (WHERE finished_at > now() - interval '1 minute'), count(*)
+             FROM sync_runs WHERE finished_at > now() - interval '1 hour'"
+                .into(),
+        ),
+        ("due claim (jobs::claim_due, 1000)", due_claim().into()),
+        (
+            "retention: excess runs, first slice",
+            bind_excess(EXCESS_RUNS, 1000).into(),
+        ),
+        (
+            "retention: excess runs, first slice, 999 kept (deletes a run and job per mirror)",
+            bind_excess(EXCESS_RUNS, 999).into(),
+        ),
+        (
+            "retention: old runs",
+            OLD_RUNS
+                .replace("$1", &format!("{}", 90 * 86_400))
+                .replace("$2", &retention::BATCH.to_string())
+                .into(),
+        ),
+        (
+            "retention: orphan jobs",
+            ORPHAN_JOBS
+                .replace("$1", &retention::BATCH.to_string())
+                .replace("$2", &format!("{}", 90 * 86_400))
+                .into(),
+        ),
+    ];
+    println!("\n  EXPLAIN (ANALYZE, BUFFERS) at the large size:");
+    let mut conn = pool.acquire().await?;
+    for (label, query) in queries {
+        // nothing is kept: a write was only explained
+        let mut tx = conn.begin().await?;
+        let explained = match &query {
+            Query::Literal(sql) => format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"),
+            Query::Generic { sql, types, args } => {
+                sqlx::raw_sql(&format!("PREPARE bench_q ({types}) AS {sql}"))
+                    .execute(&mut *tx)
+                    .await?;
+                for _ in 0..5 {
+                    sqlx::raw_sql(&format!("EXECUTE bench_q ({args})"))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                format!("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_q ({args})")
+            }
+        };
+        let lines: Vec<String> = sqlx::query(&explained)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect();
+        tx.rollback().await?;
+        if matches!(query, Query::Generic { .. }) {
+            // a prepared statement outlives the transaction
+            sqlx::raw_sql("DEALLOCATE bench_q")
+                .execute(&mut *conn)
+                .await?;
+        }
+        summarise(label, &lines);
+    }
+    Ok(())
+}
+
+fn bind_excess(sql: &str, max_runs: u32) -> String {
+    sql.replace("$1", "'00000000-0000-0000-0000-000000000000'::uuid")
+        .replace("$2", &max_runs.to_string())
+        .replace("$3", &retention::MIRRORS_PER_BATCH.to_string())
+        .replace("$4", &retention::BATCH.to_string())
+}
+
+/// The claim of `jobs::claim_due` (first batch of a tick) with 1000 as its limit.
+fn due_claim() -> String {
+    "WITH due AS (
+        SELECT r.id, r.next_sync_at FROM repositories r
+        WHERE r.is_mirror AND r.mirror_enabled AND r.next_sync_at <= now()
+          AND (r.next_sync_at, r.id) > ('-infinity'::timestamptz,
+                                        '00000000-0000-0000-0000-000000000000'::uuid)
+          AND NOT EXISTS (SELECT 1 FROM sync_jobs j
+                          WHERE j.repo_id = r.id AND j.state IN ('pending', 'running'))
+        ORDER BY r.next_sync_at, r.id
+        LIMIT 1000
+        FOR UPDATE OF r SKIP LOCKED
+    ), jobs AS (
+        INSERT INTO sync_jobs (id, repo_id, reason, max_attempts)
+        SELECT gen_random_uuid(), id, 'scheduled', 5 FROM due
+        ON CONFLICT DO NOTHING
+        RETURNING id, repo_id
+    ), queued AS (
+        UPDATE repositories r SET sync_status = 'queued', updated_at = now()
+        WHERE r.id = ANY (ARRAY(SELECT repo_id FROM jobs))
+    ), reached AS (
+        SELECT next_sync_at, id FROM due ORDER BY next_sync_at DESC, id DESC LIMIT 1
+    )
+    SELECT id, repo_id, (SELECT next_sync_at FROM reached), (SELECT id FROM reached)
+    FROM jobs"
+        .into()
+}
+
+/// Prints the execution time, the top node's buffers and each node; warns of a
+/// sequential scan of a history table or a sort of more than `WHOLE` rows.
+fn summarise(label: &str, lines: &[String]) {
+    let time = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Execution Time: "))
+        .unwrap_or("?");
+    let buffers = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Buffers: "))
+        .unwrap_or("-");
+    println!("  - {label}: {time}; buffers {buffers}");
+    for line in lines {
+        let node = line.trim_start().trim_start_matches("-> ");
+        let is_node = line.contains("(cost=") || line.contains("(actual");
+        if !is_node {
+            continue;
+        }
+        let name = node.split("  (").next().unwrap_or(node);
+        let rows = actual_rows(node);
+        let loops = field(node, "loops=").unwrap_or(1.0);
+        let history_table = name.contains("sync_runs") || name.contains("sync_jobs");
+        let warn = (name.starts_with("Seq Scan") && history_table && rows * loops > WHOLE)
+            || (name.starts_with("Sort") && rows * loops > WHOLE)
+            || (history_table && rows * loops > WHOLE * 10.0);
+        println!(
+            "      {}{name} (rows {rows:.0} × {loops:.0}){}",
+            "  ".repeat(depth(line)),
+            if warn {
+                "  <-- reads much of a history table"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn depth(line: &str) -> usize {
+    (line.len() - line.trim_start().len()) / 6
+}
+
+fn actual_rows(node: &str) -> f64 {
+    node.split("(actual")
+        .nth(1)
+        .and_then(|a| field(a, "rows="))
+        .unwrap_or(0.0)
+}
+
+fn field(text: &str, key: &str) -> Option<f64> {
+    let at = text.find(key)? + key.len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().ok()
+}
