@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
+use stasis_scheduler::retention::{enforce, Progress};
 use stasis_shared::db::users::User;
 use stasis_testkit::git::{free_port, wait_for_port};
 use stasis_testkit::TestEnv;
@@ -179,9 +180,14 @@ async fn measure(env: &TestEnv, token: &str, sizes: &Sizes) -> anyhow::Result<Ve
         name: "scheduler due scan (100 due mirrors claimed and pushed)",
         ms: due_scan(env, sizes.samples.min(21)).await?,
     });
+    let mut progress = Progress::default();
     timed.push(Timed {
-        name: "retention pass (steady state, nothing to delete)",
-        ms: retention(env, 5).await?,
+        name: "retention pass, a new leader's first (every mirror, nothing to delete)",
+        ms: retention(env, &mut progress, 0).await?,
+    });
+    timed.push(Timed {
+        name: "retention pass, steady state (100 mirrors synced since the last)",
+        ms: retention(env, &mut progress, 5).await?,
     });
     Ok(timed)
 }
@@ -293,20 +299,49 @@ async fn due_scan(env: &TestEnv, n: usize) -> anyhow::Result<f64> {
     Ok(quantile(&mut samples, 0.5))
 }
 
-/// Median of `n` whole retention passes (`retention::enforce`), which must delete
-/// nothing: the history is within its bounds.
-async fn retention(env: &TestEnv, n: usize) -> anyhow::Result<f64> {
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
+/// One pass of a leader that has not passed before (`n` = 0), which must delete
+/// nothing since the history is within its bounds; or the median of `n` passes after
+/// it, each after a new run for each of 100 mirrors, which must delete no more than
+/// the run each of those may now be over `max_runs_per_mirror` by.
+async fn retention(env: &TestEnv, progress: &mut Progress, n: usize) -> anyhow::Result<f64> {
+    let mut samples = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let synced = if n == 0 {
+            0
+        } else {
+            one_more_run_each(env, 100).await?
+        };
         let t = Instant::now();
-        let deleted = stasis_scheduler::retention::enforce(&env.cfg, &env.pool)
+        let deleted = enforce(&env.cfg, &env.pool, progress)
             .await
             .context("retention pass")?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);
+        // at the small size mirrors are under the cap: a new run pushes none out
         ensure!(
-            deleted == Default::default(),
-            "the steady-state history lost rows: {deleted:?}"
+            deleted.runs <= synced && deleted.notifications == 0,
+            "the pass deleted {deleted:?} for {synced} new runs"
         );
     }
+    // the generated history as it was, but for the runs these passes pushed out
+    sqlx::query("DELETE FROM sync_runs WHERE worker = 'bench-worker' AND attempt = 2")
+        .execute(&env.pool)
+        .await?;
     Ok(quantile(&mut samples, 0.5))
+}
+
+/// A new run (of the job of its newest one) for each of the first `mirrors` mirrors.
+async fn one_more_run_each(env: &TestEnv, mirrors: i64) -> anyhow::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO sync_runs (repo_id, job_id, attempt, worker, started_at, finished_at,
+                                outcome, unchanged)
+         SELECT n.repo_id, n.job_id, 2, 'bench-worker', now(), now(), 'success', true
+         FROM (SELECT DISTINCT ON (repo_id) repo_id, job_id FROM sync_runs
+               WHERE repo_id IN (SELECT md5('repo' || k)::uuid
+                                 FROM generate_series(0, $1 - 1) k)
+               ORDER BY repo_id, started_at DESC, id DESC) n",
+    )
+    .bind(mirrors)
+    .execute(&env.pool)
+    .await?;
+    Ok(done.rows_affected())
 }

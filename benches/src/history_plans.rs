@@ -2,23 +2,18 @@
 //! summarised: execution time, buffers, and every plan node with its actual rows, and
 //! a warning for a sequential scan of, or a sort over, a whole history table (more rows
 //! than a page of anything needs). Statements that write run in a transaction rolled
-//! back. The retention statements are the scheduler's own text; the others are copies
-//! of the queries in `shared/src/db/` (status, history, jobs list, overview, due claim)
-//! as they are written there; the jobs listing's as its prepared statement's
-//! sixth execution, when the planner may have settled on a generic plan.
+//! back. The status, jobs listing, job counts, due scan and retention statements are the
+//! services' own text (public constants), explained as their prepared statement's sixth
+//! execution, when the planner may have settled on a generic plan; the history page and
+//! the throughput are copies.
 
 use sqlx::{Connection, PgPool, Row as _};
 use stasis_scheduler::retention::{self, EXCESS_RUNS, OLD_RUNS, ORPHAN_JOBS};
+use stasis_shared::db::{jobs, repos};
+use stasis_shared::lifecycle::enqueue::OPEN_DUE;
 
 /// A node reading this many rows of a history table is reading all of it, or a lot.
 const WHOLE: f64 = 50_000.0;
-
-const JOBS: &str = "SELECT j.id, j.repo_id, u.username || '/' || r.name AS repo, j.reason,
-    j.state, j.attempts, j.max_attempts, j.last_error, j.run_at, j.worker, j.enqueued_at,
-    j.started_at, j.finished_at
-    FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id JOIN users u ON u.id = r.owner_id";
-const JOBS_FILTER: &str = "WHERE ($1::text IS NULL OR j.state = $1)
-    AND ($2::text IS NULL OR u.username = $2) AND ($3::text IS NULL OR r.name = $3)";
 
 /// A statement to explain: literal SQL, or a parameterised one explained as its
 /// prepared statement's sixth execution.
@@ -49,29 +44,25 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
     // The API binds the filter as parameters, and a pooled connection keeps its prepared
     // statements: from the sixth execution on the planner may settle on a generic plan,
     // so the plan explained is the sixth execution's, as the API would run it.
-    let jobs = |args: String| Query::Generic {
-        sql: format!("{JOBS} {JOBS_FILTER} ORDER BY j.enqueued_at DESC, j.id LIMIT $4 OFFSET $5"),
+    let list = |listing: jobs::Listing, args: String| Query::Generic {
+        sql: listing.page.into(),
         types: "text, text, text, bigint, bigint",
         args,
     };
-    let count = |args: String| Query::Generic {
-        sql: format!(
-            "SELECT count(*) FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
-             JOIN users u ON u.id = r.owner_id {JOBS_FILTER}"
-        ),
-        types: "text, text, text",
+    let count = |listing: jobs::Listing, args: String| Query::Generic {
+        sql: listing.count.into(),
+        types: "text, text, text, bigint",
         args,
     };
+    let cap = jobs::COUNT_CAP + 1;
     let queries: Vec<(&str, Query)> = vec![
         (
-            "status (repos::find_with_active_job)",
-            format!(
-                "SELECT r.*, (SELECT j.id FROM sync_jobs j WHERE j.repo_id = r.id
-                   AND j.state IN ('pending', 'running') LIMIT 1) AS active_job
-                 FROM repositories r JOIN users u ON u.id = r.owner_id
-                 WHERE u.username = 'bench' AND r.name = {name}"
-            )
-            .into(),
+            "status (repos::STATUS)",
+            Query::Generic {
+                sql: repos::STATUS.into(),
+                types: "text, text",
+                args: format!("'bench', {name}"),
+            },
         ),
         (
             "history (runs::for_repo, limit 100)",
@@ -83,32 +74,42 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
         ),
         (
             "jobs list, first page",
-            jobs("NULL, NULL, NULL, 100, 0".into()),
+            list(jobs::ALL_JOBS, "NULL, NULL, NULL, 100, 0".into()),
         ),
         (
             "jobs list, page 50",
-            jobs("NULL, NULL, NULL, 100, 4900".into()),
+            list(jobs::ALL_JOBS, "NULL, NULL, NULL, 100, 4900".into()),
         ),
-        ("jobs list total (count)", count("NULL, NULL, NULL".into())),
+        (
+            "jobs list total (count, capped)",
+            count(jobs::ALL_JOBS, format!("NULL, NULL, NULL, {cap}")),
+        ),
         (
             "jobs list ?state=failed, first page",
-            jobs("'failed', NULL, NULL, 100, 0".into()),
+            list(jobs::BY_STATE, "'failed', NULL, NULL, 100, 0".into()),
         ),
         (
             "jobs list ?state=failed total",
-            count("'failed', NULL, NULL".into()),
+            count(jobs::BY_STATE, format!("'failed', NULL, NULL, {cap}")),
         ),
         (
             "jobs list ?repo=, first page",
-            jobs(format!("NULL, 'bench', {name}, 100, 0")),
+            list(jobs::BY_REPO, format!("NULL, 'bench', {name}, 100, 0")),
         ),
         (
             "jobs list ?repo= total",
-            count(format!("NULL, 'bench', {name}")),
+            count(jobs::BY_REPO, format!("NULL, 'bench', {name}, {cap}")),
         ),
         (
-            "overview: jobs per state (jobs::depth)",
-            "SELECT state, count(*) FROM sync_jobs GROUP BY state".into(),
+            "overview: jobs per state (jobs::DEPTH)",
+            Query::Generic {
+                sql: jobs::DEPTH.into(),
+                types: "text[], bigint",
+                args: format!(
+                    "ARRAY['pending', 'running', 'done', 'failed', 'dead'], {}",
+                    jobs::COUNT_CAP
+                ),
+            },
         ),
         (
             "overview: oldest pending (jobs::depth)",
@@ -122,7 +123,14 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
              FROM sync_runs WHERE finished_at > now() - interval '1 hour'"
                 .into(),
         ),
-        ("due claim (jobs::claim_due, 1000)", due_claim().into()),
+        (
+            "due scan (enqueue::OPEN_DUE, 1000)",
+            Query::Generic {
+                sql: OPEN_DUE.into(),
+                types: "bigint, int, timestamptz, uuid",
+                args: "1000, 5, NULL, NULL".into(),
+            },
+        ),
         (
             "retention: excess runs, first slice",
             bind_excess(EXCESS_RUNS, 1000).into(),
@@ -130,6 +138,13 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
         (
             "retention: excess runs, first slice, 999 kept (deletes a run and job per mirror)",
             bind_excess(EXCESS_RUNS, 999).into(),
+        ),
+        (
+            "retention: mirrors with runs since the last pass (the newest 100 runs)",
+            retention::MIRRORS_WITH_NEW_RUNS
+                .replace("$1", "(SELECT max(id) - 100 FROM sync_runs)")
+                .replace("$2", "(SELECT max(id) FROM sync_runs)")
+                .into(),
         ),
         (
             "retention: old runs",
@@ -188,34 +203,6 @@ fn bind_excess(sql: &str, max_runs: u32) -> String {
         .replace("$2", &max_runs.to_string())
         .replace("$3", &retention::MIRRORS_PER_BATCH.to_string())
         .replace("$4", &retention::BATCH.to_string())
-}
-
-/// The claim of `jobs::claim_due` (first batch of a tick) with 1000 as its limit.
-fn due_claim() -> String {
-    "WITH due AS (
-        SELECT r.id, r.next_sync_at FROM repositories r
-        WHERE r.is_mirror AND r.mirror_enabled AND r.next_sync_at <= now()
-          AND (r.next_sync_at, r.id) > ('-infinity'::timestamptz,
-                                        '00000000-0000-0000-0000-000000000000'::uuid)
-          AND NOT EXISTS (SELECT 1 FROM sync_jobs j
-                          WHERE j.repo_id = r.id AND j.state IN ('pending', 'running'))
-        ORDER BY r.next_sync_at, r.id
-        LIMIT 1000
-        FOR UPDATE OF r SKIP LOCKED
-    ), jobs AS (
-        INSERT INTO sync_jobs (id, repo_id, reason, max_attempts)
-        SELECT gen_random_uuid(), id, 'scheduled', 5 FROM due
-        ON CONFLICT DO NOTHING
-        RETURNING id, repo_id
-    ), queued AS (
-        UPDATE repositories r SET sync_status = 'queued', updated_at = now()
-        WHERE r.id = ANY (ARRAY(SELECT repo_id FROM jobs))
-    ), reached AS (
-        SELECT next_sync_at, id FROM due ORDER BY next_sync_at DESC, id DESC LIMIT 1
-    )
-    SELECT id, repo_id, (SELECT next_sync_at FROM reached), (SELECT id FROM reached)
-    FROM jobs"
-        .into()
 }
 
 /// Prints the execution time, the top node's buffers and each node; warns of a

@@ -156,7 +156,8 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
             let (jobs, total) = jobs::list(pool, &filter, limit, offset).await?;
             if json {
                 return output::json(&serde_json::json!({
-                    "jobs": jobs, "page": page, "per_page": per_page, "total": total,
+                    "jobs": jobs, "page": page, "per_page": per_page,
+                    "total": total.count, "total_exact": total.exact,
                 }));
             }
             // The id and the error are what an operator acts on; the other columns
@@ -193,7 +194,12 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
                 &["ID", "REPO", "STATE", "ATTEMPT", "LAST ERROR"]
             };
             out!("{}", table(header, rows));
-            out!("{} of {total} jobs (page {page})", jobs.len());
+            let at_least = if total.exact { "" } else { "at least " };
+            out!(
+                "{} of {at_least}{} jobs (page {page})",
+                jobs.len(),
+                total.count
+            );
         }
         JobsCommand::Show { id, json } => {
             let job = jobs::find(pool, id)

@@ -44,10 +44,13 @@ pub async fn queue(svc: &Services, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&view);
     }
-    let states = view
-        .jobs
-        .iter()
-        .map(|(s, n)| vec![s.to_string(), n.to_string()]);
+    let states = view.jobs.iter().map(|(s, n)| {
+        let estimated = view.jobs_estimated.iter().any(|e| e.as_str() == *s);
+        vec![
+            s.to_string(),
+            format!("{}{n}", if estimated { "~" } else { "" }),
+        ]
+    });
     out!("{}", table(&["JOB STATE", "COUNT"], states));
     let r = view.redis;
     out!(

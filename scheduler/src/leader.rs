@@ -53,6 +53,8 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut last_reap: Option<Instant> = None;
     let mut last_notify: Option<Instant> = None;
     let mut last_retain: Option<Instant> = None;
+    // where the retention passes of this leadership have reached
+    let mut retained = retention::Progress::default();
     let mut last_recover: Option<Instant> = None;
     let mut recovery = Recovery::default();
     let http = notify::client(&cfg);
@@ -137,7 +139,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         }
         if lease.is_some() && last_retain.is_none_or(|at| at.elapsed() >= RETAIN_EVERY) {
             last_retain = Some(Instant::now());
-            match retention::enforce(&cfg, &pool).await {
+            match retention::enforce(&cfg, &pool, &mut retained).await {
                 Ok(d) if d != retention::Deleted::default() => info!(
                     runs = d.runs,
                     jobs = d.jobs,

@@ -36,14 +36,16 @@ const MAX_BATCHES: usize = 20;
 /// anti-join the planner hashed all of `sync_runs` for it.
 macro_rules! jobs_of_gone_runs {
     () => {
-        "DELETE FROM sync_jobs j
-         WHERE j.id IN (SELECT job_id FROM gone)
-           AND j.state IN ('done', 'failed', 'dead')
-           AND j.finished_at < now() - interval '1 minute'
+        concat!(
+            "DELETE FROM sync_jobs j
+         WHERE j.id IN (SELECT job_id FROM gone) AND ",
+            stasis_shared::job_finished!("j"),
+            " AND j.finished_at < now() - interval '1 minute'
            AND NOT EXISTS (SELECT 1 FROM sync_runs o
                            WHERE o.job_id = j.id AND o.id NOT IN (SELECT id FROM gone)
                            OFFSET 0)
          RETURNING j.id"
+        )
     };
 }
 
@@ -53,13 +55,16 @@ macro_rules! jobs_of_gone_runs {
 /// (materialised: inlined, the last failed run was looked up again for every run), and
 /// each mirror's victims are an index range below its cut (a `LATERAL` with a limit,
 /// which the planner cannot turn into a hash join over all of `sync_runs`).
-pub const EXCESS_RUNS: &str = concat!(
-    "WITH slice AS (
-         SELECT id FROM repositories WHERE id > $1 ORDER BY id LIMIT $3
-     ), failed AS MATERIALIZED (
+macro_rules! excess_runs {
+    ($slice:literal) => {
+        concat!(
+            "WITH slice AS (",
+            $slice,
+            "), failed AS MATERIALIZED (
          SELECT s.id AS repo_id, (SELECT f.id FROM sync_runs f
-             WHERE f.repo_id = s.id AND f.outcome = 'failed'
-             ORDER BY f.id DESC LIMIT 1) AS keep
+             WHERE f.repo_id = s.id AND ",
+            stasis_shared::run_failed!("f"),
+            " ORDER BY f.id DESC LIMIT 1) AS keep
          FROM slice s
      ), cut AS MATERIALIZED (
          SELECT f.repo_id, f.keep, c.started_at, c.id
@@ -82,11 +87,27 @@ pub const EXCESS_RUNS: &str = concat!(
      ), gone AS (
          DELETE FROM sync_runs WHERE id IN (SELECT id FROM victims) RETURNING id, job_id
      ), jobs_gone AS (",
-    jobs_of_gone_runs!(),
-    ")
+            jobs_of_gone_runs!(),
+            ")
      SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM jobs_gone),
             (SELECT id FROM slice ORDER BY id DESC LIMIT 1)"
-);
+        )
+    };
+}
+
+/// A slice of every mirror, in id order after `$1`.
+pub const EXCESS_RUNS: &str =
+    excess_runs!("SELECT id FROM repositories WHERE id > $1 ORDER BY id LIMIT $3");
+
+/// The same for the mirrors in `$1` (an array): those with runs since the last pass.
+pub const EXCESS_RUNS_OF: &str =
+    excess_runs!("SELECT id FROM unnest($1::uuid[]) AS id ORDER BY id LIMIT $3");
+
+/// `$1` the newest run the last pass had seen: the mirrors with a run since, which are
+/// the only ones that can have gone past `max_runs` (a range of the primary key, as
+/// long as the runs written since).
+pub const MIRRORS_WITH_NEW_RUNS: &str =
+    "SELECT DISTINCT repo_id FROM sync_runs WHERE id > $1 AND id <= $2";
 
 /// `$1` `history.max_age` in seconds, `$2` rows per statement. Answers the runs and
 /// jobs deleted.
@@ -97,8 +118,9 @@ pub const OLD_RUNS: &str = concat!(
              WHERE r.finished_at IS NOT NULL
                AND r.finished_at < now() - make_interval(secs => $1)
                AND r.id IS DISTINCT FROM (SELECT f.id FROM sync_runs f
-                   WHERE f.repo_id = r.repo_id AND f.outcome = 'failed'
-                   ORDER BY f.id DESC LIMIT 1)
+                   WHERE f.repo_id = r.repo_id AND ",
+    stasis_shared::run_failed!("f"),
+    " ORDER BY f.id DESC LIMIT 1)
              LIMIT $2)
          RETURNING id, job_id
      ), jobs_gone AS (",
@@ -111,13 +133,15 @@ pub const OLD_RUNS: &str = concat!(
 /// (jobs that never had a run, such as a discarded one), once older than
 /// `history.max_age`, so the scan is a range of `sync_jobs_finished`, not every
 /// finished job. `$1` rows per statement, `$2` `history.max_age` in seconds.
-pub const ORPHAN_JOBS: &str = "DELETE FROM sync_jobs WHERE id IN (
-         SELECT j.id FROM sync_jobs j
-         WHERE j.state IN ('done', 'failed', 'dead')
-           AND j.finished_at < now() - interval '1 minute'
+pub const ORPHAN_JOBS: &str = concat!(
+    "DELETE FROM sync_jobs WHERE id IN (
+         SELECT j.id FROM sync_jobs j WHERE ",
+    stasis_shared::job_finished!("j"),
+    " AND j.finished_at < now() - interval '1 minute'
            AND j.finished_at < now() - make_interval(secs => $2)
            AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.job_id = j.id)
-         LIMIT $1)";
+         LIMIT $1)"
+);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted {
@@ -126,12 +150,37 @@ pub struct Deleted {
     pub notifications: u64,
 }
 
-pub async fn enforce(cfg: &Config, pool: &PgPool) -> Result<Deleted, SchedulerError> {
+/// What a leader's passes remember between them: the newest run the last complete pass
+/// had seen, so the next one looks only at the mirrors written to since. A new leader
+/// starts with none and looks at every mirror once (which also applies a lowered
+/// `history.max_runs_per_mirror`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    seen_up_to: Option<i64>,
+}
+
+pub async fn enforce(
+    cfg: &Config,
+    pool: &PgPool,
+    progress: &mut Progress,
+) -> Result<Deleted, SchedulerError> {
     async {
         let max_runs = i64::from(cfg.history.max_runs_per_mirror);
         let max_age = cfg.history.max_age;
         let mut deleted = Deleted::default();
-        let (runs, jobs) = excess_runs(pool, max_runs).await?;
+        let top: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM sync_runs")
+            .fetch_one(pool)
+            .await?;
+        let (runs, jobs, complete) = match progress.seen_up_to {
+            Some(seen) => excess_runs_since(pool, max_runs, seen, top).await?,
+            None => excess_runs(pool, max_runs).await?,
+        };
+        // A pass cut short by its batch limits looks again next time. A run with an id
+        // below `top` still uncommitted now is not looked at by the next pass; its
+        // mirror's next run brings it back, excess and all.
+        if complete {
+            progress.seen_up_to = Some(top);
+        }
         deleted.runs += runs;
         deleted.jobs += jobs;
         let (runs, jobs) = old_runs(pool, max_age).await?;
@@ -172,7 +221,7 @@ where
 /// Runs beyond each mirror's newest `max_runs`, mirrors taken in id order a slice at a
 /// time (the window reads at most `max_runs` index entries per mirror). Its last failed
 /// run counts among the kept ones, so a mirror never keeps more than `max_runs`.
-async fn excess_runs(pool: &PgPool, max_runs: i64) -> Result<(u64, u64), SchedulerError> {
+async fn excess_runs(pool: &PgPool, max_runs: i64) -> Result<(u64, u64, bool), SchedulerError> {
     let mut after = uuid::Uuid::nil();
     let (mut runs, mut jobs) = (0, 0);
     for _ in 0..MAX_BATCHES * 10 {
@@ -190,10 +239,50 @@ async fn excess_runs(pool: &PgPool, max_runs: i64) -> Result<(u64, u64), Schedul
             // a full batch may have left more in this slice: look at it again
             Some(_) if deleted >= BATCH => {}
             Some(last) => after = last,
-            None => break,
+            None => return Ok((runs, jobs, true)),
         }
     }
-    Ok((runs, jobs))
+    Ok((runs, jobs, false))
+}
+
+/// [`excess_runs`] for the mirrors with a run newer than `seen` (up to `top`).
+async fn excess_runs_since(
+    pool: &PgPool,
+    max_runs: i64,
+    seen: i64,
+    top: i64,
+) -> Result<(u64, u64, bool), SchedulerError> {
+    let mirrors: Vec<uuid::Uuid> = sqlx::query_scalar(MIRRORS_WITH_NEW_RUNS)
+        .bind(seen)
+        .bind(top)
+        .fetch_all(pool)
+        .await?;
+    let (mut runs, mut jobs, mut complete) = (0, 0, true);
+    for slice in mirrors.chunks(MIRRORS_PER_BATCH as usize) {
+        let mut statements = 0;
+        loop {
+            statements += 1;
+            let (deleted, jobs_deleted, _): (i64, i64, Option<uuid::Uuid>) =
+                sqlx::query_as(EXCESS_RUNS_OF)
+                    .bind(slice)
+                    .bind(max_runs)
+                    .bind(MIRRORS_PER_BATCH)
+                    .bind(BATCH)
+                    .fetch_one(pool)
+                    .await?;
+            runs += deleted as u64;
+            jobs += jobs_deleted as u64;
+            // a full batch may have left more in this slice: look at it again
+            if deleted < BATCH {
+                break;
+            }
+            if statements == MAX_BATCHES {
+                complete = false;
+                break;
+            }
+        }
+    }
+    Ok((runs, jobs, complete))
 }
 
 /// Runs older than `max_age` (each mirror's last failed run kept), with the jobs they

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use stasis_scheduler::retention::{enforce, Deleted};
+use stasis_scheduler::retention::{enforce, Deleted, Progress};
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
 
@@ -111,7 +111,8 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
         .unwrap();
     }
 
-    let deleted = enforce(&env.cfg, &env.pool).await.unwrap();
+    let mut progress = Progress::default();
+    let deleted = enforce(&env.cfg, &env.pool, &mut progress).await.unwrap();
     assert_eq!(
         deleted,
         Deleted {
@@ -152,7 +153,27 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
 
     // nothing more to do
     assert_eq!(
-        enforce(&env.cfg, &env.pool).await.unwrap(),
+        enforce(&env.cfg, &env.pool, &mut progress).await.unwrap(),
         Deleted::default()
+    );
+
+    // later passes look only at mirrors synced since: busy's new runs push out its
+    // oldest, while quiet, untouched, is not looked at even under a lower cap (which a
+    // new leader's first pass applies)
+    for i in 0..3 {
+        run(&env, busy, 3 - i, "success").await;
+    }
+    env.cfg.history.max_runs_per_mirror = 4;
+    let deleted = enforce(&env.cfg, &env.pool, &mut progress).await.unwrap();
+    assert_eq!(runs_of(&env, busy).await.len(), 4, "{deleted:?}");
+    assert!(runs_of(&env, busy).await.contains(&last_failure));
+    assert_eq!(runs_of(&env, quiet).await.len(), 6, "not looked at");
+    enforce(&env.cfg, &env.pool, &mut Progress::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        runs_of(&env, quiet).await.len(),
+        4,
+        "a first pass looks at every mirror"
     );
 }

@@ -22,6 +22,9 @@ pub struct QueueOverview {
     /// Jobs per state in Postgres, every state listed.
     #[schema(value_type = std::collections::BTreeMap<String, i64>)]
     pub jobs: BTreeMap<&'static str, i64>,
+    /// States with more than 10,000 jobs, whose count is Postgres's estimate (as of its
+    /// last `ANALYZE`): counting them exactly would read the whole table.
+    pub jobs_estimated: Vec<JobState>,
     /// Deliveries in Redis.
     pub redis: RedisDepth,
     pub oldest_pending_age_seconds: Option<f64>,
@@ -85,13 +88,18 @@ pub async fn queue_overview(
     let (counts, oldest) = jobs::depth(pool).await?;
     let mut by_state: BTreeMap<&'static str, i64> =
         JobState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for (state, n) in counts {
-        by_state.insert(state.as_str(), n);
+    let mut estimated = Vec::new();
+    for c in counts {
+        by_state.insert(c.state.as_str(), c.count);
+        if c.estimated {
+            estimated.push(c.state);
+        }
     }
     let (last_1m, last_1h) = runs::throughput(pool).await?;
     let status = scheduler_status::read(redis, &cfg.queue.namespace).await?;
     Ok(QueueOverview {
         jobs: by_state,
+        jobs_estimated: estimated,
         redis: queue::redis_depth(redis, &cfg.queue.namespace).await?,
         oldest_pending_age_seconds: oldest,
         throughput: Throughput { last_1m, last_1h },

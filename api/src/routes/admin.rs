@@ -46,7 +46,11 @@ pub struct JobsPage {
     pub jobs: Vec<Job>,
     pub page: u32,
     pub per_page: u32,
+    /// Jobs matching the filter, counted up to 10,000 (or to the end of this page):
+    /// past that, at least this many.
     pub total: i64,
+    /// `false` when counting stopped at `total`.
+    pub total_exact: bool,
 }
 
 /// Jobs, newest first, filtered by state and repository.
@@ -87,7 +91,8 @@ pub async fn list_jobs(
         jobs,
         page,
         per_page,
-        total,
+        total: total.count,
+        total_exact: total.exact,
     }))
 }
 

@@ -144,3 +144,67 @@ async fn an_unknown_job_is_404_and_a_malformed_id_400() {
         (StatusCode::BAD_REQUEST, Some("invalid_path"))
     );
 }
+
+/// Past 10,000 jobs the listing and the overview stop counting (a count of every job
+/// reads the whole table): the listing says "at least", the overview gives Postgres's
+/// estimate and names the state; small counts stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_counts_are_bounded_and_say_so_small_ones_stay_exact() {
+    let o = ops().await;
+    let (alice, _) = o.env.user("carol", false).await;
+    let busy = o.env.mirror(&alice, "busy", &o.good.url()).await;
+    let quiet = o.env.mirror(&alice, "quiet", &o.good.url()).await;
+    for (repo, n) in [(busy, 10_050), (quiet, 3)] {
+        sqlx::query(
+            "INSERT INTO sync_jobs (id, repo_id, reason, state, max_attempts, finished_at)
+             SELECT gen_random_uuid(), $1, 'scheduled', 'done', 1, now()
+             FROM generate_series(1, $2)",
+        )
+        .bind(repo)
+        .bind(n)
+        .execute(&o.env.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("ANALYZE sync_jobs")
+        .execute(&o.env.pool)
+        .await
+        .unwrap();
+
+    let (status, page) = o.call("GET", "/api/v1/admin/jobs?per_page=10", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        (page["total"].as_i64(), page["total_exact"].as_bool()),
+        (Some(10_000), Some(false))
+    );
+    let (_, page) = o
+        .call("GET", "/api/v1/admin/jobs?repo=carol/quiet", None)
+        .await;
+    assert_eq!(
+        (page["total"].as_i64(), page["total_exact"].as_bool()),
+        (Some(3), Some(true))
+    );
+    // a page past the cap still knows there is at least that much
+    let (_, page) = o
+        .call("GET", "/api/v1/admin/jobs?per_page=100&page=101", None)
+        .await;
+    assert_eq!(
+        page["jobs"].as_array().unwrap().len(),
+        53,
+        "{}",
+        page["total"]
+    );
+    assert_eq!(
+        (page["total"].as_i64(), page["total_exact"].as_bool()),
+        (Some(10_053), Some(true))
+    );
+
+    let (_, q) = o.call("GET", "/api/v1/admin/queue", None).await;
+    let done = q["jobs"]["done"].as_i64().unwrap();
+    assert!(
+        (10_040..=10_070).contains(&done),
+        "an estimate near the 10,053 jobs: {q}"
+    );
+    assert_eq!(q["jobs_estimated"], serde_json::json!(["done"]), "{q}");
+    assert_eq!(q["jobs"]["pending"], 0, "{q}");
+}

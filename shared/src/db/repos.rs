@@ -90,26 +90,28 @@ pub struct ActiveJob {
     pub last_error: Option<String>,
 }
 
-/// What a status request reads, in one round trip: the status endpoint is the one
-/// pollers and UIs hammer.
-pub async fn find_with_active_job(
-    pool: &PgPool,
-    owner: &str,
-    name: &str,
-) -> sqlx::Result<Option<RepoWithJob>> {
-    const QUERY: &str = concat!(
-        "SELECT ",
-        repo_columns!(),
-        ", j.id AS job_id, j.state AS job_state, j.attempts AS job_attempts,
+/// What a status request reads, in one round trip (`$1` owner, `$2` name): the status
+/// endpoint is the one pollers and UIs hammer. Public so that `stasis-bench history`
+/// explains this text.
+pub const STATUS: &str = concat!(
+    "SELECT ",
+    repo_columns!(),
+    ", j.id AS job_id, j.state AS job_state, j.attempts AS job_attempts,
            j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
            j.last_error AS job_last_error,
            (SELECT max(s.started_at) FROM sync_runs s WHERE s.repo_id = r.id) AS last_attempt_at
          FROM repositories r JOIN users u ON u.id = r.owner_id
          LEFT JOIN sync_jobs j ON j.repo_id = r.id AND ",
-        crate::job_active!("j"),
-        " WHERE u.username = $1 AND r.name = $2"
-    );
-    sqlx::query_as::<_, RepoWithJob>(QUERY)
+    crate::job_active!("j"),
+    " WHERE u.username = $1 AND r.name = $2"
+);
+
+pub async fn find_with_active_job(
+    pool: &PgPool,
+    owner: &str,
+    name: &str,
+) -> sqlx::Result<Option<RepoWithJob>> {
+    sqlx::query_as::<_, RepoWithJob>(STATUS)
         .bind(owner)
         .bind(name)
         .fetch_optional(pool)

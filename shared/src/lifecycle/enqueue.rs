@@ -97,8 +97,26 @@ pub async fn open_due(
     max_attempts: i32,
     after: Option<DueCursor>,
 ) -> sqlx::Result<DueBatch> {
-    let rows: Vec<(Uuid, Uuid, DateTime<Utc>, Uuid)> = sqlx::query_as(
-        "WITH due AS (
+    let rows: Vec<(Uuid, Uuid, DateTime<Utc>, Uuid)> = sqlx::query_as(OPEN_DUE)
+        .bind(limit)
+        .bind(max_attempts)
+        .bind(after.map(|(at, _)| at))
+        .bind(after.map(|(_, id)| id))
+        .fetch_all(pool)
+        .await?;
+    Ok(DueBatch {
+        reached: rows.first().map(|&(_, _, at, id)| (at, id)),
+        jobs: rows
+            .into_iter()
+            .map(|(job, repo, _, _)| (job, repo))
+            .collect(),
+    })
+}
+
+/// [`open_due`]'s statement: `$1` batch size, `$2` `sync.max_attempts`, `$3`/`$4` where
+/// the tick's previous batch stopped. Public so that `stasis-bench history` explains
+/// this text.
+pub const OPEN_DUE: &str = "WITH due AS (
             SELECT r.id, r.next_sync_at FROM repositories r
             WHERE r.is_mirror AND r.mirror_enabled AND r.next_sync_at <= now()
               AND (r.next_sync_at, r.id) > (COALESCE($3, '-infinity'::timestamptz),
@@ -124,22 +142,7 @@ pub async fn open_due(
         -- uncorrelated, so evaluated once: a join of `jobs` to `due` was planned as a
         -- nested loop over both (both estimated at one row)
         SELECT id, repo_id, (SELECT next_sync_at FROM reached), (SELECT id FROM reached)
-        FROM jobs",
-    )
-    .bind(limit)
-    .bind(max_attempts)
-    .bind(after.map(|(at, _)| at))
-    .bind(after.map(|(_, id)| id))
-    .fetch_all(pool)
-    .await?;
-    Ok(DueBatch {
-        reached: rows.first().map(|&(_, _, at, id)| (at, id)),
-        jobs: rows
-            .into_iter()
-            .map(|(job, repo, _, _)| (job, repo))
-            .collect(),
-    })
-}
+        FROM jobs";
 
 /// Undoes [`open`]/[`open_due`] for jobs whose push to Redis failed, so no repository
 /// is left `queued` behind a job nobody will run; due mirrors stay due for the next tick.
