@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use crate::git::fetch::{FetchError, FetchReport, StopFlag};
 use crate::git::gate::WriteGate;
 use chrono::{DateTime, Utc};
-use stasis_shared::db::repos::{Repo, RepoForJob};
-use stasis_shared::domain::SyncMirror;
+use stasis_shared::db::repos::{self, Repo, RepoForJob};
+use stasis_shared::domain::{JobState, SyncMirror};
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::url::upstream_host;
 use stasis_shared::lifecycle::attempt::{self, Attempt, Finish, Started};
@@ -38,6 +38,8 @@ pub(crate) enum Acquired<'c> {
     Attempt(Box<SyncAttempt<'c>>),
     /// The repository is locked by another sync: deliver again after this.
     Postponed(Duration),
+    /// Under the lease the job turned out finished, or gone with its repository.
+    Finished,
 }
 
 pub(crate) struct SyncAttempt<'c> {
@@ -54,15 +56,16 @@ pub(crate) struct SyncAttempt<'c> {
 }
 
 impl<'c> SyncAttempt<'c> {
+    /// `read` is the job's row as read before: its fence is the floor of the lease's.
     pub(crate) async fn acquire(
         ctx: &'c WorkerContext,
         job: SyncMirror,
-        found: RepoForJob,
+        read: &RepoForJob,
     ) -> Result<Acquired<'c>, WorkerError> {
-        let repo = found.repo;
         let ttl = ctx.cfg.sync.lock_ttl;
-        let key = ctx.leases.repo_key(repo.id);
-        let Some(lease) = ctx.leases.try_acquire(&key, ttl, repo.sync_fence).await? else {
+        let key = ctx.leases.repo_key(read.repo.id);
+        let floor = read.repo.sync_fence;
+        let Some(lease) = ctx.leases.try_acquire(&key, ttl, floor).await? else {
             metrics::counter!("stasis_lock_contention_total").increment(1);
             debug!("repository locked by another sync; delivery postponed");
             return Ok(Acquired::Postponed(ctx.cfg.sync.lock_retry_delay));
@@ -71,6 +74,22 @@ impl<'c> SyncAttempt<'c> {
             metrics::counter!("stasis_locks_taken_over_total").increment(1);
             info!("repository lock taken over from a worker whose heartbeat lapsed");
         }
+        // Read again under the lease: a rename or a removal takes the same lease, so
+        // what was read before it may name a directory that has moved or gone.
+        let found = match repos::find_for_job(&ctx.pool, job.job_id).await {
+            Ok(Some(found)) if matches!(found.job_state, JobState::Pending | JobState::Running) => {
+                found
+            }
+            read => {
+                if let Err(e) = ctx.leases.release(&lease).await {
+                    warn!(error = %e, "repository lock could not be released");
+                }
+                read?;
+                debug!("job finished or gone meanwhile; duplicate delivery dropped");
+                return Ok(Acquired::Finished);
+            }
+        };
+        let repo = found.repo;
         // Renewed from the moment it is held: the delivery may wait for a permit first.
         // A lease that cannot be renewed stops the fetch, since another worker may now
         // own the repository.

@@ -68,9 +68,10 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
         // A duplicate of a job waiting out its retry backoff: move it to when it is due.
         return postpone(ctx, job, early.to_std().unwrap_or_default()).await;
     }
-    match SyncAttempt::acquire(ctx, job.clone(), found).await? {
+    match SyncAttempt::acquire(ctx, job.clone(), &found).await? {
         Acquired::Attempt(attempt) => attempt.run().await,
         Acquired::Postponed(delay) => postpone(ctx, job, delay).await,
+        Acquired::Finished => Ok(()),
     }
 }
 
