@@ -37,7 +37,8 @@ function signIn() {
     },
   },
   h("label", { for: "token", text: "API token" }),
-  h("p", { id: "token-help", class: "muted", text: "Create one with `stasisctl user create NAME`. It is kept in this browser only." }),
+  h("p", { id: "token-help", class: "muted" }, "Create one with ", h("code", { text: "stasisctl user create NAME" }),
+    ". It is kept in this browser only."),
   input, error,
   h("p", {}, h("button", { type: "submit", class: "primary", text: "Sign in" })));
   page("Sign in", form);
@@ -77,7 +78,10 @@ async function mirrors() {
   if (status) query.set("sync_status", status);
   try {
     const result = await api("GET", `/users/${encodeURIComponent(me?.username ?? "")}/repos?${query}`);
-    if (result.repos.length === 0) {
+    if (result.repos.length === 0 && status) {
+      list.replaceWith(h("p", { class: "muted" }, `No mirrors with status ${status}. `,
+        h("a", { href: "#/mirrors", text: "Show all" }), "."));
+    } else if (result.repos.length === 0) {
       list.replaceWith(h("p", { class: "muted" }, "No mirrors here yet. ",
         h("a", { href: "#/import", text: "Import one" }), "."));
       return;
@@ -103,7 +107,7 @@ function mirrorCard(repo) {
   // the size is known once a sync has stored it; until then neither term nor value shows
   const sizeTerm = h("dt", { text: "Size", hidden: true });
   const size = h("dd", { "data-testid": "size", hidden: true });
-  const upstream = h("dd", { text: repo.mirror_url ?? "" });
+  const upstream = h("dd", { class: "url", text: repo.mirror_url ?? "", title: repo.mirror_url ?? "" });
   const error = h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", hidden: true });
   const history = h("div", { class: "table-wrap" });
   const details = h("details", {
@@ -202,13 +206,13 @@ function mirrorCard(repo) {
     try {
       const { runs } = await api("GET", `${base}/mirror/history?limit=5`);
       history.replaceChildren(runs.length === 0 ? h("p", { class: "muted", text: "No syncs yet." })
-        : h("table", {},
+        : h("table", { class: "stack" },
           h("thead", {}, h("tr", {}, ...["Started", "Outcome", "Took", "Refs"].map((t) => h("th", { scope: "col", text: t })))),
           h("tbody", {}, ...runs.map((/** @type {any} */ r) => h("tr", {},
-            h("td", { text: relative(r.started_at), title: r.started_at }),
-            h("td", { text: r.outcome ?? "running" }),
-            h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms` }),
-            h("td", { text: r.unchanged ? "unchanged" : `+${r.refs_updated} -${r.refs_pruned}` }))))));
+            h("td", { text: relative(r.started_at), title: r.started_at, "data-label": "Started" }),
+            h("td", { text: r.error ? `${r.outcome}: ${r.error}` : (r.outcome ?? "running"), "data-label": "Outcome" }),
+            h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
+            h("td", { text: r.unchanged ? "unchanged" : `+${r.refs_updated} -${r.refs_pruned}`, "data-label": "Refs" }))))));
     } catch (err) {
       history.replaceChildren(h("p", { class: "form-error", text: err.message }));
     }

@@ -118,7 +118,8 @@ export function page(title, ...content) {
   document.title = `${title} · Stasis Mirror Sync`;
   main().replaceChildren(h("h1", { text: title }), ...content);
   for (const a of document.querySelectorAll("nav a")) {
-    if (a.getAttribute("href") === location.hash) a.setAttribute("aria-current", "page");
+    // `#/mirrors?status=failed` is still the Mirrors page
+    if (a.getAttribute("href") === location.hash.split("?")[0]) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
 }

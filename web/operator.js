@@ -37,12 +37,12 @@ export async function operator(me) {
       h("p", { class: "muted", text: `Oldest pending: ${q.oldest_pending_age_seconds == null ? "none" : `${Math.round(q.oldest_pending_age_seconds)}s`} · finished in the last minute: ${q.throughput.last_1m}, hour: ${q.throughput.last_1h} · scheduler ${q.scheduler.paused ? "paused" : "running"}` }),
       h("p", { class: "muted", "data-testid": "api-refusals", text: refusals(q.api_refusals) }),
       h("h2", { text: `Workers alive (${q.workers.length})` }),
-      h("div", { class: "table-wrap" }, h("table", {},
+      h("div", { class: "table-wrap" }, h("table", { class: "stack" },
         h("thead", {}, h("tr", {}, ...["Worker", "Host", "In flight", "Last heartbeat"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, ...q.workers.map((/** @type {any} */ w) => h("tr", {},
-          h("td", { text: w.name }), h("td", { text: w.host }),
-          h("td", { text: `${w.jobs_in_flight} / ${w.concurrency}` }),
-          h("td", { text: relative(w.last_heartbeat_at) })))))));
+          h("td", { text: w.name, "data-label": "Worker" }), h("td", { text: w.host, "data-label": "Host" }),
+          h("td", { text: `${w.jobs_in_flight} / ${w.concurrency}`, "data-label": "In flight" }),
+          h("td", { text: relative(w.last_heartbeat_at), "data-label": "Last heartbeat" })))))));
   } catch (err) {
     overview.replaceChildren(h("p", { class: "form-error", text: err.message }));
   }
@@ -55,7 +55,7 @@ export async function operator(me) {
       jobs.replaceChildren(h("p", { class: "muted", text: "No jobs." }));
       return;
     }
-    jobs.replaceChildren(h("div", { class: "table-wrap" }, h("table", {},
+    jobs.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("thead", {}, h("tr", {}, ...["Repository", "Reason", "State", "Attempts", "Enqueued", "Last error", "Actions"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, ...list.jobs.map(jobRow)))));
   } catch (err) {
@@ -84,10 +84,10 @@ function jobRow(job) {
   if (job.state === "failed" || job.state === "dead") actions.push(act("retry"));
   if (job.state === "pending" || job.state === "failed") actions.push(act("discard"));
   return h("tr", { "data-job": job.id, "data-repo": job.repo },
-    h("td", { text: job.repo }), h("td", { text: job.reason }),
-    h("td", { text: job.state, "data-testid": "job-state" }),
-    h("td", { text: `${job.attempts} / ${job.max_attempts}` }),
-    h("td", { text: relative(job.enqueued_at), title: job.enqueued_at }),
-    h("td", { text: job.last_error ?? "" }),
+    h("td", { text: job.repo, "data-label": "Repository" }), h("td", { text: job.reason, "data-label": "Reason" }),
+    h("td", { text: job.state, "data-testid": "job-state", "data-label": "State" }),
+    h("td", { text: `${job.attempts} / ${job.max_attempts}`, "data-label": "Attempts" }),
+    h("td", { text: relative(job.enqueued_at), title: job.enqueued_at, "data-label": "Enqueued" }),
+    h("td", job.last_error ? { text: job.last_error, "data-label": "Last error" } : {}),
     h("td", {}, ...actions));
 }

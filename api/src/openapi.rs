@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
         description = "Keeps git mirrors in sync with their upstreams. Errors are \
                        `{\"error\": ..., \"code\": ...}`.",
     ),
+    servers((url = "/", description = "This server: every path is absolute")),
     modifiers(&BearerToken),
     tags(
         (name = "users", description = "The signed-in user"),

@@ -13,6 +13,7 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const LIB_JS: &str = include_str!("../../web/lib.js");
 const OPERATOR_JS: &str = include_str!("../../web/operator.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
+const FAVICON: &str = include_str!("../../web/favicon.svg");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -51,5 +52,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/ui/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        // browsers ask for /favicon.ico whatever the page says
+        .route(
+            "/ui/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
         )
 }

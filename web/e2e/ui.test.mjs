@@ -114,9 +114,14 @@ async function journey() {
   await page.getByLabel("Status").selectOption("hard_failed");
   await page.locator('article[data-repo$="/good"]').waitFor({ state: "detached" });
   await broken.waitFor();
-  // the seed's `failed` covers a mirror failed for good too
+  // the seed's `failed` covers a mirror failed for good too; a filtered page is still
+  // the Mirrors page in the nav
   await page.getByLabel("Status").selectOption("failed");
   await broken.waitFor();
+  assert.equal(await page.getByRole("link", { name: "Mirrors", exact: true }).getAttribute("aria-current"), "page");
+  // on a desktop screen the cards are wide enough for an upstream URL
+  const cardWidth = await broken.evaluate((el) => el.getBoundingClientRect().width);
+  assert.ok(cardWidth >= 380, `a card is ${cardWidth}px wide`);
   assert.match(await broken.getByTestId("sync-state").innerText(), /not scheduled/);
 
   // the operator page lists the failed job; once the upstream exists, Retry brings it home
@@ -153,6 +158,14 @@ async function journey() {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
   await shot("08-phone");
+  // the operator's tables become labelled cards: no element reaches past the screen
+  await page.getByRole("link", { name: "Operator" }).click();
+  await page.locator('tr[data-repo$="/broken"]').waitFor();
+  const wide = await page.evaluate(() => [...document.querySelectorAll("main *")]
+    .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+    .map((el) => `${el.tagName.toLowerCase()}.${el.className}`));
+  assert.deepEqual(wide, [], "elements wider than a phone screen");
+  await shot("09-phone-operator");
   await page.getByRole("link", { name: "Import", exact: true }).click();
   const unlabelled = await page.evaluate(() =>
     [...document.querySelectorAll("input, select")].filter((el) => el.labels?.length === 0).map((el) => el.id));
@@ -160,5 +173,10 @@ async function journey() {
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("API token").waitFor();
+  // signed out: no navigation to pages that need a token, help without markup
+  assert.equal(await page.locator("#nav").isVisible(), false, "nav hidden when signed out");
+  assert.doesNotMatch(await page.locator("#token-help").innerText(), /`/);
+  const icon = await page.request.get(`${BASE_URL}/favicon.ico`);
+  assert.equal(icon.status(), 200);
   assert.deepEqual(errors, [], "no script errors on the page");
 }

@@ -54,7 +54,7 @@ pub struct JobsPage {
 }
 
 /// Jobs, newest first, filtered by state and repository.
-#[utoipa::path(get, path = "/admin/jobs", tag = "admin", params(JobsQuery),
+#[utoipa::path(get, path = "/admin/jobs", tag = "admin", operation_id = "listJobs", params(JobsQuery),
     responses((status = 200, body = JobsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_jobs(
@@ -117,7 +117,7 @@ pub struct JobDetail {
 }
 
 /// One job with every attempt.
-#[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin", operation_id = "getJob", params(("id" = Uuid, Path)),
     responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show_job(
@@ -152,7 +152,7 @@ pub struct JobAction {
 }
 
 /// A failed or dead job back to pending, with a fresh allowance of attempts.
-#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", params(("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", operation_id = "retryJob", params(("id" = Uuid, Path)),
     responses((status = 202, body = JobAction), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn retry_job(
@@ -179,7 +179,7 @@ pub async fn retry_job(
 }
 
 /// A pending or failed job to dead; its queued deliveries leave Redis.
-#[utoipa::path(post, path = "/admin/jobs/{id}/discard", tag = "admin", params(("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/admin/jobs/{id}/discard", tag = "admin", operation_id = "discardJob", params(("id" = Uuid, Path)),
     responses((status = 200, body = JobAction), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn discard_job(
@@ -203,7 +203,7 @@ pub async fn discard_job(
 }
 
 /// Depth per state, Redis depth, oldest pending age, throughput, workers, scheduler.
-#[utoipa::path(get, path = "/admin/queue", tag = "admin",
+#[utoipa::path(get, path = "/admin/queue", tag = "admin", operation_id = "getQueueOverview",
     responses((status = 200, body = AdminQueue), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn queue(State(state): State<AppState>, _: Admin) -> Result<Json<AdminQueue>, ApiError> {
@@ -227,7 +227,7 @@ pub struct Paused {
 }
 
 /// Pause scheduled syncs.
-#[utoipa::path(post, path = "/admin/scheduler/pause", tag = "admin",
+#[utoipa::path(post, path = "/admin/scheduler/pause", tag = "admin", operation_id = "pauseScheduler",
     responses((status = 200, body = Paused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn pause_scheduler(
@@ -239,7 +239,7 @@ pub async fn pause_scheduler(
 }
 
 /// Resume scheduled syncs.
-#[utoipa::path(post, path = "/admin/scheduler/resume", tag = "admin",
+#[utoipa::path(post, path = "/admin/scheduler/resume", tag = "admin", operation_id = "resumeScheduler",
     responses((status = 200, body = Paused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn resume_scheduler(
@@ -260,7 +260,7 @@ pub struct MirrorConfigUpdate {
 }
 
 /// The default sync interval and where it comes from.
-#[utoipa::path(get, path = "/admin/mirror/config", tag = "admin",
+#[utoipa::path(get, path = "/admin/mirror/config", tag = "admin", operation_id = "getMirrorConfig",
     responses((status = 200, body = SyncInterval), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn mirror_config(
@@ -270,8 +270,9 @@ pub async fn mirror_config(
     Ok(Json(SyncInterval::current(&state.cfg, &state.pool).await?))
 }
 
-/// Set the default sync interval at run time (the seed's SetInterval); `null` resets it.
-#[utoipa::path(put, path = "/admin/mirror/config", tag = "admin", request_body = MirrorConfigUpdate,
+/// Set the default sync interval at run time, for every mirror without its own; `null`
+/// goes back to `mirror.sync_interval`.
+#[utoipa::path(put, path = "/admin/mirror/config", tag = "admin", operation_id = "setMirrorConfig", request_body = MirrorConfigUpdate,
     responses((status = 200, body = SyncInterval), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_mirror_config(

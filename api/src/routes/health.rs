@@ -10,13 +10,13 @@ use stasis_shared::queue;
 const CHECK_WITHIN: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "checkLiveness", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when Postgres and Redis both answer; otherwise 503 naming what is down.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "checkReadiness", responses(
     (status = 200, description = "`{\"status\":\"ready\"}`"),
     (status = 503, description = "`{\"error\", \"code\", \"down\": [...]}`"),
 ))]

@@ -102,7 +102,7 @@ fn count(provider: &'static str, result: &'static str) {
 /// issue opened, a comment) with 200 and a message saying so. A burst of events (one per pushed branch) coalesces
 /// into one sync per `mirror.min_manual_interval`.
 #[utoipa::path(
-    post, path = "/hooks/{owner}/{repo}", tag = "mirrors",
+    post, path = "/hooks/{owner}/{repo}", tag = "mirrors", operation_id = "receiveWebhook",
     params(("owner" = String, Path), ("repo" = String, Path)),
     request_body(content = String, description = "The provider's event payload, verified byte for byte", content_type = "application/json"),
     responses(

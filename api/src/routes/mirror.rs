@@ -43,7 +43,7 @@ async fn managed_mirror(
 /// and within `mirror.min_manual_interval` of the last sync start the new one waits for
 /// the window's end (`next_run_at`); an admin's `?force=true` starts it now.
 #[utoipa::path(
-    post, path = "/repos/{owner}/{repo}/sync", tag = "mirrors",
+    post, path = "/repos/{owner}/{repo}/sync", tag = "mirrors", operation_id = "syncMirror",
     params(("owner" = String, Path), ("repo" = String, Path), SyncQuery),
     responses(
         (status = 202, body = SyncAccepted),
@@ -114,9 +114,10 @@ pub async fn enqueue(
     })
 }
 
-/// The seed's status fields, plus the next sync, the last duration and the active job.
+/// A mirror's sync status: the last success and the last attempt, the next sync, the
+/// job in flight (attempt n of m, next retry) and the size on disk.
 #[utoipa::path(
-    get, path = "/repos/{owner}/{repo}/mirror/status", tag = "mirrors",
+    get, path = "/repos/{owner}/{repo}/mirror/status", tag = "mirrors", operation_id = "getMirrorStatus",
     params(("owner" = String, Path), ("repo" = String, Path)),
     responses((status = 200, body = MirrorStatus), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
@@ -135,9 +136,10 @@ pub async fn status(
     }
 }
 
-/// The seed's "sync history": the latest attempts, newest first.
+/// A mirror's sync history: its latest attempts, newest first, each with its outcome,
+/// error and figures.
 #[utoipa::path(
-    get, path = "/repos/{owner}/{repo}/mirror/history", tag = "mirrors",
+    get, path = "/repos/{owner}/{repo}/mirror/history", tag = "mirrors", operation_id = "listMirrorHistory",
     params(("owner" = String, Path), ("repo" = String, Path), HistoryQuery),
     responses((status = 200, body = History), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
@@ -171,7 +173,7 @@ pub async fn history(
 /// Per-mirror settings: interval, scheduled syncs on or off, upstream URL, webhook
 /// secret, ref selection.
 #[utoipa::path(
-    patch, path = "/repos/{owner}/{repo}/mirror", tag = "mirrors",
+    patch, path = "/repos/{owner}/{repo}/mirror", tag = "mirrors", operation_id = "updateMirrorSettings",
     params(("owner" = String, Path), ("repo" = String, Path)),
     request_body = MirrorSettingsRequest,
     responses(

@@ -34,7 +34,7 @@ pub async fn visible_repo(
 
 /// Import a repository; a mirror gets an import job at once.
 #[utoipa::path(
-    post, path = "/repos/import", tag = "repos",
+    post, path = "/repos/import", tag = "repos", operation_id = "importRepository",
     request_body = ImportRequest,
     responses(
         (status = 202, description = "Imported; the import sync is queued", body = RepoResponse),
@@ -110,9 +110,9 @@ pub async fn import(
     Ok((StatusCode::ACCEPTED, Json(RepoResponse::from(&repo))))
 }
 
-/// One repository with the seed's mirror fields.
+/// One repository, with its mirror fields when it is a mirror.
 #[utoipa::path(
-    get, path = "/repos/{owner}/{repo}", tag = "repos",
+    get, path = "/repos/{owner}/{repo}", tag = "repos", operation_id = "getRepository",
     params(("owner" = String, Path), ("repo" = String, Path)),
     responses(
         (status = 200, body = RepoResponse),
@@ -181,7 +181,7 @@ fn statuses(s: &str) -> Result<Vec<SyncStatus>, ApiError> {
 
 /// Every repository the caller can see, by owner and name.
 #[utoipa::path(
-    get, path = "/repos", tag = "repos", params(RepoQuery),
+    get, path = "/repos", tag = "repos", operation_id = "listRepositories", params(RepoQuery),
     responses((status = 200, body = RepoPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
 )]
 pub async fn list(
@@ -194,7 +194,7 @@ pub async fn list(
 
 /// One user's repositories that the caller can see.
 #[utoipa::path(
-    get, path = "/users/{owner}/repos", tag = "repos",
+    get, path = "/users/{owner}/repos", tag = "repos", operation_id = "listUserRepositories",
     params(("owner" = String, Path), RepoQuery),
     responses(
         (status = 200, body = RepoPage), (status = 400, body = ErrorBody),
@@ -216,7 +216,7 @@ pub async fn list_for_user(
 /// Delete a repository: its row, its bare mirror on disk, its jobs and their queued
 /// deliveries. Refused (409) while a sync of it runs.
 #[utoipa::path(
-    delete, path = "/repos/{owner}/{repo}", tag = "repos",
+    delete, path = "/repos/{owner}/{repo}", tag = "repos", operation_id = "deleteRepository",
     params(("owner" = String, Path), ("repo" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
@@ -254,7 +254,7 @@ pub async fn delete(
 /// later syncs use it. Refused (409) while a sync of it runs or when the owner has a
 /// repository of that name.
 #[utoipa::path(
-    patch, path = "/repos/{owner}/{repo}", tag = "repos",
+    patch, path = "/repos/{owner}/{repo}", tag = "repos", operation_id = "renameRepository",
     params(("owner" = String, Path), ("repo" = String, Path)),
     request_body = RenameRequest,
     responses(

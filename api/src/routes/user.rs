@@ -21,7 +21,7 @@ pub struct CurrentUser {
 
 /// The signed-in user.
 #[utoipa::path(
-    get, path = "/user", tag = "users",
+    get, path = "/user", tag = "users", operation_id = "getCurrentUser",
     security(("bearer" = [])),
     responses((status = 200, body = CurrentUser), (status = 401, body = ErrorBody))
 )]
@@ -49,7 +49,7 @@ pub struct NotifyRequest {
 
 /// Sets where this user's failure notifications go.
 #[utoipa::path(
-    put, path = "/user/notify", tag = "users",
+    put, path = "/user/notify", tag = "users", operation_id = "setNotifyUrl",
     request_body = NotifyRequest,
     security(("bearer" = [])),
     responses(

@@ -52,6 +52,23 @@ async fn the_openapi_document_lists_every_route() {
         }
     }
     assert_eq!(listed, routes.len());
+    // operation ids a generated client can use as method names: unique, camelCase,
+    // a verb and what it acts on (not `list`, `get`, `status`)
+    let mut ids = std::collections::BTreeSet::new();
+    for (method, path) in routes {
+        let id = doc["paths"][path][method]["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && id.chars().all(|c| c.is_ascii_alphanumeric())
+                && id.chars().any(|c| c.is_ascii_uppercase()),
+            "{method} {path}: operationId `{id}`"
+        );
+        assert!(ids.insert(id.clone()), "operationId `{id}` used twice");
+    }
+    assert_eq!(doc["servers"][0]["url"], "/", "{}", doc["servers"]);
     for (method, path) in routes {
         let op = &doc["paths"][path][method];
         assert!(
