@@ -35,6 +35,9 @@ export STASIS_QUEUE_NAMESPACE="$db"
 export STASIS_STORAGE_ROOT="$work/mirrors"
 export STASIS_API_LISTEN="127.0.0.1:$port"
 export STASIS_MIRROR_ALLOW_LOCAL_NETWORK=true
+# a throwaway key, so webhook secrets and credentials can be sealed
+STASIS_SECRETS_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export STASIS_SECRETS_KEY
 export STASIS_QUEUE_POLL_INTERVAL=50ms
 export STASIS_QUEUE_HEARTBEAT_INTERVAL=1s
 export STASIS_LOG_LEVEL=warn

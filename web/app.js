@@ -6,6 +6,7 @@ import {
   POLL_MS, SYNCED_FLASH_MS, TOKEN_KEY, api, h, humanSize, main, page, relative, toast,
 } from "./lib.js";
 import { operator } from "./operator.js";
+import { mirrorPage } from "./mirror.js";
 
 /** @typedef {{ username: string, is_admin: boolean }} Me */
 /** @type {Me | null} */
@@ -77,7 +78,9 @@ async function mirrors() {
   const query = new URLSearchParams({ mirror: "true", per_page: "100" });
   if (status) query.set("sync_status", status);
   try {
-    const result = await api("GET", `/users/${encodeURIComponent(me?.username ?? "")}/repos?${query}`);
+    // an admin sees the fleet: every owner's mirrors
+    const listing = me?.is_admin ? "/repos" : `/users/${encodeURIComponent(me?.username ?? "")}/repos`;
+    const result = await api("GET", `${listing}?${query}`);
     if (result.repos.length === 0 && status) {
       list.replaceWith(h("p", { class: "muted" }, `No mirrors with status ${status}. `,
         h("a", { href: "#/mirrors", text: "Show all" }), "."));
@@ -114,7 +117,7 @@ function mirrorCard(repo) {
     ontoggle: () => { if (/** @type {HTMLDetailsElement} */ (details).open) loadHistory(); },
   }, h("summary", { text: "Recent syncs" }), history);
   const card = h("article", { class: "card", "aria-label": repo.full_name, "data-repo": repo.full_name },
-    h("h2", { text: repo.full_name }),
+    h("h2", {}, h("a", { href: `#/mirror/${encodeURIComponent(repo.owner)}/${encodeURIComponent(repo.name)}`, text: repo.full_name })),
     h("dl", {}, h("dt", { text: "Upstream" }), upstream, h("dt", { text: "Last sync" }), last,
       h("dt", { text: "Next sync" }), next, sizeTerm, size),
     h("div", { class: "sync" }, button, badge),
@@ -307,7 +310,9 @@ async function route() {
     `${me?.username}${me?.is_admin ? " (admin)" : ""}`;
   /** @type {HTMLElement} */ (document.getElementById("nav-operator")).hidden = !me?.is_admin;
   const path = location.hash.split("?")[0];
-  if (path === "#/import") importForm();
+  const one = path.match(/^#\/mirror\/([^/]+)\/([^/]+)$/);
+  if (one) await mirrorPage(decodeURIComponent(one[1]), decodeURIComponent(one[2]));
+  else if (path === "#/import") importForm();
   else if (path === "#/operator") await operator(me);
   else await mirrors();
   main().focus();

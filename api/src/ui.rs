@@ -12,6 +12,7 @@ const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const LIB_JS: &str = include_str!("../../web/lib.js");
 const OPERATOR_JS: &str = include_str!("../../web/operator.js");
+const MIRROR_JS: &str = include_str!("../../web/mirror.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 const FAVICON: &str = include_str!("../../web/favicon.svg");
 
@@ -48,6 +49,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/ui/operator.js",
             get(|| async { asset("text/javascript; charset=utf-8", OPERATOR_JS) }),
+        )
+        .route(
+            "/ui/mirror.js",
+            get(|| async { asset("text/javascript; charset=utf-8", MIRROR_JS) }),
         )
         .route(
             "/ui/app.css",

@@ -151,13 +151,33 @@ async function journey() {
   await page.getByRole("link", { name: "Mirrors", exact: true }).click();
   await page.locator('article[data-repo$="/broken"]').getByTestId("sync-state").getByText("Up to date").waitFor();
 
+  // one mirror's page: status, history with its figures, settings, webhook
+  await page.locator('article[data-repo$="/good"] h2 a').click();
+  await page.getByRole("heading", { name: /\/good$/ }).waitFor();
+  const facts = await page.locator("dl.facts").innerText();
+  assert.match(facts, /Last successful sync\s+\S/);
+  assert.match(facts, /Last attempt/);
+  assert.match(facts, /Size\s+[\d.]+ (B|kB|MB)/);
+  await page.locator('section[aria-label="History"] tr[data-outcome="success"]').first().waitFor();
+  await page.getByLabel("Sync interval").fill("2h");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByText("Settings saved.").waitFor();
+  await page.getByLabel("Sync interval").fill("1s");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByTestId("settings-error").getByText(/interval/i).waitFor();
+  assert.match(await page.getByTestId("webhook-url").innerText(), /\/api\/v1\/hooks\/[^/]+\/good$/);
+  await page.getByLabel("New secret").fill("a-long-enough-secret");
+  await page.getByRole("button", { name: "Set or rotate secret" }).click();
+  await page.getByTestId("webhook-state").getByText("A secret is set").waitFor();
+  await shot("08-mirror-page");
+
   // usable on a phone: nothing wider than the screen, every field labelled
   await page.setViewportSize({ width: 375, height: 740 });
   await page.goto(`${BASE_URL}/#/mirrors`);
   await page.locator("article.card").first().waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
-  await shot("08-phone");
+  await shot("09-phone");
   // the operator's tables become labelled cards: no element reaches past the screen
   await page.getByRole("link", { name: "Operator" }).click();
   await page.locator('tr[data-repo$="/broken"]').waitFor();
@@ -165,11 +185,30 @@ async function journey() {
     .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
     .map((el) => `${el.tagName.toLowerCase()}.${el.className}`));
   assert.deepEqual(wide, [], "elements wider than a phone screen");
-  await shot("09-phone-operator");
+  await shot("10-phone-operator");
   await page.getByRole("link", { name: "Import", exact: true }).click();
   const unlabelled = await page.evaluate(() =>
     [...document.querySelectorAll("input, select")].filter((el) => el.labels?.length === 0).map((el) => el.id));
   assert.deepEqual(unlabelled, []);
+  // the mirror page on a phone: every field labelled, nothing past the screen; delete
+  // asks for the name first
+  await page.goto(`${BASE_URL}/#/mirrors`);
+  await page.locator('article[data-repo$="/good"] h2 a').click();
+  await page.getByRole("button", { name: "Save settings" }).waitFor();
+  const bare = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea")].filter((el) => el.labels?.length === 0).map((el) => el.id));
+  assert.deepEqual(bare, []);
+  const past = await page.evaluate(() => [...document.querySelectorAll("main *")]
+    .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1).map((el) => el.tagName));
+  assert.deepEqual(past, [], "mirror page elements wider than a phone screen");
+  await shot("11-phone-mirror-page");
+  const remove = page.getByRole("button", { name: "Delete this mirror" });
+  assert.equal(await remove.isDisabled(), true);
+  const fullName = (await page.getByRole("heading", { level: 1 }).innerText()).trim();
+  await page.getByLabel(/Type .* to confirm/).fill(fullName);
+  await remove.click();
+  await page.getByRole("heading", { name: "Mirrors" }).waitFor();
+  await page.locator('article[data-repo$="/good"]').waitFor({ state: "detached" });
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("API token").waitFor();
