@@ -178,6 +178,26 @@ impl Leases {
             .await
     }
 
+    /// Runs `work` holding the repository's sync lease, as a worker does while it writes
+    /// the mirror: what moves or removes a mirror must not run beside a sync. `None`,
+    /// with `work` not run, while a sync holds it. Short work only: nothing renews it.
+    pub async fn while_repo_held<T, E: From<redis::RedisError>>(
+        &self,
+        repo_id: uuid::Uuid,
+        ttl: Duration,
+        fence_floor: i64,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Option<T>, E> {
+        let key = self.repo_key(repo_id);
+        let Some(lease) = self.try_acquire(&key, ttl, fence_floor).await? else {
+            return Ok(None);
+        };
+        let result = work.await;
+        // expires on its own within `ttl` if this fails
+        let _ = self.release(&lease).await;
+        result.map(Some)
+    }
+
     pub async fn release(&self, lease: &Lease) -> redis::RedisResult<bool> {
         let released: i64 = RELEASE
             .key(&lease.key)

@@ -28,16 +28,15 @@ pub async fn remove_mirror(
     repo: &repos::Repo,
 ) -> Result<Removal> {
     let leases = Leases::new(redis, &cfg.queue.namespace);
-    let key = leases.repo_key(repo.id);
-    let Some(lease) = leases
-        .try_acquire(&key, cfg.sync.lock_ttl, repo.sync_fence)
-        .await?
-    else {
-        return Ok(Removal::SyncRunning);
-    };
-    let result = remove(cfg, pool, enqueuer, repo).await;
-    let _ = leases.release(&lease).await;
-    result.map(|()| Removal::Removed)
+    let removed = leases
+        .while_repo_held(
+            repo.id,
+            cfg.sync.lock_ttl,
+            repo.sync_fence,
+            remove(cfg, pool, enqueuer, repo),
+        )
+        .await?;
+    Ok(removed.map_or(Removal::SyncRunning, |()| Removal::Removed))
 }
 
 async fn remove(

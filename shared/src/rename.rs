@@ -45,16 +45,15 @@ pub async fn rename_mirror(
         return Ok(Rename::NameTaken);
     }
     let leases = Leases::new(redis, &cfg.queue.namespace);
-    let key = leases.repo_key(repo.id);
-    let Some(lease) = leases
-        .try_acquire(&key, cfg.sync.lock_ttl, repo.sync_fence)
-        .await?
-    else {
-        return Ok(Rename::SyncRunning);
-    };
-    let result = rename(cfg, pool, repo, new_name).await;
-    let _ = leases.release(&lease).await;
-    result
+    let renamed = leases
+        .while_repo_held(
+            repo.id,
+            cfg.sync.lock_ttl,
+            repo.sync_fence,
+            rename(cfg, pool, repo, new_name),
+        )
+        .await?;
+    Ok(renamed.unwrap_or(Rename::SyncRunning))
 }
 
 async fn rename(cfg: &Config, pool: &PgPool, repo: &Repo, new_name: &str) -> Result<Rename> {

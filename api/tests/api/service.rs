@@ -53,8 +53,16 @@ async fn the_web_ui_is_served_with_its_types_and_a_strict_csp() {
         ("/ui/app.js", "text/javascript", "MirrorSyncButton"),
         ("/ui/app.css", "text/css", ".spin"),
         ("/ui/lib.js", "text/javascript", "export function api"),
-        ("/ui/operator.js", "text/javascript", "export async function operator"),
-        ("/ui/mirror.js", "text/javascript", "export async function mirrorPage"),
+        (
+            "/ui/operator.js",
+            "text/javascript",
+            "export async function operator",
+        ),
+        (
+            "/ui/mirror.js",
+            "text/javascript",
+            "export async function mirrorPage",
+        ),
         ("/ui/favicon.svg", "image/svg+xml", "<svg"),
         ("/favicon.ico", "image/svg+xml", "<svg"),
     ] {
