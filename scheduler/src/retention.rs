@@ -259,28 +259,20 @@ async fn excess_runs_since(
         .await?;
     let (mut runs, mut jobs, mut complete) = (0, 0, true);
     for slice in mirrors.chunks(MIRRORS_PER_BATCH as usize) {
-        let mut statements = 0;
-        loop {
-            statements += 1;
-            let (deleted, jobs_deleted, _): (i64, i64, Option<uuid::Uuid>) =
-                sqlx::query_as(EXCESS_RUNS_OF)
-                    .bind(slice)
-                    .bind(max_runs)
-                    .bind(MIRRORS_PER_BATCH)
-                    .bind(BATCH)
-                    .fetch_one(pool)
-                    .await?;
-            runs += deleted as u64;
-            jobs += jobs_deleted as u64;
-            // a full batch may have left more in this slice: look at it again
-            if deleted < BATCH {
-                break;
-            }
-            if statements == MAX_BATCHES {
-                complete = false;
-                break;
-            }
-        }
+        let (r, j, all) = batches(|| async move {
+            let (runs, jobs, _): (i64, i64, Option<uuid::Uuid>) = sqlx::query_as(EXCESS_RUNS_OF)
+                .bind(slice)
+                .bind(max_runs)
+                .bind(MIRRORS_PER_BATCH)
+                .bind(BATCH)
+                .fetch_one(pool)
+                .await?;
+            Ok((runs, jobs))
+        })
+        .await?;
+        runs += r;
+        jobs += j;
+        complete &= all;
     }
     Ok((runs, jobs, complete))
 }
@@ -288,20 +280,33 @@ async fn excess_runs_since(
 /// Runs older than `max_age` (each mirror's last failed run kept), with the jobs they
 /// were the last runs of, a batch per statement.
 async fn old_runs(pool: &PgPool, max_age: Duration) -> Result<(u64, u64), SchedulerError> {
-    let (mut runs, mut jobs) = (0, 0);
-    for _ in 0..MAX_BATCHES {
-        let (deleted, jobs_deleted): (i64, i64) = sqlx::query_as(OLD_RUNS)
+    let (runs, jobs, _) = batches(|| {
+        sqlx::query_as(OLD_RUNS)
             .bind(max_age.as_secs_f64())
             .bind(BATCH)
             .fetch_one(pool)
-            .await?;
+    })
+    .await?;
+    Ok((runs, jobs))
+}
+
+/// Runs a deleting statement (answering the runs and jobs it deleted) again while it
+/// deletes a full batch, at most `MAX_BATCHES` times; `false` when it stopped there.
+async fn batches<F, Fut>(mut statement: F) -> Result<(u64, u64, bool), SchedulerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<(i64, i64)>>,
+{
+    let (mut runs, mut jobs) = (0, 0);
+    for _ in 0..MAX_BATCHES {
+        let (deleted, jobs_deleted) = statement().await?;
         runs += deleted as u64;
         jobs += jobs_deleted as u64;
         if deleted < BATCH {
-            break;
+            return Ok((runs, jobs, true));
         }
     }
-    Ok((runs, jobs))
+    Ok((runs, jobs, false))
 }
 
 async fn orphan_jobs(pool: &PgPool, max_age: Duration) -> sqlx::Result<u64> {
