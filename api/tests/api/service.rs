@@ -52,7 +52,7 @@ async fn the_web_ui_is_served_with_its_types_and_a_strict_csp() {
         ("/", "text/html", "/ui/app.js"),
         ("/ui/app.js", "text/javascript", "MirrorSyncButton"),
         ("/ui/app.css", "text/css", ".spin"),
-        ("/ui/lib.js", "text/javascript", "export function api"),
+        ("/ui/lib.js", "text/javascript", "export async function api"),
         (
             "/ui/operator.js",
             "text/javascript",
