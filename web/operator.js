@@ -41,7 +41,7 @@ export async function operator(me) {
   ...JOB_STATES.map((s) => h("option", { value: s, selected: s === state, text: s })));
   const live = h("input", { id: "auto-refresh", type: "checkbox" });
   const load = async () => {
-    await Promise.all([showOverview(overview), showJobs(jobs, state, pageNo, go)]);
+    await Promise.all([showOverview(overview), showJobs(jobs, state, pageNo, go, load)]);
   };
   live.addEventListener("change", () => {
     window.clearInterval(refresher);
@@ -99,9 +99,10 @@ async function showOverview(section) {
 
 /**
  * @param {HTMLElement} section @param {string} state @param {number} pageNo
- * @param {(change: Record<string, string | number>) => void} go
+ * @param {(change: Record<string, string | number>) => void} go to another page or filter
+ * @param {() => void} reload this page, after an action changed it
  */
-async function showJobs(section, state, pageNo, go) {
+async function showJobs(section, state, pageNo, go, reload) {
   try {
     const query = new URLSearchParams({ per_page: String(PER_PAGE), page: String(pageNo) });
     if (state) query.set("state", state);
@@ -118,7 +119,7 @@ async function showJobs(section, state, pageNo, go) {
         try { await api("POST", `/admin/jobs/${job.id}/retry`); done += 1; } catch { /* counted below */ }
       }
       toast(`${done} of ${failed.length} jobs sent back to the queue.`);
-      go({});
+      reload();
     });
     const pages = Math.max(1, Math.ceil(list.total / PER_PAGE));
     const prev = h("button", { type: "button", text: "Previous", disabled: pageNo <= 1 });
@@ -129,7 +130,7 @@ async function showJobs(section, state, pageNo, go) {
       h("p", { class: "sync" }, retryAll),
       h("div", { class: "table-wrap" }, h("table", { class: "stack" },
         h("thead", {}, h("tr", {}, ...["Repository", "Reason", "State", "Attempts", "Enqueued", "Last error", "Actions"].map((t) => h("th", { scope: "col", text: t })))),
-        h("tbody", {}, ...list.jobs.map((/** @type {any} */ j) => jobRow(j, () => go({})))))),
+        h("tbody", {}, ...list.jobs.map((/** @type {any} */ j) => jobRow(j, reload))))),
       h("p", { class: "sync", "data-testid": "paging" }, prev,
         h("span", { text: `Page ${pageNo} of ${list.total_exact ? pages : `${pages}+`} · ${list.total_exact ? "" : "at least "}${list.total} jobs` }),
         next));

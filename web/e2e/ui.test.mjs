@@ -147,6 +147,8 @@ async function journey() {
   git(MISSING_UPSTREAM, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", "commit", "-q", "--allow-empty", "-m", "now it exists");
   await row.getByRole("button", { name: /Retry/ }).click();
   await page.getByText("job sent back to the queue").waitFor();
+  // the list reloads after the action: the job has left the failed ones
+  await row.waitFor({ state: "detached" });
   await page.getByLabel("Job state").selectOption("done");
   // the board refreshes itself until the retried job shows up done
   await page.getByLabel(/Refresh every/).check();
