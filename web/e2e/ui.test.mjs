@@ -3,12 +3,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
 const { BASE_URL, TOKEN, GOOD_UPSTREAM, MISSING_UPSTREAM } = process.env;
 const SHOTS = process.env.SCREENSHOTS ?? "screenshots";
 const WAIT = 30_000;
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 let browser;
 let page;
@@ -19,6 +21,20 @@ function git(dir, ...args) {
 
 async function shot(name) {
   await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+}
+
+/** axe-core on the page as it is: no serious or critical violation. @param {string} where */
+async function accessible(where) {
+  // evaluated by the browser's debugger protocol, which the page's CSP does not govern
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    // @ts-ignore: injected above
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(violations, [], `accessibility violations on ${where}`);
 }
 
 before(async () => {
@@ -57,6 +73,7 @@ async function journey() {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText("That token is not valid.").waitFor();
   await shot("01-sign-in-refused");
+  await accessible("the sign-in page");
   await page.getByLabel("API token").fill(TOKEN);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Mirrors" }).waitFor();
@@ -106,6 +123,7 @@ async function journey() {
   assert.ok(await broken.getByTestId("size").isHidden(), "no size before anything was stored");
   assert.match(await broken.getByTestId("sync-error").innerText(), /not.found|no such file|does not exist/i);
   await shot("05-failed");
+  await accessible("the mirrors page");
 
   // not found is permanent: no more scheduled syncs until someone acts
   assert.match(await broken.getByTestId("sync-error").innerText(), /Scheduled syncs stopped/);
@@ -133,6 +151,7 @@ async function journey() {
   const row = page.locator('tr[data-repo$="/broken"]');
   await row.getByTestId("job-state").getByText("failed").waitFor();
   await shot("06-operator-failed-job");
+  await accessible("the operator page");
   // the board: Redis deliveries, paging, a job's attempts, the scheduler's switch
   assert.match(await page.getByTestId("redis-depth").innerText(), /Redis deliveries: \d+ ready, \d+ scheduled/);
   assert.match(await page.getByTestId("paging").innerText(), /Page 1 of 1 · 1 jobs/);
@@ -177,6 +196,7 @@ async function journey() {
   await page.getByRole("button", { name: "Set or rotate secret" }).click();
   await page.getByTestId("webhook-state").getByText("A secret is set").waitFor();
   await shot("08-mirror-page");
+  await accessible("a mirror's page");
 
   // usable on a phone: nothing wider than the screen, every field labelled
   await page.setViewportSize({ width: 375, height: 740 });
@@ -193,6 +213,7 @@ async function journey() {
     .map((el) => `${el.tagName.toLowerCase()}.${el.className}`));
   assert.deepEqual(wide, [], "elements wider than a phone screen");
   await shot("10-phone-operator");
+  await accessible("the operator page on a phone");
   await page.getByRole("link", { name: "Import", exact: true }).click();
   const unlabelled = await page.evaluate(() =>
     [...document.querySelectorAll("input, select")].filter((el) => el.labels?.length === 0).map((el) => el.id));
