@@ -8,13 +8,33 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-const INDEX: &str = include_str!("../../web/index.html");
-const APP_JS: &str = include_str!("../../web/app.js");
-const LIB_JS: &str = include_str!("../../web/lib.js");
-const OPERATOR_JS: &str = include_str!("../../web/operator.js");
-const MIRROR_JS: &str = include_str!("../../web/mirror.js");
-const APP_CSS: &str = include_str!("../../web/app.css");
-const FAVICON: &str = include_str!("../../web/favicon.svg");
+const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
+/// Every file of the UI: path, content type, body.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../../web/index.html"),
+    ),
+    ("/ui/app.js", JS, include_str!("../../web/app.js")),
+    ("/ui/lib.js", JS, include_str!("../../web/lib.js")),
+    ("/ui/operator.js", JS, include_str!("../../web/operator.js")),
+    ("/ui/mirror.js", JS, include_str!("../../web/mirror.js")),
+    (
+        "/ui/app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/app.css"),
+    ),
+    (
+        "/ui/favicon.svg",
+        SVG,
+        include_str!("../../web/favicon.svg"),
+    ),
+    // browsers ask for /favicon.ico whatever the page says
+    ("/favicon.ico", SVG, include_str!("../../web/favicon.svg")),
+];
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -33,38 +53,9 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 }
 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/ui/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/ui/lib.js",
-            get(|| async { asset("text/javascript; charset=utf-8", LIB_JS) }),
-        )
-        .route(
-            "/ui/operator.js",
-            get(|| async { asset("text/javascript; charset=utf-8", OPERATOR_JS) }),
-        )
-        .route(
-            "/ui/mirror.js",
-            get(|| async { asset("text/javascript; charset=utf-8", MIRROR_JS) }),
-        )
-        .route(
-            "/ui/app.css",
-            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
-        )
-        // browsers ask for /favicon.ico whatever the page says
-        .route(
-            "/ui/favicon.svg",
-            get(|| async { asset("image/svg+xml", FAVICON) }),
-        )
-        .route(
-            "/favicon.ico",
-            get(|| async { asset("image/svg+xml", FAVICON) }),
-        )
+    ASSETS
+        .iter()
+        .fold(Router::new(), |router, &(path, content_type, body)| {
+            router.route(path, get(move || async move { asset(content_type, body) }))
+        })
 }

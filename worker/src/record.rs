@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::git::fetch::{FetchError, FetchReport};
-use stasis_shared::domain::{ErrorKind, RunOutcome};
+use stasis_shared::domain::ErrorKind;
 use stasis_shared::lifecycle::attempt::RunStats;
 use stasis_shared::lifecycle::policy::End;
 
@@ -27,24 +27,12 @@ pub enum Ending<'a> {
 const INTERRUPTED: &str = "sync interrupted: the worker shut down; the job was requeued";
 
 impl<'a> Ending<'a> {
-    pub fn outcome(&self) -> RunOutcome {
-        match self {
-            Ending::Success(_) => RunOutcome::Success,
-            Ending::Retry { .. } => RunOutcome::Retrying,
-            Ending::Failed(_) => RunOutcome::Failed,
-            Ending::Interrupted(_) => RunOutcome::Interrupted,
-        }
-    }
-
     pub fn end(&self) -> End {
         match *self {
             Ending::Success(report) => End::Success {
                 unchanged: report.unchanged,
             },
-            Ending::Retry { error, delay } => End::Retry {
-                kind: error.kind,
-                delay,
-            },
+            Ending::Retry { delay, .. } => End::Retry { delay },
             Ending::Failed(error) => End::Failed { kind: error.kind },
             Ending::Interrupted(_) => End::Interrupted,
         }

@@ -139,7 +139,7 @@ pub struct JobFilter {
 }
 
 /// How many jobs match: exact, or at least `count` when counting stopped there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Total {
     pub count: i64,
     pub exact: bool,

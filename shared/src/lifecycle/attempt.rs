@@ -38,11 +38,7 @@ pub struct Started {
 /// Marks the job running and the repository syncing, and opens a run row. `None` when
 /// the job is no longer runnable or a holder with a newer fence has already started.
 /// One statement, atomic on its own: a no-op sync is mostly round trips to Postgres.
-pub async fn start(pool: &PgPool, a: &Attempt<'_>) -> sqlx::Result<Option<Started>> {
-    start_on(pool, a).await
-}
-
-async fn start_on<'e, E>(executor: E, a: &Attempt<'_>) -> sqlx::Result<Option<Started>>
+pub async fn start<'e, E>(executor: E, a: &Attempt<'_>) -> sqlx::Result<Option<Started>>
 where
     E: sqlx::PgExecutor<'e>,
 {
@@ -148,7 +144,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
     let mut tx = pool.begin().await?;
     let (run_id, started) = match f.run_id {
         Some(run_id) => (run_id, None),
-        None => match start_on(&mut *tx, &f.attempt).await? {
+        None => match start(&mut *tx, &f.attempt).await? {
             Some(started) => (started.run_id, Some(started)),
             None => {
                 return Ok(Finished {

@@ -27,7 +27,6 @@ pub enum End {
     },
     /// Failed, with attempts left: the job is pending again after `delay`.
     Retry {
-        kind: ErrorKind,
         delay: Duration,
     },
     Failed {
@@ -152,7 +151,7 @@ pub fn decide(before: Standing, end: End, limits: Limits, jitter: f64) -> Verdic
                 attempt_counts: true,
             }
         }
-        End::Retry { delay, .. } => Verdict {
+        End::Retry { delay } => Verdict {
             job_due_in: delay,
             ..in_flight(before)
         },

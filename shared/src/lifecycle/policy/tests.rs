@@ -27,8 +27,7 @@ fn hours(h: f64) -> NextSync {
 fn the_end_of_an_attempt_decides_as_the_table_says() {
     use Event::*;
     use SyncStatus as S;
-    let retry = |kind| End::Retry {
-        kind,
+    let retry = End::Retry {
         delay: Duration::from_secs(30),
     };
     type Row = (
@@ -55,7 +54,7 @@ fn the_end_of_an_attempt_decides_as_the_table_says() {
         ("a retried hard-failed mirror failing again says so again", standing(7, 1.0), End::Failed { kind: Network }, S::HardFailed, 8, 1.0, NextSync::Never, Some(HardFailed)),
         ("auth stops the schedule at once", standing(0, 1.0), End::Failed { kind: Auth }, S::HardFailed, 1, 1.0, NextSync::Never, Some(HardFailed)),
         ("not found stops the schedule at once", standing(2, 1.0), End::Failed { kind: NotFound }, S::HardFailed, 3, 1.0, NextSync::Never, Some(HardFailed)),
-        ("a retry keeps the mirror queued and its counters", standing(2, 3.0), retry(Network), S::Queued, 2, 3.0, NextSync::Unchanged, None),
+        ("a retry keeps the mirror queued and its counters", standing(2, 3.0), retry, S::Queued, 2, 3.0, NextSync::Unchanged, None),
         ("an interruption likewise", standing(1, 3.0), End::Interrupted, S::Queued, 1, 3.0, NextSync::Unchanged, None),
     ];
     for (name, before, end, status, failures, factor, next, event) in rows {
@@ -82,7 +81,7 @@ fn the_job_ends_done_failed_or_pending_again() {
     let rows = [
         (End::Success { unchanged: true }, JobState::Done, Duration::ZERO, true),
         (End::Failed { kind: Network }, JobState::Failed, Duration::ZERO, true),
-        (End::Retry { kind: Network, delay }, JobState::Pending, delay, true),
+        (End::Retry { delay }, JobState::Pending, delay, true),
         (End::Interrupted, JobState::Pending, Duration::ZERO, false),
     ];
     for (end, state, due_in, counts) in rows {
