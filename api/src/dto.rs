@@ -151,6 +151,12 @@ pub struct RepoQuery {
     /// `failed` includes `hard_failed`) or one exact `sync_state` (queued, hard_failed).
     #[param(pattern = "^(idle|queued|syncing|success|failed|hard_failed)$")]
     pub sync_status: Option<String>,
+    /// Mirrors whose upstream is on this host (case-insensitive), e.g. `github.com`.
+    #[param(max_length = 253)]
+    pub host: Option<String>,
+    /// Repositories whose `owner/name` contains this text (case-insensitive).
+    #[param(max_length = 100)]
+    pub q: Option<String>,
     /// From 1.
     #[param(minimum = 1)]
     pub page: Option<u32>,
@@ -329,4 +335,15 @@ pub struct ErrorBody {
     /// On 503 `unavailable`: the backend that is down, `postgres` or `redis`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dependency: Option<String>,
+}
+
+impl ErrorBody {
+    /// The body `e` answers with, for a part of a response that reports it inline.
+    pub fn of(e: &crate::error::ApiError) -> Self {
+        Self {
+            error: e.to_string(),
+            code: e.code().to_owned(),
+            dependency: None,
+        }
+    }
 }

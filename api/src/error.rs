@@ -46,6 +46,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The `code` of its JSON body.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),

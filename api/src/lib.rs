@@ -65,7 +65,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The health probes apart from the rest: they stay outside the guard.
 fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{admin, health, hooks, mirror, repos, user};
+    use routes::{activity, admin, fleet, health, hooks, mirror, repos, user};
     let v1 = OpenApiRouter::new()
         .routes(routes!(user::current))
         .routes(routes!(user::set_notify))
@@ -83,6 +83,9 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(admin::retry_job))
         .routes(routes!(admin::discard_job))
         .routes(routes!(admin::queue))
+        .routes(routes!(activity::dead_deliveries))
+        .routes(routes!(activity::activity))
+        .routes(routes!(fleet::sync_many))
         .routes(routes!(admin::pause_scheduler))
         .routes(routes!(admin::resume_scheduler))
         .routes(routes!(admin::mirror_config, admin::set_mirror_config));

@@ -22,6 +22,15 @@ pub enum MirrorsCommand {
         /// Only mirrors whose last sync failed (`failed` or `hard_failed`).
         #[arg(long)]
         failed: bool,
+        /// Only this owner's mirrors.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only mirrors whose upstream is on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only mirrors whose OWNER/NAME contains this text (case-insensitive).
+        #[arg(long)]
+        search: Option<String>,
         /// Page number, from 1.
         #[arg(long, default_value_t = 1)]
         page: u32,
@@ -93,6 +102,9 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
     match command {
         MirrorsCommand::List {
             failed,
+            owner,
+            host,
+            search,
             page,
             per_page,
             json,
@@ -104,7 +116,9 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                 } else {
                     Vec::new()
                 },
-                owner: None,
+                owner,
+                host,
+                search,
                 viewer: Viewer::All,
             };
             let limit = i64::from(per_page);

@@ -152,6 +152,14 @@ pub enum Lane {
 impl Lane {
     pub const ALL: [Lane; 2] = [Lane::Priority, Lane::Scheduled];
 
+    /// As operators read it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Priority => "priority",
+            Lane::Scheduled => "scheduled",
+        }
+    }
+
     /// Appended to the queue name.
     pub fn suffix(self) -> &'static str {
         match self {

@@ -27,6 +27,9 @@ pub struct QueueOverview {
     pub jobs_estimated: Vec<JobState>,
     /// Deliveries in Redis.
     pub redis: RedisDepth,
+    /// The same, per lane (`priority`, `scheduled`).
+    #[schema(value_type = std::collections::BTreeMap<String, RedisDepth>)]
+    pub redis_lanes: BTreeMap<&'static str, RedisDepth>,
     pub oldest_pending_age_seconds: Option<f64>,
     /// Attempts finished in the last minute and hour.
     pub throughput: Throughput,
@@ -97,10 +100,12 @@ pub async fn queue_overview(
     }
     let (last_1m, last_1h) = runs::throughput(pool).await?;
     let status = scheduler_status::read(redis, &cfg.queue.namespace).await?;
+    let lanes = queue::lane_depths(redis, &cfg.queue.namespace).await?;
     Ok(QueueOverview {
         jobs: by_state,
         jobs_estimated: estimated,
-        redis: queue::redis_depth(redis, &cfg.queue.namespace).await?,
+        redis: RedisDepth::total(&lanes),
+        redis_lanes: lanes.into_iter().map(|(l, d)| (l.name(), d)).collect(),
         oldest_pending_age_seconds: oldest,
         throughput: Throughput { last_1m, last_1h },
         workers: workers::alive(pool, alive_window(cfg)).await?,

@@ -96,7 +96,7 @@ pub async fn list_jobs(
     }))
 }
 
-fn split_repo(full: &str) -> Result<(String, String), ApiError> {
+pub fn split_repo(full: &str) -> Result<(String, String), ApiError> {
     match full.split_once('/') {
         Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok((owner.to_owned(), name.to_owned()))

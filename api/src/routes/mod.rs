@@ -1,4 +1,6 @@
+pub mod activity;
 pub mod admin;
+pub mod fleet;
 pub mod health;
 pub mod hooks;
 pub mod mirror;

@@ -2,6 +2,7 @@
 //! upstream, a failing one, and a job discarded before any worker ran. One module per
 //! endpoint family, one behaviour per test.
 
+mod fleet;
 mod jobs;
 mod lifecycle;
 mod overview;

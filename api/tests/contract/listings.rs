@@ -111,6 +111,45 @@ async fn listings_filter_by_kind_and_status_and_page() {
     );
 }
 
+/// The fleet view's filters: the upstream's host (any case, ignoring user, port and
+/// path) and a substring of `owner/name` in which `%` and `_` are plain characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_filter_by_upstream_host_and_by_name_search() {
+    let w = three_repositories().await;
+    // upstreams a test cannot reach, set where the listing reads them
+    for (name, url) in [
+        ("pub", "https://GitHub.com/rust-lang/rust.git"),
+        ("priv", "https://mirror@git.example.org:8443/x%_y/repo"),
+    ] {
+        sqlx::query("UPDATE repositories SET mirror_url = $1 WHERE name = $2")
+            .bind(url)
+            .bind(name)
+            .execute(&w.env.pool)
+            .await
+            .unwrap();
+    }
+    let root = Some(w.root.as_str());
+    for (query, expected) in [
+        ("host=github.com", vec!["alice/pub"]),
+        ("host=GITHUB.COM", vec!["alice/pub"]),
+        ("host=git.example.org", vec!["alice/priv"]),
+        ("host=example.org", vec![]),
+        ("q=PRI", vec!["alice/priv"]),
+        ("q=alice/p", vec!["alice/plain", "alice/priv", "alice/pub"]),
+        ("q=%25", vec![]),
+        ("q=_", vec![]),
+        ("q=%20", vec!["alice/plain", "alice/priv", "alice/pub"]),
+        ("mirror=true&q=p&host=github.com", vec!["alice/pub"]),
+    ] {
+        let page = list(&w, &format!("/api/v1/repos?{query}"), root).await;
+        assert_eq!(names(&page), expected, "{query}");
+        assert_eq!(page["total"], expected.len(), "{query}");
+    }
+    // another user's private mirror stays hidden whatever the filter
+    let page = list(&w, "/api/v1/repos?host=git.example.org", Some(&w.mallory)).await;
+    assert_eq!(names(&page), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_listing_queries_are_400_invalid_query() {
     let w = world().await;
@@ -123,6 +162,8 @@ async fn invalid_listing_queries_are_400_invalid_query() {
         "mirror=maybe",
         "colour=red",
         "page=-1",
+        format!("q={}", "x".repeat(101)).as_str(),
+        format!("host={}", "h".repeat(254)).as_str(),
     ] {
         let (status, body) = w
             .api

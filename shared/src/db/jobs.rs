@@ -130,6 +130,19 @@ pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Job>> {
         .await
 }
 
+/// The state of each of these jobs that still exists.
+pub async fn states(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, JobState>> {
+    let rows: Vec<(Uuid, JobState)> =
+        sqlx::query_as("SELECT id, state FROM sync_jobs WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// What an operator filters the job list by; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {

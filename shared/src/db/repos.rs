@@ -201,7 +201,30 @@ pub struct RepoFilter {
     /// Any of these statuses; empty matches every status.
     pub status: Vec<SyncStatus>,
     pub owner: Option<String>,
+    /// The upstream's host, lowercase.
+    pub host: Option<String>,
+    /// A substring of `owner/name`, case-insensitive.
+    pub search: Option<String>,
     pub viewer: Viewer,
+}
+
+/// The host of a mirror's upstream URL, as the `repositories_upstream_host` index has it:
+/// the filter must use the same expression for the index to serve it.
+pub const UPSTREAM_HOST: &str =
+    "lower(substring(r.mirror_url from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/]*@)?(\\[[^]/]*\\]|[^:/?#]+)'))";
+
+/// `text` as a literal part of an `ILIKE` pattern.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }
 
 /// Who is looking: private repositories are listed only for their owner and admins.
@@ -223,9 +246,15 @@ pub async fn list(
     offset: i64,
 ) -> sqlx::Result<(Vec<Repo>, i64)> {
     let mut tx = super::snapshot(pool).await?;
-    let filtered = "WHERE ($1::boolean IS NULL OR r.is_mirror = $1) AND (cardinality($2::text[]) = 0 OR r.sync_status = ANY($2))
+    let filtered = format!(
+        "WHERE ($1::boolean IS NULL OR r.is_mirror = $1) AND (cardinality($2::text[]) = 0 OR r.sync_status = ANY($2))
         AND ($3::text IS NULL OR u.username = $3)
-        AND (NOT r.private OR $4 OR r.owner_id = $5)";
+        AND (NOT r.private OR $4 OR r.owner_id = $5)
+        AND ($6::text IS NULL OR {UPSTREAM_HOST} = $6)
+        AND ($7::text IS NULL OR (u.username || '/' || r.name) ILIKE $7)"
+    );
+    let host = filter.host.as_deref().map(str::to_lowercase);
+    let search = filter.search.as_deref().map(like_literal);
     let status: Vec<&str> = filter.status.iter().map(|s| s.as_str()).collect();
     let (is_admin, viewer_id) = match filter.viewer {
         Viewer::All => (true, None),
@@ -233,13 +262,15 @@ pub async fn list(
         Viewer::User(id) => (false, Some(id)),
     };
     let repos = sqlx::query_as::<_, Repo>(&format!(
-        "{SELECT} {filtered} ORDER BY u.username, r.name LIMIT $6 OFFSET $7"
+        "{SELECT} {filtered} ORDER BY u.username, r.name LIMIT $8 OFFSET $9"
     ))
     .bind(filter.mirror)
     .bind(&status)
     .bind(filter.owner.as_deref())
     .bind(is_admin)
     .bind(viewer_id)
+    .bind(&host)
+    .bind(&search)
     .bind(limit)
     .bind(offset)
     .fetch_all(&mut *tx)
@@ -252,6 +283,8 @@ pub async fn list(
     .bind(filter.owner.as_deref())
     .bind(is_admin)
     .bind(viewer_id)
+    .bind(&host)
+    .bind(&search)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -69,3 +69,58 @@ pub async fn throughput(pool: &PgPool) -> sqlx::Result<(i64, i64)> {
     .fetch_one(pool)
     .await
 }
+
+/// Attempts finished in one interval of an activity chart, by what became of them.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct ActivityBucket {
+    /// The interval's start; it lasts `bucket_seconds`.
+    pub start: DateTime<Utc>,
+    /// Succeeded and moved refs.
+    pub synced: i64,
+    /// Succeeded with nothing to fetch.
+    pub unchanged: i64,
+    /// Failed, with attempts left (`retrying`).
+    pub retrying: i64,
+    /// Failed for good (`failed`).
+    pub failed: i64,
+    /// Ended otherwise: `abandoned`, `lost_lock` or `interrupted`.
+    pub other: i64,
+}
+
+/// `buckets` intervals of `bucket_seconds` each, oldest first, up to the one holding now;
+/// empty intervals are listed with zeros so that a chart keeps its time axis.
+pub async fn activity(
+    pool: &PgPool,
+    bucket_seconds: i64,
+    buckets: i64,
+) -> sqlx::Result<Vec<ActivityBucket>> {
+    sqlx::query_as(
+        "WITH axis AS (
+             SELECT generate_series(
+                 date_bin(make_interval(secs => $1), now(), 'epoch') - make_interval(secs => $1 * ($2 - 1)),
+                 date_bin(make_interval(secs => $1), now(), 'epoch'),
+                 make_interval(secs => $1)) AS start
+         ), counted AS (
+             SELECT date_bin(make_interval(secs => $1), finished_at, 'epoch') AS start,
+                    count(*) FILTER (WHERE outcome = $3 AND NOT unchanged) AS synced,
+                    count(*) FILTER (WHERE outcome = $3 AND unchanged) AS unchanged,
+                    count(*) FILTER (WHERE outcome = $4) AS retrying,
+                    count(*) FILTER (WHERE outcome = $5) AS failed,
+                    count(*) FILTER (WHERE outcome NOT IN ($3, $4, $5)) AS other
+             FROM sync_runs
+             WHERE finished_at >= (SELECT min(start) FROM axis)
+             GROUP BY 1
+         )
+         SELECT a.start, coalesce(c.synced, 0) AS synced, coalesce(c.unchanged, 0) AS unchanged,
+                coalesce(c.retrying, 0) AS retrying, coalesce(c.failed, 0) AS failed,
+                coalesce(c.other, 0) AS other
+         FROM axis a LEFT JOIN counted c USING (start) ORDER BY a.start",
+    )
+    .bind(bucket_seconds as f64)
+    .bind(buckets)
+    .bind(RunOutcome::Success)
+    .bind(RunOutcome::Retrying)
+    .bind(RunOutcome::Failed)
+    .fetch_all(pool)
+    .await
+}

@@ -40,15 +40,91 @@ pub async fn redis_depth(
     conn: &ConnectionManager,
     namespace: &str,
 ) -> redis::RedisResult<RedisDepth> {
-    let mut depth = RedisDepth::default();
-    for lane in Lane::ALL {
-        let d = lane_depth(conn, &queue_name(namespace, lane)).await?;
-        depth.scheduled += d.scheduled;
-        depth.active += d.active;
-        depth.inflight += d.inflight;
-        depth.dead += d.dead;
+    Ok(RedisDepth::total(&lane_depths(conn, namespace).await?))
+}
+
+impl RedisDepth {
+    /// Every lane's deliveries together.
+    pub fn total(lanes: &[(Lane, RedisDepth)]) -> Self {
+        lanes.iter().fold(Self::default(), |sum, (_, d)| Self {
+            scheduled: sum.scheduled + d.scheduled,
+            active: sum.active + d.active,
+            inflight: sum.inflight + d.inflight,
+            dead: sum.dead + d.dead,
+        })
     }
-    Ok(depth)
+}
+
+/// Each lane's depth apart: a priority lane that grows while the scheduled one drains
+/// is a different problem from the reverse.
+pub async fn lane_depths(
+    conn: &ConnectionManager,
+    namespace: &str,
+) -> redis::RedisResult<Vec<(Lane, RedisDepth)>> {
+    let mut depths = Vec::with_capacity(Lane::ALL.len());
+    for lane in Lane::ALL {
+        depths.push((lane, lane_depth(conn, &queue_name(namespace, lane)).await?));
+    }
+    Ok(depths)
+}
+
+/// A delivery apalis gave up on, in a lane's dead set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct DeadDelivery {
+    /// `priority` or `scheduled`.
+    pub lane: &'static str,
+    /// apalis's id for the delivery.
+    pub delivery_id: String,
+    /// The job it carried, when its payload is still stored and names one.
+    pub job_id: Option<Uuid>,
+}
+
+/// Up to `limit` dead deliveries per lane (a dead set is unbounded: SSCAN reads a
+/// bounded part of it, not all of it).
+pub async fn dead_deliveries(
+    conn: &ConnectionManager,
+    namespace: &str,
+    limit: usize,
+) -> redis::RedisResult<Vec<DeadDelivery>> {
+    let mut conn = conn.clone();
+    let mut found = Vec::new();
+    for lane in Lane::ALL {
+        let q = queue_name(namespace, lane);
+        let mut ids: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SSCAN")
+                .arg(format!("{q}:dead"))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(limit.max(10))
+                .query_async(&mut conn)
+                .await?;
+            ids.extend(batch);
+            cursor = next;
+            if cursor == 0 || ids.len() >= limit {
+                break;
+            }
+        }
+        ids.truncate(limit);
+        if ids.is_empty() {
+            continue;
+        }
+        ids.sort();
+        let data: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(format!("{q}:data"))
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+        for (id, data) in ids.into_iter().zip(data) {
+            found.push(DeadDelivery {
+                lane: lane.name(),
+                delivery_id: id,
+                job_id: data.as_deref().and_then(job_of),
+            });
+        }
+    }
+    Ok(found)
 }
 
 async fn lane_depth(conn: &ConnectionManager, q: &str) -> redis::RedisResult<RedisDepth> {

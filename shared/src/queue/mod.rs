@@ -23,7 +23,9 @@ mod census;
 mod connection;
 mod epoch;
 
-pub use census::{backlog, delivered_jobs, redis_depth, RedisDepth};
+pub use census::{
+    backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
+};
 pub use connection::{connect_redis, keep_connected, once_more};
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
