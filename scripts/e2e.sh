@@ -46,6 +46,7 @@ export STASIS_MIRROR_MIN_MANUAL_INTERVAL=0s
 psql "$STASIS_PG_ADMIN_URL" -qc "CREATE DATABASE $db"
 "$bin/stasisctl" migrate >/dev/null
 token=$("$bin/stasisctl" user create ada --admin | tail -n1)
+owner_token=$("$bin/stasisctl" user create olga | tail -n1)
 "$bin/stasis-api" >"$work/api.log" 2>&1 &
 pids+=($!)
 "$bin/stasis-worker" >"$work/worker.log" 2>&1 &
@@ -59,7 +60,7 @@ git -C "$good" -c user.name=E2E -c user.email=e2e@example.com commit -q --allow-
 git -C "$good" config user.name E2E
 git -C "$good" config user.email e2e@example.com
 
-BASE_URL="http://127.0.0.1:$port" TOKEN="$token" GOOD_UPSTREAM="$good" \
+BASE_URL="http://127.0.0.1:$port" TOKEN="$token" OWNER_TOKEN="$owner_token" GOOD_UPSTREAM="$good" \
   MISSING_UPSTREAM="$work/upstreams/later" \
   SCREENSHOTS="${SCREENSHOTS:-$PWD/data/e2e-screenshots}" \
   npm test --prefix web/e2e -s \

@@ -13,6 +13,10 @@ use crate::error::ApiError;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "linux", "clone_url": "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git",
+    "mirror": true, "private": false, "sync_interval": "2h", "exclude_refs": ["refs/pull/*"]
+}))]
 pub struct ImportRequest {
     /// Letters, digits, `.`, `-`, `_`; 1 to 100 characters.
     #[schema(
@@ -256,6 +260,7 @@ pub struct SyncQuery {
 /// `PATCH /repos/{owner}/{repo}/mirror`: absent fields stay as they are.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sync_interval": "30m", "enabled": true, "exclude_refs": ["refs/pull/*"]}))]
 pub struct MirrorSettingsRequest {
     /// `30m`, `2h`…, from `mirror.min_sync_interval` to `mirror.max_sync_interval`;
     /// `null` returns to the default interval.

@@ -22,6 +22,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("/ui/lib.js", JS, include_str!("../../web/lib.js")),
     ("/ui/operator.js", JS, include_str!("../../web/operator.js")),
     ("/ui/mirror.js", JS, include_str!("../../web/mirror.js")),
+    ("/ui/mirrors.js", JS, include_str!("../../web/mirrors.js")),
+    ("/ui/jobs.js", JS, include_str!("../../web/jobs.js")),
+    ("/ui/charts.js", JS, include_str!("../../web/charts.js")),
     (
         "/ui/app.css",
         "text/css; charset=utf-8",

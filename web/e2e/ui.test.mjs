@@ -7,7 +7,9 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
-const { BASE_URL, TOKEN, GOOD_UPSTREAM, MISSING_UPSTREAM } = process.env;
+const { BASE_URL, TOKEN, OWNER_TOKEN, GOOD_UPSTREAM, MISSING_UPSTREAM } = process.env;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
 const SHOTS = process.env.SCREENSHOTS ?? "screenshots";
 const WAIT = 30_000;
 const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
@@ -38,7 +40,7 @@ async function accessible(where) {
 }
 
 before(async () => {
-  for (const v of ["BASE_URL", "TOKEN", "GOOD_UPSTREAM", "MISSING_UPSTREAM"]) {
+  for (const v of ["BASE_URL", "TOKEN", "OWNER_TOKEN", "GOOD_UPSTREAM", "MISSING_UPSTREAM"]) {
     assert.ok(process.env[v], `${v} is set by scripts/e2e.sh`);
   }
   mkdirSync(SHOTS, { recursive: true });
@@ -46,7 +48,7 @@ before(async () => {
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
   });
-  page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  page = await browser.newPage({ viewport: DESKTOP });
   page.setDefaultTimeout(WAIT);
 });
 
@@ -199,7 +201,7 @@ async function journey() {
   await accessible("a mirror's page");
 
   // usable on a phone: nothing wider than the screen, every field labelled
-  await page.setViewportSize({ width: 375, height: 740 });
+  await page.setViewportSize(PHONE);
   await page.goto(`${BASE_URL}/#/mirrors`);
   await page.locator("article.card").first().waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -247,3 +249,196 @@ async function journey() {
   assert.equal(icon.status(), 200);
   assert.deepEqual(errors, [], "no script errors on the page");
 }
+
+// ---- the admin's fleet view, the operator board's tools, the API docs ----------------
+
+/** Signs in with `token` as the sign-in form would leave it. @param {string} token */
+async function signInAs(token) {
+  await page.goto(BASE_URL);
+  await page.evaluate((t) => localStorage.setItem("stasis.token", t), token);
+  // a fresh document: the app keeps who is signed in for the page's life
+  await page.goto(`${BASE_URL}/#/mirrors`);
+  await page.reload();
+  await page.getByRole("heading", { level: 1, name: /Mirrors/ }).waitFor();
+}
+
+/** `POST /api/v1/repos/import` as the holder of `token`. */
+async function importAs(token, name, url) {
+  const answer = await page.request.post(`${BASE_URL}/api/v1/repos/import`, {
+    headers: { authorization: `Bearer ${token}` },
+    data: { name, clone_url: url, mirror: true },
+  });
+  assert.equal(answer.status(), 202, await answer.text());
+}
+
+/** Every element of the page that reaches past the viewport's right edge. */
+async function pastTheEdge() {
+  return page.evaluate(() => [...document.querySelectorAll("body *")]
+    .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+    .map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ""}.${el.className?.baseVal ?? el.className}`));
+}
+
+test("an admin filters the fleet, syncs many mirrors, and finds, discards and retries jobs", async () => {
+  const errors = [];
+  const onError = (e) => errors.push(e.message);
+  page.on("pageerror", onError);
+  try {
+    await page.setViewportSize(DESKTOP);
+    await importAs(OWNER_TOKEN, "olga-tools", GOOD_UPSTREAM);
+    await importAs(OWNER_TOKEN, "olga-gone", `file://${MISSING_UPSTREAM}-never`);
+    await signInAs(TOKEN);
+    await page.getByRole("heading", { name: "Mirrors (all owners)" }).waitFor();
+    await page.locator('article[data-repo="olga/olga-gone"]').getByTestId("sync-state").getByText("Failed").waitFor();
+
+    // filters: by owner, by name, by upstream host; each keeps the others in the address
+    await page.getByLabel("Owner").fill("olga");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.locator('article[data-repo^="ada/"]').first().waitFor({ state: "detached" });
+    await page.locator('article[data-repo="olga/olga-tools"]').waitFor();
+    assert.equal(await page.locator("article.card").count(), 2);
+    await page.getByLabel("Name contains").fill("TOOLS");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.locator('article[data-repo="olga/olga-gone"]').waitFor({ state: "detached" });
+    assert.match(page.url(), /owner=olga/);
+    await page.getByTestId("paging").getByText(/^Page 1 of 1 · 1 mirror$/).waitFor();
+    await page.getByLabel("Upstream host").fill("example.com");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByText("No mirrors match these filters.").waitFor();
+    await shot("12-fleet-filtered-empty");
+    await page.getByRole("link", { name: "Show all" }).click();
+    await page.locator('article[data-repo="olga/olga-gone"]').waitFor();
+    await page.getByLabel("Owner").fill("nobody-here");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByText("There is no user named nobody-here.").waitFor();
+    await page.goto(`${BASE_URL}/#/mirrors`);
+
+    // bulk: the failed mirror shown is retried; then every mirror selected is synced
+    await page.getByRole("button", { name: "Retry the 1 failed shown" }).click();
+    await page.getByText("1 of 1 mirrors queued.").waitFor();
+    await page.getByLabel("Select all shown").check();
+    const count = await page.locator("article.card").count();
+    await page.getByRole("button", { name: `Sync ${count} selected` }).click();
+    await page.getByText(`${count} of ${count} mirrors queued.`).waitFor();
+    await shot("13-fleet-bulk-synced");
+    await accessible("the fleet view");
+
+    // the operator board: charts from the API, lanes, dead deliveries
+    await page.getByRole("link", { name: "Operator" }).click();
+    const chart = page.getByTestId("activity").getByRole("img");
+    await chart.waitFor();
+    assert.match(await chart.getAttribute("aria-label"), /Attempts over the last hour: [1-9]\d* synced/);
+    assert.match(await page.getByTestId("total-failed").innerText(), /Failed: [1-9]/);
+    await page.getByRole("button", { name: "Last day" }).click();
+    await page.getByRole("button", { name: "Last day", pressed: true }).waitFor();
+    assert.match(await chart.getAttribute("aria-label"), /over the last day/);
+    await page.locator('tr[data-lane="priority"]').waitFor();
+    await page.getByTestId("dead-deliveries").getByText(/None/).waitFor();
+
+    // search: a repository narrows the list; a bad query is refused before any request
+    await page.getByLabel("Repository or job id").fill("olga/olga-gone");
+    await page.getByRole("button", { name: "Find" }).click();
+    const gone = page.locator('tr[data-repo="olga/olga-gone"]');
+    await gone.first().waitFor();
+    assert.equal(await page.locator('tbody tr[data-repo]:not([data-repo="olga/olga-gone"])').count(), 0);
+    await page.getByLabel("Repository or job id").fill("not a repository");
+    await page.getByRole("button", { name: "Find" }).click();
+    await page.getByText("Search for a repository as owner/name").waitFor();
+    // ... and a job id opens that job with its attempts
+    await gone.locator('[data-testid="job-state"]', { hasText: "failed" }).first().waitFor({ timeout: 60_000 });
+    const failedRow = page.locator('tr[data-repo="olga/olga-gone"]', { has: page.getByTestId("job-state").getByText("failed", { exact: true }) }).first();
+    const jobId = await failedRow.getAttribute("data-job");
+    await page.getByLabel("Repository or job id").fill(jobId);
+    await page.getByRole("button", { name: "Find" }).click();
+    await page.getByRole("link", { name: "All jobs" }).waitFor();
+    await page.locator(`tr[data-job="${jobId}"]`).getByTestId("attempts").waitFor();
+    await shot("14-operator-job-detail");
+
+    // bulk on jobs: the selected failed job discarded (after a confirmation), then retried
+    page.once("dialog", (d) => d.accept());
+    await page.getByLabel("Select olga/olga-gone job").check();
+    await page.getByRole("button", { name: "Discard 1 selected" }).click();
+    await page.getByText("1 of 1 jobs discarded.").waitFor();
+    await page.locator(`tr[data-job="${jobId}"]`).getByTestId("job-state").getByText("dead").waitFor();
+    await page.getByLabel("Select olga/olga-gone job").check();
+    await page.getByRole("button", { name: "Retry 1 selected" }).click();
+    await page.getByText("1 of 1 jobs sent back to the queue.").waitFor();
+    await shot("15-operator-bulk");
+    await accessible("the operator board");
+
+    // the API docs, served by the API: schemas expanded, examples shown
+    await page.goto(`${BASE_URL}/api/v1/docs#importRepository`);
+    const op = page.locator("details#importRepository");
+    await op.getByText("Request body", { exact: true }).waitFor();
+    assert.match(await op.innerText(), /clone_url\s+string\s+required/);
+    await op.getByText("Example").first().click();
+    assert.match(await op.locator("pre").first().innerText(), /"clone_url": "https:\/\/git\.kernel\.org/);
+    await shot("16-api-docs");
+    assert.deepEqual(errors, [], "no script errors on the page");
+  } catch (e) {
+    await shot("failure-admin-tools");
+    throw e;
+  } finally {
+    page.off("pageerror", onError);
+  }
+});
+
+test("every page for an owner and an admin at 1280 and 390 px: shown, nothing past the edge on a phone", async () => {
+  await page.setViewportSize(DESKTOP);
+  await signInAs(OWNER_TOKEN);
+  // an owner's Mirrors page: only olga's, no fleet tools, no operator link
+  await page.locator('article[data-repo="olga/olga-tools"]').waitFor();
+  assert.equal(await page.locator('article[data-repo^="ada/"]').count(), 0);
+  assert.equal(await page.getByLabel("Owner").count(), 0);
+  assert.equal(await page.getByLabel("Select all shown").count(), 0);
+  assert.equal(await page.getByRole("link", { name: "Operator" }).isVisible(), false);
+  const jobId = await page.request.get(`${BASE_URL}/api/v1/admin/jobs?per_page=1`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  }).then((r) => r.json()).then((j) => j.jobs[0].id);
+  const pages = {
+    owner: [
+      ["mirrors", "#/mirrors", "Mirrors"],
+      ["mirrors-filtered", "#/mirrors?status=failed&q=olga", "Mirrors"],
+      ["import", "#/import", "Import a repository"],
+      ["mirror", "#/mirror/olga/olga-tools", "olga/olga-tools"],
+      ["operator-refused", "#/operator", "Operator"],
+    ],
+    admin: [
+      ["fleet", "#/mirrors", "Mirrors (all owners)"],
+      ["import", "#/import", "Import a repository"],
+      ["mirror", "#/mirror/olga/olga-gone", "olga/olga-gone"],
+      ["operator", "#/operator", "Operator"],
+      ["job", `#/operator?job=${jobId}`, "Operator"],
+    ],
+  };
+  for (const [role, token] of [["owner", OWNER_TOKEN], ["admin", TOKEN]]) {
+    await signInAs(token);
+    for (const size of [DESKTOP, PHONE]) {
+      await page.setViewportSize(size);
+      for (const [name, hash, heading] of pages[role]) {
+        await page.goto(`${BASE_URL}/${hash}`);
+        await page.reload();
+        await page.getByRole("heading", { level: 1, name: heading }).waitFor();
+        // the page's data is in once its loading requests have settled
+        await page.waitForLoadState("networkidle");
+        await shot(`${role}-${name}-${size.width}`);
+        if (size === PHONE) {
+          assert.deepEqual(await pastTheEdge(), [], `${role} ${name}: elements wider than a ${size.width}px screen`);
+          await accessible(`${role} ${name} at ${size.width}px`);
+        }
+      }
+    }
+  }
+  // signed out, and the API docs (no sign-in needed), at both widths
+  await page.evaluate(() => localStorage.clear());
+  for (const size of [DESKTOP, PHONE]) {
+    await page.setViewportSize(size);
+    await page.goto(BASE_URL);
+    await page.getByLabel("API token").waitFor();
+    await shot(`signed-out-${size.width}`);
+    await page.goto(`${BASE_URL}/api/v1/docs`);
+    await page.locator("details#syncMirror").waitFor();
+    await page.locator("details#syncMirror > summary").click();
+    await shot(`api-docs-${size.width}`);
+    if (size === PHONE) assert.deepEqual(await pastTheEdge(), [], "API docs wider than a phone screen");
+  }
+});

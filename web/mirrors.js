@@ -1,0 +1,267 @@
+// @ts-check
+// The Mirrors page: a mirror owner's own mirrors, or for an admin the whole fleet,
+// filtered by status, owner, upstream host and name, paged, with a sync of the mirrors
+// selected or of every failed one shown. Each card is the seed's MirrorSyncButton.
+
+import { POLL_MS, SYNCED_FLASH_MS, api, h, humanSize, page, relative, toast } from "./lib.js";
+
+// the seed's four (`failed` includes `hard_failed`, `syncing` includes `queued`), then
+// the two states only this service has
+const STATUSES = ["idle", "syncing", "success", "failed", "queued", "hard_failed"];
+const PER_PAGE = 30;
+const FILTERS = ["status", "owner", "host", "q"];
+
+/** @param {{ username: string, is_admin: boolean } | null} me */
+export async function mirrors(me) {
+  const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
+  const get = (/** @type {string} */ k) => (params.get(k) ?? "").trim();
+  const pageNo = Math.max(1, Number(params.get("page") ?? "1") || 1);
+  const admin = Boolean(me?.is_admin);
+  /** @param {Record<string, string | number>} change */
+  const go = (change) => {
+    const next = new URLSearchParams();
+    for (const k of FILTERS) if (get(k)) next.set(k, get(k));
+    for (const [k, v] of Object.entries(change)) next.set(k, String(v));
+    for (const [k, v] of [...next]) if (!v || (k === "page" && v === "1")) next.delete(k);
+    const q = next.toString();
+    location.hash = q ? `#/mirrors?${q}` : "#/mirrors";
+  };
+  const status = h("select", { id: "status-filter", name: "status" }, h("option", { value: "", text: "All" }),
+    ...STATUSES.map((s) => h("option", { value: s, selected: s === get("status"), text: s })));
+  /** @param {string} id @param {string} label @param {string} placeholder */
+  const text = (id, label, placeholder) => h("div", {}, h("label", { for: `filter-${id}`, text: label }),
+    h("input", { id: `filter-${id}`, name: id, type: "text", value: get(id), placeholder, autocomplete: "off" }));
+  const filters = h("form", { class: "toolbar", role: "search", "aria-label": "Filter mirrors" },
+    h("div", {}, h("label", { for: "status-filter", text: "Status" }), status),
+    admin ? text("owner", "Owner", "any owner") : null,
+    text("host", "Upstream host", "e.g. github.com"),
+    text("q", "Name contains", "owner/name"),
+    h("div", {}, h("button", { type: "submit", text: "Filter" })));
+  filters.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const data = new FormData(/** @type {HTMLFormElement} */ (filters));
+    /** @type {Record<string, string>} */
+    const change = { page: "1" };
+    for (const k of FILTERS) change[k] = String(data.get(k) ?? "").trim();
+    go(change);
+  });
+  // a status picked applies at once, as before the other filters existed
+  status.addEventListener("change", () => /** @type {HTMLFormElement} */ (filters).requestSubmit());
+  const list = h("ul", { class: "cards", "aria-label": "Mirrors" });
+  const bulk = h("div", { class: "sync bulk", "data-testid": "bulk" });
+  const paging = h("p", { class: "sync", "data-testid": "paging" });
+  page(admin ? "Mirrors (all owners)" : "Mirrors", filters, bulk, list, paging);
+
+  const query = new URLSearchParams({ mirror: "true", per_page: String(PER_PAGE), page: String(pageNo) });
+  if (get("status")) query.set("sync_status", get("status"));
+  if (get("host")) query.set("host", get("host"));
+  if (get("q")) query.set("q", get("q"));
+  const owner = admin ? get("owner") : me?.username ?? "";
+  const listing = owner ? `/users/${encodeURIComponent(owner)}/repos` : "/repos";
+  let result;
+  try {
+    result = await api("GET", `${listing}?${query}`);
+  } catch (err) {
+    const message = err.status === 404 && owner ? `There is no user named ${owner}.` : err.message;
+    list.replaceWith(h("p", { class: "form-error", role: "alert", text: message }));
+    return;
+  }
+  const filtered = FILTERS.some((k) => get(k));
+  if (result.repos.length === 0) {
+    list.replaceWith(filtered || pageNo > 1
+      ? h("p", { class: "muted" }, "No mirrors match these filters. ", h("a", { href: "#/mirrors", text: "Show all" }), ".")
+      : h("p", { class: "muted" }, "No mirrors here yet. ", h("a", { href: "#/import", text: "Import one" }), "."));
+    return;
+  }
+  /** @type {Map<string, HTMLInputElement>} */
+  const picks = new Map();
+  for (const repo of result.repos) {
+    const pick = admin ? /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", "aria-label": `Select ${repo.full_name}` })) : null;
+    if (pick) picks.set(repo.full_name, pick);
+    list.append(h("li", {}, mirrorCard(repo, pick)));
+  }
+  const pages = Math.max(1, Math.ceil(result.total / PER_PAGE));
+  paging.append(
+    h("button", { type: "button", text: "Previous", disabled: pageNo <= 1, onclick: () => go({ page: pageNo - 1 }) }),
+    h("span", { text: `Page ${pageNo} of ${pages} · ${result.total} mirror${result.total === 1 ? "" : "s"}` }),
+    h("button", { type: "button", text: "Next", disabled: pageNo >= pages, onclick: () => go({ page: pageNo + 1 }) }));
+  if (admin) bulkActions(bulk, result.repos, picks, () => mirrors(me));
+}
+
+/**
+ * An admin's actions on many mirrors: sync those selected, or retry every failed one on
+ * this page, through one bulk request each.
+ * @param {HTMLElement} bar @param {any[]} repos @param {Map<string, HTMLInputElement>} picks
+ * @param {() => void} reload
+ */
+function bulkActions(bar, repos, picks, reload) {
+  const all = /** @type {HTMLInputElement} */ (h("input", { id: "select-all", type: "checkbox" }));
+  const selected = () => [...picks].filter(([, box]) => box.checked).map(([name]) => name);
+  const syncSelected = h("button", { type: "button", class: "primary", text: "Sync selected", disabled: true });
+  const failed = repos.filter((r) => r.sync_status === "failed").map((r) => r.full_name);
+  const retryFailed = h("button", { type: "button", text: `Retry the ${failed.length} failed shown`, hidden: failed.length === 0 });
+  const refresh = () => {
+    const n = selected().length;
+    /** @type {HTMLButtonElement} */ (syncSelected).disabled = n === 0;
+    syncSelected.textContent = n ? `Sync ${n} selected` : "Sync selected";
+    all.checked = n === picks.size;
+    all.indeterminate = n > 0 && n < picks.size;
+  };
+  all.addEventListener("change", () => { for (const box of picks.values()) box.checked = all.checked; refresh(); });
+  for (const box of picks.values()) box.addEventListener("change", refresh);
+  /** @param {string[]} names */
+  const syncMany = async (names) => {
+    try {
+      const done = await api("POST", "/admin/mirrors/sync", { repos: names });
+      const refused = done.results.filter((/** @type {any} */ r) => r.error)
+        .map((/** @type {any} */ r) => `${r.repo}: ${r.error.error}`);
+      toast(`${done.accepted} of ${names.length} mirrors queued.${refused.length ? ` Refused: ${refused.join("; ")}` : ""}`);
+    } catch (err) {
+      toast(err.message);
+    }
+    reload();
+  };
+  syncSelected.addEventListener("click", () => syncMany(selected()));
+  retryFailed.addEventListener("click", () => syncMany(failed));
+  bar.append(h("label", { class: "inline", for: "select-all" }, all, "Select all shown"), syncSelected, retryFailed);
+}
+
+/**
+ * The seed's MirrorSyncButton with the mirror's status: idle shows the last sync and
+ * "Sync now"; syncing spins and disables the button while it polls; success shows
+ * "Synced!" in green for three seconds; failure shows the error in red.
+ * @param {any} repo @param {HTMLInputElement | null} pick an admin's selection box
+ */
+function mirrorCard(repo, pick) {
+  const base = `/repos/${encodeURIComponent(repo.owner)}/${encodeURIComponent(repo.name)}`;
+  const badge = h("span", { class: "badge", "data-testid": "sync-state" });
+  const button = h("button", { type: "button", class: "primary", text: "Sync now" });
+  const last = h("dd", { "data-testid": "last-sync" });
+  const next = h("dd");
+  // the size is known once a sync has stored it; until then neither term nor value shows
+  const sizeTerm = h("dt", { text: "Size", hidden: true });
+  const size = h("dd", { "data-testid": "size", hidden: true });
+  const upstream = h("dd", { class: "url", text: repo.mirror_url ?? "", title: repo.mirror_url ?? "" });
+  const error = h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", hidden: true });
+  const history = h("div", { class: "table-wrap" });
+  const details = h("details", {
+    ontoggle: () => { if (/** @type {HTMLDetailsElement} */ (details).open) loadHistory(); },
+  }, h("summary", { text: "Recent syncs" }), history);
+  const card = h("article", { class: "card", "aria-label": repo.full_name, "data-repo": repo.full_name },
+    h("h2", { class: pick ? "picked" : undefined }, pick, h("a", { href: `#/mirror/${encodeURIComponent(repo.owner)}/${encodeURIComponent(repo.name)}`, text: repo.full_name })),
+    h("dl", {}, h("dt", { text: "Upstream" }), upstream, h("dt", { text: "Last sync" }), last,
+      h("dt", { text: "Next sync" }), next, sizeTerm, size),
+    h("div", { class: "sync" }, button, badge),
+    error, details);
+  /** @type {number | undefined} */
+  let poller;
+  let flashing = false;
+
+  /** @param {"idle" | "syncing" | "success" | "failed"} view @param {any} status */
+  function show(view, status) {
+    last.textContent = relative(status.last_synced_at);
+    last.title = status.last_synced_at ?? "";
+    if (!status.last_synced_at && status.last_attempt_at) {
+      last.textContent += ` (last attempt ${relative(status.last_attempt_at)})`;
+    }
+    next.textContent = status.next_sync_at ? relative(status.next_sync_at) : "not scheduled";
+    const known = typeof status.size_bytes === "number";
+    sizeTerm.hidden = !known;
+    size.hidden = !known;
+    size.textContent = known ? humanSize(status.size_bytes) : "";
+    size.title = known ? `${status.size_bytes} bytes` : "";
+    const syncing = view === "syncing";
+    /** @type {HTMLButtonElement} */ (button).disabled = syncing;
+    button.setAttribute("aria-busy", String(syncing));
+    badge.className = "badge";
+    badge.replaceChildren();
+    error.hidden = true;
+    const job = status.job;
+    const retrying = syncing && job?.state === "pending" && job.attempts > 0;
+    if (retrying) {
+      badge.classList.add("busy");
+      badge.append(`Retrying (attempt ${job.attempts} of ${job.max_attempts} failed)`);
+      error.textContent = `${job.last_error || "The last attempt failed."} Next retry ${relative(job.run_at)}.`;
+      error.hidden = false;
+    } else if (syncing) {
+      badge.classList.add("busy");
+      badge.append(h("span", { class: "spin", "aria-hidden": "true" }),
+        status.sync_state === "queued" ? "Queued" : "Syncing");
+    } else if (view === "success") {
+      badge.classList.add("ok");
+      badge.append("Synced!");
+    } else if (view === "failed") {
+      badge.classList.add("bad");
+      badge.append(status.sync_state === "hard_failed" ? "Failed, not scheduled" : "Failed");
+      error.textContent = status.sync_error || "The last sync failed.";
+      if (status.sync_state === "hard_failed") {
+        error.textContent += " Scheduled syncs stopped: Sync now or a new upstream URL resumes them.";
+      }
+      error.hidden = false;
+    } else {
+      badge.append(status.sync_state === "success" ? "Up to date" : status.sync_state);
+    }
+  }
+
+  /** @param {any} status */
+  function settle(status) {
+    if (status.sync_state === "queued" || status.sync_state === "syncing") {
+      show("syncing", status);
+      if (poller === undefined) poller = window.setInterval(poll, POLL_MS);
+      return;
+    }
+    if (poller !== undefined) {
+      window.clearInterval(poller);
+      poller = undefined;
+      if (status.sync_state === "success") {
+        flashing = true;
+        show("success", status);
+        setTimeout(() => { flashing = false; show("idle", status); }, SYNCED_FLASH_MS);
+        if (/** @type {HTMLDetailsElement} */ (details).open) loadHistory();
+        return;
+      }
+      if (/** @type {HTMLDetailsElement} */ (details).open) loadHistory();
+    }
+    const failed = status.sync_state === "failed" || status.sync_state === "hard_failed";
+    if (!flashing) show(failed ? "failed" : "idle", status);
+  }
+
+  async function poll() {
+    // a card replaced by a re-render stops polling (the first poll runs before it is shown)
+    if (poller !== undefined && !card.isConnected) { window.clearInterval(poller); return; }
+    try {
+      settle(await api("GET", `${base}/mirror/status`));
+    } catch (err) {
+      toast(`${repo.full_name}: ${err.message}`);
+    }
+  }
+
+  async function loadHistory() {
+    try {
+      const { runs } = await api("GET", `${base}/mirror/history?limit=5`);
+      history.replaceChildren(runs.length === 0 ? h("p", { class: "muted", text: "No syncs yet." })
+        : h("table", { class: "stack" },
+          h("thead", {}, h("tr", {}, ...["Started", "Outcome", "Took", "Refs"].map((t) => h("th", { scope: "col", text: t })))),
+          h("tbody", {}, ...runs.map((/** @type {any} */ r) => h("tr", {},
+            h("td", { text: relative(r.started_at), title: r.started_at, "data-label": "Started" }),
+            h("td", { text: r.error ? `${r.outcome}: ${r.error}` : (r.outcome ?? "running"), "data-label": "Outcome" }),
+            h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
+            h("td", { text: r.unchanged ? "unchanged" : `+${r.refs_updated} -${r.refs_pruned}`, "data-label": "Refs" }))))));
+    } catch (err) {
+      history.replaceChildren(h("p", { class: "form-error", text: err.message }));
+    }
+  }
+
+  button.addEventListener("click", async () => {
+    /** @type {HTMLButtonElement} */ (button).disabled = true;
+    try {
+      const accepted = await api("POST", `${base}/sync`);
+      settle({ ...(await api("GET", `${base}/mirror/status`)), sync_state: accepted.sync_state === "syncing" ? "syncing" : "queued" });
+    } catch (err) {
+      /** @type {HTMLButtonElement} */ (button).disabled = false;
+      toast(`${repo.full_name}: ${err.message}`);
+    }
+  });
+  poll();
+  return card;
+}
