@@ -78,7 +78,8 @@ pub struct RepoResponse {
     pub mirror_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_synced_at: Option<DateTime<Utc>>,
-    /// The seed's four values (`idle`, `syncing`, `success`, `failed`).
+    /// One of four values that every client of this API has always known: `idle`,
+    /// `syncing`, `success`, `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_status: Option<SeedStatus>,
     /// The full state: also `queued` (waiting for a worker) and `hard_failed` (failed
@@ -151,7 +152,7 @@ pub struct RepoPage {
 pub struct RepoQuery {
     /// Only mirrors (`true`) or only other repositories (`false`).
     pub mirror: Option<bool>,
-    /// A seed value (idle, syncing, success, failed: `syncing` includes `queued`,
+    /// A `sync_status` (idle, syncing, success, failed: `syncing` includes `queued`,
     /// `failed` includes `hard_failed`) or one exact `sync_state` (queued, hard_failed).
     #[param(pattern = "^(idle|queued|syncing|success|failed|hard_failed)$")]
     pub sync_status: Option<String>,
@@ -177,7 +178,8 @@ pub struct MirrorStatus {
     pub last_synced_at: Option<DateTime<Utc>>,
     /// When the latest attempt started, whatever its outcome.
     pub last_attempt_at: Option<DateTime<Utc>>,
-    /// The seed's four values (`idle`, `syncing`, `success`, `failed`).
+    /// One of four values that every client of this API has always known: `idle`,
+    /// `syncing`, `success`, `failed`.
     pub sync_status: SeedStatus,
     /// The full state: also `queued` and `hard_failed`.
     pub sync_state: SyncStatus,
@@ -238,7 +240,7 @@ impl MirrorStatus {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncAccepted {
     pub message: &'static str,
-    /// `syncing`, as the seed answers.
+    /// Always `syncing`: the sync is asked for (see `sync_state` for where it is).
     pub status: SeedStatus,
     /// The mirror's full state now (`queued` until a worker takes the job).
     pub sync_state: SyncStatus,

@@ -84,8 +84,8 @@ pub struct UnknownValue {
 
 text_enum! {
     /// A mirror's sync state (`repositories.sync_status`, the API's `sync_state`): the
-    /// seed's values, plus `queued` for a job waiting in the queue and `hard_failed`
-    /// for a mirror no longer scheduled.
+    /// four `sync_status` values, plus `queued` for a sync waiting for a worker and
+    /// `hard_failed` for a mirror whose scheduled syncs stopped after a permanent error.
     SyncStatus {
         Idle => "idle",
         Queued => "queued",
@@ -97,8 +97,8 @@ text_enum! {
 }
 
 text_enum! {
-    /// The seed's four `sync_status` values, which its clients know (the API's
-    /// `sync_status`; the full [`SyncStatus`] is its `sync_state`).
+    /// The API's `sync_status`: the four values its first clients were written for
+    /// (the full state, [`SyncStatus`], is `sync_state`).
     SeedStatus {
         Idle => "idle",
         Syncing => "syncing",

@@ -85,7 +85,8 @@ pub struct DeadDeliveries {
     pub deliveries: Vec<DeadEntry>,
 }
 
-/// Deliveries apalis moved to a lane's dead set, with their job's state.
+/// Deliveries the queue gave up on (each lane's dead set in Redis), with their job's
+/// state in Postgres.
 #[utoipa::path(get, path = "/admin/queue/dead", tag = "admin", operation_id = "listDeadDeliveries", params(DeadQuery),
     responses((status = 200, body = DeadDeliveries), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]

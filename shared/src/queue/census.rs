@@ -32,7 +32,7 @@ pub struct RedisDepth {
     pub active: u64,
     /// Taken by a worker and not yet acknowledged.
     pub inflight: u64,
-    /// Given up by apalis itself (our handler never asks for that).
+    /// Given up by the queue itself (the sync handler never asks for that).
     pub dead: u64,
 }
 
@@ -73,7 +73,7 @@ pub async fn lane_depths(
 pub struct DeadDelivery {
     /// `priority` or `scheduled`.
     pub lane: &'static str,
-    /// apalis's id for the delivery.
+    /// The queue's id for the delivery.
     pub delivery_id: String,
     /// The job it carried, when its payload is still stored and names one.
     pub job_id: Option<Uuid>,
