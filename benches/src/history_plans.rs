@@ -9,7 +9,7 @@
 
 use sqlx::{Connection, PgPool, Row as _};
 use stasis_scheduler::retention::{self, EXCESS_RUNS, OLD_RUNS, ORPHAN_JOBS};
-use stasis_shared::db::{jobs, repos};
+use stasis_shared::db::{jobs, repos, runs};
 use stasis_shared::lifecycle::enqueue::OPEN_DUE;
 
 /// A node reading this many rows of a history table is reading all of it, or a lot.
@@ -122,6 +122,14 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
             "SELECT count(*) FILTER (WHERE finished_at > now() - interval '1 minute'), count(*)
              FROM sync_runs WHERE finished_at > now() - interval '1 hour'"
                 .into(),
+        ),
+        (
+            "operator charts: a day by half hours (runs::ACTIVITY)",
+            Query::Generic {
+                sql: runs::ACTIVITY.into(),
+                types: "float8, bigint, text, text, text",
+                args: "1800, 48, 'success', 'retrying', 'failed'".into(),
+            },
         ),
         (
             "due scan (enqueue::OPEN_DUE, 1000)",

@@ -87,6 +87,30 @@ pub struct ActivityBucket {
     pub other: i64,
 }
 
+/// Attempts per interval by outcome: $1 the interval in seconds, $2 how many intervals,
+/// $3 to $5 the outcomes `success`, `retrying` and `failed`. Reads only the index
+/// `sync_runs_finished_outcome`, over the window's rows.
+pub const ACTIVITY: &str = "WITH axis AS (
+         SELECT generate_series(
+             date_bin(make_interval(secs => $1), now(), 'epoch') - make_interval(secs => $1 * ($2 - 1)),
+             date_bin(make_interval(secs => $1), now(), 'epoch'),
+             make_interval(secs => $1)) AS start
+     ), counted AS (
+         SELECT date_bin(make_interval(secs => $1), finished_at, 'epoch') AS start,
+                count(*) FILTER (WHERE outcome = $3 AND NOT unchanged) AS synced,
+                count(*) FILTER (WHERE outcome = $3 AND unchanged) AS unchanged,
+                count(*) FILTER (WHERE outcome = $4) AS retrying,
+                count(*) FILTER (WHERE outcome = $5) AS failed,
+                count(*) FILTER (WHERE outcome NOT IN ($3, $4, $5)) AS other
+         FROM sync_runs
+         WHERE finished_at >= (SELECT min(start) FROM axis)
+         GROUP BY 1
+     )
+     SELECT a.start, coalesce(c.synced, 0) AS synced, coalesce(c.unchanged, 0) AS unchanged,
+            coalesce(c.retrying, 0) AS retrying, coalesce(c.failed, 0) AS failed,
+            coalesce(c.other, 0) AS other
+     FROM axis a LEFT JOIN counted c USING (start) ORDER BY a.start";
+
 /// `buckets` intervals of `bucket_seconds` each, oldest first, up to the one holding now;
 /// empty intervals are listed with zeros so that a chart keeps its time axis.
 pub async fn activity(
@@ -94,33 +118,12 @@ pub async fn activity(
     bucket_seconds: i64,
     buckets: i64,
 ) -> sqlx::Result<Vec<ActivityBucket>> {
-    sqlx::query_as(
-        "WITH axis AS (
-             SELECT generate_series(
-                 date_bin(make_interval(secs => $1), now(), 'epoch') - make_interval(secs => $1 * ($2 - 1)),
-                 date_bin(make_interval(secs => $1), now(), 'epoch'),
-                 make_interval(secs => $1)) AS start
-         ), counted AS (
-             SELECT date_bin(make_interval(secs => $1), finished_at, 'epoch') AS start,
-                    count(*) FILTER (WHERE outcome = $3 AND NOT unchanged) AS synced,
-                    count(*) FILTER (WHERE outcome = $3 AND unchanged) AS unchanged,
-                    count(*) FILTER (WHERE outcome = $4) AS retrying,
-                    count(*) FILTER (WHERE outcome = $5) AS failed,
-                    count(*) FILTER (WHERE outcome NOT IN ($3, $4, $5)) AS other
-             FROM sync_runs
-             WHERE finished_at >= (SELECT min(start) FROM axis)
-             GROUP BY 1
-         )
-         SELECT a.start, coalesce(c.synced, 0) AS synced, coalesce(c.unchanged, 0) AS unchanged,
-                coalesce(c.retrying, 0) AS retrying, coalesce(c.failed, 0) AS failed,
-                coalesce(c.other, 0) AS other
-         FROM axis a LEFT JOIN counted c USING (start) ORDER BY a.start",
-    )
-    .bind(bucket_seconds as f64)
-    .bind(buckets)
-    .bind(RunOutcome::Success)
-    .bind(RunOutcome::Retrying)
-    .bind(RunOutcome::Failed)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(ACTIVITY)
+        .bind(bucket_seconds as f64)
+        .bind(buckets)
+        .bind(RunOutcome::Success)
+        .bind(RunOutcome::Retrying)
+        .bind(RunOutcome::Failed)
+        .fetch_all(pool)
+        .await
 }
