@@ -70,6 +70,12 @@ impl Cpu {
         }
     }
 
+    /// Everything but the upstream: what a mirror host spends, the upstream being
+    /// another machine in production.
+    pub fn client(&self) -> f64 {
+        self.bench + self.postgres + self.redis
+    }
+
     pub fn total(&self) -> f64 {
         self.bench + self.daemon + self.postgres + self.redis
     }

@@ -77,6 +77,20 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             .against(&format!("{} runs", count(sizes.small)), s.ms),
         );
     }
+    let (runs, jobs): (i64, i64) = sqlx::query_as(
+        "SELECT pg_total_relation_size('sync_runs'), pg_total_relation_size('sync_jobs')",
+    )
+    .fetch_one(&env.pool)
+    .await?;
+    rows.push(Row::new(
+        "8 history",
+        &format!(
+            "Postgres bytes per run (with its job), {} runs",
+            count(sizes.large)
+        ),
+        (runs + jobs) as f64 / sizes.large as f64,
+        "B",
+    ));
     history_plans::explain(&env.pool, sizes.mirrors).await?;
     Ok(())
 }

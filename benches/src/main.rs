@@ -10,6 +10,7 @@ mod history;
 mod history_plans;
 mod hostile;
 mod memory;
+mod pin;
 mod queue;
 mod report;
 mod scheduler;
@@ -70,7 +71,7 @@ impl Scale {
                 blob_bytes: 8_000_000,
                 rounds: 5,
                 queue_jobs: 20_000,
-                due_mirrors: 100_000,
+                due_mirrors: 1_000_000,
                 api_duration: Duration::from_secs(10),
                 memory_syncs: 64,
                 history_runs: 10_000_000,

@@ -163,6 +163,12 @@ impl GitDaemon {
         self.url_on(0, name)
     }
 
+    /// The daemon's process id: the upload-pack processes it forks inherit what is set
+    /// on it (a benchmark pins it to a CPU of its own).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The URL of `name` at the `i`th address it listens on, round robin.
     pub fn url_on(&self, i: usize, name: &str) -> String {
         let host = &self.hosts[i % self.hosts.len()];

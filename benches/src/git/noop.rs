@@ -13,6 +13,7 @@ use super::baselines::{cli_fetch_loop, git2_list_loop};
 use super::{bench, start_worker, sync_one, Bench, DAEMON_HOSTS, WAIT};
 use crate::cpu::{listen_overflows, Cpu};
 use crate::fixture::copy_dir;
+use crate::pin::Pinning;
 use crate::report::Row;
 use crate::Scale;
 
@@ -87,6 +88,8 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         .map(|i| daemon.url_on(i, "medium"))
         .collect();
     let n = scale.mirrors;
+    // the upstream on a CPU of its own from here on, as another machine would be
+    let _pinned = Pinning::upstream_apart(daemon.pid())?;
     // The host's speed drifts over tens of seconds: the pipeline and the loops it is
     // compared with take turns on a share of the mirrors each round, so that drift
     // lands on both sides of every ratio.
@@ -97,7 +100,8 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         println!("no-op syncs of {n} mirrors at parallelism {parallelism}, {share} a round");
         let unchanged_before = unchanged_runs(&env.pool).await?;
         let (mut ours_secs, mut v0_secs, mut list_secs) = (0.0, 0.0, 0.0);
-        let (mut ours_cpu, mut list_cpu) = (Cpu::default(), Cpu::default());
+        let (mut ours_cpu, mut list_cpu, mut v0_cpu) =
+            (Cpu::default(), Cpu::default(), Cpu::default());
         let (mut ours_drops, mut list_drops) = (0, 0);
         for (names, mirrors) in names.chunks(share).zip(mirrors.chunks(share)) {
             let count = names.len();
@@ -130,7 +134,9 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             ours_drops += listen_overflows() - drops_before;
             ours_secs += (last - started).num_microseconds().unwrap_or(1) as f64 / 1e6;
 
+            let cpu_before = Cpu::now();
             v0_secs += cli_fetch_loop(mirrors, parallelism, true)?;
+            v0_cpu.add_span(&cpu_before, &settled_cpu().await);
             let (cpu_before, drops_before) = (Cpu::now(), listen_overflows());
             list_secs += git2_list_loop(&urls, count, parallelism)?;
             list_cpu.add_span(&cpu_before, &settled_cpu().await);
@@ -139,8 +145,10 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         worker.stop().await;
         let unchanged = unchanged_runs(&env.pool).await? - unchanged_before;
         ensure!(unchanged as usize >= n, "only {unchanged} unchanged runs");
-        let (ours_cpu, list_cpu) = (ours_cpu.per_op(n), list_cpu.per_op(n));
+        let (ours_cpu, list_cpu, v0_cpu) =
+            (ours_cpu.per_op(n), list_cpu.per_op(n), v0_cpu.per_op(n));
         println!("pipeline, per no-op sync: {ours_cpu}");
+        println!("git fetch v0 loop, per fetch (its git processes are this process's children): {v0_cpu}");
         println!("git2 listing loop, per listing: {list_cpu}");
         // Both sides use nearly all of the host's cores, so their throughput ratio is
         // close to the inverse ratio of their CPU per operation: the bookkeeping a no-op
@@ -176,6 +184,16 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             Row::new("1 no-op", &figure, ours, "syncs/s")
                 .against("git2 listing loop", list)
                 .target("≥ 0.8×"),
+        );
+        rows.push(
+            Row::new(
+                "1 no-op",
+                &format!("client-side CPU per no-op sync, P={parallelism}"),
+                ours_cpu.client(),
+                "ms",
+            )
+            .against("git fetch v0, client side", v0_cpu.client())
+            .target("≤ 0.5×"),
         );
         let figure = format!("CPU per no-op sync, P={parallelism}");
         rows.push(
