@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (release build) against the local Postgres and Redis: prints the table that
 # BENCHMARKS.md records. `scripts/bench.sh --quick` is CI's small version; names after
-# the flags pick benchmarks (noop, fetch, queue, scheduler, api, memory, hostile, history; git
+# the flags pick benchmarks (noop, fetch, queue, scheduler, api, memory, hostile, history, import, latency; git
 # is both noop and fetch).
 set -euo pipefail
 cd "$(dirname "$0")/.."

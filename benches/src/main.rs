@@ -9,6 +9,7 @@ mod git;
 mod history;
 mod history_plans;
 mod hostile;
+mod import;
 mod memory;
 mod pin;
 mod queue;
@@ -30,8 +31,8 @@ struct Args {
     /// The no-op benchmark's parallelism (how many syncs, listings and fetches at once).
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
-    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history; git is
-    /// noop and fetch); all when none is given.
+    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
+    /// import, latency; git is noop and fetch); all when none is given.
     only: Vec<String>,
 }
 
@@ -46,6 +47,12 @@ pub struct Scale {
     pub memory_syncs: usize,
     /// Run rows of the history benchmark's large size (beside 10,000).
     pub history_runs: i64,
+    /// The import benchmark's long history, and its many-refs repository's refs.
+    pub import_commits: usize,
+    pub import_refs: usize,
+    /// The latency benchmark's mirrors, and the worker concurrencies it runs them at.
+    pub latency_mirrors: usize,
+    pub latency_concurrency: Vec<usize>,
     pub parallelism: Vec<usize>,
 }
 
@@ -62,6 +69,10 @@ impl Scale {
                 api_duration: Duration::from_secs(1),
                 memory_syncs: 8,
                 history_runs: 200_000,
+                import_commits: 400,
+                import_refs: 300,
+                latency_mirrors: 40,
+                latency_concurrency: vec![4, 16],
                 parallelism,
             }
         } else {
@@ -75,6 +86,10 @@ impl Scale {
                 api_duration: Duration::from_secs(10),
                 memory_syncs: 64,
                 history_runs: 10_000_000,
+                import_commits: 40_000,
+                import_refs: 3_000,
+                latency_mirrors: 2_000,
+                latency_concurrency: vec![16, 64, 256],
                 parallelism,
             }
         }
@@ -116,6 +131,8 @@ async fn main() -> anyhow::Result<()> {
         "memory",
         "hostile",
         "history",
+        "import",
+        "latency",
     ] {
         if !wanted(name) {
             continue;
@@ -129,6 +146,8 @@ async fn main() -> anyhow::Result<()> {
             "api" => api::run(&scale, &mut rows).await,
             "memory" => memory::run(&scale, &mut rows).await,
             "history" => history::run(&scale, &mut rows).await,
+            "import" => import::run(&scale, &mut rows).await,
+            "latency" => git::run_latency(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

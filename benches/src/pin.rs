@@ -13,6 +13,17 @@ use anyhow::{ensure, Context};
 pub struct Pinning {
     /// Every CPU, as taskset names them.
     all: String,
+    /// The upstream's CPU.
+    upstream: String,
+}
+
+/// The calling thread's id, as taskset takes it.
+pub fn thread_id() -> u32 {
+    // "/proc/thread-self" links to "<pid>/task/<tid>"
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn taskset(cpus: &str, pid: u32) -> anyhow::Result<()> {
@@ -72,8 +83,21 @@ impl Pinning {
         );
         let pinning = Self {
             all: format!("0-{last}"),
+            upstream: last.to_string(),
         };
         Ok(Some(pinning))
+    }
+}
+
+impl Pinning {
+    /// One more thread (a proxy standing for the network) on the upstream's CPU.
+    pub fn to_upstream(&self, tid: u32) -> anyhow::Result<()> {
+        let out = Command::new("taskset")
+            .args(["-p", "-c", &self.upstream, &tid.to_string()])
+            .output()
+            .context("run taskset (util-linux)")?;
+        ensure!(out.status.success(), "taskset -pc {} {tid}", self.upstream);
+        Ok(())
     }
 }
 

@@ -135,6 +135,12 @@ impl GitDaemon {
     /// once overflows one, and each connection the kernel drops waits 1 s for its SYN to
     /// be sent again. Spread over several addresses, the bursts fit.
     pub fn start_on(base: &Path, hosts: &[&str]) -> Self {
+        Self::start_with(base, hosts, &[])
+    }
+
+    /// As [`GitDaemon::start_on`], with more of `git daemon`'s options (a benchmark lifts
+    /// its limit of 32 connections at once with `--max-connections=0`).
+    pub fn start_with(base: &Path, hosts: &[&str], options: &[&str]) -> Self {
         assert_eq!(
             hosts.first(),
             Some(&"127.0.0.1"),
@@ -143,6 +149,7 @@ impl GitDaemon {
         let port = free_port();
         let child = Command::new(daemon_program())
             .args(["--reuseaddr", "--export-all"])
+            .args(options)
             .args(hosts.iter().map(|h| format!("--listen={h}")))
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))

@@ -10,6 +10,7 @@ pub mod env;
 pub mod git;
 pub mod hostile;
 pub mod http;
+pub mod latency;
 pub mod netns;
 pub mod process;
 pub mod proxy;

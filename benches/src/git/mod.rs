@@ -6,6 +6,7 @@
 
 mod baselines;
 mod fetch;
+mod latency;
 mod noop;
 
 use std::process::Command;
@@ -22,6 +23,7 @@ use crate::fixture::{HttpBackend, Medium};
 use crate::Scale;
 
 pub use fetch::run_fetch;
+pub use latency::run_latency;
 pub use noop::run_noop;
 
 const WAIT: Duration = Duration::from_secs(600);
@@ -86,7 +88,8 @@ async fn bench(scale: &Scale) -> Bench {
     env.cfg.queue.poll_interval = Duration::from_millis(10);
     let served = env.dir.path().join("served");
     let medium = Medium::create(served.join("medium"), scale.commits, scale.blob_bytes);
-    let daemon = GitDaemon::start_on(&served, &DAEMON_HOSTS);
+    // hundreds of syncs at once in the latency benchmark: no cap of 32 connections
+    let daemon = GitDaemon::start_with(&served, &DAEMON_HOSTS, &["--max-connections=0"]);
     let http = HttpBackend::start(&served);
     let url = daemon.url("medium");
     println!(

@@ -36,7 +36,7 @@ async fn unchanged_runs(pool: &PgPool) -> anyhow::Result<i64> {
 /// Waits until `target` jobs are done; returns when the last of them finished, by the
 /// database's clock, so polling slowly (not to compete with the syncs it times) costs no
 /// precision.
-async fn wait_done(pool: &PgPool, target: i64) -> anyhow::Result<DateTime<Utc>> {
+pub(super) async fn wait_done(pool: &PgPool, target: i64) -> anyhow::Result<DateTime<Utc>> {
     let deadline = Instant::now() + WAIT;
     loop {
         let (done, last): (i64, Option<DateTime<Utc>>) =
