@@ -119,8 +119,43 @@ pub fn describe_worker() {
         metrics::counter!(name).absolute(0);
     }
     metrics::gauge!("stasis_worker_inflight_jobs").set(0.0);
+    describe_lfs();
     describe_enqueue();
     describe_backend_errors(&["deliver"]);
+}
+
+/// Why an LFS object a mirror's new commits point at is missing after its sync: the
+/// closed label set of `stasis_lfs_failures_total{kind}`.
+pub const LFS_FAILURE_KINDS: [&str; 8] = [
+    "no_endpoint",
+    "internal",
+    "batch",
+    "blocked_url",
+    "too_large",
+    "corrupt",
+    "download",
+    "timeout",
+];
+
+fn describe_lfs() {
+    describe_counter!(
+        "stasis_lfs_objects_total",
+        "Git LFS objects downloaded into mirrors (verified and stored)"
+    );
+    describe_counter!(
+        "stasis_lfs_bytes_total",
+        Unit::Bytes,
+        "Bytes of Git LFS objects downloaded into mirrors"
+    );
+    describe_counter!(
+        "stasis_lfs_failures_total",
+        "Git LFS objects or requests that failed after a sync, by kind (the git part stands)"
+    );
+    metrics::counter!("stasis_lfs_objects_total").absolute(0);
+    metrics::counter!("stasis_lfs_bytes_total").absolute(0);
+    for kind in LFS_FAILURE_KINDS {
+        metrics::counter!("stasis_lfs_failures_total", "kind" => kind).absolute(0);
+    }
 }
 
 pub fn describe_scheduler() {

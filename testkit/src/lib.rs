@@ -1,8 +1,8 @@
 //! Test environments on the real services: each test gets its own Postgres database and
 //! Redis key namespace (so tests run in parallel), and builds its own git upstreams.
 //! For the upstream transports: misbehaving git:// servers ([`hostile`]), a smart-HTTP
-//! git server ([`http`]), a rebinding DNS server ([`dns`]) and test bodies run in a network
-//! namespace of their own ([`netns`]).
+//! git server ([`http`]) with Git LFS ([`lfs`]), a rebinding DNS server ([`dns`]) and
+//! test bodies run in a network namespace of their own ([`netns`]).
 
 mod background;
 pub mod dns;
@@ -10,6 +10,7 @@ pub mod env;
 pub mod git;
 pub mod hostile;
 pub mod http;
+pub mod lfs;
 pub mod netns;
 pub mod process;
 pub mod proxy;

@@ -102,6 +102,7 @@ impl Config {
             );
         }
         super::life::validate(&self.housekeeping, &self.history)?;
+        self.lfs.validate()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be `text` or `json`");
         }

@@ -7,6 +7,7 @@ mod classify;
 pub mod fetch;
 pub mod gate;
 pub mod housekeeping;
+pub mod lfs;
 mod pack_refs;
 pub mod refs;
 pub mod stop;
