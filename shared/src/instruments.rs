@@ -160,6 +160,18 @@ fn describe_lfs() {
 
 pub fn describe_scheduler() {
     describe_counter!(
+        "stasis_manifest_requests_total",
+        "Upstream manifest reads, by result (fetched, not_modified, failed)"
+    );
+    describe_counter!(
+        "stasis_manifest_skipped_total",
+        "Due mirrors moved on without a sync because their upstream's manifest showed their refs unchanged"
+    );
+    for result in ["fetched", "not_modified", "failed"] {
+        metrics::counter!("stasis_manifest_requests_total", "result" => result).absolute(0);
+    }
+    metrics::counter!("stasis_manifest_skipped_total").absolute(0);
+    describe_counter!(
         "stasis_scheduler_ticks_total",
         "Scheduler ticks that looked for due mirrors"
     );
@@ -216,7 +228,7 @@ pub fn describe_scheduler() {
     metrics::gauge!("stasis_scheduler_leader").set(0.0);
     metrics::gauge!("stasis_scheduler_paused").set(0.0);
     describe_enqueue();
-    describe_backend_errors(&["tick", "sample", "reap", "notify"]);
+    describe_backend_errors(&["tick", "manifest", "sample", "reap", "notify"]);
 }
 
 pub fn describe_api() {

@@ -73,6 +73,7 @@ impl<'a> Ending<'a> {
             stats.unchanged = r.unchanged;
             stats.list_ms = Some(r.list_time.as_millis() as i32);
             stats.fetch_ms = (!r.unchanged).then_some(r.fetch_time.as_millis() as i32);
+            stats.refs_fingerprint = r.fingerprint.clone();
         }
         stats
     }

@@ -160,4 +160,34 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn manifests_from_file_and_env() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "stasis.yaml",
+                "mirror:\n  manifests:\n    git.kernel.org: https://git.kernel.org/manifest.js.gz\n",
+            )?;
+            jail.set_env("STASIS_MIRROR_MANIFEST_MAX_SKIP", "12h");
+            let cfg = load_in(jail).expect("valid config");
+            assert_eq!(
+                cfg.mirror
+                    .manifests
+                    .get("git.kernel.org")
+                    .map(String::as_str),
+                Some("https://git.kernel.org/manifest.js.gz")
+            );
+            assert_eq!(cfg.mirror.manifest_max_skip, Duration::from_secs(12 * 3600));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "STASIS_MIRROR_MANIFESTS",
+                "{example.com=\"ftp://example.com/m\"}",
+            );
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("mirror.manifests"), "{err}");
+            Ok(())
+        });
+    }
 }

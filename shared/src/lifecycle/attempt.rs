@@ -109,6 +109,8 @@ pub struct RunStats {
     pub lfs_bytes: Option<i64>,
     /// Why the LFS step failed or skipped objects; the git part stands regardless.
     pub lfs_error: Option<String>,
+    /// grokmirror's fingerprint of the mirror's refs after a success.
+    pub refs_fingerprint: Option<String>,
 }
 
 pub struct Finish<'a> {
@@ -215,6 +217,7 @@ async fn write_mirror(
              last_synced_at = CASE WHEN $4 THEN now() ELSE last_synced_at END,
              last_duration_ms = $5, consecutive_failures = $6, interval_factor = $7,
              size_bytes = COALESCE($8, size_bytes),
+             refs_fingerprint = CASE WHEN $4 THEN $11 ELSE refs_fingerprint END,
              next_sync_at = CASE WHEN $9 THEN next_sync_at
                                  ELSE now() + make_interval(secs => $10) END,
              updated_at = now()
@@ -230,6 +233,7 @@ async fn write_mirror(
     .bind(f.stats.size_bytes)
     .bind(keep_schedule)
     .bind(next_in)
+    .bind(&f.stats.refs_fingerprint)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -62,6 +62,8 @@ pub struct FetchReport {
     /// from `old_tips` (where the LFS step looks for pointers).
     pub old_tips: Vec<Oid>,
     pub new_tips: Vec<Oid>,
+    /// grokmirror's fingerprint of the mirror's refs afterwards (`None`: no ref).
+    pub fingerprint: Option<String>,
 }
 
 impl FetchReport {
@@ -132,6 +134,7 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         let branch = conn.default_branch().ok();
         report.default_branch = follow_default_branch(&repo, branch.as_ref());
         report.unchanged = true;
+        report.fingerprint = super::fingerprint::fingerprint(&wanted);
         return Ok(report);
     }
 
@@ -200,6 +203,8 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         }
     }
     report.fetch_time = fetching.elapsed();
+    // the refs within the selection are now upstream's
+    report.fingerprint = super::fingerprint::fingerprint(&wanted);
     Ok(report)
 }
 

@@ -5,6 +5,7 @@
 
 mod classify;
 pub mod fetch;
+pub mod fingerprint;
 pub mod gate;
 pub mod housekeeping;
 pub mod lfs;
