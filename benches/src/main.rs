@@ -9,6 +9,7 @@ mod git;
 mod history;
 mod history_plans;
 mod hostile;
+mod manifest;
 mod memory;
 mod queue;
 mod report;
@@ -29,7 +30,8 @@ struct Args {
     /// The no-op benchmark's parallelism (how many syncs, listings and fetches at once).
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
-    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history; git is
+    /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
+    /// manifest; git is
     /// noop and fetch); all when none is given.
     only: Vec<String>,
 }
@@ -45,6 +47,8 @@ pub struct Scale {
     pub memory_syncs: usize,
     /// Run rows of the history benchmark's large size (beside 10,000).
     pub history_runs: i64,
+    /// Mirrors of one manifest host in the manifest benchmark.
+    pub manifest_mirrors: usize,
     pub parallelism: Vec<usize>,
 }
 
@@ -61,6 +65,7 @@ impl Scale {
                 api_duration: Duration::from_secs(1),
                 memory_syncs: 8,
                 history_runs: 200_000,
+                manifest_mirrors: 20,
                 parallelism,
             }
         } else {
@@ -74,6 +79,7 @@ impl Scale {
                 api_duration: Duration::from_secs(10),
                 memory_syncs: 64,
                 history_runs: 10_000_000,
+                manifest_mirrors: 200,
                 parallelism,
             }
         }
@@ -115,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         "memory",
         "hostile",
         "history",
+        "manifest",
     ] {
         if !wanted(name) {
             continue;
@@ -128,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
             "api" => api::run(&scale, &mut rows).await,
             "memory" => memory::run(&scale, &mut rows).await,
             "history" => history::run(&scale, &mut rows).await,
+            "manifest" => manifest::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

@@ -181,3 +181,14 @@ async fn a_manifest_of_another_host_vouches_for_nothing() {
     let (round, enqueued) = tick(&f.env, &mut manifests).await;
     assert_eq!((round.requests, round.skipped, enqueued), (1, 0, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manifest_at_an_internal_address_is_not_read() {
+    let mut f = fleet().await;
+    // the manifest is on 127.0.0.1: under the production policy it is never asked for
+    f.env.cfg.mirror.allow_local_network = false;
+    let mut manifests = Manifests::new(&f.env.cfg);
+    let (round, enqueued) = tick(&f.env, &mut manifests).await;
+    assert_eq!((round.skipped, enqueued), (0, 1));
+    assert!(f.manifest.requests().is_empty(), "{:?}", f.manifest.requests());
+}

@@ -96,7 +96,12 @@ impl ManifestServer {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(serde_json::Value::Object(entries).to_string().as_bytes())
             .unwrap();
-        let body = gz.finish().unwrap();
+        self.publish_gz(gz.finish().unwrap());
+    }
+
+    /// Publishes `body` (a gzipped manifest, e.g. one `grok-manifest` wrote) as the new
+    /// version.
+    pub fn publish_gz(&self, body: Vec<u8>) {
         let mut versions = self.shared.versions.lock().unwrap();
         *versions += 1;
         // HTTP dates count seconds: each version a second later than the one before
