@@ -190,5 +190,9 @@ async fn a_manifest_at_an_internal_address_is_not_read() {
     let mut manifests = Manifests::new(&f.env.cfg);
     let (round, enqueued) = tick(&f.env, &mut manifests).await;
     assert_eq!((round.skipped, enqueued), (0, 1));
-    assert!(f.manifest.requests().is_empty(), "{:?}", f.manifest.requests());
+    assert!(
+        f.manifest.requests().is_empty(),
+        "{:?}",
+        f.manifest.requests()
+    );
 }

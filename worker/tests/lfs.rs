@@ -251,3 +251,46 @@ async fn an_upstream_without_an_lfs_api_fails_lfs_only() {
     );
     assert_mirrors(&env.mirror_path("alice", "r"), &up);
 }
+
+#[test]
+fn the_scan_finds_new_pointers_and_a_stopped_one_ends_its_walk() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use stasis_worker::git::fetch::{StopFlag, StopReason};
+    use stasis_worker::git::lfs::{scan, LfsError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::create(dir.path().join("r"));
+    let before = stasis_testkit::git::git(&up.path, &["rev-parse", "HEAD"]);
+    let oid = commit_lfs_file(&up, "a.bin", &content(50, 2048));
+    let head = stasis_testkit::git::git(&up.path, &["rev-parse", "HEAD"]);
+    let tip = |s: &str| git2::Oid::from_str(s.trim()).unwrap();
+    let git_dir = up.path.join(".git");
+    let later = Instant::now() + Duration::from_secs(60);
+
+    let found = scan::new_pointers(
+        &git_dir,
+        &[tip(&before)],
+        &[tip(&head)],
+        Arc::default(),
+        later,
+    )
+    .expect("scan");
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].oid.as_str(), found[0].size), (oid.as_str(), 2048));
+    // only new objects: from the new tip back to itself there is nothing
+    let none = scan::new_pointers(
+        &git_dir,
+        &[tip(&head)],
+        &[tip(&head)],
+        Arc::default(),
+        later,
+    );
+    assert_eq!(none, Ok(Vec::new()));
+
+    let stop = Arc::new(StopFlag::default());
+    stop.stop(StopReason::Cancelled);
+    let stopped = scan::new_pointers(&git_dir, &[], &[tip(&head)], stop, later);
+    assert_eq!(stopped, Err(LfsError::Stopped));
+}

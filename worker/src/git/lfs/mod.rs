@@ -133,8 +133,9 @@ pub async fn mirror_lfs(req: &LfsRequest<'_>) -> LfsReport {
         req.old_tips.to_vec(),
         req.new_tips.to_vec(),
     );
+    let (stop, deadline) = (req.stop.clone(), req.deadline);
     let scanned = tokio::task::spawn_blocking(move || {
-        let pointers = scan::new_pointers(&path, &old, &new)?;
+        let pointers = scan::new_pointers(&path, &old, &new, stop, deadline)?;
         let count = pointers.len();
         let stored = scan::stored_size(&path);
         Ok::<_, LfsError>((count, scan::missing(&path, pointers), stored))

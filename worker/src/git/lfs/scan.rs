@@ -7,15 +7,26 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use git2::{ObjectType, Oid, Repository};
 
 use super::pointer::{Pointer, MAX_POINTER_SIZE};
 use super::LfsError;
+use crate::git::stop::StopFlag;
 
 /// The distinct pointers among the blobs new to the mirror: reachable from `new` and
-/// not from `old`.
-pub fn new_pointers(path: &Path, old: &[Oid], new: &[Oid]) -> Result<Vec<Pointer>, LfsError> {
+/// not from `old`. A walk of a large import's whole history can take minutes: it ends
+/// (its process killed) once `stop` is set or `deadline` passes.
+pub fn new_pointers(
+    path: &Path,
+    old: &[Oid],
+    new: &[Oid],
+    stop: Arc<StopFlag>,
+    deadline: Instant,
+) -> Result<Vec<Pointer>, LfsError> {
     if new.is_empty() {
         return Ok(Vec::new());
     }
@@ -50,6 +61,7 @@ pub fn new_pointers(path: &Path, old: &[Oid], new: &[Oid]) -> Result<Vec<Pointer
     let odb = repo.odb().map_err(|e| LfsError::Scan(e.to_string()))?;
     let mut found = BTreeSet::new();
     let stdout = child.stdout.take().expect("piped stdout");
+    let watchdog = Watchdog::start(child.id(), stop, deadline);
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| LfsError::Scan(format!("git rev-list: {e}")))?;
         let Ok(oid) = Oid::from_str(line.trim()) else {
@@ -63,6 +75,11 @@ pub fn new_pointers(path: &Path, old: &[Oid], new: &[Oid]) -> Result<Vec<Pointer
         }
     }
     let _ = feeder.join();
+    // stopped before the child is reaped, so its pid cannot have been reused
+    if watchdog.finish() {
+        let _ = child.wait();
+        return Err(LfsError::Stopped);
+    }
     let out = child
         .wait_with_output()
         .map_err(|e| LfsError::Scan(format!("git rev-list: {e}")))?;
@@ -75,6 +92,53 @@ pub fn new_pointers(path: &Path, old: &[Oid], new: &[Oid]) -> Result<Vec<Pointer
         )));
     }
     Ok(found.into_iter().collect())
+}
+
+/// Kills the walk once the sync is stopped or the LFS deadline passes: the walk may be
+/// silent for minutes (few blobs pass its filter), so the reader cannot be the one to
+/// look. Dropped without [`Watchdog::finish`] (an early return), it stops watching.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    fn start(pid: u32, stop: Arc<StopFlag>, deadline: Instant) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let watching = done.clone();
+        let thread = std::thread::spawn(move || loop {
+            // a stop wins over an end seen at the same time: the sync is ending anyway
+            if stop.is_stopped() || Instant::now() >= deadline {
+                // SAFETY: a plain signal to our own child, which the caller does not
+                // reap before this thread is joined (or ever, after an early return,
+                // so its pid stays its own).
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                return true;
+            }
+            if watching.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        });
+        Self {
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether it killed the walk.
+    fn finish(mut self) -> bool {
+        self.done.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .is_some_and(|t| t.join().unwrap_or(false))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The pointers whose object the mirror does not hold yet.
