@@ -168,6 +168,13 @@ async fn a_corrupt_object_is_not_stored_and_the_git_sync_stands() {
     assert_eq!(leftovers, 0, "partial downloads are removed");
     let status = env.repo(repo).await;
     assert_eq!(status.sync_error, None, "the mirror's sync succeeded");
+    // what the history endpoint shows
+    let history = stasis_shared::db::runs::for_repo(&env.pool, repo, 1)
+        .await
+        .unwrap();
+    assert_eq!(history[0].lfs_objects, Some(1));
+    assert_eq!(history[0].lfs_bytes, Some(good.len() as i64));
+    assert!(history[0].lfs_error.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
