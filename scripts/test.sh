@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/services.sh)"
+# the Git LFS tests make pointer commits and clone mirrors with Debian's git-lfs
+if ! git lfs version >/dev/null 2>&1; then
+  echo "installing git-lfs (Debian)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq git-lfs || { apt-get update -qq && apt-get install -y -qq git-lfs; }; } >/dev/null
+fi
 cargo test --workspace --locked "$@"
 scripts/check-deploy.sh
 # the fuzzing and benchmarks below run the real binaries

@@ -89,6 +89,9 @@ pub struct RepoResponse {
     /// Mirrors only: scheduled syncs on or paused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror_enabled: Option<bool>,
+    /// Mirrors only: Git LFS objects are downloaded after syncs (`lfs` in the settings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lfs_enabled: Option<bool>,
     /// Mirrors only: this mirror's own interval in seconds; absent means the default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_interval_seconds: Option<i32>,
@@ -119,6 +122,7 @@ impl From<&Repo> for RepoResponse {
             sync_status: Some(r.sync_status.seed()),
             sync_state: Some(r.sync_status),
             mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
+            lfs_enabled: r.is_mirror.then_some(r.lfs_enabled),
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
             webhook_configured: r.is_mirror.then_some(r.webhook_secret.is_some()),
             include_refs: r.is_mirror.then(|| r.include_refs.clone()),
@@ -271,6 +275,9 @@ pub struct MirrorSettingsRequest {
     pub sync_interval: Option<Option<String>>,
     /// `false` pauses scheduled syncs of this mirror ("Sync now" still works).
     pub enabled: Option<bool>,
+    /// `false`: Git LFS objects the mirror's commits point at are not downloaded (on by
+    /// default; objects already stored stay).
+    pub lfs: Option<bool>,
     /// A new upstream; credentials in it replace the stored ones (none: removed).
     #[schema(min_length = 1, max_length = 2048)]
     pub mirror_url: Option<String>,

@@ -10,6 +10,7 @@ mod history;
 mod history_plans;
 mod hostile;
 mod import;
+mod manifest;
 mod memory;
 mod pin;
 mod queue;
@@ -32,7 +33,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
     /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
-    /// import, latency; git is noop and fetch); all when none is given.
+    /// import, latency, manifest; git is noop and fetch); all when none is given.
     only: Vec<String>,
 }
 
@@ -53,6 +54,8 @@ pub struct Scale {
     /// The latency benchmark's mirrors, and the worker concurrencies it runs them at.
     pub latency_mirrors: usize,
     pub latency_concurrency: Vec<usize>,
+    /// Mirrors of one manifest host in the manifest benchmark.
+    pub manifest_mirrors: usize,
     pub parallelism: Vec<usize>,
 }
 
@@ -73,6 +76,7 @@ impl Scale {
                 import_refs: 300,
                 latency_mirrors: 40,
                 latency_concurrency: vec![4, 16],
+                manifest_mirrors: 20,
                 parallelism,
             }
         } else {
@@ -90,6 +94,7 @@ impl Scale {
                 import_refs: 3_000,
                 latency_mirrors: 2_000,
                 latency_concurrency: vec![16, 64, 256],
+                manifest_mirrors: 200,
                 parallelism,
             }
         }
@@ -133,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         "history",
         "import",
         "latency",
+        "manifest",
     ] {
         if !wanted(name) {
             continue;
@@ -148,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
             "history" => history::run(&scale, &mut rows).await,
             "import" => import::run(&scale, &mut rows).await,
             "latency" => git::run_latency(&scale, &mut rows).await,
+            "manifest" => manifest::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

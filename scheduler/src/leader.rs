@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::due::enqueue_due;
+use crate::manifest::Manifests;
 use crate::notify;
 use crate::reaper::{reap, Reaped};
 use crate::recovery::{Recovered, Recovery};
@@ -58,6 +59,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut last_recover: Option<Instant> = None;
     let mut recovery = Recovery::default();
     let http = notify::client(&cfg);
+    let mut manifests = Manifests::new(&cfg);
     let mut next_tick = Instant::now();
     let mut status = SchedulerStatus {
         leader: process::instance_name(),
@@ -92,7 +94,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         }
         if lease.is_some() && cfg.mirror.enabled && Instant::now() >= next_tick {
             next_tick = Instant::now() + cfg.scheduler.tick;
-            match tick(&cfg, &pool, &redis, &enqueuer).await {
+            match tick(&cfg, &pool, &redis, &enqueuer, &mut manifests).await {
                 Ok(None) => debug!("scheduler paused by an operator; tick skipped"),
                 Ok(Some(report)) => {
                     status.last_tick_at = Some(Utc::now());
@@ -195,11 +197,26 @@ async fn tick(
     pool: &PgPool,
     redis: &ConnectionManager,
     enqueuer: &Enqueuer,
+    manifests: &mut Manifests,
 ) -> Result<Option<crate::due::TickReport>, crate::error::SchedulerError> {
     let paused = settings::scheduler_paused(pool).await?;
     metrics::gauge!("stasis_scheduler_paused").set(if paused { 1.0 } else { 0.0 });
     if paused {
         return Ok(None);
+    }
+    // a failed manifest round vouches for nothing: every due mirror is enqueued
+    match manifests.round(cfg, pool).await {
+        Ok(round) if round.skipped > 0 => {
+            debug!(
+                skipped = round.skipped,
+                "due mirrors unchanged in their upstream's manifest"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => {
+            e.record("manifest");
+            warn!(error = %e, "manifest round failed; due mirrors are enqueued without it");
+        }
     }
     enqueue_due(cfg, pool, redis, enqueuer).await.map(Some)
 }

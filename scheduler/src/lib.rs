@@ -3,6 +3,7 @@
 pub mod due;
 pub mod error;
 pub mod leader;
+pub mod manifest;
 pub mod notify;
 pub mod reaper;
 pub mod recovery;

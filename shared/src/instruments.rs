@@ -119,11 +119,58 @@ pub fn describe_worker() {
         metrics::counter!(name).absolute(0);
     }
     metrics::gauge!("stasis_worker_inflight_jobs").set(0.0);
+    describe_lfs();
     describe_enqueue();
     describe_backend_errors(&["deliver"]);
 }
 
+/// Why an LFS object a mirror's new commits point at is missing after its sync: the
+/// closed label set of `stasis_lfs_failures_total{kind}`.
+pub const LFS_FAILURE_KINDS: [&str; 8] = [
+    "no_endpoint",
+    "internal",
+    "batch",
+    "blocked_url",
+    "too_large",
+    "corrupt",
+    "download",
+    "timeout",
+];
+
+fn describe_lfs() {
+    describe_counter!(
+        "stasis_lfs_objects_total",
+        "Git LFS objects downloaded into mirrors (verified and stored)"
+    );
+    describe_counter!(
+        "stasis_lfs_bytes_total",
+        Unit::Bytes,
+        "Bytes of Git LFS objects downloaded into mirrors"
+    );
+    describe_counter!(
+        "stasis_lfs_failures_total",
+        "Git LFS objects or requests that failed after a sync, by kind (the git part stands)"
+    );
+    metrics::counter!("stasis_lfs_objects_total").absolute(0);
+    metrics::counter!("stasis_lfs_bytes_total").absolute(0);
+    for kind in LFS_FAILURE_KINDS {
+        metrics::counter!("stasis_lfs_failures_total", "kind" => kind).absolute(0);
+    }
+}
+
 pub fn describe_scheduler() {
+    describe_counter!(
+        "stasis_manifest_requests_total",
+        "Upstream manifest reads, by result (fetched, not_modified, failed)"
+    );
+    describe_counter!(
+        "stasis_manifest_skipped_total",
+        "Due mirrors moved on without a sync because their upstream's manifest showed their refs unchanged"
+    );
+    for result in ["fetched", "not_modified", "failed"] {
+        metrics::counter!("stasis_manifest_requests_total", "result" => result).absolute(0);
+    }
+    metrics::counter!("stasis_manifest_skipped_total").absolute(0);
     describe_counter!(
         "stasis_scheduler_ticks_total",
         "Scheduler ticks that looked for due mirrors"
@@ -181,7 +228,7 @@ pub fn describe_scheduler() {
     metrics::gauge!("stasis_scheduler_leader").set(0.0);
     metrics::gauge!("stasis_scheduler_paused").set(0.0);
     describe_enqueue();
-    describe_backend_errors(&["tick", "sample", "reap", "notify"]);
+    describe_backend_errors(&["tick", "manifest", "sample", "reap", "notify"]);
 }
 
 pub fn describe_api() {

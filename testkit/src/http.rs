@@ -16,6 +16,7 @@ use base64::Engine;
 use tokio::io::AsyncWriteExt;
 
 use crate::background::Background;
+use crate::lfs::LfsFiles;
 
 /// Serves every bare repository under a root (`<root>/<name>` at `/<name>`) on a free port;
 /// stopped on drop, with any `git http-backend` still running killed.
@@ -32,6 +33,10 @@ struct Shared {
     /// The whole `Authorization` header value a request must carry.
     auth: Mutex<Option<String>>,
     log: Mutex<Vec<String>>,
+    /// Git LFS, once [`GitHttpServer::serve_lfs`] turned it on.
+    lfs: Mutex<Option<Arc<LfsFiles>>>,
+    /// `http://ip:port`, where this server's own LFS hrefs point.
+    origin: String,
 }
 
 impl GitHttpServer {
@@ -50,6 +55,8 @@ impl GitHttpServer {
             redirects: Mutex::default(),
             auth: Mutex::default(),
             log: Mutex::default(),
+            lfs: Mutex::default(),
+            origin: format!("http://{addr}"),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let server = Background::spawn("git-http", move || async move {
@@ -95,6 +102,41 @@ impl GitHttpServer {
         *self.shared.auth.lock().unwrap() = Some(format!("Basic {token}"));
     }
 
+    /// Serves Git LFS for every repository from `objects` (git-lfs's layout, e.g.
+    /// [`crate::lfs::objects_dir`]): the batch API under `<repo>/info/lfs/` (behind the
+    /// Basic auth of [`Self::require_basic_auth`], if set) and downloads at
+    /// `/lfs-objects/<oid>`.
+    pub fn serve_lfs(&self, objects: &Path) {
+        *self.shared.lfs.lock().unwrap() = Some(Arc::new(LfsFiles::new(objects)));
+    }
+
+    /// Batch answers name download hrefs at `origin` (`http://host:port`) instead of here.
+    pub fn lfs_hrefs_at(&self, origin: &str) {
+        let lfs = self
+            .shared
+            .lfs
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("serve_lfs first");
+        *lfs.href_base.lock().unwrap() = Some(origin.to_owned());
+    }
+
+    /// The download of `oid` answers `bytes` instead of the object.
+    pub fn lfs_tamper(&self, oid: &str, bytes: &[u8]) {
+        let lfs = self
+            .shared
+            .lfs
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("serve_lfs first");
+        lfs.tampered
+            .lock()
+            .unwrap()
+            .insert(oid.to_owned(), bytes.to_vec());
+    }
+
     /// Every request so far as `"<METHOD> <path>[?<query>]"`, in arrival order, e.g.
     /// `"GET /r.git/info/refs?service=git-upload-pack"`.
     pub fn requests(&self) -> Vec<String> {
@@ -123,6 +165,18 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .unwrap();
     }
 
+    let lfs = shared.lfs.lock().unwrap().clone();
+    if let Some(oid) = target.strip_prefix("/lfs-objects/") {
+        let Some(lfs) = lfs else {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Body::empty())
+                .unwrap();
+        };
+        let token = req.headers().get(crate::lfs::DOWNLOAD_HEADER.0);
+        return crate::lfs::download(&lfs, oid, token.map(|t| t.as_bytes()));
+    }
+
     let expected = shared.auth.lock().unwrap().clone();
     let authorized = expected.as_ref().is_none_or(|e| {
         let given = req.headers().get(header::AUTHORIZATION);
@@ -134,6 +188,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .header(header::WWW_AUTHENTICATE, "Basic realm=\"stasis-test\"")
             .body(Body::from("authentication required\n"))
             .unwrap();
+    }
+
+    if let Some(lfs) = lfs.filter(|_| target.ends_with("/info/lfs/objects/batch")) {
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20).await;
+        return crate::lfs::batch(&lfs, &shared.origin, &body.unwrap_or_default());
     }
 
     match cgi(&shared.root, req, expected.is_some()).await {

@@ -22,9 +22,11 @@ use tracing::{debug, info, warn};
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
 use crate::fetch::fetch;
+use crate::git::lfs::LfsReport;
 use crate::handler::postpone;
 use crate::housekeeping::{self, Housekept};
 use crate::keepalive::KeepAlive;
+use crate::lfs;
 use crate::observe::{announce, observe, Inflight};
 use crate::record::Ending;
 use crate::shutdown::Registered;
@@ -189,20 +191,29 @@ impl<'c> SyncAttempt<'c> {
             }
         };
         let duration = began.elapsed();
-        let housekept = match &fetched {
+        let (lfs, housekept) = match &fetched {
             Ok(report) => {
+                let lfs = lfs::after_sync(ctx, &self.repo, report, &self.stop).await;
                 let path = mirror_path(&ctx.cfg.storage.root, &self.repo.owner, &self.repo.name);
-                housekeeping::after_sync(&ctx.cfg, &path, report, &self.stop).await
+                let housekept = housekeeping::after_sync(&ctx.cfg, &path, report, &self.stop).await;
+                (lfs, housekept)
             }
-            Err(_) => Housekept::default(),
+            Err(_) => (None, Housekept::default()),
         };
         drop(inflight);
         // The git work is done: the next sync may start while this one is recorded. The
         // run row spans exactly this work, so runs recorded at once never exceed the
         // permits.
         drop(permit);
-        self.record(&fetched, started, started_at, duration, housekept)
-            .await
+        self.record(
+            &fetched,
+            started,
+            started_at,
+            duration,
+            housekept,
+            lfs.as_ref(),
+        )
+        .await
     }
 
     fn attempt(&self, started_at: DateTime<Utc>) -> Attempt<'_> {
@@ -224,6 +235,7 @@ impl<'c> SyncAttempt<'c> {
         started_at: DateTime<Utc>,
         duration: Duration,
         housekept: Housekept,
+        lfs: Option<&LfsReport>,
     ) -> Result<(), WorkerError> {
         let ctx = self.ctx;
         let ending = match (fetched, started) {
@@ -249,7 +261,7 @@ impl<'c> SyncAttempt<'c> {
                 error,
                 error_kind,
                 duration,
-                stats: ending.stats(housekept),
+                stats: ending.stats(housekept, lfs),
                 default_interval: ctx.cfg.mirror.sync_interval,
                 limits: Limits {
                     max_interval: ctx.cfg.mirror.max_sync_interval,

@@ -73,7 +73,7 @@ pub(crate) async fn fetch(
 }
 
 /// The URL to fetch: the stored one with its sealed credentials opened and put back.
-fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, FetchError> {
+pub(crate) fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, FetchError> {
     let Some(url) = repo.mirror_url.clone() else {
         return Err(FetchError {
             kind: ErrorKind::Internal,

@@ -8,6 +8,7 @@ pub mod git;
 pub mod handler;
 pub mod housekeeping;
 mod keepalive;
+mod lfs;
 mod observe;
 mod permits;
 pub mod record;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::git::fetch::{FetchError, FetchReport};
+use crate::git::lfs::LfsReport;
 use stasis_shared::domain::ErrorKind;
 use stasis_shared::lifecycle::attempt::RunStats;
 use stasis_shared::lifecycle::policy::End;
@@ -50,13 +51,17 @@ impl<'a> Ending<'a> {
         }
     }
 
-    /// The run row's figures: the fetch's, for a success, and the housekeeping after it.
-    pub fn stats(&self, housekept: Housekept) -> RunStats {
+    /// The run row's figures: the fetch's, for a success, and the LFS step and the
+    /// housekeeping after it.
+    pub fn stats(&self, housekept: Housekept, lfs: Option<&LfsReport>) -> RunStats {
         let mut stats = RunStats {
             housekeeping: housekept
                 .repack
                 .map(|(kind, took)| (kind.as_str(), took.as_millis() as i32)),
             size_bytes: housekept.size_bytes.map(|b| b as i64),
+            lfs_objects: lfs.map(|l| l.objects as i32),
+            lfs_bytes: lfs.map(|l| l.bytes as i64),
+            lfs_error: lfs.and_then(LfsReport::error_text),
             ..RunStats::default()
         };
         if let Ending::Success(r) = self {
@@ -68,6 +73,7 @@ impl<'a> Ending<'a> {
             stats.unchanged = r.unchanged;
             stats.list_ms = Some(r.list_time.as_millis() as i32);
             stats.fetch_ms = (!r.unchanged).then_some(r.fetch_time.as_millis() as i32);
+            stats.refs_fingerprint = r.fingerprint.clone();
         }
         stats
     }

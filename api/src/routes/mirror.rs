@@ -170,8 +170,8 @@ pub async fn history(
     }))
 }
 
-/// Per-mirror settings: interval, scheduled syncs on or off, upstream URL, webhook
-/// secret, ref selection.
+/// Per-mirror settings: interval, scheduled syncs on or off, Git LFS on or off, upstream
+/// URL, webhook secret, ref selection.
 #[utoipa::path(
     patch, path = "/repos/{owner}/{repo}/mirror", tag = "mirrors", operation_id = "updateMirrorSettings",
     params(("owner" = String, Path), ("repo" = String, Path)),
@@ -220,6 +220,7 @@ pub async fn update(
     let settings = MirrorSettings {
         sync_interval_secs,
         enabled: req.enabled,
+        lfs: req.lfs,
         upstream,
         webhook_secret,
         include_refs,

@@ -41,6 +41,30 @@ async fn interval_and_enabled_are_applied_and_untouched_fields_stay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lfs_is_on_by_default_and_switched_per_mirror() {
+    let w = with_mirror().await;
+    let (_, repo) = w.api.call("GET", "/api/v1/repos/alice/m", None, None).await;
+    assert_eq!(repo["lfs_enabled"], true, "{repo}");
+    let (status, repo) = patch(&w, json!({ "lfs": false })).await;
+    assert_eq!(status, StatusCode::OK, "{repo}");
+    assert_eq!(repo["lfs_enabled"], false);
+    let (_, repo) = patch(&w, json!({ "enabled": false })).await;
+    assert_eq!(repo["lfs_enabled"], false, "untouched fields stay");
+    let stored: bool = sqlx::query_scalar("SELECT lfs_enabled FROM repositories WHERE name = 'm'")
+        .fetch_one(&w.env.pool)
+        .await
+        .unwrap();
+    assert!(!stored);
+    let (_, repo) = patch(&w, json!({ "lfs": true })).await;
+    assert_eq!(repo["lfs_enabled"], true);
+    let (_, plain) = w
+        .api
+        .call("GET", "/api/v1/repos/alice/plain", None, None)
+        .await;
+    assert!(plain.get("lfs_enabled").is_none(), "mirrors only: {plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ref_patterns_are_checked_then_shown_and_one_list_clears_alone() {
     let w = with_mirror().await;
     for bad in [
@@ -188,6 +212,7 @@ async fn invalid_settings_are_refused_with_their_code() {
         ),
         (json!({ "mirror_url": "" }), 400, "invalid_url"),
         (json!({ "enabled": "no" }), 422, "invalid_fields"),
+        (json!({ "lfs": "off" }), 422, "invalid_fields"),
         (json!({ "sync_interval": 30 }), 422, "invalid_fields"),
         (json!({ "colour": "red" }), 422, "invalid_fields"),
         (json!([1, 2]), 422, "invalid_fields"),

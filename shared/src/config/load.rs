@@ -140,4 +140,54 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn lfs_limits_from_env() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_LFS_MAX_OBJECT_SIZE", "100MiB");
+            jail.set_env("STASIS_LFS_TIMEOUT", "5m");
+            jail.set_env("STASIS_LFS_ENABLED", "false");
+            let cfg = load_in(jail).expect("valid config");
+            assert_eq!(cfg.lfs.max_object_size, bytesize::ByteSize::mib(100));
+            assert_eq!(cfg.lfs.timeout, Duration::from_secs(300));
+            assert!(!cfg.lfs.enabled);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_LFS_CONCURRENCY", "0");
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("lfs.concurrency"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn manifests_from_file_and_env() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "stasis.yaml",
+                "mirror:\n  manifests:\n    git.kernel.org: https://git.kernel.org/manifest.js.gz\n",
+            )?;
+            jail.set_env("STASIS_MIRROR_MANIFEST_MAX_SKIP", "12h");
+            let cfg = load_in(jail).expect("valid config");
+            assert_eq!(
+                cfg.mirror
+                    .manifests
+                    .get("git.kernel.org")
+                    .map(String::as_str),
+                Some("https://git.kernel.org/manifest.js.gz")
+            );
+            assert_eq!(cfg.mirror.manifest_max_skip, Duration::from_secs(12 * 3600));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "STASIS_MIRROR_MANIFESTS",
+                "{example.com=\"ftp://example.com/m\"}",
+            );
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("mirror.manifests"), "{err}");
+            Ok(())
+        });
+    }
 }

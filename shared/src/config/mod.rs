@@ -4,6 +4,7 @@
 //! what serde cannot.
 
 mod api;
+mod lfs;
 mod life;
 mod load;
 mod notify;
@@ -16,6 +17,7 @@ mod validate;
 use serde::{Deserialize, Serialize};
 
 pub use api::{ApiConfig, RateLimitConfig};
+pub use lfs::LfsConfig;
 pub use life::{HistoryConfig, HousekeepingConfig};
 pub use notify::NotifyConfig;
 pub use secrets::SecretsConfig;
@@ -53,4 +55,5 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     pub housekeeping: HousekeepingConfig,
     pub history: HistoryConfig,
+    pub lfs: LfsConfig,
 }

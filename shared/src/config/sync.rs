@@ -1,6 +1,7 @@
 //! Syncing: mirrors and their schedule (`mirror.*`), the worker process (`worker.*`),
 //! each sync attempt (`sync.*`) and the scheduler (`scheduler.*`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,6 +35,16 @@ pub struct MirrorConfig {
     pub min_manual_interval: Duration,
     /// Repositories one user may own; imports beyond it are refused.
     pub max_per_user: u32,
+    /// Upstream host → URL of its grokmirror manifest (gzipped JSON). The scheduler
+    /// reads each once per tick and enqueues only the due mirrors of that host whose
+    /// refs' fingerprint differs from the manifest's. In the environment:
+    /// `STASIS_MIRROR_MANIFESTS=host=url,host2=url2`.
+    #[serde(deserialize_with = "host_map")]
+    pub manifests: BTreeMap<String, String>,
+    /// Longest a manifest may stand in for a mirror's own ref listing: a due mirror
+    /// last listed longer ago is synced whatever the manifest says.
+    #[serde(with = "humantime_serde")]
+    pub manifest_max_skip: Duration,
 }
 
 impl Default for MirrorConfig {
@@ -49,7 +60,34 @@ impl Default for MirrorConfig {
             dns_server: None,
             min_manual_interval: Duration::from_secs(60),
             max_per_user: 1000,
+            manifests: BTreeMap::new(),
+            manifest_max_skip: Duration::from_secs(24 * 3600),
         }
+    }
+}
+
+/// A map from YAML, or `host=url,host=url` from an environment variable (host names hold
+/// dots, which figment's inline `{key=value}` maps read as nesting).
+fn host_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Map(BTreeMap<String, String>),
+        Text(String),
+    }
+    match Form::deserialize(d)? {
+        Form::Map(map) => Ok(map),
+        Form::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((host, url)) => Ok((host.trim().to_owned(), url.trim().to_owned())),
+                None => Err(serde::de::Error::custom(format!(
+                    "`{pair}` is not host=url"
+                ))),
+            })
+            .collect(),
     }
 }
 

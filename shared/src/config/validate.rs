@@ -102,6 +102,17 @@ impl Config {
             );
         }
         super::life::validate(&self.housekeeping, &self.history)?;
+        self.lfs.validate()?;
+        for (host, url) in &self.mirror.manifests {
+            let parsed = url::Url::parse(url).ok();
+            let web = parsed.filter(|u| matches!(u.scheme(), "http" | "https"));
+            if host.is_empty() || web.is_none_or(|u| !u.username().is_empty()) {
+                return invalid(
+                    "mirror.manifests",
+                    "each upstream host must map to an http(s) URL without credentials",
+                );
+            }
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be `text` or `json`");
         }

@@ -22,6 +22,8 @@ pub struct Repo {
     pub include_refs: Vec<String>,
     pub exclude_refs: Vec<String>,
     pub mirror_enabled: bool,
+    /// Download the LFS objects the mirror's new commits point at.
+    pub lfs_enabled: bool,
     pub sync_interval_secs: Option<i32>,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub sync_status: SyncStatus,
@@ -41,7 +43,7 @@ macro_rules! repo_columns {
     () => {
         "r.id, r.owner_id, u.username AS owner, r.name, r.description,
         r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret,
-        r.include_refs, r.exclude_refs, r.mirror_enabled, r.sync_interval_secs,
+        r.include_refs, r.exclude_refs, r.mirror_enabled, r.lfs_enabled, r.sync_interval_secs,
         r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
         r.size_bytes, r.sync_fence, r.created_at, r.updated_at"
     };
@@ -297,6 +299,8 @@ pub struct MirrorSettings {
     /// `Some(None)` returns to the default interval.
     pub sync_interval_secs: Option<Option<i32>>,
     pub enabled: Option<bool>,
+    /// Git LFS objects downloaded after syncs, or not.
+    pub lfs: Option<bool>,
     /// New upstream without credentials, and its sealed credentials (or none).
     pub upstream: Option<(String, Option<String>)>,
     /// `Some(None)` removes the webhook secret; `Some(Some(sealed))` sets it.
@@ -338,6 +342,7 @@ pub async fn update_mirror(
              webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END,
              include_refs = COALESCE($9, include_refs),
              exclude_refs = COALESCE($10, exclude_refs),
+             lfs_enabled = COALESCE($13, lfs_enabled),
              updated_at = now()
          WHERE id = $1",
     )
@@ -353,6 +358,7 @@ pub async fn update_mirror(
     .bind(&s.exclude_refs)
     .bind(super::settings::SYNC_INTERVAL)
     .bind(default_interval.as_secs_f64())
+    .bind(s.lfs)
     .execute(&mut *tx)
     .await?;
     if url.is_some() {

@@ -32,12 +32,18 @@ pub struct Run {
     /// Upstream's refs matched the mirror's, so nothing was fetched.
     pub unchanged: bool,
     pub duration_ms: Option<i64>,
+    /// Git LFS objects downloaded after the fetch, and their bytes (`None`: no LFS step).
+    pub lfs_objects: Option<i32>,
+    pub lfs_bytes: Option<i64>,
+    /// Why LFS objects are missing after this run; the git part succeeded regardless.
+    pub lfs_error: Option<String>,
 }
 
 const SELECT: &str = "SELECT id, job_id, attempt, worker, started_at, finished_at, outcome,
     error, error_kind, refs_updated, refs_created, refs_pruned, bytes_received,
     objects_received, list_ms, fetch_ms, unchanged,
-    (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint AS duration_ms
+    (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint AS duration_ms,
+    lfs_objects, lfs_bytes, lfs_error
     FROM sync_runs";
 
 /// Every attempt of a job, first to last.

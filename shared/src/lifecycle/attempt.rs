@@ -90,7 +90,7 @@ where
 }
 
 /// What the run row records of the work itself.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunStats {
     pub refs_created: i32,
     pub refs_updated: i32,
@@ -104,6 +104,13 @@ pub struct RunStats {
     pub housekeeping: Option<(&'static str, i32)>,
     /// The mirror's objects on disk afterwards; `None` when nothing was written.
     pub size_bytes: Option<i64>,
+    /// LFS objects downloaded and their bytes; `None` when no LFS step ran.
+    pub lfs_objects: Option<i32>,
+    pub lfs_bytes: Option<i64>,
+    /// Why the LFS step failed or skipped objects; the git part stands regardless.
+    pub lfs_error: Option<String>,
+    /// grokmirror's fingerprint of the mirror's refs after a success.
+    pub refs_fingerprint: Option<String>,
 }
 
 pub struct Finish<'a> {
@@ -210,6 +217,7 @@ async fn write_mirror(
              last_synced_at = CASE WHEN $4 THEN now() ELSE last_synced_at END,
              last_duration_ms = $5, consecutive_failures = $6, interval_factor = $7,
              size_bytes = COALESCE($8, size_bytes),
+             refs_fingerprint = CASE WHEN $4 THEN $11 ELSE refs_fingerprint END,
              next_sync_at = CASE WHEN $9 THEN next_sync_at
                                  ELSE now() + make_interval(secs => $10) END,
              updated_at = now()
@@ -225,6 +233,7 @@ async fn write_mirror(
     .bind(f.stats.size_bytes)
     .bind(keep_schedule)
     .bind(next_in)
+    .bind(&f.stats.refs_fingerprint)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -303,7 +312,8 @@ async fn write_run(
              outcome = $4, error = $5, error_kind = $6, refs_updated = $7, refs_pruned = $8,
              bytes_received = $9, unchanged = $10, objects_received = $11,
              refs_created = $12, list_ms = $13, fetch_ms = $14,
-             housekeeping = $15, housekeeping_ms = $16
+             housekeeping = $15, housekeeping_ms = $16,
+             lfs_objects = $17, lfs_bytes = $18, lfs_error = $19
          WHERE id = $1",
     )
     .bind(run_id)
@@ -322,6 +332,9 @@ async fn write_run(
     .bind(s.fetch_ms)
     .bind(s.housekeeping.map(|(kind, _)| kind))
     .bind(s.housekeeping.map(|(_, ms)| ms))
+    .bind(s.lfs_objects)
+    .bind(s.lfs_bytes)
+    .bind(&s.lfs_error)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -34,6 +34,7 @@
 
 pub mod attempt;
 pub mod enqueue;
+pub mod manifest;
 pub mod operator;
 pub mod policy;
 pub mod rescue;

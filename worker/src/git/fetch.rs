@@ -57,6 +57,13 @@ pub struct FetchReport {
     pub list_time: std::time::Duration,
     /// Downloading the pack, writing the tips and pruning; zero when unchanged.
     pub fetch_time: std::time::Duration,
+    /// What the mirror's refs pointed at before, and the tips this fetch created or
+    /// moved: the objects new to the mirror are those reachable from `new_tips` and not
+    /// from `old_tips` (where the LFS step looks for pointers).
+    pub old_tips: Vec<Oid>,
+    pub new_tips: Vec<Oid>,
+    /// grokmirror's fingerprint of the mirror's refs afterwards (`None`: no ref).
+    pub fingerprint: Option<String>,
 }
 
 impl FetchReport {
@@ -127,6 +134,7 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         let branch = conn.default_branch().ok();
         report.default_branch = follow_default_branch(&repo, branch.as_ref());
         report.unchanged = true;
+        report.fingerprint = super::fingerprint::fingerprint(&wanted);
         return Ok(report);
     }
 
@@ -172,7 +180,8 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
 
     // One transaction from the mirror's refs to upstream's: all of it or none, however
     // many refs it prunes. The stop flag was checked above; from here it runs whole.
-    let changes = RefChanges::between(&local_refs(&repo, req.selection).map_err(fail)?, &wanted);
+    let before = local_refs(&repo, req.selection).map_err(fail)?;
+    let changes = RefChanges::between(&before, &wanted);
     refs::apply(req.path, &changes, REF_UPDATE_TIMEOUT).map_err(|e| ref_update_failed(&e))?;
     // git wrote the refs behind this handle's back: read them afresh for HEAD
     let repo = Repository::open_bare(req.path).map_err(fail)?;
@@ -180,6 +189,13 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     report.refs_created = changes.create.len() as u32;
     report.refs_updated = changes.update.len() as u32;
     report.refs_pruned = changes.delete.len() as u32;
+    report.old_tips = before.values().filter(|o| !o.is_zero()).copied().collect();
+    report.new_tips = changes
+        .create
+        .iter()
+        .map(|(_, new)| *new)
+        .chain(changes.update.iter().map(|(_, _, new)| *new))
+        .collect();
     if report.refs_created + report.refs_updated > 0 {
         // Housekeeping: the refs are written either way, and loose ones still read right.
         if let Err(e) = super::pack_refs::pack_refs(req.path) {
@@ -187,6 +203,8 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
         }
     }
     report.fetch_time = fetching.elapsed();
+    // the refs within the selection are now upstream's
+    report.fingerprint = super::fingerprint::fingerprint(&wanted);
     Ok(report)
 }
 

@@ -5,8 +5,10 @@
 
 mod classify;
 pub mod fetch;
+pub mod fingerprint;
 pub mod gate;
 pub mod housekeeping;
+pub mod lfs;
 mod pack_refs;
 pub mod refs;
 pub mod stop;

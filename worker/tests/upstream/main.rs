@@ -4,6 +4,7 @@
 //! makes for itself (`testkit::netns`), so nothing leaves the machine.
 
 mod hostile;
+mod lfs;
 mod policy;
 
 use std::path::Path;

@@ -4,23 +4,19 @@
 //! response is read under the session's deadline, stop flag and limits.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use url::Url;
 
 use super::meter::{Meter, Phase};
 use super::session::{bounded, Session};
+use super::vetted::{host_ip, vetted_client};
 use super::{git_error, requested};
 use stasis_shared::domain::ErrorKind;
 
 const ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
-const MAX_REDIRECTS: usize = 5;
 
 pub(super) struct Http {
     session: Arc<Session>,
@@ -49,30 +45,13 @@ impl Http {
         if let Some(client) = &state.client {
             return Ok(client.clone());
         }
-        let session = self.session.clone();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "git/2.0 (stasis-mirror-sync ",
-                env!("CARGO_PKG_VERSION"),
-                ")"
-            ))
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(30))
-            .dns_resolver(Arc::new(Checked(self.session.clone())))
-            .redirect(Policy::custom(move |attempt| {
-                match allowed_redirect(&session, attempt.previous(), attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(why) => attempt.error(why),
-                }
-            }))
-            .build()
-            .map_err(|e| {
-                git_error(
-                    &self.session,
-                    ErrorKind::Internal,
-                    format!("HTTP client: {e}"),
-                )
-            })?;
+        let client = vetted_client(&self.session).map_err(|e| {
+            git_error(
+                &self.session,
+                ErrorKind::Internal,
+                format!("HTTP client: {e}"),
+            )
+        })?;
         state.client = Some(client.clone());
         Ok(client)
     }
@@ -291,7 +270,7 @@ impl HttpStream {
 }
 
 /// The error with its causes, without the URL (which may name a redirect target).
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut text = match e.url() {
         Some(url) => e.to_string().replace(url.as_str(), "upstream"),
         None => e.to_string(),
@@ -315,70 +294,4 @@ fn credentials(url: &Url) -> Option<(String, String)> {
             .into_owned()
     };
     Some((decode(url.username()), decode(url.password().unwrap_or(""))))
-}
-
-fn host_ip(url: &Url) -> Option<IpAddr> {
-    match url.host()? {
-        url::Host::Ipv4(ip) => Some(ip.into()),
-        url::Host::Ipv6(ip) => Some(ip.into()),
-        url::Host::Domain(_) => None,
-    }
-}
-
-/// A redirect is followed only where the fetch itself could have gone: no https to
-/// http, no credentials or fragments in the target, and an IP target that passes the
-/// address policy (a host name is checked when it is resolved).
-fn allowed_redirect(session: &Session, previous: &[Url], next: &Url) -> Result<(), io::Error> {
-    let refuse = |why: String| Err(session.fail(ErrorKind::BlockedUrl, why));
-    if previous.len() > MAX_REDIRECTS {
-        return refuse(format!(
-            "upstream redirected more than {MAX_REDIRECTS} times"
-        ));
-    }
-    let from_https = previous.last().is_some_and(|u| u.scheme() == "https");
-    match next.scheme() {
-        "https" => {}
-        "http" if !from_https => {}
-        _ => return refuse("upstream redirected to a scheme that is not allowed".into()),
-    }
-    if !next.username().is_empty() || next.password().is_some() || next.fragment().is_some() {
-        return refuse("upstream redirected to a URL with credentials or a fragment".into());
-    }
-    if let Some(ip) = host_ip(next) {
-        session.check(next.host_str().unwrap_or_default(), ip)?;
-    }
-    Ok(())
-}
-
-/// reqwest's resolver: the session's answer, every address checked, so the client can
-/// connect only to approved addresses.
-struct Checked(Arc<Session>);
-
-impl Resolve for Checked {
-    fn resolve(&self, name: Name) -> Resolving {
-        let session = self.0.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs = stasis_shared::git::url::resolve::lookup(
-                session.policy.dns_server,
-                host.clone(),
-                0,
-            )
-            .await
-            .map_err(|e| session.fail(ErrorKind::Network, e))?;
-            for addr in &addrs {
-                session.check(&host, addr.ip())?;
-            }
-            if addrs.is_empty() {
-                return Err(session
-                    .fail(
-                        ErrorKind::Network,
-                        format!("host `{host}` could not be resolved"),
-                    )
-                    .into());
-            }
-            let addrs: Addrs = Box::new(addrs.into_iter().collect::<Vec<SocketAddr>>().into_iter());
-            Ok(addrs)
-        })
-    }
 }

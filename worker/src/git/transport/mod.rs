@@ -14,13 +14,17 @@ mod meter;
 mod session;
 mod ssh;
 mod stream;
+mod vetted;
 
 use std::cell::RefCell;
 use std::sync::{Arc, Once};
 
 use git2::transport::{Service, Transport};
 
+pub(crate) use http::describe;
+pub(crate) use session::bounded;
 pub use session::{Failure, NetworkPolicy, Session};
+pub(crate) use vetted::{vet_url, vetted_client};
 
 use stasis_shared::domain::ErrorKind;
 use stasis_shared::git::url::{Scheme, UpstreamUrl};

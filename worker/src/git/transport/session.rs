@@ -216,7 +216,7 @@ impl Session {
 
 /// Waits for `fut` unless the sync is stopped or its deadline passes first; dropping the
 /// future closes whatever connection it was reading.
-pub(super) async fn bounded<F: std::future::Future>(
+pub(crate) async fn bounded<F: std::future::Future>(
     session: &Session,
     fut: F,
 ) -> io::Result<F::Output> {
