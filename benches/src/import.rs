@@ -1,4 +1,4 @@
-//! Benchmark 9: imports of repositories shaped like real ones, against `git clone
+//! Benchmark 10: imports of repositories shaped like real ones, against `git clone
 //! --mirror` of the same upstream: one with thousands of refs (branches, annotated tags
 //! and pull-request refs, as a GitHub project has) and one with a long history. Time to
 //! fetch, bytes on disk (`du`), and the worker process's peak resident memory. The
@@ -186,13 +186,13 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             }
             let figure = format!("import, {label} ({commits} commits, {refs} refs)");
             rows.push(
-                Row::new("9 import", &figure, quantile(&mut ours, 0.5), "ms")
+                Row::new("10 import", &figure, quantile(&mut ours, 0.5), "ms")
                     .against("git clone --mirror", quantile(&mut cli, 0.5))
                     .target("≤ 1.1×"),
             );
             rows.push(
                 Row::new(
-                    "9 import",
+                    "10 import",
                     &format!("disk, {label}"),
                     ours_disk as f64 / 1e6,
                     "MB",
@@ -202,7 +202,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             );
             rows.push(
                 Row::new(
-                    "9 import",
+                    "10 import",
                     &format!("disk, {label}"),
                     ours_disk as f64 / 1e6,
                     "MB",
@@ -214,7 +214,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             );
         }
         rows.push(Row::new(
-            "9 import",
+            "10 import",
             "worker peak RSS over these imports",
             rss_kib(worker.id(), "VmHWM:")? / 1024.0,
             "MiB",

@@ -1,4 +1,4 @@
-//! Benchmark 10: latency hidden by concurrency. Every round trip between the workers and
+//! Benchmark 11: latency hidden by concurrency. Every round trip between the workers and
 //! the upstream takes 40 ms more (a delaying proxy on loopback, on the upstream's CPU);
 //! no-op syncs of many mirrors at several worker concurrencies, beside a `git fetch`
 //! loop at the same parallelism. Each sync costs a few round trips of waiting and
@@ -131,12 +131,12 @@ pub async fn run_latency(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<(
             RTT.as_millis()
         );
         rows.push(
-            Row::new("10 latency", &figure, ours, "syncs/s")
+            Row::new("11 latency", &figure, ours, "syncs/s")
                 .against("concurrency ÷ RTT", bound)
                 .target("≥ 0.8×"),
         );
         rows.push(
-            Row::new("10 latency", &figure, ours, "syncs/s")
+            Row::new("11 latency", &figure, ours, "syncs/s")
                 .against("git fetch v0 loop, same parallelism", cli),
         );
     }
