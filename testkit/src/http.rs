@@ -110,27 +110,25 @@ impl GitHttpServer {
         *self.shared.lfs.lock().unwrap() = Some(Arc::new(LfsFiles::new(objects)));
     }
 
-    /// Batch answers name download hrefs at `origin` (`http://host:port`) instead of here.
-    pub fn lfs_hrefs_at(&self, origin: &str) {
-        let lfs = self
-            .shared
+    /// The LFS objects this server serves; panics before `serve_lfs`, a test's mistake.
+    fn lfs(&self) -> Arc<LfsFiles> {
+        self.shared
             .lfs
             .lock()
             .unwrap()
             .clone()
-            .expect("serve_lfs first");
+            .expect("serve_lfs first")
+    }
+
+    /// Batch answers name download hrefs at `origin` (`http://host:port`) instead of here.
+    pub fn lfs_hrefs_at(&self, origin: &str) {
+        let lfs = self.lfs();
         *lfs.href_base.lock().unwrap() = Some(origin.to_owned());
     }
 
     /// The download of `oid` answers `bytes` instead of the object.
     pub fn lfs_tamper(&self, oid: &str, bytes: &[u8]) {
-        let lfs = self
-            .shared
-            .lfs
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("serve_lfs first");
+        let lfs = self.lfs();
         lfs.tampered
             .lock()
             .unwrap()

@@ -50,7 +50,18 @@ async fn the_web_ui_is_served_with_its_types_and_a_strict_csp() {
     let api = Api::start(&env).await;
     for (path, kind, needle) in [
         ("/", "text/html", "/ui/app.js"),
-        ("/ui/app.js", "text/javascript", "MirrorSyncButton"),
+        ("/ui/app.js", "text/javascript", "./mirrors.js"),
+        ("/ui/mirrors.js", "text/javascript", "MirrorSyncButton"),
+        (
+            "/ui/jobs.js",
+            "text/javascript",
+            "export async function showJobs",
+        ),
+        (
+            "/ui/charts.js",
+            "text/javascript",
+            "export function activityChart",
+        ),
         ("/ui/app.css", "text/css", ".spin"),
         ("/ui/lib.js", "text/javascript", "export async function api"),
         (

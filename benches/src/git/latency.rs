@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use chrono::{DateTime, Utc};
-use stasis_shared::domain::SyncReason;
 use stasis_testkit::latency::LatencyProxy;
 
 use super::baselines::cli_fetch_loop;
-use super::{bench, start_worker, sync_one, Bench, DAEMON_HOSTS};
+use super::{bench_with_m0, start_worker, Bench, DAEMON_HOSTS};
 use crate::cpu::listen_overflows;
 use crate::fixture::copy_dir;
 use crate::pin::{self, Pinning};
@@ -55,18 +54,17 @@ fn proxy_thread(
 }
 
 pub async fn run_latency(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let Bench {
-        env,
-        medium: _medium,
-        daemon,
-        http: _http,
-        url,
-        owner,
-    } = bench(scale).await;
-    let first = env.mirror(&owner, "m0", &url).await;
-    let worker = start_worker(&env, 1);
-    sync_one(&env, first, SyncReason::Import).await?;
-    worker.stop().await;
+    let (
+        Bench {
+            env,
+            medium: _medium,
+            daemon,
+            http: _http,
+            url: _,
+            owner,
+        },
+        first,
+    ) = bench_with_m0(scale).await?;
     let targets: Vec<SocketAddr> = DAEMON_HOSTS
         .iter()
         .map(|h| format!("{h}:{}", daemon.port).parse())

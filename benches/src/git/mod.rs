@@ -108,3 +108,14 @@ async fn bench(scale: &Scale) -> Bench {
         owner,
     }
 }
+
+/// [`bench`] with the first mirror, `m0`, imported through a worker: what the no-op
+/// benchmarks copy into many up-to-date mirrors.
+async fn bench_with_m0(scale: &Scale) -> anyhow::Result<(Bench, Uuid)> {
+    let bench = bench(scale).await;
+    let first = bench.env.mirror(&bench.owner, "m0", &bench.url).await;
+    let worker = start_worker(&bench.env, 1);
+    sync_one(&bench.env, first, SyncReason::Import).await?;
+    worker.stop().await;
+    Ok((bench, first))
+}

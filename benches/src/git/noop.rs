@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use stasis_shared::domain::SyncReason;
 
 use super::baselines::{cli_fetch_loop, git2_list_loop};
-use super::{bench, start_worker, sync_one, Bench, DAEMON_HOSTS, WAIT};
+use super::{bench_with_m0, start_worker, Bench, DAEMON_HOSTS, WAIT};
 use crate::cpu::{listen_overflows, Cpu};
 use crate::fixture::copy_dir;
 use crate::pin::Pinning;
@@ -59,18 +58,17 @@ async fn settled_cpu() -> Cpu {
 
 /// Benchmark 1: no-op syncs of up-to-date mirrors, end to end (scheduler claim → done).
 pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let Bench {
-        env,
-        medium: _medium,
-        daemon,
-        http: _http,
-        url,
-        owner,
-    } = bench(scale).await;
-    let first = env.mirror(&owner, "m0", &url).await;
-    let worker = start_worker(&env, 1);
-    sync_one(&env, first, SyncReason::Import).await?;
-    worker.stop().await;
+    let (
+        Bench {
+            env,
+            medium: _medium,
+            daemon,
+            http: _http,
+            url: _,
+            owner,
+        },
+        _first,
+    ) = bench_with_m0(scale).await?;
     let m0 = env.mirror_path("bench", "m0");
     // mirror i fetches from the daemon's address i, round robin
     for i in 1..scale.mirrors {

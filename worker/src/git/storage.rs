@@ -6,20 +6,22 @@ use git2::Repository;
 
 /// Bytes the mirror takes on disk (its objects: refs and config are noise).
 pub fn disk_size(path: &Path) -> u64 {
-    fn walk(dir: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|entry| match entry.file_type() {
-                Ok(t) if t.is_dir() => walk(&entry.path()),
-                Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-                Err(_) => 0,
-            })
-            .sum()
-    }
-    walk(&path.join("objects"))
+    tree_size(&path.join("objects"))
+}
+
+/// Bytes of the files under `dir`, however deep; what cannot be read counts as nothing.
+pub fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// After a first fetch failed: removes the bare repository it created, if it holds no

@@ -151,18 +151,5 @@ pub fn missing(path: &Path, pointers: Vec<Pointer>) -> Vec<Pointer> {
 
 /// Bytes of LFS objects the mirror holds.
 pub fn stored_size(path: &Path) -> u64 {
-    fn walk(dir: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|entry| match entry.file_type() {
-                Ok(t) if t.is_dir() => walk(&entry.path()),
-                Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-                Err(_) => 0,
-            })
-            .sum()
-    }
-    walk(&path.join("lfs").join("objects"))
+    crate::git::storage::tree_size(&path.join("lfs").join("objects"))
 }
