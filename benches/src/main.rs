@@ -94,7 +94,7 @@ impl Scale {
                 import_refs: 3_000,
                 latency_mirrors: 2_000,
                 latency_concurrency: vec![16, 64, 256],
-                manifest_mirrors: 200,
+                manifest_mirrors: 1_000,
                 parallelism,
             }
         }

@@ -18,6 +18,7 @@ use stasis_testkit::http::GitHttpServer;
 use stasis_testkit::manifest::ManifestServer;
 use stasis_testkit::TestEnv;
 
+use crate::cpu::Cpu;
 use crate::fixture::copy_dir;
 use crate::report::Row;
 use crate::Scale;
@@ -186,9 +187,10 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         &config,
         format!(
             "[core]\ntoplevel = {}\nmanifest = ${{toplevel}}/manifest.js.gz\nlog = {}\nloglevel = info\n\
-             [remote]\nsite = http://127.0.0.1\nmanifest = {}\n[pull]\npull_threads = 2\n",
+             [remote]\nsite = {}\nmanifest = {}\n[pull]\npull_threads = 2\n",
             local.display(),
             env.dir.path().join("grok-pull.log").display(),
+            git_http.url("").trim_end_matches('/'),
             server.url()
         ),
     )?;
@@ -224,6 +226,35 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         log.contains(&format!(" manifest: {n} relevant entries")),
         "grok-pull did not read the manifest's {n} repositories:\n{log}"
     );
+
+    // a fleet kept up to date: the manifest round plus the syncs it lets through, beside
+    // grok-pull's own run, when no upstream changed and when a tenth did
+    let side = Side {
+        top: &top,
+        local: &local,
+        work: &work.path,
+        grok_manifest: &grok_manifest,
+        manifest_file: &manifest_file,
+        server: &server,
+    };
+    for percent in [0, 10] {
+        let (ours, theirs) =
+            changed_round(&env, &mut manifests, &side, percent, &mut pull(false)).await?;
+        let figure = format!("fleet of {n} kept up to date, {percent}% of upstreams changed");
+        rows.push(
+            Row::new(BENCH, &format!("{figure}: wall"), ours.secs * 1e3, "ms")
+                .against("grok-pull", theirs.secs * 1e3),
+        );
+        rows.push(
+            Row::new(
+                BENCH,
+                &format!("{figure}: CPU, this host"),
+                ours.cpu * 1e3,
+                "ms",
+            )
+            .against("grok-pull", theirs.cpu * 1e3),
+        );
+    }
 
     let listed = listing_round(&mut env, n).await?;
 
@@ -293,4 +324,139 @@ async fn listing_round(env: &mut TestEnv, n: usize) -> anyhow::Result<f64> {
         anyhow::bail!("{unchanged} of {n} syncs found nothing new: {runs:?}");
     }
     Ok(took)
+}
+
+/// What a changed round needs of the fleet: the upstreams, the repository commits come
+/// from, and how the manifest is written and served.
+struct Side<'a> {
+    top: &'a Path,
+    /// grok-pull's replica of `top`.
+    local: &'a Path,
+    work: &'a Path,
+    grok_manifest: &'a Path,
+    manifest_file: &'a Path,
+    server: &'a ManifestServer,
+}
+
+/// Wall time and CPU seconds of one side's round.
+struct Spent {
+    secs: f64,
+    cpu: f64,
+}
+
+/// `percent` of the upstreams get a new commit and the manifest is written anew; then
+/// our round (the manifest read, the changed mirrors enqueued and synced by a worker,
+/// until the last is done) and grok-pull's run (the manifest read, the changed
+/// repositories fetched). CPU is every process of this host (the upstream's
+/// `git http-backend` runs here for both sides): `Cpu::total` over the span.
+async fn changed_round(
+    env: &TestEnv,
+    manifests: &mut Manifests,
+    side: &Side<'_>,
+    percent: usize,
+    grok_pull: &mut Command,
+) -> anyhow::Result<(Spent, Spent)> {
+    let n: usize = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM repositories")
+        .fetch_one(&env.pool)
+        .await? as usize;
+    // every tenth upstream for 10%
+    let step = 100 / percent.max(1);
+    let changed: Vec<usize> = (0..n).filter(|i| percent > 0 && i % step == 0).collect();
+    if !changed.is_empty() {
+        git(
+            side.work,
+            &[
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                &format!("{percent}% changed"),
+            ],
+        );
+        for i in &changed {
+            let target = side.top.join(format!("r{i}.git"));
+            git(
+                side.work,
+                &["push", "-q", target.to_str().unwrap(), "HEAD:main"],
+            );
+        }
+    }
+    let out = Command::new(side.grok_manifest)
+        .arg("-m")
+        .arg(side.manifest_file)
+        .arg("-t")
+        .arg(side.top)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "grok-manifest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    side.server.publish_gz(std::fs::read(side.manifest_file)?);
+    sqlx::query("UPDATE repositories SET next_sync_at = now() - interval '1 second'")
+        .execute(&env.pool)
+        .await?;
+
+    let worker = env.spawn_worker();
+    let cpu_before = Cpu::now();
+    let started = Instant::now();
+    let done = manifests.round(&env.cfg, &env.pool).await?;
+    let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await?;
+    ensure!(
+        tick.enqueued as usize == changed.len() && done.skipped as usize == n - changed.len(),
+        "{percent}%: {} enqueued, {} skipped, {} changed",
+        tick.enqueued,
+        done.skipped,
+        changed.len()
+    );
+    env.drained(Duration::from_secs(300)).await;
+    let ours = Spent {
+        secs: started.elapsed().as_secs_f64(),
+        cpu: settled(&cpu_before).await,
+    };
+    worker.stop().await;
+    let moved: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_runs WHERE outcome = 'success' AND NOT unchanged
+         AND started_at > now() - make_interval(secs => $1)",
+    )
+    .bind(ours.secs + 1.0)
+    .fetch_one(&env.pool)
+    .await?;
+    ensure!(
+        moved as usize == changed.len(),
+        "{moved} syncs moved refs, {} upstreams changed",
+        changed.len()
+    );
+
+    let cpu_before = Cpu::now();
+    let secs = run_timed(grok_pull)?;
+    let theirs = Spent {
+        secs,
+        cpu: settled(&cpu_before).await,
+    };
+    let head = |dir: &Path| -> anyhow::Result<String> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(dir)
+            .args(["rev-parse", "main"])
+            .output()?;
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    for i in &changed {
+        let name = format!("r{i}.git");
+        ensure!(
+            head(&side.local.join(&name))? == head(&side.top.join(&name))?,
+            "grok-pull did not bring {name} up to date"
+        );
+    }
+    Ok((ours, theirs))
+}
+
+/// CPU seconds every process here spent since `before`, read once the processes a
+/// side started have been reaped.
+async fn settled(before: &Cpu) -> f64 {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut spent = Cpu::default();
+    spent.add_span(before, &Cpu::now());
+    spent.total()
 }
