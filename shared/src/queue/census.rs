@@ -68,7 +68,7 @@ pub async fn lane_depths(
     Ok(depths)
 }
 
-/// A delivery apalis gave up on, in a lane's dead set.
+/// A delivery the queue gave up on, in a lane's dead set.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DeadDelivery {
     /// `priority` or `scheduled`.
