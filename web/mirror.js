@@ -76,7 +76,7 @@ async function showHistory(base, section) {
       section.replaceChildren(h("p", { class: "muted", text: "No syncs yet." }));
       return;
     }
-    const head = ["Started", "Outcome", "Error", "Took", "Refs", "Received", "Worker"];
+    const head = ["Started", "Outcome", "Error", "Took", "Refs", "Received", "LFS", "Worker"];
     section.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("thead", {}, h("tr", {}, ...head.map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, ...runs.map((/** @type {any} */ r) => h("tr", { "data-outcome": r.outcome ?? "running" },
@@ -86,10 +86,17 @@ async function showHistory(base, section) {
         h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
         h("td", { text: r.unchanged ? "unchanged" : `+${r.refs_updated} -${r.refs_pruned}`, "data-label": "Refs" }),
         h("td", { text: humanSize(r.bytes_received), "data-label": "Received" }),
+        h("td", { text: lfsFigures(r), "data-label": "LFS", "data-testid": "run-lfs" }),
         h("td", { text: r.worker, "data-label": "Worker" })))))));
   } catch (err) {
     section.replaceChildren(h("p", { class: "form-error", text: err.message }));
   }
+}
+
+/** A run's Git LFS downloads, and why some are missing when they are. @param {any} r */
+function lfsFigures(r) {
+  const got = r.lfs_objects ? `${r.lfs_objects} objects, ${humanSize(r.lfs_bytes ?? 0)}` : "-";
+  return r.lfs_error ? `${got}; ${r.lfs_error}` : got;
 }
 
 /** Every setting `PATCH …/mirror` takes; only what changed is sent. @param {string} base @param {any} repo */
@@ -103,6 +110,7 @@ function settingsForm(base, repo) {
   ];
   const interval = h("input", { id: "interval", type: "text", value: duration(repo.sync_interval_seconds), placeholder: "default", "aria-describedby": "interval-help" });
   const enabled = h("input", { id: "enabled", type: "checkbox", checked: repo.mirror_enabled });
+  const lfs = h("input", { id: "lfs", type: "checkbox", checked: repo.lfs_enabled !== false });
   const url = h("input", { id: "mirror-url", type: "text", inputmode: "url", value: "", placeholder: repo.mirror_url ?? "", "aria-describedby": "mirror-url-help" });
   const include = h("textarea", { id: "include-refs", rows: "3", "aria-describedby": "include-refs-help" });
   include.textContent = patterns(repo.include_refs);
@@ -112,6 +120,7 @@ function settingsForm(base, repo) {
   const form = h("form", { novalidate: true, "aria-label": "Mirror settings" },
     ...field("interval", "Sync interval", interval, "Like 30m or 2h; empty for the default."),
     h("label", { class: "inline" }, enabled, "Scheduled syncs on"),
+    h("label", { class: "inline" }, lfs, "Download Git LFS objects"),
     ...field("mirror-url", "New upstream URL", url, "Credentials in it replace the stored ones, which are never shown. Empty: keep the current one."),
     ...field("include-refs", "Refs to keep (one pattern per line)", include, "e.g. refs/heads/release/*; empty keeps every ref."),
     ...field("exclude-refs", "Refs to leave out (one pattern per line)", exclude),
@@ -128,6 +137,8 @@ function settingsForm(base, repo) {
     if (every !== duration(repo.sync_interval_seconds)) body.sync_interval = every || null;
     const on = /** @type {HTMLInputElement} */ (enabled).checked;
     if (on !== repo.mirror_enabled) body.enabled = on;
+    const withLfs = /** @type {HTMLInputElement} */ (lfs).checked;
+    if (withLfs !== (repo.lfs_enabled !== false)) body.lfs = withLfs;
     const upstream = /** @type {HTMLInputElement} */ (url).value.trim();
     if (upstream) body.mirror_url = upstream;
     if (lines(include).join("\n") !== patterns(repo.include_refs)) body.include_refs = lines(include);

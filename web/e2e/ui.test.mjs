@@ -399,8 +399,17 @@ test("every page for an owner and an admin at 1280 and 390 px: shown, nothing pa
   await tools.getByTestId("sync-state").filter({ hasText: /Synced!|Up to date/ }).waitFor();
   await tools.locator("h2 a").click();
   await page.getByLabel("Sync interval").fill("3h");
+  // every field the API can change is on the form: the LFS switch too
+  assert.equal(await page.getByLabel("Download Git LFS objects").isChecked(), true);
+  await page.getByLabel("Download Git LFS objects").uncheck();
   await page.getByRole("button", { name: "Save settings" }).click();
   await page.getByText("Settings saved.").waitFor();
+  const saved = await page.request.get(`${BASE_URL}/api/v1/repos/olga/olga-tools`, {
+    headers: { authorization: `Bearer ${OWNER_TOKEN}` },
+  }).then((r) => r.json());
+  assert.equal(saved.lfs_enabled, false);
+  assert.equal(saved.sync_interval_seconds, 3 * 3600);
+  assert.match(await page.getByTestId("run-lfs").first().innerText(), /^-$|objects/);
   await page.goto(`${BASE_URL}/#/operator`);
   await page.getByText("This page needs an admin token.").waitFor();
   const jobId = await page.request.get(`${BASE_URL}/api/v1/admin/jobs?per_page=1`, {
