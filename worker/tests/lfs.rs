@@ -63,6 +63,23 @@ async fn sync(env: &TestEnv, repo: Uuid, reason: SyncReason) -> Uuid {
     job
 }
 
+/// alice's mirror `r` of `url`, its LFS switch set to `lfs`, imported by a worker that
+/// stops after it; the repository and the import's run.
+async fn imported(env: &TestEnv, url: &str, lfs: bool) -> (Uuid, LfsRun) {
+    let (alice, _) = env.user("alice", false).await;
+    let repo = env.mirror(&alice, "r", url).await;
+    sqlx::query("UPDATE repositories SET lfs_enabled = $2 WHERE id = $1")
+        .bind(repo)
+        .bind(lfs)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let worker = env.spawn_worker();
+    let import = sync(env, repo, SyncReason::Import).await;
+    worker.stop().await;
+    (repo, lfs_run(env, import).await)
+}
+
 struct Fixture {
     env: TestEnv,
     up: Upstream,
@@ -143,13 +160,7 @@ async fn a_corrupt_object_is_not_stored_and_the_git_sync_stands() {
     // the same size with other bytes, and one byte more than the pointer says
     server.lfs_tamper(&swapped_oid, &content(99, 4000));
     server.lfs_tamper(&longer_oid, &content(12, 2001));
-    let (alice, _) = env.user("alice", false).await;
-    let repo = env.mirror(&alice, "r", &server.url("r.git")).await;
-    let worker = env.spawn_worker();
-    let import = sync(&env, repo, SyncReason::Import).await;
-    worker.stop().await;
-
-    let run = lfs_run(&env, import).await;
+    let (repo, run) = imported(&env, &server.url("r.git"), true).await;
     assert_eq!(run.outcome.as_deref(), Some("success"));
     assert_eq!(run.lfs_objects, Some(1));
     assert_eq!(run.lfs_bytes, Some(good.len() as i64));
@@ -187,13 +198,7 @@ async fn objects_over_the_per_object_limit_are_skipped() {
     env.cfg.lfs.max_object_size = bytesize::ByteSize::b(1000);
     let small_oid = commit_lfs_file(&up, "small.bin", &content(20, 1000));
     let large_oid = commit_lfs_file(&up, "large.bin", &content(21, 1001));
-    let (alice, _) = env.user("alice", false).await;
-    let repo = env.mirror(&alice, "r", &server.url("r.git")).await;
-    let worker = env.spawn_worker();
-    let import = sync(&env, repo, SyncReason::Import).await;
-    worker.stop().await;
-
-    let run = lfs_run(&env, import).await;
+    let (_, run) = imported(&env, &server.url("r.git"), true).await;
     assert_eq!(run.lfs_objects, Some(1));
     let error = run.lfs_error.unwrap_or_default();
     assert!(
@@ -210,18 +215,7 @@ async fn objects_over_the_per_object_limit_are_skipped() {
 async fn with_lfs_off_for_the_mirror_nothing_is_downloaded() {
     let Fixture { env, up, server } = fixture().await;
     commit_lfs_file(&up, "a.bin", &content(30, 3000));
-    let (alice, _) = env.user("alice", false).await;
-    let repo = env.mirror(&alice, "r", &server.url("r.git")).await;
-    sqlx::query("UPDATE repositories SET lfs_enabled = false WHERE id = $1")
-        .bind(repo)
-        .execute(&env.pool)
-        .await
-        .unwrap();
-    let worker = env.spawn_worker();
-    let import = sync(&env, repo, SyncReason::Import).await;
-    worker.stop().await;
-
-    let run = lfs_run(&env, import).await;
+    let (_, run) = imported(&env, &server.url("r.git"), false).await;
     assert_eq!((run.lfs_objects, run.lfs_error), (None, None));
     let mirror = env.mirror_path("alice", "r");
     assert_mirrors(&mirror, &up);
@@ -242,13 +236,7 @@ async fn an_upstream_without_an_lfs_api_fails_lfs_only() {
     commit_lfs_file(&up, "a.bin", &content(40, 3000));
     // git only: the batch request reaches git http-backend, which knows no such path
     let server = GitHttpServer::start(&root);
-    let (alice, _) = env.user("alice", false).await;
-    let repo = env.mirror(&alice, "r", &server.url("r.git")).await;
-    let worker = env.spawn_worker();
-    let import = sync(&env, repo, SyncReason::Import).await;
-    worker.stop().await;
-
-    let run = lfs_run(&env, import).await;
+    let (_, run) = imported(&env, &server.url("r.git"), true).await;
     assert_eq!(run.outcome.as_deref(), Some("success"));
     assert_eq!(run.lfs_objects, Some(0));
     let error = run.lfs_error.unwrap_or_default();
