@@ -32,7 +32,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The manifests of the configured hosts, as last read.
 pub struct Manifests {
-    client: reqwest::Client,
+    /// Why there is none, when the vetted client could not be built: then no manifest is
+    /// read (a default client would skip the address policy) and every mirror is synced.
+    client: Result<reqwest::Client, String>,
     allow_local_network: bool,
     dns_server: Option<std::net::SocketAddr>,
     hosts: BTreeMap<String, Manifest>,
@@ -76,7 +78,7 @@ impl Manifests {
             .dns_resolver(Arc::new(resolver))
             .user_agent(concat!("stasis-mirror-sync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("no HTTP client for manifests: {e}"));
         let hosts = cfg
             .mirror
             .manifests
@@ -159,7 +161,7 @@ impl Manifest {
     /// failure forgets it until a later read succeeds.
     async fn refresh(
         &mut self,
-        client: &reqwest::Client,
+        client: &Result<reqwest::Client, String>,
         allow_local_network: bool,
         dns_server: Option<std::net::SocketAddr>,
         host: &str,
@@ -189,7 +191,7 @@ impl Manifest {
 
     async fn fetch(
         &self,
-        client: &reqwest::Client,
+        client: &Result<reqwest::Client, String>,
         allow_local_network: bool,
         dns_server: Option<std::net::SocketAddr>,
     ) -> Result<Fetched, String> {
@@ -198,7 +200,7 @@ impl Manifest {
         check_upstream(&self.url, allow_local_network, dns_server)
             .await
             .map_err(|e| e.to_string())?;
-        let mut request = client.get(&self.url);
+        let mut request = client.as_ref().map_err(Clone::clone)?.get(&self.url);
         if let (Some(since), true) = (&self.last_modified, self.fingerprints.is_some()) {
             request = request.header(IF_MODIFIED_SINCE, since);
         }
