@@ -157,6 +157,22 @@ pub fn webhook_secret(state: &AppState, secret: &str) -> Result<String, ApiError
     Ok(cipher.seal(secret))
 }
 
+/// A text filter, `None` when empty; refused past `max` characters.
+pub fn filter_text(
+    field: &str,
+    text: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match text.map(|t| t.trim().to_owned()) {
+        Some(t) if t.chars().count() > max => Err(ApiError::BadRequest(
+            "invalid_query",
+            format!("{field} takes at most {max} characters"),
+        )),
+        Some(t) if t.is_empty() => Ok(None),
+        t => Ok(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use stasis_shared::db::repos;
+use stasis_shared::db::users::User;
 use stasis_shared::domain::SyncReason;
 use utoipa::ToSchema;
 
@@ -12,7 +12,7 @@ use crate::dto::{ErrorBody, SyncAccepted};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::routes::admin::split_repo;
-use crate::routes::mirror::enqueue;
+use crate::routes::mirror::{enqueue, managed_mirror};
 use crate::state::AppState;
 
 /// The most mirrors one bulk request names: a page of the fleet view.
@@ -56,7 +56,7 @@ pub struct BulkSync {
     security(("bearer" = [])))]
 pub async fn sync_many(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(admin): Admin,
     ApiJson(req): ApiJson<BulkSyncRequest>,
 ) -> Result<Json<BulkSync>, ApiError> {
     if req.repos.is_empty() || req.repos.len() > MAX_BULK {
@@ -70,7 +70,7 @@ pub async fn sync_many(
     }
     let mut results = Vec::with_capacity(req.repos.len());
     for full in req.repos {
-        let outcome = sync_one(&state, &full, req.force).await;
+        let outcome = sync_one(&state, &admin, &full, req.force).await;
         let item = match outcome {
             Ok(accepted) => BulkSyncItem {
                 repo: full,
@@ -95,16 +95,13 @@ pub async fn sync_many(
     }))
 }
 
-async fn sync_one(state: &AppState, full: &str, force: bool) -> Result<SyncAccepted, ApiError> {
+async fn sync_one(
+    state: &AppState,
+    admin: &User,
+    full: &str,
+    force: bool,
+) -> Result<SyncAccepted, ApiError> {
     let (owner, name) = split_repo(full)?;
-    let repo = repos::find_by_name(&state.pool, &owner, &name)
-        .await?
-        .ok_or(ApiError::NotFound("repository"))?;
-    if !repo.is_mirror {
-        return Err(ApiError::BadRequest(
-            "not_a_mirror",
-            "repository is not a mirror".into(),
-        ));
-    }
+    let repo = managed_mirror(state, admin, &owner, &name).await?;
     enqueue(state, repo.id, SyncReason::Manual, force).await
 }

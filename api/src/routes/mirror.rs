@@ -20,7 +20,7 @@ use crate::state::AppState;
 use crate::validate;
 
 /// A mirror the caller may manage (owner or admin).
-async fn managed_mirror(
+pub async fn managed_mirror(
     state: &AppState,
     user: &User,
     owner: &str,

@@ -149,8 +149,8 @@ async fn list_page(
         mirror: q.mirror,
         status,
         owner,
-        host: bounded("host", q.host, 253)?,
-        search: bounded("q", q.q, 100)?,
+        host: validate::filter_text("host", q.host, 253)?,
+        search: validate::filter_text("q", q.q, 100)?,
         viewer,
     };
     let limit = i64::from(per_page);
@@ -162,18 +162,6 @@ async fn list_page(
         per_page,
         total,
     }))
-}
-
-/// A text filter, `None` when empty; refused past `max` characters.
-fn bounded(field: &str, text: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
-    match text.map(|t| t.trim().to_owned()) {
-        Some(t) if t.chars().count() > max => Err(ApiError::BadRequest(
-            "invalid_query",
-            format!("{field} takes at most {max} characters"),
-        )),
-        Some(t) if t.is_empty() => Ok(None),
-        t => Ok(t),
-    }
 }
 
 /// The states a `sync_status` filter matches: a seed value (`failed` is also
