@@ -47,3 +47,52 @@ async fn each_round_trip_through_the_proxy_takes_at_least_its_rtt() {
     assert_eq!(&four, b"ping");
     assert_eq!(proxy.connections(), 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_connects_waits_in_the_proxy_not_in_the_targets_accept_queue() {
+    use stasis_testkit::latency::ACCEPT_QUEUE;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = server.local_addr().unwrap();
+    // connections the target holds and has not answered yet, and the most at once
+    let unanswered = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (held, peak) = (unanswered.clone(), most.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = server.accept().await {
+            let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let held = held.clone();
+            tokio::spawn(async move {
+                let mut one = [0u8; 1];
+                s.read_exact(&mut one).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                held.fetch_sub(1, Ordering::SeqCst);
+                s.write_all(&one).await.unwrap();
+            });
+        }
+    });
+    let proxy = LatencyProxy::start(vec![target], Duration::from_millis(10))
+        .await
+        .unwrap();
+    let clients = (0..5 * ACCEPT_QUEUE as u8).map(|i| {
+        let addr = proxy.addr;
+        tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&[i]).await.unwrap();
+            let mut one = [0u8; 1];
+            c.read_exact(&mut one).await.unwrap();
+            one[0] == i
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        assert!(client.await.unwrap(), "a reply reached the wrong client");
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (1..=ACCEPT_QUEUE).contains(&most),
+        "{most} connections unanswered at once"
+    );
+}
