@@ -96,6 +96,12 @@ impl fmt::Display for Cpu {
     }
 }
 
+/// CPU seconds one thread of this process has used (a thread pinned apart, such as the
+/// latency proxy's, which stands for the network and not for the client).
+pub fn thread_seconds(tid: u32) -> f64 {
+    times(&format!("/proc/self/task/{tid}/stat")).map_or(0.0, |t| t.own)
+}
+
 struct Times {
     comm: String,
     own: f64,

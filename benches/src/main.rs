@@ -93,7 +93,7 @@ impl Scale {
                 import_commits: 40_000,
                 import_refs: 3_000,
                 latency_mirrors: 2_000,
-                latency_concurrency: vec![16, 64, 256],
+                latency_concurrency: vec![4, 16, 64, 256],
                 manifest_mirrors: 1_000,
                 parallelism,
             }
