@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::ensure;
 use stasis_testkit::TestEnv;
 
+use crate::cpu::Cpu;
 use crate::report::Row;
 use crate::Scale;
 
@@ -16,6 +17,22 @@ struct Tick {
     secs: f64,
     bytes_per_mirror: f64,
     bytes_per_job: f64,
+    /// Write-ahead log the tick wrote, per mirror, and the checkpoints it set off
+    /// (server-wide figures: other databases' writes count too).
+    wal_per_mirror: f64,
+    checkpoints: i64,
+    /// CPU per mirror by process group, to tell a slower Postgres from a slower Redis.
+    cpu: Cpu,
+}
+
+/// The server's WAL position (bytes) and checkpoints so far, timed and requested.
+async fn wal_state(pool: &sqlx::PgPool) -> sqlx::Result<(f64, i64)> {
+    sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8,
+                checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 async fn tick(n: usize) -> anyhow::Result<Tick> {
@@ -30,10 +47,15 @@ async fn tick(n: usize) -> anyhow::Result<Tick> {
         .execute(&env.pool)
         .await?;
 
+    let (wal_before, checkpoints_before) = wal_state(&env.pool).await?;
+    let cpu_before = Cpu::now();
     let started = Instant::now();
     let tick = stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
         .await?;
     let secs = started.elapsed().as_secs_f64();
+    let mut cpu = Cpu::default();
+    cpu.add_span(&cpu_before, &Cpu::now());
+    let (wal_after, checkpoints_after) = wal_state(&env.pool).await?;
     ensure!(
         tick.enqueued as usize == n,
         "enqueued {} of {n}",
@@ -49,6 +71,18 @@ async fn tick(n: usize) -> anyhow::Result<Tick> {
         secs,
         bytes_per_mirror: repos as f64 / n as f64,
         bytes_per_job: jobs as f64 / n as f64,
+        wal_per_mirror: (wal_after - wal_before) / n as f64,
+        checkpoints: checkpoints_after - checkpoints_before,
+        cpu: {
+            // milliseconds per 1,000 mirrors
+            let per = cpu.per_op(n);
+            Cpu {
+                bench: per.bench * 1e3,
+                daemon: per.daemon * 1e3,
+                postgres: per.postgres * 1e3,
+                redis: per.redis * 1e3,
+            }
+        },
     })
 }
 
@@ -57,6 +91,13 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let small = large / 10;
     let small_tick = tick(small).await?;
     let large_tick = tick(large).await?;
+    for (n, t) in [(small, &small_tick), (large, &large_tick)] {
+        println!(
+            "{n} due: {:.1} s, {:.0} B of WAL per mirror, {} checkpoints during the tick; \
+             per 1,000 mirrors: {}",
+            t.secs, t.wal_per_mirror, t.checkpoints, t.cpu
+        );
+    }
     rows.push(
         Row::new(
             "4 scheduler",
@@ -94,5 +135,14 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         large_tick.bytes_per_job,
         "B",
     ));
+    rows.push(
+        Row::new(
+            "4 scheduler",
+            &format!("WAL written per mirror, {large} due"),
+            large_tick.wal_per_mirror,
+            "B",
+        )
+        .against(&format!("{small} due"), small_tick.wal_per_mirror),
+    );
     Ok(())
 }
