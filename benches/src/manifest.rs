@@ -361,7 +361,21 @@ async fn changed_round(
         .await? as usize;
     // every tenth upstream for 10%
     let step = 100 / percent.max(1);
-    let changed: Vec<usize> = (0..n).filter(|i| percent > 0 && i % step == 0).collect();
+    let mut changed: Vec<usize> = (0..n).filter(|i| percent > 0 && i % step == 0).collect();
+    // grok-pull 2.0.12 never exits when it pulled a multiple of 100 repositories: every
+    // 100th one empties its list of finished pulls (`update_manifest` pops them), and its
+    // run-once exit waits for that list to be non-empty. One more keeps it finishing.
+    if !changed.is_empty() && changed.len().is_multiple_of(100) {
+        if let Some(extra) = (0..n).find(|i| i % step != 0) {
+            changed.push(extra);
+            println!(
+                "{} upstreams changed instead of {}: grok-pull 2.0.12 hangs after a \
+                 multiple of 100",
+                changed.len(),
+                changed.len() - 1
+            );
+        }
+    }
     if !changed.is_empty() {
         git(
             side.work,
@@ -410,9 +424,11 @@ async fn changed_round(
         changed.len()
     );
     env.drained(Duration::from_secs(300)).await;
+    let secs = started.elapsed().as_secs_f64();
+    let our_cpu = settled(&cpu_before).await;
     let ours = Spent {
-        secs: started.elapsed().as_secs_f64(),
-        cpu: settled(&cpu_before).await,
+        secs,
+        cpu: our_cpu.total(),
     };
     worker.stop().await;
     let moved: i64 = sqlx::query_scalar(
@@ -427,12 +443,37 @@ async fn changed_round(
         "{moved} syncs moved refs, {} upstreams changed",
         changed.len()
     );
+    if !changed.is_empty() {
+        // where a changed mirror's time goes, by the runs' own clocks
+        let (list, fetch, housekeeping, total): (f64, f64, f64, f64) = sqlx::query_as(
+            "SELECT coalesce(avg(list_ms), 0)::float8, coalesce(avg(fetch_ms), 0)::float8,
+                    coalesce(avg(housekeeping_ms), 0)::float8,
+                    coalesce(avg(extract(epoch FROM finished_at - started_at) * 1000), 0)::float8
+             FROM sync_runs WHERE outcome = 'success' AND NOT unchanged
+             AND started_at > now() - make_interval(secs => $1)",
+        )
+        .bind(ours.secs + 1.0)
+        .fetch_one(&env.pool)
+        .await?;
+        println!(
+            "{percent}% changed, ours per changed mirror: {}; a run takes {total:.0} ms \
+             (listing {list:.0}, fetch {fetch:.0}, housekeeping {housekeeping:.0})",
+            our_cpu.per_op(changed.len())
+        );
+    }
 
     let cpu_before = Cpu::now();
     let secs = run_timed(grok_pull)?;
+    let their_cpu = settled(&cpu_before).await;
+    if !changed.is_empty() {
+        println!(
+            "{percent}% changed, grok-pull per changed mirror: {}",
+            their_cpu.per_op(changed.len())
+        );
+    }
     let theirs = Spent {
         secs,
-        cpu: settled(&cpu_before).await,
+        cpu: their_cpu.total(),
     };
     let head = |dir: &Path| -> anyhow::Result<String> {
         let out = Command::new("git")
@@ -454,9 +495,9 @@ async fn changed_round(
 
 /// CPU seconds every process here spent since `before`, read once the processes a
 /// side started have been reaped.
-async fn settled(before: &Cpu) -> f64 {
+async fn settled(before: &Cpu) -> Cpu {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut spent = Cpu::default();
     spent.add_span(before, &Cpu::now());
-    spent.total()
+    spent
 }
