@@ -182,3 +182,63 @@ fn credentials_are_sent_after_a_challenge_and_never_appear_in_errors() {
         .expect_err("no credentials");
     assert_eq!(none.kind, ErrorKind::Auth, "{none:?}");
 }
+
+/// Every fetch's client shares one TLS context (built once per process); it must verify
+/// certificates as reqwest's own would: a self-signed upstream is refused, every time.
+#[test]
+fn an_https_upstream_with_an_untrusted_certificate_is_refused() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl req");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(listening, "openssl s_server did not start");
+
+    let url = format!("https://127.0.0.1:{port}/x.git");
+    for attempt in 0..2 {
+        let mirror = dir.path().join(format!("m{attempt}.git"));
+        let err = fetch_once(&mirror, &url, &super::permissive()).unwrap_err();
+        assert!(
+            err.message.contains("certificate verify failed"),
+            "not a certificate error: {err:?}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
