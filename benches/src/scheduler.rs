@@ -21,7 +21,8 @@ struct Tick {
     /// (server-wide figures: other databases' writes count too).
     wal_per_mirror: f64,
     checkpoints: i64,
-    /// CPU per mirror by process group, to tell a slower Postgres from a slower Redis.
+    /// CPU (ms) per 1,000 mirrors by process group, to tell a slower Postgres from a
+    /// slower Redis.
     cpu: Cpu,
 }
 

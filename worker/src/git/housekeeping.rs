@@ -227,7 +227,8 @@ mod tests {
     use super::*;
 
     /// A git command still running at its deadline is killed with what it started (here
-    /// a shell alias's `sleep`, which holds stderr open), rather than waited for.
+    /// a shell alias's `sleep`): were the `sleep` left running, it would hold stderr open
+    /// and `run` would wait the 30 s for it.
     #[test]
     fn a_command_past_its_deadline_is_killed_with_its_children() {
         let dir = tempfile::tempdir().unwrap();
