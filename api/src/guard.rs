@@ -63,7 +63,7 @@ impl Budget {
     }
 }
 
-/// Whom a budget belongs to. Token hashes and mirror names are hashed, so the
+/// Whom a budget belongs to: users by id, mirrors by their path's hash, so the
 /// limiter's maps hold no credentials; a router called without a listener (tests) has
 /// no address and shares one bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
