@@ -84,7 +84,9 @@ pub async fn after_sync(
                 done.repack = Some((kind, took));
                 if retry.is_some_and(|r| kind.covers(r.kind)) {
                     if let Err(e) = Retry::clear(path) {
-                        span.in_scope(|| warn!(error = %e, "could not clear the housekeeping retry"));
+                        span.in_scope(
+                            || warn!(error = %e, "could not clear the housekeeping retry"),
+                        );
                     }
                 }
             }

@@ -154,12 +154,10 @@ pub async fn retry_now(pool: &PgPool, repo_id: Uuid) -> sqlx::Result<u64> {
 
 /// The mirror's remembered objects and when the next is due.
 pub async fn count(pool: &PgPool, repo_id: Uuid) -> sqlx::Result<(i64, Option<DateTime<Utc>>)> {
-    sqlx::query_as(
-        "SELECT count(*), min(next_try_at) FROM lfs_missing WHERE repo_id = $1",
-    )
-    .bind(repo_id)
-    .fetch_one(pool)
-    .await
+    sqlx::query_as("SELECT count(*), min(next_try_at) FROM lfs_missing WHERE repo_id = $1")
+        .bind(repo_id)
+        .fetch_one(pool)
+        .await
 }
 
 /// All mirrors' remembered objects: the fleet's gauge.

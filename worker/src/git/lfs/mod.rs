@@ -180,9 +180,9 @@ pub async fn mirror_lfs(req: &LfsRequest<'_>) -> LfsReport {
     report.errors.extend(scan_error);
     report.pointers = found;
     download_missing(req, missing.clone(), stored, &mut report).await;
-    let fallback = report.error_text().unwrap_or_else(|| {
-        "the LFS step ended before this object was downloaded".to_owned()
-    });
+    let fallback = report
+        .error_text()
+        .unwrap_or_else(|| "the LFS step ended before this object was downloaded".to_owned());
     report.missing = unstored(&missing, &report, &fallback);
     report
 }
