@@ -113,7 +113,7 @@ pub async fn import(
         .await?;
     tx.commit().await?;
     if let Some(job) = job {
-        state.enqueuer.admit(&[job]).await;
+        state.enqueuer.admit_promptly(vec![job]).await;
     }
     let repo = repos::find(&state.pool, repo_id)
         .await?

@@ -95,6 +95,18 @@ impl Enqueuer {
         delivered
     }
 
+    /// [`Self::admit`] for a request's path: answers within [`PROMPT`] whatever Redis's
+    /// state (down, or frozen), with how many were delivered by then. An admission still
+    /// under way completes, or gives its jobs back to wait, on its own.
+    pub async fn admit_promptly(&self, jobs: Vec<SyncMirror>) -> usize {
+        let this = self.clone();
+        let admission = tokio::spawn(async move { this.admit(&jobs).await });
+        match tokio::time::timeout(PROMPT, admission).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        }
+    }
+
     async fn admit_lane(&self, lane: Lane, ids: &[uuid::Uuid]) -> Result<usize> {
         let room = self.room(lane).await? as usize;
         if room == 0 {
@@ -139,6 +151,11 @@ impl Enqueuer {
         Ok(delivered)
     }
 }
+
+/// How long a request waits for Redis to take its delivery before it answers that the
+/// job waits for the queue: the job is recorded either way, and a request must answer
+/// in seconds while Redis is down or frozen.
+pub const PROMPT: Duration = Duration::from_millis(500);
 
 /// Most deliveries one pass pushes per lane.
 const DISPATCH_BATCH: u64 = 1000;

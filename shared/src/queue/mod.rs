@@ -185,12 +185,7 @@ impl Enqueuer {
             }
             _ => chrono::Utc::now(),
         };
-        // A Redis nobody marked yet (a new deployment) is marked before the job is
-        // visible: a request finding the job must not take the missing marker for lost
-        // data. A Redis that is down leaves the job waiting for the dispatcher.
-        if let Err(e) = mark(&self.redis, &self.namespace, true).await {
-            tracing::debug!(error = %e, "could not mark the delivery epoch");
-        }
+        self.mark_new().await;
         tx.commit().await?;
         metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str()).increment(1);
         let job = SyncMirror {
@@ -198,7 +193,7 @@ impl Enqueuer {
             repo_id,
             reason,
         };
-        let waiting = run_at <= chrono::Utc::now() && self.admit(&[job]).await == 0;
+        let waiting = run_at <= chrono::Utc::now() && self.admit_promptly(vec![job]).await == 0;
         Ok(Some(Enqueued {
             job_id,
             created: true,
@@ -224,9 +219,7 @@ impl Enqueuer {
         else {
             return Ok(None);
         };
-        if let Err(e) = mark(&self.redis, &self.namespace, true).await {
-            tracing::debug!(error = %e, "could not mark the delivery epoch");
-        }
+        self.mark_new().await;
         metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str()).increment(1);
         Ok(Some(SyncMirror {
             job_id,
@@ -250,8 +243,12 @@ impl Enqueuer {
             let mut in_queue = active.in_queue;
             // A Redis that cannot be asked is not taken for one that lost its data: the
             // dispatcher and the leader's recovery see to the job once it is back.
-            if (active.undelivered || (in_queue && self.redis_lost_data().await.unwrap_or(false)))
-                && recovery::forget_delivery(&self.pool, job_id).await?
+            let lost = in_queue
+                && !active.undelivered
+                && tokio::time::timeout(admission::PROMPT, self.redis_lost_data())
+                    .await
+                    .is_ok_and(|lost| lost.unwrap_or(false));
+            if (active.undelivered || lost) && recovery::forget_delivery(&self.pool, job_id).await?
             {
                 // its delivery may be gone with Redis's data: it gets a fresh one
                 in_queue = false;
@@ -266,7 +263,7 @@ impl Enqueuer {
                 reason: active.reason,
             };
             if run_at <= chrono::Utc::now() && !in_queue {
-                waiting = self.admit(&[job]).await == 0;
+                waiting = self.admit_promptly(vec![job]).await == 0;
             }
         }
         let follow_up = !active.pending
@@ -279,6 +276,19 @@ impl Enqueuer {
             follow_up,
             waiting,
         })
+    }
+
+    /// A Redis nobody marked yet (a new deployment) is marked before a new job is
+    /// visible: a request finding the job must not take the missing marker for lost data.
+    /// Bounded: a Redis that is down or frozen leaves the job waiting for the dispatcher.
+    async fn mark_new(&self) {
+        match tokio::time::timeout(admission::PROMPT, mark(&self.redis, &self.namespace, true))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not mark the delivery epoch"),
+            Err(_) => tracing::debug!("Redis did not answer; the delivery epoch is not marked"),
+        }
     }
 
     /// Whether Redis lost its data since the last epoch was marked; if so a new epoch
@@ -306,7 +316,7 @@ impl Enqueuer {
                     repo_id: job.repo_id,
                     reason: job.reason,
                 };
-                self.admit(&[delivery]).await;
+                self.admit_promptly(vec![delivery]).await;
             }
             // deleted with its repository meanwhile
             None => return Ok(Err(Refused::NotFound)),
