@@ -69,7 +69,7 @@ async fn one_owners_flood_of_imports_does_not_stand_in_front_of_anothers_import(
     const EACH: usize = 60;
     let mut env = TestEnv::new().await;
     env.cfg.queue.max_priority_backlog = BOUND;
-    env.cfg.worker.concurrency = 4;
+    env.cfg.worker.concurrency = 8;
     let served = env.dir.path().join("served");
     Upstream::create(served.join("slow"));
     let healthy = Upstream::create(served.join("healthy"));
@@ -82,7 +82,8 @@ async fn one_owners_flood_of_imports_does_not_stand_in_front_of_anothers_import(
     .await
     .unwrap();
     let slow_url = format!("git://{}/slow", proxy.addr);
-    let workers = [env.spawn_worker(), env.spawn_worker()];
+    // one worker: two in one process would share their queue consumers' names
+    let worker = env.spawn_worker();
     let enqueuer = env.enqueuer();
     let watch = DepthWatch::start(enqueuer.clone(), Lane::Priority);
 
@@ -122,9 +123,7 @@ async fn one_owners_flood_of_imports_does_not_stand_in_front_of_anothers_import(
         deepest <= BOUND + RACE,
         "the priority lane held {deepest} deliveries, past its bound of {BOUND}"
     );
-    for worker in workers {
-        worker.stop().await;
-    }
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

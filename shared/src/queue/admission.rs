@@ -108,6 +108,7 @@ impl Enqueuer {
     }
 
     async fn admit_lane(&self, lane: Lane, ids: &[uuid::Uuid]) -> Result<usize> {
+        let _turn = self.admitting.lock().await;
         let room = self.room(lane).await? as usize;
         if room == 0 {
             metrics::counter!("stasis_queue_admissions_deferred_total", "lane" => lane.name())
@@ -138,6 +139,7 @@ impl Enqueuer {
     pub async fn dispatch(&self) -> Result<u64> {
         let mut delivered = 0;
         for lane in Lane::ALL {
+            let _turn = self.admitting.lock().await;
             let room = self.room(lane).await?;
             if room == 0 {
                 continue;

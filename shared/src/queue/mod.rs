@@ -113,6 +113,9 @@ pub struct Enqueuer {
     max_attempts: i32,
     /// `queue.max_priority_backlog`, `queue.max_backlog`.
     bounds: admission::Bounds,
+    /// One admission at a time in this process: each reads the room it fills, so two at
+    /// once would both fill it. Processes still race, by at most one admission each.
+    admitting: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Enqueuer {
@@ -130,6 +133,7 @@ impl Enqueuer {
             namespace: cfg.namespace.clone(),
             max_attempts: max_attempts as i32,
             bounds: admission::Bounds::from(cfg),
+            admitting: std::sync::Arc::default(),
         }
     }
 
