@@ -310,7 +310,7 @@ impl<'c> SyncAttempt<'c> {
                 // reaper's pass
                 info!("sync interrupted by shutdown; job requeued");
                 metrics::counter!("stasis_syncs_interrupted_total").increment(1);
-                ctx.enqueuer.admit(&[self.job.clone()]).await;
+                ctx.enqueuer.admit(std::slice::from_ref(&self.job)).await;
             }
         }
         Ok(())
