@@ -212,6 +212,11 @@ pub struct JobSummary {
     pub max_attempts: i32,
     pub run_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    /// Due, but waiting for room in the queue (or for the queue to be reachable): it is
+    /// recorded and runs as soon as it is admitted, oldest first and fair across owners.
+    pub waiting_for_queue: bool,
+    /// A sync was requested while this one ran: a follow-up sync runs after it.
+    pub follow_up: bool,
 }
 
 impl JobSummary {
@@ -223,6 +228,8 @@ impl JobSummary {
             max_attempts: job.max_attempts?,
             run_at: job.run_at?,
             last_error: job.last_error.clone(),
+            waiting_for_queue: job.waiting_for_queue.unwrap_or(false),
+            follow_up: job.follow_up.unwrap_or(false),
         })
     }
 }
@@ -263,6 +270,13 @@ pub struct SyncAccepted {
     /// When the job runs: later than now when the mirror synced less than
     /// `mirror.min_manual_interval` ago (requests within that window share one sync).
     pub next_run_at: chrono::DateTime<chrono::Utc>,
+    /// The mirror's sync was already running: another sync runs after it (one, however
+    /// many requests arrive meanwhile), so the mirror ends at least as new as the
+    /// upstream was at this request.
+    pub follow_up: bool,
+    /// Accepted and recorded, but waiting for room in the queue (or for the queue to be
+    /// reachable): it runs as soon as it is admitted.
+    pub waiting_for_queue: bool,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -46,6 +46,13 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         &cfg.queue,
         cfg.sync.max_attempts,
     );
+    // every scheduler (stand-bys too) offers to dispatch: waiting jobs keep moving
+    // while leadership changes hands
+    let dispatcher = tokio::spawn(stasis_shared::queue::dispatch_loop(
+        enqueuer.clone(),
+        cfg.queue.dispatch_interval,
+        shutdown.clone(),
+    ));
     let key = leases.leader_key();
     let ttl = cfg.scheduler.lease_ttl;
     let check_every = cfg.scheduler.tick.min(ttl / 3);
@@ -187,6 +194,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         let _ = leases.release(&lease).await;
         let _ = scheduler_status::clear(&redis, &cfg.queue.namespace).await;
     }
+    let _ = dispatcher.await;
     info!("scheduler stopped");
 }
 

@@ -7,7 +7,7 @@
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::{jobs, repos};
+use stasis_shared::db::{jobs, repos, waiting};
 use stasis_shared::domain::{SyncMirror, SyncReason};
 use stasis_shared::lifecycle::rescue;
 use stasis_shared::lock::Leases;
@@ -39,17 +39,20 @@ pub async fn reap(
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
     let mut reaped = Reaped::default();
 
-    // Only when Redis holds no delivery at all is a long-due pending job surely orphaned;
-    // with a backlog it may simply be waiting its turn. Listed before abandoned running
-    // jobs are requeued as pending: a pass slower than `stuck_after` would otherwise
-    // find those here too, and count and deliver them twice.
+    // A job recorded as in its lane, long due, whose delivery Redis does not hold (its
+    // process died between claiming and pushing it) waits for a fresh one. Redis holds
+    // no more than the lanes' bounds and the workers' in-flight deliveries, so reading
+    // them all is cheap.
     let mut redeliver = Vec::new();
-    let depth = queue::redis_depth(redis, &cfg.queue.namespace).await?;
-    if depth.scheduled + depth.active + depth.inflight == 0 {
-        for (job_id, repo_id, reason) in jobs::pending_due_since(pool, stuck, BATCH).await? {
-            reaped.pending += 1;
-            redeliver.push(delivery(job_id, repo_id, reason));
-        }
+    let claimed = waiting::in_queue_since(pool, stuck, BATCH).await?;
+    if !claimed.is_empty() {
+        let present = queue::delivered_jobs(redis, &cfg.queue.namespace).await?;
+        let lost: Vec<_> = claimed
+            .into_iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        waiting::unclaim(pool, &lost).await?;
+        reaped.pending += lost.len() as u64;
     }
 
     for (job_id, repo_id, reason) in jobs::running_since(pool, stuck, BATCH).await? {
@@ -63,7 +66,7 @@ pub async fn reap(
         }
     }
     if !redeliver.is_empty() {
-        enqueuer.push(redeliver).await?;
+        enqueuer.admit(&redeliver).await;
     }
 
     for repo_id in repos::stuck_without_job(pool, stuck, BATCH).await? {

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::recovery::{self, Orphan};
@@ -80,7 +79,7 @@ impl Recovery {
             None => recovery::current_epoch(pool).await?,
         };
         if self.reconciled != Some(epoch) {
-            done.redelivered = redeliver_before(pool, redis, enqueuer, ns, epoch).await?;
+            done.redelivered = redeliver_before(pool, redis, ns, epoch).await?;
             self.reconciled = Some(epoch);
         }
         Ok(done)
@@ -122,19 +121,21 @@ async fn rescue_dead_workers(
     }
     let rescued = deliveries.len() as u64;
     if rescued > 0 {
-        enqueuer.push(deliveries).await?;
+        // at once where their lanes have room; the dispatcher delivers the rest
+        enqueuer.admit(&deliveries).await;
         metrics::counter!("stasis_jobs_redelivered_total", "cause" => "dead_worker")
             .increment(rescued);
     }
     Ok(rescued)
 }
 
-/// Delivers again every pending job last delivered before `epoch` whose delivery Redis
-/// no longer holds, and records them all as delivered in `epoch`.
+/// Every pending job last delivered before `epoch` whose delivery Redis no longer holds
+/// waits in Postgres for a fresh one, which the dispatcher delivers as its lane has
+/// room (a Redis that lost 10,000 deliveries gets them back in bounded waves); the
+/// others are recorded as delivered in `epoch`.
 async fn redeliver_before(
     pool: &PgPool,
     redis: &ConnectionManager,
-    enqueuer: &Enqueuer,
     namespace: &str,
     epoch: i64,
 ) -> Result<u64, SchedulerError> {
@@ -145,22 +146,8 @@ async fn redeliver_before(
         let batch = recovery::delivered_before(pool, epoch, after, BATCH).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.id);
-        let now = Utc::now();
-        let mut due = Vec::new();
-        for job in batch.iter().filter(|job| !present.contains(&job.id)) {
-            match (job.run_at - now).to_std() {
-                Ok(wait) if !wait.is_zero() => {
-                    enqueuer.push_delayed(delivery(job), wait).await?;
-                }
-                _ => due.push(delivery(job)),
-            }
-            redelivered += 1;
-        }
-        if !due.is_empty() {
-            enqueuer.push(due).await?;
-        }
         let ids: Vec<_> = batch.iter().map(|job| job.id).collect();
-        recovery::mark_delivered(pool, &ids, epoch).await?;
+        redelivered += recovery::forget_lost(pool, &ids, &present, epoch).await?;
     }
     if redelivered > 0 {
         metrics::counter!("stasis_jobs_redelivered_total", "cause" => "redis_lost")

@@ -119,6 +119,14 @@ async fn pending_jobs_whose_deliveries_redis_lost_are_delivered_again_once() {
             redelivered: 2
         }
     );
+    // the two lost deliveries wait in Postgres for the dispatcher, which admits them
+    let waiting = stasis_shared::db::waiting::count(&env.pool).await.unwrap();
+    assert_eq!(
+        waiting.due, 2,
+        "the jobs whose deliveries were lost wait for a fresh one"
+    );
+    assert_eq!(env.waiting_deliveries().await, 1);
+    assert_eq!(env.enqueuer().dispatch().await.unwrap(), 2);
     assert_eq!(
         env.waiting_deliveries().await,
         3,

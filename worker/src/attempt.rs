@@ -269,6 +269,7 @@ impl<'c> SyncAttempt<'c> {
                 },
                 repo_name: &format!("{}/{}", self.repo.owner, self.repo.name),
                 notify_urls: &ctx.cfg.notify.urls,
+                max_attempts: ctx.cfg.sync.max_attempts as i32,
             },
         )
         .await?;
@@ -284,6 +285,10 @@ impl<'c> SyncAttempt<'c> {
             warn!("repository lock was lost during the sync; its new owner's results stand");
             return Ok(());
         }
+        if let Some(follow_up) = finished.follow_up {
+            info!(follow_up_job_id = %follow_up.job_id, "a sync was requested during this one; follow-up queued");
+            ctx.enqueuer.admit(&[follow_up]).await;
+        }
         match ending {
             Ending::Success(report) => info!(
                 unchanged = report.unchanged,
@@ -294,9 +299,9 @@ impl<'c> SyncAttempt<'c> {
                 "sync succeeded"
             ),
             Ending::Retry { error, delay } => {
+                // pending again, due after its backoff: the dispatcher delivers it then
                 info!(error = %error, delay_s = delay.as_secs(), "sync failed; retry scheduled");
                 metrics::counter!("stasis_sync_retries_total").increment(1);
-                postpone(ctx, self.job.clone(), delay).await?;
             }
             Ending::Failed(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
             Ending::Interrupted(_) => {
@@ -305,7 +310,7 @@ impl<'c> SyncAttempt<'c> {
                 // reaper's pass
                 info!("sync interrupted by shutdown; job requeued");
                 metrics::counter!("stasis_syncs_interrupted_total").increment(1);
-                ctx.enqueuer.push(vec![self.job.clone()]).await?;
+                ctx.enqueuer.admit(std::slice::from_ref(&self.job)).await;
             }
         }
         Ok(())

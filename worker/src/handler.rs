@@ -75,12 +75,13 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
     }
 }
 
-/// A fresh delivery of the job after `delay`; this one ends.
+/// This delivery ends; the job waits in Postgres for `delay` and is then delivered
+/// afresh (a job that is not pending, running elsewhere or finished, needs none).
 pub(crate) async fn postpone(
     ctx: &WorkerContext,
     job: SyncMirror,
     delay: Duration,
 ) -> Result<(), WorkerError> {
-    ctx.enqueuer.push_delayed(job, delay).await?;
+    ctx.enqueuer.postpone(job.job_id, delay).await?;
     Ok(())
 }

@@ -79,6 +79,14 @@ pub async fn run(
         cfg.queue.heartbeat_interval,
     ));
     let alive_beat = tokio::spawn(alive.clone().keep(cfg.queue.heartbeat_interval));
+    // Workers offer to dispatch too: retries and postponed deliveries keep moving with
+    // no scheduler running (one process at a time holds the dispatcher's lease).
+    let stop_dispatching = tokio_util::sync::CancellationToken::new();
+    let dispatcher = tokio::spawn(queue::dispatch_loop(
+        ctx.enqueuer.clone(),
+        cfg.queue.dispatch_interval,
+        stop_dispatching.clone(),
+    ));
 
     // One consumer per lane; the context's permits keep the process at its concurrency
     // across both, so a "Sync now" waits at most for the syncs this worker already
@@ -124,6 +132,8 @@ pub async fn run(
             Ok(())
         })
         .await;
+    stop_dispatching.cancel();
+    let _ = dispatcher.await;
     heartbeat.abort();
     alive_beat.abort();
     if let Err(e) = liveness::leave(&alive.redis, &alive.key).await {

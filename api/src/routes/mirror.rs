@@ -106,8 +106,12 @@ pub async fn enqueue(
         .map_or(SyncStatus::Queued, |r| r.sync_status);
     let message = if enqueued.created && deferred {
         "Mirror sync scheduled after the minimum interval between syncs"
+    } else if enqueued.waiting {
+        "Mirror sync queued: it waits for room in the queue"
     } else if enqueued.created {
         "Mirror sync started"
+    } else if enqueued.follow_up {
+        "Mirror sync in progress: another sync will run after it"
     } else {
         "Mirror sync already queued or in progress"
     };
@@ -117,6 +121,8 @@ pub async fn enqueue(
         sync_state: status,
         job_id: enqueued.job_id,
         next_run_at: enqueued.run_at,
+        follow_up: enqueued.follow_up,
+        waiting_for_queue: enqueued.waiting,
     })
 }
 

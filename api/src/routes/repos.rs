@@ -77,8 +77,12 @@ pub async fn import(
     let exclude_refs =
         validate::ref_patterns("exclude_refs", req.exclude_refs.unwrap_or_default())?;
     let (clone_url, credentials) = validate::upstream(&state, &req.clone_url).await?;
+    // The repository and its import job are recorded together or not at all: a
+    // repository without its job would never sync, and its retried import would find the
+    // name taken. Once both are recorded the import runs, whatever Redis's state.
+    let mut tx = state.pool.begin().await?;
     let created = repos::create(
-        &state.pool,
+        &mut *tx,
         &repos::NewRepo {
             owner_id: user.id,
             name: &req.name,
@@ -103,7 +107,14 @@ pub async fn import(
         }
         Err(e) => return Err(e.into()),
     };
-    state.enqueuer.enqueue(repo_id, SyncReason::Import).await?;
+    let job = state
+        .enqueuer
+        .open_in(&mut tx, repo_id, SyncReason::Import)
+        .await?;
+    tx.commit().await?;
+    if let Some(job) = job {
+        state.enqueuer.admit_promptly(vec![job]).await;
+    }
     let repo = repos::find(&state.pool, repo_id)
         .await?
         .ok_or(ApiError::NotFound("repository"))?;

@@ -62,9 +62,19 @@ pub struct QueueConfig {
     /// How often an idle worker asks Redis for work (apalis otherwise waits a heartbeat).
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// Upper bound on jobs waiting in Redis; the scheduler pushes in waves below it,
-    /// because apalis-redis 1.0 fails every fetch once ~8,000 ids are due at once.
+    /// Upper bound on deliveries waiting in the scheduled lane; the scheduler pushes in
+    /// waves below it, because apalis-redis 1.0 fails every fetch once ~8,000 ids are
+    /// due at once.
     pub max_backlog: u64,
+    /// Upper bound on deliveries waiting in the priority lane (imports, "Sync now",
+    /// webhooks, retries). Kept small: the lane is first come, first served, so what
+    /// waits in it stands in front of every owner's next request; the rest waits in
+    /// Postgres and is admitted fairly across owners as room appears.
+    pub max_priority_backlog: u64,
+    /// How often the dispatcher delivers waiting jobs (due retries, postponed
+    /// deliveries, overflow) into their lanes.
+    #[serde(with = "humantime_serde")]
+    pub dispatch_interval: Duration,
 }
 
 impl Default for QueueConfig {
@@ -75,6 +85,8 @@ impl Default for QueueConfig {
             missed_heartbeats: 2,
             poll_interval: Duration::from_millis(200),
             max_backlog: 4000,
+            max_priority_backlog: 100,
+            dispatch_interval: Duration::from_millis(200),
         }
     }
 }

@@ -79,6 +79,15 @@ impl Config {
                 "must be between 1 and 7000 (apalis-redis fails above ~8000 due jobs)",
             );
         }
+        if self.queue.max_priority_backlog == 0 || self.queue.max_priority_backlog > 7000 {
+            return invalid(
+                "queue.max_priority_backlog",
+                "must be between 1 and 7000 (apalis-redis fails above ~8000 due jobs)",
+            );
+        }
+        if self.queue.dispatch_interval.is_zero() {
+            return invalid("queue.dispatch_interval", "must be more than zero");
+        }
         let rl = &self.ratelimit;
         if [
             rl.read_per_second,

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use crate::domain::SyncReason;
+
 /// How a manual or webhook request is coalesced with the mirror's recent syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
@@ -22,6 +24,8 @@ pub enum Window {
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
 pub struct Active {
     pub id: Uuid,
+    pub repo_id: Uuid,
+    pub reason: SyncReason,
     /// When it is due.
     pub run_at: DateTime<Utc>,
     /// Pending (not running).
@@ -29,6 +33,8 @@ pub struct Active {
     /// Pending, and last delivered before Redis lost its data (an older epoch): its
     /// delivery may be gone.
     pub undelivered: bool,
+    /// Its delivery is in its lane (not waiting in Postgres for room or for its time).
+    pub in_queue: bool,
 }
 
 /// The repository's pending or running job.
@@ -37,11 +43,11 @@ where
     E: sqlx::PgExecutor<'e>,
 {
     sqlx::query_as(concat!(
-        "SELECT id, run_at, ",
+        "SELECT id, repo_id, reason, run_at, in_queue, ",
         crate::job_pending!("j"),
         " AS pending, ",
         crate::job_pending!("j"),
-        " AND delivery_epoch < current_redis_epoch() AS undelivered
+        " AND in_queue AND delivery_epoch < current_redis_epoch() AS undelivered
          FROM sync_jobs j WHERE repo_id = $1 AND ",
         crate::job_active!("j")
     ))
@@ -82,6 +88,35 @@ pub async fn advance(pool: &PgPool, job_id: Uuid) -> sqlx::Result<bool> {
         crate::job_pending!("j")
     ))
     .bind(job_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A request that found the repository's job running: its attempt may have listed the
+/// upstream's refs already, so one follow-up job runs after it (however many requests
+/// arrive meanwhile), due no earlier than `window` allows after the attempt's start.
+/// `false` when the job was not running (it ended meanwhile, or had not started).
+pub async fn follow_up(
+    pool: &PgPool,
+    job_id: Uuid,
+    reason: SyncReason,
+    window: Window,
+) -> sqlx::Result<bool> {
+    let gap = match window {
+        Window::Min(gap) => gap.as_secs_f64(),
+        Window::None | Window::Force => 0.0,
+    };
+    let done = sqlx::query(concat!(
+        "UPDATE sync_jobs j SET follow_up_reason = $2,
+             follow_up_at = LEAST(COALESCE(j.follow_up_at, 'infinity'),
+                 GREATEST(now(), COALESCE(j.started_at, now()) + make_interval(secs => $3)))
+         WHERE j.id = $1 AND ",
+        crate::job_running!("j")
+    ))
+    .bind(job_id)
+    .bind(reason)
+    .bind(gap)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

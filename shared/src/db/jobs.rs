@@ -246,20 +246,3 @@ pub async fn running_since(
     .fetch_all(pool)
     .await
 }
-
-/// Pending jobs due for longer than `older_than`.
-pub async fn pending_due_since(
-    pool: &PgPool,
-    older_than: std::time::Duration,
-    limit: i64,
-) -> sqlx::Result<Vec<(Uuid, Uuid, SyncReason)>> {
-    sqlx::query_as(concat!(
-        "SELECT id, repo_id, reason FROM sync_jobs j WHERE ",
-        crate::job_pending!("j"),
-        " AND run_at < now() - make_interval(secs => $1) ORDER BY run_at LIMIT $2"
-    ))
-    .bind(older_than.as_secs_f64())
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}

@@ -9,6 +9,7 @@ pub mod repos;
 pub mod runs;
 pub mod settings;
 pub mod users;
+pub mod waiting;
 pub mod workers;
 
 use std::sync::atomic::{AtomicU64, Ordering};

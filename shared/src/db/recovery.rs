@@ -1,6 +1,7 @@
 //! The queries behind recovery: jobs whose worker died, and pending jobs whose delivery
 //! Redis may have lost (see the `redis_epoch` migration).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -87,27 +88,39 @@ pub async fn mark_delivered(pool: &PgPool, ids: &[Uuid], epoch: i64) -> sqlx::Re
     Ok(())
 }
 
-/// A pending job delivered in an older epoch, taken for one re-delivery: `Some` (its
-/// old epoch) for exactly one of concurrent callers. Undone by [`unmark_delivered`] if
-/// the push fails.
-pub async fn take_redelivery(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(concat!(
-        "UPDATE sync_jobs j SET delivery_epoch = current_redis_epoch()
-         FROM (SELECT delivery_epoch AS before FROM sync_jobs WHERE id = $1) old
-         WHERE j.id = $1 AND j.delivery_epoch < current_redis_epoch() AND ",
-        crate::job_pending!("j"),
-        " RETURNING old.before"
+/// A pending job whose delivery Redis may have lost (delivered in an older epoch) waits
+/// in Postgres for a fresh one. `false` when it was not in that case.
+pub async fn forget_delivery(pool: &PgPool, job_id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query(concat!(
+        "UPDATE sync_jobs j SET in_queue = false
+         WHERE j.id = $1 AND j.in_queue AND j.delivery_epoch < current_redis_epoch() AND ",
+        crate::job_pending!("j")
     ))
     .bind(job_id)
-    .fetch_optional(pool)
-    .await
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
-pub async fn unmark_delivered(pool: &PgPool, job_id: Uuid, epoch: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sync_jobs SET delivery_epoch = $2 WHERE id = $1")
-        .bind(job_id)
-        .bind(epoch)
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Of `batch`, pending jobs last delivered before `epoch`: those whose delivery Redis
+/// still holds (in `present`) are recorded as delivered in `epoch`; the others wait in
+/// Postgres for a fresh one. Returns how many wait again.
+pub async fn forget_lost(
+    pool: &PgPool,
+    batch: &[Uuid],
+    present: &HashSet<Uuid>,
+    epoch: i64,
+) -> sqlx::Result<u64> {
+    let (kept, lost): (Vec<Uuid>, Vec<Uuid>) = batch.iter().partition(|id| present.contains(id));
+    mark_delivered(pool, &kept, epoch).await?;
+    let done = sqlx::query(concat!(
+        "UPDATE sync_jobs j SET in_queue = false, delivery_epoch = $2
+         WHERE j.id = ANY($1) AND j.in_queue AND ",
+        crate::job_pending!("j")
+    ))
+    .bind(&lost)
+    .bind(epoch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }

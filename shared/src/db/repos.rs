@@ -95,6 +95,12 @@ pub struct ActiveJob {
     pub run_at: Option<DateTime<Utc>>,
     #[sqlx(rename = "job_last_error")]
     pub last_error: Option<String>,
+    /// Due, but waiting in Postgres for room in its lane (or for Redis to be back).
+    #[sqlx(rename = "job_waiting_for_queue")]
+    pub waiting_for_queue: Option<bool>,
+    /// A sync was requested while it ran: a follow-up runs after it.
+    #[sqlx(rename = "job_follow_up")]
+    pub follow_up: Option<bool>,
 }
 
 /// What a status request reads, in one round trip (`$1` owner, `$2` name): the status
@@ -106,6 +112,8 @@ pub const STATUS: &str = concat!(
     ", j.id AS job_id, j.state AS job_state, j.attempts AS job_attempts,
            j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
            j.last_error AS job_last_error,
+           j.state = 'pending' AND NOT j.in_queue AND j.run_at <= now() AS job_waiting_for_queue,
+           j.follow_up_reason IS NOT NULL AS job_follow_up,
            (SELECT max(s.started_at) FROM sync_runs s WHERE s.repo_id = r.id) AS last_attempt_at,
            (SELECT count(*) FROM lfs_missing m WHERE m.repo_id = r.id) AS lfs_missing_objects
          FROM repositories r JOIN users u ON u.id = r.owner_id
@@ -180,7 +188,10 @@ pub struct NewRepo<'a> {
 }
 
 /// Inserts the repository; a taken name surfaces as a unique violation.
-pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
+pub async fn create<'e, E>(executor: E, new: &NewRepo<'_>) -> sqlx::Result<Uuid>
+where
+    E: sqlx::PgExecutor<'e>,
+{
     sqlx::query_scalar(
         "INSERT INTO repositories (id, owner_id, name, description, private, is_mirror,
              mirror_url, mirror_credentials, sync_interval_secs, include_refs, exclude_refs)
@@ -197,7 +208,7 @@ pub async fn create(pool: &PgPool, new: &NewRepo<'_>) -> sqlx::Result<Uuid> {
     .bind(new.sync_interval_secs)
     .bind(new.include_refs)
     .bind(new.exclude_refs)
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await
 }
 

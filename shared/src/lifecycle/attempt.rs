@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::policy::{self, End, Limits, NextSync, Standing, Verdict};
 use crate::db::settings;
-use crate::domain::{ErrorKind, JobState, RunOutcome};
+use crate::domain::{ErrorKind, JobState, RunOutcome, SyncReason};
 
 /// Which attempt a statement records, and who makes it.
 #[derive(Debug, Clone, Copy)]
@@ -132,15 +132,20 @@ pub struct Finish<'a> {
     pub repo_name: &'a str,
     /// `notify.urls`: receivers of every mirror's events.
     pub notify_urls: &'a [String],
+    /// `sync.max_attempts`, for a follow-up job this attempt's end opens.
+    pub max_attempts: i32,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Finished {
     /// The results were written: the fence held (and, without a recorded start, the job
     /// was still runnable).
     pub owned: bool,
     /// The attempt this call started, when [`start`] had not.
     pub started: Option<Started>,
+    /// A sync was requested while the attempt ran: the follow-up job this end opened,
+    /// waiting for admission to its lane.
+    pub follow_up: Option<crate::domain::SyncMirror>,
 }
 
 /// Records the attempt's end in one transaction. Not owned, writing only the run row
@@ -157,10 +162,12 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
                 return Ok(Finished {
                     owned: false,
                     started: None,
+                    follow_up: None,
                 })
             }
         },
     };
+    let mut follow_up = None;
     let owned = match standing(&mut tx, f).await? {
         Some(before) => {
             let verdict = policy::decide(before, f.end, f.limits, policy::jitter());
@@ -168,14 +175,20 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
             if verdict.event.is_some() {
                 notify(&mut tx, f, &verdict).await?;
             }
-            write_job(&mut tx, f, &verdict).await?;
+            if let Some((reason, due)) = write_job(&mut tx, f, &verdict).await? {
+                follow_up = open_follow_up(&mut tx, f, reason, due).await?;
+            }
             true
         }
         None => false,
     };
     write_run(&mut tx, f, run_id, owned).await?;
     tx.commit().await?;
-    Ok(Finished { owned, started })
+    Ok(Finished {
+        owned,
+        started,
+        follow_up,
+    })
 }
 
 /// The mirror's standing, its row locked; `None` when the fence moved on.
@@ -270,27 +283,73 @@ async fn notify(
     Ok(())
 }
 
+/// Writes the job's end. A job pending again (a retry, an interruption) waits in
+/// Postgres for a fresh delivery, and the attempt to come settles any follow-up it
+/// owed; a job that ended returns the follow-up it owes, `(reason, due at)`.
 async fn write_job(
     tx: &mut Transaction<'_, Postgres>,
     f: &Finish<'_>,
     v: &Verdict,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE sync_jobs SET state = $2, last_error = $3,
+) -> sqlx::Result<Option<(SyncReason, DateTime<Utc>)>> {
+    let ended = v.job != JobState::Pending;
+    let owed: (Option<SyncReason>, Option<DateTime<Utc>>) = sqlx::query_as(
+        "WITH old AS (
+             SELECT follow_up_reason, follow_up_at FROM sync_jobs WHERE id = $1
+         )
+         UPDATE sync_jobs SET state = $2, last_error = $3,
              run_at = now() + make_interval(secs => $4),
              finished_at = CASE WHEN $5 THEN now() END,
-             attempts = attempts - CASE WHEN $6 THEN 0 ELSE 1 END
-         WHERE id = $1",
+             attempts = attempts - CASE WHEN $6 THEN 0 ELSE 1 END,
+             in_queue = $5 AND in_queue,
+             follow_up_reason = NULL, follow_up_at = NULL
+         FROM old WHERE id = $1
+         RETURNING old.follow_up_reason, old.follow_up_at",
     )
     .bind(f.attempt.job_id)
     .bind(v.job)
     .bind(f.error)
     .bind(v.job_due_in.as_secs_f64())
-    .bind(v.job != JobState::Pending)
+    .bind(ended)
     .bind(v.attempt_counts)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(())
+    Ok(match owed {
+        (Some(reason), Some(due)) if ended => Some((reason, due)),
+        _ => None,
+    })
+}
+
+/// Opens the follow-up job a sync requested during this attempt: `pending`, due when
+/// the request's window allows, its repository `queued`.
+async fn open_follow_up(
+    tx: &mut Transaction<'_, Postgres>,
+    f: &Finish<'_>,
+    reason: SyncReason,
+    due: DateTime<Utc>,
+) -> sqlx::Result<Option<crate::domain::SyncMirror>> {
+    let job_id: Option<Uuid> = sqlx::query_scalar(
+        "WITH job AS (
+             INSERT INTO sync_jobs (id, repo_id, reason, max_attempts, run_at)
+             VALUES (gen_random_uuid(), $1, $2, $3, GREATEST(now(), $4))
+             ON CONFLICT DO NOTHING
+             RETURNING id
+         ), queued AS (
+             UPDATE repositories SET sync_status = 'queued', updated_at = now()
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM job)
+         )
+         SELECT id FROM job",
+    )
+    .bind(f.attempt.repo_id)
+    .bind(reason)
+    .bind(f.max_attempts)
+    .bind(due)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(job_id.map(|job_id| crate::domain::SyncMirror {
+        job_id,
+        repo_id: f.attempt.repo_id,
+        reason,
+    }))
 }
 
 async fn write_run(

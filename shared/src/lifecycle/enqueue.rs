@@ -1,5 +1,6 @@
-//! A job comes into being (`pending`, its repository `queued`), or is withdrawn when its
-//! delivery could not be pushed.
+//! A job comes into being (`pending`, its repository `queued`): waiting in Postgres for
+//! admission to its lane, or, for the scheduler's waves, claimed for it at once (and
+//! withdrawn if that push fails).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -127,8 +128,9 @@ pub const OPEN_DUE: &str = "WITH due AS (
             LIMIT $1
             FOR UPDATE OF r SKIP LOCKED
         ), jobs AS (
-            INSERT INTO sync_jobs (id, repo_id, reason, max_attempts)
-            SELECT gen_random_uuid(), id, 'scheduled', $2 FROM due
+            -- claimed for the lane as they are opened: the tick took room for them
+            INSERT INTO sync_jobs (id, repo_id, reason, max_attempts, in_queue)
+            SELECT gen_random_uuid(), id, 'scheduled', $2, true FROM due
             ON CONFLICT DO NOTHING
             RETURNING id, repo_id
         ), queued AS (
@@ -144,8 +146,8 @@ pub const OPEN_DUE: &str = "WITH due AS (
         SELECT id, repo_id, (SELECT next_sync_at FROM reached), (SELECT id FROM reached)
         FROM jobs";
 
-/// Undoes [`open`]/[`open_due`] for jobs whose push to Redis failed, so no repository
-/// is left `queued` behind a job nobody will run; due mirrors stay due for the next tick.
+/// Undoes [`open_due`] for jobs whose push to Redis failed, so no repository is left
+/// `queued` behind a job nobody will run; due mirrors stay due for the next tick.
 pub async fn withdraw(pool: &PgPool, job_ids: &[Uuid]) -> sqlx::Result<()> {
     sqlx::query(concat!(
         "WITH gone AS (

@@ -11,21 +11,25 @@
 //! | transition | from | to | repository | who |
 //! |---|---|---|---|---|
 //! | [`enqueue::open`], [`enqueue::open_due`] | (none) | `pending` | `queued` | API, scheduler, webhooks |
-//! | [`enqueue::withdraw`] (its push failed) | `pending`, no attempt | (deleted) | settled, if `queued` | whoever opened it |
+//! | [`enqueue::withdraw`] (a wave's push failed) | `pending`, no attempt | (deleted) | settled, if `queued` | scheduler |
 //! | [`attempt::start`] | `pending`, `running` (a dead worker's) | `running` | `syncing` | worker |
 //! | [`attempt::finish`]: success | `running` | `done` | `success` | worker |
+//! | [`attempt::finish`]: success or failure, a sync was requested meanwhile | `running` | `done`/`failed`, and a new `pending` follow-up | `queued` | worker |
 //! | [`attempt::finish`]: retry | `running` | `pending` (due after its backoff) | `queued` | worker |
 //! | [`attempt::finish`]: failure | `running` | `failed` | `failed` or `hard_failed` | worker |
 //! | [`attempt::finish`]: shutdown | `running` | `pending` (due now, attempt not counted) | `queued` | worker |
 //! | [`rescue::requeue_running`] | `running` (worker gone) | `pending` | unchanged | scheduler (reaper, recovery) |
 //! | [`operator::retry`] | `failed`, `dead` | `pending` | `queued` | operator |
-//! | [`operator::restore`] (retry's push failed) | `pending` | `failed` or `dead` | settled, if `queued` | operator |
 //! | [`operator::discard`] | `pending`, `failed` | `dead` | settled, if `queued` | operator |
 //! | [`operator::new_upstream`] | — | — | `hard_failed` → `failed` | owner (new URL) |
 //!
 //! A sync that ends within half a second with nothing written (most do: upstream
 //! unchanged) has no separate start: [`attempt::finish`] runs `start`'s statement first,
 //! in its own transaction, so `pending` → `running` → its end commit together.
+//!
+//! A `pending` job is in its Redis lane or waits in Postgres for admission to it
+//! (`in_queue`, see `queue::admission`); whoever moves a job to `pending` leaves it
+//! waiting, and the admission point delivers it.
 //!
 //! `done`, `failed` and `dead` are final but for an operator's retry. A repository has
 //! at most one `pending` or `running` job (a partial unique index decides). The

@@ -1,5 +1,5 @@
-//! What people do to a job or a mirror's status: an operator's retry and discard (and the
-//! undo of a retry whose delivery could not be pushed), an owner's new upstream.
+//! What people do to a job or a mirror's status: an operator's retry and discard, an
+//! owner's new upstream.
 
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -32,8 +32,8 @@ async fn lock_job(
 }
 
 /// Sends a failed or dead job back to `pending` with `extra_attempts` more attempts
-/// (history keeps counting from where it stopped). Returns the state it had, for
-/// [`restore`] should its delivery fail to reach Redis.
+/// (history keeps counting from where it stopped), waiting for admission to its lane.
+/// Returns the state it had.
 pub async fn retry(
     pool: &PgPool,
     job_id: Uuid,
@@ -51,7 +51,7 @@ pub async fn retry(
     }
     sqlx::query(
         "UPDATE sync_jobs SET state = 'pending', max_attempts = attempts + $2, run_at = now(),
-             finished_at = NULL
+             finished_at = NULL, in_queue = false
          WHERE id = $1",
     )
     .bind(job_id)
@@ -64,24 +64,6 @@ pub async fn retry(
         .await?;
     tx.commit().await?;
     Ok(Ok(state))
-}
-
-/// Undoes [`retry`] when the job's delivery could not be pushed.
-pub async fn restore(pool: &PgPool, job_id: Uuid, state: JobState) -> sqlx::Result<()> {
-    sqlx::query(concat!(
-        "WITH j AS (
-            UPDATE sync_jobs SET state = $2, finished_at = now()
-            WHERE id = $1 AND state = 'pending' RETURNING repo_id
-        )
-        UPDATE repositories r SET updated_at = now(), sync_status = ",
-        super::settled!(),
-        " FROM j WHERE r.id = j.repo_id AND r.sync_status = 'queued'"
-    ))
-    .bind(job_id)
-    .bind(state)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// Moves a pending or failed job to `dead`: it will not run, and a pending job's

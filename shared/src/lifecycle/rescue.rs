@@ -4,11 +4,14 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// A running job whose worker is gone goes back to pending, due now, with a delivery in
-/// the current epoch (the caller pushes it). `false` when it moved on meanwhile.
+/// A running job whose worker is gone goes back to pending, due now, waiting for a fresh
+/// delivery (the caller admits it, or the dispatcher does). Any follow-up it owed is
+/// settled by the attempt to come, which lists the upstream's refs anew. `false` when it
+/// moved on meanwhile.
 pub async fn requeue_running(pool: &PgPool, job_id: Uuid) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE sync_jobs SET state = 'pending', run_at = now(), delivery_epoch = current_redis_epoch()
+        "UPDATE sync_jobs SET state = 'pending', run_at = now(), in_queue = false,
+             follow_up_reason = NULL, follow_up_at = NULL
          WHERE id = $1 AND state = 'running'",
     )
     .bind(job_id)

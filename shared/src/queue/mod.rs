@@ -1,9 +1,9 @@
 //! The job queue: apalis-redis configured around its 1.0 sharp edges, with Postgres as
 //! the record of which jobs exist (dedup, state, history).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis::prelude::TaskSink;
 use apalis_redis::RedisStorage;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -14,15 +14,18 @@ use crate::db::coalesce;
 pub use crate::db::coalesce::Window;
 use crate::db::jobs;
 use crate::db::recovery;
+use crate::db::waiting;
 use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
 use crate::lifecycle::enqueue::{self, Opened};
 use crate::lifecycle::operator::{self, Refused};
 
+mod admission;
 mod census;
 mod connection;
 mod epoch;
 
+pub use admission::{dispatch_loop, Bounds};
 pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
 };
@@ -94,6 +97,10 @@ pub struct Enqueued {
     pub created: bool,
     /// When the job is due: later than now when it waits out `min_manual_interval`.
     pub run_at: chrono::DateTime<chrono::Utc>,
+    /// The repository's job was running: a follow-up sync runs when it ends.
+    pub follow_up: bool,
+    /// Due, but waiting in Postgres for room in its lane (or for Redis to be back).
+    pub waiting: bool,
 }
 
 #[derive(Clone)]
@@ -104,6 +111,11 @@ pub struct Enqueuer {
     priority: JobStorage,
     scheduled: JobStorage,
     max_attempts: i32,
+    /// `queue.max_priority_backlog`, `queue.max_backlog`.
+    bounds: admission::Bounds,
+    /// One admission at a time in this process: each reads the room it fills, so two at
+    /// once would both fill it. Processes still race, by at most one admission each.
+    admitting: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Enqueuer {
@@ -120,6 +132,8 @@ impl Enqueuer {
             redis,
             namespace: cfg.namespace.clone(),
             max_attempts: max_attempts as i32,
+            bounds: admission::Bounds::from(cfg),
+            admitting: std::sync::Arc::default(),
         }
     }
 
@@ -131,8 +145,11 @@ impl Enqueuer {
         }
     }
 
-    /// Records a job for the repository and pushes it, unless one is already pending
-    /// or running, in which case that job is returned. `None`: no such repository.
+    /// Records a job for the repository and admits it to its lane, unless one is
+    /// already pending or running, in which case that job is returned (a running one
+    /// owes a follow-up sync). `None`: no such repository. Once this returns the request
+    /// is recorded in Postgres and will run: a lane without room, or a Redis that is
+    /// down, leaves the job waiting for the dispatcher instead of failing it.
     pub async fn enqueue(&self, repo_id: Uuid, reason: SyncReason) -> Result<Option<Enqueued>> {
         self.enqueue_within(repo_id, reason, Window::None).await
     }
@@ -148,65 +165,134 @@ impl Enqueuer {
         // them, without the row lock that serialises creating a job (and that every
         // "Sync now" of a hot repository would otherwise queue on).
         if let Some(active) = coalesce::active(&self.pool, repo_id).await? {
-            let job_id = active.id;
-            if active.undelivered || (active.pending && self.redis_lost_data().await?) {
-                self.redeliver(job_id, repo_id, reason, active.run_at)
-                    .await?;
-            }
-            let run_at = self
-                .forced(window, job_id, repo_id, reason, active.run_at)
-                .await?;
             metrics::counter!("stasis_jobs_deduplicated_total").increment(1);
-            return Ok(Some(Enqueued {
-                job_id,
-                created: false,
-                run_at,
-            }));
+            return self.found(active, reason, window).await.map(Some);
         }
         let mut tx = self.pool.begin().await?;
         let Some(opened) = enqueue::open(&mut tx, repo_id, reason, self.max_attempts).await? else {
             return Ok(None);
         };
-        let (job_id, created) = (opened.job_id(), matches!(opened, Opened::New(_)));
-        let run_at = match (created, window) {
-            (true, Window::Min(gap)) if !gap.is_zero() => {
+        let job_id = match opened {
+            Opened::New(job_id) => job_id,
+            // a concurrent request created it between the read above and the lock
+            Opened::Existing(_) => {
+                drop(tx);
+                return match coalesce::active(&self.pool, repo_id).await? {
+                    Some(active) => self.found(active, reason, window).await.map(Some),
+                    None => Ok(None),
+                };
+            }
+        };
+        let run_at = match window {
+            Window::Min(gap) if !gap.is_zero() => {
                 coalesce::defer(&mut tx, job_id, repo_id, gap).await?
             }
-            (true, _) => chrono::Utc::now(),
-            // a concurrent request created it between the read above and the lock
-            (false, _) => coalesce::active(&mut *tx, repo_id)
-                .await?
-                .map_or_else(chrono::Utc::now, |active| active.run_at),
+            _ => chrono::Utc::now(),
         };
-        if created {
-            // A Redis nobody marked yet (a new deployment) is marked before the job is
-            // visible: a request finding the job must not take the missing marker for
-            // lost data. If Redis is down, the push below fails and withdraws the job.
-            if let Err(e) = mark(&self.redis, &self.namespace, true).await {
-                tracing::debug!(error = %e, "could not mark the delivery epoch");
-            }
-        }
+        self.mark_new().await;
         tx.commit().await?;
-        if created {
-            let job = SyncMirror {
-                job_id,
-                repo_id,
-                reason,
-            };
-            if let Err(e) = self.push_due_at(job, run_at).await {
-                enqueue::withdraw(&self.pool, &[job_id]).await?;
-                return Err(e);
-            }
-            metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str())
-                .increment(1);
-        } else {
-            metrics::counter!("stasis_jobs_deduplicated_total").increment(1);
-        }
+        metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str()).increment(1);
+        let job = SyncMirror {
+            job_id,
+            repo_id,
+            reason,
+        };
+        let waiting = run_at <= chrono::Utc::now() && self.admit_promptly(vec![job]).await == 0;
         Ok(Some(Enqueued {
             job_id,
-            created,
+            created: true,
             run_at,
+            follow_up: false,
+            waiting,
         }))
+    }
+
+    /// Opens a job for a repository the caller's transaction creates (an import), so
+    /// that both are recorded or neither is; once committed, the caller [`admits`] it.
+    /// `None`: the repository already had a pending or running job.
+    ///
+    /// [`admits`]: Self::admit
+    pub async fn open_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        repo_id: Uuid,
+        reason: SyncReason,
+    ) -> Result<Option<SyncMirror>> {
+        let Some(Opened::New(job_id)) =
+            enqueue::open(tx, repo_id, reason, self.max_attempts).await?
+        else {
+            return Ok(None);
+        };
+        self.mark_new().await;
+        metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str()).increment(1);
+        Ok(Some(SyncMirror {
+            job_id,
+            repo_id,
+            reason,
+        }))
+    }
+
+    /// A request that found the repository's job: a pending one absorbs it (it has yet
+    /// to list the upstream's refs); a running one owes a follow-up sync when it ends.
+    async fn found(
+        &self,
+        active: coalesce::Active,
+        reason: SyncReason,
+        window: Window,
+    ) -> Result<Enqueued> {
+        let job_id = active.id;
+        let mut run_at = active.run_at;
+        let mut waiting = false;
+        if active.pending {
+            let mut in_queue = active.in_queue;
+            // A Redis that cannot be asked is not taken for one that lost its data: the
+            // dispatcher and the leader's recovery see to the job once it is back.
+            let lost = in_queue
+                && !active.undelivered
+                && tokio::time::timeout(admission::PROMPT, self.redis_lost_data())
+                    .await
+                    .is_ok_and(|lost| lost.unwrap_or(false));
+            if (active.undelivered || lost) && recovery::forget_delivery(&self.pool, job_id).await?
+            {
+                // its delivery may be gone with Redis's data: it gets a fresh one
+                in_queue = false;
+            }
+            if window == Window::Force && coalesce::advance(&self.pool, job_id).await? {
+                run_at = chrono::Utc::now();
+                in_queue = false;
+            }
+            let job = SyncMirror {
+                job_id,
+                repo_id: active.repo_id,
+                reason: active.reason,
+            };
+            if run_at <= chrono::Utc::now() && !in_queue {
+                waiting = self.admit_promptly(vec![job]).await == 0;
+            }
+        }
+        let follow_up = !active.pending
+            && reason != SyncReason::Scheduled
+            && coalesce::follow_up(&self.pool, job_id, reason, window).await?;
+        Ok(Enqueued {
+            job_id,
+            created: false,
+            run_at,
+            follow_up,
+            waiting,
+        })
+    }
+
+    /// A Redis nobody marked yet (a new deployment) is marked before a new job is
+    /// visible: a request finding the job must not take the missing marker for lost data.
+    /// Bounded: a Redis that is down or frozen leaves the job waiting for the dispatcher.
+    async fn mark_new(&self) {
+        match tokio::time::timeout(admission::PROMPT, mark(&self.redis, &self.namespace, true))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not mark the delivery epoch"),
+            Err(_) => tracing::debug!("Redis did not answer; the delivery epoch is not marked"),
+        }
     }
 
     /// Whether Redis lost its data since the last epoch was marked; if so a new epoch
@@ -221,75 +307,23 @@ impl Enqueuer {
         Ok(true)
     }
 
-    /// A pending job whose delivery Redis may have lost gets a fresh one (once, however
-    /// many requests find it at the same time).
-    async fn redeliver(
-        &self,
-        job_id: Uuid,
-        repo_id: Uuid,
-        reason: SyncReason,
-        run_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<()> {
-        let Some(before) = recovery::take_redelivery(&self.pool, job_id).await? else {
-            return Ok(());
-        };
-        let job = SyncMirror {
-            job_id,
-            repo_id,
-            reason,
-        };
-        if let Err(e) = self.push_due_at(job, run_at).await {
-            recovery::unmark_delivered(&self.pool, job_id, before).await?;
-            return Err(e);
-        }
-        metrics::counter!("stasis_jobs_redelivered_total", "cause" => "request").increment(1);
-        Ok(())
-    }
-
-    /// Under [`Window::Force`], a job waiting out its window is made due now with a
-    /// delivery of its own (the deferred one finds it finished and is dropped).
-    async fn forced(
-        &self,
-        window: Window,
-        job_id: Uuid,
-        repo_id: Uuid,
-        reason: SyncReason,
-        run_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<chrono::DateTime<chrono::Utc>> {
-        if window != Window::Force || !coalesce::advance(&self.pool, job_id).await? {
-            return Ok(run_at);
-        }
-        let job = SyncMirror {
-            job_id,
-            repo_id,
-            reason,
-        };
-        self.push(vec![job]).await?;
-        Ok(chrono::Utc::now())
-    }
-
     /// An operator's retry of a failed or dead job: back to pending in Postgres with a
-    /// fresh allowance of attempts, and a new delivery in Redis.
+    /// fresh allowance of attempts, admitted to its lane or waiting for room there.
     pub async fn retry(&self, job_id: Uuid) -> Result<Result<(), Refused>> {
-        let previous = match operator::retry(&self.pool, job_id, self.max_attempts).await? {
-            Ok(state) => state,
-            Err(refused) => return Ok(Err(refused)),
-        };
-        let pushed = match jobs::find(&self.pool, job_id).await? {
+        if let Err(refused) = operator::retry(&self.pool, job_id, self.max_attempts).await? {
+            return Ok(Err(refused));
+        }
+        match jobs::find(&self.pool, job_id).await? {
             Some(job) => {
                 let delivery = SyncMirror {
                     job_id,
                     repo_id: job.repo_id,
                     reason: job.reason,
                 };
-                self.push(vec![delivery]).await
+                self.admit_promptly(vec![delivery]).await;
             }
             // deleted with its repository meanwhile
             None => return Ok(Err(Refused::NotFound)),
-        };
-        if let Err(e) = pushed {
-            operator::restore(&self.pool, job_id, previous).await?;
-            return Err(e);
         }
         metrics::counter!("stasis_jobs_retried_total").increment(1);
         Ok(Ok(()))
@@ -328,7 +362,16 @@ impl Enqueuer {
         Ok(removed)
     }
 
-    /// Pushes deliveries for jobs already recorded in Postgres, one round trip per lane.
+    /// A delivery that cannot run now ends; its job waits in Postgres for `delay` and is
+    /// then delivered afresh (see [`waiting::postpone`]).
+    pub async fn postpone(&self, job_id: Uuid, delay: Duration) -> Result<()> {
+        waiting::postpone(&self.pool, job_id, delay).await?;
+        Ok(())
+    }
+
+    /// Pushes deliveries of jobs already claimed for their lane, one round trip per lane.
+    /// The admission point's last step ([`Self::admit`], the dispatcher, the scheduler's
+    /// waves): whoever calls it has taken room under the lane's bound first.
     pub async fn push(&self, jobs: Vec<SyncMirror>) -> Result<()> {
         let (priority, scheduled): (Vec<_>, Vec<_>) = jobs
             .into_iter()
@@ -347,39 +390,4 @@ impl Enqueuer {
         }
         Ok(())
     }
-
-    /// Pushes a delivery due at `run_at`: ready now if that has passed, delayed if not.
-    pub async fn push_due_at(
-        &self,
-        job: SyncMirror,
-        run_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<()> {
-        match (run_at - chrono::Utc::now()).to_std() {
-            Ok(wait) if !wait.is_zero() => self.push_delayed(job, wait).await,
-            _ => self.push(vec![job]).await,
-        }
-    }
-
-    /// Pushes a delivery that becomes due after `delay` (retry backoff, lock contention).
-    pub async fn push_delayed(&self, job: SyncMirror, delay: Duration) -> Result<()> {
-        let storage = self.storage(job.reason.lane());
-        let at = due_second(delay);
-        once_more(|| {
-            let (mut storage, job) = (storage.clone(), job.clone());
-            async move {
-                let task = TaskBuilder::new(job).run_at_timestamp(at).build();
-                storage.push_task(task).await
-            }
-        })
-        .await
-        .map_err(|e| Error::Push(e.to_string()))
-    }
-}
-
-/// apalis-redis schedules in whole seconds and `run_after` rounds down, which turns a
-/// 1.5 s backoff into 0.5 s; round up instead so a delivery never comes early.
-fn due_second(delay: Duration) -> u64 {
-    let at = SystemTime::now() + delay;
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    since.as_secs() + u64::from(since.subsec_nanos() > 0)
 }

@@ -6,6 +6,7 @@ mod deliveries;
 mod failures;
 mod follow;
 mod recovery;
+mod requests;
 mod schedule;
 mod selection;
 
