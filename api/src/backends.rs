@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use redis::aio::ConnectionManager;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -112,20 +113,44 @@ pub async fn watch(health: Arc<BackendHealth>, redis: ConnectionManager, databas
 /// Answers a request still running after `api.unavailable_after` with 503 naming the
 /// backend that fails its checks, if one does; otherwise lets it run on (a slow
 /// upstream is not an outage), up to `api.request_timeout`.
+///
+/// The handler runs in a task of its own and is not cut off when the 503 goes out: a
+/// request stopped between its Postgres write and its Redis push would leave behind
+/// what its own error path undoes (a job without a delivery). It ends within the
+/// backends' own bounds, or as soon as a frozen one resumes.
 pub async fn answer_within(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let handler = next.run(req);
-    tokio::pin!(handler);
+    let handler = tokio::spawn(next.run(req).instrument(tracing::Span::current()));
+    // dropped unanswered (`api.request_timeout`, the client went away): the handler
+    // stops with it, as it would have without its own task
+    let mut handler = AbortOnDrop(Some(handler));
     let mut wait = state.cfg.api.unavailable_after;
     loop {
-        match tokio::time::timeout(wait, &mut handler).await {
-            Ok(response) => return response,
+        let Some(running) = handler.0.as_mut() else {
+            return ApiError::Internal("request handler gone".into()).into_response();
+        };
+        match tokio::time::timeout(wait, running).await {
+            Ok(Ok(response)) => return response,
+            Ok(Err(e)) => {
+                return ApiError::Internal(format!("request handler failed: {e}")).into_response()
+            }
             Err(_) => {
                 if let Some(dependency) = state.health.failing() {
                     stasis_shared::error::count_backend_error(Some(dependency), "request");
+                    handler.0 = None;
                     return ApiError::Unavailable(dependency).into_response();
                 }
                 wait = LOOK_AGAIN;
             }
+        }
+    }
+}
+
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Response>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
         }
     }
 }
