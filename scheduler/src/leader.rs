@@ -247,8 +247,16 @@ async fn hold_leadership(
                     warn!("scheduler leadership lost");
                     None
                 }
-                Ok(Err(e)) => keep_until_expiry(lease, e.to_string(), *renewed_at, check_every + within, ttl),
-                Err(_) => keep_until_expiry(lease, "timed out".into(), *renewed_at, check_every + within, ttl),
+                Ok(Err(e)) => {
+                    keep_until_expiry(lease, e.to_string(), *renewed_at, check_every + within, ttl)
+                }
+                Err(_) => keep_until_expiry(
+                    lease,
+                    "timed out".into(),
+                    *renewed_at,
+                    check_every + within,
+                    ttl,
+                ),
             }
         }
         None => match tokio::time::timeout(within, leases.try_acquire(key, ttl, 0)).await {

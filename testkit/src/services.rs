@@ -211,7 +211,10 @@ impl PrivatePostgres {
             .expect("postmaster pid");
         let mut pids = vec![postmaster];
         for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
             else {
                 continue;
             };

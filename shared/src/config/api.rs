@@ -31,7 +31,7 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(30),
-            unavailable_after: Duration::from_millis(1500),
+            unavailable_after: Duration::from_millis(1200),
             header_read_timeout: Duration::from_secs(10),
             max_concurrent_requests: 512,
             max_body_size: ByteSize::mib(2),

@@ -106,7 +106,10 @@ impl Config {
         }
         for (key, timeout) in [
             ("database.acquire_timeout", self.database.acquire_timeout),
-            ("database.statement_timeout", self.database.statement_timeout),
+            (
+                "database.statement_timeout",
+                self.database.statement_timeout,
+            ),
             ("redis.response_timeout", self.redis.response_timeout),
             ("redis.connection_timeout", self.redis.connection_timeout),
         ] {

@@ -18,27 +18,12 @@ pub async fn connect_redis(cfg: &RedisConfig) -> redis::RedisResult<ConnectionMa
         .set_connection_timeout(Some(cfg.connection_timeout))
         // Every command waiting for a reconnection waits for the whole series of
         // attempts: the default (6 with backoff) made a request to a stopped Redis wait
-        // ~5 s per command. Whoever issues the next command (or [`keep_connected`]'s
-        // ping) starts the next attempt.
+        // ~5 s per command. Whoever issues the next command (the API's health check
+        // pings several times a second, workers poll) starts the next attempt.
         .set_number_of_retries(cfg.reconnect_attempts as usize)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(200));
     ConnectionManager::new_with_config(client, manager).await
-}
-
-/// How often [`keep_connected`] checks the connection.
-const KEEP_CONNECTED_EVERY: Duration = Duration::from_secs(1);
-
-/// Pings Redis every second for as long as it runs. The connection manager notices a
-/// dropped connection (Redis restarted) only when a command fails on it: without this,
-/// the first request needing Redis after a quiet restart would be that command.
-pub async fn keep_connected(conn: ConnectionManager) {
-    let mut ticks = tokio::time::interval(KEEP_CONNECTED_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let _ = ping(&conn, KEEP_CONNECTED_EVERY).await;
-    }
 }
 
 /// One PING, answered within `within` or counted as failed.
@@ -94,5 +79,47 @@ where
         Ok(done) => Ok(done),
         Err(e) if !e.retryable() => Err(e),
         Err(_) => call().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    async fn calls_after_failing_with(kind: io::ErrorKind) -> u32 {
+        let calls = AtomicU32::new(0);
+        let result: redis::RedisResult<()> = once_more(|| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async move { Err(io::Error::new(kind, "failed").into()) }
+        })
+        .await;
+        assert!(result.is_err());
+        calls.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_tried_again_a_timeout_is_not() {
+        assert_eq!(calls_after_failing_with(io::ErrorKind::BrokenPipe).await, 2);
+        assert_eq!(
+            calls_after_failing_with(io::ErrorKind::ConnectionRefused).await,
+            2
+        );
+        // a hung Redis: a second wait would double the caller's
+        assert_eq!(calls_after_failing_with(io::ErrorKind::TimedOut).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_push_that_timed_out_is_not_pushed_again() {
+        let timed_out: redis::RedisError = io::Error::new(io::ErrorKind::TimedOut, "t").into();
+        let push =
+            apalis::prelude::TaskSinkError::PushError(apalis_redis::Error::Database(timed_out));
+        assert!(!push.retryable());
+        let dropped: redis::RedisError = io::Error::new(io::ErrorKind::ConnectionReset, "r").into();
+        let push =
+            apalis::prelude::TaskSinkError::PushError(apalis_redis::Error::Database(dropped));
+        assert!(push.retryable());
     }
 }

@@ -26,7 +26,7 @@ mod epoch;
 pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
 };
-pub use connection::{connect_redis, keep_connected, once_more, ping, Retryable};
+pub use connection::{connect_redis, once_more, ping, Retryable};
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
