@@ -278,12 +278,16 @@ async fn run_outage(env: &TestEnv, backend: Backend, outage: Arc<dyn Outage>) {
             a.sent - came_back
         );
     }
-    let slowest = answers.iter().map(|a| a.took).max().unwrap();
+    let slowest = answers.iter().max_by_key(|a| a.took).unwrap();
     let unavailable = answers.iter().filter(|a| a.status == 503).count();
     println!(
-        "{dependency} out for {:.1?}: {} answers, {unavailable} 503, slowest {slowest:?}",
+        "{dependency} out for {:.1?}: {} answers, {unavailable} 503, slowest {:?} ({} {}, sent {:.2?} after the outage began)",
         came_back - went,
         answers.len(),
+        slowest.took,
+        slowest.what,
+        slowest.status,
+        slowest.sent.saturating_duration_since(went),
     );
 
     // the worker that lived through it mirrors a commit pushed afterwards
@@ -325,13 +329,19 @@ async fn redis_frozen_costs_prompt_answers_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_costs_prompt_answers_and_nothing_else() {
     let pg = Arc::new(PrivatePostgres::start());
-    let env = TestEnv::with_postgres(&pg.admin_url()).await;
+    // a Redis of its own too: `/admin/queue` scans the keyspace, and the shared one
+    // holds every other test's keys
+    let redis = PrivateRedis::start();
+    let env = TestEnv::with_services(&pg.admin_url(), &redis.url()).await;
     run_outage(&env, Backend::Postgres, Arc::new(StopPostgres(pg))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_frozen_costs_prompt_answers_and_nothing_else() {
     let pg = Arc::new(PrivatePostgres::start());
-    let env = TestEnv::with_postgres(&pg.admin_url()).await;
+    // a Redis of its own too: `/admin/queue` scans the keyspace, and the shared one
+    // holds every other test's keys
+    let redis = PrivateRedis::start();
+    let env = TestEnv::with_services(&pg.admin_url(), &redis.url()).await;
     run_outage(&env, Backend::Postgres, Arc::new(FreezePostgres(pg))).await;
 }
