@@ -1,6 +1,7 @@
 //! `stasis-api`: the HTTP interface.
 
 pub mod auth;
+pub mod backends;
 pub mod credential;
 pub mod dto;
 pub mod error;
@@ -53,6 +54,7 @@ impl AppState {
             pool,
             redis,
             enqueuer,
+            health: Arc::default(),
             cipher,
         }
     }
@@ -112,6 +114,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            backends::answer_within,
+        ))
         .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
     probes
         .merge(guarded)
@@ -127,7 +133,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = state.cfg.api.header_read_timeout;
-    let keeper = tokio::spawn(stasis_shared::queue::keep_connected(state.redis.clone()));
+    let keeper = tokio::spawn(backends::watch(
+        state.health.clone(),
+        state.redis.clone(),
+        state.cfg.database.url.clone(),
+    ));
     let served = server::run(listener, router(state), header_timeout, shutdown).await;
     keeper.abort();
     served

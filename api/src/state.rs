@@ -12,6 +12,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub enqueuer: Enqueuer,
+    /// Which backend fails right now, kept by [`crate::backends::watch`] while serving.
+    pub health: Arc<crate::backends::BackendHealth>,
     /// Seals upstream credentials; `None` without `secrets.key`.
     pub cipher: Option<Cipher>,
 }

@@ -57,6 +57,9 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let ttl = cfg.scheduler.lease_ttl;
     let check_every = cfg.scheduler.tick.min(ttl / 3);
     let mut lease: Option<Lease> = None;
+    // when the lease was last taken or renewed: a failed renewal keeps it until close
+    // to its expiry, so one hung Redis command does not cost the leadership
+    let mut renewed_at = Instant::now();
     let mut last_sample: Option<Instant> = None;
     let mut last_reap: Option<Instant> = None;
     let mut last_notify: Option<Instant> = None;
@@ -79,7 +82,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     }
 
     loop {
-        lease = hold_leadership(&leases, &key, ttl, lease).await;
+        lease = hold_leadership(&leases, &key, ttl, lease, &mut renewed_at, check_every).await;
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
         if lease.is_none() {
             recovery.lost_leadership();
@@ -234,30 +237,70 @@ async fn hold_leadership(
     key: &str,
     ttl: Duration,
     held: Option<Lease>,
+    renewed_at: &mut Instant,
+    check_every: Duration,
 ) -> Option<Lease> {
+    // a hung Redis answers within `redis.response_timeout`; this bounds it however that
+    // is configured, so the next attempt still comes before the lease expires
+    let within = ttl / 3;
     match held {
-        Some(lease) => match leases.renew(&lease, ttl).await {
-            Ok(Renewal::Renewed | Renewal::Reclaimed) => Some(lease),
-            Ok(Renewal::Lost) => {
-                warn!("scheduler leadership lost");
-                None
+        Some(lease) => {
+            let renewal = tokio::time::timeout(within, leases.renew(&lease, ttl)).await;
+            match renewal {
+                Ok(Ok(Renewal::Renewed | Renewal::Reclaimed)) => {
+                    *renewed_at = Instant::now();
+                    Some(lease)
+                }
+                Ok(Ok(Renewal::Lost)) => {
+                    warn!("scheduler leadership lost");
+                    None
+                }
+                Ok(Err(e)) => {
+                    keep_until_expiry(lease, e.to_string(), *renewed_at, check_every + within, ttl)
+                }
+                Err(_) => keep_until_expiry(
+                    lease,
+                    "timed out".into(),
+                    *renewed_at,
+                    check_every + within,
+                    ttl,
+                ),
             }
-            Err(e) => {
-                // Stop scheduling now: past the lease's expiry a stand-by may lead.
-                warn!(error = %e, "could not renew scheduler leadership");
-                None
-            }
-        },
-        None => match leases.try_acquire(key, ttl, 0).await {
-            Ok(Some(lease)) => {
+        }
+        None => match tokio::time::timeout(within, leases.try_acquire(key, ttl, 0)).await {
+            Ok(Ok(Some(lease))) => {
                 info!("became scheduler leader");
+                *renewed_at = Instant::now();
                 Some(lease)
             }
-            Ok(None) => None,
-            Err(e) => {
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
                 warn!(error = %e, "could not reach Redis for scheduler leadership");
                 None
             }
+            Err(_) => {
+                warn!("Redis did not answer in time for scheduler leadership");
+                None
+            }
         },
+    }
+}
+
+/// After a failed renewal: past the lease's expiry (less `margin`, a check and an
+/// attempt) a stand-by may lead, so scheduling stops before that; until then the next
+/// check tries again.
+fn keep_until_expiry(
+    lease: Lease,
+    error: String,
+    renewed_at: Instant,
+    margin: Duration,
+    ttl: Duration,
+) -> Option<Lease> {
+    if renewed_at.elapsed() + margin < ttl {
+        warn!(%error, "could not renew scheduler leadership; will retry");
+        Some(lease)
+    } else {
+        warn!(%error, "could not renew scheduler leadership before it expires");
+        None
     }
 }

@@ -76,6 +76,21 @@ impl PrivateRedis {
         assert!(self.child.is_none(), "redis-server is still running");
         self.spawn();
     }
+
+    /// SIGSTOP: the server hangs with its connections open, as a paused VM or a stuck
+    /// failover does (the kernel still accepts connections and acknowledges data).
+    pub fn freeze(&self) {
+        signal("STOP", &[self.pid()]);
+    }
+
+    /// SIGCONT after [`Self::freeze`].
+    pub fn thaw(&self) {
+        signal("CONT", &[self.pid()]);
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server is running").id()
+    }
 }
 
 impl Drop for PrivateRedis {
@@ -170,6 +185,62 @@ impl PrivatePostgres {
     pub fn start_again(&self) {
         self.start_server();
     }
+
+    /// SIGSTOP to the postmaster and every process of it (its backends, WAL writer,
+    /// checkpointer...): the server hangs with its connections open, as a paused VM
+    /// does. Only this cluster's processes: found by its `postmaster.pid`.
+    pub fn freeze(&self) {
+        let pids = self.processes();
+        signal("STOP", &pids);
+    }
+
+    /// SIGCONT to the processes [`Self::freeze`] stopped (and any others of it).
+    pub fn thaw(&self) {
+        let pids = self.processes();
+        signal("CONT", &pids);
+    }
+
+    /// The postmaster's pid and its children's, read from `/proc`.
+    fn processes(&self) -> Vec<u32> {
+        let file = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .expect("postmaster.pid of a running cluster");
+        let postmaster: u32 = file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("postmaster pid");
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`: comm may hold spaces, so read after its `)`
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+/// Sends `SIG<name>` to each of `pids`.
+fn signal(name: &str, pids: &[u32]) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pids:?} failed");
 }
 
 impl Drop for PrivatePostgres {

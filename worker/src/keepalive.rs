@@ -21,16 +21,33 @@ impl Drop for KeepAlive {
     }
 }
 
+/// Longest one renewal may take before it counts as failed: a hung Redis must not hold
+/// the next attempt back past the lease's expiry.
+fn attempt_bound(ttl: Duration) -> Duration {
+    ttl / 6
+}
+
+/// How soon a failed renewal is tried again: several tries fit in what is left of the
+/// lease.
+fn retry_after(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_secs(1))
+}
+
 impl KeepAlive {
-    /// Renews the repository lease every third of `ttl`. A lease another worker now
-    /// holds stops the fetch; one that could not be renewed for a whole `ttl` does too,
-    /// since it may have expired and been taken.
+    /// Renews the repository lease every third of `ttl`, a failed renewal again within a
+    /// second. A lease another worker now holds stops the fetch; one that could not be
+    /// renewed for a whole `ttl` does too, since it may have expired and been taken.
     pub(crate) fn lease(leases: Leases, lease: Lease, ttl: Duration, stop: Arc<StopFlag>) -> Self {
         Self(tokio::spawn(async move {
             let mut last_ok = Instant::now();
+            let mut next = ttl / 3;
             loop {
-                tokio::time::sleep(ttl / 3).await;
-                match leases.renew(&lease, ttl).await {
+                tokio::time::sleep(next).await;
+                next = ttl / 3;
+                let renewed = tokio::time::timeout(attempt_bound(ttl), leases.renew(&lease, ttl))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()));
+                match renewed {
                     Ok(Renewal::Renewed) => last_ok = Instant::now(),
                     Ok(Renewal::Reclaimed) => {
                         // Redis restarted without its data: nobody else took it, and the
@@ -48,7 +65,10 @@ impl KeepAlive {
                         stop.stop(StopReason::Cancelled);
                         return;
                     }
-                    Err(e) => warn!(error = %e, "repository lock renewal failed; will retry"),
+                    Err(e) => {
+                        warn!(error = %e, "repository lock renewal failed; will retry");
+                        next = retry_after(ttl);
+                    }
                 }
             }
         }))
@@ -58,12 +78,22 @@ impl KeepAlive {
     /// sync of its host start early: not worth stopping this one for.
     pub(crate) fn slot(slots: Slots, slot: SlotGuard, ttl: Duration) -> Self {
         Self(tokio::spawn(async move {
+            let mut next = ttl / 3;
             loop {
-                tokio::time::sleep(ttl / 3).await;
-                if let Err(e) = slots.renew(&slot, ttl).await {
+                tokio::time::sleep(next).await;
+                next = ttl / 3;
+                let renewed = tokio::time::timeout(attempt_bound(ttl), slots.renew(&slot, ttl))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()));
+                if let Err(e) = renewed {
                     warn!(error = %e, "sync slot renewal failed; will retry");
+                    next = retry_after(ttl);
                 }
             }
         }))
     }
+}
+
+fn timed_out() -> redis::RedisError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "renewal took too long").into()
 }

@@ -13,6 +13,10 @@ pub struct ApiConfig {
     /// A request still unanswered after this gets a 504.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A request still unanswered after this while Postgres or Redis fails this
+    /// process's health check gets a 503 naming it (a backend that hangs).
+    #[serde(with = "humantime_serde")]
+    pub unavailable_after: Duration,
     /// A client that has not sent its whole request head by then is disconnected.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
@@ -27,6 +31,7 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(30),
+            unavailable_after: Duration::from_millis(1200),
             header_read_timeout: Duration::from_secs(10),
             max_concurrent_requests: 512,
             max_body_size: ByteSize::mib(2),

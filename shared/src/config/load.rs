@@ -96,6 +96,28 @@ mod tests {
     }
 
     #[test]
+    fn backend_bounds_from_env() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_DATABASE_STATEMENT_TIMEOUT", "5s");
+            jail.set_env("STASIS_REDIS_RESPONSE_TIMEOUT", "2s");
+            jail.set_env("STASIS_REDIS_RECONNECT_ATTEMPTS", "3");
+            jail.set_env("STASIS_API_UNAVAILABLE_AFTER", "800ms");
+            let cfg = load_in(jail).expect("valid config");
+            assert_eq!(cfg.database.statement_timeout, Duration::from_secs(5));
+            assert_eq!(cfg.redis.response_timeout, Duration::from_secs(2));
+            assert_eq!(cfg.redis.reconnect_attempts, 3);
+            assert_eq!(cfg.api.unavailable_after, Duration::from_millis(800));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_REDIS_RESPONSE_TIMEOUT", "0s");
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("redis.response_timeout"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_duration_names_the_key() {
         Jail::expect_with(|jail| {
             jail.set_env("STASIS_MIRROR_SYNC_INTERVAL", "soon");

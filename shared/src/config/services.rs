@@ -11,10 +11,15 @@ use serde::{Deserialize, Serialize};
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
-    /// Longest wait for a pooled connection. While Postgres is down every request
-    /// waits this long before its 503, so it stays short.
+    /// Longest wait for a pooled connection, opening one included. While Postgres is
+    /// down or hung every request waits this long before its 503, so it stays short.
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
+    /// Postgres cancels any statement of ours running longer (`statement_timeout`, set
+    /// on every connection): a statement stuck behind a lock or a saturated server
+    /// fails instead of holding its connection and its caller.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -23,6 +28,7 @@ impl Default for DatabaseConfig {
             url: "postgres://postgres@127.0.0.1:5432/stasis".into(),
             max_connections: 10,
             acquire_timeout: Duration::from_millis(1500),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -31,20 +37,27 @@ impl Default for DatabaseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     pub url: String,
-    /// apalis-redis's own `connect()` uses 500 ms, which fails large pipelined pushes
-    /// after Redis already applied them; a retry would then duplicate work.
+    /// Longest wait for the answer to one command: how soon a hung Redis (a frozen
+    /// process, a stuck failover) fails a call. apalis-redis's own `connect()` uses
+    /// 500 ms, which failed a pipelined push of 50,000 jobs after Redis had applied it;
+    /// our pushes stay far smaller (`queue.max_backlog` waves, one job per request).
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// Longest wait for one connection attempt (TCP and handshake).
     #[serde(with = "humantime_serde")]
     pub connection_timeout: Duration,
+    /// Further connection attempts after a failed one before a waiting command fails
+    /// (50-200 ms apart); the next command starts a new series.
+    pub reconnect_attempts: u32,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
-            response_timeout: Duration::from_secs(10),
-            connection_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(1),
+            connection_timeout: Duration::from_secs(1),
+            reconnect_attempts: 1,
         }
     }
 }

@@ -110,6 +110,22 @@ impl Config {
                 "concurrency, request_timeout and header_read_timeout must be more than zero",
             );
         }
+        if self.api.unavailable_after.is_zero() {
+            return invalid("api.unavailable_after", "must be more than zero");
+        }
+        for (key, timeout) in [
+            ("database.acquire_timeout", self.database.acquire_timeout),
+            (
+                "database.statement_timeout",
+                self.database.statement_timeout,
+            ),
+            ("redis.response_timeout", self.redis.response_timeout),
+            ("redis.connection_timeout", self.redis.connection_timeout),
+        ] {
+            if timeout.is_zero() {
+                return invalid(key, "must be more than zero");
+            }
+        }
         super::life::validate(&self.housekeeping, &self.history)?;
         self.lfs.validate()?;
         for (host, url) in &self.mirror.manifests {

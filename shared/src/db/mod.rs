@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPoolOptions;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use crate::config::DatabaseConfig;
@@ -50,9 +52,11 @@ pub fn outage(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => true,
         // class 08: connection exception; 57P01-57P03: shut down by an administrator,
-        // crash recovery, not accepting connections yet; 53300: too many connections
+        // crash recovery, not accepting connections yet; 53300: too many connections;
+        // 57014: cancelled by `database.statement_timeout` (a saturated or stuck server)
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014")
         }),
         _ => false,
     };
@@ -69,6 +73,11 @@ fn outage_recent() -> bool {
 }
 
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    // a startup parameter: set with the connection, no round trip of its own
+    let options = PgConnectOptions::from_str(&cfg.url)?.options([(
+        "statement_timeout",
+        cfg.statement_timeout.as_millis().to_string(),
+    )]);
     PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(cfg.acquire_timeout)
@@ -84,12 +93,19 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
                 Ok(trusted || conn.ping().await.is_ok())
             })
         })
-        .connect(&cfg.url)
+        .connect_with(options)
         .await
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    // A migration may rewrite a large table: exempt from `database.statement_timeout`.
+    // The connection leaves the pool afterwards instead of going back without the limit.
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    let mut conn = conn.detach();
+    MIGRATOR.run(&mut conn).await
 }
 
 /// A read-only transaction on one snapshot: a page and its total, read in two

@@ -29,7 +29,7 @@ pub use admission::{dispatch_loop, Bounds};
 pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
 };
-pub use connection::{connect_redis, keep_connected, once_more};
+pub use connection::{connect_redis, once_more, ping, Retryable};
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
@@ -88,6 +88,10 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
 end
 return removed
 "#;
+
+/// Most deliveries one pipelined push carries: each push must answer well within
+/// `redis.response_timeout`, or it fails after Redis applied it (and a retry duplicates).
+const PUSH_AT_ONCE: usize = 500;
 
 /// What the caller gets back from [`Enqueuer::enqueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,12 +385,14 @@ impl Enqueuer {
                 continue;
             }
             let storage = self.storage(lane);
-            once_more(|| {
-                let (mut storage, jobs) = (storage.clone(), jobs.clone());
-                async move { storage.push_bulk(jobs).await }
-            })
-            .await
-            .map_err(|e| Error::Push(e.to_string()))?;
+            for chunk in jobs.chunks(PUSH_AT_ONCE) {
+                once_more(|| {
+                    let (mut storage, jobs) = (storage.clone(), chunk.to_vec());
+                    async move { storage.push_bulk(jobs).await }
+                })
+                .await
+                .map_err(|e| Error::Push(e.to_string()))?;
+            }
         }
         Ok(())
     }
