@@ -1,5 +1,5 @@
 //! `stasisctl mirrors`: list mirrors, sync one now, read its history, and change the
-//! default sync interval at run time (the seed's SetInterval).
+//! default sync interval at run time (the contract's interval setting).
 
 use std::time::Duration;
 

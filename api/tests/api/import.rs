@@ -35,7 +35,7 @@ async fn an_import_needs_a_valid_token_and_a_free_name() {
     let (status, body) = s.import(import.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["is_mirror"], true);
-    // the seed's clients see the import in progress; the full state says it waits
+    // the public status shows the import in progress; the full state says it waits
     assert_eq!(
         (&body["sync_status"], &body["sync_state"]),
         (&json!("syncing"), &json!("queued"))

@@ -66,7 +66,7 @@ async fn owners_and_admins_may_sync_now_others_may_not_and_requests_share_a_job(
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     assert_eq!(first["message"], "Mirror sync started");
-    // the seed's answer, whatever the job's state
+    // the public status, whatever the job's state
     assert_eq!(first["status"], "syncing", "{first}");
     assert!(
         matches!(
@@ -131,7 +131,7 @@ async fn a_burst_of_sync_now_requests_gets_one_job_and_one_delivery() {
     assert_eq!(env.waiting_deliveries().await, 1, "one delivery in Redis");
 }
 
-/// A mirror between two attempts of a failing sync: the seed's `syncing`, and beside
+/// A mirror between two attempts of a failing sync: the public `syncing`, and beside
 /// it what an owner needs to know (attempt n of m, when the next one runs, why the last
 /// one failed), not merely "queued".
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
