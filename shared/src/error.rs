@@ -25,6 +25,15 @@ impl Error {
             Error::Config(_) | Error::Telemetry(_) | Error::Storage(_) => None,
         }
     }
+
+    /// Counts a failed pass of `op` (see [`count_backend_error`]); an outage of Postgres
+    /// makes the pool check its connections before use for a while.
+    pub fn record(&self, op: &'static str) {
+        if let Error::Db(db) = self {
+            crate::db::outage(db);
+        }
+        count_backend_error(self.backend(), op);
+    }
 }
 
 /// Counts a failed call to Postgres or Redis; `op` is a closed set per process
