@@ -6,6 +6,10 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("connecting to Postgres: {0}")]
+    ConnectPostgres(#[source] sqlx::Error),
+    #[error("connecting to Redis: {0}")]
+    ConnectRedis(#[source] redis::RedisError),
     #[error("queue push failed: {0}")]
     Push(String),
     #[error(transparent)]
@@ -20,8 +24,8 @@ impl Error {
     /// The backend that failed, for `stasis_backend_errors_total{backend}`.
     pub fn backend(&self) -> Option<&'static str> {
         match self {
-            Error::Db(_) | Error::Migrate(_) => Some("postgres"),
-            Error::Redis(_) | Error::Push(_) => Some("redis"),
+            Error::Db(_) | Error::Migrate(_) | Error::ConnectPostgres(_) => Some("postgres"),
+            Error::Redis(_) | Error::Push(_) | Error::ConnectRedis(_) => Some("redis"),
             Error::Config(_) | Error::Telemetry(_) | Error::Storage(_) => None,
         }
     }

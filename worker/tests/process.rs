@@ -141,6 +141,39 @@ async fn bad_config_stops_the_process_naming_the_key() {
     }
 }
 
+/// A loopback address nothing listens on.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_stops_the_process_naming_it() {
+    let env = TestEnv::new().await;
+    let closed = closed_port();
+    for (key, url, named) in [
+        (
+            "STASIS_DATABASE_URL",
+            format!("postgres://stasis@{closed}/stasis"),
+            "connecting to postgres",
+        ),
+        (
+            "STASIS_REDIS_URL",
+            format!("redis://{closed}"),
+            "connecting to redis",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_stasis-worker"))
+            .envs(env.env_vars())
+            .env(key, &url)
+            .output()
+            .expect("run stasis-worker");
+        assert!(!out.status.success(), "{key}={url} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(stderr.contains(named), "{key}={url}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restart_mid_run_does_not_stop_the_worker() {
     let mut redis = PrivateRedis::start();
