@@ -14,7 +14,7 @@ use stasis_testkit::{eventually, TestEnv};
 
 mod common;
 
-use common::Api;
+use common::{Api, Users};
 use stasis_shared::domain::{JobState, SyncReason};
 
 const SECRET: &str = "hook-secret-8c1f";
@@ -79,8 +79,7 @@ async fn hooked(secret: bool) -> Hooked {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
     let worker = env.spawn_worker();
-    let (_, alice) = env.user("alice", false).await;
-    let (_, mallory) = env.user("mallory", false).await;
+    let Users { alice, mallory, .. } = Users::create(&env).await;
     let served = env.dir.path().join("served");
     let up = Upstream::create(served.join("up"));
     let daemon = GitDaemon::start(&served);

@@ -20,7 +20,7 @@ use stasis_testkit::git::Upstream;
 use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::{eventually, TestEnv};
 
-use common::Api;
+use common::{Api, Users};
 use stasis_shared::domain::JobState;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -48,8 +48,7 @@ struct Ops {
 async fn ops() -> Ops {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
-    let (_, alice) = env.user("alice", false).await;
-    let (_, root) = env.user("root", true).await;
+    let Users { alice, root, .. } = Users::create(&env).await;
     let good = Upstream::create(env.dir.path().join("good"));
     let later = env.dir.path().join("later");
     Ops {

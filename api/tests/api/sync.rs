@@ -9,7 +9,7 @@ use serde_json::json;
 use stasis_testkit::git::{assert_mirrors, free_port};
 use stasis_testkit::{eventually, TestEnv};
 
-use crate::common::Api;
+use crate::common::{Api, Users};
 use crate::{site, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,7 +102,7 @@ async fn owners_and_admins_may_sync_now_others_may_not_and_requests_share_a_job(
 async fn a_burst_of_sync_now_requests_gets_one_job_and_one_delivery() {
     let env = stasis_testkit::TestEnv::new().await;
     let api = std::sync::Arc::new(Api::start(&env).await);
-    let (owner, alice) = env.user("alice", false).await;
+    let Users { owner, alice, .. } = Users::create(&env).await;
     let repo = env
         .mirror(&owner, "hot", "https://example.com/hot.git")
         .await;
@@ -140,7 +140,7 @@ async fn a_retrying_mirror_shows_its_attempts_next_retry_and_last_error() {
     env.cfg.sync.retry_base_delay = Duration::from_secs(3600);
     env.cfg.sync.retry_max_delay = Duration::from_secs(7200);
     let api = Api::start(&env).await;
-    let (_, alice) = env.user("alice", false).await;
+    let Users { alice, .. } = Users::create(&env).await;
     let url = format!("git://127.0.0.1:{}/gone.git", free_port());
     let body = json!({ "name": "gone", "clone_url": url, "mirror": true });
     let (status, answer) = api
