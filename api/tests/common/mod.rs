@@ -24,8 +24,8 @@ impl Api {
     /// The API with `tweak` applied to the environment's configuration.
     pub async fn start_with(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = env.cfg.clone();
-        // The suites that predate coalescing sync one mirror back to back and wait for
-        // each sync; abuse.rs tests the window itself.
+        // Most suites sync one mirror back to back and wait for each sync; coalesce.rs
+        // tests the minimum interval between manual syncs itself.
         cfg.mirror.min_manual_interval = std::time::Duration::ZERO;
         tweak(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
