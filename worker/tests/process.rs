@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
 use stasis_shared::db::workers;
-use stasis_shared::domain::{JobState, Lane, SyncReason, SyncStatus};
+use stasis_shared::domain::{ErrorKind, JobState, Lane, RunOutcome, SyncReason, SyncStatus};
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::services::PrivateRedis;
@@ -87,9 +87,9 @@ async fn sigkill_mid_fetch_the_job_completes_on_another_worker() {
         runs.first().map(|r| r.worker.as_str()),
         Some(victim.as_str())
     );
-    assert_eq!(runs[0].outcome.as_deref(), Some("abandoned"), "{runs:?}");
+    assert_eq!(runs[0].outcome, Some(RunOutcome::Abandoned), "{runs:?}");
     let last = runs.last().unwrap();
-    assert_eq!(last.outcome.as_deref(), Some("success"));
+    assert_eq!(last.outcome, Some(RunOutcome::Success));
     assert_ne!(last.worker, victim);
     assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Success);
     assert_mirrors(&env.mirror_path("erin", "up"), &up);
@@ -312,7 +312,7 @@ async fn sealed_credentials_reach_the_upstream_and_never_the_logs() {
     assert_eq!(finished.state, JobState::Failed);
     assert_eq!(finished.attempts, 1, "a refused login is permanent");
     let runs = env.runs(job).await;
-    assert_eq!(runs[0].error_kind.as_deref(), Some("auth"), "{runs:?}");
+    assert_eq!(runs[0].error_kind, Some(ErrorKind::Auth), "{runs:?}");
 
     // The upstream was sent the opened credentials...
     let basic = "Ym9iOmh1bnRlcjI="; // base64("bob:hunter2")
