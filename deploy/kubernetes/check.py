@@ -436,7 +436,7 @@ def main():
         monitors = check_service_monitor(rel, docs, pods or base_pods)
         counts.append(f"{rel}: {len(docs)} documents" + (f" ({monitors} ServiceMonitor checked structurally)" if monitors else ""))
     if problems:
-        sys.exit("\n".join(problems))
+        sys.exit("\n".join(dict.fromkeys(problems)))
     how = "kustomize and check.py render alike" if (shutil.which("kubectl") or shutil.which("kustomize")) \
         else "rendered by check.py (no kubectl or kustomize here)"
     print(f"kubernetes: {how}; valid against Kubernetes {VERSION} (strict); " + "; ".join(counts))
