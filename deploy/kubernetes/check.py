@@ -39,12 +39,17 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 SECRET_VARS = ["STASIS_DATABASE_URL", "STASIS_REDIS_URL", "STASIS_SECRETS_KEY"]
 # worker/src/runner.rs: what stopped syncs get after worker.shutdown_grace to record
 STOPPED_SYNCS_SETTLE = 4
+# what docs/kubernetes.md applies first, alone: the migration Job and what it reads
+BEFORE_ROLLOUT = "stasis-mirror-sync/before-rollout"
 problems = []
 
 
 def load_all(path):
-    with open(path) as f:
-        return [d for d in yaml.safe_load_all(f) if d is not None]
+    try:
+        with open(path) as f:
+            return [d for d in yaml.safe_load_all(f) if d is not None]
+    except yaml.YAMLError as e:
+        raise SystemExit(f"{path.relative_to(ROOT)}: not YAML: {e}")
 
 
 # --- rendering -------------------------------------------------------------------------
@@ -386,10 +391,22 @@ def check_pods(rel, docs):
                 timeout = seconds(get(cfg, "api.request_timeout", "30s"))
                 if spec.get("terminationGracePeriodSeconds", 30) <= timeout:
                     problems.append(f"{rel}: {what}: terminationGracePeriodSeconds is not above api.request_timeout")
+        before = (doc["metadata"].get("labels") or {}).get(BEFORE_ROLLOUT) == "true"
         if doc["kind"] == "Job" and component == "migrate":
             c = spec["containers"][0]
             if c.get("args") != ["stasisctl", "migrate"] or spec.get("restartPolicy") not in ("Never", "OnFailure"):
                 problems.append(f"{rel}: {what}: is not a one-shot `stasisctl migrate`")
+            # applied alone before the services (-l BEFORE_ROLLOUT=true): what it mounts
+            # from the set must come along, or it waits for a ConfigMap that is not there
+            if not before:
+                problems.append(f"{rel}: {what}: no {BEFORE_ROLLOUT} label")
+            for v in spec.get("volumes", []):
+                cm = configmaps.get((v.get("configMap") or {}).get("name"))
+                if cm and (cm["metadata"].get("labels") or {}).get(BEFORE_ROLLOUT) != "true":
+                    problems.append(f"{rel}: ConfigMap {cm['metadata']['name']}, which the migration Job mounts, "
+                                    f"has no {BEFORE_ROLLOUT} label")
+        elif before:
+            problems.append(f"{rel}: {what} is labelled {BEFORE_ROLLOUT}: it would start before the migrations ran")
     return pods
 
 
