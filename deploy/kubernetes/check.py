@@ -8,8 +8,8 @@ must be the same, so the plain-Python one can stand in where kustomize is missin
 rendered document is then validated against the Kubernetes JSON schemas (kubernetes-validate,
 strict: unknown fields are errors) of the oldest Kubernetes version the manifests support,
 the ServiceMonitor (a CRD without a core schema) is checked field by field, and what the
-binaries need of their pods is checked across documents: probes on the ports they really
-serve, secrets only as files, the mirrors volume at storage.root, the grace period above
+binaries need of their pods is checked across documents: config keys the loader knows,
+probes on the ports they really serve, secrets only as files, the mirrors volume at storage.root, the grace period above
 worker.shutdown_grace, the restricted security context, no Service links.
 
 Usage: check.py [KUBERNETES_VERSION]   (default 1.30.0)
@@ -273,6 +273,31 @@ def effective_config(rel, what, spec, container, configmaps):
     return cfg
 
 
+def documented_keys():
+    """The config keys docs/configuration.md documents (the loader refuses any other):
+    `section.key` in its table's first column, `a.x` / `y` meaning a.x and a.y."""
+    keys = set()
+    for row in re.findall(r"^\| (.*?) \|", (ROOT.parent.parent / "docs/configuration.md").read_text(), re.M):
+        section = None
+        for token in re.findall(r"`([\w.]+)`", row):
+            if "." in token:
+                section, _, key = token.partition(".")
+            if section:
+                keys.add(f"{section}.{token.rpartition('.')[2]}")
+    return keys
+
+
+KNOWN_KEYS = documented_keys()
+
+
+def check_keys(rel, what, cfg):
+    for section, values in cfg.items():
+        for key in (values if isinstance(values, dict) else {None: None}):
+            if f"{section}.{key}" not in KNOWN_KEYS:
+                problems.append(f"{rel}: {what}: config key {section}.{key} is not one of docs/configuration.md "
+                                "(the loader refuses unknown keys)")
+
+
 def get(cfg, dotted, default=None):
     section, key = dotted.split(".")
     return (cfg.get(section) or {}).get(key, default)
@@ -342,6 +367,7 @@ def check_pods(rel, docs):
                 if not secret or (items and os.path.basename(path) not in items):
                     problems.append(f"{rel}: {cw}: {var}_FILE={path} is no file of a mounted Secret")
             cfg = effective_config(rel, cw, spec, c, configmaps)
+            check_keys(rel, cw, cfg)
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
             if component in ("api", "worker") and "STASIS_SECRETS_KEY_FILE" not in env:
                 problems.append(f"{rel}: {cw}: no STASIS_SECRETS_KEY_FILE (the {component} opens credentials)")
