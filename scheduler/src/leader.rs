@@ -8,6 +8,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::settings;
 use stasis_shared::lock::{Lease, Leases, Renewal};
+use stasis_shared::outage::Outage;
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
 use stasis_shared::{process, Config};
@@ -58,6 +59,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut retained = retention::Progress::default();
     let mut last_recover: Option<Instant> = None;
     let mut recovery = Recovery::default();
+    let redis_outage = Outage::new("redis");
     let http = notify::client(&cfg);
     let mut manifests = Manifests::new(&cfg);
     let mut next_tick = Instant::now();
@@ -72,7 +74,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     }
 
     loop {
-        lease = hold_leadership(&leases, &key, ttl, lease).await;
+        lease = hold_leadership(&leases, &key, ttl, lease, &redis_outage).await;
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
         if lease.is_none() {
             recovery.lost_leadership();
@@ -226,11 +228,16 @@ async fn hold_leadership(
     key: &str,
     ttl: Duration,
     held: Option<Lease>,
+    outage: &Outage,
 ) -> Option<Lease> {
     match held {
         Some(lease) => match leases.renew(&lease, ttl).await {
-            Ok(Renewal::Renewed | Renewal::Reclaimed) => Some(lease),
+            Ok(Renewal::Renewed | Renewal::Reclaimed) => {
+                outage.succeeded();
+                Some(lease)
+            }
             Ok(Renewal::Lost) => {
+                outage.succeeded();
                 warn!("scheduler leadership lost");
                 None
             }
@@ -242,12 +249,17 @@ async fn hold_leadership(
         },
         None => match leases.try_acquire(key, ttl, 0).await {
             Ok(Some(lease)) => {
+                outage.succeeded();
                 info!("became scheduler leader");
                 Some(lease)
             }
-            Ok(None) => None,
+            Ok(None) => {
+                outage.succeeded();
+                None
+            }
             Err(e) => {
-                warn!(error = %e, "could not reach Redis for scheduler leadership");
+                // tried every second while Redis is away: the outage is logged once
+                outage.failed("taking scheduler leadership", &e);
                 None
             }
         },
