@@ -77,16 +77,24 @@ pub(super) fn classify(
     }
 }
 
-/// Whether `message` names `dir` or a file inside it, as given or as libgit2 reports
-/// it (the real path, symlinks resolved).
-fn names_path(message: &str, dir: &Path) -> bool {
-    let real = std::fs::canonicalize(dir).ok();
-    let named = [Some(dir), real.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter_map(Path::to_str)
-        .filter(|p| p.len() > 1)
-        .any(|p| message.contains(p));
+/// Whether `message` names the mirror's directory, the owner's directory holding it,
+/// or a file inside them, as given or as libgit2 reports them (the real path, symlinks
+/// resolved).
+fn names_path(message: &str, mirror: &Path) -> bool {
+    let owner = mirror.parent();
+    let real = |dir: Option<&Path>| dir.and_then(|d| std::fs::canonicalize(d).ok());
+    let (real_mirror, real_owner) = (real(Some(mirror)), real(owner));
+    let named = [
+        Some(mirror),
+        owner,
+        real_mirror.as_deref(),
+        real_owner.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(Path::to_str)
+    .filter(|p| p.len() > 1)
+    .any(|p| message.contains(p));
     named
 }
 
@@ -484,6 +492,11 @@ mod tests {
             let message = format!("failed to open '{}/HEAD': No such file", shown.display());
             assert!(names_path(&message, &mirror), "{message}");
         }
+        let owner = format!(
+            "failed to make directory '{}': Not a directory",
+            dir.path().join("alice").display()
+        );
+        assert!(names_path(&owner, &mirror), "{owner}");
         assert!(!names_path(
             "could not find repository at '/srv/upstream/x.git'",
             &mirror
