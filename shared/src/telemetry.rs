@@ -6,11 +6,13 @@ use tracing_subscriber::EnvFilter;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// What the queue library logs on its own, held back unless the filter names it: its
-/// consumers end with an ERROR on every failed poll while Redis is away (the same error
-/// reaches our restart hook, which logs an outage once) and each restart adds a WARN and
-/// INFOs. Its warnings about dropped tasks and failed stops still show.
+/// What the queue library logs on its own, held back unless the filter names it: while
+/// Redis is away its consumers end on every failed poll or heartbeat with a WARN from
+/// the backend and an ERROR from the worker (the same error reaches our restart hook,
+/// which logs the outage once), and each restart adds a WARN and INFOs. Its warnings
+/// about dropped tasks and its errors stopping workers still show.
 const QUIET_LIBRARIES: &[&str] = &[
+    "apalis_core::backend=error",
     "apalis_core::worker=off",
     "apalis_core::worker::context=warn",
     "apalis_core::worker::lifecycle=warn",
