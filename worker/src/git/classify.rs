@@ -196,7 +196,11 @@ pub(super) fn kind_of(code: ErrorCode, class: ErrorClass, message: &str) -> Erro
                 ErrorKind::Network
             }
             ErrorClass::Os => {
-                if has(&[
+                if has(&["no such file"]) {
+                    // a local upstream path (`file://`) that is not there ("failed to
+                    // resolve path …"); the mirror's own paths were told apart above
+                    ErrorKind::NotFound
+                } else if has(&[
                     "connect",
                     "resolve",
                     "network",
@@ -205,9 +209,6 @@ pub(super) fn kind_of(code: ErrorCode, class: ErrorClass, message: &str) -> Erro
                     "socket",
                 ]) {
                     ErrorKind::Network
-                } else if has(&["no such file"]) {
-                    // a local upstream path (`file://`) that is not there
-                    ErrorKind::NotFound
                 } else {
                     ErrorKind::Disk
                 }
@@ -335,6 +336,12 @@ mod tests {
                 C::Os,
                 "failed to resolve address",
                 ErrorKind::Network,
+            ),
+            (
+                E::GenericError,
+                C::Os,
+                "failed to resolve path '/nonexistent/up.git': No such file or directory",
+                ErrorKind::NotFound,
             ),
             (
                 E::GenericError,
