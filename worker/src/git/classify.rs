@@ -163,15 +163,15 @@ pub(super) fn kind_of(code: ErrorCode, class: ErrorClass, message: &str) -> Erro
         || (upstream && has(&["authentication", "permission denied", "certificate"]))
     {
         ErrorKind::Auth
-    } else if (code == ErrorCode::NotFound && !local)
-        || (!local
-            && (status(&["404", "410"])
-                || has(&[
-                    "not found",
-                    "not exported",
-                    "does not appear to be a git repository",
-                    "could not find repository",
-                ])))
+    } else if !local
+        && (code == ErrorCode::NotFound
+            || status(&["404", "410"])
+            || has(&[
+                "not found",
+                "not exported",
+                "does not appear to be a git repository",
+                "could not find repository",
+            ]))
     {
         ErrorKind::NotFound
     } else if has(&["timed out", "timeout"]) {
