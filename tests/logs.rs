@@ -232,3 +232,27 @@ async fn a_redis_outage_is_one_warning_and_one_recovery_per_process() {
         );
     }
 }
+
+/// The start of a sync is logged as it starts, not once a slow upstream has answered:
+/// this one accepts the connection and never says a word (`sync.timeout` is a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_is_logged_as_started_while_its_upstream_is_still_silent() {
+    use stasis_testkit::hostile::{HostileGitServer, Hostility};
+    let env = TestEnv::new().await;
+    let server = HostileGitServer::start(Hostility::Silent);
+    let (owner, _) = env.user("patient", false).await;
+    let repo = env.mirror(&owner, "slow", &server.url("slow.git")).await;
+    let worker = Proc::spawn(&env, "stasis-worker", "worker.log", &[]);
+    let job = env.enqueue(repo, SyncReason::Manual).await;
+
+    eventually("the worker to connect", WAIT, || async {
+        (server.connections() > 0).then_some(())
+    })
+    .await;
+    eventually("the start in the log", Duration::from_secs(10), || async {
+        (containing(&lines(&worker), "sync started") > 0).then_some(())
+    })
+    .await;
+    assert_eq!(server.bytes_sent(), 0, "the upstream has not answered yet");
+    assert_ne!(env.job(job).await.state, JobState::Failed);
+}
