@@ -1,12 +1,12 @@
 // @ts-check
 // The Mirrors page: a mirror owner's own mirrors, or for an admin the whole fleet,
 // filtered by status, owner, upstream host and name, paged, with a sync of the mirrors
-// selected or of every failed one shown. Each card is the seed's MirrorSyncButton.
+// selected or of every failed one shown. Each card is the mirror's sync button.
 
 import { POLL_MS, SYNCED_FLASH_MS, api, h, humanSize, page, relative, toast } from "./lib.js";
 
-// the seed's four (`failed` includes `hard_failed`, `syncing` includes `queued`), then
-// the two states only this service has
+// the four public status values (`failed` includes `hard_failed`, `syncing` includes
+// `queued`), then the two states only the full `sync_state` has
 const STATUSES = ["idle", "syncing", "success", "failed", "queued", "hard_failed"];
 const PER_PAGE = 30;
 const FILTERS = ["status", "owner", "host", "q"];
@@ -127,7 +127,7 @@ function bulkActions(bar, repos, picks, reload) {
 }
 
 /**
- * The seed's MirrorSyncButton with the mirror's status: idle shows the last sync and
+ * The mirror's sync button with its status: idle shows the last sync and
  * "Sync now"; syncing spins and disables the button while it polls; success shows
  * "Synced!" in green for three seconds; failure shows the error in red.
  * @param {any} repo @param {HTMLInputElement | null} pick an admin's selection box

@@ -2,13 +2,38 @@
 //! `User` when one is required. A token that is sent but unknown is always a 401.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use stasis_shared::db::repos::Repo;
 use stasis_shared::db::users::{self, User};
 
+use crate::credential::Credential;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Who sent the request, as the guard established it from the one reading of the
+/// header its rate limit used (so the two cannot disagree about the caller).
+#[derive(Debug, Clone)]
+pub enum Identity {
+    Anonymous,
+    User(User),
+    /// A malformed token, or one the database does not know.
+    Invalid,
+}
+
+impl Identity {
+    /// Without the guard in front (a router assembled without it), the same reading
+    /// and the same lookup.
+    async fn resolve(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(match Credential::from_headers(&parts.headers) {
+            Credential::Absent => Identity::Anonymous,
+            Credential::Malformed => Identity::Invalid,
+            Credential::Bearer(token) => match users::find_by_token(&state.pool, &token).await? {
+                Some(user) => Identity::User(user),
+                None => Identity::Invalid,
+            },
+        })
+    }
+}
 
 /// The caller, if a token was sent.
 pub struct Caller(pub Option<User>);
@@ -20,20 +45,15 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(header) = parts.headers.get(AUTHORIZATION) else {
-            return Ok(Caller(None));
+        let identity = match parts.extensions.get::<Identity>() {
+            Some(identity) => identity.clone(),
+            None => Identity::resolve(parts, state).await?,
         };
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::BadToken)?;
-        let user = users::find_by_token(&state.pool, token)
-            .await?
-            .ok_or(ApiError::BadToken)?;
-        Ok(Caller(Some(user)))
+        match identity {
+            Identity::Anonymous => Ok(Caller(None)),
+            Identity::User(user) => Ok(Caller(Some(user))),
+            Identity::Invalid => Err(ApiError::BadToken),
+        }
     }
 }
 

@@ -192,6 +192,11 @@ pub struct MirrorStatus {
     pub last_duration_ms: Option<i64>,
     /// Bytes the mirror's objects take on disk, as of its last sync that wrote.
     pub size_bytes: Option<i64>,
+    /// Git LFS objects the mirror's commits point at that it does not hold (a download
+    /// failed, or the object is past a limit): later syncs try them again with backoff
+    /// (`lfs.retry_base_delay`), and `POST …/sync?lfs_retry=true` at once. 0 when it
+    /// holds them all or LFS is off for it.
+    pub lfs_missing_objects: i64,
     /// The pending or running job, if any.
     pub job_id: Option<Uuid>,
     /// That job: its attempts so far and allowed, when it runs (after a failed attempt:
@@ -223,7 +228,12 @@ impl JobSummary {
 }
 
 impl MirrorStatus {
-    pub fn new(r: &Repo, job: &ActiveJob, last_attempt_at: Option<DateTime<Utc>>) -> Self {
+    pub fn new(
+        r: &Repo,
+        job: &ActiveJob,
+        last_attempt_at: Option<DateTime<Utc>>,
+        lfs_missing_objects: i64,
+    ) -> Self {
         Self {
             is_mirror: r.is_mirror,
             mirror_url: shown_url(r).unwrap_or_default(),
@@ -235,6 +245,7 @@ impl MirrorStatus {
             next_sync_at: r.next_sync_at,
             last_duration_ms: r.last_duration_ms,
             size_bytes: r.size_bytes,
+            lfs_missing_objects,
             job_id: job.id,
             job: JobSummary::of(job),
         }
@@ -261,6 +272,9 @@ pub struct SyncQuery {
     /// Admins only: start the sync now even within `mirror.min_manual_interval` of the
     /// last one.
     pub force: Option<bool>,
+    /// Also try again, in this sync, every Git LFS object the mirror lacks
+    /// (`lfs_missing_objects` in its status), however long their backoff has left.
+    pub lfs_retry: Option<bool>,
 }
 
 /// `PATCH /repos/{owner}/{repo}/mirror`: absent fields stay as they are.

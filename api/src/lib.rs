@@ -1,12 +1,14 @@
 //! `stasis-api`: the HTTP interface.
 
 pub mod auth;
+pub mod credential;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod http_metrics;
 pub mod openapi;
+mod recent;
 pub mod refusals;
 pub mod routes;
 pub mod server;
@@ -105,7 +107,7 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
 
 pub fn router(state: AppState) -> Router {
     let (probes, guarded, doc) = route_sets();
-    let guard = guard::Guard::new(&state.cfg.api, &state.cfg.ratelimit);
+    let guard = guard::Guard::new(&state.cfg.api, &state.cfg.ratelimit, state.pool.clone());
     let body_limit = usize::try_from(state.cfg.api.max_body_size.as_u64()).unwrap_or(usize::MAX);
     let guarded = guarded
         .merge(openapi::serve(doc))

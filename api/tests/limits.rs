@@ -1,10 +1,14 @@
-//! The guard in front of the API: per-client rate limits, the per-user repository
-//! quota, the header read timeout against slow clients, and the request timeout.
+//! The guard in front of the API: per-client rate limits (a budget follows who the
+//! caller is: the user of a valid token in any spelling of the header, the address for
+//! anything else, the mirror and address for webhook deliveries), the per-user
+//! repository quota, the header read timeout against slow clients, and the request
+//! timeout.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use stasis_testkit::services::PrivatePostgres;
 use stasis_testkit::TestEnv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -39,12 +43,15 @@ async fn past_its_budget_a_token_gets_429_with_retry_after_and_others_do_not() {
     let env = TestEnv::new().await;
     let api = Api::start_with(&env, |cfg| {
         cfg.ratelimit.read_per_second = 1;
-        cfg.ratelimit.read_burst = 3;
+        // a token's first request also spends its address's budget (it is not known
+        // to be valid until looked up): alice's, bob's, the tokenless request and
+        // root's below spend four of the address's
+        cfg.ratelimit.read_burst = 4;
     })
     .await;
     let (_, alice) = env.user("alice", false).await;
     let (_, bob) = env.user("bob", false).await;
-    for _ in 0..3 {
+    for _ in 0..4 {
         assert_eq!(
             get(&api, "/api/v1/user", Some(&alice)).await.status(),
             StatusCode::OK
@@ -251,4 +258,288 @@ async fn the_openapi_document_lists_the_guards_answers() {
     assert!(sync["parameters"].to_string().contains("force"));
     let probe = &doc["paths"]["/healthz"]["get"]["responses"];
     assert!(probe["429"].is_null(), "probes are not limited: {probe}");
+}
+
+/// `GET path` with these `Authorization` header values, each its own header line.
+async fn get_as(api: &Api, path: &str, authorization: &[&str]) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", api.base));
+    for value in authorization {
+        req = req.header("authorization", *value);
+    }
+    req.send().await.unwrap()
+}
+
+async fn code_of(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A token nobody was given, different for each `i`, shaped like a real one.
+fn made_up(i: usize) -> String {
+    format!("stasis_{i:064x}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_a_valid_token_spends_its_users_one_budget() {
+    let env = TestEnv::new().await;
+    let api = Api::start_with(&env, |cfg| {
+        cfg.ratelimit.read_per_second = 1;
+        cfg.ratelimit.read_burst = 4;
+    })
+    .await;
+    let (_, alice) = env.user("alice", false).await;
+    let (_, bob) = env.user("bob", false).await;
+    // each a header that authenticates as alice; once keyed on the raw header, each
+    // spelling had a budget of its own
+    let spellings: Vec<Vec<String>> = vec![
+        vec![format!("Bearer {alice}")],
+        vec![format!("Bearer  {alice}")],
+        vec![format!("bearer\t{alice}")],
+        vec![format!("BEARER \t {alice}  ")],
+        vec![format!("Bearer {alice}\t")],
+        vec![format!("Bearer {alice}"), format!("bearer   {alice}")],
+        vec![format!("Bearer      {alice}")],
+        vec![format!("bEaReR\t\t{alice}")],
+    ];
+    let mut answers = Vec::new();
+    for spelling in &spellings {
+        let values: Vec<&str> = spelling.iter().map(String::as_str).collect();
+        let (status, body) = code_of(get_as(&api, "/api/v1/user", &values).await).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["username"], "alice", "{body}");
+        } else {
+            assert_eq!(body["code"], "rate_limited", "{status} {body}");
+        }
+        answers.push(status);
+    }
+    let served = answers.iter().filter(|s| **s == StatusCode::OK).count();
+    // the burst of 4, and at most one refilled per second of a run that takes well
+    // under one
+    assert!((4..=5).contains(&served), "{answers:?}");
+    assert_eq!(answers[..4], [StatusCode::OK; 4], "{answers:?}");
+    assert_eq!(
+        *answers.last().unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{answers:?}"
+    );
+    // bob's budget is his own, and alice's spellings spent one request of the
+    // address's (her first, before her token was known)
+    let (status, body) =
+        code_of(get_as(&api, "/api/v1/user", &[&format!("bearer\t{bob}")]).await).await;
+    assert_eq!((status, &body["username"]), (StatusCode::OK, &json!("bob")));
+    assert_eq!(
+        get(&api, "/api/v1/repos", None).await.status(),
+        StatusCode::OK
+    );
+    // headers naming two different tokens are no one's: refused, never either user
+    let (status, body) = code_of(
+        get_as(
+            &api,
+            "/api/v1/user",
+            &[&format!("Bearer {bob}"), &format!("Bearer {alice}")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_tokens_spend_the_address_budget_and_past_it_never_reach_postgres() {
+    let pg = PrivatePostgres::start();
+    let env = TestEnv::with_postgres(&pg.admin_url()).await;
+    let api = Api::start_with(&env, |cfg| {
+        cfg.ratelimit.read_per_second = 1;
+        cfg.ratelimit.read_burst = 5;
+        cfg.api.request_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let (_, alice) = env.user("alice", false).await;
+    // alice's token is looked up and known from here on (her first request spent one
+    // of the address's five)
+    assert_eq!(
+        get(&api, "/api/v1/user", Some(&alice)).await.status(),
+        StatusCode::OK
+    );
+    // each made-up token is looked up and refused, until the address's budget is spent
+    let mut looked_up = 0;
+    let refused = loop {
+        let (status, body) =
+            code_of(get(&api, "/api/v1/user", Some(&made_up(looked_up))).await).await;
+        if status != StatusCode::UNAUTHORIZED {
+            break (status, body);
+        }
+        assert_eq!(body["code"], "invalid_token", "{body}");
+        looked_up += 1;
+        assert!(looked_up < 50, "made-up tokens are never limited");
+    };
+    assert_eq!(
+        (refused.0, refused.1["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{}",
+        refused.1
+    );
+    assert!(refused.1["error"].is_string(), "{}", refused.1);
+    assert!((4..=6).contains(&looked_up), "{looked_up}");
+    // the same budget: the address's tokenless requests and malformed headers
+    let (status, body) = code_of(get(&api, "/api/v1/repos", None).await).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::TOO_MANY_REQUESTS, &json!("rate_limited"))
+    );
+    let (status, _) = code_of(get_as(&api, "/api/v1/user", &["Basic YWxpY2U6eA=="]).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // alice spends her own
+    assert_eq!(
+        get(&api, "/api/v1/user", Some(&alice)).await.status(),
+        StatusCode::OK
+    );
+
+    // Postgres goes away. Malformed headers, refused without a lookup, spend again
+    // what the address's budget refilled meanwhile.
+    pg.stop();
+    let mut malformed = 0;
+    while get_as(&api, "/api/v1/user", &["Bearer"]).await.status() != StatusCode::TOO_MANY_REQUESTS
+    {
+        malformed += 1;
+        assert!(malformed < 20, "malformed headers are never limited");
+    }
+    // Made-up tokens, all at once, are answered 429: had one been looked up, Postgres
+    // being gone would have made it a 503 (or 504). At most the one the address's
+    // budget refills in the meantime (one a second) reaches it.
+    let client = reqwest::Client::new();
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 100..120 {
+        let req = client
+            .get(format!("{}/api/v1/user", api.base))
+            .bearer_auth(made_up(i))
+            .send();
+        sent.spawn(async move { code_of(req.await.unwrap()).await });
+    }
+    let answers = sent.join_all().await;
+    let mut reached_postgres = 0;
+    for (status, body) in &answers {
+        if *status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["code"], "rate_limited", "{body}");
+        } else {
+            assert!(matches!(status.as_u16(), 503 | 504), "{status} {body}");
+            reached_postgres += 1;
+        }
+    }
+    assert!(reached_postgres <= 1, "{answers:?}");
+    // while a token that is looked up does find Postgres gone
+    let (status, body) = code_of(get(&api, "/api/v1/user", Some(&alice)).await).await;
+    assert!(matches!(status.as_u16(), 503 | 504), "{status} {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_made_up_tokens_from_one_address_are_mostly_refused_unlooked() {
+    let env = TestEnv::new().await;
+    // the shipped limits: reads 100 a second, bursts of 400
+    let api = Api::start(&env).await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let (mut unknown, mut limited) = (0u64, 0u64);
+    for i in 0..3000 {
+        let status = client
+            .get(format!("{}/api/v1/user", api.base))
+            .bearer_auth(made_up(i))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        match status {
+            StatusCode::UNAUTHORIZED => unknown += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("{other}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    // each 401 is one lookup: the burst, and what a second's refill allows since
+    let most = 400 + 100 * (elapsed.as_secs() + 1);
+    assert!(unknown <= most, "{unknown} lookups in {elapsed:?}");
+    assert_eq!(unknown + limited, 3000);
+    assert!(limited > 0, "{elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_spend_their_mirrors_budget_from_their_address() {
+    const SECRET: &str = "hook-secret-5d2a";
+    const PUSH: &[u8] = br#"{"ref":"refs/heads/main","commits":[]}"#;
+    let env = TestEnv::new().await;
+    let (owner, alice) = env.user("alice", false).await;
+    for name in ["m1", "m2"] {
+        env.mirror(&owner, name, &format!("https://example.com/{name}.git"))
+            .await;
+    }
+    {
+        // secrets set through an API with the shipped limits, apart from the one
+        // under test
+        let setup = Api::start(&env).await;
+        for name in ["m1", "m2"] {
+            let (status, body) = setup
+                .call(
+                    "PATCH",
+                    &format!("/api/v1/repos/alice/{name}/mirror"),
+                    Some(&alice),
+                    Some(json!({ "webhook_secret": SECRET })),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    let api = Api::start_with(&env, |cfg| {
+        cfg.ratelimit.write_per_second = 1;
+        cfg.ratelimit.write_burst = 3;
+    })
+    .await;
+    let signature = {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(PUSH);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let deliver = |target: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/hooks/{target}", api.base))
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-hub-signature-256", &signature)
+            .body(PUSH)
+            .send()
+    };
+    // m1's budget: three deliveries, the fourth refused (the first, before m1 was
+    // known, also spent one of the address's three)
+    for _ in 0..3 {
+        let (status, body) = code_of(deliver("alice/m1").await.unwrap()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let refused = deliver("alice/m1").await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    let (status, body) = code_of(refused).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{body}"
+    );
+    // m2, from the same address, has its own
+    let (status, body) = code_of(deliver("alice/m2").await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // deliveries to mirrors that do not exist prove nothing: the address pays, and
+    // once its budget is spent they are refused before any lookup
+    let (status, body) = code_of(deliver("alice/nope-1").await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = code_of(deliver("alice/nope-2").await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{body}"
+    );
+    // which leaves m2's verified deliveries alone
+    let (status, body) = code_of(deliver("alice/m2").await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use stasis_shared::db::repos::{self, RepoFilter, Viewer};
-use stasis_shared::db::{runs, settings};
+use stasis_shared::db::{lfs_missing, runs, settings};
 use stasis_shared::domain::{RunOutcome, SyncReason, SyncStatus};
 use stasis_shared::git::url::redact_url;
 use stasis_shared::overview::SyncInterval;
@@ -45,6 +45,10 @@ pub enum MirrorsCommand {
     Sync {
         /// The mirror, as OWNER/NAME.
         repo: String,
+        /// Also try again every Git LFS object the mirror lacks, now rather than when
+        /// their backoff ends.
+        #[arg(long)]
+        lfs_retry: bool,
     },
     /// The latest sync attempts of OWNER/NAME, newest first.
     History {
@@ -155,12 +159,16 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
             out!("{}", table(&header, rows));
             out!("{} of {total} mirrors", mirrors.len());
         }
-        MirrorsCommand::Sync { repo } => {
+        MirrorsCommand::Sync { repo, lfs_retry } => {
             let (owner, name) = split_repo(&repo)?;
             let found = repos::find_by_name(pool, &owner, &name)
                 .await?
                 .filter(|r| r.is_mirror)
                 .ok_or_else(|| anyhow!("no mirror {repo}"))?;
+            if lfs_retry {
+                let due = lfs_missing::retry_now(pool, found.id).await?;
+                out!("{due} missing LFS objects of {repo} due now");
+            }
             let enqueued = svc
                 .enqueuer()
                 .await?

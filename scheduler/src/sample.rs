@@ -48,6 +48,8 @@ pub async fn sample(
             .fetch_one(pool)
             .await?;
     metrics::gauge!("stasis_mirror_storage_bytes").set(stored.unwrap_or(0) as f64);
+    let lfs_missing = stasis_shared::db::lfs_missing::total(pool).await?;
+    metrics::gauge!("stasis_lfs_missing_objects").set(lfs_missing as f64);
     Ok(())
 }
 

@@ -151,8 +151,15 @@ fn describe_lfs() {
         "stasis_lfs_failures_total",
         "Git LFS objects or requests that failed after a sync, by kind (the git part stands)"
     );
+    describe_counter!(
+        "stasis_lfs_retried_objects_total",
+        "Missing Git LFS objects tried again by a later sync, by outcome (arrived, missing)"
+    );
     metrics::counter!("stasis_lfs_objects_total").absolute(0);
     metrics::counter!("stasis_lfs_bytes_total").absolute(0);
+    for outcome in ["arrived", "missing"] {
+        metrics::counter!("stasis_lfs_retried_objects_total", "outcome" => outcome).absolute(0);
+    }
     for kind in LFS_FAILURE_KINDS {
         metrics::counter!("stasis_lfs_failures_total", "kind" => kind).absolute(0);
     }
@@ -205,6 +212,10 @@ pub fn describe_scheduler() {
     describe_gauge!(
         "stasis_mirrors",
         "Mirrors per sync status (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_lfs_missing_objects",
+        "Git LFS objects mirrors' commits point at that the mirrors lack, awaiting another try (sampled by the leader)"
     );
     describe_counter!(
         "stasis_jobs_reaped_total",

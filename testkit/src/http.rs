@@ -135,6 +135,11 @@ impl GitHttpServer {
             .insert(oid.to_owned(), bytes.to_vec());
     }
 
+    /// The download of `oid` answers the object again (after [`Self::lfs_tamper`]).
+    pub fn lfs_heal(&self, oid: &str) {
+        self.lfs().tampered.lock().unwrap().remove(oid);
+    }
+
     /// Every request so far as `"<METHOD> <path>[?<query>]"`, in arrival order, e.g.
     /// `"GET /r.git/info/refs?service=git-upload-pack"`.
     pub fn requests(&self) -> Vec<String> {

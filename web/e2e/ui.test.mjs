@@ -134,7 +134,7 @@ async function journey() {
   await page.getByLabel("Status").selectOption("hard_failed");
   await page.locator('article[data-repo$="/good"]').waitFor({ state: "detached" });
   await broken.waitFor();
-  // the seed's `failed` covers a mirror failed for good too; a filtered page is still
+  // the public status `failed` covers a mirror failed for good too; a filtered page is still
   // the Mirrors page in the nav
   await page.getByLabel("Status").selectOption("failed");
   await broken.waitFor();

@@ -1,13 +1,15 @@
 //! Housekeeping after a sync that wrote: run while the sync still holds the repository's
 //! lock and its permit (repacking is the heaviest git work a worker does), and never a
-//! reason for the sync to fail.
+//! reason for the sync to fail. A pass that failed is remembered in the mirror
+//! ([`Retry`]) and run again by a later sync once its backoff ends, whether or not that
+//! sync wrote.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::git::fetch::{FetchReport, StopFlag};
-use crate::git::housekeeping::{housekeep, Policy, RepackKind};
+use crate::git::housekeeping::{housekeep, Policy, RepackKind, Retry};
 use crate::git::storage::disk_size;
 use stasis_shared::Config;
 use tracing::{info_span, warn, Instrument};
@@ -31,8 +33,9 @@ pub fn policy(cfg: &Config) -> Policy {
     }
 }
 
-/// The housekeeping a successful fetch calls for. An unchanged sync does nothing at all:
-/// that is the path almost every sync takes.
+/// The housekeeping a successful fetch calls for, and a failed pass due again. An
+/// unchanged sync of a mirror whose last pass did not fail does nothing but look for
+/// the retry file: that is the path almost every sync takes.
 pub async fn after_sync(
     cfg: &Config,
     path: &Path,
@@ -40,12 +43,28 @@ pub async fn after_sync(
     stop: &Arc<StopFlag>,
 ) -> Housekept {
     let changed = report.refs_changed() + report.refs_pruned > 0;
-    if report.unchanged || !(changed || report.objects_received > 0) {
+    let wrote = !report.unchanged && (changed || report.objects_received > 0);
+    let retry = cfg
+        .housekeeping
+        .enabled
+        .then(|| Retry::read(path))
+        .flatten();
+    let retry_due = retry.filter(|r| r.not_before <= SystemTime::now());
+    if !wrote && retry_due.is_none() {
         return Housekept::default();
     }
     let mut done = Housekept::default();
     let policy = policy(cfg);
-    let due = policy.due(path, report.objects_received > 0, changed);
+    let due = if wrote {
+        policy.due(path, report.objects_received > 0, changed)
+    } else {
+        None
+    };
+    let due = match (due, retry_due) {
+        (Some(kind), Some(r)) if !kind.covers(r.kind) => Some(r.kind),
+        (None, Some(r)) => Some(r.kind),
+        (due, _) => due,
+    };
     if let Some(kind) = due.filter(|_| cfg.housekeeping.enabled) {
         let span = info_span!("housekeeping", kind = kind.as_str());
         let began = Instant::now();
@@ -61,9 +80,44 @@ pub async fn after_sync(
         metrics::histogram!("stasis_housekeeping_duration_seconds", "kind" => kind.as_str())
             .record(took.as_secs_f64());
         match result {
-            Ok(()) => done.repack = Some((kind, took)),
-            // the fetched refs stand; the next sync that writes tries again
-            Err(e) => span.in_scope(|| warn!(error = %e, "mirror housekeeping failed")),
+            Ok(()) => {
+                done.repack = Some((kind, took));
+                if retry.is_some_and(|r| kind.covers(r.kind)) {
+                    if let Err(e) = Retry::clear(path) {
+                        span.in_scope(
+                            || warn!(error = %e, "could not clear the housekeeping retry"),
+                        );
+                    }
+                }
+            }
+            // the fetched refs stand; a later sync runs the pass again
+            Err(e) => {
+                let failures = retry.map_or(0, |r| r.failures).saturating_add(1);
+                let h = &cfg.housekeeping;
+                let wait = stasis_shared::backoff::delay(
+                    h.retry_base_delay,
+                    h.retry_max_delay,
+                    failures,
+                    false,
+                );
+                // a full pass that failed stays owed even after a later geometric one
+                let kind = match retry {
+                    Some(r) if !kind.covers(r.kind) => r.kind,
+                    _ => kind,
+                };
+                let again = Retry {
+                    kind,
+                    failures,
+                    not_before: SystemTime::now() + wait,
+                };
+                let written = again.write(path);
+                span.in_scope(|| {
+                    warn!(error = %e, failures, retry_in_s = wait.as_secs(), "mirror housekeeping failed");
+                    if let Err(e) = written {
+                        warn!(error = %e, "could not remember the failed housekeeping");
+                    }
+                });
+            }
         }
     }
     let dir = path.to_owned();

@@ -145,3 +145,58 @@ fn a_failed_import_leaves_no_directory() {
     sync(&mirror, &missing).expect_err("upstream gone");
     assert_mirrors(&mirror, &up);
 }
+
+/// A pass that failed (here: git cannot take the multi-pack index's lock) is not left
+/// for the mirror's next change: the next sync runs it again, even one that fetched
+/// nothing, once its backoff ends; after it succeeds, unchanged syncs do nothing again.
+#[tokio::test]
+async fn a_failed_pass_is_run_again_by_a_later_sync_that_fetched_nothing() {
+    use stasis_worker::git::housekeeping::Retry;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Upstream::create(dir.path().join("up"));
+    let mirror = dir.path().join("mirror.git");
+    let mut cfg = Config::default();
+    cfg.housekeeping.retry_base_delay = Duration::from_secs(3600);
+    sync_and_housekeep(&cfg, &mirror, &up).await;
+
+    let lock = mirror.join("objects/pack/multi-pack-index.lock");
+    std::fs::write(&lock, "").unwrap();
+    up.commit("next");
+    let failed = sync_and_housekeep(&cfg, &mirror, &up).await;
+    assert_eq!(failed.repack, None, "the pass failed");
+    let retry = Retry::read(&mirror).expect("the failure is remembered");
+    assert_eq!((retry.kind, retry.failures), (RepackKind::Geometric, 1));
+    let unrolled = packs(&mirror);
+    std::fs::remove_file(&lock).unwrap();
+
+    // within its backoff, an unchanged sync leaves it
+    let report = sync(&mirror, &up.url()).expect("no-op sync");
+    assert!(report.unchanged);
+    let stop = Arc::new(StopFlag::default());
+    assert_eq!(
+        after_sync(&cfg, &mirror, &report, &stop).await,
+        Housekept::default()
+    );
+
+    cfg.housekeeping.retry_base_delay = Duration::ZERO;
+    Retry {
+        not_before: std::time::SystemTime::now(),
+        ..retry
+    }
+    .write(&mirror)
+    .unwrap();
+    let retried = after_sync(&cfg, &mirror, &report, &stop).await;
+    assert_eq!(
+        retried.repack.map(|(kind, _)| kind),
+        Some(RepackKind::Geometric)
+    );
+    assert!(retried.size_bytes.is_some());
+    assert!(packs(&mirror) < unrolled, "{} packs", packs(&mirror));
+    assert_eq!(Retry::read(&mirror), None, "forgotten once done");
+    assert_eq!(
+        after_sync(&cfg, &mirror, &report, &stop).await,
+        Housekept::default()
+    );
+    assert_mirrors(&mirror, &up);
+}

@@ -289,3 +289,171 @@ fn the_scan_finds_new_pointers_and_a_stopped_one_ends_its_walk() {
     let stopped = scan::new_pointers(&git_dir, &[], &[tip(&head)], stop, later);
     assert_eq!(stopped, Err(LfsError::Stopped));
 }
+
+/// The mirror's remembered missing objects: (oid, attempts, last_error).
+async fn remembered(env: &TestEnv, repo: Uuid) -> Vec<(String, i32, String)> {
+    sqlx::query_as("SELECT oid, attempts, last_error FROM lfs_missing WHERE repo_id = $1")
+        .bind(repo)
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+}
+
+/// `lfs_missing_objects` as the mirror's status endpoint reads it.
+async fn status_missing(env: &TestEnv) -> i64 {
+    stasis_shared::db::repos::find_with_active_job(&env.pool, "alice", "r")
+        .await
+        .unwrap()
+        .expect("the mirror")
+        .lfs_missing_objects
+}
+
+/// A mirror imported while the upstream served `bad.bin`'s object corrupt: its oid, and
+/// the checks that the import left it missing and remembered.
+async fn imported_with_a_corrupt_object(f: &Fixture) -> (Uuid, String, Vec<u8>) {
+    let good = content(60, 2500);
+    commit_lfs_file(&f.up, "good.bin", &good);
+    let bad = content(61, 3000);
+    let bad_oid = commit_lfs_file(&f.up, "bad.bin", &bad);
+    f.server.lfs_tamper(&bad_oid, &content(62, 3000));
+    let (repo, run) = imported(&f.env, &f.server.url("r.git"), true).await;
+    assert_eq!(run.lfs_objects, Some(1), "{run:?}");
+    let rows = remembered(&f.env, repo).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1), (bad_oid.as_str(), 1));
+    assert!(rows[0].2.contains("does not hash to its oid"), "{rows:?}");
+    assert_eq!(status_missing(&f.env).await, 1);
+    // what the remembering is for: a clone of the mirror fails on the file
+    let mirror = f.env.mirror_path("alice", "r");
+    let (cloned, stderr) = clone_with_lfs(&mirror, &f.env.dir.path().join("broken"));
+    assert!(!cloned, "a clone cannot check out bad.bin");
+    assert!(stderr.contains("bad.bin"), "{stderr}");
+    (repo, bad_oid, bad)
+}
+
+/// After the object arrived: stored, forgotten, counted 0, and a clone checks it out.
+async fn arrived(f: &Fixture, repo: Uuid, oid: &str, bytes: &[u8]) {
+    let mirror = f.env.mirror_path("alice", "r");
+    assert!(object_path(&mirror, oid).is_file());
+    assert_eq!(remembered(&f.env, repo).await, Vec::new());
+    assert_eq!(status_missing(&f.env).await, 0);
+    assert_eq!(f.env.repo(repo).await.lfs_retry_at, None);
+    let checkout = f.env.dir.path().join("healed");
+    let (cloned, stderr) = clone_with_lfs(&mirror, &checkout);
+    assert!(cloned, "git lfs clone of the mirror: {stderr}");
+    assert_eq!(std::fs::read(checkout.join("bad.bin")).unwrap(), bytes);
+}
+
+fn short_backoff(env: &mut TestEnv) {
+    env.cfg.lfs.retry_base_delay = Duration::from_millis(10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_object_arrives_on_the_next_sync_once_healed_without_new_commits() {
+    let mut f = fixture().await;
+    short_backoff(&mut f.env);
+    let (repo, oid, bytes) = imported_with_a_corrupt_object(&f).await;
+    let worker = f.env.spawn_worker();
+
+    f.server.lfs_heal(&oid);
+    let next = sync(&f.env, repo, SyncReason::Manual).await;
+    let run = lfs_run(&f.env, next).await;
+    assert_eq!((run.lfs_objects, run.lfs_error.as_deref()), (Some(1), None));
+    let unchanged: bool = sqlx::query_scalar("SELECT unchanged FROM sync_runs WHERE job_id = $1")
+        .bind(next)
+        .fetch_one(&f.env.pool)
+        .await
+        .unwrap();
+    assert!(unchanged, "the retry came with a sync that fetched nothing");
+    arrived(&f, repo, &oid, &bytes).await;
+
+    // once present it is not asked for again
+    let before = downloads(&f.server);
+    let later = sync(&f.env, repo, SyncReason::Manual).await;
+    assert_eq!(lfs_run(&f.env, later).await.lfs_objects, None);
+    assert_eq!(downloads(&f.server), before);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_object_arrives_on_the_next_sync_once_healed_with_new_commits() {
+    let mut f = fixture().await;
+    short_backoff(&mut f.env);
+    let (repo, oid, bytes) = imported_with_a_corrupt_object(&f).await;
+    let worker = f.env.spawn_worker();
+
+    // still corrupt: tried again, one more attempt counted, still missing
+    f.up.commit("work while the LFS server is broken");
+    let broken = sync(&f.env, repo, SyncReason::Manual).await;
+    let run = lfs_run(&f.env, broken).await;
+    assert_eq!(run.lfs_objects, Some(0), "{run:?}");
+    assert!(run.lfs_error.is_some(), "{run:?}");
+    let rows = remembered(&f.env, repo).await;
+    assert_eq!((rows.len(), rows[0].1), (1, 2), "{rows:?}");
+    assert_eq!(status_missing(&f.env).await, 1);
+
+    f.server.lfs_heal(&oid);
+    let third = content(63, 1500);
+    let third_oid = commit_lfs_file(&f.up, "third.bin", &third);
+    let next = sync(&f.env, repo, SyncReason::Manual).await;
+    let run = lfs_run(&f.env, next).await;
+    assert_eq!((run.lfs_objects, run.lfs_error.as_deref()), (Some(2), None));
+    arrived(&f, repo, &oid, &bytes).await;
+    let mirror = f.env.mirror_path("alice", "r");
+    assert!(object_path(&mirror, &third_oid).is_file());
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operators_request_tries_again_before_the_backoff_ends_and_lfs_off_forgets() {
+    let mut f = fixture().await;
+    f.env.cfg.lfs.retry_base_delay = Duration::from_secs(3600);
+    let (repo, oid, bytes) = imported_with_a_corrupt_object(&f).await;
+    let worker = f.env.spawn_worker();
+    f.server.lfs_heal(&oid);
+
+    // within the backoff: a sync does not ask for it
+    let before = downloads(&f.server);
+    let waiting = sync(&f.env, repo, SyncReason::Manual).await;
+    assert_eq!(lfs_run(&f.env, waiting).await.lfs_objects, None);
+    assert_eq!(downloads(&f.server), before);
+    assert_eq!(status_missing(&f.env).await, 1);
+
+    // what `?lfs_retry=true` and `stasisctl mirrors sync --lfs-retry` do
+    let due = stasis_shared::db::lfs_missing::retry_now(&f.env.pool, repo)
+        .await
+        .unwrap();
+    assert_eq!(due, 1);
+    let asked = sync(&f.env, repo, SyncReason::Manual).await;
+    assert_eq!(lfs_run(&f.env, asked).await.lfs_objects, Some(1));
+    arrived(&f, repo, &oid, &bytes).await;
+    worker.stop().await;
+
+    // a mirror whose LFS is turned off forgets what it lacked; a deleted one too
+    let other_oid = commit_lfs_file(&f.up, "other.bin", &content(64, 900));
+    f.server.lfs_tamper(&other_oid, &content(65, 900));
+    let worker = f.env.spawn_worker();
+    sync(&f.env, repo, SyncReason::Manual).await;
+    worker.stop().await;
+    assert_eq!(status_missing(&f.env).await, 1);
+    let off = stasis_shared::db::repos::MirrorSettings {
+        lfs: Some(false),
+        ..Default::default()
+    };
+    stasis_shared::db::repos::update_mirror(&f.env.pool, repo, &off, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(remembered(&f.env, repo).await, Vec::new());
+    assert_eq!(f.env.repo(repo).await.lfs_retry_at, None);
+    assert_eq!(status_missing(&f.env).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_mirror_leaves_no_missing_objects_behind() {
+    let f = fixture().await;
+    let (repo, _, _) = imported_with_a_corrupt_object(&f).await;
+    assert!(stasis_shared::db::repos::delete(&f.env.pool, repo)
+        .await
+        .unwrap());
+    assert_eq!(remembered(&f.env, repo).await, Vec::new());
+}

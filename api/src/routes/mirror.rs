@@ -42,6 +42,7 @@ pub async fn managed_mirror(
 /// "Sync now". An already queued or running sync is returned instead of a second one,
 /// and within `mirror.min_manual_interval` of the last sync start the new one waits for
 /// the window's end (`next_run_at`); an admin's `?force=true` starts it now.
+/// `?lfs_retry=true` makes every Git LFS object the mirror lacks due for that sync.
 #[utoipa::path(
     post, path = "/repos/{owner}/{repo}/sync", tag = "mirrors", operation_id = "syncMirror",
     params(("owner" = String, Path), ("repo" = String, Path), SyncQuery),
@@ -64,6 +65,11 @@ pub async fn sync(
     let force = q.force.unwrap_or(false);
     if force && !user.is_admin {
         return Err(ApiError::AdminOnly);
+    }
+    if q.lfs_retry.unwrap_or(false) {
+        // due now: whichever sync of the mirror runs next tries them, this one or the
+        // one already queued
+        stasis_shared::db::lfs_missing::retry_now(&state.pool, repo.id).await?;
     }
     let accepted = enqueue(&state, repo.id, SyncReason::Manual, force).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
@@ -131,6 +137,7 @@ pub async fn status(
             &found.repo,
             &found.job,
             found.last_attempt_at,
+            found.lfs_missing_objects,
         ))),
         _ => Err(ApiError::NotFound("repository")),
     }

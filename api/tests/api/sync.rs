@@ -27,6 +27,7 @@ async fn an_imported_mirror_syncs_and_its_status_says_so() {
         "sync_error",
         "next_sync_at",
         "last_duration_ms",
+        "lfs_missing_objects",
         "job_id",
         "job",
     ] {
@@ -184,4 +185,64 @@ async fn a_retrying_mirror_shows_its_attempts_next_retry_and_last_error() {
     assert!(shown["last_attempt_at"].is_string(), "{shown}");
     assert!(shown["last_synced_at"].is_null(), "never synced: {shown}");
     assert_eq!(shown["job_id"], shown["job"]["id"]);
+}
+
+/// A Git LFS object the upstream served corrupt is counted in the mirror's status; once
+/// the upstream is healed, the owner's `?lfs_retry=true` brings it at once, however long
+/// its backoff has left, and the count goes back to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_status_counts_missing_lfs_objects_until_a_requested_retry_brings_them() {
+    use stasis_testkit::http::GitHttpServer;
+    use stasis_testkit::lfs::{commit_lfs_file, objects_dir};
+
+    let mut env = TestEnv::new().await;
+    env.cfg.lfs.retry_base_delay = Duration::from_secs(3600);
+    let root = env.dir.path().join("upstreams");
+    let up = stasis_testkit::git::Upstream::create(root.join("r.git"));
+    let server = GitHttpServer::start(&root);
+    server.serve_lfs(&objects_dir(&up));
+    let oid = commit_lfs_file(&up, "big.bin", &[7u8; 3000]);
+    server.lfs_tamper(&oid, &[8u8; 3000]);
+    let (alice, token) = env.user("alice", false).await;
+    let repo = env.mirror(&alice, "r", &server.url("r.git")).await;
+    let api = Api::start(&env).await;
+    let worker = env.spawn_worker();
+    let import = env
+        .enqueue(repo, stasis_shared::domain::SyncReason::Import)
+        .await;
+    env.finished(import, WAIT).await;
+    let body = lfs_status(&api).await;
+    assert_eq!(body["sync_status"], "success", "{body}");
+    assert_eq!(body["lfs_missing_objects"], 1, "{body}");
+
+    server.lfs_heal(&oid);
+    let (code, body) = api
+        .call(
+            "POST",
+            "/api/v1/repos/alice/r/sync?lfs_retry=true",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let job: uuid::Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
+    env.finished(job, WAIT).await;
+    let body = lfs_status(&api).await;
+    assert_eq!(body["lfs_missing_objects"], 0, "{body}");
+    let object = env
+        .mirror_path("alice", "r")
+        .join("lfs/objects")
+        .join(&oid[0..2])
+        .join(&oid[2..4])
+        .join(&oid);
+    assert!(object.is_file());
+    worker.stop().await;
+}
+
+async fn lfs_status(api: &Api) -> serde_json::Value {
+    let (code, body) = api
+        .call("GET", "/api/v1/repos/alice/r/mirror/status", None, None)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
 }

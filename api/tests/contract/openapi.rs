@@ -88,6 +88,20 @@ async fn the_openapi_document_lists_every_route() {
             .await;
         assert!(got != 405 && got < 500, "{method} {path}: {got}");
     }
+    // the missing LFS objects' count and the request to try them again are documented
+    let status = &doc["components"]["schemas"]["MirrorStatus"];
+    assert!(
+        status["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|f| f == "lfs_missing_objects")),
+        "{status}"
+    );
+    let sync = &doc["paths"]["/api/v1/repos/{owner}/{repo}/sync"]["post"]["parameters"];
+    assert!(
+        sync.as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "lfs_retry")),
+        "{sync}"
+    );
     let page = reqwest::get(format!("{}/api/v1/docs", w.api.base))
         .await
         .unwrap();

@@ -263,3 +263,50 @@ async fn the_scheduler_is_paused_and_the_interval_set_from_the_cli() {
     let said = ctl.ok(&["mirrors", "interval", "reset"]).await;
     assert!(said.contains("(from config)"), "{said}");
 }
+
+/// `mirrors sync --lfs-retry`: a Git LFS object the upstream served corrupt, healed since,
+/// arrives with the sync it queues, long before its backoff would have let it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_with_lfs_retry_brings_a_missing_lfs_object_at_once() {
+    use stasis_testkit::http::GitHttpServer;
+    use stasis_testkit::lfs::{commit_lfs_file, objects_dir};
+
+    let mut env = TestEnv::new().await;
+    env.cfg.lfs.retry_base_delay = std::time::Duration::from_secs(3600);
+    let ctl = Ctl { env: &env };
+    let root = env.dir.path().join("upstreams");
+    let up = Upstream::create(root.join("r.git"));
+    let server = GitHttpServer::start(&root);
+    server.serve_lfs(&objects_dir(&up));
+    let oid = commit_lfs_file(&up, "big.bin", &[3u8; 2000]);
+    server.lfs_tamper(&oid, &[4u8; 2000]);
+    let (alice, _) = env.user("alice", false).await;
+    let repo = env.mirror(&alice, "r", &server.url("r.git")).await;
+    let worker = env.spawn_worker();
+    let import = env.enqueue(repo, SyncReason::Import).await;
+    assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
+    let missing = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM lfs_missing WHERE repo_id = $1")
+            .bind(repo)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(missing().await, 1);
+
+    server.lfs_heal(&oid);
+    let said = ctl.ok(&["mirrors", "sync", "alice/r", "--lfs-retry"]).await;
+    assert!(
+        said.contains("1 missing LFS objects of alice/r due now"),
+        "{said}"
+    );
+    let job: Uuid = said
+        .split_whitespace()
+        .last()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no job id in {said:?}"));
+    assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
+    assert_eq!(missing().await, 0);
+    worker.stop().await;
+}

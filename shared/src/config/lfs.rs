@@ -1,5 +1,6 @@
 //! Git LFS objects of mirrors (`lfs.*`): downloaded after a sync that brought commits
-//! whose pointers name objects the mirror does not hold.
+//! whose pointers name objects the mirror does not hold; those that could not be stored
+//! are tried again by later syncs, with backoff.
 
 use std::time::Duration;
 
@@ -23,6 +24,12 @@ pub struct LfsConfig {
     /// Bound on one sync's LFS step (scan, batch requests, downloads).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Wait before a later sync tries again an object a sync could not store, doubled
+    /// after each further failure up to `retry_max_delay`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
 }
 
 impl Default for LfsConfig {
@@ -33,6 +40,8 @@ impl Default for LfsConfig {
             max_mirror_size: ByteSize::gib(20),
             concurrency: 4,
             timeout: Duration::from_secs(1800),
+            retry_base_delay: Duration::from_secs(60),
+            retry_max_delay: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -49,6 +58,12 @@ impl LfsConfig {
             return Err(ConfigError::Invalid {
                 key: "lfs.timeout",
                 msg: "must be more than 0s".into(),
+            });
+        }
+        if self.retry_base_delay > self.retry_max_delay {
+            return Err(ConfigError::Invalid {
+                key: "lfs.retry_base_delay",
+                msg: "must not be more than lfs.retry_max_delay".into(),
             });
         }
         Ok(())

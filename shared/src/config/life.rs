@@ -25,6 +25,12 @@ pub struct HousekeepingConfig {
     /// may still need them.
     #[serde(with = "humantime_serde")]
     pub prune_grace: Duration,
+    /// A pass that failed is run again by the first sync after this (one that fetched
+    /// nothing too), doubled after each further failure up to `retry_max_delay`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
 }
 
 impl Default for HousekeepingConfig {
@@ -35,6 +41,8 @@ impl Default for HousekeepingConfig {
             full_repack_interval: Duration::from_secs(7 * 24 * 3600),
             full_repack_every: 0,
             prune_grace: Duration::from_secs(14 * 24 * 3600),
+            retry_base_delay: Duration::from_secs(600),
+            retry_max_delay: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -70,6 +78,12 @@ pub(super) fn validate(
     };
     if housekeeping.timeout.is_zero() {
         return invalid("housekeeping.timeout", "must be more than zero");
+    }
+    if housekeeping.retry_base_delay > housekeeping.retry_max_delay {
+        return invalid(
+            "housekeeping.retry_base_delay",
+            "must not be more than housekeeping.retry_max_delay",
+        );
     }
     if history.max_runs_per_mirror == 0 {
         return invalid("history.max_runs_per_mirror", "must be at least 1");

@@ -159,6 +159,15 @@ mod tests {
             assert!(err.contains("lfs.concurrency"), "{err}");
             Ok(())
         });
+        Jail::expect_with(|jail| {
+            jail.set_env("STASIS_LFS_RETRY_BASE_DELAY", "50ms");
+            let cfg = load_in(jail).expect("valid config");
+            assert_eq!(cfg.lfs.retry_base_delay, Duration::from_millis(50));
+            jail.set_env("STASIS_LFS_RETRY_MAX_DELAY", "10ms");
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("lfs.retry_base_delay"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

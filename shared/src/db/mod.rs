@@ -2,6 +2,7 @@
 
 pub mod coalesce;
 pub mod jobs;
+pub mod lfs_missing;
 pub mod notifications;
 pub mod recovery;
 pub mod repos;

@@ -24,6 +24,8 @@ pub struct Repo {
     pub mirror_enabled: bool,
     /// Download the LFS objects the mirror's new commits point at.
     pub lfs_enabled: bool,
+    /// When the first of the LFS objects it lacks is due for another try (`lfs_missing`).
+    pub lfs_retry_at: Option<DateTime<Utc>>,
     pub sync_interval_secs: Option<i32>,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub sync_status: SyncStatus,
@@ -43,7 +45,8 @@ macro_rules! repo_columns {
     () => {
         "r.id, r.owner_id, u.username AS owner, r.name, r.description,
         r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret,
-        r.include_refs, r.exclude_refs, r.mirror_enabled, r.lfs_enabled, r.sync_interval_secs,
+        r.include_refs, r.exclude_refs, r.mirror_enabled, r.lfs_enabled, r.lfs_retry_at,
+        r.sync_interval_secs,
         r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
         r.size_bytes, r.sync_fence, r.created_at, r.updated_at"
     };
@@ -71,6 +74,8 @@ pub struct RepoWithJob {
     pub job: ActiveJob,
     /// When its latest run started, whatever its outcome.
     pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Git LFS objects its commits point at that it does not hold (`lfs_missing`).
+    pub lfs_missing_objects: i64,
 }
 
 /// A repository's job in flight, as its status shows it (all `None` without one).
@@ -101,7 +106,8 @@ pub const STATUS: &str = concat!(
     ", j.id AS job_id, j.state AS job_state, j.attempts AS job_attempts,
            j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
            j.last_error AS job_last_error,
-           (SELECT max(s.started_at) FROM sync_runs s WHERE s.repo_id = r.id) AS last_attempt_at
+           (SELECT max(s.started_at) FROM sync_runs s WHERE s.repo_id = r.id) AS last_attempt_at,
+           (SELECT count(*) FROM lfs_missing m WHERE m.repo_id = r.id) AS lfs_missing_objects
          FROM repositories r JOIN users u ON u.id = r.owner_id
          LEFT JOIN sync_jobs j ON j.repo_id = r.id AND ",
     crate::job_active!("j"),
@@ -363,6 +369,9 @@ pub async fn update_mirror(
     .await?;
     if url.is_some() {
         crate::lifecycle::operator::new_upstream(&mut tx, id).await?;
+    }
+    if s.lfs == Some(false) {
+        super::lfs_missing::forget_in(&mut tx, id).await?;
     }
     tx.commit().await
 }

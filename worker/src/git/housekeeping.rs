@@ -20,6 +20,8 @@ use super::fetch::StopFlag;
 /// Kept in the bare repository beside its packs, so the state moves, and goes, with
 /// the mirror.
 const STATE_FILE: &str = "stasis-housekeeping";
+/// A failed pass to run again, beside the state and for the same reason.
+const RETRY_FILE: &str = "stasis-housekeeping-retry";
 
 /// How often a running git command is checked against the stop flag and the deadline.
 const STOP_CHECK: Duration = Duration::from_millis(50);
@@ -35,6 +37,68 @@ impl RepackKind {
         match self {
             RepackKind::Geometric => "geometric",
             RepackKind::Full => "full",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RepackKind> {
+        match text {
+            "geometric" => Some(RepackKind::Geometric),
+            "full" => Some(RepackKind::Full),
+            _ => None,
+        }
+    }
+
+    /// Whether a pass of this kind does all a pass of `other` does: a full one repacks
+    /// everything a geometric one would.
+    pub fn covers(self, other: RepackKind) -> bool {
+        self == RepackKind::Full || other == RepackKind::Geometric
+    }
+}
+
+/// A pass that failed: run again by a sync after `not_before`, even one that fetched
+/// nothing, instead of waiting for the mirror's next change (which may be months away,
+/// its packs unrolled and its bitmap stale meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub kind: RepackKind,
+    /// Failures in a row.
+    pub failures: u32,
+    pub not_before: SystemTime,
+}
+
+impl Retry {
+    /// One read of a file that is almost always absent: cheap enough for every sync.
+    pub fn read(path: &Path) -> Option<Retry> {
+        let text = std::fs::read_to_string(path.join(RETRY_FILE)).ok()?;
+        let mut words = text.split_whitespace();
+        let kind = RepackKind::parse(words.next()?)?;
+        let failures = words.next()?.parse().ok()?;
+        let secs: u64 = words.next()?.parse().ok()?;
+        Some(Retry {
+            kind,
+            failures,
+            not_before: UNIX_EPOCH + Duration::from_secs(secs),
+        })
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let secs = self
+            .not_before
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let tmp = path.join(format!("{RETRY_FILE}.tmp"));
+        std::fs::write(
+            &tmp,
+            format!("{} {} {secs}\n", self.kind.as_str(), self.failures),
+        )?;
+        std::fs::rename(tmp, path.join(RETRY_FILE))
+    }
+
+    pub fn clear(path: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(path.join(RETRY_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 }

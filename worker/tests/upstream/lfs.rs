@@ -24,6 +24,7 @@ fn lfs(mirror: &Path, url: &str, fetched: &FetchReport, network: &NetworkPolicy)
         url,
         old_tips: &fetched.old_tips,
         new_tips: &fetched.new_tips,
+        remembered: &[],
         network,
         limits: LfsLimits {
             max_object_size: 1 << 20,
@@ -93,6 +94,11 @@ fn an_href_naming_an_internal_address_is_refused() {
         s.internal.requests()
     );
     assert!(!stored(&mirror, &s.oid));
+    // what later syncs try again: the refused object, with why
+    assert!(
+        matches!(&refused.missing[..], [(p, why)] if p.oid == s.oid && why.contains("refused")),
+        "{refused:?}"
+    );
 
     // the same answer where local networks are allowed: the refusal was the policy's
     let allowed = lfs(&mirror, &url, &fetched, &permissive());
@@ -102,6 +108,7 @@ fn an_href_naming_an_internal_address_is_refused() {
         "{allowed:?}"
     );
     assert!(stored(&mirror, &s.oid));
+    assert!(allowed.missing.is_empty(), "{allowed:?}");
 }
 
 #[test]

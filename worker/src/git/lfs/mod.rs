@@ -70,6 +70,17 @@ impl LfsError {
             LfsError::Stopped => "timeout",
         }
     }
+
+    /// The one object this failure is about, if it is about one.
+    pub fn oid(&self) -> Option<&str> {
+        match self {
+            LfsError::ObjectTooLarge { oid, .. }
+            | LfsError::SizeMismatch { oid, .. }
+            | LfsError::HashMismatch { oid }
+            | LfsError::Download { oid, .. } => Some(oid),
+            _ => None,
+        }
+    }
 }
 
 /// The limits of one mirror's LFS step.
@@ -98,6 +109,8 @@ pub struct LfsRequest<'a> {
     /// The mirror's tips before the fetch, and those it created or moved.
     pub old_tips: &'a [Oid],
     pub new_tips: &'a [Oid],
+    /// Objects earlier steps could not store, tried again beside the new ones.
+    pub remembered: &'a [Pointer],
     pub network: &'a NetworkPolicy,
     pub limits: LfsLimits,
     pub deadline: Instant,
@@ -112,6 +125,11 @@ pub struct LfsReport {
     pub objects: u32,
     pub bytes: u64,
     pub errors: Vec<LfsError>,
+    /// The oids stored by this step.
+    pub stored: Vec<String>,
+    /// The objects the mirror lacks and this step did not store, with why: what later
+    /// syncs try again.
+    pub missing: Vec<(Pointer, String)>,
 }
 
 impl LfsReport {
@@ -125,40 +143,92 @@ impl LfsReport {
     }
 }
 
-/// Downloads the LFS objects that the fetch's new objects point at and the mirror lacks.
+/// Downloads the LFS objects that the fetch's new objects point at and the mirror lacks,
+/// and the remembered ones it still lacks.
 pub async fn mirror_lfs(req: &LfsRequest<'_>) -> LfsReport {
     let mut report = LfsReport::default();
-    let (path, old, new) = (
+    let (path, old, new, remembered) = (
         req.path.to_owned(),
         req.old_tips.to_vec(),
         req.new_tips.to_vec(),
+        req.remembered.to_vec(),
     );
     let (stop, deadline) = (req.stop.clone(), req.deadline);
     let scanned = tokio::task::spawn_blocking(move || {
-        let pointers = scan::new_pointers(&path, &old, &new, stop, deadline)?;
-        let count = pointers.len();
+        let found = scan::new_pointers(&path, &old, &new, stop, deadline);
+        // a failed scan leaves the remembered objects to try
+        let (count, mut wanted) = match &found {
+            Ok(pointers) => (pointers.len(), pointers.clone()),
+            Err(_) => (0, Vec::new()),
+        };
+        wanted.extend(remembered);
+        wanted.sort();
+        wanted.dedup_by(|a, b| a.oid == b.oid);
         let stored = scan::stored_size(&path);
-        Ok::<_, LfsError>((count, scan::missing(&path, pointers), stored))
+        (found.err(), count, scan::missing(&path, wanted), stored)
     })
-    .await
-    .unwrap_or_else(|e| Err(LfsError::Scan(format!("scan thread failed: {e}"))));
-    let (found, missing, stored) = match scanned {
+    .await;
+    let (scan_error, found, missing, stored) = match scanned {
         Ok(scanned) => scanned,
         Err(e) => {
-            report.errors.push(e);
+            let error = LfsError::Scan(format!("scan thread failed: {e}"));
+            report.missing = unstored(req.remembered, &report, &error.to_string());
+            report.errors.push(error);
             return report;
         }
     };
+    report.errors.extend(scan_error);
     report.pointers = found;
+    download_missing(req, missing.clone(), stored, &mut report).await;
+    let fallback = report
+        .error_text()
+        .unwrap_or_else(|| "the LFS step ended before this object was downloaded".to_owned());
+    report.missing = unstored(&missing, &report, &fallback);
+    report
+}
+
+/// Of `wanted`, those the step did not store, each with the failure that names it or
+/// else `fallback`.
+fn unstored(wanted: &[Pointer], report: &LfsReport, fallback: &str) -> Vec<(Pointer, String)> {
+    let stored: std::collections::HashSet<&str> =
+        report.stored.iter().map(String::as_str).collect();
+    wanted
+        .iter()
+        .filter(|p| !stored.contains(p.oid.as_str()))
+        .map(|p| {
+            let why = report
+                .errors
+                .iter()
+                .find(|e| names(e, &p.oid))
+                .map_or_else(|| fallback.to_owned(), LfsError::to_string);
+            (p.clone(), why)
+        })
+        .collect()
+}
+
+/// Whether a failure is about the object `oid`: its own, or the batch API's answer for it.
+fn names(error: &LfsError, oid: &str) -> bool {
+    match error {
+        LfsError::Batch(message) => message.contains(oid),
+        e => e.oid() == Some(oid),
+    }
+}
+
+async fn download_missing(
+    req: &LfsRequest<'_>,
+    missing: Vec<Pointer>,
+    stored: u64,
+    report: &mut LfsReport,
+) {
     let wanted = within_limits(missing, stored, req.limits, &mut report.errors);
     if wanted.is_empty() {
-        return report;
+        return;
     }
     let endpoint = match Endpoint::from_clone_url(req.url) {
         Ok(endpoint) => endpoint,
         Err(e) => {
             report.errors.push(e);
-            return report;
+            return;
         }
     };
     let session = Session::new(req.network.clone(), req.deadline, req.stop.clone());
@@ -166,7 +236,7 @@ pub async fn mirror_lfs(req: &LfsRequest<'_>) -> LfsReport {
         Ok(client) => client,
         Err(e) => {
             report.errors.push(LfsError::Batch(describe(&e)));
-            return report;
+            return;
         }
     };
     for chunk in wanted.chunks(batch::BATCH_SIZE) {
@@ -177,22 +247,29 @@ pub async fn mirror_lfs(req: &LfsRequest<'_>) -> LfsReport {
                 continue;
             }
         };
-        let results: Vec<Result<u64, LfsError>> =
-            stream::iter(actions)
-                .map(|(pointer, action)| {
-                    let (client, session) = (&client, &session);
-                    async move {
-                        download::fetch_object(client, session, req.path, &pointer, action?).await
-                    }
-                })
-                .buffer_unordered(req.limits.concurrency.max(1))
-                .collect()
-                .await;
-        for result in results {
+        let results: Vec<(String, Result<u64, LfsError>)> = stream::iter(actions)
+            .map(|(pointer, action)| {
+                let (client, session) = (&client, &session);
+                async move {
+                    let result = match action {
+                        Ok(action) => {
+                            download::fetch_object(client, session, req.path, &pointer, action)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (pointer.oid, result)
+                }
+            })
+            .buffer_unordered(req.limits.concurrency.max(1))
+            .collect()
+            .await;
+        for (oid, result) in results {
             match result {
                 Ok(bytes) => {
                     report.objects += 1;
                     report.bytes += bytes;
+                    report.stored.push(oid);
                 }
                 Err(e) => report.errors.push(e),
             }
@@ -201,7 +278,6 @@ pub async fn mirror_lfs(req: &LfsRequest<'_>) -> LfsReport {
             break;
         }
     }
-    report
 }
 
 /// The missing objects that fit the per-object limit and what the mirror's limit
