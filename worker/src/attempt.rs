@@ -165,6 +165,9 @@ impl<'c> SyncAttempt<'c> {
         let inflight = Inflight::count();
         let began = Instant::now();
         let started_at = Utc::now();
+        // logged as the fetch begins, before it connects: the upstream may take long
+        // to answer, and the record of the start waits for that
+        info!("sync started");
         let fetch = fetch(ctx, &self.repo, self.stop.clone(), gate.clone());
         tokio::pin!(fetch);
         let early = tokio::select! {
@@ -186,7 +189,7 @@ impl<'c> SyncAttempt<'c> {
                     return Ok(());
                 };
                 announce(&self.job, &started);
-                info!("sync started");
+                debug!("sync recorded as running");
                 (fetched, Some(started))
             }
         };
@@ -251,17 +254,18 @@ impl<'c> SyncAttempt<'c> {
             }
             (Err(error), _) => Ending::Failed(error),
         };
-        let (error, error_kind) = ending.error();
+        let root = &ctx.cfg.storage.root;
+        let (error, error_kind) = ending.error(root);
         let finished = attempt::finish(
             &ctx.pool,
             &Finish {
                 attempt: self.attempt(started_at),
                 run_id: started.map(|s| s.run_id),
                 end: ending.end(),
-                error,
+                error: error.as_deref(),
                 error_kind,
                 duration,
-                stats: ending.stats(housekept, lfs),
+                stats: ending.stats(housekept, lfs, root),
                 default_interval: ctx.cfg.mirror.sync_interval,
                 limits: Limits {
                     max_interval: ctx.cfg.mirror.max_sync_interval,

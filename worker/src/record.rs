@@ -1,6 +1,7 @@
 //! How the worker's view of an attempt's end (a fetch report or a fetch error) becomes
 //! what the job lifecycle records (`stasis_shared::lifecycle::attempt`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::git::fetch::{FetchError, FetchReport};
@@ -10,6 +11,7 @@ use stasis_shared::lifecycle::attempt::RunStats;
 use stasis_shared::lifecycle::policy::End;
 
 use crate::housekeeping::Housekept;
+use crate::owner_text::for_owner;
 
 /// How an attempt ended, as the worker decided.
 #[derive(Debug, Clone, Copy)]
@@ -39,21 +41,28 @@ impl<'a> Ending<'a> {
         }
     }
 
-    /// The error the run, the job and the mirror show. An interruption is neither a
+    /// The error the run, the job and the mirror show, in the owner's words (see
+    /// [`for_owner`]; the log keeps the error as raised). An interruption is neither a
     /// success nor a failure of the mirror: it says what happened, with no kind.
-    pub fn error(&self) -> (Option<&'a str>, Option<ErrorKind>) {
+    pub fn error(&self, storage_root: &Path) -> (Option<String>, Option<ErrorKind>) {
         match *self {
             Ending::Success(_) => (None, None),
-            Ending::Retry { error, .. } | Ending::Failed(error) => {
-                (Some(&error.message), Some(error.kind))
-            }
-            Ending::Interrupted(_) => (Some(INTERRUPTED), None),
+            Ending::Retry { error, .. } | Ending::Failed(error) => (
+                Some(for_owner(&error.message, storage_root)),
+                Some(error.kind),
+            ),
+            Ending::Interrupted(_) => (Some(INTERRUPTED.to_owned()), None),
         }
     }
 
     /// The run row's figures: the fetch's, for a success, and the LFS step and the
-    /// housekeeping after it.
-    pub fn stats(&self, housekept: Housekept, lfs: Option<&LfsReport>) -> RunStats {
+    /// housekeeping after it (its error in the owner's words, as [`Self::error`]).
+    pub fn stats(
+        &self,
+        housekept: Housekept,
+        lfs: Option<&LfsReport>,
+        storage_root: &Path,
+    ) -> RunStats {
         let mut stats = RunStats {
             housekeeping: housekept
                 .repack
@@ -61,7 +70,9 @@ impl<'a> Ending<'a> {
             size_bytes: housekept.size_bytes.map(|b| b as i64),
             lfs_objects: lfs.map(|l| l.objects as i32),
             lfs_bytes: lfs.map(|l| l.bytes as i64),
-            lfs_error: lfs.and_then(LfsReport::error_text),
+            lfs_error: lfs
+                .and_then(LfsReport::error_text)
+                .map(|text| for_owner(&text, storage_root)),
             ..RunStats::default()
         };
         if let Ending::Success(r) = self {
