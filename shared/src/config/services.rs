@@ -65,6 +65,9 @@ pub struct QueueConfig {
     /// Upper bound on jobs waiting in Redis; the scheduler pushes in waves below it,
     /// because apalis-redis 1.0 fails every fetch once ~8,000 ids are due at once.
     pub max_backlog: u64,
+    /// Dead deliveries kept in Redis per lane (newest first) for operators to inspect;
+    /// older ones are removed with their payloads. Their jobs stay in Postgres.
+    pub max_dead: u64,
 }
 
 impl Default for QueueConfig {
@@ -75,6 +78,7 @@ impl Default for QueueConfig {
             missed_heartbeats: 2,
             poll_interval: Duration::from_millis(200),
             max_backlog: 4000,
+            max_dead: 1000,
         }
     }
 }

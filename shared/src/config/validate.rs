@@ -79,6 +79,12 @@ impl Config {
                 "must be between 1 and 7000 (apalis-redis fails above ~8000 due jobs)",
             );
         }
+        if self.queue.max_dead == 0 {
+            return invalid(
+                "queue.max_dead",
+                "must be at least 1 (dead deliveries are what operators are alerted on)",
+            );
+        }
         let rl = &self.ratelimit;
         if [
             rl.read_per_second,

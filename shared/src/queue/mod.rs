@@ -22,6 +22,7 @@ use crate::lifecycle::operator::{self, Refused};
 mod census;
 mod connection;
 mod epoch;
+pub mod reclaim;
 
 pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
