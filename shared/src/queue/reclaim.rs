@@ -127,9 +127,9 @@ async fn sweep_done(conn: &ConnectionManager, q: &str, limits: Limits) -> redis:
 }
 
 /// Trims the dead set to its newest `max_dead` deliveries. Delivery ids are ULIDs,
-/// whose text sorts by creation time (to the millisecond), so the oldest are the smallest.
-/// only when over the cap, and then in SSCAN steps: each pass trims it back, so what
-/// is read is the cap plus what died since the last pass.
+/// whose text sorts by creation time (to the millisecond), so the oldest are the
+/// smallest. The set is read only when over the cap, and then in SSCAN steps: each pass
+/// trims it back, so what is read is the cap plus what died since the last pass.
 async fn trim_dead(
     conn: &ConnectionManager,
     q: &str,
