@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use stasis_shared::db::settings;
 use stasis_shared::lock::{Lease, Leases, Renewal};
 use stasis_shared::outage::Outage;
+use stasis_shared::queue::reclaim::Reclaimer;
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
 use stasis_shared::{process, Config};
@@ -38,6 +39,9 @@ const RETAIN_EVERY: Duration = Duration::from_secs(120);
 const RECOVER_EVERY: Duration = Duration::from_secs(1);
 /// How often the leader delivers due notifications.
 const NOTIFY_EVERY: Duration = Duration::from_secs(1);
+/// How often the leader removes finished deliveries from Redis: a pass removes up to
+/// 20,000 per lane, several times what a million hourly mirrors finish in between.
+const RECLAIM_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
@@ -70,6 +74,8 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut last_recover: Option<Instant> = None;
     let mut recovery = Recovery::default();
     let redis_outage = Outage::new("redis");
+    let mut last_reclaim: Option<Instant> = None;
+    let mut reclaimer = Reclaimer::default();
     let http = notify::client(&cfg);
     let mut manifests = Manifests::new(&cfg);
     let mut next_tick = Instant::now();
@@ -169,6 +175,24 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                 Err(e) => {
                     e.record("retain");
                     warn!(error = %e, "history retention pass failed; retrying next pass");
+                }
+            }
+        }
+        if lease.is_some() && last_reclaim.is_none_or(|at| at.elapsed() >= RECLAIM_EVERY) {
+            last_reclaim = Some(Instant::now());
+            let (namespace, max_dead) = (&cfg.queue.namespace, cfg.queue.max_dead);
+            match reclaimer.pass(&redis, namespace, max_dead).await {
+                Ok(s) if s.dead + s.workers > 0 => info!(
+                    done = s.done,
+                    dead = s.dead,
+                    workers = s.workers,
+                    "finished deliveries removed from Redis"
+                ),
+                Ok(s) => debug!(done = s.done, "finished deliveries removed from Redis"),
+                Err(e) => {
+                    let e = crate::error::SchedulerError::from(e);
+                    e.record("reclaim");
+                    warn!(error = %e, "Redis reclaim pass failed; retrying next pass");
                 }
             }
         }
