@@ -220,10 +220,17 @@ text_enum! {
 }
 
 impl ErrorKind {
-    /// Failures that stop scheduled syncs at once: the upstream refuses us or is gone,
-    /// and asking again on a timer will not change that.
-    pub fn stops_schedule(self) -> bool {
-        matches!(self, ErrorKind::Auth | ErrorKind::NotFound)
+    /// Failures that stop scheduled syncs at once, without waiting for
+    /// `mirror.hard_fail_after`: a URL the address policy refuses and a repository over
+    /// the size limit stay so; an upstream that refuses us or is gone stops a mirror
+    /// that never synced (a wrong URL at import), while one that has synced before may
+    /// be passing through a private spell, a token's rotation or an outage page.
+    pub fn stops_schedule_at_once(self, ever_synced: bool) -> bool {
+        match self {
+            ErrorKind::BlockedUrl | ErrorKind::TooLarge => true,
+            ErrorKind::Auth | ErrorKind::NotFound => !ever_synced,
+            _ => false,
+        }
     }
 
     /// Permanent failures cannot heal by retrying the same request.
