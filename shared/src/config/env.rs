@@ -96,6 +96,37 @@ impl Keys {
     }
 }
 
+/// The `STASIS_*` variables of the scripts and tests, not of the processes.
+const TOOLS: &[&str] = &[
+    "CONFIG",
+    "LOCAL_SERVICES",
+    "PG_ADMIN_URL",
+    "TEST_",
+    "TESTKIT_",
+];
+
+/// This process's `STASIS_*` variables that are ignored although they look meant for
+/// it: no section, no service-link shape, not the tools'. A misspelt section
+/// (`STASIS_DATABSE_URL`) cannot stop the process, since Kubernetes would too, so it
+/// is worth a warning at start.
+pub fn unread_variables() -> Vec<String> {
+    let keys = Keys::of_config();
+    let mut unread: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            let upper = name.to_ascii_uppercase();
+            let Some(rest) = upper.strip_prefix(PREFIX) else {
+                return false;
+            };
+            matches!(keys.classify(name), Ok(Var::Ignored))
+                && !service_link(&upper)
+                && !TOOLS.iter().any(|tool| rest.starts_with(tool))
+        })
+        .collect();
+    unread.sort();
+    unread
+}
+
 fn env_error(var: &str, msg: String) -> ConfigError {
     ConfigError::Env {
         var: var.to_owned(),

@@ -226,3 +226,34 @@ fn debug_shows_no_secret() {
         Ok(())
     });
 }
+
+#[test]
+fn a_misspelt_section_is_ignored_and_listed_for_a_warning() {
+    Jail::expect_with(|jail| {
+        service_links(jail);
+        jail.set_env("STASIS_DATABSE_URL", "postgres://elsewhere/stasis");
+        jail.set_env("STASIS_TEST_DATABASE_URL", "postgres://127.0.0.1/test");
+        jail.set_env("STASIS_CONFIG", "/nonexistent.yaml");
+        jail.set_env("STASIS_MIRROR_ENABLED", "false");
+        let cfg = load_in(jail).expect("valid config");
+        assert_eq!(cfg.database.url, Config::default().database.url);
+        assert!(!cfg.mirror.enabled);
+        let unread = super::unread_variables();
+        assert!(
+            unread.contains(&"STASIS_DATABSE_URL".to_owned()),
+            "{unread:?}"
+        );
+        // the ones read, the service links and the tools' are not worth a warning
+        let listed = |prefix: &str| unread.iter().any(|v| v.starts_with(prefix));
+        for quiet in [
+            "STASIS_MIRROR",
+            "STASIS_API",
+            "STASIS_POSTGRES",
+            "STASIS_TEST_",
+            "STASIS_CONFIG",
+        ] {
+            assert!(!listed(quiet), "{quiet} in {unread:?}");
+        }
+        Ok(())
+    });
+}
