@@ -181,7 +181,10 @@ impl Scan {
                 Var::Ignored => {}
                 Var::Key(key) => {
                     scan.read.insert(name[PREFIX.len()..].to_ascii_lowercase());
-                    from_value.insert(key, name.to_owned());
+                    // empty counts as unset beside a file (compose's `${VAR:-}`)
+                    if !value.is_empty() {
+                        from_value.insert(key, name.to_owned());
+                    }
                 }
                 Var::File(key) => {
                     from_file.insert(key, (name.to_owned(), value));

@@ -133,6 +133,10 @@ fn a_secret_file_wins_over_the_yaml_file() {
         );
         let cfg = load_in(jail).expect("valid config");
         assert_eq!(cfg.secrets.key.as_deref(), Some("from-file"));
+        // an empty variable beside the file is as good as unset
+        jail.set_env("STASIS_SECRETS_KEY", "");
+        let cfg = load_in(jail).expect("valid config");
+        assert_eq!(cfg.secrets.key.as_deref(), Some("from-file"));
         Ok(())
     });
 }
