@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates deploy/ without a Docker engine: docker-compose.yml against the Compose
 # specification and what production needs of it (scalable workers, restart policies,
-# rotated logs, secrets from files, Prometheus and Grafana on loopback), the image
+# rotated logs, secrets from files, Prometheus and Grafana on loopback, no capabilities,
+# resource limits, read-only root file systems, readiness healthchecks), the image
 # (.dockerignore, pinned bases, cached dependencies, no bench binary), prometheus.yml,
 # the alert rules (promtool check and unit tests, a runbook section for each) and the
 # Grafana dashboard's conventions (datasource variable, rows, descriptions), and the Kubernetes
@@ -71,6 +72,61 @@ for name in ("api", "worker"):  # the processes that open credentials
     if not any((s if isinstance(s, str) else s.get("source")) == "stasis_secrets_key"
                for s in services[name].get("secrets", [])):
         problems.append(f"{name} does not get the stasis_secrets_key secret")
+# --- compose hardening: confined, bounded, read-only, ready before dependants start
+STASIS = ("migrate", "api", "scheduler", "worker")  # the services built from deploy/Dockerfile
+def env_of(svc):
+    env = svc.get("environment") or {}
+    return env if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+def secret_names(svc):
+    return {s if isinstance(s, str) else s.get("source") for s in svc.get("secrets", [])}
+for name, svc in services.items():
+    if svc.get("cap_drop") != ["ALL"]:
+        problems.append(f"{name}: cap_drop is not [ALL]")
+    if "no-new-privileges:true" not in (svc.get("security_opt") or []):
+        problems.append(f"{name}: no security_opt no-new-privileges:true")
+    limits = ((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    for limit in ("cpus", "memory", "pids"):
+        if limit not in limits:
+            problems.append(f"{name}: no {limit} limit (deploy.resources.limits)")
+    check = svc.get("healthcheck") or {}
+    if not check.get("disable") and "start_period" not in check:
+        problems.append(f"{name}: healthcheck without start_period")
+    # a secret read from a file must be mounted where the variable points
+    for var, value in env_of(svc).items():
+        if var.endswith("_FILE") and str(value).startswith("/run/secrets/"):
+            if str(value).removeprefix("/run/secrets/") not in secret_names(svc):
+                problems.append(f"{name}: {var} points at {value}, a secret it does not get")
+for name in STASIS + ("postgres", "redis"):
+    svc = services[name]
+    if svc.get("read_only") is not True:
+        problems.append(f"{name}: the root file system is not read_only")
+for name in STASIS:
+    env = env_of(services[name])
+    # no entrypoint exports secrets: the binary reads them, under exec and run as well
+    for key in ("STASIS_DATABASE_URL", "STASIS_REDIS_URL"):
+        if re.search(r"://[^/@\s]*:[^/@\s]*@", str(env.get(key, ""))):
+            problems.append(f"{name}: {key} carries a password in compose; use {key}_FILE")
+    if "STASIS_DATABASE_URL_FILE" not in env:
+        problems.append(f"{name}: the database URL (with its password) does not come from a secret file")
+for name in ("api", "worker", "migrate"):  # open or check upstream credentials, run stasisctl
+    if env_of(services[name]).get("STASIS_SECRETS_KEY_FILE") != "/run/secrets/stasis_secrets_key":
+        problems.append(f"{name}: STASIS_SECRETS_KEY_FILE is not /run/secrets/stasis_secrets_key")
+if services["worker"].get("init") is not True:
+    problems.append("worker: no init (a PID 1 reaping the git process groups a sync kills)")
+if "/readyz" not in " ".join(map(str, services["api"]["healthcheck"]["test"])):
+    problems.append("api: the healthcheck does not ask /readyz")
+for name, metric in (("worker", "stasis_worker_concurrency"), ("scheduler", "stasis_scheduler_leader")):
+    if metric not in " ".join(map(str, services[name]["healthcheck"]["test"])):
+        problems.append(f"{name}: the healthcheck proves a port only, not {metric} (set once connected)")
+pg = services["postgres"]
+pg_env = env_of(pg)
+if "POSTGRES_PASSWORD" in pg_env or pg_env.get("POSTGRES_PASSWORD_FILE") != "/run/secrets/postgres_password" \
+        or "postgres_password" not in secret_names(pg):
+    problems.append("postgres: the password does not come from the postgres_password secret file")
+if "ENTRYPOINT" in re.sub(r"#.*", "", open("deploy/Dockerfile").read()):
+    problems.append("the image has an entrypoint: secrets come from STASIS_*_FILE, "
+                    "so exec and run see what the service sees")
+
 graf = services["grafana"].get("environment", {})
 if "GF_SECURITY_ADMIN_PASSWORD__FILE" not in graf or "GF_SECURITY_ADMIN_PASSWORD" in graf:
     problems.append("grafana's admin password does not come from a secret file")
@@ -151,7 +207,7 @@ for r in rules:
 
 if problems:
     sys.exit("\n".join(problems))
-print(f"compose: worker scalable, restart/logging/ports/secrets set; image: pinned, cached, no bench; "
+print(f"compose: worker scalable, restart/logging/ports/secrets set, confined, limited, read-only; image: pinned, cached, no bench; "
       f"dashboard: {len(panels)} panels on ${{datasource}}; alerts: {len(rules)} with runbook sections")
 PY
 

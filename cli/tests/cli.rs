@@ -12,6 +12,8 @@ use uuid::Uuid;
 // Beside this file rather than in tests/ so they are part of this binary, not their own.
 #[path = "cli/admin.rs"]
 mod admin;
+#[path = "cli/environment.rs"]
+mod environment;
 #[path = "cli/jobs.rs"]
 mod jobs;
 

@@ -325,8 +325,8 @@ def check_pods(rel, docs):
         pods[name] = (labels, component)
         what = f"{doc['kind']} {name}"
         if spec.get("enableServiceLinks") is not False:
-            problems.append(f"{rel}: {what}: enableServiceLinks is not false (Service links add STASIS_* "
-                            "variables the config loader refuses)")
+            problems.append(f"{rel}: {what}: enableServiceLinks is not false (Service links add variables "
+                            "for every Service of the namespace, unused by the processes)")
         if spec.get("automountServiceAccountToken") is not False:
             problems.append(f"{rel}: {what}: mounts a service account token it never uses")
         psc = spec.get("securityContext") or {}

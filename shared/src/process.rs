@@ -24,6 +24,13 @@ pub struct Process {
 pub async fn boot(process: &'static str, config: Option<&Path>) -> Result<Process> {
     let cfg = Config::load(config)?;
     crate::telemetry::init(process, &cfg)?;
+    let unread = crate::config::unread_variables();
+    if !unread.is_empty() {
+        tracing::warn!(
+            variables = %unread.join(", "),
+            "STASIS_* variables of no configuration section, ignored (a misspelt section?)"
+        );
+    }
     let pool = crate::db::connect(&cfg.database)
         .await
         .map_err(Error::ConnectPostgres)?;

@@ -98,8 +98,8 @@ pub async fn load(cfg: &SecretsConfig, pool: &sqlx::PgPool) -> crate::Result<Opt
     if cipher.is_none() && crate::db::repos::any_credentials(pool).await? {
         return Err(crate::config::ConfigError::Invalid {
             key: "secrets.key",
-            msg: "mirrors have stored credentials, so STASIS_SECRETS_KEY (the key they were \
-                  sealed with) must be set"
+            msg: "mirrors have stored credentials, so STASIS_SECRETS_KEY or \
+                  STASIS_SECRETS_KEY_FILE (the key they were sealed with) must be set"
                 .into(),
         }
         .into());

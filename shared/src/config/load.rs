@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 
+use super::env::{Scan, PREFIX};
 use super::{Config, ConfigError, CONFIG_ENV};
 
 impl Config {
@@ -16,7 +17,7 @@ impl Config {
         Self::from_figment(Self::figment(path.as_deref())?)
     }
 
-    fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
+    pub(super) fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = path {
             if !path.is_file() {
@@ -27,25 +28,26 @@ impl Config {
             }
             figment = figment.merge(Yaml::file(path));
         }
-        Ok(figment.merge(Self::env()))
+        let scan = Scan::of(std::env::vars_os())?;
+        figment = figment.merge(Self::env(scan.read));
+        // a secret from its file wins over none; set both ways is refused by the scan
+        for (key, secret) in scan.files {
+            figment = figment.merge(Serialized::default(&key, secret));
+        }
+        Ok(figment)
     }
 
     /// `STASIS_MIRROR_SYNC_INTERVAL` → `mirror.sync_interval`: only the first `_` after
     /// the prefix separates section from key, since keys contain underscores themselves.
-    fn env() -> Env {
-        // the scripts' and tests' own variables, not configuration
-        Env::prefixed("STASIS_")
-            .ignore(&[
-                "CONFIG",
-                "LOCAL_SERVICES",
-                "PG_ADMIN_URL",
-                "TEST_DATABASE_URL",
-                "TEST_REDIS_URL",
-            ])
+    /// `read` holds the names (lowercase, without the prefix) the scan found to be
+    /// configuration; the others are not ours (see [`super::env`]).
+    fn env(read: std::collections::BTreeSet<String>) -> Env {
+        Env::prefixed(PREFIX)
+            .filter(move |key| read.contains(&key.as_str().to_ascii_lowercase()))
             .map(|key| key.as_str().replacen('_', ".", 1).into())
     }
 
-    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+    pub(super) fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let config: Config = figment.extract().map_err(|e| {
             let msg = e
                 .into_iter()

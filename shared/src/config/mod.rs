@@ -1,13 +1,18 @@
 //! The one typed configuration: defaults, then an optional YAML file, then
-//! `STASIS_<SECTION>_<KEY>` environment variables ([`Config::load`]). The sections
+//! `STASIS_<SECTION>_<KEY>` environment variables, secrets also from the file named by
+//! `STASIS_<SECTION>_<KEY>_FILE` ([`Config::load`]). The sections
 //! live by concern in the submodules, re-exported here; [`Config::validate`] checks
 //! what serde cannot.
 
 mod api;
+mod env;
+#[cfg(test)]
+mod env_tests;
 mod lfs;
 mod life;
 mod load;
 mod notify;
+mod redact;
 mod secrets;
 mod services;
 mod sync;
@@ -17,6 +22,7 @@ mod validate;
 use serde::{Deserialize, Serialize};
 
 pub use api::{ApiConfig, RateLimitConfig};
+pub use env::{unread_variables, SECRET_KEYS};
 pub use lfs::LfsConfig;
 pub use life::{HistoryConfig, HousekeepingConfig};
 pub use notify::NotifyConfig;
@@ -34,6 +40,9 @@ pub enum ConfigError {
     Load(String),
     #[error("configuration key `{key}`: {msg}")]
     Invalid { key: &'static str, msg: String },
+    /// A `STASIS_*` variable that cannot be read; never carries a secret's value.
+    #[error("environment variable {var}: {msg}")]
+    Env { var: String, msg: String },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -73,6 +73,15 @@ fn outage_recent() -> bool {
 }
 
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    // Every process has a pool of its own, and Postgres refuses connections past its
+    // max_connections: the sum over the deployment is what operators size.
+    tracing::info!(
+        max_connections = cfg.max_connections,
+        "Postgres pool: up to {m} connections in this process; the deployment needs \
+         N processes × {m} (plus 4 per running stasisctl) below Postgres max_connections \
+         (docs/operations.md, Connections)",
+        m = cfg.max_connections,
+    );
     // a startup parameter: set with the connection, no round trip of its own
     let options = PgConnectOptions::from_str(&cfg.url)?.options([(
         "statement_timeout",
