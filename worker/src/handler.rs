@@ -10,7 +10,7 @@ use stasis_shared::db::repos;
 use stasis_shared::domain::{JobState, SyncMirror};
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::attempt::{Acquired, SyncAttempt};
+use crate::sync::attempt::{Acquired, SyncAttempt};
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
 

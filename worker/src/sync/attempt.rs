@@ -21,14 +21,14 @@ use tracing::{debug, info, warn};
 
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
-use crate::fetch::fetch;
+use crate::sync::fetch::fetch;
 use crate::git::lfs::LfsReport;
 use crate::handler::postpone;
-use crate::housekeeping::{self, Housekept};
+use crate::sync::housekeeping::{self, Housekept};
 use crate::keepalive::KeepAlive;
-use crate::lfs;
-use crate::observe::{announce, observe, Inflight};
-use crate::record::Observed;
+use crate::sync::lfs;
+use crate::sync::observe::{announce, observe, Inflight};
+use crate::sync::record::Observed;
 use crate::shutdown::Registered;
 
 /// How long a sync runs before its start is recorded anyway. One that ends at the ref
