@@ -25,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::queue::Enqueuer;
+use stasis_shared::jobs::Jobs;
 use stasis_shared::Config;
 use tokio::net::TcpListener;
 use tower_http::classify::ServerErrorsFailureClass;
@@ -45,7 +45,7 @@ impl AppState {
         redis: ConnectionManager,
         cipher: Option<stasis_shared::secrets::Cipher>,
     ) -> Self {
-        let enqueuer = Enqueuer::new(
+        let jobs = Jobs::new(
             pool.clone(),
             redis.clone(),
             &cfg.queue,
@@ -55,7 +55,7 @@ impl AppState {
             cfg: Arc::new(cfg),
             pool,
             redis,
-            enqueuer,
+            jobs,
             health: Arc::default(),
             cipher,
         }
