@@ -148,8 +148,10 @@ async fn a_bulk_retry_of_many_failed_jobs_stays_under_the_lanes_bound() {
         job_service.retry(*job).await.unwrap().unwrap();
     }
     env.drained(WAIT).await;
+    // a delivery whose bookkeeping hit a backend error mid-attempt runs again (its
+    // attempt counted), so "at least once more"
     let retried: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sync_jobs WHERE state = 'failed' AND attempts = 2",
+        "SELECT count(*) FROM sync_jobs WHERE state = 'failed' AND attempts >= 2",
     )
     .fetch_one(&env.pool)
     .await

@@ -116,11 +116,13 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+        // outside the guard, whose token lookup is a statement too: a frozen Postgres
+        // must not hold a request there past `api.unavailable_after`
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             backends::answer_within,
-        ))
-        .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
+        ));
     probes
         .merge(guarded)
         .layer(axum::middleware::from_fn(http_metrics::record))
