@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stasis_shared::domain::{Lane, SyncReason};
-use stasis_shared::queue::Enqueuer;
+use stasis_shared::jobs::Jobs;
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::latency::LatencyProxy;
 use stasis_testkit::{eventually, TestEnv};
@@ -31,13 +31,13 @@ struct DepthWatch {
 }
 
 impl DepthWatch {
-    fn start(enqueuer: Enqueuer, lane: Lane) -> Self {
+    fn start(job_service: Jobs, lane: Lane) -> Self {
         let deepest = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
         let (seen, until) = (deepest.clone(), stop.clone());
         tokio::spawn(async move {
             while !until.is_cancelled() {
-                if let Ok(depth) = enqueuer.depth(lane).await {
+                if let Ok(depth) = job_service.depth(lane).await {
                     seen.fetch_max(depth, Ordering::SeqCst);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -84,15 +84,15 @@ async fn one_owners_flood_of_imports_does_not_stand_in_front_of_anothers_import(
     let slow_url = format!("git://{}/slow", proxy.addr);
     // one worker: two in one process would share their queue consumers' names
     let worker = env.spawn_worker();
-    let enqueuer = env.enqueuer();
-    let watch = DepthWatch::start(enqueuer.clone(), Lane::Priority);
+    let job_service = env.jobs();
+    let watch = DepthWatch::start(job_service.clone(), Lane::Priority);
 
     let mut flooders = Vec::new();
     for f in 0..FLOODERS {
         let (owner, _) = env.user(&format!("flood{f}"), false).await;
         for i in 0..EACH {
             let repo = env.mirror(&owner, &format!("m{i}"), &slow_url).await;
-            enqueuer.enqueue(repo, SyncReason::Import).await.unwrap();
+            job_service.request(repo, SyncReason::Import).await.unwrap();
         }
         flooders.push(owner.id);
     }
@@ -141,15 +141,17 @@ async fn a_bulk_retry_of_many_failed_jobs_stays_under_the_lanes_bound() {
     .fetch_all(&env.pool)
     .await
     .unwrap();
-    let enqueuer = env.enqueuer();
-    let watch = DepthWatch::start(enqueuer.clone(), Lane::Priority);
+    let job_service = env.jobs();
+    let watch = DepthWatch::start(job_service.clone(), Lane::Priority);
     let worker = env.spawn_worker();
     for job in &failed {
-        enqueuer.retry(*job).await.unwrap().unwrap();
+        job_service.retry(*job).await.unwrap().unwrap();
     }
     env.drained(WAIT).await;
+    // a delivery whose bookkeeping hit a backend error mid-attempt runs again (its
+    // attempt counted), so "at least once more"
     let retried: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sync_jobs WHERE state = 'failed' AND attempts = 2",
+        "SELECT count(*) FROM sync_jobs WHERE state = 'failed' AND attempts >= 2",
     )
     .fetch_one(&env.pool)
     .await
@@ -179,7 +181,7 @@ async fn pending_jobs_whose_deliveries_redis_lost_come_back_in_bounded_waves() {
     .await
     .unwrap();
     env.forget_redis().await;
-    let watch = DepthWatch::start(env.enqueuer(), Lane::Priority);
+    let watch = DepthWatch::start(env.jobs(), Lane::Priority);
     let scheduler = env.spawn_scheduler();
     let worker = env.spawn_worker();
     eventually("every lost job to run", WAIT, || async {

@@ -86,8 +86,8 @@ async fn sync_now_re_pushes_a_delivery_redis_lost() {
         "Redis to accept requests again",
         Duration::from_secs(10),
         || async {
-            env.enqueuer()
-                .enqueue(repo, SyncReason::Manual)
+            env.jobs()
+                .request(repo, SyncReason::Manual)
                 .await
                 .ok()
                 .flatten()
@@ -141,8 +141,8 @@ async fn redis_crashing_as_syncs_start_leaves_nothing_pending() {
             "Redis to accept the job",
             Duration::from_secs(10),
             || async {
-                env.enqueuer()
-                    .enqueue(repo, SyncReason::Manual)
+                env.jobs()
+                    .request(repo, SyncReason::Manual)
                     .await
                     .ok()
                     .flatten()

@@ -76,7 +76,7 @@ async fn workers_share_the_load_and_never_run_a_job_twice() {
             reason: SyncReason::Scheduled,
         })
         .collect();
-    env.enqueuer().push(duplicates).await.unwrap();
+    env.jobs().push(duplicates).await.unwrap();
 
     let mut runs_by_worker: BTreeMap<String, Vec<Span>> = BTreeMap::new();
     for &job in &jobs {

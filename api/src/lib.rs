@@ -25,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::queue::Enqueuer;
+use stasis_shared::jobs::Jobs;
 use stasis_shared::Config;
 use tokio::net::TcpListener;
 use tower_http::classify::ServerErrorsFailureClass;
@@ -45,7 +45,7 @@ impl AppState {
         redis: ConnectionManager,
         cipher: Option<stasis_shared::secrets::Cipher>,
     ) -> Self {
-        let enqueuer = Enqueuer::new(
+        let jobs = Jobs::new(
             pool.clone(),
             redis.clone(),
             &cfg.queue,
@@ -55,7 +55,7 @@ impl AppState {
             cfg: Arc::new(cfg),
             pool,
             redis,
-            enqueuer,
+            jobs,
             health: Arc::default(),
             cipher,
         }
@@ -116,11 +116,13 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+        // outside the guard, whose token lookup is a statement too: a frozen Postgres
+        // must not hold a request there past `api.unavailable_after`
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             backends::answer_within,
-        ))
-        .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
+        ));
     probes
         .merge(guarded)
         .layer(axum::middleware::from_fn(http_metrics::record))

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::queue::Enqueuer;
+use stasis_shared::jobs::Jobs;
 use stasis_shared::secrets::Cipher;
 use stasis_shared::Config;
 
@@ -11,7 +11,7 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub pool: PgPool,
     pub redis: ConnectionManager,
-    pub enqueuer: Enqueuer,
+    pub jobs: Jobs,
     /// Which backend fails right now, kept by [`crate::backends::watch`] while serving.
     pub health: Arc<crate::backends::BackendHealth>,
     /// Seals upstream credentials; `None` without `secrets.key`.

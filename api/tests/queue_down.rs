@@ -159,7 +159,7 @@ async fn a_retry_while_redis_is_down_is_recorded_and_delivered_once_it_is_back()
     eventually(
         "the dispatcher to deliver the retried job",
         WAIT,
-        || async { env.enqueuer().dispatch().await.ok().filter(|n| *n == 1) },
+        || async { env.jobs().dispatch().await.ok().filter(|n| *n == 1) },
     )
     .await;
     assert_eq!(env.waiting_deliveries().await, 1);

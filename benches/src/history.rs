@@ -282,7 +282,7 @@ async fn endpoints(env: &TestEnv, token: &str, sizes: &Sizes) -> anyhow::Result<
 /// Median of `n` real scheduler ticks (`enqueue_due`) over `DUE` due mirrors, each
 /// undone afterwards (jobs removed, mirrors not due) so the next finds the same.
 async fn due_scan(env: &TestEnv, n: usize) -> anyhow::Result<f64> {
-    let enqueuer = env.enqueuer();
+    let job_service = env.jobs();
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         sqlx::query(
@@ -294,7 +294,8 @@ async fn due_scan(env: &TestEnv, n: usize) -> anyhow::Result<f64> {
         .await?;
         let t = Instant::now();
         let tick =
-            stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &enqueuer).await?;
+            stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &job_service)
+                .await?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);
         ensure!(
             tick.enqueued == DUE as u64,

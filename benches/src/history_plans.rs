@@ -10,7 +10,7 @@
 use sqlx::{Connection, PgPool, Row as _};
 use stasis_scheduler::retention::{self, EXCESS_RUNS, OLD_RUNS, ORPHAN_JOBS};
 use stasis_shared::db::{jobs, repos, runs};
-use stasis_shared::lifecycle::enqueue::OPEN_DUE;
+use stasis_shared::lifecycle::opening::OPEN_DUE;
 
 /// A node reading this many rows of a history table is reading all of it, or a lot.
 const WHOLE: f64 = 50_000.0;
@@ -132,7 +132,7 @@ pub async fn explain(pool: &PgPool, mirrors: i64) -> anyhow::Result<()> {
             },
         ),
         (
-            "due scan (enqueue::OPEN_DUE, 1000)",
+            "due scan (opening::OPEN_DUE, 1000)",
             Query::Generic {
                 sql: OPEN_DUE.into(),
                 types: "bigint, int, timestamptz, uuid",

@@ -158,7 +158,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         }
         let started = Instant::now();
         let done = manifests.round(&env.cfg, &env.pool).await?;
-        let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await?;
+        let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs()).await?;
         let took = started.elapsed().as_secs_f64();
         ensure!(
             done.skipped as usize == n && tick.enqueued == 0,
@@ -300,7 +300,7 @@ async fn listing_round(env: &mut TestEnv, n: usize) -> anyhow::Result<f64> {
         .await?;
     let worker = env.spawn_worker();
     let started = Instant::now();
-    let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await?;
+    let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs()).await?;
     ensure!(
         tick.enqueued as usize == n,
         "enqueued {} of {n}",
@@ -415,7 +415,7 @@ async fn changed_round(
     let cpu_before = Cpu::now();
     let started = Instant::now();
     let done = manifests.round(&env.cfg, &env.pool).await?;
-    let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer()).await?;
+    let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs()).await?;
     ensure!(
         tick.enqueued as usize == changed.len() && done.skipped as usize == n - changed.len(),
         "{percent}%: {} enqueued, {} skipped, {} changed",

@@ -51,8 +51,8 @@ async fn tick(n: usize) -> anyhow::Result<Tick> {
     let (wal_before, checkpoints_before) = wal_state(&env.pool).await?;
     let cpu_before = Cpu::now();
     let started = Instant::now();
-    let tick = stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
-        .await?;
+    let tick =
+        stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs()).await?;
     let secs = started.elapsed().as_secs_f64();
     let mut cpu = Cpu::default();
     cpu.add_span(&cpu_before, &Cpu::now());

@@ -104,10 +104,10 @@ async fn bulk_retry(
             break;
         }
     }
-    let enqueuer = svc.enqueuer().await?;
+    let job_service = svc.jobs().await?;
     let (mut queued, mut skipped) = (0, 0);
     for job in &matching {
-        match enqueuer.retry(job.id).await? {
+        match job_service.retry(job.id).await? {
             Ok(()) => queued += 1,
             Err(r) => {
                 skipped += 1;
@@ -240,7 +240,7 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
             }
         }
         JobsCommand::Retry { id: Some(id), .. } => {
-            svc.enqueuer()
+            svc.jobs()
                 .await?
                 .retry(id)
                 .await?
@@ -258,7 +258,7 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
         }
         JobsCommand::Discard { id } => {
             let (was, removed) = svc
-                .enqueuer()
+                .jobs()
                 .await?
                 .discard(id)
                 .await?

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db;
-use stasis_shared::queue::Enqueuer;
+use stasis_shared::jobs::Jobs;
 use stasis_shared::Config;
 
 #[derive(Parser)]
@@ -91,8 +91,8 @@ impl Services {
         connect::redis(&self.cfg.redis).await
     }
 
-    pub async fn enqueuer(&self) -> anyhow::Result<Enqueuer> {
-        Ok(Enqueuer::new(
+    pub async fn jobs(&self) -> anyhow::Result<Jobs> {
+        Ok(Jobs::new(
             self.pool.clone(),
             self.redis().await?,
             &self.cfg.queue,

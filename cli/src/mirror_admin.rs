@@ -44,8 +44,8 @@ pub async fn set_enabled(svc: &Services, full: &str, enabled: bool) -> anyhow::R
 
 pub async fn delete(svc: &Services, full: &str) -> anyhow::Result<()> {
     let repo = find(svc, full, false).await?;
-    let enqueuer = svc.enqueuer().await?;
-    let removal = remove_mirror(&svc.cfg, &svc.pool, svc.redis().await?, &enqueuer, &repo)
+    let jobs = svc.jobs().await?;
+    let removal = remove_mirror(&svc.cfg, &svc.pool, svc.redis().await?, &jobs, &repo)
         .await
         .context("removing the mirror")?;
     if removal == Removal::SyncRunning {

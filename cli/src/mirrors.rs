@@ -170,9 +170,9 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                 out!("{due} missing LFS objects of {repo} due now");
             }
             let enqueued = svc
-                .enqueuer()
+                .jobs()
                 .await?
-                .enqueue(found.id, SyncReason::Manual)
+                .request(found.id, SyncReason::Manual)
                 .await?
                 .ok_or_else(|| anyhow!("no mirror {repo}"))?;
             if enqueued.created {

@@ -6,9 +6,9 @@ use std::time::Instant;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::domain::{SyncMirror, SyncReason};
-use stasis_shared::lifecycle::enqueue::{self, DueBatch, DueCursor};
-use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::lifecycle::opening::{self, DueBatch, DueCursor};
 use stasis_shared::Config;
+use stasis_shared::{jobs::Jobs, queue};
 use uuid::Uuid;
 
 use crate::error::SchedulerError;
@@ -28,7 +28,7 @@ pub async fn enqueue_due(
     cfg: &Config,
     pool: &PgPool,
     redis: &ConnectionManager,
-    enqueuer: &Enqueuer,
+    job_service: &Jobs,
 ) -> Result<TickReport, SchedulerError> {
     let started = Instant::now();
     let mut report = TickReport::default();
@@ -40,7 +40,7 @@ pub async fn enqueue_due(
         let backlog = match queue::backlog(redis, &cfg.queue.namespace).await {
             Ok(n) => n + claimed.len() as u64,
             Err(e) => {
-                enqueue::withdraw(pool, &job_ids(&claimed)).await?;
+                opening::withdraw(pool, &job_ids(&claimed)).await?;
                 return Err(e.into());
             }
         };
@@ -50,14 +50,15 @@ pub async fn enqueue_due(
             break;
         }
         let limit = room.min(u64::from(cfg.scheduler.batch_size)) as i64;
-        let (pushed, next) = tokio::join!(push(enqueuer, &claimed), open(cfg, pool, limit, cursor));
+        let (pushed, next) =
+            tokio::join!(push(job_service, &claimed), open(cfg, pool, limit, cursor));
         if let Err(e) = pushed {
             // neither batch reaches Redis: both go back to due
             let mut unpushed = job_ids(&claimed);
             if let Ok(next) = &next {
                 unpushed.extend(job_ids(&next.jobs));
             }
-            enqueue::withdraw(pool, &unpushed).await?;
+            opening::withdraw(pool, &unpushed).await?;
             return Err(e);
         }
         report.enqueued += claimed.len() as u64;
@@ -69,8 +70,8 @@ pub async fn enqueue_due(
             break;
         }
     }
-    if let Err(e) = push(enqueuer, &claimed).await {
-        enqueue::withdraw(pool, &job_ids(&claimed)).await?;
+    if let Err(e) = push(job_service, &claimed).await {
+        opening::withdraw(pool, &job_ids(&claimed)).await?;
         return Err(e);
     }
     report.enqueued += claimed.len() as u64;
@@ -96,12 +97,12 @@ async fn open(
 ) -> sqlx::Result<DueBatch> {
     let attempts = cfg.sync.max_attempts as i32;
     if limit < SPLIT_FROM {
-        return enqueue::open_due(pool, limit, attempts, after).await;
+        return opening::open_due(pool, limit, attempts, after).await;
     }
     let half = limit / 2;
     let (first, second) = tokio::join!(
-        enqueue::open_due(pool, limit - half, attempts, after),
-        enqueue::open_due(pool, half, attempts, after)
+        opening::open_due(pool, limit - half, attempts, after),
+        opening::open_due(pool, half, attempts, after)
     );
     match (first, second) {
         (Ok(mut first), Ok(second)) => {
@@ -111,14 +112,14 @@ async fn open(
         }
         // the other half is opened but will not be pushed: due again at once
         (Ok(claimed), Err(e)) | (Err(e), Ok(claimed)) => {
-            enqueue::withdraw(pool, &job_ids(&claimed.jobs)).await?;
+            opening::withdraw(pool, &job_ids(&claimed.jobs)).await?;
             Err(e)
         }
         (Err(e), Err(_)) => Err(e),
     }
 }
 
-async fn push(enqueuer: &Enqueuer, claimed: &[(Uuid, Uuid)]) -> stasis_shared::Result<()> {
+async fn push(job_service: &Jobs, claimed: &[(Uuid, Uuid)]) -> stasis_shared::Result<()> {
     if claimed.is_empty() {
         return Ok(());
     }
@@ -130,7 +131,7 @@ async fn push(enqueuer: &Enqueuer, claimed: &[(Uuid, Uuid)]) -> stasis_shared::R
             reason: SyncReason::Scheduled,
         })
         .collect();
-    enqueuer.push(deliveries).await
+    job_service.push(deliveries).await
 }
 
 fn job_ids(claimed: &[(Uuid, Uuid)]) -> Vec<Uuid> {

@@ -7,10 +7,10 @@ use chrono::Utc;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::settings;
+use stasis_shared::jobs::Jobs;
 use stasis_shared::lock::{Lease, Leases, Renewal};
 use stasis_shared::outage::Outage;
 use stasis_shared::queue::reclaim::Reclaimer;
-use stasis_shared::queue::Enqueuer;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
 use stasis_shared::{process, Config};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,7 @@ const RECLAIM_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
-    let enqueuer = Enqueuer::new(
+    let job_service = Jobs::new(
         pool.clone(),
         redis.clone(),
         &cfg.queue,
@@ -53,8 +53,8 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     );
     // every scheduler (stand-bys too) offers to dispatch: waiting jobs keep moving
     // while leadership changes hands
-    let dispatcher = tokio::spawn(stasis_shared::queue::dispatch_loop(
-        enqueuer.clone(),
+    let dispatcher = tokio::spawn(stasis_shared::jobs::dispatch_loop(
+        job_service.clone(),
         cfg.queue.dispatch_interval,
         shutdown.clone(),
     ));
@@ -102,7 +102,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         }
         if lease.is_some() && last_recover.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
             last_recover = Some(Instant::now());
-            match recovery.pass(&cfg, &pool, &redis, &enqueuer).await {
+            match recovery.pass(&cfg, &pool, &redis, &job_service).await {
                 Ok(r) if r != Recovered::default() => info!(
                     rescued = r.rescued,
                     redelivered = r.redelivered,
@@ -117,7 +117,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         }
         if lease.is_some() && cfg.mirror.enabled && Instant::now() >= next_tick {
             next_tick = Instant::now() + cfg.scheduler.tick;
-            match tick(&cfg, &pool, &redis, &enqueuer, &mut manifests).await {
+            match tick(&cfg, &pool, &redis, &job_service, &mut manifests).await {
                 Ok(None) => debug!("scheduler paused by an operator; tick skipped"),
                 Ok(Some(report)) => {
                     status.last_tick_at = Some(Utc::now());
@@ -148,7 +148,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         }
         if lease.is_some() && last_reap.is_none_or(|at| at.elapsed() >= REAP_EVERY) {
             last_reap = Some(Instant::now());
-            match reap(&cfg, &pool, &redis, &enqueuer).await {
+            match reap(&cfg, &pool, &redis, &job_service).await {
                 Ok(r) if r != Reaped::default() => info!(
                     running = r.running,
                     pending = r.pending,
@@ -238,7 +238,7 @@ async fn tick(
     cfg: &Config,
     pool: &PgPool,
     redis: &ConnectionManager,
-    enqueuer: &Enqueuer,
+    job_service: &Jobs,
     manifests: &mut Manifests,
 ) -> Result<Option<crate::due::TickReport>, crate::error::SchedulerError> {
     let paused = settings::scheduler_paused(pool).await?;
@@ -260,7 +260,7 @@ async fn tick(
             warn!(error = %e, "manifest round failed; due mirrors are enqueued without it");
         }
     }
-    enqueue_due(cfg, pool, redis, enqueuer).await.map(Some)
+    enqueue_due(cfg, pool, redis, job_service).await.map(Some)
 }
 
 /// What a leadership check needs besides the lease: when it was last renewed, how

@@ -11,8 +11,8 @@ use stasis_shared::db::{jobs, repos, waiting};
 use stasis_shared::domain::{SyncMirror, SyncReason};
 use stasis_shared::lifecycle::rescue;
 use stasis_shared::lock::Leases;
-use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
+use stasis_shared::{jobs::Jobs, queue};
 
 use crate::error::SchedulerError;
 
@@ -33,7 +33,7 @@ pub async fn reap(
     cfg: &Config,
     pool: &PgPool,
     redis: &ConnectionManager,
-    enqueuer: &Enqueuer,
+    job_service: &Jobs,
 ) -> Result<Reaped, SchedulerError> {
     let stuck = cfg.scheduler.stuck_after;
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
@@ -66,12 +66,12 @@ pub async fn reap(
         }
     }
     if !redeliver.is_empty() {
-        enqueuer.admit(&redeliver).await;
+        job_service.admit(&redeliver).await;
     }
 
     for repo_id in repos::stuck_without_job(pool, stuck, BATCH).await? {
-        if enqueuer
-            .enqueue(repo_id, SyncReason::Scheduled)
+        if job_service
+            .request(repo_id, SyncReason::Scheduled)
             .await?
             .is_some()
         {

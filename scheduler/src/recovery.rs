@@ -16,9 +16,10 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::recovery::{self, Orphan};
 use stasis_shared::domain::SyncMirror;
+use stasis_shared::jobs::Jobs;
 use stasis_shared::lifecycle::rescue;
 use stasis_shared::liveness;
-use stasis_shared::queue::{self, Enqueuer, EpochWatch};
+use stasis_shared::queue::{self, EpochWatch};
 use stasis_shared::Config;
 use tracing::{info, warn};
 
@@ -56,11 +57,11 @@ impl Recovery {
         cfg: &Config,
         pool: &PgPool,
         redis: &ConnectionManager,
-        enqueuer: &Enqueuer,
+        job_service: &Jobs,
     ) -> Result<Recovered, SchedulerError> {
         let ns = &cfg.queue.namespace;
         let mut done = Recovered {
-            rescued: rescue_dead_workers(cfg, pool, redis, enqueuer).await?,
+            rescued: rescue_dead_workers(cfg, pool, redis, job_service).await?,
             ..Recovered::default()
         };
         let epoch = match self.watch.look(redis, ns).await? {
@@ -103,7 +104,7 @@ async fn rescue_dead_workers(
     cfg: &Config,
     pool: &PgPool,
     redis: &ConnectionManager,
-    enqueuer: &Enqueuer,
+    job_service: &Jobs,
 ) -> Result<u64, SchedulerError> {
     let window = cfg.queue.heartbeat_interval * cfg.queue.missed_heartbeats;
     let silent = recovery::running_on_silent_workers(pool, window, BATCH).await?;
@@ -135,7 +136,7 @@ async fn rescue_dead_workers(
     let rescued = deliveries.len() as u64;
     if rescued > 0 {
         // at once where their lanes have room; the dispatcher delivers the rest
-        enqueuer.admit(&deliveries).await;
+        job_service.admit(&deliveries).await;
         metrics::counter!("stasis_jobs_redelivered_total", "cause" => "dead_worker")
             .increment(rescued);
     }

@@ -77,7 +77,7 @@ async fn make_due(env: &TestEnv, repo: Uuid) {
 /// One scheduler tick as the leader runs it: the manifest round, then the due mirrors.
 async fn tick(env: &TestEnv, manifests: &mut Manifests) -> (ManifestRound, u64) {
     let round = manifests.round(&env.cfg, &env.pool).await.expect("round");
-    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .expect("tick");
     (round, report.enqueued)

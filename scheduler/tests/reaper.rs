@@ -65,7 +65,7 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
     .await
     .unwrap();
 
-    let reaped = reap(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let reaped = reap(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!(
@@ -80,7 +80,7 @@ async fn lost_deliveries_dead_workers_and_orphaned_statuses_are_repaired() {
     assert_eq!(env.job(busy_job).await.state, JobState::Running);
 
     // a second pass finds deliveries waiting now and touches nothing
-    let again = reap(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let again = reap(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!(again, Reaped::default());

@@ -153,8 +153,8 @@ async fn finished_syncs_leave_redis_as_it_was_idle() {
         .filter(|k| k.ends_with(":fence"))
         .count();
     assert!(
-        fences <= repos.len() + 1,
-        "one per mirror and the leader's: {fences}"
+        fences <= repos.len() + 2,
+        "one per mirror, the leader's and the dispatcher's: {fences}"
     );
     let mut redis = env.redis.clone();
     for lane in Lane::ALL {
@@ -219,7 +219,7 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
     let ns = env.cfg.queue.namespace.clone();
     let q = queue_name(&ns, Lane::Scheduled);
     let mut redis = env.redis.clone();
-    let enqueuer = env.enqueuer();
+    let job_service = env.jobs();
     let script = Arc::new(Script::default());
 
     let stop = CancellationToken::new();
@@ -259,7 +259,7 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
     all.push(held.clone());
     for d in all {
         // one push each, as the scheduler and API push them
-        enqueuer.push(vec![d]).await.unwrap();
+        job_service.push(vec![d]).await.unwrap();
     }
     eventually("30 done, 5 dead and 1 held", WAIT, || async {
         let mut redis = env.redis.clone();
@@ -273,7 +273,7 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
     let later = delivery();
     let at = std::time::SystemTime::now() + Duration::from_secs(3600);
     let at = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let mut lane = enqueuer.storage(later.reason.lane()).clone();
+    let mut lane = job_service.storage(later.reason.lane()).clone();
     lane.push_task(TaskBuilder::new(later).run_at_timestamp(at).build())
         .await
         .unwrap();

@@ -25,7 +25,7 @@ async fn jobs_of(env: &TestEnv, count: usize) -> Vec<Uuid> {
 
 async fn pass(env: &TestEnv, recovery: &mut Recovery) -> Recovered {
     recovery
-        .pass(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+        .pass(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .expect("recovery pass")
 }
@@ -102,7 +102,7 @@ async fn pending_jobs_whose_deliveries_redis_lost_are_delivered_again_once() {
         .fetch_one(&env.pool)
         .await
         .unwrap();
-    env.enqueuer()
+    env.jobs()
         .push(vec![stasis_shared::domain::SyncMirror {
             job_id: jobs[0],
             repo_id: repo,
@@ -126,7 +126,7 @@ async fn pending_jobs_whose_deliveries_redis_lost_are_delivered_again_once() {
         "the jobs whose deliveries were lost wait for a fresh one"
     );
     assert_eq!(env.waiting_deliveries().await, 1);
-    assert_eq!(env.enqueuer().dispatch().await.unwrap(), 2);
+    assert_eq!(env.jobs().dispatch().await.unwrap(), 2);
     assert_eq!(
         env.waiting_deliveries().await,
         3,

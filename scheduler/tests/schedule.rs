@@ -48,7 +48,7 @@ async fn enqueues_due_mirrors_and_only_them() {
         .unwrap();
     let existing = env.enqueue(busy, SyncReason::Manual).await;
 
-    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!(report.enqueued, 1);
@@ -65,7 +65,7 @@ async fn enqueues_due_mirrors_and_only_them() {
     assert_eq!(env.waiting_deliveries().await, 2);
 
     // a second tick finds nothing new: the due mirror has its job
-    let again = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let again = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!(again.enqueued, 0);
@@ -80,7 +80,7 @@ async fn large_batches_are_claimed_in_parallel_halves_one_job_per_mirror() {
     let (owner, _) = env.user("halves", false).await;
     env.due_mirrors(&owner, 5_000).await;
 
-    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!((report.enqueued, report.waves), (5000, 2), "{report:?}");
@@ -116,14 +116,14 @@ async fn each_claim_of_a_tick_starts_where_the_last_stopped_and_a_held_mirror_wa
         .await
         .unwrap();
 
-    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!((report.enqueued, report.waves), (349, 4), "{report:?}");
     assert!(job_reasons(&env, held).await.is_empty());
     tx.rollback().await.unwrap();
 
-    let next = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let next = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!(next.enqueued, 1);
@@ -144,7 +144,7 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
     let (owner, _) = env.user("bulk", false).await;
     env.due_mirrors(&owner, 10_000).await;
 
-    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
+    let report = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
         .await
         .unwrap();
     assert_eq!(report.enqueued, 3000);

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod git;
 pub mod instruments;
+pub mod jobs;
 pub mod lifecycle;
 pub mod liveness;
 pub mod lock;

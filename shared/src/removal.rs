@@ -8,9 +8,9 @@ use sqlx::PgPool;
 
 use crate::db::repos;
 use crate::git::mirror_path;
-use crate::lifecycle::enqueue;
+use crate::jobs::Jobs;
+use crate::lifecycle::opening;
 use crate::lock::Leases;
-use crate::queue::Enqueuer;
 use crate::{Config, Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub async fn remove_mirror(
     cfg: &Config,
     pool: &PgPool,
     redis: ConnectionManager,
-    enqueuer: &Enqueuer,
+    job_service: &Jobs,
     repo: &repos::Repo,
 ) -> Result<Removal> {
     let leases = Leases::new(redis, &cfg.queue.namespace);
@@ -33,20 +33,15 @@ pub async fn remove_mirror(
             repo.id,
             cfg.sync.lock_ttl,
             repo.sync_fence,
-            remove(cfg, pool, enqueuer, repo),
+            remove(cfg, pool, job_service, repo),
         )
         .await?;
     Ok(removed.map_or(Removal::SyncRunning, |()| Removal::Removed))
 }
 
-async fn remove(
-    cfg: &Config,
-    pool: &PgPool,
-    enqueuer: &Enqueuer,
-    repo: &repos::Repo,
-) -> Result<()> {
-    if let Some(job) = enqueue::active_job(pool, repo.id).await? {
-        enqueuer.drop_deliveries(job).await?;
+async fn remove(cfg: &Config, pool: &PgPool, job_service: &Jobs, repo: &repos::Repo) -> Result<()> {
+    if let Some(job) = opening::active_job(pool, repo.id).await? {
+        job_service.drop_deliveries(job).await?;
     }
     let path = mirror_path(&cfg.storage.root, &repo.owner, &repo.name);
     match tokio::fs::remove_dir_all(&path).await {

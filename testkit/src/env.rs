@@ -4,8 +4,8 @@ use redis::aio::ConnectionManager;
 use sqlx::{Connection, PgConnection, PgPool};
 use stasis_shared::db::{self, jobs, repos, runs, users};
 use stasis_shared::domain::SyncReason;
-use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
+use stasis_shared::{jobs::Jobs, queue};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -111,8 +111,8 @@ impl TestEnv {
         }
     }
 
-    pub fn enqueuer(&self) -> Enqueuer {
-        Enqueuer::new(
+    pub fn jobs(&self) -> Jobs {
+        Jobs::new(
             self.pool.clone(),
             self.redis.clone(),
             &self.cfg.queue,
@@ -207,8 +207,8 @@ impl TestEnv {
 
     /// Enqueues through the real path (dedup in Postgres, push to Redis).
     pub async fn enqueue(&self, repo_id: Uuid, reason: SyncReason) -> Uuid {
-        self.enqueuer()
-            .enqueue(repo_id, reason)
+        self.jobs()
+            .request(repo_id, reason)
             .await
             .expect("enqueue")
             .expect("repository exists")

@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use crate::slots::Slots;
 use sqlx::PgPool;
+use stasis_shared::jobs::Jobs;
 use stasis_shared::lock::Leases;
-use stasis_shared::queue::Enqueuer;
 use stasis_shared::secrets::Cipher;
 use stasis_shared::Config;
 
@@ -17,7 +17,7 @@ pub struct WorkerContext {
     pub leases: Leases,
     /// Fleet-wide caps: syncs in all and per upstream host.
     pub slots: Slots,
-    pub enqueuer: Enqueuer,
+    pub jobs: Jobs,
     /// Opens upstream credentials; `None` without `secrets.key`.
     pub cipher: Option<Cipher>,
     /// Unique per process start: apalis refuses a reused name for a heartbeat interval.

@@ -10,9 +10,9 @@ use stasis_shared::db::repos;
 use stasis_shared::domain::{JobState, SyncMirror};
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::attempt::{Acquired, SyncAttempt};
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
+use crate::sync::attempt::{Acquired, SyncAttempt};
 
 /// Entry point apalis calls for each delivery. Deliveries are at-least-once: every
 /// step below tolerates running again for a job that already ran or is running.
@@ -82,6 +82,6 @@ pub(crate) async fn postpone(
     job: SyncMirror,
     delay: Duration,
 ) -> Result<(), WorkerError> {
-    ctx.enqueuer.postpone(job.job_id, delay).await?;
+    ctx.jobs.postpone(job.job_id, delay).await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use stasis_shared::db::workers;
 use stasis_shared::domain::Lane;
 use stasis_shared::lock::Leases;
 use stasis_shared::outage::Outage;
-use stasis_shared::queue::{self, Enqueuer};
+use stasis_shared::{jobs::Jobs, queue};
 use stasis_shared::{liveness, process, Config};
 use tracing::{debug, info, warn};
 
@@ -34,7 +34,7 @@ pub async fn run(
     crate::git::fetch::set_network_timeouts(cfg.sync.timeout);
     let concurrency = cfg.worker.concurrency;
     let grace = cfg.worker.shutdown_grace;
-    let enqueuer = Enqueuer::new(
+    let job_service = Jobs::new(
         pool.clone(),
         redis.clone(),
         &cfg.queue,
@@ -55,7 +55,7 @@ pub async fn run(
         .for_worker(&name),
         cfg: cfg.clone(),
         pool,
-        enqueuer,
+        jobs: job_service,
         cipher,
         name: name.clone(),
         permits: SyncPermits::new(concurrency),
@@ -85,8 +85,8 @@ pub async fn run(
     // Workers offer to dispatch too: retries and postponed deliveries keep moving with
     // no scheduler running (one process at a time holds the dispatcher's lease).
     let stop_dispatching = tokio_util::sync::CancellationToken::new();
-    let dispatcher = tokio::spawn(queue::dispatch_loop(
-        ctx.enqueuer.clone(),
+    let dispatcher = tokio::spawn(stasis_shared::jobs::dispatch_loop(
+        ctx.jobs.clone(),
         cfg.queue.dispatch_interval,
         stop_dispatching.clone(),
     ));

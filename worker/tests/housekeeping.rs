@@ -14,7 +14,7 @@ use stasis_worker::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequ
 use stasis_worker::git::gate::WriteGate;
 use stasis_worker::git::housekeeping::RepackKind;
 use stasis_worker::git::transport::NetworkPolicy;
-use stasis_worker::housekeeping::{after_sync, Housekept};
+use stasis_worker::sync::housekeeping::{after_sync, Housekept};
 
 /// The measurement: 300 incremental syncs left 301 packs before housekeeping.
 const SYNCS: usize = 300;

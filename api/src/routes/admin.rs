@@ -163,7 +163,7 @@ pub async fn retry_job(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<JobAction>), ApiError> {
     state
-        .enqueuer
+        .jobs
         .retry(id)
         .await?
         .map_err(|r| refused(r, "retried"))?;
@@ -190,7 +190,7 @@ pub async fn discard_job(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<JobAction>, ApiError> {
     let (_, removed) = state
-        .enqueuer
+        .jobs
         .discard(id)
         .await?
         .map_err(|r| refused(r, "discarded"))?;

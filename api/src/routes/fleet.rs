@@ -13,7 +13,7 @@ use crate::dto::{ErrorBody, SyncAccepted};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::routes::admin::invalid_repo;
-use crate::routes::mirror::{enqueue, managed_mirror};
+use crate::routes::mirror::{managed_mirror, request_sync};
 use crate::state::AppState;
 
 /// The most mirrors one bulk request names: a page of the fleet view.
@@ -104,5 +104,5 @@ async fn sync_one(
 ) -> Result<SyncAccepted, ApiError> {
     let (owner, name) = split_repo(full).map_err(invalid_repo)?;
     let repo = managed_mirror(state, admin, &owner, &name).await?;
-    enqueue(state, repo.id, SyncReason::Manual, force).await
+    request_sync(state, repo.id, SyncReason::Manual, force).await
 }

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::dto::{ErrorBody, SyncAccepted};
 use crate::error::ApiError;
 use crate::extract::{ApiBytes, ApiPath};
-use crate::routes::mirror::enqueue;
+use crate::routes::mirror::request_sync;
 use crate::state::AppState;
 
 /// Who sent a verified event, for the `provider` label.
@@ -152,7 +152,7 @@ pub async fn receive(
         });
         return Ok((StatusCode::OK, Json(ignored)).into_response());
     }
-    let accepted = enqueue(&state, repo.id, SyncReason::Webhook, false).await?;
+    let accepted = request_sync(&state, repo.id, SyncReason::Webhook, false).await?;
     count(provider.as_str(), "accepted");
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }

@@ -6,7 +6,7 @@ use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::db::{notifications, runs, users::User};
 use stasis_shared::domain::{PublicStatus, SyncReason, SyncStatus};
-use stasis_shared::queue::Window;
+use stasis_shared::jobs::Window;
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
 use crate::dto::{
@@ -71,12 +71,12 @@ pub async fn sync(
         // one already queued
         stasis_shared::db::lfs_missing::retry_now(&state.pool, repo.id).await?;
     }
-    let accepted = enqueue(&state, repo.id, SyncReason::Manual, force).await?;
+    let accepted = request_sync(&state, repo.id, SyncReason::Manual, force).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
 /// Enqueues a sync (or finds the one pending or running) and answers with the mirror API's public status.
-pub async fn enqueue(
+pub async fn request_sync(
     state: &AppState,
     repo_id: uuid::Uuid,
     reason: SyncReason,
@@ -88,8 +88,8 @@ pub async fn enqueue(
         Window::Min(state.cfg.mirror.min_manual_interval)
     };
     let enqueued = state
-        .enqueuer
-        .enqueue_within(repo_id, reason, window)
+        .jobs
+        .request_within(repo_id, reason, window)
         .await?
         .ok_or(ApiError::NotFound("repository"))?;
     let deferred = enqueued.run_at > chrono::Utc::now();

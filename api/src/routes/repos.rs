@@ -108,12 +108,12 @@ pub async fn import(
         Err(e) => return Err(e.into()),
     };
     let job = state
-        .enqueuer
+        .jobs
         .open_in(&mut tx, repo_id, SyncReason::Import)
         .await?;
     tx.commit().await?;
     if let Some(job) = job {
-        state.enqueuer.admit_promptly(vec![job]).await;
+        state.jobs.admit_promptly(vec![job]).await;
     }
     let repo = repos::find(&state.pool, repo_id)
         .await?
@@ -251,7 +251,7 @@ pub async fn delete(
         &state.cfg,
         &state.pool,
         state.redis.clone(),
-        &state.enqueuer,
+        &state.jobs,
         &repo,
     )
     .await?;

@@ -110,9 +110,8 @@ pub async fn run_latency(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<(
         let before: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs WHERE state = 'done'")
             .fetch_one(&env.pool)
             .await?;
-        let tick =
-            stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.enqueuer())
-                .await?;
+        let tick = stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
+            .await?;
         ensure!(tick.enqueued as usize == n, "enqueued {}", tick.enqueued);
         let last = super::noop::wait_done(&env.pool, before + n as i64).await?;
         worker.stop().await;

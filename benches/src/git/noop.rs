@@ -115,13 +115,9 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
                 .fetch_one(&env.pool)
                 .await?;
             let (cpu_before, drops_before) = (Cpu::now(), listen_overflows());
-            let tick = stasis_scheduler::due::enqueue_due(
-                &env.cfg,
-                &env.pool,
-                &env.redis,
-                &env.enqueuer(),
-            )
-            .await?;
+            let tick =
+                stasis_scheduler::due::enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs())
+                    .await?;
             ensure!(
                 tick.enqueued as usize == count,
                 "enqueued {}",

@@ -10,8 +10,8 @@
 //!
 //! | transition | from | to | repository | who |
 //! |---|---|---|---|---|
-//! | [`enqueue::open`], [`enqueue::open_due`] | (none) | `pending` | `queued` | API, scheduler, webhooks |
-//! | [`enqueue::withdraw`] (a wave's push failed) | `pending`, no attempt | (deleted) | settled, if `queued` | scheduler |
+//! | [`opening::open`], [`opening::open_due`] | (none) | `pending` | `queued` | API, scheduler, webhooks |
+//! | [`opening::withdraw`] (a wave's push failed) | `pending`, no attempt | (deleted) | settled, if `queued` | scheduler |
 //! | [`attempt::start`] | `pending`, `running` (a dead worker's) | `running` | `syncing` | worker |
 //! | [`attempt::finish`]: success | `running` | `done` | `success` | worker |
 //! | [`attempt::finish`]: success or failure, a sync was requested meanwhile | `running` | `done`/`failed`, and a new `pending` follow-up | `queued` | worker |
@@ -37,8 +37,8 @@
 //! function in [`policy`]; [`attempt`] writes what it decides.
 
 pub mod attempt;
-pub mod enqueue;
 pub mod manifest;
+pub mod opening;
 pub mod operator;
 pub mod policy;
 pub mod rescue;

@@ -16,7 +16,7 @@ pub enum Refused {
     Busy(Uuid),
 }
 
-/// Locks the job's repository row (serialising with `enqueue::open`) and returns the
+/// Locks the job's repository row (serialising with `opening::open`) and returns the
 /// job's state.
 async fn lock_job(
     tx: &mut Transaction<'_, Postgres>,
@@ -46,7 +46,7 @@ pub async fn retry(
     if !matches!(state, JobState::Failed | JobState::Dead) {
         return Ok(Err(Refused::State(state)));
     }
-    if let Some(other) = super::enqueue::active_job(&mut *tx, repo_id).await? {
+    if let Some(other) = super::opening::active_job(&mut *tx, repo_id).await? {
         return Ok(Err(Refused::Busy(other)));
     }
     sqlx::query(

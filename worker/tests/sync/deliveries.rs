@@ -25,12 +25,11 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
     let repo = env.mirror(&dave, "up", &proxy.url("up")).await;
 
     // concurrent requests all get the same job
-    let enqueuer = env.enqueuer();
+    let jobs = env.jobs();
     let requests = (0..20).map(|_| {
-        let enqueuer = enqueuer.clone();
+        let jobs = jobs.clone();
         async move {
-            enqueuer
-                .enqueue(repo, SyncReason::Manual)
+            jobs.request(repo, SyncReason::Manual)
                 .await
                 .unwrap()
                 .unwrap()
@@ -48,7 +47,7 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
         repo_id: repo,
         reason: SyncReason::Manual,
     };
-    enqueuer.push(vec![duplicate; 6]).await.unwrap();
+    jobs.push(vec![duplicate; 6]).await.unwrap();
     let first = env.spawn_worker();
     let second = env.spawn_worker();
 

@@ -40,9 +40,9 @@ async fn requests_during_a_running_sync_get_one_follow_up_that_brings_the_newer_
 
     // c1: a slow sync starts and lists the upstream's refs
     up.add_blob("large.bin", 400_000);
-    let enqueuer = env.enqueuer();
-    let first = enqueuer
-        .enqueue_within(repo, SyncReason::Manual, Window::None)
+    let job_service = env.jobs();
+    let first = job_service
+        .request_within(repo, SyncReason::Manual, Window::None)
         .await
         .unwrap()
         .unwrap();
@@ -57,8 +57,8 @@ async fn requests_during_a_running_sync_get_one_follow_up_that_brings_the_newer_
     // c2 lands upstream while the sync runs; "Sync now" and webhooks ask for it
     up.commit("pushed during the sync");
     for reason in [SyncReason::Manual, SyncReason::Webhook, SyncReason::Manual] {
-        let again = enqueuer
-            .enqueue_within(repo, reason, Window::None)
+        let again = job_service
+            .request_within(repo, reason, Window::None)
             .await
             .unwrap()
             .unwrap();
@@ -90,15 +90,15 @@ async fn a_request_while_the_job_is_pending_is_absorbed_by_it() {
     let up = Upstream::create(env.dir.path().join("up"));
     let (owner, _) = env.user("alice", false).await;
     let repo = env.mirror(&owner, "up", &up.url()).await;
-    let enqueuer = env.enqueuer();
+    let job_service = env.jobs();
     // no worker: the job stays pending, and a pending job has yet to list any refs
-    let first = enqueuer
-        .enqueue_within(repo, SyncReason::Manual, Window::None)
+    let first = job_service
+        .request_within(repo, SyncReason::Manual, Window::None)
         .await
         .unwrap()
         .unwrap();
-    let again = enqueuer
-        .enqueue_within(repo, SyncReason::Webhook, Window::None)
+    let again = job_service
+        .request_within(repo, SyncReason::Webhook, Window::None)
         .await
         .unwrap()
         .unwrap();

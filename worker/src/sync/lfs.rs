@@ -23,7 +23,7 @@ use stasis_shared::git::mirror_path;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::context::WorkerContext;
-use crate::fetch::upstream_url;
+use crate::sync::fetch::upstream_url;
 
 /// Remembered objects tried by one sync at most; the rest wait for the next.
 const MAX_RETRIED: i64 = 10_000;

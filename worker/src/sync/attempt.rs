@@ -21,15 +21,15 @@ use tracing::{debug, info, warn};
 
 use crate::context::WorkerContext;
 use crate::error::WorkerError;
-use crate::fetch::fetch;
 use crate::git::lfs::LfsReport;
 use crate::handler::postpone;
-use crate::housekeeping::{self, Housekept};
 use crate::keepalive::KeepAlive;
-use crate::lfs;
-use crate::observe::{announce, observe, Inflight};
-use crate::record::Observed;
 use crate::shutdown::Registered;
+use crate::sync::fetch::fetch;
+use crate::sync::housekeeping::{self, Housekept};
+use crate::sync::lfs;
+use crate::sync::observe::{announce, observe, Inflight};
+use crate::sync::record::Observed;
 
 /// How long a sync runs before its start is recorded anyway. One that ends at the ref
 /// listing within it, with nothing written (most syncs), is recorded start and end in
@@ -285,7 +285,7 @@ impl<'c> SyncAttempt<'c> {
         };
         if let Some(follow_up) = finished.follow_up {
             info!(follow_up_job_id = %follow_up.job_id, "a sync was requested during this one; follow-up queued");
-            ctx.enqueuer.admit(&[follow_up]).await;
+            ctx.jobs.admit(&[follow_up]).await;
         }
         match (end, fetched) {
             (End::Success { .. }, Ok(report)) => info!(
@@ -307,7 +307,7 @@ impl<'c> SyncAttempt<'c> {
                 // reaper's pass
                 info!("sync interrupted by shutdown; job requeued");
                 metrics::counter!("stasis_syncs_interrupted_total").increment(1);
-                ctx.enqueuer.admit(std::slice::from_ref(&self.job)).await;
+                ctx.jobs.admit(std::slice::from_ref(&self.job)).await;
             }
             (_, Err(error)) => warn!(error = %error, kind = %error.kind, "sync failed"),
             (_, Ok(_)) => {}

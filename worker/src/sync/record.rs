@@ -11,8 +11,8 @@ use stasis_shared::domain::ErrorKind;
 use stasis_shared::lifecycle::attempt::RunStats;
 use stasis_shared::lifecycle::policy::Outcome;
 
-use crate::housekeeping::Housekept;
-use crate::owner_text::for_owner;
+use crate::sync::housekeeping::Housekept;
+use crate::sync::owner_text::for_owner;
 
 const INTERRUPTED: &str = "sync interrupted: the worker shut down; the job was requeued";
 

@@ -4,7 +4,7 @@
 //! `queue.max_priority_backlog`), and what does not fit waits in Postgres, which is the
 //! record anyway (`sync_jobs.in_queue`, see `db::waiting`).
 //!
-//! - [`Enqueuer::admit`] delivers jobs at once while their lane has room: a "Sync now"
+//! - [`Jobs::admit`] delivers jobs at once while their lane has room: a "Sync now"
 //!   on a quiet system starts within a worker's poll.
 //! - The dispatcher ([`dispatch_loop`]) delivers everything else as room appears: jobs
 //!   that overflowed, retries and postponed deliveries once due (nothing is pushed with
@@ -19,12 +19,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{queue_name, Enqueuer};
+use super::Jobs;
 use crate::config::QueueConfig;
 use crate::db::waiting;
 use crate::domain::{Lane, SyncMirror};
 use crate::error::Result;
 use crate::lock::{Lease, Leases, Renewal};
+use crate::queue::queue_name;
 
 /// Each lane's bound on deliveries waiting in Redis.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +52,7 @@ impl Bounds {
     }
 }
 
-impl Enqueuer {
+impl Jobs {
     /// Deliveries waiting in `lane` now: ready, or in its scheduled set (the queue's own
     /// retry of a delivery whose handler failed). Taken ones are the workers' and do not
     /// count: a worker fetches no more than its concurrency.
@@ -165,9 +166,9 @@ const DISPATCH_BATCH: u64 = 1000;
 /// Runs the dispatcher until `shutdown`: each `interval`, whichever process holds the
 /// dispatcher's lease delivers waiting jobs. Redis or Postgres being away pauses it; it
 /// resumes on its own and says so once.
-pub async fn dispatch_loop(enqueuer: Enqueuer, interval: Duration, shutdown: CancellationToken) {
-    let leases = Leases::new(enqueuer.redis.clone(), &enqueuer.namespace);
-    let key = format!("{}:dispatcher", enqueuer.namespace);
+pub async fn dispatch_loop(job_service: Jobs, interval: Duration, shutdown: CancellationToken) {
+    let leases = Leases::new(job_service.redis.clone(), &job_service.namespace);
+    let key = format!("{}:dispatcher", job_service.namespace);
     // long enough to survive a slow pass, short enough that another process takes over
     // within seconds of this one's death
     let ttl = (interval * 10).max(Duration::from_secs(2));
@@ -176,7 +177,7 @@ pub async fn dispatch_loop(enqueuer: Enqueuer, interval: Duration, shutdown: Can
     loop {
         lease = hold(&leases, &key, ttl, lease).await;
         if lease.is_some() {
-            match enqueuer.dispatch().await {
+            match job_service.dispatch().await {
                 Ok(n) => {
                     if failing {
                         info!("dispatcher delivering again");

@@ -1,0 +1,11 @@
+//! One sync, step by step: the async pipeline a delivery runs once its repository's lease
+//! is held. Each step here decides and records; the blocking git work each one drives
+//! lives in [`crate::git`].
+
+pub(crate) mod attempt;
+pub(crate) mod fetch;
+pub mod housekeeping;
+pub(crate) mod lfs;
+pub(crate) mod observe;
+pub mod owner_text;
+pub mod record;
