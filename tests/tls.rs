@@ -110,6 +110,37 @@ async fn postgres_refuses_a_certificate_for_another_name() {
 }
 
 #[tokio::test]
+async fn postgres_that_checks_clients_takes_the_certificate_in_the_url() {
+    let ca = TestCa::new("Stasis test CA");
+    let pg = PrivatePostgres::start_tls_checking_clients(
+        &ca.issue("postgres", &["localhost"]),
+        &ca.cert,
+    );
+    let url = pg_url(&pg, "localhost", "postgres", &ca.cert);
+
+    let err = db::connect(&database(url.clone()))
+        .await
+        .expect_err("no client certificate: refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // `cert` authentication: the certificate names the user it logs in as
+    let client = ca.issue("client", &["postgres"]);
+    let url = format!(
+        "{url}&sslcert={}&sslkey={}",
+        client.cert.display(),
+        client.key.display()
+    );
+    let pool = db::connect(&database(url))
+        .await
+        .expect("connect with a client certificate");
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .expect("query with a client certificate");
+    assert_eq!(user, "postgres");
+}
+
+#[tokio::test]
 async fn redis_over_tls_with_the_ca_carries_commands() {
     let ca = TestCa::new("Stasis test CA");
     let redis = PrivateRedis::start_tls(&ca.issue("redis", &["localhost"]), &ca.cert, false);

@@ -161,6 +161,16 @@ impl PrivatePostgres {
     /// With `ssl = on`, serving `server`'s certificate (clients may still connect
     /// without TLS: what they accept is theirs to say, with `sslmode`).
     pub fn start_tls(server: &Issued) -> Self {
+        Self::launch_tls(server, None)
+    }
+
+    /// [`Self::start_tls`], and TCP clients get in only over TLS with a certificate
+    /// signed by `client_ca` naming the user they log in as (`cert` authentication).
+    pub fn start_tls_checking_clients(server: &Issued, client_ca: &Path) -> Self {
+        Self::launch_tls(server, Some(client_ca))
+    }
+
+    fn launch_tls(server: &Issued, client_ca: Option<&Path>) -> Self {
         let pg = Self::init();
         let cert = pg.data.join("server.crt");
         let key = pg.data.join("server.key");
@@ -169,16 +179,27 @@ impl PrivatePostgres {
         // PostgreSQL refuses a key others may read
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
             .expect("chmod server.key");
-        if is_root() {
-            chown_postgres(&cert);
-            chown_postgres(&key);
-        }
         // the default ssl_cert_file/ssl_key_file: server.crt/server.key in the data dir
+        let mut settings = String::from("\nssl = on\n");
+        if let Some(ca) = client_ca {
+            std::fs::copy(ca, pg.data.join("root.crt")).expect("copy root.crt");
+            settings.push_str("ssl_ca_file = 'root.crt'\n");
+            std::fs::write(
+                pg.data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 cert\n\
+                 hostssl all all ::1/128 cert\n",
+            )
+            .expect("write pg_hba.conf");
+        }
+        if is_root() {
+            chown_postgres(&pg.data);
+        }
         let mut conf = std::fs::OpenOptions::new()
             .append(true)
             .open(pg.data.join("postgresql.conf"))
             .expect("open postgresql.conf");
-        std::io::Write::write_all(&mut conf, b"\nssl = on\n").expect("write postgresql.conf");
+        std::io::Write::write_all(&mut conf, settings.as_bytes()).expect("write postgresql.conf");
         pg.start_server();
         pg
     }
