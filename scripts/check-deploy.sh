@@ -4,7 +4,8 @@
 # rotated logs, secrets from files, Prometheus and Grafana on loopback), the image
 # (.dockerignore, pinned bases, cached dependencies, no bench binary), prometheus.yml,
 # the alert rules (promtool check and unit tests, a runbook section for each) and the
-# Grafana dashboard's conventions (datasource variable, rows, descriptions). Tools come from PyPI and from
+# Grafana dashboard's conventions (datasource variable, rows, descriptions), and the Kubernetes
+# manifests (deploy/kubernetes/check.py). Tools come from PyPI and from
 # Debian's prometheus package (promtool only, unpacked, nothing installed system-wide).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -165,3 +166,13 @@ fi
 "$promtool" check config deploy/prometheus/prometheus.yml
 "$promtool" check rules deploy/prometheus/alerts.yml
 "$promtool" test rules deploy/prometheus/alerts.test.yml
+
+# Kubernetes manifests: rendered by kustomize (kubectl's, when the machine has it) and by
+# check.py's own renderer, which must agree; every document validated against the
+# Kubernetes 1.30 schemas (strict), the ServiceMonitor field by field, and what the
+# binaries need of their pods (deploy/kubernetes/check.py)
+if [ "$(python -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))' 2>/dev/null)" \
+    != "${kubernetes_validate_pin#*==}" ]; then
+  python_tools "$kubernetes_validate_pin" pyyaml
+fi
+python deploy/kubernetes/check.py 1.30.0

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use stasis_shared::db::workers;
-use stasis_shared::domain::{JobState, SyncMirror, SyncReason};
+use stasis_shared::domain::{JobState, RunOutcome, SyncMirror, SyncReason};
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::process::Proc;
 use stasis_testkit::proxy::ThrottledProxy;
@@ -88,7 +88,7 @@ async fn workers_share_the_load_and_never_run_a_job_twice() {
     for &job in &jobs {
         let runs = env.runs(job).await;
         assert_eq!(runs.len(), 1, "job {job} ran more than once: {runs:?}");
-        assert_eq!(runs[0].outcome.as_deref(), Some("success"), "{runs:?}");
+        assert_eq!(runs[0].outcome, Some(RunOutcome::Success), "{runs:?}");
         let run = &runs[0];
         runs_by_worker
             .entry(run.worker.clone())

@@ -1,10 +1,10 @@
-//! Request and response bodies. Field names are the seed's contract.
+//! Request and response bodies. Field names are the Stasis contract (docs/contract.md).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use stasis_shared::db::repos::ActiveJob;
 use stasis_shared::db::repos::Repo;
-use stasis_shared::domain::{JobState, SeedStatus, SyncStatus};
+use stasis_shared::domain::{JobState, PublicStatus, SyncStatus};
 use stasis_shared::git::url::{redact_url, with_credentials, MASK};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -81,7 +81,7 @@ pub struct RepoResponse {
     /// One of four values that every client of this API has always known: `idle`,
     /// `syncing`, `success`, `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync_status: Option<SeedStatus>,
+    pub sync_status: Option<PublicStatus>,
     /// The full state: also `queued` (waiting for a worker) and `hard_failed` (failed
     /// too often, or for good: no longer scheduled).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,7 +119,7 @@ impl From<&Repo> for RepoResponse {
             is_mirror: r.is_mirror,
             mirror_url: shown_url(r),
             last_synced_at: r.last_synced_at,
-            sync_status: Some(r.sync_status.seed()),
+            sync_status: Some(r.sync_status.public()),
             sync_state: Some(r.sync_status),
             mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
             lfs_enabled: r.is_mirror.then_some(r.lfs_enabled),
@@ -184,7 +184,7 @@ pub struct MirrorStatus {
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// One of four values that every client of this API has always known: `idle`,
     /// `syncing`, `success`, `failed`.
-    pub sync_status: SeedStatus,
+    pub sync_status: PublicStatus,
     /// The full state: also `queued` and `hard_failed`.
     pub sync_state: SyncStatus,
     pub sync_error: String,
@@ -246,7 +246,7 @@ impl MirrorStatus {
             mirror_url: shown_url(r).unwrap_or_default(),
             last_synced_at: r.last_synced_at,
             last_attempt_at,
-            sync_status: r.sync_status.seed(),
+            sync_status: r.sync_status.public(),
             sync_state: r.sync_status,
             sync_error: r.sync_error.clone().unwrap_or_default(),
             next_sync_at: r.next_sync_at,
@@ -263,7 +263,7 @@ impl MirrorStatus {
 pub struct SyncAccepted {
     pub message: &'static str,
     /// Always `syncing`: the sync is asked for (see `sync_state` for where it is).
-    pub status: SeedStatus,
+    pub status: PublicStatus,
     /// The mirror's full state now (`queued` until a worker takes the job).
     pub sync_state: SyncStatus,
     pub job_id: Uuid,

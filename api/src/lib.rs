@@ -19,6 +19,7 @@ pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -27,6 +28,7 @@ use sqlx::PgPool;
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::Config;
 use tokio::net::TcpListener;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -122,8 +124,31 @@ pub fn router(state: AppState) -> Router {
     probes
         .merge(guarded)
         .layer(axum::middleware::from_fn(http_metrics::record))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(log_failure))
         .with_state(state)
+}
+
+/// A 5xx answer in the log at the level it deserves: a 500 is a fault someone must
+/// look at (its cause is logged where it was raised); a 502, 503 or 504 is the API
+/// refusing while a backend is away or the load too high, expected, told to the client
+/// with a retry hint and counted in the metrics.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let ms = latency.as_millis() as u64;
+    match class {
+        ServerErrorsFailureClass::StatusCode(status) if matches!(status.as_u16(), 502..=504) => {
+            tracing::warn!(
+                status = status.as_u16(),
+                ms,
+                "request refused: server unavailable"
+            )
+        }
+        ServerErrorsFailureClass::StatusCode(status) => {
+            tracing::error!(status = status.as_u16(), ms, "request failed")
+        }
+        ServerErrorsFailureClass::Error(error) => {
+            tracing::error!(%error, ms, "request failed")
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves; in-flight requests are completed first.

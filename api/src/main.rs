@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use stasis_api::AppState;
-use stasis_shared::{db, process, queue};
+use stasis_shared::process;
 
 /// Serves the Stasis REST API.
 #[derive(Parser)]
@@ -17,13 +17,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg = process::start("api", args.config.as_deref())?;
-    let pool = db::connect(&cfg.database)
-        .await
-        .context("connecting to Postgres")?;
-    let redis = queue::connect_redis(&cfg.redis)
-        .await
-        .context("connecting to Redis")?;
+    let process::Process { cfg, pool, redis } =
+        process::boot("api", args.config.as_deref()).await?;
     let cipher = stasis_shared::secrets::load(&cfg.secrets, &pool).await?;
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await

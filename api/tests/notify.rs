@@ -18,7 +18,7 @@ use stasis_testkit::{eventually, TestEnv};
 
 mod common;
 
-use common::Api;
+use common::{Api, Users};
 
 const SECRET: &str = "notify-secret-42";
 const WAIT: Duration = Duration::from_secs(60);
@@ -94,7 +94,7 @@ async fn owners_and_operators_hear_about_failures_and_recoveries() {
     let api = Api::start(&env).await;
     let worker = env.spawn_worker();
     let scheduler = env.spawn_scheduler();
-    let (_, alice) = env.user("alice", false).await;
+    let Users { alice, .. } = Users::create(&env).await;
 
     // the owner's own receiver
     let (status, err) = api

@@ -7,7 +7,7 @@ use stasis_testkit::TestEnv;
 
 mod common;
 
-use common::Api;
+use common::{Api, Users};
 
 /// URLs the `url` crate reads as host 1.2.3.4 but libgit2 as 127.0.0.1.
 const PARSER_CONFUSIONS: [&str; 5] = [
@@ -35,8 +35,7 @@ async fn ambiguous_internal_and_oversized_input_is_refused() {
     let mut env = TestEnv::new().await;
     env.cfg.mirror.allow_local_network = false;
     let api = Api::start(&env).await;
-    let (_, alice) = env.user("alice", false).await;
-    let (_, root) = env.user("root", true).await;
+    let Users { alice, root, .. } = Users::create(&env).await;
 
     let numeric = [
         "http://2130706433/x.git",
@@ -147,7 +146,7 @@ async fn ambiguous_internal_and_oversized_input_is_refused() {
 async fn canonical_urls_are_stored_and_credentials_never_come_back() {
     let env = TestEnv::new().await; // allow_local_network: only parsing refuses
     let api = Api::start(&env).await;
-    let (_, alice) = env.user("alice", false).await;
+    let Users { alice, .. } = Users::create(&env).await;
 
     for url in PARSER_CONFUSIONS {
         let (status, _) = import(&api, &alice, json!({ "name": "x", "clone_url": url })).await;

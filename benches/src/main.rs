@@ -14,6 +14,7 @@ mod manifest;
 mod memory;
 mod pin;
 mod queue;
+mod reclaim;
 mod report;
 mod scheduler;
 
@@ -33,7 +34,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
     /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
-    /// import, latency, manifest; git is noop and fetch); all when none is given.
+    /// import, latency, manifest, reclaim; git is noop and fetch); all when none is given.
     only: Vec<String>,
 }
 
@@ -56,6 +57,9 @@ pub struct Scale {
     pub latency_concurrency: Vec<usize>,
     /// Mirrors of one manifest host in the manifest benchmark.
     pub manifest_mirrors: usize,
+    /// The Redis footprint benchmark's mirrors, and its sync cycles of all of them.
+    pub reclaim_mirrors: usize,
+    pub reclaim_cycles: usize,
     pub parallelism: Vec<usize>,
 }
 
@@ -77,6 +81,8 @@ impl Scale {
                 latency_mirrors: 40,
                 latency_concurrency: vec![4, 16],
                 manifest_mirrors: 20,
+                reclaim_mirrors: 200,
+                reclaim_cycles: 5,
                 parallelism,
             }
         } else {
@@ -95,6 +101,8 @@ impl Scale {
                 latency_mirrors: 2_000,
                 latency_concurrency: vec![4, 16, 64, 256],
                 manifest_mirrors: 1_000,
+                reclaim_mirrors: 5_000,
+                reclaim_cycles: 24,
                 parallelism,
             }
         }
@@ -139,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         "import",
         "latency",
         "manifest",
+        "reclaim",
     ] {
         if !wanted(name) {
             continue;
@@ -155,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
             "import" => import::run(&scale, &mut rows).await,
             "latency" => git::run_latency(&scale, &mut rows).await,
             "manifest" => manifest::run(&scale, &mut rows).await,
+            "reclaim" => reclaim::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

@@ -6,6 +6,7 @@ use stasis_shared::db::jobs::{self, JobFilter};
 use stasis_shared::db::runs;
 use stasis_shared::domain::{JobState, RunOutcome, SyncReason};
 use stasis_shared::lifecycle::operator::Refused;
+use stasis_shared::names::split_repo;
 use uuid::Uuid;
 
 use crate::output::{self, table, text, time};
@@ -116,15 +117,6 @@ async fn bulk_retry(
     }
     out!("{queued} jobs queued for retry, {skipped} skipped");
     Ok(())
-}
-
-pub fn split_repo(full: &str) -> anyhow::Result<(String, String)> {
-    match full.split_once('/') {
-        Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => {
-            Ok((o.to_owned(), n.to_owned()))
-        }
-        _ => bail!("`{full}` is not OWNER/NAME"),
-    }
 }
 
 fn refused(r: Refused, id: Uuid, action: &str) -> anyhow::Error {

@@ -8,11 +8,10 @@
 use anyhow::{anyhow, bail, Context};
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::git::url::{check_upstream, redact_url};
-use stasis_shared::names::check_repo_name;
+use stasis_shared::names::{check_repo_name, split_repo};
 use stasis_shared::removal::{remove_mirror, Removal};
 use stasis_shared::rename::{rename_mirror, Rename};
 
-use crate::jobs::split_repo;
 use crate::{out, Services};
 
 async fn find(svc: &Services, full: &str, mirror_only: bool) -> anyhow::Result<Repo> {

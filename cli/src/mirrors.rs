@@ -1,5 +1,5 @@
 //! `stasisctl mirrors`: list mirrors, sync one now, read its history, and change the
-//! default sync interval at run time (the seed's SetInterval).
+//! default sync interval at run time (the contract's interval setting).
 
 use std::time::Duration;
 
@@ -9,9 +9,9 @@ use stasis_shared::db::repos::{self, RepoFilter, Viewer};
 use stasis_shared::db::{lfs_missing, runs, settings};
 use stasis_shared::domain::{RunOutcome, SyncReason, SyncStatus};
 use stasis_shared::git::url::redact_url;
+use stasis_shared::names::split_repo;
 use stasis_shared::overview::SyncInterval;
 
-use crate::jobs::split_repo;
 use crate::output::{self, table, text, time};
 use crate::{mirror_admin, out, Services};
 

@@ -1,5 +1,5 @@
 //! `stasisctl` as operators run it (the built binary, configured by `STASIS_*`
-//! variables), on jobs seeded through the real pipeline.
+//! variables), on jobs run through the real pipeline.
 
 use std::time::Duration;
 

@@ -58,7 +58,7 @@ pub async fn enqueue_due(
                 unpushed.extend(job_ids(&next.jobs));
             }
             enqueue::withdraw(pool, &unpushed).await?;
-            return Err(e.into());
+            return Err(e);
         }
         report.enqueued += claimed.len() as u64;
         report.waves += u32::from(!claimed.is_empty());
@@ -71,7 +71,7 @@ pub async fn enqueue_due(
     }
     if let Err(e) = push(enqueuer, &claimed).await {
         enqueue::withdraw(pool, &job_ids(&claimed)).await?;
-        return Err(e.into());
+        return Err(e);
     }
     report.enqueued += claimed.len() as u64;
     report.waves += u32::from(!claimed.is_empty());

@@ -1,28 +1,7 @@
-#[derive(Debug, thiserror::Error)]
-pub enum SchedulerError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Shared(#[from] stasis_shared::Error),
-}
+//! The scheduler fails only where its backends do (a Postgres or Redis call, or a shared
+//! adapter over them), which the shared error already names with the backend it counts;
+//! a scheduler pass logs it, records it ([`stasis_shared::Error::record`]) and runs
+//! again at its next tick. The worker keeps an error of its own: it also fails on a
+//! corrupt job record or a panicked attempt, and apalis redelivers on any of them.
 
-impl SchedulerError {
-    /// Counts a failed pass of `op`; an outage of Postgres makes the pool check its
-    /// connections before use for a while.
-    pub fn record(&self, op: &'static str) {
-        if let SchedulerError::Db(db) = self {
-            stasis_shared::db::outage(db);
-        }
-        stasis_shared::error::count_backend_error(self.backend(), op);
-    }
-
-    pub fn backend(&self) -> Option<&'static str> {
-        match self {
-            SchedulerError::Db(_) => Some("postgres"),
-            SchedulerError::Redis(_) => Some("redis"),
-            SchedulerError::Shared(e) => e.backend(),
-        }
-    }
-}
+pub type SchedulerError = stasis_shared::Error;

@@ -8,6 +8,8 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::settings;
 use stasis_shared::lock::{Lease, Leases, Renewal};
+use stasis_shared::outage::Outage;
+use stasis_shared::queue::reclaim::Reclaimer;
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
 use stasis_shared::{process, Config};
@@ -37,6 +39,9 @@ const RETAIN_EVERY: Duration = Duration::from_secs(120);
 const RECOVER_EVERY: Duration = Duration::from_secs(1);
 /// How often the leader delivers due notifications.
 const NOTIFY_EVERY: Duration = Duration::from_secs(1);
+/// How often the leader removes finished deliveries from Redis: a pass removes up to
+/// 20,000 per lane, several times what a million hourly mirrors finish in between.
+const RECLAIM_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
@@ -68,6 +73,9 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     let mut retained = retention::Progress::default();
     let mut last_recover: Option<Instant> = None;
     let mut recovery = Recovery::default();
+    let redis_outage = Outage::new("redis");
+    let mut last_reclaim: Option<Instant> = None;
+    let mut reclaimer = Reclaimer::default();
     let http = notify::client(&cfg);
     let mut manifests = Manifests::new(&cfg);
     let mut next_tick = Instant::now();
@@ -82,7 +90,12 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     }
 
     loop {
-        lease = hold_leadership(&leases, &key, ttl, lease, &mut renewed_at, check_every).await;
+        let renewal = Renewing {
+            renewed_at: &mut renewed_at,
+            check_every,
+            outage: &redis_outage,
+        };
+        lease = hold_leadership(&leases, &key, ttl, lease, renewal).await;
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
         if lease.is_none() {
             recovery.lost_leadership();
@@ -165,6 +178,24 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
                 }
             }
         }
+        if lease.is_some() && last_reclaim.is_none_or(|at| at.elapsed() >= RECLAIM_EVERY) {
+            last_reclaim = Some(Instant::now());
+            let (namespace, max_dead) = (&cfg.queue.namespace, cfg.queue.max_dead);
+            match reclaimer.pass(&redis, namespace, max_dead).await {
+                Ok(s) if s.dead + s.workers > 0 => info!(
+                    done = s.done,
+                    dead = s.dead,
+                    workers = s.workers,
+                    "finished deliveries removed from Redis"
+                ),
+                Ok(s) => debug!(done = s.done, "finished deliveries removed from Redis"),
+                Err(e) => {
+                    let e = crate::error::SchedulerError::from(e);
+                    e.record("reclaim");
+                    warn!(error = %e, "Redis reclaim pass failed; retrying next pass");
+                }
+            }
+        }
         if lease.is_some() && last_notify.is_none_or(|at| at.elapsed() >= NOTIFY_EVERY) {
             last_notify = Some(Instant::now());
             if let Err(e) = notify::deliver_due(&cfg, &pool, &http).await {
@@ -232,54 +263,61 @@ async fn tick(
     enqueue_due(cfg, pool, redis, enqueuer).await.map(Some)
 }
 
+/// What a leadership check needs besides the lease: when it was last renewed, how
+/// often it is checked, and the Redis outage it reports to (logged once per outage).
+struct Renewing<'a> {
+    renewed_at: &'a mut Instant,
+    check_every: Duration,
+    outage: &'a Outage,
+}
+
 async fn hold_leadership(
     leases: &Leases,
     key: &str,
     ttl: Duration,
     held: Option<Lease>,
-    renewed_at: &mut Instant,
-    check_every: Duration,
+    r: Renewing<'_>,
 ) -> Option<Lease> {
     // a hung Redis answers within `redis.response_timeout`; this bounds it however that
     // is configured, so the next attempt still comes before the lease expires
     let within = ttl / 3;
+    let margin = r.check_every + within;
     match held {
-        Some(lease) => {
-            let renewal = tokio::time::timeout(within, leases.renew(&lease, ttl)).await;
-            match renewal {
-                Ok(Ok(Renewal::Renewed | Renewal::Reclaimed)) => {
-                    *renewed_at = Instant::now();
-                    Some(lease)
-                }
-                Ok(Ok(Renewal::Lost)) => {
-                    warn!("scheduler leadership lost");
-                    None
-                }
-                Ok(Err(e)) => {
-                    keep_until_expiry(lease, e.to_string(), *renewed_at, check_every + within, ttl)
-                }
-                Err(_) => keep_until_expiry(
-                    lease,
-                    "timed out".into(),
-                    *renewed_at,
-                    check_every + within,
-                    ttl,
-                ),
-            }
-        }
-        None => match tokio::time::timeout(within, leases.try_acquire(key, ttl, 0)).await {
-            Ok(Ok(Some(lease))) => {
-                info!("became scheduler leader");
-                *renewed_at = Instant::now();
+        Some(lease) => match tokio::time::timeout(within, leases.renew(&lease, ttl)).await {
+            Ok(Ok(Renewal::Renewed | Renewal::Reclaimed)) => {
+                r.outage.succeeded();
+                *r.renewed_at = Instant::now();
                 Some(lease)
             }
-            Ok(Ok(None)) => None,
+            Ok(Ok(Renewal::Lost)) => {
+                r.outage.succeeded();
+                warn!("scheduler leadership lost");
+                None
+            }
             Ok(Err(e)) => {
-                warn!(error = %e, "could not reach Redis for scheduler leadership");
+                r.outage.failed("renewing scheduler leadership", &e);
+                keep_until_expiry(lease, e.to_string(), *r.renewed_at, margin, ttl)
+            }
+            Err(_) => keep_until_expiry(lease, "timed out".into(), *r.renewed_at, margin, ttl),
+        },
+        None => match tokio::time::timeout(within, leases.try_acquire(key, ttl, 0)).await {
+            Ok(Ok(Some(lease))) => {
+                r.outage.succeeded();
+                info!("became scheduler leader");
+                *r.renewed_at = Instant::now();
+                Some(lease)
+            }
+            Ok(Ok(None)) => {
+                r.outage.succeeded();
+                None
+            }
+            Ok(Err(e)) => {
+                // tried every second while Redis is away: the outage is logged once
+                r.outage.failed("taking scheduler leadership", &e);
                 None
             }
             Err(_) => {
-                warn!("Redis did not answer in time for scheduler leadership");
+                r.outage.failed("taking scheduler leadership", &"timed out");
                 None
             }
         },

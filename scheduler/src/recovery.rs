@@ -66,12 +66,25 @@ impl Recovery {
         let epoch = match self.watch.look(redis, ns).await? {
             Some(lost) => {
                 let epoch = recovery::next_epoch(pool).await?;
-                warn!(
-                    sign = lost.as_str(),
-                    epoch, "Redis lost data: re-delivering pending jobs from Postgres"
-                );
-                metrics::counter!("stasis_redis_data_lost_total", "sign" => lost.as_str())
-                    .increment(1);
+                // Only a job waiting for its delivery can have lost one: a Redis never
+                // marked (a new stack), or restarted while nothing waited, lost nothing.
+                let waiting = !recovery::delivered_before(pool, epoch, None, 1)
+                    .await?
+                    .is_empty();
+                if waiting {
+                    warn!(
+                        sign = lost.as_str(),
+                        epoch, "Redis lost data: re-delivering pending jobs from Postgres"
+                    );
+                    metrics::counter!("stasis_redis_data_lost_total", "sign" => lost.as_str())
+                        .increment(1);
+                } else {
+                    info!(
+                        sign = lost.as_str(),
+                        epoch,
+                        "Redis is new or restarted; no job was waiting on it, nothing to re-deliver"
+                    );
+                }
                 queue::mark(redis, ns, false).await?;
                 epoch
             }

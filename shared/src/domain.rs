@@ -97,9 +97,10 @@ text_enum! {
 }
 
 text_enum! {
-    /// The API's `sync_status`: the four values its first clients were written for
-    /// (the full state, [`SyncStatus`], is `sync_state`).
-    SeedStatus {
+    /// The API's public `sync_status`: the four values of the Stasis contract
+    /// (docs/contract.md), which clients rely on; the full state, [`SyncStatus`], is
+    /// `sync_state`.
+    PublicStatus {
         Idle => "idle",
         Syncing => "syncing",
         Success => "success",
@@ -108,25 +109,25 @@ text_enum! {
 }
 
 impl SyncStatus {
-    /// As the seed's clients see it: a queued mirror is syncing (its sync was asked
-    /// for), a hard-failed one failed.
-    pub fn seed(self) -> SeedStatus {
+    /// The public status this state shows as: a queued mirror is syncing (its sync was
+    /// asked for), a hard-failed one failed.
+    pub fn public(self) -> PublicStatus {
         match self {
-            SyncStatus::Idle => SeedStatus::Idle,
-            SyncStatus::Queued | SyncStatus::Syncing => SeedStatus::Syncing,
-            SyncStatus::Success => SeedStatus::Success,
-            SyncStatus::Failed | SyncStatus::HardFailed => SeedStatus::Failed,
+            SyncStatus::Idle => PublicStatus::Idle,
+            SyncStatus::Queued | SyncStatus::Syncing => PublicStatus::Syncing,
+            SyncStatus::Success => PublicStatus::Success,
+            SyncStatus::Failed | SyncStatus::HardFailed => PublicStatus::Failed,
         }
     }
 }
 
-impl SeedStatus {
+impl PublicStatus {
     /// Every status shown as this one.
     pub fn covers(self) -> Vec<SyncStatus> {
         SyncStatus::ALL
             .iter()
             .copied()
-            .filter(|s| s.seed() == self)
+            .filter(|s| s.public() == self)
             .collect()
     }
 }
@@ -219,10 +220,17 @@ text_enum! {
 }
 
 impl ErrorKind {
-    /// Failures that stop scheduled syncs at once: the upstream refuses us or is gone,
-    /// and asking again on a timer will not change that.
-    pub fn stops_schedule(self) -> bool {
-        matches!(self, ErrorKind::Auth | ErrorKind::NotFound)
+    /// Failures that stop scheduled syncs at once, without waiting for
+    /// `mirror.hard_fail_after`: a URL the address policy refuses and a repository over
+    /// the size limit stay so; an upstream that refuses us or is gone stops a mirror
+    /// that never synced (a wrong URL at import), while one that has synced before may
+    /// be passing through a private spell, a token's rotation or an outage page.
+    pub fn stops_schedule_at_once(self, ever_synced: bool) -> bool {
+        match self {
+            ErrorKind::BlockedUrl | ErrorKind::TooLarge => true,
+            ErrorKind::Auth | ErrorKind::NotFound => !ever_synced,
+            _ => false,
+        }
     }
 
     /// Permanent failures cannot heal by retrying the same request.

@@ -6,6 +6,10 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("connecting to Postgres: {0}")]
+    ConnectPostgres(#[source] sqlx::Error),
+    #[error("connecting to Redis: {0}")]
+    ConnectRedis(#[source] redis::RedisError),
     #[error("queue push failed: {0}")]
     Push(String),
     #[error(transparent)]
@@ -20,10 +24,19 @@ impl Error {
     /// The backend that failed, for `stasis_backend_errors_total{backend}`.
     pub fn backend(&self) -> Option<&'static str> {
         match self {
-            Error::Db(_) | Error::Migrate(_) => Some("postgres"),
-            Error::Redis(_) | Error::Push(_) => Some("redis"),
+            Error::Db(_) | Error::Migrate(_) | Error::ConnectPostgres(_) => Some("postgres"),
+            Error::Redis(_) | Error::Push(_) | Error::ConnectRedis(_) => Some("redis"),
             Error::Config(_) | Error::Telemetry(_) | Error::Storage(_) => None,
         }
+    }
+
+    /// Counts a failed pass of `op` (see [`count_backend_error`]); an outage of Postgres
+    /// makes the pool check its connections before use for a while.
+    pub fn record(&self, op: &'static str) {
+        if let Error::Db(db) = self {
+            crate::db::outage(db);
+        }
+        count_backend_error(self.backend(), op);
     }
 }
 

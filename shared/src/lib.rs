@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod liveness;
 pub mod lock;
 pub mod names;
+pub mod outage;
 pub mod overview;
 pub mod process;
 pub mod queue;

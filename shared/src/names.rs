@@ -1,5 +1,6 @@
-//! Repository names as a git host allows them. The API (import, rename) and `stasisctl`
-//! check the same rule, since a name becomes a directory under `storage.root`.
+//! Repository names as a git host allows them. The API (import, rename, the admin's
+//! filters) and `stasisctl` check the same rules, since a name becomes a directory under
+//! `storage.root`.
 
 pub const MAX_NAME_LEN: usize = 100;
 
@@ -21,9 +22,37 @@ pub fn check_repo_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A repository's full name that is not `owner/name`. Each caller words it for its
+/// audience (an API error code, a command's message).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not owner/name")]
+pub struct NotFullName(pub String);
+
+/// `owner/name` split in two: both parts non-empty and exactly one `/`. Only the shape
+/// is checked: a lookup by these names finds the repository or nothing.
+pub fn split_repo(full: &str) -> Result<(String, String), NotFullName> {
+    match full.split_once('/') {
+        Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((owner.to_owned(), name.to_owned()))
+        }
+        _ => Err(NotFullName(full.to_owned())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check_repo_name;
+    use super::{check_repo_name, split_repo, NotFullName};
+
+    #[test]
+    fn a_full_name_is_one_owner_and_one_name() {
+        assert_eq!(
+            split_repo("alice/my-repo"),
+            Ok(("alice".to_owned(), "my-repo".to_owned()))
+        );
+        for bad in ["", "alice", "/x", "alice/", "a/b/c", "/"] {
+            assert_eq!(split_repo(bad), Err(NotFullName(bad.to_owned())), "{bad:?}");
+        }
+    }
 
     #[test]
     fn names_that_could_leave_the_owner_s_directory_are_refused() {

@@ -1,15 +1,48 @@
-//! Start-up and shutdown every binary shares.
+//! Start-up and shutdown every binary shares: load the configuration, set up logs and
+//! metrics, connect to Postgres (the record) and Redis (the queue); the binary then runs
+//! its part until SIGTERM or Ctrl-C.
 
 use std::path::Path;
 
-use crate::config::Config;
-use crate::error::Result;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
-/// Loads the configuration and sets up logs and metrics for `process`.
-pub fn start(process: &'static str, config: Option<&Path>) -> Result<Config> {
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// A process ready to run its part: its configuration and its connections.
+pub struct Process {
+    pub cfg: Config,
+    pub pool: PgPool,
+    pub redis: ConnectionManager,
+}
+
+/// Loads the configuration, sets up logs and metrics for `process` (`api`, `worker`,
+/// `scheduler`) and connects to Postgres and Redis. Telemetry comes first so that a
+/// backend that cannot be reached is logged as this process's failure.
+pub async fn boot(process: &'static str, config: Option<&Path>) -> Result<Process> {
     let cfg = Config::load(config)?;
     crate::telemetry::init(process, &cfg)?;
-    Ok(cfg)
+    let pool = crate::db::connect(&cfg.database)
+        .await
+        .map_err(Error::ConnectPostgres)?;
+    let redis = crate::queue::connect_redis(&cfg.redis)
+        .await
+        .map_err(Error::ConnectRedis)?;
+    Ok(Process { cfg, pool, redis })
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C ([`shutdown_signal`]), for a process whose
+/// parts each watch for shutdown.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let on_signal = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    token
 }
 
 /// Resolves on SIGTERM (how orchestrators stop containers) or Ctrl-C.

@@ -6,12 +6,43 @@ use tracing_subscriber::EnvFilter;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+/// What the queue library logs on its own, held back unless the filter names it: while
+/// Redis is away its consumers end on every failed poll or heartbeat with a WARN from
+/// the backend and an ERROR from the worker (the same error reaches our restart hook,
+/// which logs the outage once), and each restart adds a WARN and INFOs. Its warnings
+/// about dropped tasks and its errors stopping workers still show.
+const QUIET_LIBRARIES: &[&str] = &[
+    "apalis_core::backend=error",
+    "apalis_core::worker=off",
+    "apalis_core::worker::context=warn",
+    "apalis_core::worker::lifecycle=warn",
+    "apalis_core::monitor=error",
+];
+
+/// The filter: `RUST_LOG` when set and valid, else `log.level`, plus [`QUIET_LIBRARIES`]
+/// unless it says what it wants of apalis itself.
+pub fn filter(level: &str) -> Result<EnvFilter> {
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|spec| !spec.trim().is_empty() && EnvFilter::try_new(spec).is_ok());
+    filter_of(from_env.as_deref().unwrap_or(level))
+}
+
+fn filter_of(spec: &str) -> Result<EnvFilter> {
+    let mut filter =
+        EnvFilter::try_new(spec).map_err(|e| Error::Telemetry(format!("log.level: {e}")))?;
+    if !spec.contains("apalis") {
+        for directive in QUIET_LIBRARIES {
+            filter = filter.add_directive(directive.parse().expect("a valid directive"));
+        }
+    }
+    Ok(filter)
+}
+
 /// Installs the tracing subscriber (`RUST_LOG` wins over `log.level`) and, when
 /// `metrics.listen` is set, the Prometheus exporter serving `/metrics` there.
 pub fn init(process: &'static str, cfg: &Config) -> Result<()> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
-        .map_err(|e| Error::Telemetry(format!("log.level: {e}")))?;
+    let filter = filter(&cfg.log.level)?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let installed = if cfg.log.format == "json" {
         builder.json().try_init()
@@ -43,4 +74,22 @@ pub fn init(process: &'static str, cfg: &Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_library_directives_parse_and_an_explicit_filter_keeps_its_word() {
+        for directive in super::QUIET_LIBRARIES {
+            directive
+                .parse::<tracing_subscriber::filter::Directive>()
+                .unwrap_or_else(|e| panic!("{directive}: {e}"));
+        }
+        let quiet = super::filter_of("info").unwrap().to_string();
+        assert!(quiet.contains("apalis_core::worker=off"), "{quiet}");
+        let explicit = super::filter_of("info,apalis_core=debug")
+            .unwrap()
+            .to_string();
+        assert!(!explicit.contains("apalis_core::worker=off"), "{explicit}");
+    }
 }

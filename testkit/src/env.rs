@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use sqlx::{Connection, PgConnection, PgPool};
-use stasis_shared::db::{self, jobs, repos, users};
+use stasis_shared::db::{self, jobs, repos, runs, users};
 use stasis_shared::domain::SyncReason;
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::Config;
@@ -260,17 +260,8 @@ impl TestEnv {
     }
 
     /// Every run (attempt) of a job, oldest first.
-    pub async fn runs(&self, job_id: Uuid) -> Vec<Run> {
-        sqlx::query_as::<_, Run>(
-            "SELECT attempt, worker, outcome, error, error_kind, refs_updated, refs_created,
-                    refs_pruned, bytes_received, objects_received, list_ms, fetch_ms,
-                    unchanged, started_at, finished_at
-             FROM sync_runs WHERE job_id = $1 ORDER BY id",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await
-        .expect("query runs")
+    pub async fn runs(&self, job_id: Uuid) -> Vec<runs::Run> {
+        runs::for_job(&self.pool, job_id).await.expect("query runs")
     }
 
     /// Deliveries waiting in Redis (due, delayed or ready), in both lanes.
@@ -323,25 +314,6 @@ impl TestEnv {
     pub fn mirror_path(&self, owner: &str, name: &str) -> std::path::PathBuf {
         stasis_shared::git::mirror_path(&self.cfg.storage.root, owner, name)
     }
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Run {
-    pub attempt: i32,
-    pub worker: String,
-    pub outcome: Option<String>,
-    pub error: Option<String>,
-    pub error_kind: Option<String>,
-    pub refs_updated: i32,
-    pub refs_created: i32,
-    pub refs_pruned: i32,
-    pub bytes_received: i64,
-    pub objects_received: i32,
-    pub list_ms: Option<i32>,
-    pub fetch_ms: Option<i32>,
-    pub unchanged: bool,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Drop for TestEnv {

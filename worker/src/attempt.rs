@@ -14,7 +14,7 @@ use stasis_shared::domain::{JobState, SyncMirror};
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::url::upstream_host;
 use stasis_shared::lifecycle::attempt::{self, Attempt, Finish, Started};
-use stasis_shared::lifecycle::policy::Limits;
+use stasis_shared::lifecycle::policy::{End, Limits};
 use stasis_shared::lock::Lease;
 use tokio::sync::SemaphorePermit;
 use tracing::{debug, info, warn};
@@ -28,7 +28,7 @@ use crate::housekeeping::{self, Housekept};
 use crate::keepalive::KeepAlive;
 use crate::lfs;
 use crate::observe::{announce, observe, Inflight};
-use crate::record::Ending;
+use crate::record::Observed;
 use crate::shutdown::Registered;
 
 /// How long a sync runs before its start is recorded anyway. One that ends at the ref
@@ -165,6 +165,9 @@ impl<'c> SyncAttempt<'c> {
         let inflight = Inflight::count();
         let began = Instant::now();
         let started_at = Utc::now();
+        // logged as the fetch begins, before it connects: the upstream may take long
+        // to answer, and the record of the start waits for that
+        info!("sync started");
         let fetch = fetch(ctx, &self.repo, self.stop.clone(), gate.clone());
         tokio::pin!(fetch);
         let early = tokio::select! {
@@ -186,7 +189,7 @@ impl<'c> SyncAttempt<'c> {
                     return Ok(());
                 };
                 announce(&self.job, &started);
-                info!("sync started");
+                debug!("sync recorded as running");
                 (fetched, Some(started))
             }
         };
@@ -238,34 +241,29 @@ impl<'c> SyncAttempt<'c> {
         lfs: Option<&LfsReport>,
     ) -> Result<(), WorkerError> {
         let ctx = self.ctx;
-        let ending = match (fetched, started) {
-            (Ok(report), _) => Ending::Success(report),
-            (Err(error), _) if ctx.syncs.interrupted(&self.stop) => Ending::Interrupted(error),
-            (Err(error), Some(started))
-                if !error.kind.is_permanent() && started.attempt < self.max_attempts =>
-            {
-                Ending::Retry {
-                    error,
-                    delay: backoff(ctx, started.attempt),
-                }
-            }
-            (Err(error), _) => Ending::Failed(error),
+        let observed = Observed {
+            fetched,
+            interrupted: ctx.syncs.interrupted(&self.stop),
         };
-        let (error, error_kind) = ending.error();
+        let root = &ctx.cfg.storage.root;
+        let (error, error_kind) = observed.error(root);
         let finished = attempt::finish(
             &ctx.pool,
             &Finish {
                 attempt: self.attempt(started_at),
-                run_id: started.map(|s| s.run_id),
-                end: ending.end(),
-                error,
+                started,
+                outcome: observed.outcome(),
+                allowed: self.max_attempts,
+                error: error.as_deref(),
                 error_kind,
                 duration,
-                stats: ending.stats(housekept, lfs),
+                stats: observed.stats(housekept, lfs, root),
                 default_interval: ctx.cfg.mirror.sync_interval,
                 limits: Limits {
                     max_interval: ctx.cfg.mirror.max_sync_interval,
                     hard_fail_after: ctx.cfg.mirror.hard_fail_after,
+                    retry_base: ctx.cfg.sync.retry_base_delay,
+                    retry_max: ctx.cfg.sync.retry_max_delay,
                 },
                 repo_name: &format!("{}/{}", self.repo.owner, self.repo.name),
                 notify_urls: &ctx.cfg.notify.urls,
@@ -280,17 +278,17 @@ impl<'c> SyncAttempt<'c> {
             };
             announce(&self.job, &started);
         }
-        observe(&self.job, fetched, duration, finished.owned, ending);
-        if !finished.owned {
+        observe(&self.job, fetched, duration, finished.end);
+        let Some(end) = finished.end else {
             warn!("repository lock was lost during the sync; its new owner's results stand");
             return Ok(());
-        }
+        };
         if let Some(follow_up) = finished.follow_up {
             info!(follow_up_job_id = %follow_up.job_id, "a sync was requested during this one; follow-up queued");
             ctx.enqueuer.admit(&[follow_up]).await;
         }
-        match ending {
-            Ending::Success(report) => info!(
+        match (end, fetched) {
+            (End::Success { .. }, Ok(report)) => info!(
                 unchanged = report.unchanged,
                 refs_changed = report.refs_changed(),
                 refs_pruned = report.refs_pruned,
@@ -298,13 +296,12 @@ impl<'c> SyncAttempt<'c> {
                 ms = duration.as_millis() as u64,
                 "sync succeeded"
             ),
-            Ending::Retry { error, delay } => {
+            (End::Retry { delay }, Err(error)) => {
                 // pending again, due after its backoff: the dispatcher delivers it then
                 info!(error = %error, delay_s = delay.as_secs(), "sync failed; retry scheduled");
                 metrics::counter!("stasis_sync_retries_total").increment(1);
             }
-            Ending::Failed(error) => warn!(error = %error, kind = %error.kind, "sync failed"),
-            Ending::Interrupted(_) => {
+            (End::Interrupted, _) => {
                 // pending again (recorded with the run), due now: a fresh delivery lets
                 // any worker take it at once instead of after the lock's TTL or the
                 // reaper's pass
@@ -312,6 +309,8 @@ impl<'c> SyncAttempt<'c> {
                 metrics::counter!("stasis_syncs_interrupted_total").increment(1);
                 ctx.enqueuer.admit(std::slice::from_ref(&self.job)).await;
             }
+            (_, Err(error)) => warn!(error = %error, kind = %error.kind, "sync failed"),
+            (_, Ok(_)) => {}
         }
         Ok(())
     }
@@ -332,15 +331,4 @@ impl<'c> SyncAttempt<'c> {
         }
         drop(registered);
     }
-}
-
-/// Exponential with jitter, from `sync.retry_base_delay` up to `sync.retry_max_delay`.
-fn backoff(ctx: &WorkerContext, attempt: i32) -> Duration {
-    let sync = &ctx.cfg.sync;
-    stasis_shared::backoff::delay(
-        sync.retry_base_delay,
-        sync.retry_max_delay,
-        attempt.max(0) as u32,
-        true,
-    )
 }

@@ -10,6 +10,7 @@ pub mod housekeeping;
 mod keepalive;
 mod lfs;
 mod observe;
+pub mod owner_text;
 mod permits;
 pub mod record;
 pub mod runner;

@@ -1,8 +1,7 @@
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
-use stasis_shared::{db, process, queue};
+use stasis_shared::process;
 
 /// Fetches mirrors from their upstreams as `SyncMirror` jobs arrive.
 #[derive(Parser)]
@@ -16,13 +15,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg = process::start("worker", args.config.as_deref())?;
-    let pool = db::connect(&cfg.database)
-        .await
-        .context("connecting to Postgres")?;
-    let redis = queue::connect_redis(&cfg.redis)
-        .await
-        .context("connecting to Redis")?;
+    let process::Process { cfg, pool, redis } =
+        process::boot("worker", args.config.as_deref()).await?;
     stasis_worker::runner::run(cfg, pool, redis, process::shutdown_signal()).await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use crate::git::fetch::{FetchError, FetchReport};
 use stasis_shared::domain::SyncMirror;
 use stasis_shared::lifecycle::attempt::Started;
 
-use crate::record::Ending;
+use stasis_shared::lifecycle::policy::End;
 
 /// A sync counted in `stasis_worker_inflight_jobs` for as long as this is held, whichever
 /// way its attempt ends.
@@ -39,14 +39,13 @@ pub(crate) fn observe(
     job: &SyncMirror,
     fetched: &Result<FetchReport, FetchError>,
     took: Duration,
-    owned: bool,
-    ending: Ending<'_>,
+    end: Option<End>,
 ) {
-    let outcome = match (fetched, owned) {
-        (_, false) => "lost_lock",
-        _ if matches!(ending, Ending::Interrupted(_)) => "interrupted",
-        (Ok(_), _) => "success",
-        (Err(_), _) => "failure",
+    let outcome = match end {
+        None => "lost_lock",
+        Some(End::Interrupted) => "interrupted",
+        Some(End::Success { .. }) => "success",
+        Some(End::Retry { .. } | End::Failed { .. }) => "failure",
     };
     metrics::counter!("stasis_jobs_finished_total", "outcome" => outcome, "reason" => job.reason.as_str())
         .increment(1);

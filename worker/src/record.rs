@@ -1,59 +1,62 @@
-//! How the worker's view of an attempt's end (a fetch report or a fetch error) becomes
-//! what the job lifecycle records (`stasis_shared::lifecycle::attempt`).
+//! How the worker's view of an attempt (a fetch report or a fetch error, and whether its
+//! shutdown stopped it) becomes what the job lifecycle records: the outcome the policy
+//! decides on (`stasis_shared::lifecycle::policy::decide`, the one place that decides
+//! retry or failure), the error the run, job and mirror show, and the run's figures.
 
-use std::time::Duration;
+use std::path::Path;
 
 use crate::git::fetch::{FetchError, FetchReport};
 use crate::git::lfs::LfsReport;
 use stasis_shared::domain::ErrorKind;
 use stasis_shared::lifecycle::attempt::RunStats;
-use stasis_shared::lifecycle::policy::End;
+use stasis_shared::lifecycle::policy::Outcome;
 
 use crate::housekeeping::Housekept;
-
-/// How an attempt ended, as the worker decided.
-#[derive(Debug, Clone, Copy)]
-pub enum Ending<'a> {
-    Success(&'a FetchReport),
-    Retry {
-        error: &'a FetchError,
-        delay: Duration,
-    },
-    Failed(&'a FetchError),
-    /// Stopped by the worker's shutdown: the job is pending again at once, and the
-    /// attempt does not count against `sync.max_attempts`.
-    Interrupted(&'a FetchError),
-}
+use crate::owner_text::for_owner;
 
 const INTERRUPTED: &str = "sync interrupted: the worker shut down; the job was requeued";
 
-impl<'a> Ending<'a> {
-    pub fn end(&self) -> End {
-        match *self {
-            Ending::Success(report) => End::Success {
+/// An attempt as the worker saw it end.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub fetched: &'a Result<FetchReport, FetchError>,
+    /// Stopped by the worker's shutdown.
+    pub interrupted: bool,
+}
+
+impl<'a> Observed<'a> {
+    pub fn outcome(&self) -> Outcome {
+        match self.fetched {
+            Ok(report) => Outcome::Success {
                 unchanged: report.unchanged,
             },
-            Ending::Retry { delay, .. } => End::Retry { delay },
-            Ending::Failed(error) => End::Failed { kind: error.kind },
-            Ending::Interrupted(_) => End::Interrupted,
+            Err(_) if self.interrupted => Outcome::Interrupted,
+            Err(error) => Outcome::Failure { kind: error.kind },
         }
     }
 
-    /// The error the run, the job and the mirror show. An interruption is neither a
+    /// The error the run, the job and the mirror show, in the owner's words (see
+    /// [`for_owner`]; the log keeps the error as raised). An interruption is neither a
     /// success nor a failure of the mirror: it says what happened, with no kind.
-    pub fn error(&self) -> (Option<&'a str>, Option<ErrorKind>) {
-        match *self {
-            Ending::Success(_) => (None, None),
-            Ending::Retry { error, .. } | Ending::Failed(error) => {
-                (Some(&error.message), Some(error.kind))
-            }
-            Ending::Interrupted(_) => (Some(INTERRUPTED), None),
+    pub fn error(&self, storage_root: &Path) -> (Option<String>, Option<ErrorKind>) {
+        match self.fetched {
+            Ok(_) => (None, None),
+            Err(_) if self.interrupted => (Some(INTERRUPTED.to_owned()), None),
+            Err(error) => (
+                Some(for_owner(&error.message, storage_root)),
+                Some(error.kind),
+            ),
         }
     }
 
     /// The run row's figures: the fetch's, for a success, and the LFS step and the
-    /// housekeeping after it.
-    pub fn stats(&self, housekept: Housekept, lfs: Option<&LfsReport>) -> RunStats {
+    /// housekeeping after it (its error in the owner's words, as [`Self::error`]).
+    pub fn stats(
+        &self,
+        housekept: Housekept,
+        lfs: Option<&LfsReport>,
+        storage_root: &Path,
+    ) -> RunStats {
         let mut stats = RunStats {
             housekeeping: housekept
                 .repack
@@ -61,10 +64,12 @@ impl<'a> Ending<'a> {
             size_bytes: housekept.size_bytes.map(|b| b as i64),
             lfs_objects: lfs.map(|l| l.objects as i32),
             lfs_bytes: lfs.map(|l| l.bytes as i64),
-            lfs_error: lfs.and_then(LfsReport::error_text),
+            lfs_error: lfs
+                .and_then(LfsReport::error_text)
+                .map(|text| for_owner(&text, storage_root)),
             ..RunStats::default()
         };
-        if let Ending::Success(r) = self {
+        if let Ok(r) = self.fetched {
             stats.refs_created = r.refs_created as i32;
             stats.refs_updated = r.refs_changed() as i32;
             stats.refs_pruned = r.refs_pruned as i32;

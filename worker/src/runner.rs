@@ -12,9 +12,10 @@ use sqlx::PgPool;
 use stasis_shared::db::workers;
 use stasis_shared::domain::Lane;
 use stasis_shared::lock::Leases;
+use stasis_shared::outage::Outage;
 use stasis_shared::queue::{self, Enqueuer};
 use stasis_shared::{liveness, process, Config};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::WorkerContext;
 use crate::handler;
@@ -64,10 +65,12 @@ pub async fn run(
     info!(worker = %name, concurrency, "worker starting");
 
     let (registry_pool, registry_name) = (ctx.pool.clone(), name.clone());
+    let outage = Arc::new(Outage::new("redis"));
     let alive = Liveness {
         redis: redis.clone(),
         key: liveness::key(&cfg.queue.namespace, &name),
         window: cfg.queue.heartbeat_interval * cfg.queue.missed_heartbeats,
+        outage: outage.clone(),
     };
     // alive before the first lease is taken, or another worker would take it over
     alive.beat().await;
@@ -111,8 +114,14 @@ pub async fn run(
     let monitor = monitor
         // Any backend error (Redis restart, timeout, undecodable payload) ends an apalis
         // worker for good; the monitor brings it back instead.
-        .should_restart(|worker, error| {
-            warn!(worker = worker.name(), %error, "queue consumer stopped; restarting it");
+        // While Redis is away they stop on every poll: the outage is logged once, and
+        // its end when the liveness beat gets through again.
+        .should_restart(move |worker, error| {
+            if outage.is_on() {
+                debug!(worker = worker.name(), %error, "queue consumer stopped; restarting it");
+            } else {
+                outage.failed(&format!("queue consumer {}", worker.name()), error);
+            }
             metrics::counter!("stasis_worker_restarts_total").increment(1);
             true
         })
@@ -154,12 +163,19 @@ struct Liveness {
     redis: ConnectionManager,
     key: String,
     window: std::time::Duration,
+    /// Redis away: the beat is what notices it is back.
+    outage: Arc<Outage>,
 }
 
 impl Liveness {
     async fn beat(&self) {
-        if let Err(e) = liveness::beat(&self.redis, &self.key, self.window).await {
-            warn!(error = %e, "worker heartbeat to Redis failed");
+        match liveness::beat(&self.redis, &self.key, self.window).await {
+            Ok(_) => {
+                self.outage.succeeded();
+            }
+            Err(e) => {
+                self.outage.failed("worker heartbeat", &e);
+            }
         }
     }
 

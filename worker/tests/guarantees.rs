@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
+use stasis_shared::domain::{ErrorKind, JobState, RunOutcome, SyncReason, SyncStatus};
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::TestEnv;
@@ -28,7 +28,7 @@ async fn credentials_sealed_under_another_key_fail_the_sync_at_once_without_retr
     assert_eq!(finished.state, JobState::Failed);
     assert_eq!(finished.attempts, 1, "retrying cannot bring the key back");
     let runs = env.runs(job).await;
-    assert_eq!(runs[0].error_kind.as_deref(), Some("auth"), "{runs:?}");
+    assert_eq!(runs[0].error_kind, Some(ErrorKind::Auth), "{runs:?}");
     let error = runs[0].error.as_deref().unwrap_or_default();
     assert!(error.contains("cannot be opened"), "{error}");
     assert!(!error.contains("pw"), "{error}");
@@ -55,7 +55,7 @@ async fn a_sync_past_its_timeout_is_stopped_and_its_connection_closed() {
     let finished = env.finished(job, WAIT).await;
     assert_eq!(finished.state, JobState::Failed, "{finished:?}");
     let runs = env.runs(job).await;
-    assert_eq!(runs[0].error_kind.as_deref(), Some("timeout"), "{runs:?}");
+    assert_eq!(runs[0].error_kind, Some(ErrorKind::Timeout), "{runs:?}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "stopped near its timeout, not at the end of the transfer: {:?}",
@@ -119,11 +119,11 @@ async fn a_worker_that_loses_its_lock_stops_and_its_results_are_refused() {
         let runs = env.runs(job).await;
         runs.first()
             .filter(|r| r.outcome.is_some())
-            .map(|r| r.outcome.clone())
+            .map(|r| r.outcome)
     })
     .await;
     let runs = env.runs(job).await;
-    assert_eq!(runs[0].outcome.as_deref(), Some("lost_lock"), "{runs:?}");
+    assert_eq!(runs[0].outcome, Some(RunOutcome::LostLock), "{runs:?}");
     stasis_testkit::eventually("its upstream connection to close", WAIT, || async {
         (proxy.open() == 0).then_some(())
     })

@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Incompressible bytes, different for each `seed`.
+/// Incompressible pseudo-random bytes, different for each `seed`.
 fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15 ^ seed;
+    let mut x = 0x9E37_79B9_7F4A_7C15 ^ seed; // xorshift random state
     (0..len)
         .map(|_| {
             x ^= x << 13;

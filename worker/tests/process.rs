@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
 use stasis_shared::db::workers;
-use stasis_shared::domain::{JobState, Lane, SyncReason, SyncStatus};
+use stasis_shared::domain::{ErrorKind, JobState, Lane, RunOutcome, SyncReason, SyncStatus};
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::services::PrivateRedis;
@@ -87,9 +87,9 @@ async fn sigkill_mid_fetch_the_job_completes_on_another_worker() {
         runs.first().map(|r| r.worker.as_str()),
         Some(victim.as_str())
     );
-    assert_eq!(runs[0].outcome.as_deref(), Some("abandoned"), "{runs:?}");
+    assert_eq!(runs[0].outcome, Some(RunOutcome::Abandoned), "{runs:?}");
     let last = runs.last().unwrap();
-    assert_eq!(last.outcome.as_deref(), Some("success"));
+    assert_eq!(last.outcome, Some(RunOutcome::Success));
     assert_ne!(last.worker, victim);
     assert_eq!(env.repo(repo).await.sync_status, SyncStatus::Success);
     assert_mirrors(&env.mirror_path("erin", "up"), &up);
@@ -138,6 +138,39 @@ async fn bad_config_stops_the_process_naming_the_key() {
         assert!(!out.status.success(), "{key}={value} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
         assert!(stderr.contains(named), "{key}={value}: {stderr}");
+    }
+}
+
+/// A loopback address nothing listens on.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_stops_the_process_naming_it() {
+    let env = TestEnv::new().await;
+    let closed = closed_port();
+    for (key, url, named) in [
+        (
+            "STASIS_DATABASE_URL",
+            format!("postgres://stasis@{closed}/stasis"),
+            "connecting to postgres",
+        ),
+        (
+            "STASIS_REDIS_URL",
+            format!("redis://{closed}"),
+            "connecting to redis",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_stasis-worker"))
+            .envs(env.env_vars())
+            .env(key, &url)
+            .output()
+            .expect("run stasis-worker");
+        assert!(!out.status.success(), "{key}={url} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(stderr.contains(named), "{key}={url}: {stderr}");
     }
 }
 
@@ -279,7 +312,7 @@ async fn sealed_credentials_reach_the_upstream_and_never_the_logs() {
     assert_eq!(finished.state, JobState::Failed);
     assert_eq!(finished.attempts, 1, "a refused login is permanent");
     let runs = env.runs(job).await;
-    assert_eq!(runs[0].error_kind.as_deref(), Some("auth"), "{runs:?}");
+    assert_eq!(runs[0].error_kind, Some(ErrorKind::Auth), "{runs:?}");
 
     // The upstream was sent the opened credentials...
     let basic = "Ym9iOmh1bnRlcjI="; // base64("bob:hunter2")

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stasis_shared::domain::{JobState, SyncReason};
+use stasis_shared::domain::{JobState, RunOutcome, SyncReason};
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
@@ -69,8 +69,8 @@ async fn sigterm_past_the_grace_interrupts_the_sync_and_requeues_its_job() {
     let runs = env.runs(job).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(
-        runs[0].outcome.as_deref(),
-        Some("interrupted"),
+        runs[0].outcome,
+        Some(RunOutcome::Interrupted),
         "{runs:?}\n{log}"
     );
     assert!(runs[0].finished_at.is_some(), "{runs:?}");

@@ -11,6 +11,7 @@ use stasis_shared::db::runs::{self, Run};
 use stasis_shared::db::settings;
 use stasis_shared::domain::JobState;
 use stasis_shared::lifecycle::operator::Refused;
+use stasis_shared::names::{split_repo, NotFullName};
 use stasis_shared::overview::{self, QueueOverview, SyncInterval};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -77,7 +78,12 @@ pub async fn list_jobs(
                 })
             })
             .transpose()?,
-        repo: q.repo.as_deref().map(split_repo).transpose()?,
+        repo: q
+            .repo
+            .as_deref()
+            .map(split_repo)
+            .transpose()
+            .map_err(invalid_repo)?,
     };
     let (page, per_page) = paging(q.page, q.per_page)?;
     let (jobs, total) = jobs::list(
@@ -96,16 +102,12 @@ pub async fn list_jobs(
     }))
 }
 
-pub fn split_repo(full: &str) -> Result<(String, String), ApiError> {
-    match full.split_once('/') {
-        Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((owner.to_owned(), name.to_owned()))
-        }
-        _ => Err(ApiError::BadRequest(
-            "invalid_repo",
-            format!("repo must be `owner/name`, not `{full}`"),
-        )),
-    }
+/// A `repo` the admin's endpoints were given that is not `owner/name`.
+pub fn invalid_repo(NotFullName(full): NotFullName) -> ApiError {
+    ApiError::BadRequest(
+        "invalid_repo",
+        format!("repo must be `owner/name`, not `{full}`"),
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]

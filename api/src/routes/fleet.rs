@@ -5,13 +5,14 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use stasis_shared::db::users::User;
 use stasis_shared::domain::SyncReason;
+use stasis_shared::names::split_repo;
 use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::dto::{ErrorBody, SyncAccepted};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::routes::admin::split_repo;
+use crate::routes::admin::invalid_repo;
 use crate::routes::mirror::{enqueue, managed_mirror};
 use crate::state::AppState;
 
@@ -101,7 +102,7 @@ async fn sync_one(
     full: &str,
     force: bool,
 ) -> Result<SyncAccepted, ApiError> {
-    let (owner, name) = split_repo(full)?;
+    let (owner, name) = split_repo(full).map_err(invalid_repo)?;
     let repo = managed_mirror(state, admin, &owner, &name).await?;
     enqueue(state, repo.id, SyncReason::Manual, force).await
 }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::db::{notifications, runs, users::User};
-use stasis_shared::domain::{SeedStatus, SyncReason, SyncStatus};
+use stasis_shared::domain::{PublicStatus, SyncReason, SyncStatus};
 use stasis_shared::queue::Window;
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
@@ -75,7 +75,7 @@ pub async fn sync(
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
-/// Enqueues a sync (or finds the one pending or running) and answers as the seed does.
+/// Enqueues a sync (or finds the one pending or running) and answers with the mirror API's public status.
 pub async fn enqueue(
     state: &AppState,
     repo_id: uuid::Uuid,
@@ -117,7 +117,7 @@ pub async fn enqueue(
     };
     Ok(SyncAccepted {
         message,
-        status: SeedStatus::Syncing,
+        status: PublicStatus::Syncing,
         sync_state: status,
         job_id: enqueued.job_id,
         next_run_at: enqueued.run_at,

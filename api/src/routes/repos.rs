@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, Repo, RepoFilter, Viewer};
 use stasis_shared::db::users;
-use stasis_shared::domain::{SeedStatus, SyncReason, SyncStatus};
+use stasis_shared::domain::{PublicStatus, SyncReason, SyncStatus};
 use stasis_shared::removal::{remove_mirror, Removal};
 use stasis_shared::rename::{rename_mirror, Rename};
 
@@ -175,11 +175,11 @@ async fn list_page(
     }))
 }
 
-/// The states a `sync_status` filter matches: a seed value (`failed` is also
+/// The states a `sync_status` filter matches: a public status value (`failed` is also
 /// `hard_failed`, `syncing` also `queued`) or one exact state.
 fn statuses(s: &str) -> Result<Vec<SyncStatus>, ApiError> {
-    if let Ok(seed) = s.parse::<SeedStatus>() {
-        return Ok(seed.covers());
+    if let Ok(public) = s.parse::<PublicStatus>() {
+        return Ok(public.covers());
     }
     s.parse::<SyncStatus>().map(|one| vec![one]).map_err(|_| {
         ApiError::BadRequest(

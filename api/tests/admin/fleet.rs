@@ -23,7 +23,7 @@ fn sum(activity: &Value, outcome: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bulk_sync_queues_each_mirror_and_reports_the_rest_item_by_item() {
     let o = ops().await;
-    let seeded = o.seed().await;
+    let jobs = o.three_jobs().await;
     let _fixed = Upstream::create(o.later.clone());
     let body = json!({ "repos": ["alice/broken", "alice/good", "alice/nope", "nonsense"] });
     let (status, bulk) = o
@@ -80,14 +80,14 @@ async fn a_bulk_sync_queues_each_mirror_and_reports_the_rest_item_by_item() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn activity_counts_each_attempt_once_by_outcome_over_the_hour_and_the_day() {
     let o = ops().await;
-    let seeded = o.seed().await;
-    o.retry_both(&seeded).await;
+    let jobs = o.three_jobs().await;
+    o.retry_both(&jobs).await;
     for (window, seconds, buckets) in [("hour", 60, 60), ("day", 1800, 48)] {
         let path = format!("/api/v1/admin/activity?window={window}");
         let (status, activity) = o.call("GET", &path, None).await;
@@ -133,7 +133,7 @@ async fn activity_counts_each_attempt_once_by_outcome_over_the_hour_and_the_day(
         (status, body["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_query"))
     );
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 /// apalis moves a delivery it gives up on into its lane's dead set; the operator sees

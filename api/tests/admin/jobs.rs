@@ -9,30 +9,30 @@ use stasis_shared::domain::JobState;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_are_listed_by_state_with_their_repository_and_error() {
     let o = ops().await;
-    let seeded = o.seed().await;
-    assert_eq!(seeded.done["jobs"][0]["repo"], "alice/good");
-    assert_eq!(seeded.failed["jobs"][0]["repo"], "alice/broken");
+    let jobs = o.three_jobs().await;
+    assert_eq!(jobs.done["jobs"][0]["repo"], "alice/good");
+    assert_eq!(jobs.failed["jobs"][0]["repo"], "alice/broken");
     assert!(
-        seeded.failed["jobs"][0]["last_error"]
+        jobs.failed["jobs"][0]["last_error"]
             .as_str()
             .unwrap()
             .contains("No such file or directory"),
         "{}",
-        seeded.failed
+        jobs.failed
     );
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_are_listed_all_by_repository_and_paged() {
     let o = ops().await;
-    let seeded = o.seed().await;
+    let jobs = o.three_jobs().await;
     let (_, all) = o.call("GET", "/api/v1/admin/jobs", None).await;
     assert_eq!(all["total"], 3, "{all}");
     let (_, by_repo) = o
         .call("GET", "/api/v1/admin/jobs?repo=alice/good", None)
         .await;
-    assert_eq!(job_ids(&by_repo), job_ids(&seeded.done));
+    assert_eq!(job_ids(&by_repo), job_ids(&jobs.done));
     let (_, paged) = o
         .call("GET", "/api/v1/admin/jobs?per_page=2&page=2", None)
         .await;
@@ -41,7 +41,7 @@ async fn jobs_are_listed_all_by_repository_and_paged() {
         (Some(3), 1),
         "{paged}"
     );
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,8 +67,8 @@ async fn bad_job_filters_are_refused_with_their_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_routes_refuse_anonymous_with_401_and_users_with_403() {
     let o = ops().await;
-    let seeded = o.seed().await;
-    let broken_job = &seeded.broken_job;
+    let jobs = o.three_jobs().await;
+    let broken_job = &jobs.broken_job;
     for path in [
         "/api/v1/admin/jobs",
         "/api/v1/admin/queue",
@@ -98,17 +98,17 @@ async fn operator_routes_refuse_anonymous_with_401_and_users_with_403() {
         JobState::Failed,
         "a refused retry changes nothing"
     );
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_job_is_shown_with_its_attempts() {
     let o = ops().await;
-    let seeded = o.seed().await;
+    let jobs = o.three_jobs().await;
     let (status, shown) = o
         .call(
             "GET",
-            &format!("/api/v1/admin/jobs/{}", seeded.broken_job),
+            &format!("/api/v1/admin/jobs/{}", jobs.broken_job),
             None,
         )
         .await;
@@ -121,7 +121,7 @@ async fn one_job_is_shown_with_its_attempts() {
     assert!(attempts[0]["worker"]
         .as_str()
         .is_some_and(|w| !w.is_empty()));
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

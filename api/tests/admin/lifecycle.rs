@@ -37,8 +37,8 @@ async fn a_job_discarded_while_it_waits_is_dead_gone_from_redis_and_once_only() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_job_retried_once_its_upstream_appears_runs_again_and_succeeds() {
     let o = ops().await;
-    let seeded = o.seed().await;
-    let broken_job = &seeded.broken_job;
+    let jobs = o.three_jobs().await;
+    let broken_job = &jobs.broken_job;
 
     let fixed = stasis_testkit::git::Upstream::create(o.later.clone());
     let (status, body) = o.retry(broken_job).await;
@@ -60,22 +60,22 @@ async fn a_failed_job_retried_once_its_upstream_appears_runs_again_and_succeeds(
     // a done job cannot be retried
     let (status, _) = o.retry(broken_job).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_discarded_job_can_be_retried_and_completes() {
     let o = ops().await;
-    let seeded = o.seed().await;
+    let jobs = o.three_jobs().await;
     // dead → pending
-    let (status, _) = o.retry(&seeded.parked).await;
+    let (status, _) = o.retry(&jobs.parked).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
         o.env
-            .finished(seeded.parked.parse().unwrap(), WAIT)
+            .finished(jobs.parked.parse().unwrap(), WAIT)
             .await
             .state,
         JobState::Done
     );
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }

@@ -1,4 +1,4 @@
-//! Operator endpoints over HTTP, on jobs seeded through the real pipeline: a good
+//! Operator endpoints over HTTP, on jobs run through the real pipeline: a good
 //! upstream, a failing one, and a job discarded before any worker ran. One module per
 //! endpoint family, one behaviour per test.
 
@@ -20,7 +20,7 @@ use stasis_testkit::git::Upstream;
 use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::{eventually, TestEnv};
 
-use common::Api;
+use common::{Api, Users};
 use stasis_shared::domain::JobState;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -48,8 +48,7 @@ struct Ops {
 async fn ops() -> Ops {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
-    let (_, alice) = env.user("alice", false).await;
-    let (_, root) = env.user("root", true).await;
+    let Users { alice, root, .. } = Users::create(&env).await;
     let good = Upstream::create(env.dir.path().join("good"));
     let later = env.dir.path().join("later");
     Ops {
@@ -62,9 +61,9 @@ async fn ops() -> Ops {
     }
 }
 
-/// The jobs [`Ops::seed`] leaves: the discarded one (`parked`), the done and the
+/// The jobs [`Ops::three_jobs`] leaves: the discarded one (`parked`), the done and the
 /// failed imports' pages, and the failed job's id.
-struct Seeded {
+struct ThreeJobs {
     worker: InProcessWorker,
     parked: String,
     done: Value,
@@ -120,7 +119,7 @@ impl Ops {
 
     /// The parked job discarded, then a good and a broken import through a real worker,
     /// which keeps running.
-    async fn seed(&self) -> Seeded {
+    async fn three_jobs(&self) -> ThreeJobs {
         let (parked, _) = self.park().await;
         let (status, body) = self.discard(&parked).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -136,7 +135,7 @@ impl Ops {
         let done = eventually("the good import to finish", WAIT, || finished("done")).await;
         let failed = eventually("the broken import to fail", WAIT, || finished("failed")).await;
         let broken_job = job_ids(&failed)[0].clone();
-        Seeded {
+        ThreeJobs {
             worker,
             parked,
             done,
@@ -147,9 +146,9 @@ impl Ops {
 
     /// The broken upstream created, its failed job retried and run to success; then
     /// the discarded job retried and run too.
-    async fn retry_both(&self, seeded: &Seeded) -> Upstream {
+    async fn retry_both(&self, jobs: &ThreeJobs) -> Upstream {
         let fixed = Upstream::create(self.later.clone());
-        for job in [&seeded.broken_job, &seeded.parked] {
+        for job in [&jobs.broken_job, &jobs.parked] {
             let (status, body) = self.retry(job).await;
             assert_eq!(status, StatusCode::ACCEPTED, "{body}");
             let job = self.env.finished(job.parse().unwrap(), WAIT).await;

@@ -1,4 +1,4 @@
-//! The queue overview and a mirror's history, after the seeded jobs all ran to success.
+//! The queue overview and a mirror's history, after the three jobs all ran to success.
 
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use crate::{ops, WAIT};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_queue_overview_counts_jobs_attempts_and_workers() {
     let o = ops().await;
-    let seeded = o.seed().await;
-    o.retry_both(&seeded).await;
+    let jobs = o.three_jobs().await;
+    o.retry_both(&jobs).await;
 
     let (status, q) = o.call("GET", "/api/v1/admin/queue", None).await;
     assert_eq!(status, StatusCode::OK, "{q}");
@@ -31,7 +31,7 @@ async fn the_queue_overview_counts_jobs_attempts_and_workers() {
         q["scheduler"]["enabled"].is_null(),
         "no scheduler leads, so nobody says whether scheduled syncs run: {q}"
     );
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 /// Whether scheduled syncs run is the leading scheduler's setting, not the API's.
@@ -62,8 +62,8 @@ async fn the_overview_shows_the_leading_scheduler_s_mirror_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mirror_s_history_is_newest_first() {
     let o = ops().await;
-    let seeded = o.seed().await;
-    o.retry_both(&seeded).await;
+    let jobs = o.three_jobs().await;
+    o.retry_both(&jobs).await;
     let (_, history) = o
         .api
         .call(
@@ -76,7 +76,7 @@ async fn a_mirror_s_history_is_newest_first() {
     let runs = history["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["outcome"], "success", "newest first: {history}");
-    seeded.worker.stop().await;
+    jobs.worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use serde_json::json;
 use stasis_testkit::git::{git, refs};
 use stasis_testkit::{eventually, TestEnv};
 
-use crate::common::Api;
+use crate::common::{Api, Users};
 use crate::{site, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +35,7 @@ async fn an_import_needs_a_valid_token_and_a_free_name() {
     let (status, body) = s.import(import.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["is_mirror"], true);
-    // the seed's clients see the import in progress; the full state says it waits
+    // the public status shows the import in progress; the full state says it waits
     assert_eq!(
         (&body["sync_status"], &body["sync_state"]),
         (&json!("syncing"), &json!("queued"))
@@ -130,7 +130,7 @@ async fn loopback_and_local_upstreams_are_refused() {
     let mut env = TestEnv::new().await;
     env.cfg.mirror.allow_local_network = false;
     let api = Api::start(&env).await;
-    let (_, token) = env.user("alice", false).await;
+    let Users { alice: token, .. } = Users::create(&env).await;
     for url in [
         "https://127.0.0.1/x.git",
         "http://[::1]/x.git",
@@ -160,7 +160,7 @@ async fn without_secrets_key_credentials_are_refused_and_nothing_stored() {
     let mut env = TestEnv::new().await;
     env.cfg.secrets.key = None;
     let api = Api::start(&env).await;
-    let (_, token) = env.user("alice", false).await;
+    let Users { alice: token, .. } = Users::create(&env).await;
     let (status, answer) = api
         .call(
             "POST",
@@ -185,7 +185,7 @@ async fn without_secrets_key_credentials_are_refused_and_nothing_stored() {
 async fn with_secrets_key_credentials_are_stored_sealed_and_shown_masked() {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
-    let (_, token) = env.user("alice", false).await;
+    let Users { alice: token, .. } = Users::create(&env).await;
     let (status, answer) = api
         .call(
             "POST",

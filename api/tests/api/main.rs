@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use stasis_testkit::git::Upstream;
 use stasis_testkit::{eventually, TestEnv};
 
-use common::Api;
+use common::{Api, Users};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -33,16 +33,19 @@ async fn site() -> Site {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
     let up = Upstream::create(env.dir.path().join("up"));
-    let (_, alice) = env.user("alice", false).await;
-    let (_, mallory) = env.user("mallory", false).await;
-    let (_, admin) = env.user("root", true).await;
+    let Users {
+        alice,
+        mallory,
+        root,
+        ..
+    } = Users::create(&env).await;
     Site {
         env,
         api,
         up,
         alice,
         mallory,
-        admin,
+        admin: root,
     }
 }
 

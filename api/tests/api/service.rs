@@ -51,7 +51,11 @@ async fn the_web_ui_is_served_with_its_types_and_a_strict_csp() {
     for (path, kind, needle) in [
         ("/", "text/html", "/ui/app.js"),
         ("/ui/app.js", "text/javascript", "./mirrors.js"),
-        ("/ui/mirrors.js", "text/javascript", "MirrorSyncButton"),
+        (
+            "/ui/mirrors.js",
+            "text/javascript",
+            "export async function mirrors",
+        ),
         (
             "/ui/jobs.js",
             "text/javascript",

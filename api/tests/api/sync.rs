@@ -9,7 +9,7 @@ use serde_json::json;
 use stasis_testkit::git::{assert_mirrors, free_port};
 use stasis_testkit::{eventually, TestEnv};
 
-use crate::common::Api;
+use crate::common::{Api, Users};
 use crate::{site, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -46,6 +46,8 @@ async fn owners_and_admins_may_sync_now_others_may_not_and_requests_share_a_job(
     let mut s = site().await;
     let worker = s.env.spawn_worker();
     s.synced_mirror().await;
+    // the requests below meet no worker, so the second finds the first one's job pending
+    worker.stop().await;
 
     s.up.commit("new upstream work");
     let (status, body) = s
@@ -67,26 +69,31 @@ async fn owners_and_admins_may_sync_now_others_may_not_and_requests_share_a_job(
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     assert_eq!(first["message"], "Mirror sync started");
-    // the seed's answer, whatever the job's state
-    assert_eq!(first["status"], "syncing", "{first}");
-    assert!(
-        matches!(
-            first["sync_state"].as_str(),
-            Some("queued" | "syncing" | "success")
-        ),
+    // the public status, and beside it the full state: waiting for a worker
+    assert_eq!(
+        (&first["status"], &first["sync_state"]),
+        (&json!("syncing"), &json!("queued")),
         "{first}"
     );
+    assert!(first["job_id"].is_string(), "{first}");
     let (status, again) = s
         .api
         .call("POST", "/api/v1/repos/alice/up/sync", Some(&s.admin), None)
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    if again["message"] != "Mirror sync started" {
-        assert_eq!(
-            again["job_id"], first["job_id"],
-            "a second job while one was pending"
-        );
-    }
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(
+        again["job_id"], first["job_id"],
+        "a second job while one was pending"
+    );
+    assert_eq!(
+        (&again["message"], &again["status"]),
+        (
+            &json!("Mirror sync already queued or in progress"),
+            &json!("syncing")
+        ),
+        "{again}"
+    );
+    let worker = s.env.spawn_worker();
     eventually("the manual sync", WAIT, || async {
         let (_, body) = s
             .api
@@ -103,7 +110,7 @@ async fn owners_and_admins_may_sync_now_others_may_not_and_requests_share_a_job(
 async fn a_burst_of_sync_now_requests_gets_one_job_and_one_delivery() {
     let env = stasis_testkit::TestEnv::new().await;
     let api = std::sync::Arc::new(Api::start(&env).await);
-    let (owner, alice) = env.user("alice", false).await;
+    let Users { owner, alice, .. } = Users::create(&env).await;
     let repo = env
         .mirror(&owner, "hot", "https://example.com/hot.git")
         .await;
@@ -132,7 +139,7 @@ async fn a_burst_of_sync_now_requests_gets_one_job_and_one_delivery() {
     assert_eq!(env.waiting_deliveries().await, 1, "one delivery in Redis");
 }
 
-/// A mirror between two attempts of a failing sync: the seed's `syncing`, and beside
+/// A mirror between two attempts of a failing sync: the public `syncing`, and beside
 /// it what an owner needs to know (attempt n of m, when the next one runs, why the last
 /// one failed), not merely "queued".
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -141,7 +148,7 @@ async fn a_retrying_mirror_shows_its_attempts_next_retry_and_last_error() {
     env.cfg.sync.retry_base_delay = Duration::from_secs(3600);
     env.cfg.sync.retry_max_delay = Duration::from_secs(7200);
     let api = Api::start(&env).await;
-    let (_, alice) = env.user("alice", false).await;
+    let Users { alice, .. } = Users::create(&env).await;
     let url = format!("git://127.0.0.1:{}/gone.git", free_port());
     let body = json!({ "name": "gone", "clone_url": url, "mirror": true });
     let (status, answer) = api

@@ -3,6 +3,7 @@
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use stasis_api::AppState;
+use stasis_shared::db::users::User;
 use stasis_shared::Config;
 use stasis_testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +24,8 @@ impl Api {
     /// The API with `tweak` applied to the environment's configuration.
     pub async fn start_with(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = env.cfg.clone();
-        // The suites that predate coalescing sync one mirror back to back and wait for
-        // each sync; abuse.rs tests the window itself.
+        // Most suites sync one mirror back to back and wait for each sync; coalesce.rs
+        // tests the minimum interval between manual syncs itself.
         cfg.mirror.min_manual_interval = std::time::Duration::ZERO;
         tweak(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -63,6 +64,33 @@ impl Api {
         let status = resp.status();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, body)
+    }
+}
+
+/// The users the suites act as: alice owns the mirrors, mallory is another signed-in
+/// user (refused what only the owner may do) and root is an admin. Their bearer tokens,
+/// and alice's row for fixtures that create her mirrors directly.
+// each suite reads the users it needs
+#[allow(dead_code)]
+pub struct Users {
+    pub owner: User,
+    pub alice: String,
+    pub mallory: String,
+    pub root: String,
+}
+
+#[allow(dead_code)]
+impl Users {
+    pub async fn create(env: &TestEnv) -> Self {
+        let (owner, alice) = env.user("alice", false).await;
+        let (_, mallory) = env.user("mallory", false).await;
+        let (_, root) = env.user("root", true).await;
+        Self {
+            owner,
+            alice,
+            mallory,
+            root,
+        }
     }
 }
 

@@ -63,7 +63,7 @@ async fn listings_filter_by_kind_and_status_and_page() {
         ("mirror=false", vec!["alice/plain"]),
         ("sync_status=failed", vec!["alice/pub"]),
         ("mirror=true&sync_status=queued", vec!["alice/priv"]),
-        // the seed's `syncing` covers an import waiting for a worker
+        // the public `syncing` covers an import waiting for a worker
         ("sync_status=syncing", vec!["alice/plain", "alice/priv"]),
         ("sync_status=idle", vec![]),
         ("per_page=1&page=2", vec!["alice/priv"]),
@@ -77,7 +77,7 @@ async fn listings_filter_by_kind_and_status_and_page() {
         (page["total"].as_i64(), page["per_page"].as_i64()),
         (Some(3), Some(1))
     );
-    // a hard-failed mirror is `failed` to the seed's clients, and found by its filter
+    // a hard-failed mirror's public status is `failed`, and found by its filter
     sqlx::query("UPDATE repositories SET sync_status = 'hard_failed' WHERE name = 'priv'")
         .execute(&w.env.pool)
         .await

@@ -17,7 +17,7 @@ use stasis_shared::db::users;
 use stasis_testkit::git::Upstream;
 use stasis_testkit::TestEnv;
 
-use common::Api;
+use common::{Api, Users};
 
 const OK: u16 = 200;
 const ACCEPTED: u16 = 202;
@@ -40,9 +40,12 @@ struct World {
 async fn world() -> World {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
-    let (_, alice) = env.user("alice", false).await;
-    let (_, mallory) = env.user("mallory", false).await;
-    let (_, root) = env.user("root", true).await;
+    let Users {
+        alice,
+        mallory,
+        root,
+        ..
+    } = Users::create(&env).await;
     let (_, revoked) = env.user("rex", false).await;
     users::revoke_token(&env.pool, "rex").await.unwrap();
     World {

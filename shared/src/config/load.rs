@@ -144,6 +144,19 @@ mod tests {
     }
 
     #[test]
+    fn dead_deliveries_kept_from_env_and_never_none() {
+        Jail::expect_with(|jail| {
+            assert_eq!(load_in(jail).expect("defaults").queue.max_dead, 1000);
+            jail.set_env("STASIS_QUEUE_MAX_DEAD", "50");
+            assert_eq!(load_in(jail).expect("valid config").queue.max_dead, 50);
+            jail.set_env("STASIS_QUEUE_MAX_DEAD", "0");
+            let err = load_in(jail).unwrap_err().to_string();
+            assert!(err.contains("queue.max_dead"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn abuse_limits_from_env() {
         Jail::expect_with(|jail| {
             jail.set_env("STASIS_MIRROR_MIN_MANUAL_INTERVAL", "0s");

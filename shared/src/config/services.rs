@@ -98,6 +98,9 @@ pub struct QueueConfig {
     /// deliveries, overflow) into their lanes.
     #[serde(with = "humantime_serde")]
     pub dispatch_interval: Duration,
+    /// Dead deliveries kept in Redis per lane (newest first) for operators to inspect;
+    /// older ones are removed with their payloads. Their jobs stay in Postgres.
+    pub max_dead: u64,
 }
 
 impl Default for QueueConfig {
@@ -110,6 +113,7 @@ impl Default for QueueConfig {
             max_backlog: 4000,
             max_priority_backlog: 100,
             dispatch_interval: Duration::from_millis(200),
+            max_dead: 1000,
         }
     }
 }

@@ -88,6 +88,12 @@ impl Config {
         if self.queue.dispatch_interval.is_zero() {
             return invalid("queue.dispatch_interval", "must be more than zero");
         }
+        if self.queue.max_dead == 0 {
+            return invalid(
+                "queue.max_dead",
+                "must be at least 1 (dead deliveries are what operators are alerted on)",
+            );
+        }
         let rl = &self.ratelimit;
         if [
             rl.read_per_second,

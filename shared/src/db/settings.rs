@@ -1,5 +1,5 @@
 //! Run-time settings stored in Postgres, so that operators change them without a
-//! restart and every process sees the change (the seed's `SetInterval`).
+//! restart and every process sees the change (the contract's interval at run time).
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::policy::{self, End, Limits, NextSync, Standing, Verdict};
+use super::policy::{self, Attempted, End, Limits, NextSync, Outcome, Standing, Verdict};
 use crate::db::settings;
 use crate::domain::{ErrorKind, JobState, RunOutcome, SyncReason};
 
@@ -115,10 +115,12 @@ pub struct RunStats {
 
 pub struct Finish<'a> {
     pub attempt: Attempt<'a>,
-    /// The run [`start`] opened; `None` when the attempt was not recorded as started,
-    /// so [`finish`] records its start too.
-    pub run_id: Option<i64>,
-    pub end: End,
+    /// What [`start`] recorded; `None` when the attempt was not recorded as started, so
+    /// [`finish`] records its start too.
+    pub started: Option<Started>,
+    pub outcome: Outcome,
+    /// The job's allowance of attempts, for retry-or-fail.
+    pub allowed: i32,
     /// The failure (or interruption) as the run, job and mirror show it.
     pub error: Option<&'a str>,
     pub error_kind: Option<ErrorKind>,
@@ -143,6 +145,8 @@ pub struct Finished {
     pub owned: bool,
     /// The attempt this call started, when [`start`] had not.
     pub started: Option<Started>,
+    /// How the attempt ended, as decided; `None` when not owned.
+    pub end: Option<End>,
     /// A sync was requested while the attempt ran: the follow-up job this end opened,
     /// waiting for admission to its lane.
     pub follow_up: Option<crate::domain::SyncMirror>,
@@ -154,23 +158,28 @@ pub struct Finished {
 /// `start` would have, and writes nothing when `start` would have refused.
 pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
     let mut tx = pool.begin().await?;
-    let (run_id, started) = match f.run_id {
-        Some(run_id) => (run_id, None),
+    let (recorded, started) = match f.started {
+        Some(recorded) => (recorded, None),
         None => match start(&mut *tx, &f.attempt).await? {
-            Some(started) => (started.run_id, Some(started)),
+            Some(started) => (started, Some(started)),
             None => {
                 return Ok(Finished {
                     owned: false,
                     started: None,
+                    end: None,
                     follow_up: None,
                 })
             }
         },
     };
+    let attempted = Attempted {
+        number: recorded.attempt,
+        allowed: f.allowed,
+    };
     let mut follow_up = None;
-    let owned = match standing(&mut tx, f).await? {
+    let verdict = match standing(&mut tx, f).await? {
         Some(before) => {
-            let verdict = policy::decide(before, f.end, f.limits, policy::jitter());
+            let verdict = policy::decide(before, f.outcome, attempted, f.limits, policy::jitter());
             write_mirror(&mut tx, f, &verdict).await?;
             if verdict.event.is_some() {
                 notify(&mut tx, f, &verdict).await?;
@@ -178,15 +187,17 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
             if let Some((reason, due)) = write_job(&mut tx, f, &verdict).await? {
                 follow_up = open_follow_up(&mut tx, f, reason, due).await?;
             }
-            true
+            Some(verdict)
         }
-        None => false,
+        None => None,
     };
-    write_run(&mut tx, f, run_id, owned).await?;
+    let end = verdict.map(|v| v.end);
+    write_run(&mut tx, f, recorded.run_id, end).await?;
     tx.commit().await?;
     Ok(Finished {
-        owned,
+        owned: end.is_some(),
         started,
+        end,
         follow_up,
     })
 }
@@ -196,10 +207,11 @@ async fn standing(
     tx: &mut Transaction<'_, Postgres>,
     f: &Finish<'_>,
 ) -> sqlx::Result<Option<Standing>> {
-    let row: Option<(i32, f64, f64)> = sqlx::query_as(
+    let row: Option<(i32, f64, f64, bool)> = sqlx::query_as(
         "SELECT consecutive_failures, interval_factor,
              COALESCE(sync_interval_secs::double precision,
-                      (SELECT value::double precision FROM settings WHERE key = $3), $4)
+                      (SELECT value::double precision FROM settings WHERE key = $3), $4),
+             last_synced_at IS NOT NULL
          FROM repositories WHERE id = $1 AND sync_fence = $2 FOR UPDATE",
     )
     .bind(f.attempt.repo_id)
@@ -208,10 +220,11 @@ async fn standing(
     .bind(f.default_interval.as_secs_f64())
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(failures, factor, base)| Standing {
+    Ok(row.map(|(failures, factor, base, ever_synced)| Standing {
         consecutive_failures: failures,
         interval_factor: factor,
         base_interval: Duration::from_secs_f64(base.max(1.0)),
+        ever_synced,
     }))
 }
 
@@ -239,7 +252,7 @@ async fn write_mirror(
     .bind(f.attempt.repo_id)
     .bind(v.status)
     .bind(f.error)
-    .bind(matches!(f.end, End::Success { .. }))
+    .bind(matches!(v.end, End::Success { .. }))
     .bind(f.duration.as_millis() as i64)
     .bind(v.consecutive_failures)
     .bind(v.interval_factor)
@@ -356,14 +369,14 @@ async fn write_run(
     tx: &mut Transaction<'_, Postgres>,
     f: &Finish<'_>,
     run_id: i64,
-    owned: bool,
+    end: Option<End>,
 ) -> sqlx::Result<()> {
-    let outcome = match f.end {
-        _ if !owned => RunOutcome::LostLock,
-        End::Success { .. } => RunOutcome::Success,
-        End::Retry { .. } => RunOutcome::Retrying,
-        End::Failed { .. } => RunOutcome::Failed,
-        End::Interrupted => RunOutcome::Interrupted,
+    let outcome = match end {
+        None => RunOutcome::LostLock,
+        Some(End::Success { .. }) => RunOutcome::Success,
+        Some(End::Retry { .. }) => RunOutcome::Retrying,
+        Some(End::Failed { .. }) => RunOutcome::Failed,
+        Some(End::Interrupted) => RunOutcome::Interrupted,
     };
     let s = &f.stats;
     sqlx::query(

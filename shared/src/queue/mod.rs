@@ -24,6 +24,7 @@ mod admission;
 mod census;
 mod connection;
 mod epoch;
+pub mod reclaim;
 
 pub use admission::{dispatch_loop, Bounds};
 pub use census::{

@@ -106,7 +106,7 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     })?;
     let target =
         transport::target(&upstream, &session).map_err(|_| refused(&session, req.stop, req.url))?;
-    let fail = |e: git2::Error| classify(&e, req.stop, req.url, &session);
+    let fail = |e: git2::Error| classify(&e, req.stop, req.url, &session, req.path);
     let (repo, initialized) = open_or_init(req.path).map_err(fail)?;
     let mut report = FetchReport {
         initialized,

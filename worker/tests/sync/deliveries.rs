@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use stasis_shared::domain::{JobState, SyncMirror, SyncReason};
+use stasis_shared::domain::{JobState, RunOutcome, SyncMirror, SyncReason};
 use stasis_shared::lock::Leases;
 use stasis_testkit::git::{assert_mirrors, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
@@ -62,7 +62,7 @@ async fn duplicate_enqueues_and_deliveries_never_fetch_one_repository_twice_at_o
     );
     let runs = env.runs(job).await;
     assert_eq!(runs.len(), 1, "the job ran once: {runs:?}");
-    assert_eq!(runs[0].outcome.as_deref(), Some("success"));
+    assert_eq!(runs[0].outcome, Some(RunOutcome::Success));
     assert_eq!(proxy.connections(), 1, "a dropped duplicate fetched");
     assert_mirrors(&env.mirror_path("dave", "up"), &up);
     first.stop().await;

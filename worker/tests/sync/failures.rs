@@ -1,7 +1,7 @@
 //! Failed syncs: transient errors are retried with backoff, permanent ones fail at once,
 //! and no error shows the upstream's credentials.
 
-use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
+use stasis_shared::domain::{ErrorKind, JobState, RunOutcome, SyncReason, SyncStatus};
 use stasis_testkit::git::{free_port, GitDaemon};
 use stasis_testkit::TestEnv;
 
@@ -22,12 +22,12 @@ async fn unreachable_upstream_retries_with_backoff_then_fails_without_leaking_cr
     let runs = env.runs(job).await;
     let outcomes: Vec<_> = runs
         .iter()
-        .map(|r| r.outcome.as_deref().unwrap_or("open"))
+        .map(|r| r.outcome.map_or("open", RunOutcome::as_str))
         .collect();
     assert_eq!(outcomes, ["retrying", "retrying", "failed"]);
     assert!(
         runs.iter()
-            .all(|r| r.error_kind.as_deref() == Some("network")),
+            .all(|r| r.error_kind == Some(ErrorKind::Network)),
         "{runs:?}"
     );
     // backoff: each retry started after the previous attempt ended plus the base delay
@@ -74,7 +74,7 @@ async fn permanent_errors_fail_at_once() {
         assert_eq!(finished.attempts, 1, "permanent errors are not retried");
         let runs = env.runs(job).await;
         assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].error_kind.as_deref(), Some("not_found"), "{runs:?}");
+        assert_eq!(runs[0].error_kind, Some(ErrorKind::NotFound), "{runs:?}");
         let repo = env.repo(repo).await;
         assert_eq!(
             repo.sync_status,

@@ -1,7 +1,8 @@
 //! A mirror follows its upstream: every kind of ref change arrives, and an upstream with
 //! nothing new costs one ref listing.
 
-use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
+use stasis_shared::db::runs::Run;
+use stasis_shared::domain::{JobState, RunOutcome, SyncReason, SyncStatus};
 use stasis_testkit::git::{assert_mirrors, git, GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::TestEnv;
@@ -96,7 +97,7 @@ async fn a_sync_follows_force_pushes_deletions_new_tags_and_a_new_default_branch
     );
     let runs = env.runs(manual).await;
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].outcome.as_deref(), Some("success"));
+    assert_eq!(runs[0].outcome, Some(RunOutcome::Success));
     assert_eq!(runs[0].refs_pruned, 2, "feature and v1 pruned");
     assert!(
         runs[0].refs_updated >= 4,
@@ -119,7 +120,7 @@ struct Counted {
     repo: uuid::Uuid,
 }
 
-async fn imported_behind_a_counting_proxy(env: &TestEnv) -> (Counted, stasis_testkit::env::Run) {
+async fn imported_behind_a_counting_proxy(env: &TestEnv) -> (Counted, Run) {
     let served = env.dir.path().join("served");
     let up = Upstream::create(served.join("up"));
     git(&up.path, &["branch", "feature"]);
@@ -138,7 +139,7 @@ async fn imported_behind_a_counting_proxy(env: &TestEnv) -> (Counted, stasis_tes
     (counted, import)
 }
 
-async fn sync(env: &TestEnv, repo: uuid::Uuid, reason: SyncReason) -> stasis_testkit::env::Run {
+async fn sync(env: &TestEnv, repo: uuid::Uuid, reason: SyncReason) -> Run {
     let job = env.enqueue(repo, reason).await;
     assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     env.runs(job).await.remove(0)
@@ -162,7 +163,7 @@ async fn an_unchanged_upstream_is_one_ref_listing_on_one_connection() {
     let before = m.proxy.connections();
     let noop = sync(&env, m.repo, SyncReason::Scheduled).await;
     assert!(noop.unchanged, "{noop:?}");
-    assert_eq!(noop.outcome.as_deref(), Some("success"));
+    assert_eq!(noop.outcome, Some(RunOutcome::Success));
     assert_eq!((noop.bytes_received, noop.refs_updated), (0, 0));
     assert!(
         noop.list_ms.is_some() && noop.fetch_ms.is_none(),

@@ -3,6 +3,7 @@
 
 mod caps;
 mod deliveries;
+mod errors;
 mod failures;
 mod follow;
 mod recovery;

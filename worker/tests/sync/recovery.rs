@@ -2,7 +2,7 @@
 //! the next attempt, unchanged, is recorded whole at its end; a listing slower than the
 //! grace before recording shows the sync running while it lasts.
 
-use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
+use stasis_shared::domain::{JobState, RunOutcome, SyncReason, SyncStatus};
 use stasis_testkit::git::{GitDaemon, Upstream};
 use stasis_testkit::proxy::ThrottledProxy;
 use stasis_testkit::{eventually, TestEnv};
@@ -57,10 +57,10 @@ async fn a_run_left_open_by_a_dead_worker_is_abandoned_and_the_unchanged_retry_r
     assert_ne!(done.worker.as_deref(), Some("gone"));
     let runs = env.runs(job).await;
     assert_eq!(runs.len(), 2, "{runs:?}");
-    assert_eq!(runs[0].outcome.as_deref(), Some("abandoned"), "{runs:?}");
+    assert_eq!(runs[0].outcome, Some(RunOutcome::Abandoned), "{runs:?}");
     let run = &runs[1];
     assert!(run.unchanged && run.attempt == 2, "{run:?}");
-    assert_eq!(run.outcome.as_deref(), Some("success"));
+    assert_eq!(run.outcome, Some(RunOutcome::Success));
     assert!(
         run.finished_at.is_some_and(|end| end >= run.started_at),
         "the run spans the attempt: {run:?}"

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use stasis_shared::db::repos::{self, MirrorSettings};
-use stasis_shared::domain::{JobState, SyncReason, SyncStatus};
+use stasis_shared::db::runs::Run;
+use stasis_shared::domain::{JobState, RunOutcome, SyncReason, SyncStatus};
 use stasis_testkit::git::{free_port, Upstream};
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
@@ -34,7 +35,7 @@ async fn schedule_of(env: &TestEnv, repo: Uuid) -> (f64, i32, Option<f64>) {
     .unwrap()
 }
 
-async fn sync(env: &TestEnv, repo: Uuid, reason: SyncReason) -> stasis_testkit::env::Run {
+async fn sync(env: &TestEnv, repo: Uuid, reason: SyncReason) -> Run {
     let job = env.enqueue(repo, reason).await;
     let finished = env.finished(job, WAIT).await;
     env.runs(finished.id).await.pop().expect("a run")
@@ -137,11 +138,8 @@ async fn a_new_upstream_url_resumes_a_stopped_schedule_and_a_good_sync_clears_th
     let (up, repo) = mirror_gone_after_import(&env).await;
     for _ in 0..2 {
         assert_eq!(
-            sync(&env, repo, SyncReason::Scheduled)
-                .await
-                .outcome
-                .as_deref(),
-            Some("failed")
+            sync(&env, repo, SyncReason::Scheduled).await.outcome,
+            Some(RunOutcome::Failed)
         );
     }
     assert_eq!(env.repo(repo).await.sync_status, SyncStatus::HardFailed);

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use stasis_shared::db::repos::{self, MirrorSettings};
+use stasis_shared::db::runs::Run;
 use stasis_shared::domain::{JobState, SyncReason};
-use stasis_testkit::env::Run;
 use stasis_testkit::git::{git, refs, Upstream};
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
