@@ -34,7 +34,7 @@ pub async fn postgres(cfg: &DatabaseConfig) -> anyhow::Result<PgPool> {
 }
 
 pub async fn redis(cfg: &RedisConfig) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(cfg.url.as_str()).context("reading redis.url")?;
+    let client = queue::redis_client(cfg).context("reading redis.url and its TLS files")?;
     // Host and port only: the URL may carry a password.
     let target = client.get_connection_info().addr().to_string();
     let context = || format!("connecting to Redis at {target} (redis.url)");

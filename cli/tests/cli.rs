@@ -137,3 +137,60 @@ async fn a_closed_pipe_and_an_unreachable_database_end_quietly() {
         "{stderr}"
     );
 }
+
+/// `stasisctl` over TLS to both backends: the CA of `database.url`'s `sslrootcert` and of
+/// `redis.ca_file` is the one it checks against; another CA's certificate is refused,
+/// naming the server but not the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_configured_ca_is_trusted_and_another_refused() {
+    use stasis_testkit::services::{PrivatePostgres, PrivateRedis};
+    use stasis_testkit::tls::TestCa;
+
+    let ca = TestCa::new("Stasis test CA");
+    let other = TestCa::new("Another CA");
+    let pg = PrivatePostgres::start_tls(&ca.issue("postgres", &["localhost"]));
+    let redis = PrivateRedis::start_tls(&ca.issue("redis", &["localhost"]), &ca.cert, false);
+    let admin = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        pg.port,
+        ca.cert.display()
+    );
+    let env = TestEnv::with_services_tls(
+        &admin,
+        &format!("rediss://localhost:{}", redis.port),
+        &ca.cert,
+    )
+    .await;
+    let run = |extra: Vec<(&'static str, String)>| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_stasisctl"))
+            .args(["queue", "--json"])
+            .env_clear()
+            .envs(env.env_vars())
+            .envs(extra)
+            .output()
+    };
+
+    let out = run(vec![]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let status: Value = serde_json::from_slice(&out.stdout).expect("queue status JSON");
+    assert!(status.is_object(), "{status}");
+
+    let out = run(vec![
+        (
+            "STASIS_REDIS_URL",
+            format!("rediss://:hunter2@localhost:{}", redis.port),
+        ),
+        ("STASIS_REDIS_CA_FILE", other.cert.display().to_string()),
+    ])
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Redis at localhost:{}", redis.port))
+            && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -48,6 +49,17 @@ impl TestEnv {
     /// [`Self::with_redis`] on a Postgres server of the test's own (`admin` is a URL to
     /// a database there that may create databases).
     pub async fn with_services(admin: &str, redis_url: &str) -> Self {
+        Self::build(admin, redis_url, None).await
+    }
+
+    /// [`Self::with_services`] for a `rediss://` Redis whose certificate chains to
+    /// `redis_ca` (`redis.ca_file`). `admin`'s query (`sslmode`, `sslrootcert`) is kept
+    /// in the test database's URL.
+    pub async fn with_services_tls(admin: &str, redis_url: &str, redis_ca: &Path) -> Self {
+        Self::build(admin, redis_url, Some(redis_ca)).await
+    }
+
+    async fn build(admin: &str, redis_url: &str, redis_ca: Option<&Path>) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let database = format!("stasis_t_{}", &id[..16]);
         let admin = admin.to_owned();
@@ -59,16 +71,19 @@ impl TestEnv {
             .await
             .expect("create test database");
         conn.close().await.ok();
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(b, _)| b)
-            .to_owned();
+        let (path, query) = admin
+            .split_once('?')
+            .map_or((admin.as_str(), String::new()), |(p, q)| {
+                (p, format!("?{q}"))
+            });
+        let base = path.rsplit_once('/').map_or(path, |(b, _)| b).to_owned();
 
         let dir = TempDir::new().expect("temp dir");
         let mut cfg = Config::default();
-        cfg.database.url = format!("{base}/{database}");
+        cfg.database.url = format!("{base}/{database}{query}");
         cfg.database.max_connections = 8;
         cfg.redis.url = redis_url.to_owned();
+        cfg.redis.ca_file = redis_ca.map(Path::to_owned);
         cfg.queue.namespace = format!("t_{}", &id[..16]);
         cfg.queue.heartbeat_interval = Duration::from_secs(1);
         cfg.queue.missed_heartbeats = 2;
@@ -149,6 +164,12 @@ impl TestEnv {
             ("SCHEDULER_LEASE_TTL", secs(c.scheduler.lease_ttl)),
         ]
         .into_iter()
+        .chain(
+            c.redis
+                .ca_file
+                .as_ref()
+                .map(|ca| ("REDIS_CA_FILE", ca.display().to_string())),
+        )
         .map(|(k, v)| (format!("STASIS_{k}"), v))
         .collect()
     }
@@ -300,7 +321,7 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let database = self.database.clone();
         let namespace = self.cfg.queue.namespace.clone();
-        let redis_url = self.cfg.redis.url.clone();
+        let redis_cfg = self.cfg.redis.clone();
         let pool = self.pool.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -319,7 +340,7 @@ impl Drop for TestEnv {
                             .execute(&mut conn)
                             .await;
                 }
-                if let Ok(client) = redis::Client::open(redis_url.as_str()) {
+                if let Ok(client) = queue::redis_client(&redis_cfg) {
                     if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
                         let keys: Vec<String> = redis::cmd("KEYS")
                             .arg(format!("{namespace}:*"))

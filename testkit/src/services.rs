@@ -1,17 +1,20 @@
 //! Redis and PostgreSQL servers of a test's own, on free ports, that the test may stop,
 //! kill and restart without disturbing the shared services or any other test.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
 use crate::git::{free_port, wait_for_port};
+use crate::tls::Issued;
 
 /// A `redis-server` of this test's own.
 pub struct PrivateRedis {
     pub port: u16,
     appendonly: bool,
+    tls: Option<RedisTls>,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -28,10 +31,29 @@ impl PrivateRedis {
         Self::launch(true)
     }
 
+    /// TLS only (`--port 0 --tls-port`), serving `server`'s certificate; with
+    /// `check_clients`, only clients with a certificate signed by `ca` get in.
+    pub fn start_tls(server: &Issued, ca: &Path, check_clients: bool) -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            appendonly: false,
+            tls: Some(RedisTls {
+                server: server.clone(),
+                ca: ca.to_owned(),
+                check_clients,
+            }),
+            dir: TempDir::new().expect("redis dir"),
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
     fn launch(appendonly: bool) -> Self {
         let mut redis = Self {
             port: free_port(),
             appendonly,
+            tls: None,
             dir: TempDir::new().expect("redis dir"),
             child: None,
         };
@@ -44,9 +66,24 @@ impl PrivateRedis {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", ""])
-            .args(["--port", &self.port.to_string()])
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", ""]);
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.server.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.server.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args([
+                    "--tls-auth-clients",
+                    if tls.check_clients { "yes" } else { "no" },
+                ]),
+        };
+        let child = command
             .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
             .arg("--dir")
             .arg(self.dir.path())
@@ -93,6 +130,12 @@ impl PrivateRedis {
     }
 }
 
+struct RedisTls {
+    server: Issued,
+    ca: PathBuf,
+    check_clients: bool,
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
@@ -110,6 +153,58 @@ pub struct PrivatePostgres {
 
 impl PrivatePostgres {
     pub fn start() -> Self {
+        let pg = Self::init();
+        pg.start_server();
+        pg
+    }
+
+    /// With `ssl = on`, serving `server`'s certificate (clients may still connect
+    /// without TLS: what they accept is theirs to say, with `sslmode`).
+    pub fn start_tls(server: &Issued) -> Self {
+        Self::launch_tls(server, None)
+    }
+
+    /// [`Self::start_tls`], and TCP clients get in only over TLS with a certificate
+    /// signed by `client_ca` naming the user they log in as (`cert` authentication).
+    pub fn start_tls_checking_clients(server: &Issued, client_ca: &Path) -> Self {
+        Self::launch_tls(server, Some(client_ca))
+    }
+
+    fn launch_tls(server: &Issued, client_ca: Option<&Path>) -> Self {
+        let pg = Self::init();
+        let cert = pg.data.join("server.crt");
+        let key = pg.data.join("server.key");
+        std::fs::copy(&server.cert, &cert).expect("copy server.crt");
+        std::fs::copy(&server.key, &key).expect("copy server.key");
+        // PostgreSQL refuses a key others may read
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+        // the default ssl_cert_file/ssl_key_file: server.crt/server.key in the data dir
+        let mut settings = String::from("\nssl = on\n");
+        if let Some(ca) = client_ca {
+            std::fs::copy(ca, pg.data.join("root.crt")).expect("copy root.crt");
+            settings.push_str("ssl_ca_file = 'root.crt'\n");
+            std::fs::write(
+                pg.data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 cert\n\
+                 hostssl all all ::1/128 cert\n",
+            )
+            .expect("write pg_hba.conf");
+        }
+        if is_root() {
+            chown_postgres(&pg.data);
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pg.data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(&mut conf, settings.as_bytes()).expect("write postgresql.conf");
+        pg.start_server();
+        pg
+    }
+
+    fn init() -> Self {
         let bin = server_bin();
         let dir = tempfile::Builder::new()
             .prefix("stasis-pg-")
@@ -130,7 +225,6 @@ impl PrivatePostgres {
             "initdb",
             &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         );
-        pg.start_server();
         pg
     }
 

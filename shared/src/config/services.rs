@@ -51,6 +51,13 @@ pub struct RedisConfig {
     /// Further connection attempts after a failed one before a waiting command fails
     /// (50-200 ms apart); the next command starts a new series.
     pub reconnect_attempts: u32,
+    /// PEM file of the CA certificate(s) a `rediss://` server's certificate must chain
+    /// to, instead of the system's trust store (a managed Redis's own CA).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) and its key, for a Redis that checks clients'
+    /// certificates (`tls-auth-clients yes`). Both or neither.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -60,6 +67,9 @@ impl Default for RedisConfig {
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
             reconnect_attempts: 1,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod reclaim;
 pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
 };
-pub use connection::{connect_redis, once_more, ping, Retryable};
+pub use connection::{client as redis_client, connect_redis, once_more, ping, Retryable};
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
