@@ -6,7 +6,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 use crate::domain::{ErrorKind, SyncReason};
 
-pub fn describe_worker() {
+pub(crate) fn describe_worker() {
     describe_counter!(
         "stasis_syncs_started_total",
         "Sync attempts started, by reason"
@@ -165,7 +165,7 @@ fn describe_lfs() {
     }
 }
 
-pub fn describe_scheduler() {
+pub(crate) fn describe_scheduler() {
     describe_counter!(
         "stasis_manifest_requests_total",
         "Upstream manifest reads, by result (fetched, not_modified, failed)"
@@ -242,7 +242,7 @@ pub fn describe_scheduler() {
     describe_backend_errors(&["tick", "manifest", "sample", "reap", "notify"]);
 }
 
-pub fn describe_api() {
+pub(crate) fn describe_api() {
     describe_counter!(
         "stasis_http_requests_total",
         "HTTP requests by method, route template and status"

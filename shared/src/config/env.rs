@@ -109,7 +109,7 @@ const TOOLS: &[&str] = &[
 /// it: no section, no service-link shape, not the tools'. A misspelt section
 /// (`STASIS_DATABSE_URL`) cannot stop the process, since Kubernetes would too, so it
 /// is worth a warning at start.
-pub fn unread_variables() -> Vec<String> {
+pub(crate) fn unread_variables() -> Vec<String> {
     let keys = Keys::of_config();
     let mut unread: Vec<String> = std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())

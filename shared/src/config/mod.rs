@@ -22,7 +22,8 @@ mod validate;
 use serde::{Deserialize, Serialize};
 
 pub use api::{ApiConfig, RateLimitConfig};
-pub use env::{unread_variables, SECRET_KEYS};
+pub(crate) use env::unread_variables;
+pub use env::SECRET_KEYS;
 pub use lfs::LfsConfig;
 pub use life::{HistoryConfig, HousekeepingConfig};
 pub use notify::NotifyConfig;

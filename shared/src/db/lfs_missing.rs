@@ -125,7 +125,10 @@ pub async fn forget(pool: &PgPool, repo_id: Uuid) -> sqlx::Result<()> {
     tx.commit().await
 }
 
-pub async fn forget_in(tx: &mut Transaction<'_, Postgres>, repo_id: Uuid) -> sqlx::Result<()> {
+pub(crate) async fn forget_in(
+    tx: &mut Transaction<'_, Postgres>,
+    repo_id: Uuid,
+) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM lfs_missing WHERE repo_id = $1")
         .bind(repo_id)
         .execute(&mut **tx)

@@ -77,7 +77,7 @@ pub async fn delivered_before(
 }
 
 /// Records that these jobs' deliveries are in Redis as of `epoch`.
-pub async fn mark_delivered(pool: &PgPool, ids: &[Uuid], epoch: i64) -> sqlx::Result<()> {
+pub(crate) async fn mark_delivered(pool: &PgPool, ids: &[Uuid], epoch: i64) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE sync_jobs SET delivery_epoch = $2 WHERE id = ANY($1) AND delivery_epoch < $2",
     )

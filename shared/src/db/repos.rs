@@ -397,7 +397,7 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
 
 /// Whether any mirror has sealed credentials or a webhook secret: then `secrets.key`
 /// is required.
-pub async fn any_credentials(pool: &PgPool) -> sqlx::Result<bool> {
+pub(crate) async fn any_credentials(pool: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM repositories
                         WHERE mirror_credentials IS NOT NULL OR webhook_secret IS NOT NULL)",

@@ -18,7 +18,7 @@ pub fn new_token() -> String {
     format!("stasis_{}", hex::encode(bytes))
 }
 
-pub fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -242,7 +242,7 @@ fn in_flight(end: End, before: Standing) -> Verdict {
 }
 
 /// A factor in `[0.9, 1.1]`.
-pub fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     0.9 + rand::random::<f64>() * 0.2
 }
 

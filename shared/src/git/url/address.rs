@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::UrlError;
 
 /// Refuses an address a fetch must not connect to unless local networks are allowed.
-pub fn check_addr(ip: IpAddr, allow_local_network: bool) -> Result<(), UrlError> {
+pub(crate) fn check_addr(ip: IpAddr, allow_local_network: bool) -> Result<(), UrlError> {
     if !allow_local_network && is_internal(ip) {
         return Err(UrlError::PrivateAddress(ip.to_string()));
     }

@@ -16,7 +16,8 @@ mod tests;
 
 use std::net::IpAddr;
 
-pub use address::{check_addr, is_internal};
+pub(crate) use address::check_addr;
+pub use address::is_internal;
 pub use canonical::{Scheme, UpstreamUrl, MAX_URL_LEN};
 pub use redact::{http_credentials, redact_text, redact_url, split_credentials, with_credentials};
 
