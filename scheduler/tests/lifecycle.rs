@@ -10,7 +10,7 @@ use stasis_shared::db::coalesce::{self, Window};
 use stasis_shared::db::waiting;
 use stasis_shared::domain::{ErrorKind, JobState, Lane, RunOutcome, SyncReason, SyncStatus};
 use stasis_shared::lifecycle::attempt::{self, Attempt, Finish, Finished, RunStats, Started};
-use stasis_shared::lifecycle::enqueue::{self, Opened};
+use stasis_shared::lifecycle::opening::{self, Opened};
 use stasis_shared::lifecycle::operator::{self, Refused};
 use stasis_shared::lifecycle::policy::{End, Limits, Outcome};
 use stasis_shared::lifecycle::rescue;
@@ -37,7 +37,7 @@ impl Fixture {
         &self.env.pool
     }
 
-    /// A pending job for the mirror through `enqueue::open`.
+    /// A pending job for the mirror through `opening::open`.
     async fn open(&self, reason: SyncReason) -> Uuid {
         open(self.pool(), self.repo, reason).await
     }
@@ -121,7 +121,7 @@ fn attempt_of(job_id: Uuid, repo_id: Uuid, fence: i64) -> Attempt<'static> {
 
 async fn open(pool: &PgPool, repo: Uuid, reason: SyncReason) -> Uuid {
     let mut tx = pool.begin().await.unwrap();
-    let opened = enqueue::open(&mut tx, repo, reason, 3).await.unwrap();
+    let opened = opening::open(&mut tx, repo, reason, 3).await.unwrap();
     tx.commit().await.unwrap();
     opened.expect("repository exists").job_id()
 }
@@ -173,14 +173,14 @@ async fn set_next_sync(pool: &PgPool, repo: Uuid, in_secs: f64) {
 
 const SUCCESS: Outcome = Outcome::Success { unchanged: false };
 
-// enqueue::open
+// opening::open
 
 #[tokio::test]
 async fn open_creates_a_waiting_pending_job_and_queues_the_mirror() {
     let fx = Fixture::new().await;
     assert_eq!(fx.status().await, SyncStatus::Idle);
     let mut tx = fx.pool().begin().await.unwrap();
-    let opened = enqueue::open(&mut tx, fx.repo, SyncReason::Manual, 3)
+    let opened = opening::open(&mut tx, fx.repo, SyncReason::Manual, 3)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -201,7 +201,7 @@ async fn open_while_a_job_is_active_returns_that_job() {
     let first = fx.open(SyncReason::Manual).await;
     fx.start(first, 1).await.expect("started");
     let mut tx = fx.pool().begin().await.unwrap();
-    let again = enqueue::open(&mut tx, fx.repo, SyncReason::Webhook, 3)
+    let again = opening::open(&mut tx, fx.repo, SyncReason::Webhook, 3)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -219,13 +219,13 @@ async fn open_while_a_job_is_active_returns_that_job() {
 async fn open_of_a_missing_repository_is_none() {
     let fx = Fixture::new().await;
     let mut tx = fx.pool().begin().await.unwrap();
-    let opened = enqueue::open(&mut tx, Uuid::new_v4(), SyncReason::Manual, 3)
+    let opened = opening::open(&mut tx, Uuid::new_v4(), SyncReason::Manual, 3)
         .await
         .unwrap();
     assert_eq!(opened, None);
 }
 
-// enqueue::open_due, enqueue::withdraw
+// opening::open_due, opening::withdraw
 
 #[tokio::test]
 async fn open_due_opens_claimed_scheduled_jobs_for_due_mirrors_only() {
@@ -235,7 +235,7 @@ async fn open_due_opens_claimed_scheduled_jobs_for_due_mirrors_only() {
     set_next_sync(fx.pool(), fx.repo, -60.0).await;
     set_next_sync(fx.pool(), later, 3600.0).await;
 
-    let batch = enqueue::open_due(fx.pool(), 10, 3, None).await.unwrap();
+    let batch = opening::open_due(fx.pool(), 10, 3, None).await.unwrap();
     assert_eq!(batch.jobs.len(), 1, "{batch:?}");
     let (id, repo) = batch.jobs[0];
     assert_eq!(repo, fx.repo);
@@ -252,7 +252,7 @@ async fn open_due_skips_a_due_mirror_with_an_active_job() {
     let fx = Fixture::new().await;
     let manual = fx.open(SyncReason::Manual).await;
     set_next_sync(fx.pool(), fx.repo, -60.0).await;
-    let batch = enqueue::open_due(fx.pool(), 10, 3, None).await.unwrap();
+    let batch = opening::open_due(fx.pool(), 10, 3, None).await.unwrap();
     assert!(batch.jobs.is_empty(), "{batch:?}");
     assert_eq!(job(fx.pool(), manual).await.state, JobState::Pending);
 }
@@ -261,15 +261,15 @@ async fn open_due_skips_a_due_mirror_with_an_active_job() {
 async fn withdraw_deletes_an_unstarted_job_and_settles_its_mirror() {
     let fx = Fixture::new().await;
     set_next_sync(fx.pool(), fx.repo, -60.0).await;
-    let batch = enqueue::open_due(fx.pool(), 10, 3, None).await.unwrap();
+    let batch = opening::open_due(fx.pool(), 10, 3, None).await.unwrap();
     let (id, _) = batch.jobs[0];
     assert_eq!(fx.status().await, SyncStatus::Queued);
 
-    enqueue::withdraw(fx.pool(), &[id]).await.unwrap();
+    opening::withdraw(fx.pool(), &[id]).await.unwrap();
     assert_eq!(job_row(fx.pool(), id).await, None);
     // never synced: back to idle, and still due for the next tick
     assert_eq!(fx.status().await, SyncStatus::Idle);
-    let again = enqueue::open_due(fx.pool(), 10, 3, None).await.unwrap();
+    let again = opening::open_due(fx.pool(), 10, 3, None).await.unwrap();
     assert_eq!(again.jobs.len(), 1);
 }
 
@@ -278,7 +278,7 @@ async fn withdraw_leaves_a_started_job_alone() {
     let fx = Fixture::new().await;
     let id = fx.open(SyncReason::Scheduled).await;
     fx.start(id, 1).await.expect("started");
-    enqueue::withdraw(fx.pool(), &[id]).await.unwrap();
+    opening::withdraw(fx.pool(), &[id]).await.unwrap();
     assert_eq!(job(fx.pool(), id).await.state, JobState::Running);
     assert_eq!(fx.status().await, SyncStatus::Syncing);
 }
