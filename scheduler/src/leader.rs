@@ -3,45 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::settings;
 use stasis_shared::jobs::Jobs;
 use stasis_shared::lock::{Lease, Leases, Renewal};
 use stasis_shared::outage::Outage;
-use stasis_shared::queue::reclaim::Reclaimer;
-use stasis_shared::scheduler_status::{self, SchedulerStatus};
-use stasis_shared::{process, Config};
+use stasis_shared::scheduler_status;
+use stasis_shared::Config;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::due::enqueue_due;
-use crate::manifest::Manifests;
-use crate::notify;
-use crate::reaper::{reap, Reaped};
-use crate::recovery::{Recovered, Recovery};
-use crate::retention;
-use crate::sample::sample;
-
-/// After a tick stopped at the backlog bound, look again this soon rather than a full
-/// tick later, so a large due set drains as fast as workers take it.
-const BACKLOG_RECHECK: Duration = Duration::from_secs(1);
-/// How often the leader samples the system-wide gauges (a Prometheus scrape interval).
-const SAMPLE_EVERY: Duration = Duration::from_secs(10);
-/// How often the leader looks for stuck jobs and mirrors; each pass is a few indexed
-/// queries.
-const REAP_EVERY: Duration = Duration::from_secs(60);
-/// How often the leader trims history: each pass deletes in small batches, so between
-/// passes only a few minutes of syncs pile up.
-const RETAIN_EVERY: Duration = Duration::from_secs(120);
-/// How often the leader looks for dead workers' jobs and for lost Redis data.
-const RECOVER_EVERY: Duration = Duration::from_secs(1);
-/// How often the leader delivers due notifications.
-const NOTIFY_EVERY: Duration = Duration::from_secs(1);
-/// How often the leader removes finished deliveries from Redis: a pass removes up to
-/// 20,000 per lane, several times what a million hourly mirrors finish in between.
-const RECLAIM_EVERY: Duration = Duration::from_secs(5);
+use crate::passes::{self, Leader, Pass};
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
@@ -65,26 +37,9 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     // when the lease was last taken or renewed: a failed renewal keeps it until close
     // to its expiry, so one hung Redis command does not cost the leadership
     let mut renewed_at = Instant::now();
-    let mut last_sample: Option<Instant> = None;
-    let mut last_reap: Option<Instant> = None;
-    let mut last_notify: Option<Instant> = None;
-    let mut last_retain: Option<Instant> = None;
-    // where the retention passes of this leadership have reached
-    let mut retained = retention::Progress::default();
-    let mut last_recover: Option<Instant> = None;
-    let mut recovery = Recovery::default();
     let redis_outage = Outage::new("redis");
-    let mut last_reclaim: Option<Instant> = None;
-    let mut reclaimer = Reclaimer::default();
-    let http = notify::client(&cfg);
-    let mut manifests = Manifests::new(&cfg);
-    let mut next_tick = Instant::now();
-    let mut status = SchedulerStatus {
-        leader: process::instance_name(),
-        enabled: cfg.mirror.enabled,
-        last_tick_at: None,
-        next_tick_at: None,
-    };
+    let mut leader = Leader::new(&cfg, &pool, &redis, &job_service);
+    let mut table = passes::table(&cfg);
     if !cfg.mirror.enabled {
         info!("mirror.enabled is false: scheduled syncs are off");
     }
@@ -97,126 +52,18 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         };
         lease = hold_leadership(&leases, &key, ttl, lease, renewal).await;
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
-        if lease.is_none() {
-            recovery.lost_leadership();
-        }
-        if lease.is_some() && last_recover.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
-            last_recover = Some(Instant::now());
-            match recovery.pass(&cfg, &pool, &redis, &job_service).await {
-                Ok(r) if r != Recovered::default() => info!(
-                    rescued = r.rescued,
-                    redelivered = r.redelivered,
-                    "recovered jobs of dead workers or lost deliveries"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    e.record("recover");
-                    warn!(error = %e, "recovery pass failed; retrying next pass");
-                }
-            }
-        }
-        if lease.is_some() && cfg.mirror.enabled && Instant::now() >= next_tick {
-            next_tick = Instant::now() + cfg.scheduler.tick;
-            match tick(&cfg, &pool, &redis, &job_service, &mut manifests).await {
-                Ok(None) => debug!("scheduler paused by an operator; tick skipped"),
-                Ok(Some(report)) => {
-                    status.last_tick_at = Some(Utc::now());
-                    if report.enqueued > 0 || report.backlog_full {
-                        info!(
-                            enqueued = report.enqueued,
-                            waves = report.waves,
-                            backlog_full = report.backlog_full,
-                            "scheduler tick"
-                        );
-                    }
-                    if report.backlog_full {
-                        next_tick = Instant::now() + BACKLOG_RECHECK;
-                    }
-                }
-                Err(e) => {
-                    e.record("tick");
-                    warn!(error = %e, "scheduler tick failed; retrying next tick");
-                }
-            }
-        }
-        if lease.is_some() && last_sample.is_none_or(|at| at.elapsed() >= SAMPLE_EVERY) {
-            last_sample = Some(Instant::now());
-            if let Err(e) = sample(&cfg, &pool, &redis).await {
-                e.record("sample");
-                warn!(error = %e, "could not sample queue and mirror gauges");
-            }
-        }
-        if lease.is_some() && last_reap.is_none_or(|at| at.elapsed() >= REAP_EVERY) {
-            last_reap = Some(Instant::now());
-            match reap(&cfg, &pool, &redis, &job_service).await {
-                Ok(r) if r != Reaped::default() => info!(
-                    running = r.running,
-                    pending = r.pending,
-                    repositories = r.repositories,
-                    "reaper repaired stuck jobs and mirrors"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    e.record("reap");
-                    warn!(error = %e, "reaper pass failed; retrying next pass");
-                }
-            }
-        }
-        if lease.is_some() && last_retain.is_none_or(|at| at.elapsed() >= RETAIN_EVERY) {
-            last_retain = Some(Instant::now());
-            match retention::enforce(&cfg, &pool, &mut retained).await {
-                Ok(d) if d != retention::Deleted::default() => info!(
-                    runs = d.runs,
-                    jobs = d.jobs,
-                    notifications = d.notifications,
-                    "old history deleted"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    e.record("retain");
-                    warn!(error = %e, "history retention pass failed; retrying next pass");
-                }
-            }
-        }
-        if lease.is_some() && last_reclaim.is_none_or(|at| at.elapsed() >= RECLAIM_EVERY) {
-            last_reclaim = Some(Instant::now());
-            let (namespace, max_dead) = (&cfg.queue.namespace, cfg.queue.max_dead);
-            match reclaimer.pass(&redis, namespace, max_dead).await {
-                Ok(s) if s.dead + s.workers > 0 => info!(
-                    done = s.done,
-                    dead = s.dead,
-                    workers = s.workers,
-                    "finished deliveries removed from Redis"
-                ),
-                Ok(s) => debug!(done = s.done, "finished deliveries removed from Redis"),
-                Err(e) => {
-                    let e = crate::error::SchedulerError::from(e);
-                    e.record("reclaim");
-                    warn!(error = %e, "Redis reclaim pass failed; retrying next pass");
-                }
-            }
-        }
-        if lease.is_some() && last_notify.is_none_or(|at| at.elapsed() >= NOTIFY_EVERY) {
-            last_notify = Some(Instant::now());
-            if let Err(e) = notify::deliver_due(&cfg, &pool, &http).await {
-                e.record("notify");
-                warn!(error = %e, "notification pass failed; retrying next pass");
-            }
-        }
         if lease.is_some() {
-            let until_next = next_tick.saturating_duration_since(Instant::now());
-            status.next_tick_at = cfg.mirror.enabled.then(|| Utc::now() + until_next);
-            let published =
-                scheduler_status::publish(&redis, &cfg.queue.namespace, &status, ttl).await;
-            if let Err(e) = published {
-                debug!(error = %e, "could not publish scheduler status");
-            }
+            leader.run_due(&mut table).await;
+            let next_tick = table.iter().find(|s| s.pass == Pass::Tick && s.on);
+            leader.publish_status(next_tick.map(|s| s.next), ttl).await;
+        } else {
+            leader.lost_leadership();
         }
-        let wait = next_tick
-            .saturating_duration_since(Instant::now())
-            .min(check_every)
-            .min(NOTIFY_EVERY)
-            .min(RECOVER_EVERY)
+        // until the next pass is due, checking the leadership in between
+        let now = Instant::now();
+        let next_due = table.iter().map(|s| s.next.saturating_duration_since(now));
+        let wait = next_due
+            .fold(check_every, Duration::min)
             .max(Duration::from_millis(50));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -230,37 +77,6 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
     }
     let _ = dispatcher.await;
     info!("scheduler stopped");
-}
-
-/// One tick unless an operator paused scheduling (`None`); the flag lives in Postgres
-/// so pausing needs no restart and survives a change of leader.
-async fn tick(
-    cfg: &Config,
-    pool: &PgPool,
-    redis: &ConnectionManager,
-    job_service: &Jobs,
-    manifests: &mut Manifests,
-) -> Result<Option<crate::due::TickReport>, crate::error::SchedulerError> {
-    let paused = settings::scheduler_paused(pool).await?;
-    metrics::gauge!("stasis_scheduler_paused").set(if paused { 1.0 } else { 0.0 });
-    if paused {
-        return Ok(None);
-    }
-    // a failed manifest round vouches for nothing: every due mirror is enqueued
-    match manifests.round(cfg, pool).await {
-        Ok(round) if round.skipped > 0 => {
-            debug!(
-                skipped = round.skipped,
-                "due mirrors unchanged in their upstream's manifest"
-            )
-        }
-        Ok(_) => {}
-        Err(e) => {
-            e.record("manifest");
-            warn!(error = %e, "manifest round failed; due mirrors are enqueued without it");
-        }
-    }
-    enqueue_due(cfg, pool, redis, job_service).await.map(Some)
 }
 
 /// What a leadership check needs besides the lease: when it was last renewed, how

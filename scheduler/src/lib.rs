@@ -5,6 +5,7 @@ pub mod error;
 pub mod leader;
 pub mod manifest;
 pub mod notify;
+pub mod passes;
 pub mod reaper;
 pub mod recovery;
 pub mod retention;
