@@ -1,5 +1,6 @@
 //! `stasis-api`: the HTTP interface.
 
+pub mod access_log;
 pub mod auth;
 pub mod backends;
 pub mod credential;
@@ -27,7 +28,6 @@ use sqlx::PgPool;
 use stasis_shared::queue::Enqueuer;
 use stasis_shared::Config;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -87,7 +87,7 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(admin::retry_job))
         .routes(routes!(admin::discard_job))
         .routes(routes!(admin::queue))
-        .routes(routes!(activity::dead_deliveries))
+        .routes(routes!(activity::dead_deliveries, activity::purge_dead_deliveries))
         .routes(routes!(activity::activity))
         .routes(routes!(fleet::sync_many))
         .routes(routes!(admin::pause_scheduler))
@@ -122,7 +122,7 @@ pub fn router(state: AppState) -> Router {
     probes
         .merge(guarded)
         .layer(axum::middleware::from_fn(http_metrics::record))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(access_log::record))
         .with_state(state)
 }
 

@@ -83,7 +83,9 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
 
     loop {
         lease = hold_leadership(&leases, &key, ttl, lease, &mut renewed_at, check_every).await;
+        // set every pass: the exporter drops scheduler gauges left unset (see `sample`)
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
+        stasis_shared::telemetry::build_info();
         if lease.is_none() {
             recovery.lost_leadership();
         }

@@ -237,7 +237,6 @@ pub fn describe_scheduler() {
     }
     metrics::counter!("stasis_scheduler_ticks_total").absolute(0);
     metrics::gauge!("stasis_scheduler_leader").set(0.0);
-    metrics::gauge!("stasis_scheduler_paused").set(0.0);
     describe_enqueue();
     describe_backend_errors(&["tick", "manifest", "sample", "reap", "notify"]);
 }

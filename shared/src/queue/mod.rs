@@ -23,12 +23,14 @@ use crate::lifecycle::operator::{self, Refused};
 mod admission;
 mod census;
 mod connection;
+mod dead;
 mod epoch;
 
 pub use admission::{dispatch_loop, Bounds};
 pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
 };
+pub use dead::purge_dead;
 pub use connection::{connect_redis, once_more, ping, Retryable};
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
