@@ -92,6 +92,11 @@ pub fn describe_worker() {
         "stasis_worker_concurrency",
         "Syncs this worker runs at most at once"
     );
+    describe_gauge!(
+        "stasis_storage_free_bytes",
+        Unit::Bytes,
+        "Bytes still free on the filesystem of storage.root, as this worker sees it"
+    );
     for reason in SyncReason::ALL {
         metrics::counter!("stasis_syncs_started_total", "reason" => reason.as_str()).absolute(0);
         for outcome in ["success", "failure", "lost_lock"] {
@@ -190,7 +195,7 @@ pub fn describe_scheduler() {
     describe_gauge!("stasis_scheduler_leader", "1 while this scheduler leads");
     describe_gauge!(
         "stasis_scheduler_paused",
-        "1 while an operator paused scheduled syncs"
+        "1 while an operator paused scheduled syncs (sampled by the leader)"
     );
     describe_gauge!(
         "stasis_queue_jobs",
@@ -203,7 +208,16 @@ pub fn describe_scheduler() {
     describe_gauge!(
         "stasis_queue_oldest_job_age_seconds",
         Unit::Seconds,
-        "Age of the oldest pending job (sampled by the leader)"
+        "Seconds since the oldest pending job was first enqueued, its retries' waits included (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_mirrors_overdue",
+        "Mirrors past their next sync by more than one sync interval (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_mirrors_oldest_overdue_seconds",
+        Unit::Seconds,
+        "Seconds the most overdue mirror is past its next sync, 0 when none is overdue (sampled by the leader)"
     );
     describe_gauge!(
         "stasis_workers_alive",
@@ -212,6 +226,11 @@ pub fn describe_scheduler() {
     describe_gauge!(
         "stasis_mirrors",
         "Mirrors per sync status (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_mirror_storage_bytes",
+        Unit::Bytes,
+        "Bytes the mirrors take on disk, all added up (sampled by the leader)"
     );
     describe_gauge!(
         "stasis_lfs_missing_objects",

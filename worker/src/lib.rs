@@ -3,6 +3,7 @@
 mod attempt;
 pub mod context;
 pub mod error;
+mod disk;
 mod fetch;
 pub mod git;
 pub mod handler;
