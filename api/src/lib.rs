@@ -87,7 +87,10 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(admin::retry_job))
         .routes(routes!(admin::discard_job))
         .routes(routes!(admin::queue))
-        .routes(routes!(activity::dead_deliveries, activity::purge_dead_deliveries))
+        .routes(routes!(
+            activity::dead_deliveries,
+            activity::purge_dead_deliveries
+        ))
         .routes(routes!(activity::activity))
         .routes(routes!(fleet::sync_many))
         .routes(routes!(admin::pause_scheduler))

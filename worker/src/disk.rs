@@ -18,7 +18,9 @@ pub async fn watch(root: PathBuf, every: Duration) {
         let path = root.clone();
         match tokio::task::spawn_blocking(move || free_bytes(&path)).await {
             Ok(Ok(free)) => metrics::gauge!("stasis_storage_free_bytes").set(free as f64),
-            Ok(Err(e)) => warn!(error = %e, root = %root.display(), "could not read free space of storage.root"),
+            Ok(Err(e)) => {
+                warn!(error = %e, root = %root.display(), "could not read free space of storage.root")
+            }
             Err(e) => warn!(error = %e, "free space check did not finish"),
         }
     }

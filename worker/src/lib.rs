@@ -2,8 +2,8 @@
 
 mod attempt;
 pub mod context;
-pub mod error;
 mod disk;
+pub mod error;
 mod fetch;
 pub mod git;
 pub mod handler;

@@ -182,10 +182,7 @@ async fn dead_deliveries_are_purged_by_an_admin_alone() {
     let _: () = redis.zrem(&waiting, &ready[0]).await.unwrap();
     let _: () = redis.sadd(format!("{q}:dead"), &ready[0]).await.unwrap();
     // an id whose payload is already gone counts too
-    let _: () = redis
-        .sadd(format!("{q}:dead"), "no-payload")
-        .await
-        .unwrap();
+    let _: () = redis.sadd(format!("{q}:dead"), "no-payload").await.unwrap();
 
     let (status, body) = o
         .api
@@ -196,7 +193,10 @@ async fn dead_deliveries_are_purged_by_an_admin_alone() {
     assert_eq!(queue["redis"]["dead"], 2, "{queue}");
 
     let (status, purged) = o.call("DELETE", "/api/v1/admin/queue/dead", None).await;
-    assert_eq!((status, &purged), (StatusCode::OK, &json!({ "removed": 2 })));
+    assert_eq!(
+        (status, &purged),
+        (StatusCode::OK, &json!({ "removed": 2 }))
+    );
     let (_, dead) = o.call("GET", "/api/v1/admin/queue/dead", None).await;
     assert_eq!(dead["deliveries"], json!([]), "{dead}");
     let (_, queue) = o.call("GET", "/api/v1/admin/queue", None).await;

@@ -322,7 +322,10 @@ async fn dead_deliveries_are_purged_from_the_cli() {
     let env = TestEnv::new().await;
     let ctl = Ctl { env: &env };
     let mut redis = env.redis.clone();
-    for (lane, ids) in [(Lane::Priority, &["a", "b"][..]), (Lane::Scheduled, &["c"][..])] {
+    for (lane, ids) in [
+        (Lane::Priority, &["a", "b"][..]),
+        (Lane::Scheduled, &["c"][..]),
+    ] {
         let q = queue_name(&env.cfg.queue.namespace, lane);
         for id in ids {
             let _: () = redis.sadd(format!("{q}:dead"), *id).await.unwrap();

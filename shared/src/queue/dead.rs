@@ -31,7 +31,9 @@ pub async fn purge_dead(conn: &ConnectionManager, cfg: &QueueConfig) -> redis::R
     let script = redis::Script::new(PURGE);
     let mut removed = 0u64;
     for lane in Lane::ALL {
-        let config = storage::<()>(conn.clone(), cfg, lane, 1).get_config().clone();
+        let config = storage::<()>(conn.clone(), cfg, lane, 1)
+            .get_config()
+            .clone();
         loop {
             let n: u64 = script
                 .key(config.dead_jobs_set())

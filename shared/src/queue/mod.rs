@@ -30,8 +30,8 @@ pub use admission::{dispatch_loop, Bounds};
 pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
 };
-pub use dead::purge_dead;
 pub use connection::{connect_redis, once_more, ping, Retryable};
+pub use dead::purge_dead;
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
