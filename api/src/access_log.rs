@@ -12,10 +12,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::http_metrics::{method_label, route_of};
+use crate::http_metrics::{self, method_label};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Outside the router: every answer passes here, with its request id, counted and
+/// logged.
 pub async fn record(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
@@ -27,13 +29,15 @@ pub async fn record(mut req: Request, next: Next) -> Response {
     let value = HeaderValue::from_str(&id).expect("a checked token or a uuid is a header value");
     req.headers_mut().insert(REQUEST_ID, value.clone());
     let method = method_label(req.method());
-    let route = route_of(&req);
-    let span = tracing::info_span!("request", request_id = %id, method, route = %route);
+    let span = tracing::info_span!("request", request_id = %id, method);
     let mut response = next.run(req).instrument(span.clone()).await;
     response.headers_mut().insert(REQUEST_ID, value);
     let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status, duration_ms, "request served"));
+    let elapsed = started.elapsed();
+    let route = http_metrics::route_of(&response);
+    http_metrics::record(method, route, status, elapsed);
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(route, status, duration_ms, "request served"));
     response
 }
 

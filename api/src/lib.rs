@@ -122,11 +122,15 @@ pub fn router(state: AppState) -> Router {
             backends::answer_within,
         ))
         .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
-    probes
+    let app = probes
         .merge(guarded)
-        .layer(axum::middleware::from_fn(http_metrics::record))
+        .layer(axum::middleware::from_fn(http_metrics::tag_route))
+        .with_state(state);
+    // the access log wraps the router whole: a layer on its routes misses what the
+    // router answers itself (405 for a method a route does not allow)
+    Router::new()
+        .fallback_service(app)
         .layer(axum::middleware::from_fn(access_log::record))
-        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves; in-flight requests are completed first.
