@@ -193,6 +193,18 @@ if [ -z "$promtool" ]; then
       && dpkg -x prometheus_*.deb . && rm -f prometheus_*.deb)
   fi
 fi
+# every panel's query parses: each becomes a recording rule, Grafana's interval a window
+panel_rules=$(mktemp --suffix=.yml)
+trap 'rm -f "$panel_rules"' EXIT
+python3 - "$panel_rules" <<'PY'
+import json, sys, yaml
+dash = json.load(open("deploy/grafana/dashboards/stasis.json"))
+exprs = [t["expr"].replace("$__rate_interval", "5m").replace("$__range", "1h")
+         for p in dash["panels"] for t in p.get("targets", [])]
+rules = [{"record": f"panel:query_{i}", "expr": e} for i, e in enumerate(exprs)]
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.argv[1], "w"))
+PY
+"$promtool" check rules "$panel_rules" >/dev/null || { echo "a dashboard query does not parse" >&2; exit 1; }
 "$promtool" check config deploy/prometheus/prometheus.yml
 "$promtool" check rules deploy/prometheus/alerts.yml
 "$promtool" test rules deploy/prometheus/alerts.test.yml
