@@ -5,8 +5,9 @@
 # resource limits, read-only root file systems, readiness healthchecks), the image
 # (.dockerignore, pinned bases, cached dependencies, no bench binary), prometheus.yml,
 # the alert rules (promtool check and unit tests, a runbook section for each) and the
-# Grafana dashboard's conventions (datasource variable, rows, descriptions), and the Kubernetes
-# manifests (deploy/kubernetes/check.py). Tools come from PyPI and from
+# Grafana dashboard's conventions (datasource variable, rows, descriptions, every exported
+# metric on a panel and in docs/metrics.md), and the Kubernetes manifests
+# (deploy/kubernetes/check.py). Tools come from PyPI and from
 # Debian's prometheus package (promtool only, unpacked, nothing installed system-wide).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -190,6 +191,35 @@ if not any(p.get("type") == "stat" for p in dash["panels"]):
 if not any("dead" in t.get("expr", "") for p in panels if "by state" in p["title"].lower() for t in p["targets"]):
     problems.append("'jobs by state' does not show dead jobs")
 
+# --- every metric the code exports is on the dashboard and in docs/metrics.md, and
+# every metric docs/metrics.md names is still exported: names are the string literals
+# the code registers (`"stasis_..."` in api, worker, scheduler, shared); a histogram
+# counts as shown through its _bucket, _count or _sum series
+import glob
+exported = set()
+for path in glob.glob("*/src/**/*.rs", recursive=True):
+    if path.split("/")[0] in ("api", "worker", "scheduler", "shared"):
+        exported |= set(re.findall(r'"(stasis_[a-z_]+)"', open(path).read()))
+if len(exported) < 40:
+    problems.append(f"only {len(exported)} metric names found in the code: the check looks in the wrong place")
+dash_text = json.dumps([t.get("expr", "") for p in panels for t in p.get("targets", [])])
+on_dashboard = set(re.findall(r"stasis_[a-z0-9_]+", dash_text))
+documented = set(re.findall(r"stasis_[a-z0-9_]+", open("docs/metrics.md").read()))
+def shown(name, names):
+    return any(name + suffix in names for suffix in ("", "_bucket", "_count", "_sum"))
+for name in sorted(exported):
+    if not shown(name, on_dashboard):
+        problems.append(f"metric {name} is exported but on no dashboard panel")
+    if name not in documented:
+        problems.append(f"metric {name} is exported but not in docs/metrics.md")
+for name in sorted(documented - exported):
+    if not any(name == e + s for e in exported for s in ("_bucket", "_count", "_sum")):
+        problems.append(f"docs/metrics.md names {name}, which the code no longer exports")
+for p in panels:
+    for t in p.get("targets", []):
+        if re.search(r"\b(rate|irate|increase)\([^)]*\[5m\]", t.get("expr", "")):
+            problems.append(f"panel {p['title']!r}: a fixed [5m] window, not [$__rate_interval]")
+
 # --- alert rules: each actionable, with a runbook section that exists
 rules = [r for g in yaml.safe_load(open("deploy/prometheus/alerts.yml"))["groups"] for r in g["rules"]]
 runbook = open("docs/runbook.md").read()
@@ -208,7 +238,8 @@ for r in rules:
 if problems:
     sys.exit("\n".join(problems))
 print(f"compose: worker scalable, restart/logging/ports/secrets set, confined, limited, read-only; image: pinned, cached, no bench; "
-      f"dashboard: {len(panels)} panels on ${{datasource}}; alerts: {len(rules)} with runbook sections")
+      f"dashboard: {len(panels)} panels on ${{datasource}} showing all {len(exported)} exported metrics; "
+      f"alerts: {len(rules)} with runbook sections")
 PY
 
 promtool=$(command -v promtool || true)
@@ -219,6 +250,18 @@ if [ -z "$promtool" ]; then
       && dpkg -x prometheus_*.deb . && rm -f prometheus_*.deb)
   fi
 fi
+# every panel's query parses: each becomes a recording rule, Grafana's interval a window
+panel_rules=$(mktemp --suffix=.yml)
+trap 'rm -f "$panel_rules"' EXIT
+python3 - "$panel_rules" <<'PY'
+import json, sys, yaml
+dash = json.load(open("deploy/grafana/dashboards/stasis.json"))
+exprs = [t["expr"].replace("$__rate_interval", "5m").replace("$__range", "1h")
+         for p in dash["panels"] for t in p.get("targets", [])]
+rules = [{"record": f"panel:query_{i}", "expr": e} for i, e in enumerate(exprs)]
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.argv[1], "w"))
+PY
+"$promtool" check rules "$panel_rules" >/dev/null || { echo "a dashboard query does not parse" >&2; exit 1; }
 "$promtool" check config deploy/prometheus/prometheus.yml
 "$promtool" check rules deploy/prometheus/alerts.yml
 "$promtool" test rules deploy/prometheus/alerts.test.yml

@@ -1,5 +1,6 @@
 //! `stasis-api`: the HTTP interface.
 
+pub mod access_log;
 pub mod auth;
 pub mod backends;
 pub mod credential;
@@ -89,7 +90,10 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(admin::retry_job))
         .routes(routes!(admin::discard_job))
         .routes(routes!(admin::queue))
-        .routes(routes!(activity::dead_deliveries))
+        .routes(routes!(
+            activity::dead_deliveries,
+            activity::purge_dead_deliveries
+        ))
         .routes(routes!(activity::activity))
         .routes(routes!(fleet::sync_many))
         .routes(routes!(admin::pause_scheduler))
@@ -123,11 +127,16 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             backends::answer_within,
         ));
-    probes
+    let app = probes
         .merge(guarded)
-        .layer(axum::middleware::from_fn(http_metrics::record))
+        .layer(axum::middleware::from_fn(http_metrics::tag_route))
         .layer(TraceLayer::new_for_http().on_failure(log_failure))
-        .with_state(state)
+        .with_state(state);
+    // the access log wraps the router whole: a layer on its routes misses what the
+    // router answers itself (405 for a method a route does not allow)
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn(access_log::record))
 }
 
 /// A 5xx answer in the log at the level it deserves: a 500 is a fault someone must

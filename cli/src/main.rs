@@ -3,6 +3,7 @@
 //! `STASIS_*` variables), so it works when the API is down.
 
 mod connect;
+mod dead;
 mod jobs;
 mod mirror_admin;
 mod mirrors;
@@ -54,11 +55,14 @@ enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
-    /// Job counts per state, Redis depth, throughput, workers and the scheduler.
+    /// Job counts per state, Redis depth, throughput, workers and the scheduler; or act
+    /// on the queue (`purge-dead`).
     Queue {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        command: Option<dead::QueueCommand>,
     },
     /// Worker processes alive, with their jobs in flight.
     Workers {
@@ -146,7 +150,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => users::user(&svc.pool, command).await?,
         Command::Token { command } => users::token(&svc.pool, command).await?,
         Command::Jobs { command } => jobs::run(&svc, command).await?,
-        Command::Queue { json } => status::queue(&svc, json).await?,
+        Command::Queue {
+            command: Some(command),
+            ..
+        } => dead::run(&svc, command).await?,
+        Command::Queue { json, .. } => status::queue(&svc, json).await?,
         Command::Workers { json } => status::workers(&svc, json).await?,
         Command::Scheduler { command } => status::scheduler(&svc, command).await?,
         Command::Mirrors { command } => mirrors::run(&svc, command).await?,

@@ -51,7 +51,9 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
             outage: &redis_outage,
         };
         lease = hold_leadership(&leases, &key, ttl, lease, renewal).await;
+        // set every pass: the exporter drops scheduler gauges left unset (see `sample`)
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
+        stasis_shared::telemetry::build_info();
         if lease.is_some() {
             leader.run_due(&mut table).await;
             let next_tick = table.iter().find(|s| s.pass == Pass::Tick && s.on);

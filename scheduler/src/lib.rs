@@ -2,6 +2,7 @@
 
 pub mod due;
 pub mod error;
+pub mod freshness;
 pub mod leader;
 pub mod manifest;
 pub mod notify;

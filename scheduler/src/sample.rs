@@ -1,10 +1,13 @@
 //! Gauges of the whole system, sampled by the scheduler leader alone: Postgres and Redis
 //! are asked once per interval, however many processes run, and dashboards read one
-//! series per state instead of adding up copies.
+//! series per state instead of adding up copies. A scheduler exports them only while
+//! it leads: the exporter drops a gauge nobody set for `telemetry::LEADER_GAUGES_TTL`
+//! (three samples), so a former leader, even one frozen and resumed, does not keep
+//! publishing the values it had.
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::{jobs, repos, workers};
+use stasis_shared::db::{jobs, repos, settings, workers};
 use stasis_shared::domain::SyncStatus;
 use stasis_shared::overview::alive_window;
 use stasis_shared::queue;
@@ -17,6 +20,17 @@ pub async fn sample(
     pool: &PgPool,
     redis: &ConnectionManager,
 ) -> Result<(), SchedulerError> {
+    let paused = settings::scheduler_paused(pool).await?;
+    metrics::gauge!("stasis_scheduler_paused").set(if paused { 1.0 } else { 0.0 });
+
+    let default_interval = settings::sync_interval(pool)
+        .await?
+        .unwrap_or(cfg.mirror.sync_interval);
+    let (overdue, oldest_overdue) =
+        crate::freshness::overdue(pool, default_interval, cfg.mirror.min_sync_interval).await?;
+    metrics::gauge!("stasis_mirrors_overdue").set(overdue as f64);
+    metrics::gauge!("stasis_mirrors_oldest_overdue_seconds").set(oldest_overdue);
+
     let (states, oldest) = jobs::depth(pool).await?;
     // past 10,000 jobs a state's figure is Postgres's estimate (see `jobs::DEPTH`)
     for c in states {

@@ -92,6 +92,11 @@ pub(crate) fn describe_worker() {
         "stasis_worker_concurrency",
         "Syncs this worker runs at most at once"
     );
+    describe_gauge!(
+        "stasis_storage_free_bytes",
+        Unit::Bytes,
+        "Bytes still free on the filesystem of storage.root, as this worker sees it"
+    );
     for reason in SyncReason::ALL {
         metrics::counter!("stasis_syncs_started_total", "reason" => reason.as_str()).absolute(0);
         for outcome in ["success", "failure", "lost_lock"] {
@@ -119,6 +124,31 @@ pub(crate) fn describe_worker() {
         metrics::counter!(name).absolute(0);
     }
     metrics::gauge!("stasis_worker_inflight_jobs").set(0.0);
+    describe_counter!(
+        "stasis_locks_taken_over_total",
+        "Repository locks taken over from a holder that died"
+    );
+    describe_counter!(
+        "stasis_syncs_interrupted_total",
+        "Syncs interrupted by the worker's shutdown, handed back to the queue"
+    );
+    describe_counter!(
+        "stasis_housekeeping_runs_total",
+        "Housekeeping passes (repacks) by kind and outcome"
+    );
+    describe_histogram!(
+        "stasis_housekeeping_duration_seconds",
+        Unit::Seconds,
+        "Duration of housekeeping passes, by kind"
+    );
+    metrics::counter!("stasis_locks_taken_over_total").absolute(0);
+    metrics::counter!("stasis_syncs_interrupted_total").absolute(0);
+    for kind in ["geometric", "full"] {
+        for outcome in ["success", "failure"] {
+            metrics::counter!("stasis_housekeeping_runs_total", "kind" => kind, "outcome" => outcome)
+                .absolute(0);
+        }
+    }
     describe_lfs();
     describe_enqueue();
     describe_backend_errors(&["deliver"]);
@@ -190,7 +220,7 @@ pub(crate) fn describe_scheduler() {
     describe_gauge!("stasis_scheduler_leader", "1 while this scheduler leads");
     describe_gauge!(
         "stasis_scheduler_paused",
-        "1 while an operator paused scheduled syncs"
+        "1 while an operator paused scheduled syncs (sampled by the leader)"
     );
     describe_gauge!(
         "stasis_queue_jobs",
@@ -203,7 +233,16 @@ pub(crate) fn describe_scheduler() {
     describe_gauge!(
         "stasis_queue_oldest_job_age_seconds",
         Unit::Seconds,
-        "Age of the oldest pending job (sampled by the leader)"
+        "Seconds since the oldest pending job was first enqueued, its retries' waits included (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_mirrors_overdue",
+        "Mirrors past their next sync by more than one sync interval (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_mirrors_oldest_overdue_seconds",
+        Unit::Seconds,
+        "Seconds the most overdue mirror is past its next sync, 0 when none is overdue (sampled by the leader)"
     );
     describe_gauge!(
         "stasis_workers_alive",
@@ -212,6 +251,11 @@ pub(crate) fn describe_scheduler() {
     describe_gauge!(
         "stasis_mirrors",
         "Mirrors per sync status (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_mirror_storage_bytes",
+        Unit::Bytes,
+        "Bytes the mirrors take on disk, all added up (sampled by the leader)"
     );
     describe_gauge!(
         "stasis_lfs_missing_objects",
@@ -235,9 +279,29 @@ pub(crate) fn describe_scheduler() {
                 .absolute(0);
         }
     }
+    describe_counter!(
+        "stasis_history_deleted_total",
+        "History rows deleted by retention, by table"
+    );
+    for table in ["sync_runs", "sync_jobs", "notifications"] {
+        metrics::counter!("stasis_history_deleted_total", "table" => table).absolute(0);
+    }
+    describe_counter!(
+        "stasis_jobs_redelivered_total",
+        "Jobs given a fresh delivery, by cause (dead_worker, redis_lost)"
+    );
+    for cause in ["dead_worker", "redis_lost"] {
+        metrics::counter!("stasis_jobs_redelivered_total", "cause" => cause).absolute(0);
+    }
+    describe_counter!(
+        "stasis_redis_data_lost_total",
+        "Times the leader found Redis lost its data, by sign (marker_gone, restarted)"
+    );
+    for sign in ["marker_gone", "restarted"] {
+        metrics::counter!("stasis_redis_data_lost_total", "sign" => sign).absolute(0);
+    }
     metrics::counter!("stasis_scheduler_ticks_total").absolute(0);
     metrics::gauge!("stasis_scheduler_leader").set(0.0);
-    metrics::gauge!("stasis_scheduler_paused").set(0.0);
     describe_enqueue();
     describe_backend_errors(&["tick", "manifest", "sample", "reap", "notify"]);
 }
@@ -261,6 +325,12 @@ pub(crate) fn describe_api() {
         "stasis_webhooks_total",
         "Push webhooks received, by provider and result"
     );
+    for provider in ["github", "gitea", "gitlab"] {
+        for result in ["accepted", "ignored", "ping"] {
+            metrics::counter!("stasis_webhooks_total", "provider" => provider, "result" => result)
+                .absolute(0);
+        }
+    }
     metrics::counter!("stasis_jobs_retried_total").absolute(0);
     metrics::counter!("stasis_jobs_discarded_total").absolute(0);
     describe_enqueue();
@@ -280,6 +350,24 @@ fn describe_enqueue() {
         metrics::counter!("stasis_jobs_enqueued_total", "reason" => reason.as_str()).absolute(0);
     }
     metrics::counter!("stasis_jobs_deduplicated_total").absolute(0);
+    describe_counter!(
+        "stasis_queue_admitted_total",
+        "Deliveries admitted into a Redis lane, by lane"
+    );
+    describe_counter!(
+        "stasis_queue_admissions_deferred_total",
+        "Admissions put off for want of room in a lane, by lane"
+    );
+    describe_counter!(
+        "stasis_queue_dispatch_errors_total",
+        "Dispatcher passes that failed"
+    );
+    for lane in crate::domain::Lane::ALL {
+        metrics::counter!("stasis_queue_admitted_total", "lane" => lane.name()).absolute(0);
+        metrics::counter!("stasis_queue_admissions_deferred_total", "lane" => lane.name())
+            .absolute(0);
+    }
+    metrics::counter!("stasis_queue_dispatch_errors_total").absolute(0);
 }
 
 fn describe_backend_errors(ops: &[&'static str]) {

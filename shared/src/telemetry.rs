@@ -1,6 +1,9 @@
 //! Logs and metrics set up once per process.
 
+use std::time::Duration;
+
 use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_util::MetricKindMask;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
@@ -39,6 +42,27 @@ fn filter_of(spec: &str) -> Result<EnvFilter> {
     Ok(filter)
 }
 
+/// Bucket bounds of every `_seconds` histogram: past `sync.timeout`'s default of 10m
+/// and `housekeeping.timeout`, up to the longest `lfs.timeout` default (30m), so a slow
+/// sync lands in a bucket of its own instead of `+Inf`.
+pub const BUCKETS: [f64; 17] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
+    1200.0, 1800.0,
+];
+
+/// How long a scheduler's gauge outlives its last update: three of the leader's samples.
+pub const LEADER_GAUGES_TTL: Duration = Duration::from_secs(30);
+
+/// The commit the binary was built from (`STASIS_REVISION` at build time, else `git
+/// rev-parse`, else `unknown`).
+pub const REVISION: &str = env!("STASIS_REVISION");
+
+/// `stasis_build_info{version, revision} 1`.
+pub fn build_info() {
+    metrics::gauge!("stasis_build_info", "version" => env!("CARGO_PKG_VERSION"), "revision" => REVISION)
+        .set(1.0);
+}
+
 /// Installs the tracing subscriber (`RUST_LOG` wins over `log.level`) and, when
 /// `metrics.listen` is set, the Prometheus exporter serving `/metrics` there.
 pub fn init(process: &'static str, cfg: &Config) -> Result<()> {
@@ -52,20 +76,23 @@ pub fn init(process: &'static str, cfg: &Config) -> Result<()> {
     installed.map_err(|e| Error::Telemetry(e.to_string()))?;
 
     if let Some(addr) = cfg.metrics.listen {
-        PrometheusBuilder::new()
+        let mut builder = PrometheusBuilder::new()
             .with_http_listener(addr)
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-                &[
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                    300.0,
-                ],
+                &BUCKETS,
             )
-            .map_err(|e| Error::Telemetry(e.to_string()))?
+            .map_err(|e| Error::Telemetry(e.to_string()))?;
+        if process == "scheduler" {
+            // the leader-only gauges vanish from a scheduler that stopped leading; the
+            // gauges every scheduler exports are set on each pass of its loop
+            builder = builder.idle_timeout(MetricKindMask::GAUGE, Some(LEADER_GAUGES_TTL));
+        }
+        builder
             .add_global_label("process", process)
             .install()
             .map_err(|e| Error::Telemetry(format!("metrics.listen {addr}: {e}")))?;
-        metrics::gauge!("stasis_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        build_info();
         match process {
             "worker" => crate::instruments::describe_worker(),
             "scheduler" => crate::instruments::describe_scheduler(),

@@ -18,6 +18,7 @@
 //! worker's concurrency), [`slots`] (the fleet's per-host caps), [`shutdown`].
 
 pub mod context;
+mod disk;
 pub mod error;
 pub mod git;
 pub mod handler;

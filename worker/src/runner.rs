@@ -82,6 +82,10 @@ pub async fn run(
         cfg.queue.heartbeat_interval,
     ));
     let alive_beat = tokio::spawn(alive.clone().keep(cfg.queue.heartbeat_interval));
+    let disk_watch = tokio::spawn(crate::disk::watch(
+        cfg.storage.root.clone(),
+        cfg.queue.heartbeat_interval,
+    ));
     // Workers offer to dispatch too: retries and postponed deliveries keep moving with
     // no scheduler running (one process at a time holds the dispatcher's lease).
     let stop_dispatching = tokio_util::sync::CancellationToken::new();
@@ -145,6 +149,7 @@ pub async fn run(
     let _ = dispatcher.await;
     heartbeat.abort();
     alive_beat.abort();
+    disk_watch.abort();
     if let Err(e) = liveness::leave(&alive.redis, &alive.key).await {
         warn!(error = %e, "could not clear the worker's liveness key; it expires on its own");
     }

@@ -118,3 +118,26 @@ pub async fn dead_deliveries(
         .collect();
     Ok(Json(DeadDeliveries { deliveries }))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadPurged {
+    /// Dead deliveries removed, in both lanes.
+    pub removed: u64,
+}
+
+/// Empties the dead sets. A dead delivery holds nothing Postgres does not: its job is
+/// retried from Postgres (`POST /admin/jobs/{id}/retry`), which pushes a new delivery.
+/// List them first to see which jobs need that.
+#[utoipa::path(delete, path = "/admin/queue/dead", tag = "admin", operation_id = "purgeDeadDeliveries",
+    responses((status = 200, body = DeadPurged), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn purge_dead_deliveries(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<Json<DeadPurged>, ApiError> {
+    let removed = queue::purge_dead(&state.redis, &state.cfg.queue)
+        .await
+        .map_err(stasis_shared::Error::from)?;
+    tracing::info!(removed, "dead deliveries purged by an operator");
+    Ok(Json(DeadPurged { removed }))
+}

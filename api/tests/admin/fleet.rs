@@ -166,3 +166,48 @@ async fn dead_deliveries_are_listed_with_their_job_and_counted_per_lane() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// An operator empties the dead sets: the deliveries and their payloads leave Redis,
+/// the count drops to zero (so the alert on it clears), and the job's record in
+/// Postgres stays as it was. Only an admin may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_deliveries_are_purged_by_an_admin_alone() {
+    let o = ops().await;
+    let (parked, _) = o.park().await;
+    let q = queue_name(&o.env.cfg.queue.namespace, Lane::Priority);
+    let mut redis = o.env.redis.clone();
+    let waiting = format!("{q}:scheduled");
+    let ready: Vec<String> = redis.zrange(&waiting, 0, -1).await.unwrap();
+    assert_eq!(ready.len(), 1, "the parked import's delivery: {ready:?}");
+    let _: () = redis.zrem(&waiting, &ready[0]).await.unwrap();
+    let _: () = redis.sadd(format!("{q}:dead"), &ready[0]).await.unwrap();
+    // an id whose payload is already gone counts too
+    let _: () = redis.sadd(format!("{q}:dead"), "no-payload").await.unwrap();
+
+    let (status, body) = o
+        .api
+        .call("DELETE", "/api/v1/admin/queue/dead", Some(&o.alice), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, queue) = o.call("GET", "/api/v1/admin/queue", None).await;
+    assert_eq!(queue["redis"]["dead"], 2, "{queue}");
+
+    let (status, purged) = o.call("DELETE", "/api/v1/admin/queue/dead", None).await;
+    assert_eq!(
+        (status, &purged),
+        (StatusCode::OK, &json!({ "removed": 2 }))
+    );
+    let (_, dead) = o.call("GET", "/api/v1/admin/queue/dead", None).await;
+    assert_eq!(dead["deliveries"], json!([]), "{dead}");
+    let (_, queue) = o.call("GET", "/api/v1/admin/queue", None).await;
+    assert_eq!(queue["redis"]["dead"], 0, "{queue}");
+    let payload: Option<String> = redis.hget(format!("{q}:data"), &ready[0]).await.unwrap();
+    assert_eq!(payload, None, "the dead delivery's payload stayed");
+    let (_, job) = o
+        .call("GET", &format!("/api/v1/admin/jobs/{parked}"), None)
+        .await;
+    assert_eq!(job["state"], "pending", "{job}");
+
+    let (status, purged) = o.call("DELETE", "/api/v1/admin/queue/dead", None).await;
+    assert_eq!((status, purged), (StatusCode::OK, json!({ "removed": 0 })));
+}

@@ -35,6 +35,7 @@ async fn the_openapi_document_lists_every_route() {
         ("post", "/api/v1/admin/jobs/{id}/discard"),
         ("get", "/api/v1/admin/queue"),
         ("get", "/api/v1/admin/queue/dead"),
+        ("delete", "/api/v1/admin/queue/dead"),
         ("get", "/api/v1/admin/activity"),
         ("post", "/api/v1/admin/mirrors/sync"),
         ("post", "/api/v1/admin/scheduler/pause"),

@@ -323,3 +323,31 @@ async fn sync_with_lfs_retry_brings_a_missing_lfs_object_at_once() {
     assert_eq!(missing().await, 0);
     worker.stop().await;
 }
+
+/// `queue purge-dead` empties every lane's dead set and says how many went; the queue
+/// overview then counts none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_deliveries_are_purged_from_the_cli() {
+    use redis::AsyncCommands;
+    use stasis_shared::domain::Lane;
+    use stasis_shared::queue::queue_name;
+
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let mut redis = env.redis.clone();
+    for (lane, ids) in [
+        (Lane::Priority, &["a", "b"][..]),
+        (Lane::Scheduled, &["c"][..]),
+    ] {
+        let q = queue_name(&env.cfg.queue.namespace, lane);
+        for id in ids {
+            let _: () = redis.sadd(format!("{q}:dead"), *id).await.unwrap();
+        }
+    }
+    let queue = ctl.json(&["queue", "--json"]).await;
+    assert_eq!(queue["redis"]["dead"], 3, "{queue}");
+    let said = ctl.ok(&["queue", "purge-dead"]).await;
+    assert_eq!(said.trim(), "3 dead deliveries removed");
+    let queue = ctl.json(&["queue", "--json"]).await;
+    assert_eq!(queue["redis"]["dead"], 0, "{queue}");
+}

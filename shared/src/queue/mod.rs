@@ -11,6 +11,7 @@ use crate::domain::{Lane, SyncMirror};
 
 mod census;
 mod connection;
+mod dead;
 mod epoch;
 pub mod reclaim;
 
@@ -18,6 +19,7 @@ pub use census::{
     backlog, dead_deliveries, delivered_jobs, lane_depths, redis_depth, DeadDelivery, RedisDepth,
 };
 pub use connection::{client as redis_client, connect_redis, once_more, ping, Retryable};
+pub use dead::purge_dead;
 pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
