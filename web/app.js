@@ -2,7 +2,7 @@
 // Stasis Mirror Sync web UI: plain ES modules, no build step, no network but the API.
 // Every piece of server data reaches the page through textContent, never as markup.
 
-import { TOKEN_KEY, api, h, main, page, toast } from "./lib.js";
+import { TOKEN_KEY, api, h, loading, main, page, toast } from "./lib.js";
 import { operator } from "./operator.js";
 import { mirrorPage } from "./mirror.js";
 import { mirrors } from "./mirrors.js";
@@ -114,6 +114,7 @@ async function route() {
     return;
   }
   if (!me) {
+    page("Stasis Mirror Sync", loading());
     try {
       me = await api("GET", "/user");
     } catch (err) {
@@ -128,7 +129,7 @@ async function route() {
   /** @type {HTMLElement} */ (document.getElementById("nav-operator")).hidden = !me?.is_admin;
   const path = location.hash.split("?")[0];
   const one = path.match(/^#\/mirror\/([^/]+)\/([^/]+)$/);
-  if (one) await mirrorPage(decodeURIComponent(one[1]), decodeURIComponent(one[2]));
+  if (one) await mirrorPage(decodeURIComponent(one[1]), decodeURIComponent(one[2]), me);
   else if (path === "#/import") importForm();
   else if (path === "#/operator") await operator(me);
   else await mirrors(me);
