@@ -204,7 +204,7 @@ function runError(r) {
 
 /** The figures of a run that mean something: a failed or running one fetched nothing to count. @param {any} r */
 function runFigures(r) {
-  const counted = r.outcome === "success" || r.outcome === "unchanged" || r.unchanged;
+  const counted = r.outcome === "success";
   const refs = r.unchanged ? "unchanged"
     : counted || r.refs_updated || r.refs_pruned ? `+${r.refs_updated ?? 0} -${r.refs_pruned ?? 0}` : "-";
   const bytes = counted || r.bytes_received > 0 ? humanSize(r.bytes_received ?? 0) : "-";

@@ -265,3 +265,31 @@ test("a slow API shows Loading…, not the page before nor bare headings", () =>
   await page.locator('article[data-repo="bo/bo-live"]').waitFor();
   assert.equal(await page.getByTestId("loading").count(), 0);
 }));
+
+test("the import form takes what the API takes: interval, ref patterns, private, description", () => shooting("import", async () => {
+  const dir = upstream("bo-options");
+  await signInAs(OTHER_TOKEN);
+  await page.getByRole("link", { name: "Import", exact: true }).click();
+  await page.getByLabel("Repository name").fill("bo-options");
+  await page.getByLabel("Clone URL").fill(dir);
+  await page.getByText("More options").click();
+  await page.getByLabel("Sync interval").fill("1s");
+  await page.getByRole("button", { name: "Import" }).click();
+  // the API's refusal lands beside its field
+  await page.getByTestId("sync_interval-error").filter({ hasText: /interval/i }).waitFor();
+  assert.equal(await page.getByLabel("Sync interval").getAttribute("aria-invalid"), "true");
+  await page.getByLabel("Sync interval").fill("2h");
+  await page.getByLabel("Description").fill("options from the form");
+  await page.getByLabel("Private (only you and admins see it)").check();
+  await page.getByLabel("Refs to leave out (one pattern per line)").fill("refs/pull/*\nrefs/tags/nightly-*");
+  await shot("import-options");
+  await page.getByRole("button", { name: "Import" }).click();
+  await page.locator('article[data-repo="bo/bo-options"]').waitFor();
+  const repo = await page.request.get(`${BASE_URL}/api/v1/repos/bo/bo-options`, {
+    headers: { authorization: `Bearer ${OTHER_TOKEN}` },
+  }).then((r) => r.json());
+  assert.equal(repo.sync_interval_seconds, 7200);
+  assert.equal(repo.private, true);
+  assert.equal(repo.description, "options from the form");
+  assert.deepEqual(repo.exclude_refs, ["refs/pull/*", "refs/tags/nightly-*"]);
+}));
