@@ -51,7 +51,8 @@ export async function mirrors(me) {
   const list = h("ul", { class: "cards", "aria-label": "Mirrors" }, h("li", {}, loading()));
   const bulk = h("div", { class: "sync bulk", "data-testid": "bulk" });
   const paging = h("p", { class: "sync", "data-testid": "paging" });
-  page(admin ? "Mirrors (all owners)" : "Mirrors", filters, bulk, list, paging);
+  const counts = h("nav", { class: "counts", "aria-label": "Mirrors per status", "data-testid": "counts" });
+  page(admin ? "Mirrors (all owners)" : "Mirrors", filters, counts, bulk, list, paging);
 
   const query = new URLSearchParams({ mirror: "true", per_page: String(PER_PAGE), page: String(pageNo) });
   if (get("status")) query.set("sync_status", get("status"));
@@ -59,6 +60,7 @@ export async function mirrors(me) {
   if (get("q")) query.set("q", get("q"));
   const owner = admin ? get("owner") : me?.username ?? "";
   const listing = owner ? `/users/${encodeURIComponent(owner)}/repos` : "/repos";
+  statusCounts(counts, listing, query, get("status"), go);
   let result;
   try {
     result = await api("GET", `${listing}?${query}`);
@@ -102,6 +104,39 @@ export async function mirrors(me) {
     h("span", { text: `Page ${pageNo} of ${pages} · ${result.total} mirror${result.total === 1 ? "" : "s"}` }),
     h("button", { type: "button", text: "Next", disabled: pageNo >= pages, onclick: () => go({ page: pageNo + 1 }) }));
   if (admin) bulkActions(bulk, result.repos, picks, () => mirrors(me));
+}
+
+/** The public statuses counted above the list, failures first. */
+const COUNTED = [["failed", "Failed"], ["syncing", "Syncing"], ["success", "Up to date"], ["idle", "Idle"]];
+
+/**
+ * How many mirrors each status has under the other filters, each a link that filters
+ * the list by it (one small count request per status).
+ * @param {HTMLElement} into @param {string} listing @param {URLSearchParams} query
+ * @param {string} current @param {(change: Record<string, string | number>) => void} go
+ */
+async function statusCounts(into, listing, query, current, go) {
+  const ask = async (/** @type {string} */ status) => {
+    const q = new URLSearchParams(query);
+    q.set("per_page", "1");
+    q.delete("page");
+    if (status) q.set("sync_status", status); else q.delete("sync_status");
+    return (await api("GET", `${listing}?${q}`)).total;
+  };
+  try {
+    const totals = await Promise.all(["", ...COUNTED.map(([s]) => s)].map(ask));
+    const [all, ...each] = totals;
+    /** @param {string} status @param {string} label @param {number} n */
+    const chip = (status, label, n) => h("a", {
+      href: "#", class: `count${status === "failed" && n > 0 ? " bad" : ""}`,
+      "aria-current": current === status ? "true" : undefined, "data-status": status || "all",
+      onclick: (/** @type {Event} */ e) => { e.preventDefault(); go({ status, page: 1 }); },
+    }, h("strong", { text: String(n) }), ` ${label}`);
+    into.replaceChildren(chip("", "All", all), ...COUNTED.map(([status, label], i) => chip(status, label, each[i])));
+  } catch {
+    // the list says what went wrong; the counts stay away
+    into.replaceChildren();
+  }
 }
 
 /**

@@ -216,6 +216,15 @@ test("a failing mirror reads plainly: its error once with its kind, no figures i
   assert.match(await card.getByTestId("last-attempt").innerText(), /^(just now|\d+s ago), failed$/);
   assert.match(await card.getByTestId("sync-error").innerText(), /not.found|no such|does not exist/i);
   await noGarbage("the mirrors page with a failing mirror");
+  // the counts per status: the failure counted, and a click filters by it
+  const counts = page.getByTestId("counts");
+  assert.match(await counts.locator('[data-status="failed"]').innerText(), /^1 Failed$/);
+  assert.match(await counts.locator('[data-status="all"]').innerText(), /^2 All$/);
+  await counts.locator('[data-status="failed"]').click();
+  await page.locator('article[data-repo="bo/bo-live"]').waitFor({ state: "detached" });
+  await card.waitFor();
+  assert.match(page.url(), /status=failed/);
+  assert.equal(await counts.locator('[aria-current="true"]').getAttribute("data-status"), "failed");
   renameSync(`${dir}-away`, dir);
 }));
 
