@@ -190,7 +190,7 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
   };
   sync.addEventListener("click", () => request(false));
   force.addEventListener("click", () => request(true));
-  tick();
+  now();
 }
 
 /** A run's error, once, without the kind the message may already end with. @param {any} r */
