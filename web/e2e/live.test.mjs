@@ -2,6 +2,7 @@
 // scripts/e2e.sh: the page follows a sync to its end with no reload, a deferred sync
 // says when it runs, a failing mirror reads once and plainly, a non-owner gets no
 // owner controls, and a slow API shows "Loading…" rather than a stale page.
+// It runs after ui.test.mjs, whose journey starts from an empty fleet.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -183,7 +184,9 @@ test("a non-owner sees a mirror read-only; its owner and an admin get the contro
 
 test("a failing mirror reads plainly: its error once with its kind, no figures it did not fetch", () => shooting("failing", async () => {
   const dir = upstream("bo-flaky");
-  await importAs(OTHER_TOKEN, "bo-flaky", dir);
+  // file://: a bare path that has gone is no URL at all, a file:// one is a repository
+  // not found
+  await importAs(OTHER_TOKEN, "bo-flaky", `file://${dir}`);
   await signInAs(OTHER_TOKEN);
   await openMirror("bo/bo-flaky");
   await page.getByTestId("sync-state").getByText("Up to date").waitFor();
