@@ -129,7 +129,8 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
     if (finished) { note.textContent = ""; onSettled(); }
     const flash = !d.inFlight && Date.now() < flashUntil;
     badge.className = `badge${flash ? " ok" : d.tone ? ` ${d.tone}` : ""}`;
-    badge.replaceChildren(...(d.tone === "busy" ? [h("span", { class: "spin", "aria-hidden": "true" })] : []),
+    // a spinner says work is under way: not for a sync that waits for its time
+    badge.replaceChildren(...(d.tone === "busy" && !d.deferred ? [h("span", { class: "spin", "aria-hidden": "true" })] : []),
       flash ? "Synced!" : d.badge);
     if (d.at) setMoment(line, d.at, d.atKind, d.line, ".");
     else { delete line.dataset.kind; line.removeAttribute("title"); line.textContent = d.line; }
@@ -207,7 +208,7 @@ function runFigures(r) {
   const counted = r.outcome === "success";
   const refs = r.unchanged ? "unchanged"
     : counted || r.refs_updated || r.refs_pruned ? `+${r.refs_updated ?? 0} -${r.refs_pruned ?? 0}` : "-";
-  const bytes = counted || r.bytes_received > 0 ? humanSize(r.bytes_received ?? 0) : "-";
+  const bytes = (counted && !r.unchanged) || r.bytes_received > 0 ? humanSize(r.bytes_received ?? 0) : "-";
   return { refs, bytes };
 }
 
