@@ -51,7 +51,7 @@ export async function mirrors(me) {
   const list = h("ul", { class: "cards", "aria-label": "Mirrors" }, h("li", {}, loading()));
   const bulk = h("div", { class: "sync bulk", "data-testid": "bulk" });
   const paging = h("p", { class: "sync", "data-testid": "paging" });
-  const counts = h("nav", { class: "counts", "aria-label": "Mirrors per status", "data-testid": "counts" });
+  const counts = h("nav", { class: "counts", "aria-label": "Mirror counts", "data-testid": "counts" });
   page(admin ? "Mirrors (all owners)" : "Mirrors", filters, counts, bulk, list, paging);
 
   const query = new URLSearchParams({ mirror: "true", per_page: String(PER_PAGE), page: String(pageNo) });
