@@ -181,6 +181,23 @@ export function poller(tick, { alive, inFlight, busy = POLL_MS, idle = IDLE_POLL
   return () => { window.clearTimeout(timer); run(); };
 }
 
+/**
+ * A failure as people read it: the message once, and its kind (`not_found`, `network`…)
+ * as a label beside it, whether the kind came apart (`kind`) or at the message's end.
+ * @param {string} message @param {string | null | undefined} [kind]
+ * @returns {(Node | string)[]}
+ */
+export function failure(message, kind) {
+  let text = String(message ?? "").trim();
+  let label = kind ?? "";
+  const tail = text.match(/\s*\(([a-z_]+)\)$/);
+  if (tail && (!label || tail[1] === label)) {
+    label = tail[1];
+    text = text.slice(0, tail.index).trim();
+  }
+  return label ? [h("span", { class: "badge bad kind", text: label.replace(/_/g, " ") }), " ", text] : [text];
+}
+
 /** What a section shows while its data is on the way. @param {string} [what] */
 export function loading(what = "Loading…") {
   return h("p", { class: "muted loading", role: "status", "data-testid": "loading", text: what });

@@ -5,7 +5,7 @@
 // history with each run's error, and for its owner or an admin every setting the API can
 // change, its webhook URL, and delete. Anyone else who may see it gets it read-only.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, h, here, humanSize, loading, moment, page, poller, setMoment, timeEl, toast } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, setMoment, timeEl, toast } from "./lib.js";
 
 /** @param {string} owner @param {string} name @param {{ username: string, is_admin: boolean } | null} me */
 export async function mirrorPage(owner, name, me) {
@@ -143,9 +143,10 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
     const known = typeof s.size_bytes === "number";
     size.textContent = known ? humanSize(s.size_bytes) : "not measured yet";
     size.title = known ? `${s.size_bytes} bytes` : "";
-    const failure = (d.inFlight ? s.job?.last_error : null) || (s.sync_status === "failed" ? s.sync_error : "");
-    error.textContent = failure || (s.sync_status === "failed" ? "The last sync failed." : "");
-    error.hidden = !error.textContent;
+    const message = (d.inFlight ? s.job?.last_error : null) || (s.sync_status === "failed" ? s.sync_error : "");
+    const said = message || (s.sync_status === "failed" ? "The last sync failed." : "");
+    error.replaceChildren(...(said ? failure(said) : []));
+    error.hidden = !said;
     /** @type {HTMLButtonElement} */ (sync).disabled = d.inFlight;
     sync.setAttribute("aria-busy", String(d.inFlight && !d.deferred));
     force.hidden = !(admin && d.deferred);
@@ -194,15 +195,6 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
   now();
 }
 
-/** A run's error, once, without the kind the message may already end with. @param {any} r */
-function runError(r) {
-  if (!r.error) return "";
-  const kind = r.error_kind ? ` (${r.error_kind})` : "";
-  let text = String(r.error).trim();
-  while (kind && text.endsWith(kind)) text = text.slice(0, -kind.length).trim();
-  return text;
-}
-
 /** The figures of a run that mean something: a failed or running one fetched nothing to count. @param {any} r */
 function runFigures(r) {
   const counted = r.outcome === "success";
@@ -229,8 +221,7 @@ async function showHistory(base, section) {
           timeEl("td", r.started_at, "ago", { "data-label": "Started" }),
           h("td", { text: r.outcome ?? "running", "data-label": "Outcome" }),
           r.error
-            ? h("td", { "data-label": "Error", "data-testid": "run-error" },
-              r.error_kind ? h("span", { class: "badge bad kind", text: r.error_kind }) : null, " ", runError(r))
+            ? h("td", { "data-label": "Error", "data-testid": "run-error" }, ...failure(r.error, r.error_kind))
             : h("td", {}),
           h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
           h("td", { text: refs, "data-label": "Refs" }),

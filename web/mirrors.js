@@ -3,7 +3,7 @@
 // filtered by status, owner, upstream host and name, paged, with a sync of the mirrors
 // selected or of every failed one shown. Each card is the mirror's sync button.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, h, humanSize, loading, page, poller, setMoment, timeEl, toast } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, humanSize, loading, page, poller, setMoment, timeEl, toast } from "./lib.js";
 import { acceptedText, describe } from "./mirror.js";
 
 // the four public status values (`failed` includes `hard_failed`, `syncing` includes
@@ -245,7 +245,7 @@ function mirrorCard(repo, pick) {
     if (syncing && d.badge === "Retrying") {
       badge.classList.add("busy");
       badge.append(`Retrying (attempt ${job.attempts} of ${job.max_attempts} failed)`);
-      error.replaceChildren(`${job.last_error || "The last attempt failed."} Next attempt `, timeEl("span", job.run_at, "retry"), ".");
+      error.replaceChildren(...failure(job.last_error || "The last attempt failed."), " Next attempt ", timeEl("span", job.run_at, "retry"), ".");
       error.hidden = false;
     } else if (syncing && d.deferred) {
       badge.classList.add("busy");
@@ -259,9 +259,9 @@ function mirrorCard(repo, pick) {
     } else if (view === "failed") {
       badge.classList.add("bad");
       badge.append(d.badge);
-      error.textContent = status.sync_error || "The last sync failed.";
+      error.replaceChildren(...failure(status.sync_error || "The last sync failed."));
       if (status.sync_state === "hard_failed") {
-        error.textContent += " Scheduled syncs stopped: Sync now or a new upstream URL resumes them.";
+        error.append(h("br"), "Scheduled syncs stopped: Sync now or a new upstream URL resumes them.");
       }
       error.hidden = false;
     } else {
