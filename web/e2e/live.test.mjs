@@ -233,9 +233,11 @@ test("a failing mirror reads plainly: its error once with its kind, no figures i
 }));
 
 test("a job's detail reads its attempts as n / m, and nothing reads [object Object]", () => shooting("job", async () => {
-  const { jobs } = await page.request.get(`${BASE_URL}/api/v1/admin/jobs?repo=bo/bo-live`, {
+  const answer = await page.request.get(`${BASE_URL}/api/v1/admin/jobs?repo=${encodeURIComponent("bo/bo-live")}`, {
     headers: { authorization: `Bearer ${TOKEN}` },
-  }).then((r) => r.json());
+  });
+  assert.equal(answer.status(), 200, await answer.text());
+  const { jobs } = await answer.json();
   const done = jobs.find((j) => j.state === "done");
   assert.ok(done, "bo/bo-live has a finished job");
   await signInAs(TOKEN);
