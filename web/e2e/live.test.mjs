@@ -53,6 +53,18 @@ async function importAs(token, name, url) {
   assert.equal(answer.status(), 202, await answer.text());
 }
 
+/**
+ * Holds every request matching `pattern` (a slow API) until the function returned is
+ * called; from then on they pass at once.
+ * @param {RegExp} pattern
+ */
+async function holdRequests(pattern) {
+  let open;
+  const gate = new Promise((resolve) => { open = resolve; });
+  await page.route(pattern, async (route) => { await gate; await route.continue(); });
+  return open;
+}
+
 /** Opens a mirror's page afresh and waits for its status. */
 async function openMirror(full, base = BASE_URL) {
   await page.goto(`${base}/#/mirror/${full}`);
@@ -256,27 +268,22 @@ test("a job's detail reads its attempts as n / m, and nothing reads [object Obje
 test("a slow API shows Loading…, not the page before nor bare headings", () => shooting("loading", async () => {
   await signInAs(OTHER_TOKEN);
   await page.locator('article[data-repo="bo/bo-live"]').waitFor();
-  /** @type {(() => void)[]} */
-  const held = [];
-  const hold = async (route) => { await new Promise((r) => held.push(r)); await route.continue(); };
-  await page.route(/\/api\/v1\/repos\/bo\/bo-live(\?|$)/, hold);
+  const release = await holdRequests(/\/api\/v1\/repos\/bo\/bo-live(\?|$)/);
   await page.goto(`${BASE_URL}/#/mirror/bo/bo-live`);
   await page.getByRole("heading", { level: 1, name: "bo/bo-live" }).waitFor();
   await page.getByTestId("loading").getByText("Loading…").waitFor();
   assert.equal(await page.locator("article.card").count(), 0, "the list before is gone");
   await shot("loading-mirror");
-  while (held.length) held.shift()();
-  await page.unroute(/\/api\/v1\/repos\/bo\/bo-live(\?|$)/, hold);
+  release();
   await page.getByTestId("sync-state").waitFor();
 
-  await page.route(/\/api\/v1\/users\/bo\/repos/, hold);
+  const releaseList = await holdRequests(/\/api\/v1\/users\/bo\/repos/);
   await page.goto(`${BASE_URL}/#/mirrors`);
   await page.getByRole("heading", { level: 1, name: "Mirrors" }).waitFor();
   await page.getByTestId("loading").getByText("Loading…").waitFor();
   assert.equal(await page.getByRole("heading", { level: 1, name: "bo/bo-live" }).count(), 0, "the mirror page before is gone");
   await shot("loading-mirrors");
-  while (held.length) held.shift()();
-  await page.unroute(/\/api\/v1\/users\/bo\/repos/, hold);
+  releaseList();
   await page.locator('article[data-repo="bo/bo-live"]').waitFor();
   assert.equal(await page.getByTestId("loading").count(), 0);
 }));
