@@ -89,11 +89,13 @@ export async function mirrors(me) {
     list.append(h("li", {}, card));
   }
   // one listing request every 15 s tells each card whether its mirror moved (a scheduled
-  // sync, one started elsewhere); only a card whose mirror moved asks for its status
+  // sync, one started elsewhere); only a card whose mirror moved asks for its status.
+  // The counts are asked again with it.
   poller(async () => {
     try {
       const fresh = await api("GET", `${listing}?${query}`);
       for (const repo of fresh.repos) cards.get(repo.full_name)?.(repo);
+      await statusCounts(counts, listing, query, get("status"), go);
     } catch {
       // the next round tries again; the cards keep what they last knew
     }
