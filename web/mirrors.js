@@ -60,7 +60,6 @@ export async function mirrors(me) {
   if (get("q")) query.set("q", get("q"));
   const owner = admin ? get("owner") : me?.username ?? "";
   const listing = owner ? `/users/${encodeURIComponent(owner)}/repos` : "/repos";
-  statusCounts(counts, listing, query, get("status"), go);
   let result;
   try {
     result = await api("GET", `${listing}?${query}`);
@@ -69,6 +68,7 @@ export async function mirrors(me) {
     list.replaceWith(h("p", { class: "form-error", role: "alert", text: message }));
     return;
   }
+  statusCounts(counts, listing, query, get("status"), go);
   const filtered = FILTERS.some((k) => get(k));
   if (result.repos.length === 0) {
     list.replaceWith(filtered || pageNo > 1
@@ -126,7 +126,9 @@ async function statusCounts(into, listing, query, current, go) {
     return (await api("GET", `${listing}?${q}`)).total;
   };
   try {
-    const totals = await Promise.all(["", ...COUNTED.map(([s]) => s)].map(ask));
+    // one after another: five small reads, not a burst beside the listing
+    const totals = [];
+    for (const status of ["", ...COUNTED.map(([s]) => s)]) totals.push(await ask(status));
     const [all, ...each] = totals;
     /** @param {string} status @param {string} label @param {number} n */
     const chip = (status, label, n) => h("a", {

@@ -41,6 +41,8 @@ async function signInAs(token, base = BASE_URL) {
   await page.goto(base);
   await page.evaluate((t) => localStorage.setItem("stasis.token", t), token);
   await page.goto(`${base}/#/mirrors`);
+  // requests cut off by a reload are no test of the page: let them end first
+  await page.waitForLoadState("networkidle");
   await page.reload();
   await page.getByRole("heading", { level: 1, name: /Mirrors/ }).waitFor();
 }
@@ -68,6 +70,8 @@ async function holdRequests(pattern) {
 /** Opens a mirror's page afresh and waits for its status. */
 async function openMirror(full, base = BASE_URL) {
   await page.goto(`${base}/#/mirror/${full}`);
+  // requests cut off by a reload are no test of the page: let them end first
+  await page.waitForLoadState("networkidle");
   await page.reload();
   await page.getByRole("heading", { level: 1, name: full }).waitFor();
   await page.getByTestId("sync-state").waitFor();

@@ -259,6 +259,8 @@ async function signInAs(token) {
   await page.evaluate((t) => localStorage.setItem("stasis.token", t), token);
   // a fresh document: the app keeps who is signed in for the page's life
   await page.goto(`${BASE_URL}/#/mirrors`);
+  // requests cut off by a reload are no test of the page: let them end first
+  await page.waitForLoadState("networkidle");
   await page.reload();
   await page.getByRole("heading", { level: 1, name: /Mirrors/ }).waitFor();
 }
@@ -439,6 +441,8 @@ test("every page for an owner and an admin at 1280 and 390 px: shown, nothing pa
         await page.emulateMedia({ colorScheme: scheme });
         for (const [name, hash, heading] of pages[role]) {
           await page.goto(`${BASE_URL}/${hash}`);
+          // requests cut off by a reload are no test of the page: let them end first
+          await page.waitForLoadState("networkidle");
           await page.reload();
           await page.getByRole("heading", { level: 1, name: heading }).waitFor();
           // the page's data is in once its loading requests have settled
