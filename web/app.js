@@ -2,7 +2,7 @@
 // Stasis Mirror Sync web UI: plain ES modules, no build step, no network but the API.
 // Every piece of server data reaches the page through textContent, never as markup.
 
-import { TOKEN_KEY, api, h, main, page, toast } from "./lib.js";
+import { TOKEN_KEY, api, h, loading, main, page, toast } from "./lib.js";
 import { operator } from "./operator.js";
 import { mirrorPage } from "./mirror.js";
 import { mirrors } from "./mirrors.js";
@@ -58,6 +58,7 @@ function signOut() {
 const FIELD_OF_CODE = {
   invalid_name: "name", conflict: "name",
   invalid_url: "clone_url", blocked_url: "clone_url", credentials_unsupported: "clone_url",
+  invalid_interval: "sync_interval", invalid_refs: "include_refs", invalid_description: "description",
 };
 
 function importForm() {
@@ -67,11 +68,22 @@ function importForm() {
     return [h("label", { for: id, text: label }), input,
       h("p", { id: `${id}-error`, class: "field-error", "data-testid": `${id}-error` })];
   };
+  /** @param {string} id @param {string} label @param {string} help */
+  const area = (id, label, help) => [h("label", { for: id, text: label }),
+    h("p", { id: `${id}-help`, class: "muted", text: help }),
+    h("textarea", { id, name: id, rows: "2", "aria-describedby": `${id}-help ${id}-error` }),
+    h("p", { id: `${id}-error`, class: "field-error", "data-testid": `${id}-error` })];
   const formError = h("p", { class: "form-error", role: "alert" });
   const form = h("form", { novalidate: true },
     ...field("name", "Repository name", { type: "text", required: true, autocomplete: "off" }),
     ...field("clone_url", "Clone URL", { type: "text", required: true, inputmode: "url", placeholder: "https://example.com/owner/repo.git" }),
     h("label", { class: "inline" }, h("input", { id: "mirror", name: "mirror", type: "checkbox", checked: true }), "Keep it as a mirror (sync on a schedule)"),
+    h("details", {}, h("summary", { text: "More options" }),
+      ...field("description", "Description", { type: "text", autocomplete: "off", maxlength: "1000" }),
+      h("label", { class: "inline" }, h("input", { id: "private", name: "private", type: "checkbox" }), "Private (only you and admins see it)"),
+      ...field("sync_interval", "Sync interval", { type: "text", autocomplete: "off", placeholder: "default, or like 30m or 2h" }),
+      ...area("include_refs", "Refs to keep (one pattern per line)", "e.g. refs/heads/release/*; empty keeps every ref."),
+      ...area("exclude_refs", "Refs to leave out (one pattern per line)", "e.g. refs/pull/*; these win over the refs to keep.")),
     formError,
     h("p", {}, h("button", { type: "submit", class: "primary", text: "Import" })));
   form.addEventListener("submit", async (e) => {
@@ -92,12 +104,27 @@ function importForm() {
     if (!name) return invalid("name", "A name is required.");
     if (!url) return invalid("clone_url", "A clone URL is required.");
     try {
-      await api("POST", "/repos/import", { name, clone_url: url, mirror: data.get("mirror") === "on" });
+      /** @type {Record<string, unknown>} */
+      const body = { name, clone_url: url, mirror: data.get("mirror") === "on" };
+      const lines = (/** @type {string} */ k) => String(data.get(k) ?? "").split("\n").map((l) => l.trim()).filter(Boolean);
+      const description = String(data.get("description") ?? "").trim();
+      if (description) body.description = description;
+      if (data.get("private") === "on") body.private = true;
+      const every = String(data.get("sync_interval") ?? "").trim();
+      if (every) body.sync_interval = every;
+      if (lines("include_refs").length) body.include_refs = lines("include_refs");
+      if (lines("exclude_refs").length) body.exclude_refs = lines("exclude_refs");
+      await api("POST", "/repos/import", body);
       toast(`${name} imported; its first sync is queued.`);
       location.hash = "#/mirrors";
     } catch (err) {
       const id = FIELD_OF_CODE[/** @type {keyof FIELD_OF_CODE} */ (err.code)];
-      if (id) invalid(id, err.message);
+      if (id) {
+        // a field behind "More options" is shown before it is pointed at
+        const more = form.querySelector(`#${id}`)?.closest("details");
+        if (more) more.open = true;
+        invalid(id, err.message);
+      }
       else formError.textContent = err.message;
     }
   });
@@ -114,6 +141,7 @@ async function route() {
     return;
   }
   if (!me) {
+    page("Stasis Mirror Sync", loading());
     try {
       me = await api("GET", "/user");
     } catch (err) {
@@ -128,7 +156,7 @@ async function route() {
   /** @type {HTMLElement} */ (document.getElementById("nav-operator")).hidden = !me?.is_admin;
   const path = location.hash.split("?")[0];
   const one = path.match(/^#\/mirror\/([^/]+)\/([^/]+)$/);
-  if (one) await mirrorPage(decodeURIComponent(one[1]), decodeURIComponent(one[2]));
+  if (one) await mirrorPage(decodeURIComponent(one[1]), decodeURIComponent(one[2]), me);
   else if (path === "#/import") importForm();
   else if (path === "#/operator") await operator(me);
   else await mirrors(me);

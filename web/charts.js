@@ -3,7 +3,7 @@
 // day, stacked by outcome, drawn as SVG from GET /admin/activity. A table of the same
 // figures sits behind a toggle for screen readers and for exact numbers.
 
-import { api, h } from "./lib.js";
+import { api, h, loading } from "./lib.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** Outcome, legend, colour: the stack's order from the bottom. */
@@ -25,7 +25,7 @@ function svg(tag, attrs) {
 /** The chart section, showing `span` first. @param {"hour" | "day"} span */
 export function activityChart(span = "hour") {
   const section = h("section", { "aria-label": "Activity", "data-testid": "activity" });
-  const body = h("div", {});
+  const body = h("div", {}, loading());
   /** @param {"hour" | "day"} w */
   const pick = (w) => h("button", {
     type: "button", text: w === "hour" ? "Last hour" : "Last day", "aria-pressed": String(w === span),

@@ -3,7 +3,7 @@
 // each job's attempts on demand; retry and discard one by one, for the jobs selected,
 // or for every failed job shown.
 
-import { api, h, relative, toast } from "./lib.js";
+import { api, h, relative, timeEl, toast } from "./lib.js";
 
 export const JOB_STATES = ["pending", "running", "done", "failed", "dead"];
 const PER_PAGE = 50;
@@ -110,6 +110,15 @@ function bulkBar(jobs, picks, reload) {
   return h("p", { class: "sync", "data-testid": "job-bulk" }, retrySel, discardSel, retryAll);
 }
 
+/**
+ * How many attempts a job has had: the listing gives a count, a job's detail
+ * (`GET /admin/jobs/{id}`) the attempts themselves.
+ * @param {any} job
+ */
+export function attemptCount(job) {
+  return Array.isArray(job.attempts) ? job.attempts.length : Number(job.attempts ?? 0);
+}
+
 /** @param {any} job @param {HTMLInputElement} box @param {() => void} reload @param {boolean} open its attempts at once */
 function jobRow(job, box, reload, open) {
   /** @param {"retry" | "discard"} action */
@@ -129,7 +138,7 @@ function jobRow(job, box, reload, open) {
   });
   const detail = h("details", {
     ontoggle: () => { if (/** @type {HTMLDetailsElement} */ (detail).open) attempts(job.id, detail); },
-  }, h("summary", { text: `${job.attempts} / ${job.max_attempts}` }));
+  }, h("summary", { "data-testid": "job-attempts", text: `${attemptCount(job)} / ${job.max_attempts}` }));
   if (open) detail.setAttribute("open", "");
   const actions = [];
   if (job.state === "failed" || job.state === "dead") actions.push(act("retry"));
@@ -140,7 +149,7 @@ function jobRow(job, box, reload, open) {
     h("td", { text: job.reason, "data-label": "Reason" }),
     h("td", { text: job.state, "data-testid": "job-state", "data-label": "State" }),
     h("td", { "data-label": "Attempts" }, detail),
-    h("td", { text: relative(job.enqueued_at), title: job.enqueued_at, "data-label": "Enqueued" }),
+    timeEl("td", job.enqueued_at, "ago", { "data-label": "Enqueued" }),
     h("td", job.last_error ? { text: job.last_error, "data-label": "Last error" } : {}),
     h("td", {}, ...actions, h("a", { href: `#/operator?job=${job.id}`, text: "Detail", "aria-label": `Detail of the ${job.repo} job` })));
 }
@@ -151,7 +160,7 @@ async function attempts(id, into) {
     const { attempts: runs } = await api("GET", `/admin/jobs/${id}`);
     const list = h("ol", { class: "attempts", "data-testid": "attempts" },
       ...runs.map((/** @type {any} */ r) => h("li", {
-        text: `${relative(r.started_at)} on ${r.worker}: ${r.outcome ?? "running"}${r.duration_ms == null ? "" : `, ${r.duration_ms} ms`}${r.error ? ` — ${r.error}` : ""}`,
+        text: `${relative(r.started_at)} on ${r.worker ?? "a worker"}: ${r.outcome ?? "running"}${r.duration_ms == null ? "" : `, ${r.duration_ms} ms`}${r.error ? ` — ${r.error}` : ""}`,
       })));
     into.querySelector("ol")?.remove();
     into.append(runs.length ? list : h("ol", { class: "attempts" }, h("li", { text: "No attempt recorded." })));

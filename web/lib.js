@@ -4,6 +4,8 @@
 
 export const TOKEN_KEY = "stasis.token";
 export const POLL_MS = 1000;
+/** How often an idle page asks again: often enough that a sync started elsewhere shows. */
+export const IDLE_POLL_MS = 15000;
 export const SYNCED_FLASH_MS = 3000;
 
 
@@ -79,14 +81,131 @@ export function h(tag, attrs = {}, ...children) {
 
 /** "2m ago", "5h ago", "in 3m": the coarsest unit that is at least 1. */
 export function relative(iso, now = Date.now()) {
-  if (!iso) return "never";
+  if (!iso || Number.isNaN(Date.parse(iso))) return "never";
   const secs = Math.round((now - Date.parse(iso)) / 1000);
   const abs = Math.abs(secs);
   const [n, unit] =
     abs < 60 ? [abs, "s"] : abs < 3600 ? [Math.floor(abs / 60), "m"]
       : abs < 86400 ? [Math.floor(abs / 3600), "h"] : [Math.floor(abs / 86400), "d"];
-  if (abs < 5) return "just now";
+  if (abs < 5) return secs >= 0 ? "just now" : "in a few seconds";
   return secs >= 0 ? `${n}${unit} ago` : `in ${n}${unit}`;
+}
+
+/** "14:05", the local time of day of `iso`. @param {string} iso */
+export function clock(iso) {
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+/** "40 s", "3 min", "2 h": how long until `iso`, for "in …". @param {string} iso */
+function until(iso, now = Date.now()) {
+  const secs = Math.max(0, Math.round((Date.parse(iso) - now) / 1000));
+  if (secs < 60) return `${secs} s`;
+  if (secs < 3600) return `${Math.round(secs / 60)} min`;
+  return `${Math.round(secs / 3600)} h`;
+}
+
+/**
+ * How a moment reads, by what it is: `ago` ("5m ago", "never"), `next` (a scheduled
+ * sync: "in 3m", "due now" once past), `retry` (a job's next retry: "in 20s",
+ * "retrying…" once past, never a stale "just now"), `at` ("14:05 (in 40 s)").
+ * @param {string | null | undefined} iso @param {string} kind
+ */
+export function moment(iso, kind = "ago", now = Date.now()) {
+  if (!iso || Number.isNaN(Date.parse(iso))) return kind === "ago" ? "never" : "not scheduled";
+  const due = Date.parse(iso) - now <= 0;
+  if (kind === "next") return due ? "due now" : relative(iso, now);
+  if (kind === "retry") return due ? "retrying…" : relative(iso, now);
+  if (kind === "at") return due ? `${clock(iso)} (starting…)` : `${clock(iso)} (in ${until(iso, now)})`;
+  return relative(iso, now);
+}
+
+/**
+ * An element whose text is a moment that stays true: the page's ticker rewrites it each
+ * second (`prefix` and `suffix` around it), and its title holds the exact time.
+ * @param {string} tag @param {string | null | undefined} iso @param {string} [kind]
+ * @param {Record<string, any>} [attrs] @param {string} [prefix] @param {string} [suffix]
+ */
+export function timeEl(tag, iso, kind = "ago", attrs = {}, prefix = "", suffix = "") {
+  const el = h(tag, { ...attrs, title: iso ?? undefined });
+  setMoment(el, iso, kind, prefix, suffix);
+  return el;
+}
+
+/** Points `el` at another moment. @param {HTMLElement} el @param {string | null | undefined} iso @param {string} [kind] @param {string} [prefix] @param {string} [suffix] */
+export function setMoment(el, iso, kind = "ago", prefix = "", suffix = "") {
+  el.dataset.at = iso ?? "";
+  el.dataset.kind = kind;
+  el.dataset.prefix = prefix;
+  el.dataset.suffix = suffix;
+  if (iso) el.title = iso; else el.removeAttribute("title");
+  el.textContent = `${prefix}${moment(iso, kind)}${suffix}`;
+}
+
+// one ticker for the whole page: relative times age while the page is open
+setInterval(() => {
+  if (document.hidden) return;
+  const now = Date.now();
+  for (const el of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-kind]"))) {
+    const text = `${el.dataset.prefix ?? ""}${moment(el.dataset.at, el.dataset.kind, now)}${el.dataset.suffix ?? ""}`;
+    if (el.textContent !== text) el.textContent = text;
+  }
+}, 1000);
+
+/**
+ * Calls `tick` again and again while `alive()`: every `busy` ms while `inFlight()` says
+ * something is queued or running, every `idle` ms otherwise, and not at all while the
+ * page is hidden (a visible page again asks at once). Returns `now()`, which asks
+ * at once and starts the cadence over.
+ * @param {() => Promise<void>} tick @param {{ alive: () => boolean, inFlight: () => boolean, busy?: number, idle?: number }} opts
+ */
+export function poller(tick, { alive, inFlight, busy = POLL_MS, idle = IDLE_POLL_MS }) {
+  /** @type {number | undefined} */
+  let timer;
+  let running = false;
+  const schedule = () => {
+    window.clearTimeout(timer);
+    if (!alive()) { document.removeEventListener("visibilitychange", onVisible); return; }
+    if (document.hidden) return;
+    timer = window.setTimeout(run, inFlight() ? busy : idle);
+  };
+  const run = async () => {
+    if (!alive()) { schedule(); return; }
+    if (running) return;
+    running = true;
+    try { await tick(); } finally { running = false; }
+    schedule();
+  };
+  const onVisible = () => { if (!document.hidden) run(); else window.clearTimeout(timer); };
+  document.addEventListener("visibilitychange", onVisible);
+  schedule();
+  return () => { window.clearTimeout(timer); run(); };
+}
+
+/**
+ * A failure as people read it: the message once, and its kind (`not_found`, `network`…)
+ * as a label beside it, whether the kind came apart (`kind`) or at the message's end.
+ * @param {string} message @param {string | null | undefined} [kind]
+ * @returns {(Node | string)[]}
+ */
+export function failure(message, kind) {
+  let text = String(message ?? "").trim();
+  let label = kind ?? "";
+  const tail = text.match(/\s*\(([a-z_]+)\)$/);
+  if (tail && (!label || tail[1] === label)) {
+    label = tail[1];
+    text = text.slice(0, tail.index).trim();
+  }
+  return label ? [h("span", { class: "badge bad kind", text: label.replace(/_/g, " ") }), " ", text] : [text];
+}
+
+/** What a section shows while its data is on the way. @param {string} [what] */
+export function loading(what = "Loading…") {
+  return h("p", { class: "muted loading", role: "status", "data-testid": "loading", text: what });
+}
+
+/** The route the page is on now, to tell whether an answer still belongs to it. */
+export function here() {
+  return location.hash;
 }
 
 /**

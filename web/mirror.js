@@ -1,71 +1,207 @@
 // @ts-check
 // One mirror's page, as GitLab's and Gitea's mirror settings have it: its status (last
 // success apart from last attempt, the job in flight with attempt n of m and its next
-// retry), its size, its full history with each run's error, every setting the API can
-// change, its webhook URL, and delete.
+// retry, a sync deferred to its time), kept current by polling, its size, its full
+// history with each run's error, and for its owner or an admin every setting the API can
+// change, its webhook URL, and delete. Anyone else who may see it gets it read-only.
 
-import { api, h, humanSize, page, relative, toast } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, setMoment, timeEl, toast } from "./lib.js";
 
-/** @param {string} owner @param {string} name */
-export async function mirrorPage(owner, name) {
+/** @param {string} owner @param {string} name @param {{ username: string, is_admin: boolean } | null} me */
+export async function mirrorPage(owner, name, me) {
   const base = `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
+  const route = here();
+  // the old page must not stay on screen while this one loads
+  page(`${owner}/${name}`, loading());
   let repo;
   try {
     repo = await api("GET", base);
   } catch (err) {
+    if (here() !== route) return;
     page(`${owner}/${name}`, h("p", { class: "form-error", role: "alert", text: err.message }));
     return;
   }
+  if (here() !== route) return;
   if (!repo.is_mirror) {
     page(repo.full_name, h("p", { class: "muted", text: "This repository is not a mirror." }));
     return;
   }
-  const status = h("section", { "aria-label": "Status" });
-  const history = h("section", { "aria-label": "History" });
-  page(repo.full_name, status,
-    h("h2", { text: "Settings" }), settingsForm(base, repo),
-    h("h2", { text: "Webhook" }), webhook(owner, name, repo),
-    h("h2", { text: "History" }), history,
-    h("h2", { text: "Delete" }), deletion(base, repo));
-  await Promise.all([showStatus(base, status), showHistory(base, history)]);
+  // the API refuses every change from anyone but the owner or an admin: the page offers
+  // none to them either
+  const manage = Boolean(me?.is_admin) || me?.username === repo.owner;
+  const status = h("section", { "aria-label": "Status" }, loading());
+  const history = h("section", { "aria-label": "History" }, loading());
+  const reloadHistory = () => showHistory(base, history);
+  if (manage) {
+    page(repo.full_name, status,
+      h("h2", { text: "Settings" }), settingsForm(base, repo),
+      h("h2", { text: "Webhook" }), webhook(owner, name, repo),
+      h("h2", { text: "History" }), history,
+      h("h2", { text: "Delete" }), deletion(base, repo));
+  } else {
+    page(repo.full_name,
+      h("p", { class: "muted", "data-testid": "read-only", text: `You can follow this mirror; only ${repo.owner} or an admin can sync it or change its settings.` }),
+      status,
+      h("h2", { text: "History" }), history);
+  }
+  liveStatus(base, status, { manage, admin: Boolean(me?.is_admin), onSettled: reloadHistory });
+  await reloadHistory();
 }
 
-/** @param {string} base @param {HTMLElement} section */
-async function showStatus(base, section) {
-  try {
-    const s = await api("GET", `${base}/mirror/status`);
-    const job = s.job;
-    /** @type {[string, string, string?][]} */
-    const rows = [
-      ["State", s.sync_state === "hard_failed" ? "failed, not scheduled" : s.sync_state],
-      ["Last successful sync", relative(s.last_synced_at), s.last_synced_at ?? ""],
-      ["Last attempt", relative(s.last_attempt_at), s.last_attempt_at ?? ""],
-      ["Next sync", s.next_sync_at ? relative(s.next_sync_at) : "not scheduled", s.next_sync_at ?? ""],
-      ["Size", typeof s.size_bytes === "number" ? humanSize(s.size_bytes) : "not measured yet"],
-    ];
-    if (job) {
-      rows.push(["Current job", job.attempts > 0 && job.state === "pending"
-        ? `retrying: attempt ${job.attempts} of ${job.max_attempts} failed, next ${relative(job.run_at)}`
-        : `${job.state}, attempt ${Math.max(job.attempts, 1)} of ${job.max_attempts}`]);
-    }
-    const sync = h("button", { type: "button", class: "primary", text: "Sync now" });
-    sync.addEventListener("click", async () => {
-      try {
-        await api("POST", `${base}/sync`);
-        toast("Sync requested.");
-        showStatus(base, section);
-      } catch (err) {
-        toast(err.message);
-      }
-    });
-    const error = job?.last_error || s.sync_error;
-    section.replaceChildren(
-      h("dl", { class: "facts" }, ...rows.flatMap(([k, v, title]) => [h("dt", { text: k }), h("dd", { text: v, title })])),
-      ...(error ? [h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", text: error })] : []),
-      h("p", {}, sync));
-  } catch (err) {
-    section.replaceChildren(h("p", { class: "form-error", text: err.message }));
+/**
+ * What a mirror's status says in words: the badge, its colour, and the line about the
+ * job in flight. A pending job is told apart by why it waits: a retry after a failed
+ * attempt, a sync deferred to the end of the minimum interval, or room in the queue.
+ * @param {any} s the status JSON
+ * @returns {{ badge: string, tone: "" | "busy" | "ok" | "bad", at?: string, atKind?: string, line: string, inFlight: boolean, deferred: boolean }}
+ */
+export function describe(s) {
+  const job = s.job;
+  const then = (/** @type {boolean} */ f) => (f ? " Another sync runs after it: a sync was asked for while it ran." : "");
+  if (job && job.state === "running") {
+    return { badge: "Syncing", tone: "busy", line: `Running, attempt ${Math.max(job.attempts, 1)} of ${job.max_attempts}.${then(job.follow_up)}`, inFlight: true, deferred: false };
   }
+  if (job && job.state === "pending") {
+    if (job.attempts > 0) {
+      return { badge: "Retrying", tone: "busy", at: job.run_at, atKind: "retry",
+        line: `Attempt ${job.attempts} of ${job.max_attempts} failed; next attempt `, inFlight: true, deferred: false };
+    }
+    if (job.waiting_for_queue) {
+      return { badge: "Waiting for the queue", tone: "busy", line: "Accepted: it waits for room in the queue and runs as soon as there is.", inFlight: true, deferred: false };
+    }
+    if (Date.parse(job.run_at) > Date.now() + 1000) {
+      return { badge: "Scheduled", tone: "busy", at: job.run_at, atKind: "at",
+        line: "Scheduled for ", inFlight: true, deferred: true };
+    }
+    return { badge: "Queued", tone: "busy", line: "Queued: waiting for a worker.", inFlight: true, deferred: false };
+  }
+  if (s.sync_state === "queued" || s.sync_state === "syncing") {
+    return { badge: s.sync_state === "queued" ? "Queued" : "Syncing", tone: "busy", line: "", inFlight: true, deferred: false };
+  }
+  if (s.sync_state === "hard_failed") return { badge: "Failed, not scheduled", tone: "bad", line: "", inFlight: false, deferred: false };
+  if (s.sync_state === "failed") return { badge: "Failed", tone: "bad", line: "", inFlight: false, deferred: false };
+  if (s.sync_state === "success") return { badge: "Up to date", tone: "", line: "", inFlight: false, deferred: false };
+  return { badge: s.last_synced_at ? "Idle" : "Not synced yet", tone: "", line: "", inFlight: false, deferred: false };
+}
+
+/**
+ * What the API's answer to "Sync now" means, in words.
+ * @param {any} a the SyncAccepted JSON
+ */
+export function acceptedText(a) {
+  if (a.next_run_at && Date.parse(a.next_run_at) > Date.now() + 1000) {
+    return `Scheduled for ${moment(a.next_run_at, "at")}: the last sync started less than the minimum interval ago.`;
+  }
+  if (a.follow_up) return "A sync is running now; another runs right after it, so the mirror ends at least as new as the upstream is now.";
+  if (a.waiting_for_queue) return "Accepted: it waits for room in the queue and runs as soon as there is.";
+  return "Sync queued.";
+}
+
+/**
+ * The status section, kept true: it asks the status endpoint every second while a sync is
+ * queued or running and every 15 s otherwise, not at all while the page is hidden.
+ * @param {string} base @param {HTMLElement} section
+ * @param {{ manage: boolean, admin: boolean, onSettled: () => void }} opts
+ */
+function liveStatus(base, section, { manage, admin, onSettled }) {
+  const badge = h("span", { class: "badge", "data-testid": "sync-state" });
+  const line = h("p", { class: "muted", "data-testid": "job-line" });
+  const note = h("p", { role: "status", "data-testid": "sync-note" });
+  const lastSync = h("dd", { "data-testid": "last-sync" });
+  const lastAttempt = h("dd", { "data-testid": "last-attempt" });
+  const nextSync = h("dd", { "data-testid": "next-sync" });
+  const size = h("dd", { "data-testid": "size" });
+  const error = h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", hidden: true });
+  const sync = h("button", { type: "button", class: "primary", text: "Sync now" });
+  const force = h("button", { type: "button", text: "Sync now (force)", hidden: true });
+  let inFlight = false;
+  let flashUntil = 0;
+  let loaded = false;
+  /** @type {any} */
+  let last = null;
+
+  /** @param {any} s */
+  const render = (s) => {
+    const d = describe(s);
+    const finished = inFlight && !d.inFlight;
+    inFlight = d.inFlight;
+    if (finished && s.sync_state === "success") flashUntil = Date.now() + SYNCED_FLASH_MS;
+    if (finished) { note.textContent = ""; onSettled(); }
+    const flash = !d.inFlight && Date.now() < flashUntil;
+    badge.className = `badge${flash ? " ok" : d.tone ? ` ${d.tone}` : ""}`;
+    // a spinner says work is under way: not for a sync that waits for its time
+    badge.replaceChildren(...(d.tone === "busy" && !d.deferred ? [h("span", { class: "spin", "aria-hidden": "true" })] : []),
+      flash ? "Synced!" : d.badge);
+    if (d.at) setMoment(line, d.at, d.atKind, d.line, ".");
+    else { delete line.dataset.kind; line.removeAttribute("title"); line.textContent = d.line; }
+    line.hidden = !d.line;
+    setMoment(lastSync, s.last_synced_at, "ago");
+    setMoment(lastAttempt, s.last_attempt_at, "ago",
+      "", s.last_attempt_at && s.sync_status === "failed" && !d.inFlight ? " (failed)" : "");
+    if (s.next_sync_at) setMoment(nextSync, s.next_sync_at, "next");
+    else { delete nextSync.dataset.kind; nextSync.textContent = s.sync_state === "hard_failed" ? "not scheduled: Sync now or a new upstream URL resumes it" : "not scheduled"; }
+    const known = typeof s.size_bytes === "number";
+    size.textContent = known ? humanSize(s.size_bytes) : "not measured yet";
+    size.title = known ? `${s.size_bytes} bytes` : "";
+    const message = (d.inFlight ? s.job?.last_error : null) || (s.sync_status === "failed" ? s.sync_error : "");
+    const said = message || (s.sync_status === "failed" ? "The last sync failed." : "");
+    error.replaceChildren(...(said ? failure(said) : []));
+    error.hidden = !said;
+    /** @type {HTMLButtonElement} */ (sync).disabled = d.inFlight;
+    sync.setAttribute("aria-busy", String(d.inFlight && !d.deferred));
+    force.hidden = !(admin && d.deferred);
+  };
+
+  const tick = async () => {
+    try {
+      last = await api("GET", `${base}/mirror/status`);
+      if (!loaded) {
+        loaded = true;
+        section.replaceChildren(
+          h("p", { class: "sync" }, badge), line,
+          h("dl", { class: "facts" },
+            h("dt", { text: "Last successful sync" }), lastSync,
+            h("dt", { text: "Last attempt" }), lastAttempt,
+            h("dt", { text: "Next sync" }), nextSync,
+            h("dt", { text: "Size" }), size),
+          error,
+          ...(manage ? [h("p", { class: "sync" }, sync, force), note] : []));
+      }
+      render(last);
+    } catch (err) {
+      if (!loaded) section.replaceChildren(h("p", { class: "form-error", text: err.message }));
+      else note.textContent = `Could not refresh: ${err.message}`;
+    }
+  };
+  const now = poller(tick, { alive: () => section.isConnected, inFlight: () => inFlight || Date.now() < flashUntil, busy: POLL_MS });
+
+  /** @param {boolean} forced */
+  const request = async (forced) => {
+    /** @type {HTMLButtonElement} */ (sync).disabled = true;
+    try {
+      const accepted = await api("POST", `${base}/sync${forced ? "?force=true" : ""}`);
+      note.textContent = acceptedText(accepted);
+      // in flight from here on, whatever the next answer says: a sync that finishes
+      // before it still ends in "Synced!"
+      inFlight = true;
+    } catch (err) {
+      note.textContent = err.message;
+      /** @type {HTMLButtonElement} */ (sync).disabled = false;
+    }
+    now();
+  };
+  sync.addEventListener("click", () => request(false));
+  force.addEventListener("click", () => request(true));
+  now();
+}
+
+/** The figures of a run that mean something: a failed or running one fetched nothing to count. @param {any} r */
+function runFigures(r) {
+  const counted = r.outcome === "success";
+  const refs = r.unchanged ? "unchanged"
+    : counted || r.refs_updated || r.refs_pruned ? `+${r.refs_updated ?? 0} -${r.refs_pruned ?? 0}` : "-";
+  const bytes = (counted && !r.unchanged) || r.bytes_received > 0 ? humanSize(r.bytes_received ?? 0) : "-";
+  return { refs, bytes };
 }
 
 /** @param {string} base @param {HTMLElement} section */
@@ -79,15 +215,20 @@ async function showHistory(base, section) {
     const head = ["Started", "Outcome", "Error", "Took", "Refs", "Received", "LFS", "Worker"];
     section.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("thead", {}, h("tr", {}, ...head.map((t) => h("th", { scope: "col", text: t })))),
-      h("tbody", {}, ...runs.map((/** @type {any} */ r) => h("tr", { "data-outcome": r.outcome ?? "running" },
-        h("td", { text: relative(r.started_at), title: r.started_at, "data-label": "Started" }),
-        h("td", { text: r.outcome ?? "running", "data-label": "Outcome" }),
-        h("td", r.error ? { text: `${r.error}${r.error_kind ? ` (${r.error_kind})` : ""}`, "data-label": "Error" } : {}),
-        h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
-        h("td", { text: r.unchanged ? "unchanged" : `+${r.refs_updated} -${r.refs_pruned}`, "data-label": "Refs" }),
-        h("td", { text: humanSize(r.bytes_received), "data-label": "Received" }),
-        h("td", { text: lfsFigures(r), "data-label": "LFS", "data-testid": "run-lfs" }),
-        h("td", { text: r.worker, "data-label": "Worker" })))))));
+      h("tbody", {}, ...runs.map((/** @type {any} */ r) => {
+        const { refs, bytes } = runFigures(r);
+        return h("tr", { "data-outcome": r.outcome ?? "running" },
+          timeEl("td", r.started_at, "ago", { "data-label": "Started" }),
+          h("td", { text: r.outcome ?? "running", "data-label": "Outcome" }),
+          r.error
+            ? h("td", { "data-label": "Error", "data-testid": "run-error" }, ...failure(r.error, r.error_kind))
+            : h("td", {}),
+          h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
+          h("td", { text: refs, "data-label": "Refs" }),
+          h("td", { text: bytes, "data-label": "Received" }),
+          h("td", { text: lfsFigures(r), "data-label": "LFS", "data-testid": "run-lfs" }),
+          h("td", { text: r.worker ?? "-", "data-label": "Worker" }));
+      })))));
   } catch (err) {
     section.replaceChildren(h("p", { class: "form-error", text: err.message }));
   }

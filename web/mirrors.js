@@ -3,7 +3,8 @@
 // filtered by status, owner, upstream host and name, paged, with a sync of the mirrors
 // selected or of every failed one shown. Each card is the mirror's sync button.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, h, humanSize, page, relative, toast } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, humanSize, loading, page, poller, setMoment, timeEl, toast } from "./lib.js";
+import { acceptedText, describe } from "./mirror.js";
 
 // the four public status values (`failed` includes `hard_failed`, `syncing` includes
 // `queued`), then the two states only the full `sync_state` has
@@ -47,10 +48,11 @@ export async function mirrors(me) {
   });
   // a status picked applies at once, as before the other filters existed
   status.addEventListener("change", () => /** @type {HTMLFormElement} */ (filters).requestSubmit());
-  const list = h("ul", { class: "cards", "aria-label": "Mirrors" });
+  const list = h("ul", { class: "cards", "aria-label": "Mirrors" }, h("li", {}, loading()));
   const bulk = h("div", { class: "sync bulk", "data-testid": "bulk" });
   const paging = h("p", { class: "sync", "data-testid": "paging" });
-  page(admin ? "Mirrors (all owners)" : "Mirrors", filters, bulk, list, paging);
+  const counts = h("nav", { class: "counts", "aria-label": "Mirror counts", "data-testid": "counts" });
+  page(admin ? "Mirrors (all owners)" : "Mirrors", filters, counts, bulk, list, paging);
 
   const query = new URLSearchParams({ mirror: "true", per_page: String(PER_PAGE), page: String(pageNo) });
   if (get("status")) query.set("sync_status", get("status"));
@@ -66,6 +68,7 @@ export async function mirrors(me) {
     list.replaceWith(h("p", { class: "form-error", role: "alert", text: message }));
     return;
   }
+  statusCounts(counts, listing, query, get("status"), go);
   const filtered = FILTERS.some((k) => get(k));
   if (result.repos.length === 0) {
     list.replaceWith(filtered || pageNo > 1
@@ -75,17 +78,69 @@ export async function mirrors(me) {
   }
   /** @type {Map<string, HTMLInputElement>} */
   const picks = new Map();
+  /** @type {Map<string, (repo: any) => void>} */
+  const cards = new Map();
+  list.replaceChildren();
   for (const repo of result.repos) {
     const pick = admin ? /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", "aria-label": `Select ${repo.full_name}` })) : null;
     if (pick) picks.set(repo.full_name, pick);
-    list.append(h("li", {}, mirrorCard(repo, pick)));
+    const { card, seen } = mirrorCard(repo, pick);
+    cards.set(repo.full_name, seen);
+    list.append(h("li", {}, card));
   }
+  // one listing request every 15 s tells each card whether its mirror moved (a scheduled
+  // sync, one started elsewhere); only a card whose mirror moved asks for its status.
+  // The counts are asked again with it.
+  poller(async () => {
+    try {
+      const fresh = await api("GET", `${listing}?${query}`);
+      for (const repo of fresh.repos) cards.get(repo.full_name)?.(repo);
+      await statusCounts(counts, listing, query, get("status"), go);
+    } catch {
+      // the next round tries again; the cards keep what they last knew
+    }
+  }, { alive: () => list.isConnected, inFlight: () => false });
   const pages = Math.max(1, Math.ceil(result.total / PER_PAGE));
   paging.append(
     h("button", { type: "button", text: "Previous", disabled: pageNo <= 1, onclick: () => go({ page: pageNo - 1 }) }),
     h("span", { text: `Page ${pageNo} of ${pages} · ${result.total} mirror${result.total === 1 ? "" : "s"}` }),
     h("button", { type: "button", text: "Next", disabled: pageNo >= pages, onclick: () => go({ page: pageNo + 1 }) }));
   if (admin) bulkActions(bulk, result.repos, picks, () => mirrors(me));
+}
+
+/** The public statuses counted above the list, failures first. */
+const COUNTED = [["failed", "Failed"], ["syncing", "Syncing"], ["success", "Up to date"], ["idle", "Idle"]];
+
+/**
+ * How many mirrors each status has under the other filters, each a link that filters
+ * the list by it (one small count request per status).
+ * @param {HTMLElement} into @param {string} listing @param {URLSearchParams} query
+ * @param {string} current @param {(change: Record<string, string | number>) => void} go
+ */
+async function statusCounts(into, listing, query, current, go) {
+  const ask = async (/** @type {string} */ status) => {
+    const q = new URLSearchParams(query);
+    q.set("per_page", "1");
+    q.delete("page");
+    if (status) q.set("sync_status", status); else q.delete("sync_status");
+    return (await api("GET", `${listing}?${q}`)).total;
+  };
+  try {
+    // one after another: five small reads, not a burst beside the listing
+    const totals = [];
+    for (const status of ["", ...COUNTED.map(([s]) => s)]) totals.push(await ask(status));
+    const [all, ...each] = totals;
+    /** @param {string} status @param {string} label @param {number} n */
+    const chip = (status, label, n) => h("a", {
+      href: "#", class: `count${status === "failed" && n > 0 ? " bad" : ""}`,
+      "aria-current": current === status ? "true" : undefined, "data-status": status || "all",
+      onclick: (/** @type {Event} */ e) => { e.preventDefault(); go({ status, page: 1 }); },
+    }, h("strong", { text: String(n) }), ` ${label}`);
+    into.replaceChildren(chip("", "All", all), ...COUNTED.map(([status, label], i) => chip(status, label, each[i])));
+  } catch {
+    // the list says what went wrong; the counts stay away
+    into.replaceChildren();
+  }
 }
 
 /**
@@ -128,20 +183,26 @@ function bulkActions(bar, repos, picks, reload) {
 
 /**
  * The mirror's sync button with its status: idle shows the last sync and
- * "Sync now"; syncing spins and disables the button while it polls; success shows
- * "Synced!" in green for three seconds; failure shows the error in red.
+ * "Sync now"; queued or syncing spins and disables the button while it polls; success
+ * shows "Synced!" in green for three seconds; failure shows the error in red.
  * @param {any} repo @param {HTMLInputElement | null} pick an admin's selection box
+ * @returns {{ card: HTMLElement, seen: (repo: any) => void }} `seen` takes the mirror as a
+ * later listing has it
  */
 function mirrorCard(repo, pick) {
   const base = `/repos/${encodeURIComponent(repo.owner)}/${encodeURIComponent(repo.name)}`;
-  const badge = h("span", { class: "badge", "data-testid": "sync-state" });
+  const badge = h("span", { class: "badge", "data-testid": "sync-state" }, "Loading…");
   const button = h("button", { type: "button", class: "primary", text: "Sync now" });
   const last = h("dd", { "data-testid": "last-sync" });
-  const next = h("dd");
+  // a failed attempt after the last success: when it was, beside that success
+  const attemptTerm = h("dt", { text: "Last attempt", hidden: true });
+  const attempt = h("dd", { "data-testid": "last-attempt", hidden: true });
+  const next = h("dd", { "data-testid": "next-sync" });
   // the size is known once a sync has stored it; until then neither term nor value shows
   const sizeTerm = h("dt", { text: "Size", hidden: true });
   const size = h("dd", { "data-testid": "size", hidden: true });
   const upstream = h("dd", { class: "url", text: repo.mirror_url ?? "", title: repo.mirror_url ?? "" });
+  const note = h("p", { class: "muted", role: "status", "data-testid": "sync-note" });
   const error = h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", hidden: true });
   const history = h("div", { class: "table-wrap" });
   const details = h("details", {
@@ -150,62 +211,71 @@ function mirrorCard(repo, pick) {
   const card = h("article", { class: "card", "aria-label": repo.full_name, "data-repo": repo.full_name },
     h("h2", { class: pick ? "picked" : undefined }, pick, h("a", { href: `#/mirror/${encodeURIComponent(repo.owner)}/${encodeURIComponent(repo.name)}`, text: repo.full_name })),
     h("dl", {}, h("dt", { text: "Upstream" }), upstream, h("dt", { text: "Last sync" }), last,
-      h("dt", { text: "Next sync" }), next, sizeTerm, size),
+      attemptTerm, attempt, h("dt", { text: "Next sync" }), next, sizeTerm, size),
     h("div", { class: "sync" }, button, badge),
-    error, details);
+    note, error, details);
   /** @type {number | undefined} */
   let poller;
   let flashing = false;
+  /** what the card last showed, to tell from a later listing whether the mirror moved */
+  let known = { state: repo.sync_state, synced: repo.last_synced_at ?? null };
+  let deferredTicks = 0;
 
   /** @param {"idle" | "syncing" | "success" | "failed"} view @param {any} status */
   function show(view, status) {
-    last.textContent = relative(status.last_synced_at);
-    last.title = status.last_synced_at ?? "";
-    if (!status.last_synced_at && status.last_attempt_at) {
-      last.textContent += ` (last attempt ${relative(status.last_attempt_at)})`;
-    }
-    next.textContent = status.next_sync_at ? relative(status.next_sync_at) : "not scheduled";
-    const known = typeof status.size_bytes === "number";
-    sizeTerm.hidden = !known;
-    size.hidden = !known;
-    size.textContent = known ? humanSize(status.size_bytes) : "";
-    size.title = known ? `${status.size_bytes} bytes` : "";
+    const d = describe(status);
+    known = { state: status.sync_state, synced: status.last_synced_at ?? null };
+    setMoment(last, status.last_synced_at, "ago");
+    const attemptFailed = status.sync_status === "failed" && !d.inFlight && Boolean(status.last_attempt_at)
+      && (!status.last_synced_at || Date.parse(status.last_attempt_at) > Date.parse(status.last_synced_at));
+    attemptTerm.hidden = !attemptFailed;
+    attempt.hidden = !attemptFailed;
+    if (attemptFailed) setMoment(attempt, status.last_attempt_at, "ago", "", ", failed");
+    if (status.next_sync_at) setMoment(next, status.next_sync_at, "next");
+    else { delete next.dataset.kind; next.textContent = "not scheduled"; }
+    const sized = typeof status.size_bytes === "number";
+    sizeTerm.hidden = !sized;
+    size.hidden = !sized;
+    size.textContent = sized ? humanSize(status.size_bytes) : "";
+    size.title = sized ? `${status.size_bytes} bytes` : "";
     const syncing = view === "syncing";
     /** @type {HTMLButtonElement} */ (button).disabled = syncing;
-    button.setAttribute("aria-busy", String(syncing));
+    button.setAttribute("aria-busy", String(syncing && !d.deferred));
     badge.className = "badge";
     badge.replaceChildren();
     error.hidden = true;
+    if (!syncing) note.textContent = "";
     const job = status.job;
-    const retrying = syncing && job?.state === "pending" && job.attempts > 0;
-    if (retrying) {
+    if (syncing && d.badge === "Retrying") {
       badge.classList.add("busy");
       badge.append(`Retrying (attempt ${job.attempts} of ${job.max_attempts} failed)`);
-      error.textContent = `${job.last_error || "The last attempt failed."} Next retry ${relative(job.run_at)}.`;
+      error.replaceChildren(...failure(job.last_error || "The last attempt failed."), " Next attempt ", timeEl("span", job.run_at, "retry"), ".");
       error.hidden = false;
+    } else if (syncing && d.deferred) {
+      badge.classList.add("busy");
+      badge.append("Scheduled for ", timeEl("span", job.run_at, "at"));
     } else if (syncing) {
       badge.classList.add("busy");
-      badge.append(h("span", { class: "spin", "aria-hidden": "true" }),
-        status.sync_state === "queued" ? "Queued" : "Syncing");
+      badge.append(h("span", { class: "spin", "aria-hidden": "true" }), d.badge);
     } else if (view === "success") {
       badge.classList.add("ok");
       badge.append("Synced!");
     } else if (view === "failed") {
       badge.classList.add("bad");
-      badge.append(status.sync_state === "hard_failed" ? "Failed, not scheduled" : "Failed");
-      error.textContent = status.sync_error || "The last sync failed.";
+      badge.append(d.badge);
+      error.replaceChildren(...failure(status.sync_error || "The last sync failed."));
       if (status.sync_state === "hard_failed") {
-        error.textContent += " Scheduled syncs stopped: Sync now or a new upstream URL resumes them.";
+        error.append(h("br"), "Scheduled syncs stopped: Sync now or a new upstream URL resumes them.");
       }
       error.hidden = false;
     } else {
-      badge.append(status.sync_state === "success" ? "Up to date" : status.sync_state);
+      badge.append(d.badge);
     }
   }
 
   /** @param {any} status */
   function settle(status) {
-    if (status.sync_state === "queued" || status.sync_state === "syncing") {
+    if (describe(status).inFlight) {
       show("syncing", status);
       if (poller === undefined) poller = window.setInterval(poll, POLL_MS);
       return;
@@ -229,6 +299,9 @@ function mirrorCard(repo, pick) {
   async function poll() {
     // a card replaced by a re-render stops polling (the first poll runs before it is shown)
     if (poller !== undefined && !card.isConnected) { window.clearInterval(poller); return; }
+    // a hidden page asks nothing; a sync deferred for a while is asked about less often
+    if (poller !== undefined && document.hidden) return;
+    if (poller !== undefined && badge.textContent?.startsWith("Scheduled") && ++deferredTicks % 5 !== 0) return;
     try {
       settle(await api("GET", `${base}/mirror/status`));
     } catch (err) {
@@ -243,10 +316,10 @@ function mirrorCard(repo, pick) {
         : h("table", { class: "stack" },
           h("thead", {}, h("tr", {}, ...["Started", "Outcome", "Took", "Refs"].map((t) => h("th", { scope: "col", text: t })))),
           h("tbody", {}, ...runs.map((/** @type {any} */ r) => h("tr", {},
-            h("td", { text: relative(r.started_at), title: r.started_at, "data-label": "Started" }),
+            timeEl("td", r.started_at, "ago", { "data-label": "Started" }),
             h("td", { text: r.error ? `${r.outcome}: ${r.error}` : (r.outcome ?? "running"), "data-label": "Outcome" }),
             h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
-            h("td", { text: r.unchanged ? "unchanged" : `+${r.refs_updated} -${r.refs_pruned}`, "data-label": "Refs" }))))));
+            h("td", { text: r.unchanged ? "unchanged" : r.outcome === "success" ? `+${r.refs_updated} -${r.refs_pruned}` : "-", "data-label": "Refs" }))))));
     } catch (err) {
       history.replaceChildren(h("p", { class: "form-error", text: err.message }));
     }
@@ -256,12 +329,20 @@ function mirrorCard(repo, pick) {
     /** @type {HTMLButtonElement} */ (button).disabled = true;
     try {
       const accepted = await api("POST", `${base}/sync`);
-      settle({ ...(await api("GET", `${base}/mirror/status`)), sync_state: accepted.sync_state === "syncing" ? "syncing" : "queued" });
+      const status = await api("GET", `${base}/mirror/status`);
+      // in flight from the answer on: a sync that ends before this status still flashes
+      settle({ ...status, sync_state: describe(status).inFlight ? status.sync_state : accepted.sync_state === "syncing" ? "syncing" : "queued" });
+      note.textContent = acceptedText(accepted);
     } catch (err) {
       /** @type {HTMLButtonElement} */ (button).disabled = false;
       toast(`${repo.full_name}: ${err.message}`);
     }
   });
   poll();
-  return card;
+  /** @param {any} fresh */
+  const seen = (fresh) => {
+    if (poller !== undefined) return;
+    if (fresh.sync_state !== known.state || (fresh.last_synced_at ?? null) !== known.synced) poll();
+  };
+  return { card, seen };
 }

@@ -4,7 +4,7 @@
 // the last hour or day, and the jobs (web/jobs.js). It refreshes itself every few
 // seconds while the switch is on.
 
-import { api, h, page, refusals, relative, toast } from "./lib.js";
+import { api, h, loading, page, refusals, relative, toast } from "./lib.js";
 import { JOB_STATES, parseSearch, showJobs } from "./jobs.js";
 import { activityChart } from "./charts.js";
 
@@ -35,8 +35,8 @@ export async function operator(me) {
     const q = next.toString();
     location.hash = q ? `#/operator?${q}` : "#/operator";
   };
-  const overview = h("section", { "aria-label": "Queue" });
-  const jobs = h("section", { "aria-label": "Jobs" });
+  const overview = h("section", { "aria-label": "Queue" }, loading());
+  const jobs = h("section", { "aria-label": "Jobs" }, loading());
   const stateSelect = h("select", {
     id: "job-state",
     onchange: (/** @type {Event} */ e) => go({ state: /** @type {HTMLSelectElement} */ (e.target).value, page: 1 }),
@@ -120,7 +120,7 @@ async function showOverview(section) {
       h("div", { class: "table-wrap" }, h("table", { class: "stack" },
         h("thead", {}, h("tr", {}, ...["Worker", "Host", "In flight", "Last heartbeat"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, ...q.workers.map((/** @type {any} */ w) => h("tr", {},
-          h("td", { text: w.name, "data-label": "Worker" }), h("td", { text: w.host, "data-label": "Host" }),
+          h("td", { text: w.name, "data-label": "Worker" }), h("td", { text: w.host ?? "-", "data-label": "Host" }),
           h("td", { text: `${w.jobs_in_flight} / ${w.concurrency}`, "data-label": "In flight" }),
           h("td", { text: relative(w.last_heartbeat_at), "data-label": "Last heartbeat" })))))));
   } catch (err) {
@@ -132,7 +132,7 @@ async function showOverview(section) {
 function deadDeliveries() {
   const section = h("section", { "aria-label": "Dead deliveries", "data-testid": "dead-deliveries" },
     h("h2", { text: "Dead deliveries" }));
-  const body = h("div", {});
+  const body = h("div", {}, loading());
   section.append(body);
   api("GET", "/admin/queue/dead").then(({ deliveries }) => {
     body.replaceChildren(deliveries.length === 0

@@ -259,6 +259,8 @@ async function signInAs(token) {
   await page.evaluate((t) => localStorage.setItem("stasis.token", t), token);
   // a fresh document: the app keeps who is signed in for the page's life
   await page.goto(`${BASE_URL}/#/mirrors`);
+  // requests cut off by a reload are no test of the page: let them end first
+  await page.waitForLoadState("networkidle");
   await page.reload();
   await page.getByRole("heading", { level: 1, name: /Mirrors/ }).waitFor();
 }
@@ -435,20 +437,30 @@ test("every page for an owner and an admin at 1280 and 390 px: shown, nothing pa
     await signInAs(token);
     for (const size of [DESKTOP, PHONE]) {
       await page.setViewportSize(size);
-      for (const [name, hash, heading] of pages[role]) {
-        await page.goto(`${BASE_URL}/${hash}`);
-        await page.reload();
-        await page.getByRole("heading", { level: 1, name: heading }).waitFor();
-        // the page's data is in once its loading requests have settled
-        await page.waitForLoadState("networkidle");
-        await shot(`${role}-${name}-${size.width}`);
-        if (size === PHONE) {
-          assert.deepEqual(await pastTheEdge(), [], `${role} ${name}: elements wider than a ${size.width}px screen`);
-          await accessible(`${role} ${name} at ${size.width}px`);
+      for (const scheme of ["light", "dark"]) {
+        await page.emulateMedia({ colorScheme: scheme });
+        for (const [name, hash, heading] of pages[role]) {
+          await page.goto(`${BASE_URL}/${hash}`);
+          // requests cut off by a reload are no test of the page: let them end first
+          await page.waitForLoadState("networkidle");
+          await page.reload();
+          await page.getByRole("heading", { level: 1, name: heading }).waitFor();
+          // the page's data is in once its loading requests have settled
+          await page.waitForLoadState("networkidle");
+          await page.getByTestId("loading").first().waitFor({ state: "detached" });
+          await shot(`${role}-${name}-${size.width}-${scheme}`);
+          const garbage = (await page.locator("body").innerText()).split("\n")
+            .filter((line) => /\[object Object\]|undefined|NaN/.test(line));
+          assert.deepEqual(garbage, [], `${role} ${name}: text nobody should read`);
+          if (size === PHONE) {
+            assert.deepEqual(await pastTheEdge(), [], `${role} ${name}: elements wider than a ${size.width}px screen`);
+          }
+          await accessible(`${role} ${name} at ${size.width}px, ${scheme}`);
         }
       }
     }
   }
+  await page.emulateMedia({ colorScheme: "light" });
   // signed out, and the API docs (no sign-in needed), at both widths
   await page.evaluate(() => localStorage.clear());
   for (const size of [DESKTOP, PHONE]) {
