@@ -141,4 +141,3 @@ pub async fn answer_within(State(state): State<AppState>, req: Request, next: Ne
         }
     }
 }
-
