@@ -115,20 +115,18 @@ pub async fn watch(health: Arc<BackendHealth>, redis: ConnectionManager, databas
 /// upstream is not an outage), up to `api.request_timeout`.
 ///
 /// The handler runs in a task of its own and is not cut off when the 503 goes out: a
-/// request stopped between its Postgres write and its Redis push would leave behind
-/// what its own error path undoes (a job without a delivery). It ends within the
-/// backends' own bounds, or as soon as a frozen one resumes.
+/// request stopped between two of its writes would leave half of them behind. It ends
+/// within the backends' own bounds, or as soon as a frozen one resumes.
 pub async fn answer_within(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let handler = tokio::spawn(next.run(req).instrument(tracing::Span::current()));
-    // dropped unanswered (`api.request_timeout`, the client went away): the handler
-    // stops with it, as it would have without its own task
-    let mut handler = AbortOnDrop(Some(handler));
+    // Not aborted when the client goes away either: a handler dropped between its
+    // statements can hand its pooled connection back in the middle of a transaction
+    // (sqlx's `begin` cancelled before it counted the transaction), and the next
+    // request on that connection fails or writes into it. It ends within the backends'
+    // bounds and `api.request_timeout`, holding its concurrency permit until then.
+    let mut handler = tokio::spawn(next.run(req).instrument(tracing::Span::current()));
     let mut wait = state.cfg.api.unavailable_after;
     loop {
-        let Some(running) = handler.0.as_mut() else {
-            return ApiError::Internal("request handler gone".into()).into_response();
-        };
-        match tokio::time::timeout(wait, running).await {
+        match tokio::time::timeout(wait, &mut handler).await {
             Ok(Ok(response)) => return response,
             Ok(Err(e)) => {
                 return ApiError::Internal(format!("request handler failed: {e}")).into_response()
@@ -136,21 +134,10 @@ pub async fn answer_within(State(state): State<AppState>, req: Request, next: Ne
             Err(_) => {
                 if let Some(dependency) = state.health.failing() {
                     stasis_shared::error::count_backend_error(Some(dependency), "request");
-                    handler.0 = None;
                     return ApiError::Unavailable(dependency).into_response();
                 }
                 wait = LOOK_AGAIN;
             }
-        }
-    }
-}
-
-struct AbortOnDrop(Option<tokio::task::JoinHandle<Response>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
         }
     }
 }

@@ -15,7 +15,8 @@ pub async fn watch(root: PathBuf, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let path = root.clone();
+        // a root not made yet (no mirror imported) lives on its parent's filesystem
+        let path = nearest_existing(&root);
         match tokio::task::spawn_blocking(move || free_bytes(&path)).await {
             Ok(Ok(free)) => metrics::gauge!("stasis_storage_free_bytes").set(free as f64),
             Ok(Err(e)) => {
@@ -24,6 +25,14 @@ pub async fn watch(root: PathBuf, every: Duration) {
             Err(e) => warn!(error = %e, "free space check did not finish"),
         }
     }
+}
+
+/// `path`, or its nearest ancestor that exists.
+fn nearest_existing(path: &std::path::Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(path)
+        .to_path_buf()
 }
 
 /// Bytes an unprivileged process may still write under `path`.
@@ -40,5 +49,7 @@ mod tests {
         let free = super::free_bytes(dir.path()).unwrap();
         assert!(free > 0, "a test machine with a full disk: {free}");
         assert!(super::free_bytes(&dir.path().join("missing")).is_err());
+        let missing = dir.path().join("not/made/yet");
+        assert_eq!(super::nearest_existing(&missing), dir.path());
     }
 }
