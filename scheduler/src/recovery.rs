@@ -106,7 +106,7 @@ async fn rescue_dead_workers(
     redis: &ConnectionManager,
     job_service: &Jobs,
 ) -> Result<u64, SchedulerError> {
-    let window = cfg.queue.heartbeat_interval * cfg.queue.missed_heartbeats;
+    let window = cfg.queue.liveness_window();
     let silent = recovery::running_on_silent_workers(pool, window, BATCH).await?;
     if silent.is_empty() {
         return Ok(0);

@@ -580,6 +580,46 @@ async fn requeue_running_of_a_job_not_running_is_refused() {
     assert!(job(fx.pool(), pending).await.in_queue);
 }
 
+// rescue::postpone_held
+
+#[tokio::test]
+async fn postpone_held_sends_a_dead_workers_running_job_back_to_waiting_later() {
+    let fx = Fixture::new().await;
+    let id = fx.open(SyncReason::Manual).await;
+    fx.start(id, 1).await.expect("started");
+    // the delivery that took the lease over holds fence 2
+    let delay = std::time::Duration::from_secs(60);
+    assert!(rescue::postpone_held(fx.pool(), id, 2, delay)
+        .await
+        .unwrap());
+    let row = job(fx.pool(), id).await;
+    assert_eq!(
+        (row.state, row.in_queue, row.due),
+        (JobState::Pending, false, false)
+    );
+    // a pending job is postponed the same way
+    assert!(rescue::postpone_held(fx.pool(), id, 2, delay)
+        .await
+        .unwrap());
+    assert_eq!(job(fx.pool(), id).await.state, JobState::Pending);
+}
+
+#[tokio::test]
+async fn postpone_held_by_a_stale_fence_or_of_a_finished_job_is_refused() {
+    let fx = Fixture::new().await;
+    let failed = fx.failed_job().await;
+    let now = std::time::Duration::ZERO;
+    assert!(!rescue::postpone_held(fx.pool(), failed, 99, now)
+        .await
+        .unwrap());
+    assert_eq!(job(fx.pool(), failed).await.state, JobState::Failed);
+    let id = fx.open(SyncReason::Manual).await;
+    fx.start(id, 3).await.expect("started");
+    // a newer holder (fence 3) started it: the older lease's delivery changes nothing
+    assert!(!rescue::postpone_held(fx.pool(), id, 2, now).await.unwrap());
+    assert_eq!(job(fx.pool(), id).await.state, JobState::Running);
+}
+
 // operator::retry
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! [`SyncAttempt`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::Data;
 use chrono::Utc;
@@ -55,23 +55,44 @@ pub async fn handle(
 }
 
 async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError> {
-    let Some(found) = repos::find_for_job(&ctx.pool, job.job_id).await? else {
-        debug!("job or repository no longer exists");
-        return Ok(());
-    };
-    if !matches!(found.job_state, JobState::Pending | JobState::Running) {
-        debug!(state = %found.job_state, "job already finished; duplicate delivery dropped");
-        return Ok(());
-    }
-    let early = found.job_run_at - Utc::now();
-    if early > chrono::Duration::seconds(2) {
-        // A duplicate of a job waiting out its retry backoff: move it to when it is due.
-        return postpone(ctx, job, early.to_std().unwrap_or_default()).await;
-    }
-    match SyncAttempt::acquire(ctx, job.clone(), &found).await? {
-        Acquired::Attempt(attempt) => attempt.run().await,
-        Acquired::Postponed(delay) => postpone(ctx, job, delay).await,
-        Acquired::Finished => Ok(()),
+    // A delivery of a job recorded as running that finds the repository locked holds
+    // either a duplicate (the sync is alive) or a dead worker's job: apalis hands a
+    // silent consumer's deliveries on by its own clock, up to a second before that
+    // worker's liveness key expires and its lock may be taken over. Dropping it then
+    // would leave the job running with nobody on it until the scheduler's reaper, so it
+    // tries again until the holder's liveness window has surely passed.
+    let mut patience: Option<Instant> = None;
+    loop {
+        let Some(found) = repos::find_for_job(&ctx.pool, job.job_id).await? else {
+            debug!("job or repository no longer exists");
+            return Ok(());
+        };
+        if !matches!(found.job_state, JobState::Pending | JobState::Running) {
+            debug!(state = %found.job_state, "job already finished; duplicate delivery dropped");
+            return Ok(());
+        }
+        let early = found.job_run_at - Utc::now();
+        if found.job_state == JobState::Pending && early > chrono::Duration::seconds(2) {
+            // A duplicate of a job waiting out its retry backoff: move it to when it is due.
+            return postpone(ctx, job, early.to_std().unwrap_or_default()).await;
+        }
+        let delay = match SyncAttempt::acquire(ctx, job.clone(), &found).await? {
+            Acquired::Attempt(attempt) => return attempt.run().await,
+            Acquired::Finished => return Ok(()),
+            Acquired::Postponed(delay) => delay,
+        };
+        if found.job_state == JobState::Pending {
+            return postpone(ctx, job, delay).await;
+        }
+        let queue = &ctx.cfg.queue;
+        let give_up = *patience.get_or_insert_with(|| {
+            Instant::now() + queue.liveness_window() + queue.heartbeat_interval
+        });
+        if Instant::now() + delay > give_up {
+            debug!("repository locked by the live sync of this job; duplicate delivery dropped");
+            return Ok(());
+        }
+        tokio::time::sleep(delay).await;
     }
 }
 

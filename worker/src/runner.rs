@@ -69,7 +69,7 @@ pub async fn run(
     let alive = Liveness {
         redis: redis.clone(),
         key: liveness::key(&cfg.queue.namespace, &name),
-        window: cfg.queue.heartbeat_interval * cfg.queue.missed_heartbeats,
+        window: cfg.queue.liveness_window(),
         outage: outage.clone(),
     };
     // alive before the first lease is taken, or another worker would take it over

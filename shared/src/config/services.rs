@@ -105,6 +105,14 @@ pub struct QueueConfig {
     pub max_dead: u64,
 }
 
+impl QueueConfig {
+    /// How long a worker may be silent before it counts as gone: its liveness key
+    /// expires, its leases and slots may be taken over, its deliveries handed on.
+    pub fn liveness_window(&self) -> Duration {
+        self.heartbeat_interval * self.missed_heartbeats
+    }
+}
+
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {

@@ -19,6 +19,7 @@
 //! | [`attempt::finish`]: failure | `running` | `failed` | `failed` or `hard_failed` | worker |
 //! | [`attempt::finish`]: shutdown | `running` | `pending` (due now, attempt not counted) | `queued` | worker |
 //! | [`rescue::requeue_running`] | `running` (worker gone) | `pending` | unchanged | scheduler (reaper, recovery) |
+//! | [`rescue::postpone_held`] | `running` (worker gone), `pending` | `pending` (due after a delay) | unchanged | worker (holds the lease, cannot start yet) |
 //! | [`operator::retry`] | `failed`, `dead` | `pending` | `queued` | operator |
 //! | [`operator::discard`] | `pending`, `failed` | `dead` | settled, if `queued` | operator |
 //! | [`operator::new_upstream`] | — | — | `hard_failed` → `failed` | owner (new URL) |

@@ -15,7 +15,8 @@ use stasis_shared::git::mirror_path;
 use stasis_shared::git::url::upstream_host;
 use stasis_shared::lifecycle::attempt::{self, Attempt, Finish, Started};
 use stasis_shared::lifecycle::policy::{End, Limits};
-use stasis_shared::lock::Lease;
+use stasis_shared::lifecycle::rescue;
+use stasis_shared::lock::{Lease, Renewal};
 use tokio::sync::SemaphorePermit;
 use tracing::{debug, info, warn};
 
@@ -124,8 +125,10 @@ impl<'c> SyncAttempt<'c> {
         let ctx = self.ctx;
         let permit = ctx.permits.acquire(self.job.reason.lane()).await;
         if self.stop.is_stopped() {
-            debug!("repository lock lapsed while waiting for a permit; delivery postponed");
-            return postpone(ctx, self.job.clone(), ctx.cfg.sync.lock_retry_delay).await;
+            debug!(
+                "stopped while waiting for a permit (lock lapsed or shutdown); delivery postponed"
+            );
+            return self.postpone(ctx.cfg.sync.lock_retry_delay).await;
         }
         let ttl = ctx.cfg.sync.lock_ttl;
         let host = self
@@ -142,7 +145,7 @@ impl<'c> SyncAttempt<'c> {
                 .sync
                 .lock_retry_delay
                 .mul_f64(1.0 + rand::random::<f64>());
-            return postpone(ctx, self.job.clone(), delay).await;
+            return self.postpone(delay).await;
         };
         // renewed from the moment it is held: the bookkeeping before the fetch may
         // outlast a short TTL on a loaded database
@@ -217,6 +220,21 @@ impl<'c> SyncAttempt<'c> {
             lfs.as_ref(),
         )
         .await
+    }
+
+    /// Ends this delivery before the sync starts; the job waits in Postgres for `delay`.
+    /// While the lease is still ours, a job a dead worker left running goes back to
+    /// pending with it (see [`rescue::postpone_held`]); without the lease, its new holder
+    /// has the job.
+    async fn postpone(&self, delay: Duration) -> Result<(), WorkerError> {
+        let ctx = self.ctx;
+        let renewed = ctx.leases.renew(&self.lease, ctx.cfg.sync.lock_ttl).await;
+        if matches!(renewed, Ok(Renewal::Renewed | Renewal::Reclaimed)) {
+            rescue::postpone_held(&ctx.pool, self.job.job_id, self.lease.fence, delay).await?;
+            Ok(())
+        } else {
+            postpone(ctx, self.job.clone(), delay).await
+        }
     }
 
     fn attempt(&self, started_at: DateTime<Utc>) -> Attempt<'_> {
