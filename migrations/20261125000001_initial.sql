@@ -83,7 +83,7 @@ CREATE INDEX sync_runs_repo ON sync_runs (repo_id, started_at DESC);
 CREATE INDEX sync_runs_job ON sync_runs (job_id);
 
 -- Run-time settings that override the config file without a restart
--- (the seed's SetInterval): read by workers when they schedule the next sync.
+-- (the contract's run-time interval): read by workers when they schedule the next sync.
 CREATE TABLE settings (
     key         text PRIMARY KEY,
     value       text NOT NULL,

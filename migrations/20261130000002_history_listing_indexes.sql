@@ -1,4 +1,4 @@
--- History at 10 million runs (`stasis-bench history`, BENCHMARKS.md session 16).
+-- History at 10 million runs (`stasis-bench history`, see BENCHMARKS.md).
 --
 -- The operator's job listing is ordered by (enqueued_at DESC, id): without an index in
 -- that order every page sorted every job (and, as the generic plan its pooled

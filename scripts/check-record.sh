@@ -5,8 +5,9 @@
 # file:line and exits 1.
 #
 # Searched: every file git tracks or would track (so .gitignore'd build output and local
-# data are skipped), except Cargo.lock and other lockfiles, node_modules/ and
-# migrations/ (immutable once applied: sqlx checksums them).
+# data are skipped), except Cargo.lock and other lockfiles and node_modules/. Migrations
+# are searched too: a comment reworded in an applied one needs its earlier checksum in
+# shared/src/db/reworded.rs.
 #
 # "seed" is allowed where it is a random-number seed, which the line must make plain:
 #   * the line also says random, rand or rng (e.g. `// random seed`, `StdRng`), or
@@ -29,7 +30,7 @@ files() {
 
 hits=$(
   files |
-    grep -zvE '(^|/)(target|node_modules|migrations)/|(^|/)Cargo\.lock$|(^|/)(package-lock\.json|yarn\.lock|pnpm-lock\.yaml)$' |
+    grep -zvE '(^|/)(target|node_modules)/|(^|/)Cargo\.lock$|(^|/)(package-lock\.json|yarn\.lock|pnpm-lock\.yaml)$' |
     { xargs -0 -r grep -nIiE "$pattern" -- 2>/dev/null || true; } |
     while IFS= read -r line; do
       text=${line#*:*:}

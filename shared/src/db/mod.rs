@@ -6,6 +6,7 @@ pub mod lfs_missing;
 pub mod notifications;
 pub mod recovery;
 pub mod repos;
+pub mod reworded;
 pub mod runs;
 pub mod settings;
 pub mod users;
@@ -114,6 +115,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
         .execute(&mut *conn)
         .await?;
     let mut conn = conn.detach();
+    reworded::adopt(&mut conn).await?;
     MIGRATOR.run(&mut conn).await
 }
 
