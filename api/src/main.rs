@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use stasis_api::AppState;
-use stasis_shared::process;
+use stasis_shared::ops::process;
 
 /// Serves the Stasis REST API.
 #[derive(Parser)]

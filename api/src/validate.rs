@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use stasis_shared::domain::names::check_repo_name;
 use stasis_shared::git::url::{check_upstream, Scheme, UpstreamUrl, UrlError};
-use stasis_shared::names::check_repo_name;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,7 +16,7 @@ pub const MAX_DESCRIPTION_LEN: usize = 1000;
 pub const MAX_INTERVAL_LEN: usize = 64;
 pub use stasis_shared::git::url::MAX_URL_LEN;
 
-/// Names as a git host allows them (`stasis_shared::names`): ASCII letters, digits,
+/// Names as a git host allows them (`stasis_shared::domain::names`): ASCII letters, digits,
 /// `.`, `-`, `_`; no leading dot or dash, no `..`, no `.git` suffix.
 pub fn name(name: &str) -> Result<(), ApiError> {
     check_repo_name(name).map_err(|msg| ApiError::BadRequest("invalid_name", msg.into()))

@@ -10,7 +10,7 @@
 use sqlx::{Connection, PgPool, Row as _};
 use stasis_scheduler::retention::{self, EXCESS_RUNS, OLD_RUNS, ORPHAN_JOBS};
 use stasis_shared::db::{jobs, repos, runs};
-use stasis_shared::lifecycle::opening::OPEN_DUE;
+use stasis_shared::domain::lifecycle::opening::OPEN_DUE;
 
 /// A node reading this many rows of a history table is reading all of it, or a lot.
 const WHOLE: f64 = 50_000.0;

@@ -4,9 +4,9 @@ use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use stasis_shared::db::jobs::{self, JobFilter};
 use stasis_shared::db::runs;
+use stasis_shared::domain::lifecycle::operator::Refused;
+use stasis_shared::domain::names::split_repo;
 use stasis_shared::domain::{JobState, RunOutcome, SyncReason};
-use stasis_shared::lifecycle::operator::Refused;
-use stasis_shared::names::split_repo;
 use uuid::Uuid;
 
 use crate::output::{self, table, text, time};

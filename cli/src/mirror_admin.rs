@@ -7,8 +7,8 @@
 
 use anyhow::{anyhow, bail, Context};
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
+use stasis_shared::domain::names::{check_repo_name, split_repo};
 use stasis_shared::git::url::{check_upstream, redact_url};
-use stasis_shared::names::{check_repo_name, split_repo};
 use stasis_shared::removal::{remove_mirror, Removal};
 use stasis_shared::rename::{rename_mirror, Rename};
 

@@ -7,9 +7,9 @@ use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use stasis_shared::db::repos::{self, RepoFilter, Viewer};
 use stasis_shared::db::{lfs_missing, runs, settings};
+use stasis_shared::domain::names::split_repo;
 use stasis_shared::domain::{RunOutcome, SyncReason, SyncStatus};
 use stasis_shared::git::url::redact_url;
-use stasis_shared::names::split_repo;
 use stasis_shared::overview::SyncInterval;
 
 use crate::output::{self, table, text, time};

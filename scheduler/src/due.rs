@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use stasis_shared::domain::lifecycle::opening::{self, DueBatch, DueCursor};
 use stasis_shared::domain::{SyncMirror, SyncReason};
-use stasis_shared::lifecycle::opening::{self, DueBatch, DueCursor};
 use stasis_shared::Config;
 use stasis_shared::{jobs::Jobs, queue};
 use uuid::Uuid;

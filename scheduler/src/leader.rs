@@ -7,7 +7,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::jobs::Jobs;
 use stasis_shared::lock::{Lease, Leases, Renewal};
-use stasis_shared::outage::Outage;
+use stasis_shared::ops::outage::Outage;
 use stasis_shared::scheduler_status;
 use stasis_shared::Config;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,7 @@ pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: 
         lease = hold_leadership(&leases, &key, ttl, lease, renewal).await;
         // set every pass: the exporter drops scheduler gauges left unset (see `sample`)
         metrics::gauge!("stasis_scheduler_leader").set(if lease.is_some() { 1.0 } else { 0.0 });
-        stasis_shared::telemetry::build_info();
+        stasis_shared::ops::telemetry::build_info();
         if lease.is_some() {
             leader.run_due(&mut table).await;
             let next_tick = table.iter().find(|s| s.pass == Pass::Tick && s.on);

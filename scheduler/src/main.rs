@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use stasis_shared::process;
+use stasis_shared::ops::process;
 
 /// Enqueues a sync for every mirror whose next sync is due.
 #[derive(Parser)]

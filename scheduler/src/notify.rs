@@ -11,9 +11,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
 use stasis_shared::db::notifications::{self, Due};
+use stasis_shared::domain::backoff;
 use stasis_shared::git::url::resolve::PolicyResolver;
 use stasis_shared::git::url::{check_upstream, redact_text};
-use stasis_shared::{backoff, Config};
+use stasis_shared::Config;
 
 use crate::error::SchedulerError;
 

@@ -10,9 +10,10 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::settings;
 use stasis_shared::jobs::Jobs;
+use stasis_shared::ops::process;
 use stasis_shared::queue::reclaim::Reclaimer;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
-use stasis_shared::{process, Config};
+use stasis_shared::Config;
 use tracing::{debug, info, warn};
 
 use crate::due::{enqueue_due, TickReport};

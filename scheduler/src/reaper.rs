@@ -8,8 +8,8 @@
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::db::{jobs, repos, waiting};
+use stasis_shared::domain::lifecycle::rescue;
 use stasis_shared::domain::{SyncMirror, SyncReason};
-use stasis_shared::lifecycle::rescue;
 use stasis_shared::lock::Leases;
 use stasis_shared::Config;
 use stasis_shared::{jobs::Jobs, queue};

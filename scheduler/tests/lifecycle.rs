@@ -1,4 +1,4 @@
-//! Each transition of a sync job's life (the table in `stasis_shared::lifecycle`) against
+//! Each transition of a sync job's life (the table in `stasis_shared::domain::lifecycle`) against
 //! a real Postgres: what it does to the job's state, the repository's `sync_status` and
 //! the job's place in its lane (`in_queue`), and what it refuses.
 
@@ -8,12 +8,14 @@ use chrono::Utc;
 use sqlx::PgPool;
 use stasis_shared::db::coalesce::{self, Window};
 use stasis_shared::db::waiting;
+use stasis_shared::domain::lifecycle::attempt::{
+    self, Attempt, Finish, Finished, RunStats, Started,
+};
+use stasis_shared::domain::lifecycle::opening::{self, Opened};
+use stasis_shared::domain::lifecycle::operator::{self, Refused};
+use stasis_shared::domain::lifecycle::policy::{End, Limits, Outcome};
+use stasis_shared::domain::lifecycle::rescue;
 use stasis_shared::domain::{ErrorKind, JobState, Lane, RunOutcome, SyncReason, SyncStatus};
-use stasis_shared::lifecycle::attempt::{self, Attempt, Finish, Finished, RunStats, Started};
-use stasis_shared::lifecycle::opening::{self, Opened};
-use stasis_shared::lifecycle::operator::{self, Refused};
-use stasis_shared::lifecycle::policy::{End, Limits, Outcome};
-use stasis_shared::lifecycle::rescue;
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
 

@@ -1,27 +1,40 @@
-//! Domain and adapters shared by the Stasis binaries: config, domain types, Postgres,
-//! the Redis queue and leases, git fetching, telemetry.
+//! What more than one Stasis binary needs, in three groups:
+//!
+//! - **The domain** ([`domain`]): the vocabulary, the job and mirror-status lifecycle
+//!   with its end-of-sync policy, repository names, the backoff. No I/O but the
+//!   lifecycle's SQL, which is the state machine itself.
+//! - **Adapters** to what the processes talk to: Postgres ([`db`]), the Redis queue
+//!   ([`queue`]), leases and worker liveness in Redis ([`lock`], [`liveness`],
+//!   [`scheduler_status`]), git URLs and mirror paths ([`git`]), sealed credentials
+//!   ([`secrets`]), and the configuration ([`config`]).
+//! - **Services** more than one binary runs on top of those: the job service ([`jobs`]:
+//!   request, admission to the lanes, dispatch), the operator's overview ([`overview`]),
+//!   renames and removals ([`rename`], [`removal`]); and what running a process takes
+//!   ([`ops`]: start-up, telemetry, metrics, outage logging).
+//!
+//! What one binary alone needs lives in that binary's crate.
 
-pub mod backoff;
+// the domain
+pub mod domain;
+
+// adapters
 pub mod config;
 pub mod db;
-pub mod domain;
-pub mod error;
 pub mod git;
-pub mod instruments;
-pub mod jobs;
-pub mod lifecycle;
 pub mod liveness;
 pub mod lock;
-pub mod names;
-pub mod outage;
-pub mod overview;
-pub mod process;
 pub mod queue;
-pub mod removal;
-pub mod rename;
 pub mod scheduler_status;
 pub mod secrets;
-pub mod telemetry;
+
+// services and operations
+pub mod jobs;
+pub mod ops;
+pub mod overview;
+pub mod removal;
+pub mod rename;
+
+pub mod error;
 
 pub use config::Config;
 pub use error::{Error, Result};

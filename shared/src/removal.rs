@@ -7,9 +7,9 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use crate::db::repos;
+use crate::domain::lifecycle::opening;
 use crate::git::mirror_path;
 use crate::jobs::Jobs;
-use crate::lifecycle::opening;
 use crate::lock::Leases;
 use crate::{Config, Error, Result};
 

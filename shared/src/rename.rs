@@ -28,7 +28,7 @@ pub enum Rename {
 }
 
 /// Renames `repo` to `new_name`, which the caller has checked
-/// (`crate::names::check_repo_name`).
+/// (`crate::domain::names::check_repo_name`).
 pub async fn rename_mirror(
     cfg: &Config,
     pool: &PgPool,

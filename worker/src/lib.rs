@@ -11,7 +11,7 @@
 //!             ├─ sync::lfs        ──▶ git::lfs (pointer scan, batch API, downloads)
 //!             ├─ sync::housekeeping ─▶ git::housekeeping (repack, commit-graph)
 //!             └─ sync::record     the end as the lifecycle records it
-//!                                 (stasis_shared::lifecycle::{attempt, policy})
+//!                                 (stasis_shared::domain::lifecycle::{attempt, policy})
 //! ```
 //!
 //! Process-wide resources: [`context`] (what every step shares), [`permits`] (this

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use stasis_shared::process;
+use stasis_shared::ops::process;
 
 /// Fetches mirrors from their upstreams as `SyncMirror` jobs arrive.
 #[derive(Parser)]

@@ -12,9 +12,10 @@ use sqlx::PgPool;
 use stasis_shared::db::workers;
 use stasis_shared::domain::Lane;
 use stasis_shared::lock::Leases;
-use stasis_shared::outage::Outage;
+use stasis_shared::ops::outage::Outage;
+use stasis_shared::ops::process;
 use stasis_shared::{jobs::Jobs, queue};
-use stasis_shared::{liveness, process, Config};
+use stasis_shared::{liveness, Config};
 use tracing::{debug, info, warn};
 
 use crate::context::WorkerContext;

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use stasis_shared::db::users::User;
+use stasis_shared::domain::names::split_repo;
 use stasis_shared::domain::SyncReason;
-use stasis_shared::names::split_repo;
 use utoipa::ToSchema;
 
 use crate::auth::Admin;

@@ -1,5 +1,5 @@
 //! Reading jobs: the operator's views and the reaper's scans. Every change of a job's
-//! state is in [`crate::lifecycle`].
+//! state is in [`crate::domain::lifecycle`].
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -89,7 +89,8 @@ pub async fn record(
             .iter()
             .map(|m| {
                 let attempts = known.get(&m.oid).copied().unwrap_or(0).max(0) as u32 + 1;
-                crate::backoff::delay(backoff.base, backoff.max, attempts, false).as_secs_f64()
+                crate::domain::backoff::delay(backoff.base, backoff.max, attempts, false)
+                    .as_secs_f64()
             })
             .collect();
         let sizes: Vec<i64> = still_missing.iter().map(|m| m.size as i64).collect();

@@ -379,7 +379,7 @@ pub async fn update_mirror(
     .execute(&mut *tx)
     .await?;
     if url.is_some() {
-        crate::lifecycle::operator::new_upstream(&mut tx, id).await?;
+        crate::domain::lifecycle::operator::new_upstream(&mut tx, id).await?;
     }
     if s.lfs == Some(false) {
         super::lfs_missing::forget_in(&mut tx, id).await?;

@@ -17,10 +17,10 @@ pub use crate::db::coalesce::Window;
 use crate::db::jobs;
 use crate::db::recovery;
 use crate::db::waiting;
+use crate::domain::lifecycle::opening::{self, Opened};
+use crate::domain::lifecycle::operator::{self, Refused};
 use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
-use crate::lifecycle::opening::{self, Opened};
-use crate::lifecycle::operator::{self, Refused};
 use crate::queue::{mark, marked, once_more, storage, JobStorage};
 
 mod admission;

@@ -94,7 +94,7 @@ pub async fn after_sync(
             Err(e) => {
                 let failures = retry.map_or(0, |r| r.failures).saturating_add(1);
                 let h = &cfg.housekeeping;
-                let wait = stasis_shared::backoff::delay(
+                let wait = stasis_shared::domain::backoff::delay(
                     h.retry_base_delay,
                     h.retry_max_delay,
                     failures,

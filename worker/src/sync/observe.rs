@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use crate::git::fetch::{FetchError, FetchReport};
+use stasis_shared::domain::lifecycle::attempt::Started;
 use stasis_shared::domain::SyncMirror;
-use stasis_shared::lifecycle::attempt::Started;
 
-use stasis_shared::lifecycle::policy::End;
+use stasis_shared::domain::lifecycle::policy::End;
 
 /// A sync counted in `stasis_worker_inflight_jobs` for as long as this is held, whichever
 /// way its attempt ends.

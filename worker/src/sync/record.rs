@@ -1,15 +1,15 @@
 //! How the worker's view of an attempt (a fetch report or a fetch error, and whether its
 //! shutdown stopped it) becomes what the job lifecycle records: the outcome the policy
-//! decides on (`stasis_shared::lifecycle::policy::decide`, the one place that decides
+//! decides on (`stasis_shared::domain::lifecycle::policy::decide`, the one place that decides
 //! retry or failure), the error the run, job and mirror show, and the run's figures.
 
 use std::path::Path;
 
 use crate::git::fetch::{FetchError, FetchReport};
 use crate::git::lfs::LfsReport;
+use stasis_shared::domain::lifecycle::attempt::RunStats;
+use stasis_shared::domain::lifecycle::policy::Outcome;
 use stasis_shared::domain::ErrorKind;
-use stasis_shared::lifecycle::attempt::RunStats;
-use stasis_shared::lifecycle::policy::Outcome;
 
 use crate::sync::housekeeping::Housekept;
 use crate::sync::owner_text::for_owner;

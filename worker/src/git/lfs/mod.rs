@@ -370,7 +370,7 @@ mod tests {
         for error in errors {
             let kind = error.kind();
             assert!(
-                stasis_shared::instruments::LFS_FAILURE_KINDS.contains(&kind),
+                stasis_shared::ops::instruments::LFS_FAILURE_KINDS.contains(&kind),
                 "{kind}"
             );
         }

@@ -23,7 +23,7 @@ pub struct Process {
 /// backend that cannot be reached is logged as this process's failure.
 pub async fn boot(process: &'static str, config: Option<&Path>) -> Result<Process> {
     let cfg = Config::load(config)?;
-    crate::telemetry::init(process, &cfg)?;
+    crate::ops::telemetry::init(process, &cfg)?;
     let unread = crate::config::unread_variables();
     if !unread.is_empty() {
         tracing::warn!(

@@ -11,7 +11,7 @@
 //!   override or the default) times a factor that unchanged syncs grow by half, up to
 //!   `mirror.max_sync_interval`, and changed ones halve back to 1.
 //! * After a failure: the base interval doubling per consecutive failure, up to the same
-//!   cap ([`crate::backoff::delay`]). Past `mirror.hard_fail_after` failures the mirror
+//!   cap ([`crate::domain::backoff::delay`]). Past `mirror.hard_fail_after` failures the mirror
 //!   is `hard_failed` and unscheduled; at once for a URL the address policy refuses or a
 //!   repository over `mirror.max_size`, and for auth and not-found answers to a mirror
 //!   that never synced (an import of a wrong URL). A mirror that has synced before is
@@ -151,7 +151,7 @@ pub fn decide(
         Outcome::Failure { kind }
             if !kind.is_permanent() && attempted.number < attempted.allowed =>
         {
-            let delay = crate::backoff::delay(
+            let delay = crate::domain::backoff::delay(
                 limits.retry_base,
                 limits.retry_max.max(limits.retry_base),
                 attempted.number.max(0) as u32,
@@ -206,7 +206,8 @@ pub fn decide(
                 } else {
                     // n earlier failures: the (n + 1)-th doubling of the base, n = 0
                     // being the base itself
-                    let delay = crate::backoff::delay(base, max.max(base), n as u32 + 1, false);
+                    let delay =
+                        crate::domain::backoff::delay(base, max.max(base), n as u32 + 1, false);
                     NextSync::After(scaled(delay))
                 },
                 event,

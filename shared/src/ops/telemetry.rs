@@ -94,9 +94,9 @@ pub fn init(process: &'static str, cfg: &Config) -> Result<()> {
             .map_err(|e| Error::Telemetry(format!("metrics.listen {addr}: {e}")))?;
         build_info();
         match process {
-            "worker" => crate::instruments::describe_worker(),
-            "scheduler" => crate::instruments::describe_scheduler(),
-            "api" => crate::instruments::describe_api(),
+            "worker" => crate::ops::instruments::describe_worker(),
+            "scheduler" => crate::ops::instruments::describe_scheduler(),
+            "api" => crate::ops::instruments::describe_api(),
             _ => {}
         }
     }

@@ -1,5 +1,13 @@
-//! Domain vocabulary shared by every process: statuses, job reasons and states, the job
-//! payload and the closed set of failure kinds.
+//! The domain: what a mirror and its sync jobs are, whatever stores them. This file
+//! holds the vocabulary shared by every process (statuses, job reasons and states, the
+//! job payload, the closed set of failure kinds); beside it, the rules:
+//! [`lifecycle`] (every transition of a job and of a mirror's status, and the policy that
+//! decides how an attempt ends), [`names`] (what a repository may be called) and
+//! [`backoff`] (the one backoff of the system).
+
+pub mod backoff;
+pub mod lifecycle;
+pub mod names;
 
 use std::fmt;
 use std::str::FromStr;
