@@ -32,9 +32,9 @@ async fn imported(env: &TestEnv) -> (Upstream, GitDaemon, Uuid) {
     (up, daemon, repo)
 }
 
-/// The job `repo` is syncing now, as recorded by a worker `gone` that has just died:
-/// running, with its run open. Its liveness key lives on for `window`.
-async fn left_running_by_a_dying_worker(env: &TestEnv, repo: Uuid, window: Duration) -> Uuid {
+/// The job `repo` is syncing now, as recorded by a worker `gone` that has died: running,
+/// with its run open.
+async fn left_running_by_a_dead_worker(env: &TestEnv, repo: Uuid) -> Uuid {
     let job = env.enqueue(repo, SyncReason::Scheduled).await;
     sqlx::query(
         "UPDATE sync_jobs SET state = 'running', attempts = 1, worker = 'gone' WHERE id = $1",
@@ -51,6 +51,13 @@ async fn left_running_by_a_dying_worker(env: &TestEnv, repo: Uuid, window: Durat
     .execute(&env.pool)
     .await
     .unwrap();
+    job
+}
+
+/// As [`left_running_by_a_dead_worker`], but `gone` died just now: its liveness key
+/// lives on for `window`.
+async fn left_running_by_a_dying_worker(env: &TestEnv, repo: Uuid, window: Duration) -> Uuid {
+    let job = left_running_by_a_dead_worker(env, repo).await;
     let key = liveness::key(&env.cfg.queue.namespace, "gone");
     liveness::beat(&env.redis, &key, window).await.unwrap();
     job
@@ -116,34 +123,11 @@ async fn a_run_left_open_by_a_dead_worker_is_abandoned_and_the_unchanged_retry_r
     let (_up, _daemon, repo) = imported(&env).await;
     let fence = env.repo(repo).await.sync_fence;
 
-    // A worker died mid-attempt: the job is running with its run still open.
-    let job = env.enqueue(repo, SyncReason::Scheduled).await;
-    sqlx::query(
-        "UPDATE sync_jobs SET state = 'running', attempts = 1, worker = 'gone' WHERE id = $1",
-    )
-    .bind(job)
-    .execute(&env.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO sync_runs (repo_id, job_id, attempt, worker) VALUES ($1, $2, 1, 'gone')",
-    )
-    .bind(repo)
-    .bind(job)
-    .execute(&env.pool)
-    .await
-    .unwrap();
+    let job = left_running_by_a_dead_worker(&env, repo).await;
     let worker = env.spawn_worker();
-    let done = env.finished(job, WAIT).await;
-    assert_eq!(
-        (done.state.as_str(), done.attempts),
-        ("done", 2),
-        "{done:?}"
-    );
-    assert_ne!(done.worker.as_deref(), Some("gone"));
+    synced_after_the_dead_worker(&env, job).await;
     let runs = env.runs(job).await;
     assert_eq!(runs.len(), 2, "{runs:?}");
-    assert_eq!(runs[0].outcome, Some(RunOutcome::Abandoned), "{runs:?}");
     let run = &runs[1];
     assert!(run.unchanged && run.attempt == 2, "{run:?}");
     assert_eq!(run.outcome, Some(RunOutcome::Success));
