@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use stasis_shared::db::repos::ActiveJob;
 use stasis_shared::db::repos::Repo;
 use stasis_shared::domain::{JobState, PublicStatus, SyncStatus};
-use stasis_shared::git::url::{redact_url, with_credentials, MASK};
+use stasis_shared::git::url::redact_url;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -29,6 +29,9 @@ pub struct ImportRequest {
     /// Stored in canonical form (lowercase host, no default port); no query or fragment.
     #[schema(min_length = 1, max_length = 2048)]
     pub clone_url: String,
+    /// http(s) upstreams: credentials as fields rather than in `clone_url` (not both).
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
     #[serde(default)]
     pub mirror: bool,
     /// At most 1,000 characters.
@@ -50,6 +53,31 @@ pub struct ImportRequest {
     #[serde(default)]
     #[schema(max_items = 50)]
     pub exclude_refs: Option<Vec<String>>,
+}
+
+/// An upstream's credentials as fields: a user name with a password or a token (one
+/// of the two). Stored sealed apart from the URL; never returned or logged.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"username": "x-access-token", "token": "ghp_…"}))]
+pub struct Credentials {
+    /// 1 to 256 characters.
+    #[schema(min_length = 1, max_length = 256)]
+    pub username: String,
+    /// 1 to 4,096 characters.
+    #[schema(min_length = 1, max_length = 4096)]
+    pub password: Option<String>,
+    /// An access token, in place of a password (1 to 4,096 characters).
+    #[schema(min_length = 1, max_length = 4096)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `PATCH /repos/{owner}/{repo}`: a new name, as Gitea's "edit repository" takes it.
@@ -98,6 +126,9 @@ pub struct RepoResponse {
     /// Mirrors only: a webhook secret is set (the secret itself is never shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_configured: Option<bool>,
+    /// Mirrors: whether credentials for the upstream are stored (they are never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_configured: Option<bool>,
     /// Mirrors only: the ref selection (empty `include_refs`: every ref).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub include_refs: Option<Vec<String>>,
@@ -125,6 +156,7 @@ impl From<&Repo> for RepoResponse {
             lfs_enabled: r.is_mirror.then_some(r.lfs_enabled),
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
             webhook_configured: r.is_mirror.then_some(r.webhook_secret.is_some()),
+            credentials_configured: r.is_mirror.then_some(r.mirror_credentials.is_some()),
             include_refs: r.is_mirror.then(|| r.include_refs.clone()),
             exclude_refs: r.is_mirror.then(|| r.exclude_refs.clone()),
             created_at: r.created_at,
@@ -133,13 +165,11 @@ impl From<&Repo> for RepoResponse {
     }
 }
 
-/// Only mirrors expose their upstream; credentials show as `***`.
+/// Only mirrors expose their upstream, never with its credentials (stored apart: the
+/// response says whether there are any).
 fn shown_url(r: &Repo) -> Option<String> {
     let url = r.mirror_url.as_deref().filter(|_| r.is_mirror)?;
-    Some(match r.mirror_credentials {
-        Some(_) => with_credentials(url, MASK),
-        None => redact_url(url),
-    })
+    Some(redact_url(url))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -306,9 +336,15 @@ pub struct MirrorSettingsRequest {
     /// `false`: Git LFS objects the mirror's commits point at are not downloaded (on by
     /// default; objects already stored stay).
     pub lfs: Option<bool>,
-    /// A new upstream; credentials in it replace the stored ones (none: removed).
+    /// A new upstream; credentials in it, or in `credentials` sent with it, replace the
+    /// stored ones (none: removed, so that they never go to another host unasked).
     #[schema(min_length = 1, max_length = 2048)]
     pub mirror_url: Option<String>,
+    /// http(s) upstreams: new credentials, sealed and never shown again; `null` removes
+    /// them. Without `mirror_url` they apply to the current upstream.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Credentials>)]
+    pub credentials: Option<Option<Credentials>>,
     /// Shared secret that push webhooks (`POST /hooks/{owner}/{repo}`) are verified
     /// with; stored sealed and never shown again. `null` removes it.
     #[serde(default, deserialize_with = "present")]

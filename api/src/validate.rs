@@ -7,6 +7,7 @@ use std::time::Duration;
 use stasis_shared::domain::names::check_repo_name;
 use stasis_shared::git::url::{check_upstream, Scheme, UpstreamUrl, UrlError};
 
+use crate::dto::Credentials;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -81,23 +82,64 @@ fn url_error(e: UrlError) -> ApiError {
 
 /// Checks an upstream (its canonical form, and no internal addresses unless allowed)
 /// and splits its credentials off: the canonical URL to store (never the raw input),
-/// and the credentials sealed for storage.
-pub async fn upstream(state: &AppState, raw: &str) -> Result<(String, Option<String>), ApiError> {
+/// and the credentials sealed for storage: those the URL carried, or `fields` (not
+/// both).
+pub async fn upstream(
+    state: &AppState,
+    raw: &str,
+    fields: Option<&Credentials>,
+) -> Result<(String, Option<String>), ApiError> {
     let checked = checked(state, raw).await?;
-    let (clean, userinfo) = checked.split_credentials();
-    let sealed = match (userinfo, &state.cipher) {
-        (None, _) => None,
-        (Some(userinfo), Some(cipher)) => Some(cipher.seal(&userinfo)),
-        (Some(_), None) => {
-            return Err(ApiError::BadRequest(
-                "credentials_unsupported",
-                "this server cannot store credentials (no secrets.key is configured); \
-                 use a public URL"
-                    .into(),
+    let (clean, in_url) = checked.split_credentials();
+    let userinfo = match (in_url, fields) {
+        (Some(_), Some(_)) => {
+            return Err(invalid_credentials(
+                "give credentials in the URL or as `credentials`, not both",
+            ))
+        }
+        (Some(info), None) => Some(info),
+        (None, Some(fields)) => Some(credentials_for(&clean, fields)?),
+        (None, None) => None,
+    };
+    let sealed = userinfo.map(|info| seal(state, &info)).transpose()?;
+    Ok((clean.as_str().to_owned(), sealed))
+}
+
+/// `fields` for the stored upstream `url`, as sealed user info.
+pub fn credentials(state: &AppState, url: &str, fields: &Credentials) -> Result<String, ApiError> {
+    let url = UpstreamUrl::parse(url).map_err(url_error)?;
+    seal(state, &credentials_for(&url, fields)?)
+}
+
+/// Credentials as fields: a user name with exactly one of a password or a token.
+fn credentials_for(url: &UpstreamUrl, fields: &Credentials) -> Result<String, ApiError> {
+    let secret = match (&fields.password, &fields.token) {
+        (Some(secret), None) | (None, Some(secret)) => secret,
+        _ => {
+            return Err(invalid_credentials(
+                "credentials take a password or a token, one of the two",
             ))
         }
     };
-    Ok((clean.as_str().to_owned(), sealed))
+    stasis_shared::git::url::field_credentials(url, &fields.username, secret)
+        .map_err(invalid_credentials)
+}
+
+fn invalid_credentials(why: &str) -> ApiError {
+    ApiError::BadRequest("invalid_credentials", why.into())
+}
+
+/// Seals user info with the configured key; refused when the server has none.
+fn seal(state: &AppState, userinfo: &str) -> Result<String, ApiError> {
+    match &state.cipher {
+        Some(cipher) => Ok(cipher.seal(userinfo)),
+        None => Err(ApiError::BadRequest(
+            "credentials_unsupported",
+            "this server cannot store credentials (no secrets.key is configured); \
+             use a public URL"
+                .into(),
+        )),
+    }
 }
 
 /// A notification receiver: http(s) only, and the upstream address policy (no

@@ -172,7 +172,8 @@ async fn canonical_urls_are_stored_and_credentials_never_come_back() {
     let body = json!({ "name": "canon", "clone_url": raw, "mirror": true });
     let (status, answer) = import(&api, &alice, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!(answer["mirror_url"], "https://***@example.com/a/b.git");
+    assert_eq!(answer["mirror_url"], "https://example.com/a/b.git");
+    assert_eq!(answer["credentials_configured"], true);
     let stored: String =
         sqlx::query_scalar("SELECT mirror_url FROM repositories WHERE name = 'canon'")
             .fetch_one(&env.pool)

@@ -89,10 +89,64 @@ pub async fn set_url(svc: &Services, full: &str, raw: &str) -> anyhow::Result<()
         ),
     };
     let settings = MirrorSettings {
-        upstream: Some((clean.as_str().to_owned(), sealed)),
+        upstream: Some(clean.as_str().to_owned()),
+        credentials: Some(sealed),
         ..MirrorSettings::default()
     };
     repos::update_mirror(&svc.pool, repo.id, &settings, svc.cfg.mirror.sync_interval).await?;
     out!("{full} now mirrors {}; due now", clean.as_str());
     Ok(())
+}
+
+/// Sets (from a file, or `-` for stdin: never a command-line argument, which other users
+/// may list) or removes the credentials of OWNER/NAME's upstream, sealed as the API
+/// seals them; the mirror is due at once.
+pub async fn set_credentials(
+    svc: &Services,
+    full: &str,
+    username: Option<&str>,
+    secret_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let repo = find(svc, full, true).await?;
+    let sealed = match (username, secret_file) {
+        (Some(username), Some(file)) => {
+            let secret = read_secret(file)?;
+            let url = repo.mirror_url.as_deref().unwrap_or_default();
+            let url = stasis_shared::git::url::UpstreamUrl::parse(url)
+                .map_err(|e| anyhow!("the stored upstream is not usable: {e}"))?;
+            let userinfo = stasis_shared::git::url::field_credentials(&url, username, &secret)
+                .map_err(|why| anyhow!("{why}"))?;
+            let Some(cipher) = svc.cfg.secrets.cipher()? else {
+                bail!("this deployment cannot store credentials (no secrets.key is configured)");
+            };
+            Some(cipher.seal(&userinfo))
+        }
+        (None, None) => None,
+        _ => bail!("give --username with --secret-file, or --remove"),
+    };
+    let removed = sealed.is_none();
+    let settings = MirrorSettings {
+        credentials: Some(sealed),
+        ..MirrorSettings::default()
+    };
+    repos::update_mirror(&svc.pool, repo.id, &settings, svc.cfg.mirror.sync_interval).await?;
+    if removed {
+        out!("credentials of {full} removed; due now");
+    } else {
+        out!("credentials of {full} stored sealed; due now");
+    }
+    Ok(())
+}
+
+/// A password or token from a file or stdin (`-`), without its trailing newline.
+fn read_secret(file: &std::path::Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if file == std::path::Path::new("-") {
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading the secret from stdin")?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the secret from {}", file.display()))?;
+    }
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }

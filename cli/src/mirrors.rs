@@ -99,6 +99,24 @@ pub enum MirrorsCommand {
         /// The new upstream URL (credentials in it are stored sealed, never shown).
         url: String,
     },
+    /// Set or remove the credentials of OWNER/NAME's http(s) upstream: a user name and a
+    /// password or token read from a file (`-`: stdin), sealed as the API seals them;
+    /// the mirror is due at once.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["username", "remove"])))]
+    SetCredentials {
+        /// The mirror, as OWNER/NAME.
+        repo: String,
+        /// The user name (for a token, what the host expects: e.g. `x-access-token` on
+        /// GitHub, `oauth2` on GitLab).
+        #[arg(long, requires = "secret_file")]
+        username: Option<String>,
+        /// File holding the password or token (`-`: read it from stdin).
+        #[arg(long, requires = "username")]
+        secret_file: Option<std::path::PathBuf>,
+        /// Remove the stored credentials.
+        #[arg(long, conflicts_with_all = ["username", "secret_file"])]
+        remove: bool,
+    },
 }
 
 pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> {
@@ -234,6 +252,15 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
         MirrorsCommand::Rename { repo, name } => mirror_admin::rename(svc, &repo, &name).await?,
         MirrorsCommand::Delete { repo } => mirror_admin::delete(svc, &repo).await?,
         MirrorsCommand::SetUrl { repo, url } => mirror_admin::set_url(svc, &repo, &url).await?,
+        MirrorsCommand::SetCredentials {
+            repo,
+            username,
+            secret_file,
+            remove: _,
+        } => {
+            mirror_admin::set_credentials(svc, &repo, username.as_deref(), secret_file.as_deref())
+                .await?
+        }
     }
     Ok(())
 }

@@ -213,9 +213,22 @@ pub async fn update(
         Some(None) => Some(None),
         Some(Some(text)) => Some(Some(validate::interval(&text, min, max)?.as_secs() as i32)),
     };
-    let upstream = match req.mirror_url {
-        Some(url) => Some(validate::upstream(&state, &url).await?),
-        None => None,
+    // A new upstream takes the credentials it carries or those sent with it, and
+    // otherwise none: stored ones never go to another host unasked.
+    let (upstream, credentials) = match (req.mirror_url, req.credentials) {
+        (Some(url), fields) => {
+            let (url, sealed) = validate::upstream(&state, &url, fields.flatten().as_ref()).await?;
+            (Some(url), Some(sealed))
+        }
+        (None, Some(Some(fields))) => {
+            let url = repo.mirror_url.as_deref().unwrap_or_default();
+            (
+                None,
+                Some(Some(validate::credentials(&state, url, &fields)?)),
+            )
+        }
+        (None, Some(None)) => (None, Some(None)),
+        (None, None) => (None, None),
     };
     let webhook_secret = match req.webhook_secret {
         None => None,
@@ -235,6 +248,7 @@ pub async fn update(
         enabled: req.enabled,
         lfs: req.lfs,
         upstream,
+        credentials,
         webhook_secret,
         include_refs,
         exclude_refs,

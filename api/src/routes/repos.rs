@@ -76,7 +76,8 @@ pub async fn import(
         validate::ref_patterns("include_refs", req.include_refs.unwrap_or_default())?;
     let exclude_refs =
         validate::ref_patterns("exclude_refs", req.exclude_refs.unwrap_or_default())?;
-    let (clone_url, credentials) = validate::upstream(&state, &req.clone_url).await?;
+    let (clone_url, credentials) =
+        validate::upstream(&state, &req.clone_url, req.credentials.as_ref()).await?;
     // The repository and its import job are recorded together or not at all: a
     // repository without its job would never sync, and its retried import would find the
     // name taken. Once both are recorded the import runs, whatever Redis's state.

@@ -182,7 +182,7 @@ async fn without_secrets_key_credentials_are_refused_and_nothing_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_secrets_key_credentials_are_stored_sealed_and_shown_masked() {
+async fn with_secrets_key_credentials_are_stored_sealed_and_never_shown() {
     let env = TestEnv::new().await;
     let api = Api::start(&env).await;
     let Users { alice: token, .. } = Users::create(&env).await;
@@ -195,7 +195,8 @@ async fn with_secrets_key_credentials_are_stored_sealed_and_shown_masked() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(answer["mirror_url"], "https://***@127.0.0.1:9/x.git");
+    assert_eq!(answer["mirror_url"], "https://127.0.0.1:9/x.git");
+    assert_eq!(answer["credentials_configured"], true);
     let (stored_url, sealed): (String, String) = sqlx::query_as(
         "SELECT mirror_url, mirror_credentials FROM repositories WHERE name = 'creds'",
     )

@@ -1,6 +1,7 @@
 //! The HTTP API served on loopback, with a real worker behind it where a sync must run:
 //! importing, syncing and reading a mirror's status, and the service itself.
 
+mod credentials;
 mod import;
 mod service;
 mod sync;

@@ -176,7 +176,7 @@ async fn a_new_interval_resets_the_stretch_and_is_never_waited_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_upstream_s_credentials_are_sealed_shown_masked_and_leave_with_the_url() {
+async fn a_new_upstream_s_credentials_are_sealed_never_shown_and_leave_with_the_url() {
     let w = with_mirror().await;
     let (status, repo) = patch(
         &w,
@@ -184,7 +184,8 @@ async fn a_new_upstream_s_credentials_are_sealed_shown_masked_and_leave_with_the
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{repo}");
-    assert_eq!(repo["mirror_url"], "https://***@127.0.0.1:9/x.git");
+    assert_eq!(repo["mirror_url"], "https://127.0.0.1:9/x.git");
+    assert_eq!(repo["credentials_configured"], true);
     let (url, sealed): (String, Option<String>) =
         sqlx::query_as("SELECT mirror_url, mirror_credentials FROM repositories WHERE name = 'm'")
             .fetch_one(&w.env.pool)
@@ -193,8 +194,9 @@ async fn a_new_upstream_s_credentials_are_sealed_shown_masked_and_leave_with_the
     assert_eq!(url, "https://127.0.0.1:9/x.git");
     assert!(sealed.is_some_and(|s| !s.contains("tok3n")));
     let (_, repo) = patch(&w, json!({ "mirror_url": "https://127.0.0.1:9/y.git" })).await;
+    assert_eq!(repo["mirror_url"], "https://127.0.0.1:9/y.git");
     assert_eq!(
-        repo["mirror_url"], "https://127.0.0.1:9/y.git",
+        repo["credentials_configured"], false,
         "credentials removed with the URL"
     );
 }

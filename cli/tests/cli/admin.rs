@@ -176,6 +176,73 @@ async fn a_new_upstream_is_checked_as_the_api_checks_it_and_its_credentials_seal
     assert!(!sealed.contains("hunter2"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_set_from_a_file_sealed_and_removed() {
+    let env = TestEnv::new().await;
+    let ctl = Ctl { env: &env };
+    let (alice, _) = env.user("alice", false).await;
+    let repo = env
+        .mirror(&alice, "good", "https://example.com/x.git")
+        .await;
+    let file = env.dir.path().join("token");
+    std::fs::write(&file, "glpat-s3cret:@/\n").unwrap();
+    let file = file.to_str().unwrap();
+    let said = ctl
+        .ok(&[
+            "mirror",
+            "set-credentials",
+            "alice/good",
+            "--username",
+            "oauth2",
+            "--secret-file",
+            file,
+        ])
+        .await;
+    assert!(!said.contains("s3cret"), "{said}");
+    let stored = repos::find(&env.pool, repo).await.unwrap().unwrap();
+    assert_eq!(
+        stored.mirror_url.as_deref(),
+        Some("https://example.com/x.git")
+    );
+    let sealed = stored.mirror_credentials.expect("credentials stored");
+    let cipher = env.cfg.secrets.cipher().unwrap().unwrap();
+    let url = stasis_shared::git::url::with_credentials(
+        "https://example.com/x.git",
+        &cipher.open(&sealed).unwrap(),
+    );
+    assert_eq!(
+        stasis_shared::git::url::http_credentials(&url),
+        Some(("oauth2".into(), "glpat-s3cret:@/".into())),
+        "the file's text without its newline"
+    );
+    // a secret on the command line is not accepted, nor credentials for git://
+    let (ok, _, err) = ctl
+        .run(&["mirror", "set-credentials", "alice/good", "--username", "u"])
+        .await;
+    assert!(!ok && err.contains("secret-file"), "{err}");
+    let plain = env.mirror(&alice, "plain", "git://example.com/x.git").await;
+    let (ok, _, err) = ctl
+        .run(&[
+            "mirror",
+            "set-credentials",
+            "alice/plain",
+            "--username",
+            "u",
+            "--secret-file",
+            file,
+        ])
+        .await;
+    assert!(!ok && err.contains("http(s)"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let plain = repos::find(&env.pool, plain).await.unwrap().unwrap();
+    assert!(plain.mirror_credentials.is_none());
+
+    ctl.ok(&["mirror", "set-credentials", "alice/good", "--remove"])
+        .await;
+    let stored = repos::find(&env.pool, repo).await.unwrap().unwrap();
+    assert!(stored.mirror_credentials.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_waits_for_the_sync_lock_and_takes_row_jobs_deliveries_and_directory() {
     let env = TestEnv::new().await;

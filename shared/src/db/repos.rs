@@ -318,8 +318,10 @@ pub struct MirrorSettings {
     pub enabled: Option<bool>,
     /// Git LFS objects downloaded after syncs, or not.
     pub lfs: Option<bool>,
-    /// New upstream without credentials, and its sealed credentials (or none).
-    pub upstream: Option<(String, Option<String>)>,
+    /// New upstream, without credentials.
+    pub upstream: Option<String>,
+    /// `Some(None)` removes the upstream's credentials; `Some(Some(sealed))` sets them.
+    pub credentials: Option<Option<String>>,
     /// `Some(None)` removes the webhook secret; `Some(Some(sealed))` sets it.
     pub webhook_secret: Option<Option<String>>,
     /// New ref selection (patterns already validated).
@@ -338,13 +340,15 @@ pub async fn update_mirror(
     s: &MirrorSettings,
     default_interval: std::time::Duration,
 ) -> sqlx::Result<()> {
-    let (url, credentials) = s.upstream.clone().unzip();
+    let url = &s.upstream;
+    // new credentials are a fresh start, as a new upstream is
+    let fresh = url.is_some() || s.credentials.is_some();
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE repositories SET
              sync_interval_secs = CASE WHEN $2 THEN $3 ELSE sync_interval_secs END,
              -- a new upstream is due now; a shorter interval brings the next sync forward
-             next_sync_at = CASE WHEN $5 IS NOT NULL THEN now()
+             next_sync_at = CASE WHEN $14 THEN now()
                  WHEN $2 AND next_sync_at IS NOT NULL
                  THEN LEAST(next_sync_at, COALESCE(last_synced_at, now()) + make_interval(
                      secs => COALESCE($3::double precision,
@@ -352,10 +356,10 @@ pub async fn update_mirror(
                  ELSE next_sync_at END,
              mirror_enabled = COALESCE($4, mirror_enabled),
              mirror_url = COALESCE($5, mirror_url),
-             mirror_credentials = CASE WHEN $5 IS NOT NULL THEN $6 ELSE mirror_credentials END,
+             mirror_credentials = CASE WHEN $15 THEN $6 ELSE mirror_credentials END,
              -- and a fresh start: failures forgotten, scheduled again
-             consecutive_failures = CASE WHEN $5 IS NOT NULL THEN 0 ELSE consecutive_failures END,
-             interval_factor = CASE WHEN $5 IS NOT NULL OR $2 THEN 1 ELSE interval_factor END,
+             consecutive_failures = CASE WHEN $14 THEN 0 ELSE consecutive_failures END,
+             interval_factor = CASE WHEN $14 OR $2 THEN 1 ELSE interval_factor END,
              webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END,
              include_refs = COALESCE($9, include_refs),
              exclude_refs = COALESCE($10, exclude_refs),
@@ -367,8 +371,8 @@ pub async fn update_mirror(
     .bind(s.sync_interval_secs.is_some())
     .bind(s.sync_interval_secs.flatten())
     .bind(s.enabled)
-    .bind(&url)
-    .bind(credentials.flatten())
+    .bind(url)
+    .bind(s.credentials.clone().flatten())
     .bind(s.webhook_secret.is_some())
     .bind(s.webhook_secret.clone().flatten())
     .bind(&s.include_refs)
@@ -376,9 +380,11 @@ pub async fn update_mirror(
     .bind(super::settings::SYNC_INTERVAL)
     .bind(default_interval.as_secs_f64())
     .bind(s.lfs)
+    .bind(fresh)
+    .bind(s.credentials.is_some())
     .execute(&mut *tx)
     .await?;
-    if url.is_some() {
+    if fresh {
         crate::domain::lifecycle::operator::new_upstream(&mut tx, id).await?;
     }
     if s.lfs == Some(false) {

@@ -148,7 +148,8 @@ async fn a_new_upstream_url_resumes_a_stopped_schedule_and_a_good_sync_clears_th
         &env.pool,
         repo,
         &MirrorSettings {
-            upstream: Some((up.url(), None)),
+            upstream: Some(up.url()),
+            credentials: Some(None),
             ..Default::default()
         },
         env.cfg.mirror.sync_interval,

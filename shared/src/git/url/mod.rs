@@ -19,7 +19,10 @@ use std::net::IpAddr;
 pub(crate) use address::check_addr;
 pub use address::is_internal;
 pub use canonical::{Scheme, UpstreamUrl, MAX_URL_LEN};
-pub use redact::{http_credentials, redact_text, redact_url, split_credentials, with_credentials};
+pub use redact::{
+    field_credentials, http_credentials, redact_text, redact_url, split_credentials, userinfo,
+    with_credentials,
+};
 
 /// Stand-in for any secret removed from a URL or message.
 pub const MASK: &str = "***";

@@ -76,6 +76,46 @@ pub fn split_credentials(raw: &str) -> (String, Option<String>) {
     (url.to_string(), Some(userinfo))
 }
 
+/// Characters left as they are in user info: RFC 3986's unreserved ones.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The user info to seal for credentials given as fields (a user name and a password
+/// or token), in the form [`split_credentials`] returns for a URL that carried them.
+pub fn userinfo(username: &str, secret: &str) -> String {
+    let enc = |s| percent_encoding::utf8_percent_encode(s, USERINFO).to_string();
+    format!("{}:{}", enc(username), enc(secret))
+}
+
+/// Credentials given as fields for `url`, checked, as user info to seal: http(s) only
+/// (ssh authenticates with a key, `git://` never does), a user name of 1 to 256 and a
+/// password or token of 1 to 4,096 characters, no control characters. The error never
+/// repeats the secret.
+pub fn field_credentials(
+    url: &UpstreamUrl,
+    username: &str,
+    secret: &str,
+) -> Result<String, &'static str> {
+    if !matches!(url.scheme(), super::Scheme::Http | super::Scheme::Https) {
+        return Err("credentials apply to http(s) upstreams only");
+    }
+    let bad = |text: &str, max: usize| {
+        text.is_empty() || text.chars().count() > max || text.chars().any(char::is_control)
+    };
+    if bad(username, 256) {
+        return Err("the user name must be 1 to 256 characters, none of them control characters");
+    }
+    if bad(secret, 4096) {
+        return Err(
+            "the password or token must be 1 to 4,096 characters, none of them control characters",
+        );
+    }
+    Ok(userinfo(username, secret))
+}
+
 /// The inverse of [`split_credentials`]: the URL a fetch uses.
 pub fn with_credentials(clean: &str, userinfo: &str) -> String {
     let Ok(mut url) = Url::parse(clean) else {

@@ -362,3 +362,23 @@ async fn refuses_internal_targets_unless_allowed() {
     let ok = check_upstream("HTTPS://8.8.8.8:443/x.git", false, None).await;
     assert_eq!(ok.unwrap().as_str(), "https://8.8.8.8/x.git");
 }
+
+#[test]
+fn credentials_given_as_fields_reach_the_fetch_as_given() {
+    for (user, secret) in [
+        ("alice", "plain"),
+        ("x-access-token", "ghp_a:b@c/d?e#f%g h"),
+        ("ünïcode user", "pässwörd"),
+        ("oauth2", "glpat-~._-"),
+    ] {
+        let info = userinfo(user, secret);
+        let url = with_credentials("https://example.com/a.git", &info);
+        assert_eq!(
+            http_credentials(&url),
+            Some((user.to_owned(), secret.to_owned())),
+            "{url}"
+        );
+        // and nothing of the secret is shown
+        assert!(!redact_url(&url).contains(secret), "{url}");
+    }
+}
