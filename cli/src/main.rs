@@ -8,6 +8,7 @@ mod jobs;
 mod mirror_admin;
 mod mirrors;
 mod output;
+mod secrets;
 mod status;
 mod users;
 
@@ -80,6 +81,12 @@ enum Command {
     Mirrors {
         #[command(subcommand)]
         command: mirrors::MirrorsCommand,
+    },
+    /// The keys sealing credentials: which ones the stored seals need; re-seal them all
+    /// with `secrets.key` so a previous key can be retired.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
     },
 }
 
@@ -158,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workers { json } => status::workers(&svc, json).await?,
         Command::Scheduler { command } => status::scheduler(&svc, command).await?,
         Command::Mirrors { command } => mirrors::run(&svc, command).await?,
+        Command::Secrets { command } => secrets::run(&svc, command).await?,
     }
     Ok(())
 }

@@ -20,7 +20,13 @@ pub(super) const PREFIX: &str = "STASIS_";
 /// The keys holding credentials: each may also come from a file named by
 /// `STASIS_<SECTION>_<KEY>_FILE` (Docker and Kubernetes secrets), and none is shown by
 /// `Debug`.
-pub const SECRET_KEYS: &[&str] = &["database.url", "redis.url", "secrets.key", "notify.secret"];
+pub const SECRET_KEYS: &[&str] = &[
+    "database.url",
+    "redis.url",
+    "secrets.key",
+    "secrets.previous_keys",
+    "notify.secret",
+];
 
 /// What one `STASIS_*` variable is to the configuration.
 #[derive(Debug, PartialEq, Eq)]

@@ -87,6 +87,10 @@ pub(crate) fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, F
     match opened {
         Some(Ok(userinfo)) => Ok(with_credentials(&url, &userinfo)),
         // Permanent: retrying cannot bring the key back.
+        Some(Err(e @ stasis_shared::secrets::SecretError::UnknownKey(_))) => Err(FetchError {
+            kind: ErrorKind::Auth,
+            message: format!("the stored credentials cannot be opened: {e}"),
+        }),
         _ => Err(FetchError {
             kind: ErrorKind::Auth,
             message: "the stored credentials cannot be opened: secrets.key is missing or not \
