@@ -16,6 +16,7 @@ pub mod names;
 pub mod outage;
 pub mod overview;
 pub mod process;
+pub mod progress;
 pub mod queue;
 pub mod removal;
 pub mod rename;
