@@ -2,6 +2,7 @@
 //! importing, syncing and reading a mirror's status, and the service itself.
 
 mod import;
+mod progress;
 mod service;
 mod sync;
 
