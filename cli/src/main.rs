@@ -10,6 +10,7 @@ mod mirrors;
 mod output;
 mod status;
 mod users;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
