@@ -93,10 +93,10 @@ impl Upstream {
     }
 }
 
-/// Incompressible bytes, different for each seed.
-fn noise(bytes: usize, seed: u64) -> Vec<u8> {
+/// Incompressible bytes from a xorshift generator, different for each starting value.
+fn noise(bytes: usize, start: u64) -> Vec<u8> {
     let mut data = vec![0u8; bytes];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ start;
     for b in data.iter_mut() {
         x ^= x << 13;
         x ^= x >> 7;
