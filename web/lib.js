@@ -242,3 +242,41 @@ export function page(title, ...content) {
     else a.removeAttribute("aria-current");
   }
 }
+
+const count = new Intl.NumberFormat("en-US");
+
+/**
+ * A running sync's download in words, from the status's `progress`: "1,234 of 5,678
+ * objects, 12 MB" while the pack arrives, then the deltas resolved.
+ * @param {any} p
+ */
+export function progressText(p) {
+  const size = humanSize(p.received_bytes);
+  if (p.phase === "resolving_deltas") {
+    return `Resolving deltas: ${count.format(p.indexed_deltas)} of ${count.format(p.total_deltas)} (${count.format(p.total_objects)} objects, ${size})`;
+  }
+  if (p.phase === "done") return `${count.format(p.total_objects)} objects, ${size} received; writing refs`;
+  if (!p.total_objects) return `${size} received`;
+  return `${count.format(p.received_objects)} of ${count.format(p.total_objects)} objects, ${size}`;
+}
+
+/**
+ * A progress bar with its words, shown while a sync reports its download.
+ * @returns {{ el: HTMLElement, show: (p: any) => void }} `show(null)` hides it
+ */
+export function progressView() {
+  const bar = /** @type {HTMLProgressElement} */ (h("progress", { max: "1", value: "0", "aria-label": "Download" }));
+  const words = h("span", { "data-testid": "sync-progress-text" });
+  const el = h("div", { class: "progress", "data-testid": "sync-progress", hidden: true }, bar, words);
+  /** @param {any} p */
+  const show = (p) => {
+    el.hidden = !p;
+    if (!p) return;
+    const [done, of] = p.phase === "resolving_deltas" ? [p.indexed_deltas, p.total_deltas]
+      : p.phase === "done" ? [1, 1] : [p.received_objects, p.total_objects];
+    // an unknown total leaves the bar indeterminate rather than empty
+    if (of > 0) bar.value = Math.min(done / of, 1); else bar.removeAttribute("value");
+    words.textContent = progressText(p);
+  };
+  return { el, show };
+}

@@ -5,7 +5,7 @@
 // history with each run's error, and for its owner or an admin every setting the API can
 // change, its webhook URL, and delete. Anyone else who may see it gets it read-only.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, setMoment, timeEl, toast } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, progressView, setMoment, timeEl, toast } from "./lib.js";
 
 /** @param {string} owner @param {string} name @param {{ username: string, is_admin: boolean } | null} me */
 export async function mirrorPage(owner, name, me) {
@@ -106,6 +106,7 @@ export function acceptedText(a) {
 function liveStatus(base, section, { manage, admin, onSettled }) {
   const badge = h("span", { class: "badge", "data-testid": "sync-state" });
   const line = h("p", { class: "muted", "data-testid": "job-line" });
+  const progress = progressView();
   const note = h("p", { role: "status", "data-testid": "sync-note" });
   const lastSync = h("dd", { "data-testid": "last-sync" });
   const lastAttempt = h("dd", { "data-testid": "last-attempt" });
@@ -135,6 +136,7 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
     if (d.at) setMoment(line, d.at, d.atKind, d.line, ".");
     else { delete line.dataset.kind; line.removeAttribute("title"); line.textContent = d.line; }
     line.hidden = !d.line;
+    progress.show(d.inFlight ? s.progress : null);
     setMoment(lastSync, s.last_synced_at, "ago");
     setMoment(lastAttempt, s.last_attempt_at, "ago",
       "", s.last_attempt_at && s.sync_status === "failed" && !d.inFlight ? " (failed)" : "");
@@ -158,7 +160,7 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
       if (!loaded) {
         loaded = true;
         section.replaceChildren(
-          h("p", { class: "sync" }, badge), line,
+          h("p", { class: "sync" }, badge), line, progress.el,
           h("dl", { class: "facts" },
             h("dt", { text: "Last successful sync" }), lastSync,
             h("dt", { text: "Last attempt" }), lastAttempt,

@@ -3,7 +3,7 @@
 // filtered by status, owner, upstream host and name, paged, with a sync of the mirrors
 // selected or of every failed one shown. Each card is the mirror's sync button.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, humanSize, loading, page, poller, setMoment, timeEl, toast } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, humanSize, loading, page, poller, progressView, setMoment, timeEl, toast } from "./lib.js";
 import { acceptedText, describe } from "./mirror.js";
 
 // the four public status values (`failed` includes `hard_failed`, `syncing` includes
@@ -203,6 +203,7 @@ function mirrorCard(repo, pick) {
   const size = h("dd", { "data-testid": "size", hidden: true });
   const upstream = h("dd", { class: "url", text: repo.mirror_url ?? "", title: repo.mirror_url ?? "" });
   const note = h("p", { class: "muted", role: "status", "data-testid": "sync-note" });
+  const progress = progressView();
   const error = h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", hidden: true });
   const history = h("div", { class: "table-wrap" });
   const details = h("details", {
@@ -213,7 +214,7 @@ function mirrorCard(repo, pick) {
     h("dl", {}, h("dt", { text: "Upstream" }), upstream, h("dt", { text: "Last sync" }), last,
       attemptTerm, attempt, h("dt", { text: "Next sync" }), next, sizeTerm, size),
     h("div", { class: "sync" }, button, badge),
-    note, error, details);
+    progress.el, note, error, details);
   /** @type {number | undefined} */
   let poller;
   let flashing = false;
@@ -239,6 +240,7 @@ function mirrorCard(repo, pick) {
     size.textContent = sized ? humanSize(status.size_bytes) : "";
     size.title = sized ? `${status.size_bytes} bytes` : "";
     const syncing = view === "syncing";
+    progress.show(syncing ? status.progress : null);
     /** @type {HTMLButtonElement} */ (button).disabled = syncing;
     button.setAttribute("aria-busy", String(syncing && !d.deferred));
     badge.className = "badge";

@@ -6,6 +6,7 @@ use stasis_shared::db::repos::ActiveJob;
 use stasis_shared::db::repos::Repo;
 use stasis_shared::domain::{JobState, PublicStatus, SyncStatus};
 use stasis_shared::git::url::redact_url;
+use stasis_shared::progress::SyncProgress;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -232,6 +233,10 @@ pub struct MirrorStatus {
     /// That job: its attempts so far and allowed, when it runs (after a failed attempt:
     /// its next retry) and its last error.
     pub job: Option<JobSummary>,
+    /// While that job's fetch downloads: objects and bytes received against the total,
+    /// then deltas resolved, as the worker last published them (about once a second).
+    /// `null` otherwise, and while the worker has nothing to report yet.
+    pub progress: Option<SyncProgress>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -285,6 +290,7 @@ impl MirrorStatus {
             lfs_missing_objects,
             job_id: job.id,
             job: JobSummary::of(job),
+            progress: None,
         }
     }
 }

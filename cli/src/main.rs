@@ -11,6 +11,7 @@ mod output;
 mod secrets;
 mod status;
 mod users;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

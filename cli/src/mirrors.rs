@@ -49,6 +49,10 @@ pub enum MirrorsCommand {
         /// their backoff ends.
         #[arg(long)]
         lfs_retry: bool,
+        /// Wait for the sync to end, showing its download's progress; exits non-zero
+        /// unless it succeeded.
+        #[arg(long)]
+        wait: bool,
     },
     /// The latest sync attempts of OWNER/NAME, newest first.
     History {
@@ -177,7 +181,11 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
             out!("{}", table(&header, rows));
             out!("{} of {total} mirrors", mirrors.len());
         }
-        MirrorsCommand::Sync { repo, lfs_retry } => {
+        MirrorsCommand::Sync {
+            repo,
+            lfs_retry,
+            wait,
+        } => {
             let (owner, name) = split_repo(&repo)?;
             let found = repos::find_by_name(pool, &owner, &name)
                 .await?
@@ -200,6 +208,9 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                     "{repo} already has job {} queued or running",
                     enqueued.job_id
                 );
+            }
+            if wait {
+                crate::wait::wait(svc, &repo, found.id, enqueued.job_id).await?;
             }
         }
         MirrorsCommand::History { repo, limit, json } => {

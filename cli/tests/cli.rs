@@ -16,6 +16,8 @@ mod admin;
 mod environment;
 #[path = "cli/jobs.rs"]
 mod jobs;
+#[path = "cli/wait.rs"]
+mod wait;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -4,8 +4,8 @@
 //!   with its end-of-sync policy, repository names, the backoff. No I/O but the
 //!   lifecycle's SQL, which is the state machine itself.
 //! - **Adapters** to what the processes talk to: Postgres ([`db`]), the Redis queue
-//!   ([`queue`]), leases and worker liveness in Redis ([`lock`], [`liveness`],
-//!   [`scheduler_status`]), git URLs and mirror paths ([`git`]), sealed credentials
+//!   ([`queue`]), leases, worker liveness, sync progress and the scheduler's status in
+//!   Redis ([`lock`], [`liveness`], [`progress`], [`scheduler_status`]), git URLs and mirror paths ([`git`]), sealed credentials
 //!   ([`secrets`]), and the configuration ([`config`]).
 //! - **Services** more than one binary runs on top of those: the job service ([`jobs`]:
 //!   request, admission to the lanes, dispatch), the operator's overview ([`overview`]),
@@ -23,6 +23,7 @@ pub mod db;
 pub mod git;
 pub mod liveness;
 pub mod lock;
+pub mod progress;
 pub mod queue;
 pub mod scheduler_status;
 pub mod secrets;

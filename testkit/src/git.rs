@@ -70,22 +70,40 @@ impl Upstream {
     /// Adds `bytes` of incompressible data in one commit, to make fetches measurably slow
     /// through a throttled proxy.
     pub fn add_blob(&mut self, name: &str, bytes: usize) {
-        let mut data = vec![0u8; bytes];
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ bytes as u64 ^ u64::from(self.counter);
-        for b in data.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        let data = noise(bytes, bytes as u64 ^ u64::from(self.counter));
         std::fs::write(self.path.join(name), data).unwrap();
         git(&self.path, &["add", name]);
         git(&self.path, &["commit", "-q", "-m", name]);
     }
 
+    /// Adds `count` files of `bytes` incompressible bytes each under `dir`, in one commit:
+    /// a pack of many objects, whose download is counted object by object.
+    pub fn add_blobs(&mut self, dir: &str, count: usize, bytes: usize) {
+        std::fs::create_dir_all(self.path.join(dir)).unwrap();
+        for i in 0..count {
+            let data = noise(bytes, (i as u64) << 32 ^ u64::from(self.counter));
+            std::fs::write(self.path.join(dir).join(format!("{i}.bin")), data).unwrap();
+        }
+        git(&self.path, &["add", dir]);
+        git(&self.path, &["commit", "-q", "-m", dir]);
+    }
+
     pub fn refs(&self) -> BTreeMap<String, String> {
         refs(&self.path)
     }
+}
+
+/// Incompressible bytes from a xorshift generator, different for each starting value.
+fn noise(bytes: usize, start: u64) -> Vec<u8> {
+    let mut data = vec![0u8; bytes];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ start;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    data
 }
 
 /// Mirror refs as a client would compare them: a bare mirror has no `refs/remotes`.

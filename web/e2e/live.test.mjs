@@ -1,12 +1,15 @@
 // What a person reads on the mirror pages as syncs happen, against the real stack of
 // scripts/e2e.sh: the page follows a sync to its end with no reload, a deferred sync
 // says when it runs, a failing mirror reads once and plainly, a non-owner gets no
-// owner controls, and a slow API shows "Loading…" rather than a stale page.
+// owner controls, a slow API shows "Loading…" rather than a stale page, and an import
+// behind a slow upstream shows its download moving.
 // It runs after ui.test.mjs, whose journey starts from an empty fleet.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, renameSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { chromium } from "playwright-core";
 
 const { BASE_URL, DEFER_URL, TOKEN, OWNER_TOKEN, OTHER_TOKEN, UPSTREAMS } = process.env;
@@ -318,4 +321,106 @@ test("the import form takes what the API takes: interval, ref patterns, private,
   assert.equal(repo.private, true);
   assert.equal(repo.description, "options from the form");
   assert.deepEqual(repo.exclude_refs, ["refs/pull/*", "refs/tags/nightly-*"]);
+}));
+
+/** A port free on loopback now. */
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = /** @type {net.AddressInfo} */ (server.address());
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * `git daemon` serving UPSTREAMS behind a loopback proxy that lets `bytesPerSec` through
+ * from the daemon to the client: a slow upstream, as over a long link.
+ * @param {number} bytesPerSec
+ */
+async function slowUpstream(bytesPerSec) {
+  const daemonPort = await freePort();
+  const daemon = spawn("git", ["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1",
+    `--port=${daemonPort}`, `--base-path=${UPSTREAMS}`, UPSTREAMS], { stdio: "ignore" });
+  for (let i = 0; ; i++) {
+    const up = await new Promise((resolve) => {
+      const probe = net.connect(daemonPort, "127.0.0.1", () => { probe.destroy(); resolve(true); });
+      probe.on("error", () => resolve(false));
+    });
+    if (up) break;
+    assert.ok(i < 100, "git daemon listening");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(daemonPort, "127.0.0.1");
+    client.pipe(upstream);
+    // each chunk waits its share of the rate before the next is read
+    upstream.on("data", (chunk) => {
+      upstream.pause();
+      client.write(chunk);
+      setTimeout(() => upstream.resume(), (chunk.length * 1000) / bytesPerSec);
+    });
+    upstream.on("end", () => client.end());
+    upstream.on("error", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+    client.on("close", () => upstream.destroy());
+  });
+  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const { port } = /** @type {net.AddressInfo} */ (proxy.address());
+  return {
+    url: (/** @type {string} */ name) => `git://127.0.0.1:${port}/${name}`,
+    close: () => { proxy.close(); daemon.kill(); },
+  };
+}
+
+/** "1,234 of 5,678 objects, 2.1 MB" → [1234, 5678]. @param {string} text */
+function objects(text) {
+  const m = /^([\d,]+) of ([\d,]+) objects, \d+(\.\d)? (B|kB|MB)$/.exec(text);
+  assert.ok(m, `progress reads "${text}"`);
+  return [Number(m[1].replaceAll(",", "")), Number(m[2].replaceAll(",", ""))];
+}
+
+test("an import behind a slow upstream shows its download moving, on its page and its card", () => shooting("progress", async () => {
+  const dir = upstream("bo-big");
+  // 3 MB in 150 objects at 150 kB/s: about 20 s of download
+  mkdirSync(`${dir}/data`);
+  for (let i = 0; i < 150; i++) writeFileSync(`${dir}/data/${i}.bin`, randomBytes(20_000));
+  git(dir, "add", "data");
+  git(dir, "commit", "-q", "-m", "data");
+  const slow = await slowUpstream(150_000);
+  try {
+    await importAs(OTHER_TOKEN, "bo-big", slow.url("bo-big"));
+    await signInAs(OTHER_TOKEN);
+    await openMirror("bo/bo-big");
+    const words = page.getByTestId("sync-progress-text");
+    await words.getByText(/^[\d,]+ of [\d,]+ objects, /).waitFor();
+    const first = objects(await words.innerText());
+    // the page polls once a second: the next reading differs
+    await page.waitForFunction((was) => {
+      const now = document.querySelector('[data-testid="sync-progress-text"]')?.textContent ?? "";
+      return /objects, /.test(now) && !now.startsWith(`${was} of`);
+    }, first[0].toLocaleString("en-US"));
+    const second = objects(await words.innerText());
+    assert.ok(first[1] > 150 && second[1] === first[1], `the total stays: ${first} then ${second}`);
+    assert.ok(second[0] > first[0], `received objects grow: ${first} then ${second}`);
+    const bar = page.getByTestId("sync-progress").locator("progress");
+    assert.ok(Number(await bar.getAttribute("value")) > 0, "the bar has moved");
+    await noGarbage("a mirror's page while it downloads");
+    await shot("progress-mirror");
+
+    // its card on the Mirrors page shows the same while the download runs
+    await page.goto(`${BASE_URL}/#/mirrors`);
+    const card = page.locator('article[data-repo="bo/bo-big"]');
+    const cardWords = card.getByTestId("sync-progress-text");
+    await cardWords.getByText(/^[\d,]+ of [\d,]+ objects, /).waitFor();
+    const onCard = objects(await cardWords.innerText());
+    assert.ok(onCard[0] >= second[0] && onCard[1] === second[1], `${second} then on the card ${onCard}`);
+    await shot("progress-card");
+
+    // once synced, no bar is left
+    await card.getByTestId("sync-state").getByText(/Synced!|Up to date/).waitFor({ timeout: 60_000 });
+    assert.equal(await card.getByTestId("sync-progress").isVisible(), false);
+    await noGarbage("the mirrors page after the download");
+  } finally {
+    slow.close();
+  }
 }));

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use crate::slots::Slots;
+use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use stasis_shared::jobs::Jobs;
 use stasis_shared::lock::Leases;
@@ -15,6 +16,8 @@ pub struct WorkerContext {
     pub cfg: Config,
     pub pool: PgPool,
     pub leases: Leases,
+    /// Where running syncs publish their progress.
+    pub redis: ConnectionManager,
     /// Fleet-wide caps: syncs in all and per upstream host.
     pub slots: Slots,
     pub jobs: Jobs,

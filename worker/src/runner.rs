@@ -54,6 +54,7 @@ pub async fn run(
             cfg.sync.max_per_host,
         )
         .for_worker(&name),
+        redis: redis.clone(),
         cfg: cfg.clone(),
         pool,
         jobs: job_service,

@@ -10,7 +10,9 @@ use stasis_shared::domain::ErrorKind;
 use stasis_shared::git::selection::RefSelection;
 use stasis_shared::Config;
 use stasis_testkit::git::{assert_mirrors, git, Upstream};
-use stasis_worker::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
+use stasis_worker::git::fetch::{
+    fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, TransferProgress,
+};
 use stasis_worker::git::gate::WriteGate;
 use stasis_worker::git::housekeeping::RepackKind;
 use stasis_worker::git::transport::NetworkPolicy;
@@ -35,6 +37,7 @@ fn sync(mirror: &Path, url: &str) -> Result<FetchReport, FetchError> {
         },
         selection: &RefSelection::default(),
         gate: &gate,
+        progress: &TransferProgress::default(),
     })
 }
 

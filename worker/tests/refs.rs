@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use stasis_shared::domain::ErrorKind;
 use stasis_shared::git::selection::RefSelection;
 use stasis_testkit::git::{assert_mirrors, git, refs, Upstream};
-use stasis_worker::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
+use stasis_worker::git::fetch::{
+    fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, TransferProgress,
+};
 use stasis_worker::git::gate::WriteGate;
 use stasis_worker::git::transport::NetworkPolicy;
 
@@ -28,6 +30,7 @@ fn sync(mirror: &Path, up: &Upstream) -> Result<FetchReport, FetchError> {
         },
         selection: &RefSelection::default(),
         gate: &gate,
+        progress: &TransferProgress::default(),
     })
 }
 

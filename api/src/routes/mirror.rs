@@ -5,8 +5,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::db::{notifications, runs, users::User};
-use stasis_shared::domain::{PublicStatus, SyncReason, SyncStatus};
+use stasis_shared::domain::{JobState, PublicStatus, SyncReason, SyncStatus};
 use stasis_shared::jobs::Window;
+use stasis_shared::progress::{self, SyncProgress};
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
 use crate::dto::{
@@ -139,13 +140,45 @@ pub async fn status(
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> Result<Json<MirrorStatus>, ApiError> {
     match repos::find_with_active_job(&state.pool, &owner, &name).await? {
-        Some(found) if can_see(caller.as_ref(), &found.repo) => Ok(Json(MirrorStatus::new(
-            &found.repo,
-            &found.job,
-            found.last_attempt_at,
-            found.lfs_missing_objects,
-        ))),
+        Some(found) if can_see(caller.as_ref(), &found.repo) => {
+            let mut status = MirrorStatus::new(
+                &found.repo,
+                &found.job,
+                found.last_attempt_at,
+                found.lfs_missing_objects,
+            );
+            if let (Some(job_id), Some(JobState::Running)) = (found.job.id, found.job.state) {
+                status.progress = sync_progress(&state, found.repo.id, job_id).await;
+            }
+            Ok(Json(status))
+        }
         _ => Err(ApiError::NotFound("repository")),
+    }
+}
+
+/// How long the status waits for the progress: a slow Redis costs the figures, not the
+/// answer.
+const PROGRESS_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The running job's progress as its worker published it; none when Redis does not
+/// answer in time (the rest of the status is Postgres's and still right).
+async fn sync_progress(
+    state: &AppState,
+    repo_id: uuid::Uuid,
+    job_id: uuid::Uuid,
+) -> Option<SyncProgress> {
+    let namespace = &state.cfg.queue.namespace;
+    let read = progress::read(&state.redis, namespace, repo_id, job_id);
+    match tokio::time::timeout(PROGRESS_READ_TIMEOUT, read).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "sync progress unreadable");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("sync progress read timed out");
+            None
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod credentials;
 mod import;
+mod progress;
 mod service;
 mod sync;
 

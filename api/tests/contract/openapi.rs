@@ -97,6 +97,14 @@ async fn the_openapi_document_lists_every_route() {
             .is_some_and(|r| r.iter().any(|f| f == "lfs_missing_objects")),
         "{status}"
     );
+    // a running sync's progress, with the phases a client may meet
+    assert!(status["properties"]["progress"].is_object(), "{status}");
+    let phases = &doc["components"]["schemas"]["Phase"]["enum"];
+    assert_eq!(
+        phases,
+        &serde_json::json!(["receiving_objects", "resolving_deltas", "done"]),
+        "{phases}"
+    );
     let sync = &doc["paths"]["/api/v1/repos/{owner}/{repo}/sync"]["post"]["parameters"];
     assert!(
         sync.as_array()

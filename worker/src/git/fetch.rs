@@ -15,6 +15,7 @@ use git2::{
 pub use super::classify::FetchError;
 use super::classify::{classify, refused, stopped};
 use super::gate::WriteGate;
+pub use super::progress::TransferProgress;
 use super::refs::{self, RefChanges, RefUpdateError};
 pub use super::stop::{StopFlag, StopReason};
 use super::transport::{self, NetworkPolicy, Session};
@@ -39,6 +40,8 @@ pub struct FetchRequest<'a> {
     pub selection: &'a RefSelection,
     /// Asked before the first write that follows the ref listing.
     pub gate: &'a WriteGate,
+    /// Where the download's counts go as libgit2 reports them.
+    pub progress: &'a TransferProgress,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -208,12 +211,15 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     Ok(report)
 }
 
-/// Credentials (answered once) and the stop/deadline check, for the ref listing and the
-/// fetch alike.
+/// Credentials (answered once), the stop/deadline check and the transfer's counts, for
+/// the ref listing and the fetch alike.
 fn callbacks<'a>(req: &'a FetchRequest<'_>, auth_tries: &'a Cell<u32>) -> RemoteCallbacks<'a> {
     let keep_going = move || !req.stop.is_stopped() && Instant::now() < req.deadline;
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.transfer_progress(move |_| keep_going());
+    callbacks.transfer_progress(move |p| {
+        req.progress.record(&p);
+        keep_going()
+    });
     callbacks.sideband_progress(move |_| keep_going());
     callbacks.credentials(move |url, _user, allowed| {
         // libgit2 calls back again after a rejected answer: answer once, then give up.

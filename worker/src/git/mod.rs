@@ -10,6 +10,7 @@ pub mod gate;
 pub mod housekeeping;
 pub mod lfs;
 mod pack_refs;
+pub mod progress;
 pub mod refs;
 pub mod stop;
 pub mod storage;

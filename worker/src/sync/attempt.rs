@@ -171,7 +171,13 @@ impl<'c> SyncAttempt<'c> {
         // logged as the fetch begins, before it connects: the upstream may take long
         // to answer, and the record of the start waits for that
         info!("sync started");
-        let fetch = fetch(ctx, &self.repo, self.stop.clone(), gate.clone());
+        let fetch = fetch(
+            ctx,
+            &self.repo,
+            self.job.job_id,
+            self.stop.clone(),
+            gate.clone(),
+        );
         tokio::pin!(fetch);
         let early = tokio::select! {
             fetched = &mut fetch => Some(fetched),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::git::fetch::{
-    fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason,
+    fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason, TransferProgress,
 };
 use crate::git::gate::WriteGate;
 use crate::git::transport::NetworkPolicy;
@@ -15,14 +15,33 @@ use stasis_shared::git::mirror_path;
 use stasis_shared::git::selection::RefSelection;
 use stasis_shared::git::url::with_credentials;
 
-use crate::context::WorkerContext;
+use uuid::Uuid;
 
-/// Runs the fetch on a blocking thread, which `stop` stops.
+use crate::context::WorkerContext;
+use crate::sync::progress::Publishing;
+
+/// Runs the fetch on a blocking thread, which `stop` stops, publishing its progress for
+/// `job_id` while it downloads.
 pub(crate) async fn fetch(
+    ctx: &WorkerContext,
+    repo: &Repo,
+    job_id: Uuid,
+    stop: Arc<StopFlag>,
+    gate: Arc<WriteGate>,
+) -> Result<FetchReport, FetchError> {
+    let progress = Arc::new(TransferProgress::default());
+    let publishing = Publishing::start(ctx, repo.id, job_id, progress.clone());
+    let fetched = fetch_publishing(ctx, repo, stop, gate, progress).await;
+    publishing.finish().await;
+    fetched
+}
+
+async fn fetch_publishing(
     ctx: &WorkerContext,
     repo: &Repo,
     stop: Arc<StopFlag>,
     gate: Arc<WriteGate>,
+    progress: Arc<TransferProgress>,
 ) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
     // the upstream policy holds inside the fetch, where it connects
@@ -44,6 +63,7 @@ pub(crate) async fn fetch(
             network: &network,
             selection: &selection,
             gate: &gate,
+            progress: &progress,
         })
     });
     // The fetch checks the deadline itself; this outer bound covers a thread stuck

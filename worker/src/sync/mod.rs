@@ -8,4 +8,5 @@ pub mod housekeeping;
 pub(crate) mod lfs;
 pub(crate) mod observe;
 pub mod owner_text;
+pub(crate) mod progress;
 pub mod record;

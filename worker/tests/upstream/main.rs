@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stasis_shared::git::selection::RefSelection;
-use stasis_worker::git::fetch::{fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag};
+use stasis_worker::git::fetch::{
+    fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, TransferProgress,
+};
 use stasis_worker::git::gate::WriteGate;
 use stasis_worker::git::transport::NetworkPolicy;
 
@@ -48,6 +50,7 @@ pub fn fetch(
         network,
         selection: &RefSelection::default(),
         gate: &gate,
+        progress: &TransferProgress::default(),
     })
 }
 
