@@ -58,6 +58,7 @@ function signOut() {
 const FIELD_OF_CODE = {
   invalid_name: "name", conflict: "name",
   invalid_url: "clone_url", blocked_url: "clone_url", credentials_unsupported: "clone_url",
+  invalid_credentials: "cred_secret",
   invalid_interval: "sync_interval", invalid_refs: "include_refs", invalid_description: "description",
 };
 
@@ -78,6 +79,10 @@ function importForm() {
     ...field("name", "Repository name", { type: "text", required: true, autocomplete: "off" }),
     ...field("clone_url", "Clone URL", { type: "text", required: true, inputmode: "url", placeholder: "https://example.com/owner/repo.git" }),
     h("label", { class: "inline" }, h("input", { id: "mirror", name: "mirror", type: "checkbox", checked: true }), "Keep it as a mirror (sync on a schedule)"),
+    h("details", {}, h("summary", { text: "Credentials (private http(s) upstreams)" }),
+      h("p", { class: "muted", text: "Sealed on the server and never shown again. With an access token, the user name is what the host expects (x-access-token on GitHub, oauth2 on GitLab)." }),
+      ...field("cred_username", "User name", { type: "text", autocomplete: "off" }),
+      ...field("cred_secret", "Password or access token", { type: "password", autocomplete: "new-password" })),
     h("details", {}, h("summary", { text: "More options" }),
       ...field("description", "Description", { type: "text", autocomplete: "off", maxlength: "1000" }),
       h("label", { class: "inline" }, h("input", { id: "private", name: "private", type: "checkbox" }), "Private (only you and admins see it)"),
@@ -103,9 +108,14 @@ function importForm() {
     const url = String(data.get("clone_url") ?? "").trim();
     if (!name) return invalid("name", "A name is required.");
     if (!url) return invalid("clone_url", "A clone URL is required.");
+    const username = String(data.get("cred_username") ?? "").trim();
+    const secret = String(data.get("cred_secret") ?? "");
+    if (username && !secret) return invalid("cred_secret", "A password or token goes with the user name.");
+    if (secret && !username) return invalid("cred_username", "A user name goes with the password or token.");
     try {
       /** @type {Record<string, unknown>} */
       const body = { name, clone_url: url, mirror: data.get("mirror") === "on" };
+      if (username) body.credentials = { username, token: secret };
       const lines = (/** @type {string} */ k) => String(data.get(k) ?? "").split("\n").map((l) => l.trim()).filter(Boolean);
       const description = String(data.get("description") ?? "").trim();
       if (description) body.description = description;

@@ -35,6 +35,7 @@ export async function mirrorPage(owner, name, me) {
   if (manage) {
     page(repo.full_name, status,
       h("h2", { text: "Settings" }), settingsForm(base, repo),
+      h("h2", { text: "Upstream credentials" }), credentials(base, repo),
       h("h2", { text: "Webhook" }), webhook(owner, name, repo),
       h("h2", { text: "History" }), history,
       h("h2", { text: "Delete" }), deletion(base, repo));
@@ -305,6 +306,49 @@ function duration(secs) {
   if (secs % 3600 === 0) return `${secs / 3600}h`;
   if (secs % 60 === 0) return `${secs / 60}m`;
   return `${secs}s`;
+}
+
+/** An http(s) upstream's user name and password or token, set, replaced or removed;
+ * never shown back. @param {string} base @param {any} repo */
+function credentials(base, repo) {
+  const said = (/** @type {boolean} */ set) => set
+    ? "Credentials are stored for this upstream (sealed, never shown)."
+    : "No credentials stored: the upstream is fetched anonymously.";
+  const state = h("p", { class: "muted", "data-testid": "credentials-state", text: said(Boolean(repo.credentials_configured)) });
+  const user = h("input", { id: "cred-username", type: "text", autocomplete: "off", "aria-describedby": "cred-help" });
+  const secret = h("input", { id: "cred-secret", type: "password", autocomplete: "new-password", "aria-describedby": "cred-help" });
+  const error = h("p", { class: "form-error", role: "alert", "data-testid": "credentials-error" });
+  /** @param {Record<string, string> | null} value */
+  const save = async (value) => {
+    error.textContent = "";
+    try {
+      Object.assign(repo, await api("PATCH", `${base}/mirror`, { credentials: value }));
+      /** @type {HTMLInputElement} */ (secret).value = "";
+      state.textContent = said(Boolean(repo.credentials_configured));
+      toast(value ? "Credentials saved; the mirror syncs with them now." : "Credentials removed.");
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  };
+  const set = h("button", { type: "button", text: "Save credentials" });
+  set.addEventListener("click", () => {
+    const username = /** @type {HTMLInputElement} */ (user).value.trim();
+    const token = /** @type {HTMLInputElement} */ (secret).value;
+    if (!username || !token) {
+      error.textContent = "A user name and a password or token are both needed.";
+      return;
+    }
+    save({ username, token });
+  });
+  const remove = h("button", { type: "button", text: "Remove credentials" });
+  remove.addEventListener("click", () => save(null));
+  return h("div", {},
+    state,
+    h("p", { class: "muted", id: "cred-help", text: "For http(s) upstreams. With an access token, the user name is what the host expects (x-access-token on GitHub, oauth2 on GitLab, your user name on Gitea)." }),
+    h("label", { for: "cred-username", text: "User name" }), user,
+    h("label", { for: "cred-secret", text: "Password or access token" }), secret,
+    error,
+    h("p", { class: "sync" }, set, remove));
 }
 
 /** The URL forges post to, with a copy button, and the secret set or rotated. @param {string} owner @param {string} name @param {any} repo */
