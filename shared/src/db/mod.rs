@@ -4,6 +4,7 @@ pub mod coalesce;
 pub mod jobs;
 pub mod lfs_missing;
 pub mod notifications;
+pub mod pooler;
 pub mod recovery;
 pub mod repos;
 pub mod runs;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, Executor, PgPool, Postgres, Transaction};
 
 use crate::config::DatabaseConfig;
 
@@ -82,11 +83,15 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
          (docs/operations.md, Connections)",
         m = cfg.max_connections,
     );
-    // a startup parameter: set with the connection, no round trip of its own
-    let options = PgConnectOptions::from_str(&cfg.url)?.options([(
-        "statement_timeout",
-        cfg.statement_timeout.as_millis().to_string(),
-    )]);
+    let options = PgConnectOptions::from_str(&cfg.url)?;
+    pooler::refuse_transaction_pooler(&options).await?;
+    // A `SET` once per connection rather than the `options` startup parameter, which
+    // PgBouncer refuses (or, told to ignore it, drops): a session-mode pooler then keeps
+    // the limit. Simple protocol: nothing prepared.
+    let statement_timeout = format!(
+        "SET statement_timeout = {}",
+        cfg.statement_timeout.as_millis()
+    );
     PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(cfg.acquire_timeout)
@@ -100,6 +105,13 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
             Box::pin(async move {
                 let trusted = meta.idle_for < PING_AFTER_IDLE && !outage_recent();
                 Ok(trusted || conn.ping().await.is_ok())
+            })
+        })
+        .after_connect(move |conn, _| {
+            let statement_timeout = statement_timeout.clone();
+            Box::pin(async move {
+                conn.execute(statement_timeout.as_str()).await?;
+                Ok(())
             })
         })
         .connect_with(options)
