@@ -4,6 +4,9 @@
 //! connection keeps `database.statement_timeout`. In transaction mode sqlx's prepared
 //! statements break (shown here), so every process refuses such a pooler at start with
 //! what to do instead.
+//!
+//! Each process logs its share of Postgres's connections at start, read through the
+//! pooler from Postgres itself.
 
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -226,4 +229,13 @@ async fn through_a_session_pooler_the_api_and_a_worker_sync_a_mirror() {
     assert_mirrors(&env.mirror_path("pat", "m"), &up);
     api.assert_running("api");
     worker.assert_running("worker");
+    // the connection budget each process logs at start: its pool, and what Postgres
+    // (max_connections 200, 3 reserved for superusers) leaves the deployment
+    assert!(
+        worker
+            .log_text()
+            .contains("Postgres pool: up to 10 connections in this process, of 197"),
+        "{}",
+        worker.log_text()
+    );
 }
