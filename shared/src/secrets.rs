@@ -9,7 +9,7 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::config::SecretsConfig;
+use crate::config::{ExposeSecret, SecretsConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
@@ -79,7 +79,8 @@ impl SecretsConfig {
     pub fn cipher(&self) -> Result<Option<Cipher>, crate::config::ConfigError> {
         // an empty STASIS_SECRETS_KEY (compose's `${VAR:-}`) means no key
         self.key
-            .as_deref()
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
             .filter(|k| !k.trim().is_empty())
             .map(|k| {
                 Cipher::new(k).map_err(|e| crate::config::ConfigError::Invalid {
