@@ -124,6 +124,15 @@ pg_env = env_of(pg)
 if "POSTGRES_PASSWORD" in pg_env or pg_env.get("POSTGRES_PASSWORD_FILE") != "/run/secrets/postgres_password" \
         or "postgres_password" not in secret_names(pg):
     problems.append("postgres: the password does not come from the postgres_password secret file")
+# the commit for stasis_build_info{revision}: passed to every image build, declared in
+# the Dockerfile's build stage before it compiles
+for name in STASIS:
+    args = (services[name].get("build") or {}).get("args") or {}
+    if "STASIS_REVISION" not in args:
+        problems.append(f"{name}'s image build does not pass STASIS_REVISION")
+if not re.search(r"^ARG STASIS_REVISION\b.*\n(?:.*\n)*?^ENV STASIS_REVISION=\$\{STASIS_REVISION\}",
+                 open("deploy/Dockerfile").read(), re.M):
+    problems.append("the Dockerfile does not take STASIS_REVISION as an argument into the build")
 if "ENTRYPOINT" in re.sub(r"#.*", "", open("deploy/Dockerfile").read()):
     problems.append("the image has an entrypoint: secrets come from STASIS_*_FILE, "
                     "so exec and run see what the service sees")

@@ -5,11 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/services.sh)"
-# the Git LFS tests make pointer commits and clone mirrors with Debian's git-lfs
-if ! git lfs version >/dev/null 2>&1; then
-  echo "installing git-lfs (Debian)" >&2
+# Debian packages the tests run: git-lfs (the Git LFS tests make pointer commits and
+# clone mirrors with it) and pgbouncer (the pooler test puts one in front of Postgres)
+missing=()
+git lfs version >/dev/null 2>&1 || missing+=(git-lfs)
+[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian)" >&2
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get install -y -qq git-lfs || { apt-get update -qq && apt-get install -y -qq git-lfs; }; } >/dev/null
+  { apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >/dev/null
 fi
 cargo test --workspace --locked "$@"
 scripts/check-deploy.sh

@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use redis::aio::ConnectionManager;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use stasis_shared::config::{DatabaseConfig, RedisConfig};
+use stasis_shared::db::pooler;
 use stasis_shared::queue;
 
 /// An operator at a prompt would rather hear "unreachable" in seconds than wait out
@@ -19,14 +20,14 @@ pub async fn postgres(cfg: &DatabaseConfig) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(&cfg.url).context("reading database.url")?;
     let target = format!("{}:{}", options.get_host(), options.get_port());
     let context = || format!("connecting to Postgres at {target} (database.url)");
-    // One plain connection first: the pool retries a refused connection until its
-    // timeout and then reports only "timed out", hiding the cause.
-    let probe = tokio::time::timeout(TIMEOUT, PgConnection::connect_with(&options))
+    // Plain connections first: the pool retries a refused connection until its timeout
+    // and then reports only "timed out", hiding the cause. They also refuse a
+    // transaction-mode pooler (`migrate` holds a session-level advisory lock).
+    tokio::time::timeout(TIMEOUT, pooler::refuse_transaction_pooler(&options))
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {}s", TIMEOUT.as_secs()))
         .with_context(context)?
         .with_context(context)?;
-    let _ = probe.close().await;
     Ok(PgPoolOptions::new()
         .max_connections(cfg.max_connections.clamp(1, 4))
         .acquire_timeout(TIMEOUT)

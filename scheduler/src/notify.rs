@@ -10,6 +10,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
+use stasis_shared::config::ExposeSecret;
 use stasis_shared::db::notifications::{self, Due};
 use stasis_shared::domain::backoff;
 use stasis_shared::git::url::resolve::PolicyResolver;
@@ -116,7 +117,13 @@ async fn send(cfg: &Config, clients: &Clients, d: &Due) -> Result<(), String> {
         .header("content-type", "application/json")
         .header("x-stasis-event", &d.event)
         .body(d.body.clone());
-    if let Some(secret) = cfg.notify.secret.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(secret) = cfg
+        .notify
+        .secret
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+        .filter(|s| !s.is_empty())
+    {
         req = req.header(
             "x-stasis-signature",
             format!("sha256={}", sign(secret, d.body.as_bytes())),

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::config::SecretsConfig;
+use crate::config::{ExposeSecret, SecretsConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
@@ -184,7 +184,8 @@ pub fn sealed_with(sealed: &str) -> Option<&str> {
 impl SecretsConfig {
     pub fn cipher(&self) -> Result<Option<Cipher>, crate::config::ConfigError> {
         // an empty STASIS_SECRETS_KEY (compose's `${VAR:-}`) means no key
-        let Some(key) = self.key.as_deref().filter(|k| !k.trim().is_empty()) else {
+        let key = self.key.as_ref().map(ExposeSecret::expose_secret);
+        let Some(key) = key.filter(|k| !k.trim().is_empty()) else {
             if !self.previous_keys.is_empty() {
                 return Err(crate::config::ConfigError::Invalid {
                     key: "secrets.previous_keys",
@@ -198,7 +199,12 @@ impl SecretsConfig {
             msg: e.to_string(),
         };
         Cipher::new(key).map_err(|e| invalid("secrets.key", e))?;
-        Cipher::with_previous(key, &self.previous_keys)
+        let previous: Vec<String> = self
+            .previous_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        Cipher::with_previous(key, &previous)
             .map(Some)
             .map_err(|e| invalid("secrets.previous_keys", e))
     }
@@ -324,7 +330,12 @@ mod tests {
             "key": NEW, "previous_keys": format!("{OLD},\n {NEW}\n")
         }))
         .unwrap();
-        assert_eq!(text.previous_keys, vec![OLD.to_owned(), NEW.to_owned()]);
+        let listed: Vec<&str> = text
+            .previous_keys
+            .iter()
+            .map(|k| k.expose_secret())
+            .collect();
+        assert_eq!(listed, vec![OLD, NEW]);
         assert!(!format!("{text:?}").contains(&OLD[..16]));
     }
 }

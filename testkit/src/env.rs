@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use sqlx::{Connection, PgConnection, PgPool};
+use stasis_shared::config::ExposeSecret;
 use stasis_shared::db::{self, jobs, repos, runs, users};
 use stasis_shared::domain::SyncReason;
 use stasis_shared::Config;
@@ -103,11 +104,8 @@ impl TestEnv {
         cfg.scheduler.tick = Duration::from_millis(200);
         cfg.scheduler.lease_ttl = Duration::from_secs(2);
         // 32 random bytes as hex: each test seals credentials under its own key
-        cfg.secrets.key = Some(format!(
-            "{}{}",
-            Uuid::new_v4().simple(),
-            Uuid::new_v4().simple()
-        ));
+        cfg.secrets.key =
+            Some(format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).into());
         cfg.validate().expect("test config is valid");
 
         let pool = db::connect(&cfg.database)
@@ -159,7 +157,14 @@ impl TestEnv {
             ("SYNC_MAX_PER_HOST", c.sync.max_per_host.to_string()),
             ("WORKER_CONCURRENCY", c.worker.concurrency.to_string()),
             ("WORKER_SHUTDOWN_GRACE", secs(c.worker.shutdown_grace)),
-            ("SECRETS_KEY", c.secrets.key.clone().unwrap_or_default()),
+            (
+                "SECRETS_KEY",
+                c.secrets
+                    .key
+                    .as_ref()
+                    .map(|k| k.expose_secret().to_owned())
+                    .unwrap_or_default(),
+            ),
             ("SCHEDULER_TICK", secs(c.scheduler.tick)),
             ("SCHEDULER_LEASE_TTL", secs(c.scheduler.lease_ttl)),
         ]

@@ -15,6 +15,7 @@ pub mod latency;
 pub mod lfs;
 pub mod manifest;
 pub mod netns;
+pub mod pooler;
 pub mod process;
 pub mod proxy;
 pub mod scheduler;

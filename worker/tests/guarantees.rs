@@ -20,7 +20,7 @@ async fn credentials_sealed_under_another_key_fail_the_sync_at_once_without_retr
     let url = daemon.url("up").replace("git://", "http://alice:pw@");
     let repo = env.mirror(&alice, "sealed", &url).await;
     // the worker runs with a key the credentials were not sealed with
-    env.cfg.secrets.key = Some("ab".repeat(32));
+    env.cfg.secrets.key = Some("ab".repeat(32).into());
     let worker = env.spawn_worker();
 
     let job = env.enqueue(repo, SyncReason::Manual).await;

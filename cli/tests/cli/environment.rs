@@ -2,6 +2,7 @@
 //! `docker compose run`/`exec` and Kubernetes give it, with no entrypoint exporting
 //! them) beside the service-link variables Kubernetes sets for every Service.
 
+use stasis_shared::config::ExposeSecret;
 use stasis_shared::db::repos;
 use stasis_testkit::TestEnv;
 
@@ -47,7 +48,14 @@ async fn secrets_from_files_beside_kubernetes_service_links() {
         std::fs::write(&path, format!("{value}\n")).unwrap();
         path.display().to_string()
     };
-    let key = env.cfg.secrets.key.clone().expect("test key");
+    let key = env
+        .cfg
+        .secrets
+        .key
+        .as_ref()
+        .expect("test key")
+        .expose_secret()
+        .to_owned();
     let mut vars: Vec<(String, String)> = env
         .env_vars()
         .into_iter()

@@ -6,7 +6,11 @@
 
 use figment::Jail;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, ExposeSecret, SecretString};
+
+fn exposed(secret: &Option<SecretString>) -> Option<&str> {
+    secret.as_ref().map(ExposeSecret::expose_secret)
+}
 
 fn load_in(jail: &Jail) -> Result<Config, ConfigError> {
     let path = jail.directory().join("stasis.yaml");
@@ -113,11 +117,8 @@ fn secrets_from_files_lose_their_line_break() {
         let cfg = load_in(jail).expect("secrets from files");
         assert_eq!(cfg.database.url, "postgres://stasis:pw@db/stasis");
         assert_eq!(cfg.redis.url, "from-file-redis.url");
-        assert_eq!(cfg.secrets.key.as_deref(), Some("from-file-secrets.key"));
-        assert_eq!(
-            cfg.notify.secret.as_deref(),
-            Some("from-file-notify.secret")
-        );
+        assert_eq!(exposed(&cfg.secrets.key), Some("from-file-secrets.key"));
+        assert_eq!(exposed(&cfg.notify.secret), Some("from-file-notify.secret"));
         Ok(())
     });
 }
@@ -132,11 +133,11 @@ fn a_secret_file_wins_over_the_yaml_file() {
             jail.directory().join("key").display(),
         );
         let cfg = load_in(jail).expect("valid config");
-        assert_eq!(cfg.secrets.key.as_deref(), Some("from-file"));
+        assert_eq!(exposed(&cfg.secrets.key), Some("from-file"));
         // an empty variable beside the file is as good as unset
         jail.set_env("STASIS_SECRETS_KEY", "");
         let cfg = load_in(jail).expect("valid config");
-        assert_eq!(cfg.secrets.key.as_deref(), Some("from-file"));
+        assert_eq!(exposed(&cfg.secrets.key), Some("from-file"));
         Ok(())
     });
 }
@@ -224,6 +225,9 @@ fn debug_shows_no_secret() {
             "postgres://db:5432/stasis",
             "redis://redis:6379/0",
             "max_connections",
+            // the secrets' own types (secrecy) say a value is set without showing it
+            "SecretsConfig { key: Some(SecretBox<str>([REDACTED]))",
+            "secret: Some(SecretBox<str>([REDACTED]))",
         ] {
             assert!(shown.contains(visible), "{visible} not in {shown}");
         }

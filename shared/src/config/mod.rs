@@ -8,6 +8,7 @@ mod api;
 mod env;
 #[cfg(test)]
 mod env_tests;
+mod expose;
 mod lfs;
 mod life;
 mod load;
@@ -27,6 +28,8 @@ pub use env::SECRET_KEYS;
 pub use lfs::LfsConfig;
 pub use life::{HistoryConfig, HousekeepingConfig};
 pub use notify::NotifyConfig;
+/// The type of the configuration's secrets, and how code that needs one reads it.
+pub use secrecy::{ExposeSecret, SecretString};
 pub use secrets::SecretsConfig;
 pub use services::{DatabaseConfig, QueueConfig, RedisConfig, StorageConfig};
 pub use sync::{MirrorConfig, SchedulerConfig, SyncConfig, WorkerConfig};

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// Failure notifications: signed JSON events POSTed with retries.
@@ -13,7 +14,9 @@ pub struct NotifyConfig {
     #[serde(deserialize_with = "list_or_csv")]
     pub urls: Vec<String>,
     /// Key of the `X-Stasis-Signature` HMAC-SHA256 over the body; unset: unsigned.
-    pub secret: Option<String>,
+    /// `Debug` shows `[REDACTED]` (secrecy).
+    #[serde(serialize_with = "super::expose::option")]
+    pub secret: Option<SecretString>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Deliveries tried per event and receiver before giving up.
@@ -42,7 +45,7 @@ impl std::fmt::Debug for NotifyConfig {
                     .map(|u| crate::git::url::redact_url(u))
                     .collect::<Vec<_>>(),
             )
-            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("secret", &self.secret)
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .finish()

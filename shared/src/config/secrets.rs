@@ -1,33 +1,26 @@
 //! The keys sealing credentials at rest (`secrets.*`).
 
+use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// `secrets.key` (`STASIS_SECRETS_KEY`): 32 bytes, hex or base64, sealing upstream
 /// credentials, webhook secrets and deploy keys at rest. Required once any is stored.
 /// `secrets.previous_keys` (`STASIS_SECRETS_PREVIOUS_KEYS`, comma- or space-separated;
 /// from a file with `_FILE` like the key): keys that only open what they sealed, while
-/// `stasisctl secrets rotate` re-seals it with `secrets.key`.
-#[derive(Clone, Default, Serialize, Deserialize)]
+/// `stasisctl secrets rotate` re-seals it with `secrets.key`. `Debug` shows `[REDACTED]`
+/// (secrecy), and the keys' memory is zeroed when dropped.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretsConfig {
-    pub key: Option<String>,
-    #[serde(deserialize_with = "keys")]
-    pub previous_keys: Vec<String>,
-}
-
-impl std::fmt::Debug for SecretsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = self.key.as_ref().map(|_| "***");
-        f.debug_struct("SecretsConfig")
-            .field("key", &shown)
-            .field("previous_keys", &vec!["***"; self.previous_keys.len()])
-            .finish()
-    }
+    #[serde(serialize_with = "super::expose::option")]
+    pub key: Option<SecretString>,
+    #[serde(serialize_with = "super::expose::list", deserialize_with = "keys")]
+    pub previous_keys: Vec<SecretString>,
 }
 
 /// A list, or one string of keys separated by commas or white space (an environment
 /// variable, or a mounted file with one key per line).
-fn keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+fn keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum ListOrText {
@@ -45,5 +38,6 @@ fn keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         .into_iter()
         .map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
+        .map(SecretString::from)
         .collect())
 }

@@ -4,6 +4,7 @@ pub mod coalesce;
 pub mod jobs;
 pub mod lfs_missing;
 pub mod notifications;
+pub mod pooler;
 pub mod recovery;
 pub mod repos;
 pub mod reworded;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, Executor, PgPool, Postgres, Transaction};
 
 use crate::config::DatabaseConfig;
 
@@ -74,21 +75,16 @@ fn outage_recent() -> bool {
 }
 
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    // Every process has a pool of its own, and Postgres refuses connections past its
-    // max_connections: the sum over the deployment is what operators size.
-    tracing::info!(
-        max_connections = cfg.max_connections,
-        "Postgres pool: up to {m} connections in this process; the deployment needs \
-         N processes × {m} (plus 4 per running stasisctl) below Postgres max_connections \
-         (docs/operations.md, Connections)",
-        m = cfg.max_connections,
+    let options = PgConnectOptions::from_str(&cfg.url)?;
+    pooler::refuse_transaction_pooler(&options).await?;
+    // A `SET` once per connection rather than the `options` startup parameter, which
+    // PgBouncer refuses (or, told to ignore it, drops): a session-mode pooler then keeps
+    // the limit. Simple protocol: nothing prepared.
+    let statement_timeout = format!(
+        "SET statement_timeout = {}",
+        cfg.statement_timeout.as_millis()
     );
-    // a startup parameter: set with the connection, no round trip of its own
-    let options = PgConnectOptions::from_str(&cfg.url)?.options([(
-        "statement_timeout",
-        cfg.statement_timeout.as_millis().to_string(),
-    )]);
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(cfg.acquire_timeout)
         // sqlx pings every connection it hands out by default: a round trip per request
@@ -103,8 +99,43 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
                 Ok(trusted || conn.ping().await.is_ok())
             })
         })
+        .after_connect(move |conn, _| {
+            let statement_timeout = statement_timeout.clone();
+            Box::pin(async move {
+                conn.execute(statement_timeout.as_str()).await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
-        .await
+        .await?;
+    log_budget(&pool, cfg.max_connections).await;
+    Ok(pool)
+}
+
+/// Every process has a pool of its own, and Postgres refuses connections past its
+/// `max_connections`: the sum over the deployment is what operators size, so each
+/// process says its share and the server's limit in one line at start.
+async fn log_budget(pool: &PgPool, pool_size: u32) {
+    let setting = |name: &'static str| async move {
+        sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
+            .fetch_one(pool)
+            .await
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    let server = setting("max_connections").await;
+    let reserved = setting("superuser_reserved_connections").await;
+    let usable = server.map(|max| max.saturating_sub(reserved.unwrap_or(0)));
+    tracing::info!(
+        max_connections = pool_size,
+        server_max_connections = server,
+        server_usable_connections = usable,
+        "Postgres pool: up to {pool_size} connections in this process, of {} the server \
+         takes from non-superusers; the deployment needs api + schedulers + workers, each \
+         × its pool, plus 4 per running stasisctl, within that (docs/operations.md, \
+         Connections)",
+        usable.map_or_else(|| "?".to_owned(), |u| u.to_string()),
+    );
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
