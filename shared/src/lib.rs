@@ -26,6 +26,7 @@ pub mod lock;
 pub mod queue;
 pub mod scheduler_status;
 pub mod secrets;
+pub mod ssh;
 
 // services and operations
 pub mod jobs;
