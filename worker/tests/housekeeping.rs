@@ -35,6 +35,7 @@ fn sync(mirror: &Path, url: &str) -> Result<FetchReport, FetchError> {
         },
         selection: &RefSelection::default(),
         gate: &gate,
+        ssh: &Default::default(),
     })
 }
 

@@ -28,6 +28,7 @@ fn sync(mirror: &Path, up: &Upstream) -> Result<FetchReport, FetchError> {
         },
         selection: &RefSelection::default(),
         gate: &gate,
+        ssh: &Default::default(),
     })
 }
 

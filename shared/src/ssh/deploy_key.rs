@@ -10,7 +10,9 @@ use zeroize::Zeroizing;
 pub enum SshKeyError {
     #[error("private_key is not an OpenSSH private key (`-----BEGIN OPENSSH PRIVATE KEY-----`)")]
     Unreadable,
-    #[error("private_key is protected by a passphrase: upload it without one (ssh-keygen -p -N '')")]
+    #[error(
+        "private_key is protected by a passphrase: upload it without one (ssh-keygen -p -N '')"
+    )]
     Encrypted,
     #[error("private_key type `{0}` is not supported (use ed25519, ecdsa or rsa)")]
     Unsupported(String),
@@ -49,8 +51,8 @@ pub fn comment_for(owner: &str, name: &str) -> String {
 impl DeployKey {
     /// A fresh Ed25519 pair from the system's random source.
     pub fn generate(comment: &str) -> Result<Self, SshKeyError> {
-        let mut key =
-            PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(|_| SshKeyError::Generate)?;
+        let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+            .map_err(|_| SshKeyError::Generate)?;
         key.set_comment(comment);
         Self::from_key(&key)
     }
@@ -102,9 +104,14 @@ mod tests {
         let key = DeployKey::generate("stasis-mirror-alice/tools").unwrap();
         assert!(key.public_openssh.starts_with("ssh-ed25519 AAAA"));
         assert!(key.public_openssh.ends_with(" stasis-mirror-alice/tools"));
-        assert!(key.private_openssh.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        assert!(key
+            .private_openssh
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
         assert!(key.fingerprint.starts_with("SHA256:") && key.fingerprint.len() == 50);
-        assert_eq!(public_fingerprint(&key.public_openssh), Some(key.fingerprint.clone()));
+        assert_eq!(
+            public_fingerprint(&key.public_openssh),
+            Some(key.fingerprint.clone())
+        );
         let again = DeployKey::from_upload(&key.private_openssh, "x").unwrap();
         assert_eq!(again.fingerprint, key.fingerprint);
         assert!(!format!("{key:?}").contains("PRIVATE"));

@@ -29,6 +29,8 @@ pub enum HostKeyError {
     Handshake(SocketAddr, String),
     #[error("`{0}` is not a SHA256 fingerprint like SHA256:uNiVztk…")]
     BadFingerprint(String),
+    #[error("`{0}…` is not an ssh public key like `ssh-ed25519 AAAA…`")]
+    BadKey(String),
 }
 
 /// OpenSSH's fingerprint of a key blob (the key as the ssh wire format encodes it).
@@ -52,6 +54,31 @@ pub fn normalize_fingerprint(text: &str) -> Result<String, HostKeyError> {
         return Err(bad());
     }
     Ok(fingerprint_of_hash(&bytes))
+}
+
+/// A host key given as a public key line (`ssh-ed25519 AAAA…`, as `known_hosts` and
+/// `ssh-keyscan` write it, a leading host name allowed).
+pub fn host_key_from_line(line: &str) -> Result<HostKey, HostKeyError> {
+    let bad = || HostKeyError::BadKey(line.chars().take(40).collect());
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-"))
+        .ok_or_else(bad)?;
+    let blob = words.get(at + 1).ok_or_else(bad)?;
+    let key =
+        ssh_key::PublicKey::from_openssh(&format!("{} {blob}", words[at])).map_err(|_| bad())?;
+    Ok(HostKey {
+        key_type: Some(key.algorithm().as_str().to_owned()),
+        fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+    })
+}
+
+/// `host:port` of an ssh upstream (port 22 unless it names one): what host keys are
+/// confirmed for, so that keys of one server never vouch for another.
+pub fn host_port(url: &crate::git::url::UpstreamUrl) -> String {
+    let host = url.host().map_or_else(String::new, ToString::to_string);
+    format!("{host}:{}", url.port().unwrap_or(22))
 }
 
 /// The key type a blob names (its first ssh string).
@@ -90,7 +117,11 @@ pub fn detect(addr: SocketAddr, timeout: Duration) -> Result<Vec<HostKey>, HostK
     }
 }
 
-fn offered(addr: SocketAddr, family: &str, timeout: Duration) -> Result<Option<HostKey>, HostKeyError> {
+fn offered(
+    addr: SocketAddr,
+    family: &str,
+    timeout: Duration,
+) -> Result<Option<HostKey>, HostKeyError> {
     let tcp = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| HostKeyError::Connect(addr, e.to_string()))?;
     let _ = tcp.set_read_timeout(Some(timeout));
@@ -98,7 +129,10 @@ fn offered(addr: SocketAddr, family: &str, timeout: Duration) -> Result<Option<H
     let handshake = |e: ssh2::Error| HostKeyError::Handshake(addr, e.message().to_owned());
     let mut session = ssh2::Session::new().map_err(handshake)?;
     session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
-    if session.method_pref(ssh2::MethodType::HostKey, family).is_err() {
+    if session
+        .method_pref(ssh2::MethodType::HostKey, family)
+        .is_err()
+    {
         // this libssh2 cannot check keys of the family: nothing to list
         return Ok(None);
     }
@@ -123,7 +157,9 @@ mod tests {
         assert_eq!(normalize_fingerprint(&format!(" {fp}= ")).unwrap(), fp);
         assert!(normalize_fingerprint("SHA256:abc").is_err());
         assert!(normalize_fingerprint("MD5:aa:bb").is_err());
-        let blob = [0, 0, 0, 11, b's', b's', b'h', b'-', b'e', b'd', b'2', b'5', b'5', b'1', b'9'];
+        let blob = [
+            0, 0, 0, 11, b's', b's', b'h', b'-', b'e', b'd', b'2', b'5', b'5', b'1', b'9',
+        ];
         assert_eq!(blob_type(&blob).as_deref(), Some("ssh-ed25519"));
     }
 }

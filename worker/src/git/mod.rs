@@ -11,6 +11,7 @@ pub mod housekeeping;
 pub mod lfs;
 mod pack_refs;
 pub mod refs;
+pub mod ssh_auth;
 pub mod stop;
 pub mod storage;
 pub mod transport;

@@ -48,6 +48,7 @@ pub fn fetch(
         network,
         selection: &RefSelection::default(),
         gate: &gate,
+        ssh: &Default::default(),
     })
 }
 
