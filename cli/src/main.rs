@@ -8,6 +8,7 @@ mod jobs;
 mod mirror_admin;
 mod mirrors;
 mod output;
+mod ssh_keys;
 mod status;
 mod users;
 
@@ -75,7 +76,8 @@ enum Command {
         #[command(subcommand)]
         command: status::SchedulerCommand,
     },
-    /// Mirrors: list, sync now, history, pause, resume, rename, delete, change upstream.
+    /// Mirrors: list, sync now, history, pause, resume, rename, delete, change upstream,
+    /// ssh deploy key and host keys.
     #[command(visible_alias = "mirror")]
     Mirrors {
         #[command(subcommand)]
