@@ -11,6 +11,12 @@ if ! git lfs version >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get install -y -qq git-lfs || { apt-get update -qq && apt-get install -y -qq git-lfs; }; } >/dev/null
 fi
+# the ssh tests run Debian's OpenSSH sshd (with git-shell) on loopback
+if [ ! -x /usr/sbin/sshd ]; then
+  echo "installing openssh-server (Debian)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq openssh-server || { apt-get update -qq && apt-get install -y -qq openssh-server; }; } >/dev/null
+fi
 cargo test --workspace --locked "$@"
 scripts/check-deploy.sh
 # the fuzzing and benchmarks below run the real binaries
