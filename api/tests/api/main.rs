@@ -3,6 +3,7 @@
 
 mod import;
 mod service;
+mod ssh;
 mod sync;
 
 #[path = "../common/mod.rs"]
