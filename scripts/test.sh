@@ -15,6 +15,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >/dev/null
 fi
+# the ssh tests run Debian's OpenSSH sshd (with git-shell) on loopback
+if [ ! -x /usr/sbin/sshd ]; then
+  echo "installing openssh-server (Debian)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq openssh-server || { apt-get update -qq && apt-get install -y -qq openssh-server; }; } >/dev/null
+fi
 cargo test --workspace --locked "$@"
 scripts/check-deploy.sh
 # the fuzzing and benchmarks below run the real binaries

@@ -56,7 +56,9 @@ async fn seals(env: &TestEnv) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT mirror_credentials FROM repositories WHERE mirror_credentials IS NOT NULL
          UNION ALL
-         SELECT webhook_secret FROM repositories WHERE webhook_secret IS NOT NULL",
+         SELECT webhook_secret FROM repositories WHERE webhook_secret IS NOT NULL
+         UNION ALL
+         SELECT ssh_private_key FROM repositories WHERE ssh_private_key IS NOT NULL",
     )
     .fetch_all(&env.pool)
     .await
@@ -91,6 +93,15 @@ async fn a_key_rotated_under_load_leaves_every_mirror_syncing_then_the_old_key_r
     .execute(&env.pool)
     .await
     .unwrap();
+
+    // a deploy key, sealed with the old key too
+    let only_old = [("STASIS_SECRETS_KEY", OLD.to_owned())];
+    let (ok, said) = ctl(
+        &env,
+        &only_old,
+        &["mirror", "deploy-key", "rotate", "olga/m2"],
+    );
+    assert!(ok, "{said}");
 
     // the new key everywhere, the old one kept to open what it sealed
     let both = [
@@ -157,7 +168,11 @@ async fn a_key_rotated_under_load_leaves_every_mirror_syncing_then_the_old_key_r
     // every seal is the new key's; status says the old key seals nothing
     let new_id = Cipher::new(NEW).unwrap().current_id().to_owned();
     let all = seals(&env).await;
-    assert_eq!(all.len(), MIRRORS + 1, "credentials and the webhook secret");
+    assert_eq!(
+        all.len(),
+        MIRRORS + 2,
+        "credentials, the webhook secret and the deploy key"
+    );
     assert!(
         all.iter().all(|s| sealed_with(s) == Some(new_id.as_str())),
         "{all:?}"

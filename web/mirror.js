@@ -35,7 +35,8 @@ export async function mirrorPage(owner, name, me) {
   if (manage) {
     page(repo.full_name, status,
       h("h2", { text: "Settings" }), settingsForm(base, repo),
-      h("h2", { text: "Upstream credentials" }), credentials(base, repo),
+      ...(/^https?:/i.test(repo.mirror_url ?? "") || repo.credentials_configured ? [h("h2", { text: "Upstream credentials" }), credentials(base, repo)] : []),
+      ...(isSsh(repo.mirror_url) || repo.deploy_key ? [h("h2", { text: "SSH access" }), sshAccess(base, repo)] : []),
       h("h2", { text: "Webhook" }), webhook(owner, name, repo),
       h("h2", { text: "History" }), history,
       h("h2", { text: "Delete" }), deletion(base, repo));
@@ -387,6 +388,95 @@ function webhook(owner, name, repo) {
     h("p", { class: "muted", id: "webhook-secret-help", text: "8 to 256 characters, kept sealed and never shown again." }),
     secret,
     h("p", { class: "sync" }, set, remove));
+}
+
+/** Whether an upstream URL is ssh: `ssh://…` or scp-like `user@host:path`. @param {string | null | undefined} url */
+export function isSsh(url) {
+  return /^ssh:\/\//i.test(url ?? "") || /^[^/:@\s]+@[^/:\s]+:(?!\/\/)/.test(url ?? "");
+}
+
+/**
+ * The mirror's deploy key (public half, with a copy button; generated or rotated here)
+ * and the upstream's host keys: detected, compared by their owner, then confirmed.
+ * @param {string} base @param {any} repo
+ */
+function sshAccess(base, repo) {
+  const keyLine = h("code", { class: "url", "data-testid": "deploy-key" });
+  const keyPrint = h("p", { class: "muted", "data-testid": "deploy-key-fingerprint" });
+  const copy = h("button", { type: "button", text: "Copy public key" });
+  const rotate = h("button", { type: "button" });
+  /** @param {any} key */
+  const showKey = (key) => {
+    keyLine.textContent = key ? key.public_key : "No deploy key yet.";
+    keyPrint.textContent = key ? `Fingerprint ${key.fingerprint}. Add it upstream as a read-only deploy key.` : "";
+    copy.hidden = !key;
+    rotate.textContent = key ? "Rotate deploy key" : "Generate deploy key";
+  };
+  showKey(repo.deploy_key);
+  copy.addEventListener("click", async () => {
+    const text = keyLine.textContent ?? "";
+    try {
+      await navigator.clipboard.writeText(text);
+      toast("Public key copied.");
+    } catch {
+      toast(text);
+    }
+  });
+  rotate.addEventListener("click", async () => {
+    /** @type {HTMLButtonElement} */ (rotate).disabled = true;
+    try {
+      repo.deploy_key = await api("POST", `${base}/mirror/deploy-key`);
+      showKey(repo.deploy_key);
+      toast("New deploy key: add it upstream and remove the old one.");
+    } catch (err) {
+      toast(err.message);
+    } finally {
+      /** @type {HTMLButtonElement} */ (rotate).disabled = false;
+    }
+  });
+
+  const confirmed = h("ul", { "data-testid": "host-keys" });
+  /** @param {any[]} keys */
+  const showConfirmed = (keys) => confirmed.replaceChildren(...(keys.length
+    ? keys.map((k) => h("li", {}, h("code", { text: `${k.key_type ?? "key"} ${k.fingerprint}` })))
+    : [h("li", { class: "muted", text: "None confirmed: ssh syncs wait until you confirm the upstream's host keys." })]));
+  showConfirmed(repo.ssh_host_keys ?? []);
+  const detected = h("div", { "data-testid": "detected-host-keys" });
+  const detect = h("button", { type: "button", text: "Detect host keys" });
+  detect.addEventListener("click", async () => {
+    /** @type {HTMLButtonElement} */ (detect).disabled = true;
+    detected.replaceChildren(loading("Connecting to the upstream…"));
+    try {
+      const found = await api("POST", `${base}/mirror/host-keys/detect`);
+      const accept = h("button", { type: "button", class: "primary", text: "Confirm these keys" });
+      accept.addEventListener("click", async () => {
+        try {
+          const saved = await api("PUT", `${base}/mirror/host-keys`, { fingerprints: found.host_keys.map((/** @type {any} */ k) => k.fingerprint) });
+          showConfirmed(saved.host_keys);
+          detected.replaceChildren();
+          toast("Host keys confirmed.");
+        } catch (err) {
+          toast(err.message);
+        }
+      });
+      detected.replaceChildren(
+        h("p", { class: "muted", text: `${found.host} offers these keys. Compare them with the fingerprints the upstream publishes before you confirm them.` }),
+        h("ul", {}, ...found.host_keys.map((/** @type {any} */ k) => h("li", {}, h("code", { text: `${k.key_type ?? "key"} ${k.fingerprint}` })))),
+        h("p", {}, accept));
+    } catch (err) {
+      detected.replaceChildren(h("p", { class: "form-error", role: "alert", text: err.message }));
+    } finally {
+      /** @type {HTMLButtonElement} */ (detect).disabled = false;
+    }
+  });
+  return h("div", {},
+    h("h3", { text: "Deploy key" }),
+    h("p", {}, keyLine), keyPrint,
+    h("p", { class: "sync" }, copy, rotate),
+    h("h3", { text: "Host keys" }),
+    confirmed,
+    h("p", { class: "sync" }, detect),
+    detected);
 }
 
 /** Delete with a confirmation: the name must be typed. @param {string} base @param {any} repo */

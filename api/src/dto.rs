@@ -7,6 +7,8 @@ use stasis_shared::db::repos::Repo;
 use stasis_shared::domain::{JobState, PublicStatus, SyncStatus};
 use stasis_shared::git::url::redact_url;
 use stasis_shared::progress::SyncProgress;
+use stasis_shared::ssh::deploy_key::public_fingerprint;
+use stasis_shared::ssh::HostKey;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -130,6 +132,13 @@ pub struct RepoResponse {
     /// Mirrors: whether credentials for the upstream are stored (they are never shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_configured: Option<bool>,
+    /// Mirrors only: the public half of the mirror's ssh deploy key, when it has one
+    /// (the private half is never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_key: Option<DeployKeyView>,
+    /// Mirrors only: the upstream ssh host keys its owner confirmed (`[]`: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_host_keys: Option<Vec<HostKey>>,
     /// Mirrors only: the ref selection (empty `include_refs`: every ref).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub include_refs: Option<Vec<String>>,
@@ -158,6 +167,8 @@ impl From<&Repo> for RepoResponse {
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
             webhook_configured: r.is_mirror.then_some(r.webhook_secret.is_some()),
             credentials_configured: r.is_mirror.then_some(r.mirror_credentials.is_some()),
+            deploy_key: DeployKeyView::of(r),
+            ssh_host_keys: r.is_mirror.then(|| r.ssh_host_keys.0.clone()),
             include_refs: r.is_mirror.then(|| r.include_refs.clone()),
             exclude_refs: r.is_mirror.then(|| r.exclude_refs.clone()),
             created_at: r.created_at,
@@ -430,4 +441,67 @@ impl ErrorBody {
             dependency: None,
         }
     }
+}
+
+/// A mirror's ssh deploy key as its owner adds it upstream: the public half only.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeployKeyView {
+    /// An `authorized_keys` line, e.g. `ssh-ed25519 AAAA… stasis-mirror-alice/tools`.
+    pub public_key: String,
+    /// `SHA256:…`, as `ssh-keygen -lf` and forges' deploy key lists show it.
+    pub fingerprint: String,
+}
+
+impl DeployKeyView {
+    pub fn of(r: &Repo) -> Option<Self> {
+        let public = r.ssh_public_key.as_deref().filter(|_| r.is_mirror)?;
+        Some(Self {
+            public_key: public.to_owned(),
+            fingerprint: public_fingerprint(public).unwrap_or_default(),
+        })
+    }
+}
+
+/// `PUT /repos/{owner}/{repo}/mirror/deploy-key`: the owner's own private key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployKeyUpload {
+    /// An OpenSSH private key (`-----BEGIN OPENSSH PRIVATE KEY-----`), ed25519, ecdsa
+    /// or rsa, without a passphrase. Stored sealed and never shown again.
+    #[schema(min_length = 1, max_length = 16384)]
+    pub private_key: String,
+}
+
+/// The host keys an upstream's ssh server offers, as detected now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetectedHostKeys {
+    /// `host:port` of the upstream, which confirmed keys are pinned to.
+    pub host: String,
+    /// The address the handshakes reached (the one the address policy approved).
+    pub address: String,
+    pub host_keys: Vec<HostKey>,
+}
+
+/// `PUT /repos/{owner}/{repo}/mirror/host-keys`: the host keys the owner accepts,
+/// as fingerprints, public key lines, or both; `[]` and `[]` confirm none.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostKeysRequest {
+    /// `SHA256:…` fingerprints, as detect or `ssh-keygen -lf` gives them.
+    #[serde(default)]
+    #[schema(max_items = 16)]
+    pub fingerprints: Vec<String>,
+    /// Public keys as `known_hosts` or `ssh-keyscan` give them (`ssh-ed25519 AAAA…`),
+    /// with or without a leading host name.
+    #[serde(default)]
+    #[schema(max_items = 16)]
+    pub keys: Vec<String>,
+}
+
+/// The host keys a mirror's ssh syncs accept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfirmedHostKeys {
+    /// `host:port` they are confirmed for; `null` when none are.
+    pub host: Option<String>,
+    pub host_keys: Vec<HostKey>,
 }

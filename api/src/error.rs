@@ -38,6 +38,9 @@ pub enum ApiError {
     Overloaded,
     #[error("request took too long")]
     Timeout,
+    /// The upstream could not be reached or did not answer as asked.
+    #[error("{0}")]
+    Upstream(String),
     /// A backend is down: `postgres` or `redis`.
     #[error("{0} unavailable, try again later")]
     Unavailable(&'static str),
@@ -69,6 +72,7 @@ impl ApiError {
             ApiError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

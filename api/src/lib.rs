@@ -72,7 +72,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The health probes apart from the rest: they stay outside the guard.
 fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{activity, admin, fleet, health, hooks, mirror, repos, user};
+    use routes::{activity, admin, fleet, health, hooks, mirror, repos, ssh, user};
     let v1 = OpenApiRouter::new()
         .routes(routes!(user::current))
         .routes(routes!(user::set_notify))
@@ -84,6 +84,14 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(mirror::update))
         .routes(routes!(mirror::status))
         .routes(routes!(mirror::history))
+        .routes(routes!(
+            ssh::get_deploy_key,
+            ssh::rotate_deploy_key,
+            ssh::upload_deploy_key,
+            ssh::delete_deploy_key
+        ))
+        .routes(routes!(ssh::detect_host_keys))
+        .routes(routes!(ssh::confirm_host_keys, ssh::get_host_keys))
         .routes(routes!(hooks::receive))
         .routes(routes!(admin::list_jobs))
         .routes(routes!(admin::show_job))

@@ -9,6 +9,7 @@ mod mirror_admin;
 mod mirrors;
 mod output;
 mod secrets;
+mod ssh_keys;
 mod status;
 mod users;
 mod wait;
@@ -77,7 +78,8 @@ enum Command {
         #[command(subcommand)]
         command: status::SchedulerCommand,
     },
-    /// Mirrors: list, sync now, history, pause, resume, rename, delete, change upstream.
+    /// Mirrors: list, sync now, history, pause, resume, rename, delete, change upstream,
+    /// ssh deploy key and host keys.
     #[command(visible_alias = "mirror")]
     Mirrors {
         #[command(subcommand)]

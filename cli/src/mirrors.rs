@@ -13,6 +13,7 @@ use stasis_shared::git::url::redact_url;
 use stasis_shared::overview::SyncInterval;
 
 use crate::output::{self, table, text, time};
+use crate::ssh_keys::{self, DeployKeyCommand, HostKeysCommand};
 use crate::{mirror_admin, out, Services};
 
 #[derive(Subcommand)]
@@ -94,6 +95,16 @@ pub enum MirrorsCommand {
     Delete {
         /// The repository, as OWNER/NAME.
         repo: String,
+    },
+    /// The ssh deploy key of a mirror: show, rotate, set from a file, remove.
+    DeployKey {
+        #[command(subcommand)]
+        command: DeployKeyCommand,
+    },
+    /// The ssh host keys a mirror's syncs accept: show, detect, confirm.
+    HostKeys {
+        #[command(subcommand)]
+        command: HostKeysCommand,
     },
     /// Point OWNER/NAME at a new upstream, checked and with its credentials sealed as
     /// the API does; the mirror is due at once.
@@ -262,6 +273,8 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
         MirrorsCommand::Resume { repo } => mirror_admin::set_enabled(svc, &repo, true).await?,
         MirrorsCommand::Rename { repo, name } => mirror_admin::rename(svc, &repo, &name).await?,
         MirrorsCommand::Delete { repo } => mirror_admin::delete(svc, &repo).await?,
+        MirrorsCommand::DeployKey { command } => ssh_keys::deploy_key(svc, command).await?,
+        MirrorsCommand::HostKeys { command } => ssh_keys::host_keys(svc, command).await?,
         MirrorsCommand::SetUrl { repo, url } => mirror_admin::set_url(svc, &repo, &url).await?,
         MirrorsCommand::SetCredentials {
             repo,

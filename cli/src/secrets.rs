@@ -15,6 +15,7 @@ use crate::{out, Services};
 const SEALED: &[(&str, &str)] = &[
     ("repositories", "mirror_credentials"),
     ("repositories", "webhook_secret"),
+    ("repositories", "ssh_private_key"),
 ];
 
 #[derive(Subcommand)]

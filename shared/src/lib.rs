@@ -27,6 +27,7 @@ pub mod progress;
 pub mod queue;
 pub mod scheduler_status;
 pub mod secrets;
+pub mod ssh;
 
 // services and operations
 pub mod jobs;

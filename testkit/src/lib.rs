@@ -20,6 +20,7 @@ pub mod process;
 pub mod proxy;
 pub mod scheduler;
 pub mod services;
+pub mod sshd;
 pub mod tls;
 pub mod worker;
 

@@ -38,6 +38,7 @@ fn sync(mirror: &Path, url: &str) -> Result<FetchReport, FetchError> {
         selection: &RefSelection::default(),
         gate: &gate,
         progress: &TransferProgress::default(),
+        ssh: &Default::default(),
     })
 }
 

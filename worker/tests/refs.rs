@@ -31,6 +31,7 @@ fn sync(mirror: &Path, up: &Upstream) -> Result<FetchReport, FetchError> {
         selection: &RefSelection::default(),
         gate: &gate,
         progress: &TransferProgress::default(),
+        ssh: &Default::default(),
     })
 }
 

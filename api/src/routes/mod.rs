@@ -5,4 +5,5 @@ pub mod health;
 pub mod hooks;
 pub mod mirror;
 pub mod repos;
+pub mod ssh;
 pub mod user;

@@ -5,6 +5,7 @@ mod credentials;
 mod import;
 mod progress;
 mod service;
+mod ssh;
 mod sync;
 
 #[path = "../common/mod.rs"]

@@ -10,6 +10,7 @@ pub mod repos;
 pub mod reworded;
 pub mod runs;
 pub mod settings;
+pub mod ssh_keys;
 pub mod users;
 pub mod waiting;
 pub mod workers;

@@ -18,6 +18,14 @@ pub struct Repo {
     pub mirror_credentials: Option<String>,
     /// Shared secret of push webhooks, sealed (see `secrets`).
     pub webhook_secret: Option<String>,
+    /// The deploy key's private half (OpenSSH format), sealed (see `secrets`), and its
+    /// public half.
+    pub ssh_private_key: Option<String>,
+    pub ssh_public_key: Option<String>,
+    /// Upstream ssh host keys the owner confirmed, and the `host:port` they were
+    /// confirmed for.
+    pub ssh_host_keys: sqlx::types::Json<Vec<crate::ssh::HostKey>>,
+    pub ssh_host_keys_for: Option<String>,
     /// Selective sync: ref patterns kept (empty: all) and left out.
     pub include_refs: Vec<String>,
     pub exclude_refs: Vec<String>,
@@ -45,6 +53,7 @@ macro_rules! repo_columns {
     () => {
         "r.id, r.owner_id, u.username AS owner, r.name, r.description,
         r.private, r.is_mirror, r.mirror_url, r.mirror_credentials, r.webhook_secret,
+        r.ssh_private_key, r.ssh_public_key, r.ssh_host_keys, r.ssh_host_keys_for,
         r.include_refs, r.exclude_refs, r.mirror_enabled, r.lfs_enabled, r.lfs_retry_at,
         r.sync_interval_secs,
         r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
@@ -401,12 +410,13 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Whether any mirror has sealed credentials or a webhook secret: then `secrets.key`
+/// Whether any mirror has sealed credentials, a deploy key or a webhook secret: then `secrets.key`
 /// is required.
 pub(crate) async fn any_credentials(pool: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM repositories
-                        WHERE mirror_credentials IS NOT NULL OR webhook_secret IS NOT NULL)",
+                        WHERE mirror_credentials IS NOT NULL OR webhook_secret IS NOT NULL
+                           OR ssh_private_key IS NOT NULL)",
     )
     .fetch_one(pool)
     .await

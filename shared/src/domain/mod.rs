@@ -223,6 +223,7 @@ text_enum! {
         GitProtocol => "git_protocol",
         Disk => "disk",
         TooLarge => "too_large",
+        HostKeyMismatch => "host_key_mismatch",
         Internal => "internal",
     }
 }
@@ -232,10 +233,12 @@ impl ErrorKind {
     /// `mirror.hard_fail_after`: a URL the address policy refuses and a repository over
     /// the size limit stay so; an upstream that refuses us or is gone stops a mirror
     /// that never synced (a wrong URL at import), while one that has synced before may
-    /// be passing through a private spell, a token's rotation or an outage page.
+    /// be passing through a private spell, a token's rotation or an outage page. An ssh
+    /// host key that is not one the owner confirmed waits for the owner: the upstream
+    /// may be an impostor, and only they can tell a changed key from one.
     pub fn stops_schedule_at_once(self, ever_synced: bool) -> bool {
         match self {
-            ErrorKind::BlockedUrl | ErrorKind::TooLarge => true,
+            ErrorKind::BlockedUrl | ErrorKind::TooLarge | ErrorKind::HostKeyMismatch => true,
             ErrorKind::Auth | ErrorKind::NotFound => !ever_synced,
             _ => false,
         }
@@ -245,7 +248,11 @@ impl ErrorKind {
     pub fn is_permanent(self) -> bool {
         matches!(
             self,
-            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::BlockedUrl | ErrorKind::TooLarge
+            ErrorKind::Auth
+                | ErrorKind::NotFound
+                | ErrorKind::BlockedUrl
+                | ErrorKind::TooLarge
+                | ErrorKind::HostKeyMismatch
         )
     }
 }

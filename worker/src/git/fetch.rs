@@ -17,11 +17,12 @@ use super::classify::{classify, refused, stopped};
 use super::gate::WriteGate;
 pub use super::progress::TransferProgress;
 use super::refs::{self, RefChanges, RefUpdateError};
+use super::ssh_auth::{self, SshAccess};
 pub use super::stop::{StopFlag, StopReason};
 use super::transport::{self, NetworkPolicy, Session};
 use stasis_shared::domain::ErrorKind;
 use stasis_shared::git::selection::RefSelection;
-use stasis_shared::git::url::{http_credentials, UpstreamUrl};
+use stasis_shared::git::url::{http_credentials, Scheme, UpstreamUrl};
 
 pub const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
 
@@ -42,6 +43,8 @@ pub struct FetchRequest<'a> {
     pub gate: &'a WriteGate,
     /// Where the download's counts go as libgit2 reports them.
     pub progress: &'a TransferProgress,
+    /// The deploy key and the confirmed host keys, for ssh upstreams.
+    pub ssh: &'a SshAccess,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,8 +121,16 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     let mut remote = repo.remote_anonymous(&target).map_err(fail)?;
     let listing = Instant::now();
     let auth_tries = Cell::new(0u32);
+    let ssh = (upstream.scheme() == Scheme::Ssh).then_some(Ssh {
+        access: req.ssh,
+        session: &session,
+    });
     let mut conn = remote
-        .connect_auth(Direction::Fetch, Some(callbacks(req, &auth_tries)), None)
+        .connect_auth(
+            Direction::Fetch,
+            Some(callbacks(req, &auth_tries, ssh)),
+            None,
+        )
         .map_err(fail)?;
 
     // Most syncs find nothing new: the ref advertisement settles that without the
@@ -164,7 +175,7 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     };
     let mut options = FetchOptions::new();
     options
-        .remote_callbacks(callbacks(req, &auth_tries))
+        .remote_callbacks(callbacks(req, &auth_tries, ssh))
         .download_tags(tags);
     if !refspecs.is_empty() {
         conn.remote()
@@ -211,9 +222,20 @@ fn fetch_once(req: &FetchRequest<'_>) -> Result<FetchReport, FetchError> {
     Ok(report)
 }
 
-/// Credentials (answered once), the stop/deadline check and the transfer's counts, for
-/// the ref listing and the fetch alike.
-fn callbacks<'a>(req: &'a FetchRequest<'_>, auth_tries: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+/// An ssh fetch's keys and the session its refusals are recorded in.
+#[derive(Clone, Copy)]
+struct Ssh<'a> {
+    access: &'a SshAccess,
+    session: &'a Session,
+}
+
+/// Credentials (answered once), the ssh host key check, the stop/deadline check and the
+/// transfer's counts, for the ref listing and the fetch alike.
+fn callbacks<'a>(
+    req: &'a FetchRequest<'_>,
+    auth_tries: &'a Cell<u32>,
+    ssh: Option<Ssh<'a>>,
+) -> RemoteCallbacks<'a> {
     let keep_going = move || !req.stop.is_stopped() && Instant::now() < req.deadline;
     let mut callbacks = RemoteCallbacks::new();
     callbacks.transfer_progress(move |p| {
@@ -221,6 +243,15 @@ fn callbacks<'a>(req: &'a FetchRequest<'_>, auth_tries: &'a Cell<u32>) -> Remote
         keep_going()
     });
     callbacks.sideband_progress(move |_| keep_going());
+    if let Some(ssh) = ssh {
+        callbacks.certificate_check(move |cert, _host| {
+            ssh_auth::check_host_key(ssh.access, ssh.session, cert)
+        });
+        callbacks.credentials(move |_url, user, allowed| {
+            ssh_auth::credentials(ssh.access, ssh.session, auth_tries, user, allowed)
+        });
+        return callbacks;
+    }
     callbacks.credentials(move |url, _user, allowed| {
         // libgit2 calls back again after a rejected answer: answer once, then give up.
         auth_tries.set(auth_tries.get() + 1);

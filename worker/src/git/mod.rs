@@ -12,6 +12,7 @@ pub mod lfs;
 mod pack_refs;
 pub mod progress;
 pub mod refs;
+pub mod ssh_auth;
 pub mod stop;
 pub mod storage;
 pub mod transport;

@@ -8,12 +8,15 @@ use crate::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, StopReason, TransferProgress,
 };
 use crate::git::gate::WriteGate;
+use crate::git::ssh_auth::{DeployKeyPair, SshAccess};
 use crate::git::transport::NetworkPolicy;
 use stasis_shared::db::repos::Repo;
 use stasis_shared::domain::ErrorKind;
 use stasis_shared::git::mirror_path;
 use stasis_shared::git::selection::RefSelection;
-use stasis_shared::git::url::with_credentials;
+use stasis_shared::git::url::{with_credentials, Scheme, UpstreamUrl};
+use stasis_shared::ssh::deploy_key::public_fingerprint;
+use stasis_shared::ssh::host_keys::host_port;
 
 use uuid::Uuid;
 
@@ -44,6 +47,7 @@ async fn fetch_publishing(
     progress: Arc<TransferProgress>,
 ) -> Result<FetchReport, FetchError> {
     let url = upstream_url(ctx, repo)?;
+    let ssh = ssh_access(ctx, repo, &url)?;
     // the upstream policy holds inside the fetch, where it connects
     let timeout = ctx.cfg.sync.timeout;
     let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
@@ -64,6 +68,7 @@ async fn fetch_publishing(
             selection: &selection,
             gate: &gate,
             progress: &progress,
+            ssh: &ssh,
         })
     });
     // The fetch checks the deadline itself; this outer bound covers a thread stuck
@@ -118,4 +123,48 @@ pub(crate) fn upstream_url(ctx: &WorkerContext, repo: &Repo) -> Result<String, F
                 .into(),
         }),
     }
+}
+
+/// The deploy key opened from its seal and the host keys confirmed for this upstream,
+/// for an ssh upstream; nothing for others, which never see the key.
+pub(crate) fn ssh_access(
+    ctx: &WorkerContext,
+    repo: &Repo,
+    url: &str,
+) -> Result<SshAccess, FetchError> {
+    let Ok(upstream) = UpstreamUrl::parse(url) else {
+        return Ok(SshAccess::default());
+    };
+    if upstream.scheme() != Scheme::Ssh {
+        return Ok(SshAccess::default());
+    }
+    // keys confirmed for another host or port (the URL changed since) are not this
+    // upstream's
+    let host_keys = if repo.ssh_host_keys_for.as_deref() == Some(&host_port(&upstream)) {
+        repo.ssh_host_keys
+            .iter()
+            .map(|k| k.fingerprint.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let key = match (&repo.ssh_private_key, &repo.ssh_public_key) {
+        (Some(sealed), Some(public)) => match ctx.cipher.as_ref().map(|c| c.open(sealed)) {
+            Some(Ok(private)) => Some(DeployKeyPair {
+                fingerprint: public_fingerprint(public).unwrap_or_default(),
+                public: public.clone(),
+                private: zeroize::Zeroizing::new(private),
+            }),
+            _ => {
+                return Err(FetchError {
+                    kind: ErrorKind::Auth,
+                    message: "the deploy key cannot be opened: secrets.key is missing or not the \
+                              key it was sealed with"
+                        .into(),
+                })
+            }
+        },
+        _ => None,
+    };
+    Ok(SshAccess { key, host_keys })
 }

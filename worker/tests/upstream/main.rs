@@ -51,6 +51,7 @@ pub fn fetch(
         selection: &RefSelection::default(),
         gate: &gate,
         progress: &TransferProgress::default(),
+        ssh: &Default::default(),
     })
 }
 

@@ -87,28 +87,41 @@ pub async fn check_upstream(
     if allow_local_network {
         return Ok(url);
     }
+    vetted_addrs(&url, allow_local_network, dns_server).await?;
+    Ok(url)
+}
+
+/// The addresses to connect to for `url` at `port`: its host resolved once (as fetches
+/// resolve, `dns_server` or the system's resolver) and every address checked, so that
+/// a caller connecting to one of these reaches what the policy approved, whatever the
+/// name resolves to a moment later. One internal address refuses the host.
+pub async fn vetted_addrs(
+    url: &UpstreamUrl,
+    allow_local_network: bool,
+    dns_server: Option<std::net::SocketAddr>,
+) -> Result<Vec<std::net::SocketAddr>, UrlError> {
     let Some(host) = url.host() else {
         return Err(UrlError::Local);
     };
-    let addrs: Vec<IpAddr> = match host {
-        url::Host::Ipv4(ip) => vec![IpAddr::V4(*ip)],
-        url::Host::Ipv6(ip) => vec![IpAddr::V6(*ip)],
-        url::Host::Domain(name) => {
-            resolve::lookup(dns_server, name.clone(), url.port().unwrap_or(0))
-                .await
-                .map_err(|_| UrlError::Unresolvable(name.clone()))?
-                .into_iter()
-                .map(|sa| sa.ip())
-                .collect()
-        }
+    let port = url
+        .port()
+        .or_else(|| url.scheme().default_port())
+        .unwrap_or(0);
+    let addrs: Vec<std::net::SocketAddr> = match host {
+        url::Host::Ipv4(ip) => vec![(IpAddr::V4(*ip), port).into()],
+        url::Host::Ipv6(ip) => vec![(IpAddr::V6(*ip), port).into()],
+        url::Host::Domain(name) => resolve::lookup(dns_server, name.clone(), port)
+            .await
+            .map_err(|_| UrlError::Unresolvable(name.clone()))?,
     };
     if addrs.is_empty() {
         return Err(UrlError::Unresolvable(host.to_string()));
     }
-    for ip in addrs {
-        check_addr(ip, false).map_err(|_| UrlError::PrivateAddress(host.to_string()))?;
+    for addr in &addrs {
+        check_addr(addr.ip(), allow_local_network)
+            .map_err(|_| UrlError::PrivateAddress(host.to_string()))?;
     }
-    Ok(url)
+    Ok(addrs)
 }
 
 /// The upstream host a URL fetches from, lowercased, for per-host caps; local paths and

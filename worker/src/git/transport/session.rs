@@ -83,7 +83,7 @@ impl Session {
     }
 
     /// Records why the transfer ends and gives libgit2 the error that ends it.
-    pub(super) fn fail(&self, kind: ErrorKind, message: impl Into<String>) -> io::Error {
+    pub(crate) fn fail(&self, kind: ErrorKind, message: impl Into<String>) -> io::Error {
         let message = message.into();
         let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
         slot.get_or_insert(Failure {
