@@ -5,7 +5,8 @@
 //!   lifecycle's SQL, which is the state machine itself.
 //! - **Adapters** to what the processes talk to: Postgres ([`db`]), the Redis queue
 //!   ([`queue`]), leases, worker liveness, sync progress and the scheduler's status in
-//!   Redis ([`lock`], [`liveness`], [`progress`], [`scheduler_status`]), git URLs and mirror paths ([`git`]), sealed credentials
+//!   Redis ([`lock`], [`liveness`], [`progress`], [`scheduler_status`]), git URLs and
+//!   mirror paths ([`git`]), ssh deploy keys and host keys ([`ssh`]), sealed credentials
 //!   ([`secrets`]), and the configuration ([`config`]).
 //! - **Services** more than one binary runs on top of those: the job service ([`jobs`]:
 //!   request, admission to the lanes, dispatch), the operator's overview ([`overview`]),
