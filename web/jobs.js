@@ -111,12 +111,12 @@ function bulkBar(jobs, picks, reload) {
 }
 
 /**
- * How many attempts a job has had: the listing gives a count, a job's detail
- * (`GET /admin/jobs/{id}`) the attempts themselves.
+ * "2 / 5": the attempts a job has made of those it is allowed (`attempts` is the count
+ * in the listing and in a job's detail alike; the detail's attempts are its `runs`).
  * @param {any} job
  */
-export function attemptCount(job) {
-  return Array.isArray(job.attempts) ? job.attempts.length : Number(job.attempts ?? 0);
+export function attemptsOf(job) {
+  return `${Number(job.attempts ?? 0)} / ${Number(job.max_attempts ?? 0)}`;
 }
 
 /** @param {any} job @param {HTMLInputElement} box @param {() => void} reload @param {boolean} open its attempts at once */
@@ -138,7 +138,7 @@ function jobRow(job, box, reload, open) {
   });
   const detail = h("details", {
     ontoggle: () => { if (/** @type {HTMLDetailsElement} */ (detail).open) attempts(job.id, detail); },
-  }, h("summary", { "data-testid": "job-attempts", text: `${attemptCount(job)} / ${job.max_attempts}` }));
+  }, h("summary", { "data-testid": "job-attempts", text: attemptsOf(job) }));
   if (open) detail.setAttribute("open", "");
   const actions = [];
   if (job.state === "failed" || job.state === "dead") actions.push(act("retry"));
@@ -157,7 +157,7 @@ function jobRow(job, box, reload, open) {
 /** Every attempt of the job, under its row. @param {string} id @param {HTMLElement} into */
 async function attempts(id, into) {
   try {
-    const { attempts: runs } = await api("GET", `/admin/jobs/${id}`);
+    const { runs } = await api("GET", `/admin/jobs/${id}`);
     const list = h("ol", { class: "attempts", "data-testid": "attempts" },
       ...runs.map((/** @type {any} */ r) => h("li", {
         text: `${relative(r.started_at)} on ${r.worker ?? "a worker"}: ${r.outcome ?? "running"}${r.duration_ms == null ? "" : `, ${r.duration_ms} ms`}${r.error ? ` — ${r.error}` : ""}`,
