@@ -57,7 +57,7 @@ export async function showJobs(section, filter, go, reload) {
     section.replaceChildren(
       bulkBar(list.jobs, picks, reload),
       h("div", { class: "table-wrap" }, h("table", { class: "stack" },
-        h("thead", {}, h("tr", {}, ...["Select", "Repository", "Reason", "State", "Attempts", "Enqueued", "Last error", "Actions"]
+        h("thead", {}, h("tr", {}, ...["Select", "Repository", "Reason", "State", "Runs", "Attempts", "Enqueued", "Last error", "Actions"]
           .map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, ...rows))),
       job ? h("p", {}, h("a", { href: "#/operator", text: "All jobs" }))
@@ -148,10 +148,14 @@ function jobRow(job, box, reload, open) {
     h("td", { "data-label": "Repository" }, h("a", { href: `#/mirror/${job.repo}`, text: job.repo })),
     h("td", { text: job.reason, "data-label": "Reason" }),
     h("td", { text: job.state, "data-testid": "job-state", "data-label": "State" }),
+    // when a pending job runs: at once, after a retry's backoff, or at a deferred time
+    job.state === "pending" ? timeEl("td", job.run_at, "at", { "data-label": "Runs", "data-testid": "job-runs" })
+      : job.state === "running" ? timeEl("td", job.started_at, "ago", { "data-label": "Runs", "data-testid": "job-runs" }, "since ")
+        : h("td", { class: "muted", text: "-", "data-label": "Runs", "data-testid": "job-runs" }),
     h("td", { "data-label": "Attempts" }, detail),
     timeEl("td", job.enqueued_at, "ago", { "data-label": "Enqueued" }),
     h("td", job.last_error ? { text: job.last_error, "data-label": "Last error" } : {}),
-    h("td", {}, ...actions, h("a", { href: `#/operator?job=${job.id}`, text: "Detail", "aria-label": `Detail of the ${job.repo} job` })));
+    h("td", {}, h("div", { class: "actions" }, ...actions, h("a", { href: `#/operator?job=${job.id}`, text: "Detail", "aria-label": `Detail of the ${job.repo} job` }))));
 }
 
 /** Every attempt of the job, under its row. @param {string} id @param {HTMLElement} into */
