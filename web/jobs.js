@@ -57,7 +57,7 @@ export async function showJobs(section, filter, go, reload) {
     section.replaceChildren(
       bulkBar(list.jobs, picks, reload),
       h("div", { class: "table-wrap" }, h("table", { class: "stack" },
-        h("thead", {}, h("tr", {}, ...["Select", "Repository", "Reason", "State", "Attempts", "Enqueued", "Last error", "Actions"]
+        h("thead", {}, h("tr", {}, ...["Select", "Repository", "Reason", "State", "Runs", "Attempts", "Enqueued", "Last error", "Actions"]
           .map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, ...rows))),
       job ? h("p", {}, h("a", { href: "#/operator", text: "All jobs" }))
@@ -111,12 +111,12 @@ function bulkBar(jobs, picks, reload) {
 }
 
 /**
- * How many attempts a job has had: the listing gives a count, a job's detail
- * (`GET /admin/jobs/{id}`) the attempts themselves.
+ * "2 / 5": the attempts a job has made of those it is allowed (`attempts` is the count
+ * in the listing and in a job's detail alike; the detail's attempts are its `runs`).
  * @param {any} job
  */
-export function attemptCount(job) {
-  return Array.isArray(job.attempts) ? job.attempts.length : Number(job.attempts ?? 0);
+export function attemptsOf(job) {
+  return `${Number(job.attempts ?? 0)} / ${Number(job.max_attempts ?? 0)}`;
 }
 
 /** @param {any} job @param {HTMLInputElement} box @param {() => void} reload @param {boolean} open its attempts at once */
@@ -138,7 +138,7 @@ function jobRow(job, box, reload, open) {
   });
   const detail = h("details", {
     ontoggle: () => { if (/** @type {HTMLDetailsElement} */ (detail).open) attempts(job.id, detail); },
-  }, h("summary", { "data-testid": "job-attempts", text: `${attemptCount(job)} / ${job.max_attempts}` }));
+  }, h("summary", { "data-testid": "job-attempts", text: attemptsOf(job) }));
   if (open) detail.setAttribute("open", "");
   const actions = [];
   if (job.state === "failed" || job.state === "dead") actions.push(act("retry"));
@@ -148,16 +148,20 @@ function jobRow(job, box, reload, open) {
     h("td", { "data-label": "Repository" }, h("a", { href: `#/mirror/${job.repo}`, text: job.repo })),
     h("td", { text: job.reason, "data-label": "Reason" }),
     h("td", { text: job.state, "data-testid": "job-state", "data-label": "State" }),
+    // when a pending job runs: at once, after a retry's backoff, or at a deferred time
+    job.state === "pending" ? timeEl("td", job.run_at, "at", { "data-label": "Runs", "data-testid": "job-runs" })
+      : job.state === "running" ? timeEl("td", job.started_at, "ago", { "data-label": "Runs", "data-testid": "job-runs" }, "since ")
+        : h("td", { class: "muted", text: "-", "data-label": "Runs", "data-testid": "job-runs" }),
     h("td", { "data-label": "Attempts" }, detail),
     timeEl("td", job.enqueued_at, "ago", { "data-label": "Enqueued" }),
     h("td", job.last_error ? { text: job.last_error, "data-label": "Last error" } : {}),
-    h("td", {}, ...actions, h("a", { href: `#/operator?job=${job.id}`, text: "Detail", "aria-label": `Detail of the ${job.repo} job` })));
+    h("td", {}, h("div", { class: "actions" }, ...actions, h("a", { href: `#/operator?job=${job.id}`, text: "Detail", "aria-label": `Detail of the ${job.repo} job` }))));
 }
 
 /** Every attempt of the job, under its row. @param {string} id @param {HTMLElement} into */
 async function attempts(id, into) {
   try {
-    const { attempts: runs } = await api("GET", `/admin/jobs/${id}`);
+    const { runs } = await api("GET", `/admin/jobs/${id}`);
     const list = h("ol", { class: "attempts", "data-testid": "attempts" },
       ...runs.map((/** @type {any} */ r) => h("li", {
         text: `${relative(r.started_at)} on ${r.worker ?? "a worker"}: ${r.outcome ?? "running"}${r.duration_ms == null ? "" : `, ${r.duration_ms} ms`}${r.error ? ` — ${r.error}` : ""}`,

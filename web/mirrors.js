@@ -1,16 +1,22 @@
 // @ts-check
 // The Mirrors page: a mirror owner's own mirrors, or for an admin the whole fleet,
-// filtered by status, owner, upstream host and name, paged, with a sync of the mirrors
-// selected or of every failed one shown. Each card is the mirror's sync button.
+// filtered by status, owner, upstream host and name, sorted (failing first unless asked
+// otherwise), paged, with a sync of the mirrors selected or of every failed one shown.
+// As cards, each the mirror's sync button, or as a table (web/fleet.js) for a fleet.
 
 import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, humanSize, loading, page, poller, progressView, setMoment, timeEl, toast } from "./lib.js";
 import { acceptedText, describe } from "./mirror.js";
+import { SORTS, fleetTable } from "./fleet.js";
 
 // the four public status values (`failed` includes `hard_failed`, `syncing` includes
 // `queued`), then the two states only the full `sync_state` has
 const STATUSES = ["idle", "syncing", "success", "failed", "queued", "hard_failed"];
 const PER_PAGE = 30;
 const FILTERS = ["status", "owner", "host", "q"];
+/** What the address keeps besides the filters: the order and the view. */
+const KEPT = [...FILTERS, "sort", "view"];
+/** Failing mirrors first unless the address asks otherwise. */
+const DEFAULT_SORT = "status";
 
 /** @param {{ username: string, is_admin: boolean } | null} me */
 export async function mirrors(me) {
@@ -18,12 +24,16 @@ export async function mirrors(me) {
   const get = (/** @type {string} */ k) => (params.get(k) ?? "").trim();
   const pageNo = Math.max(1, Number(params.get("page") ?? "1") || 1);
   const admin = Boolean(me?.is_admin);
+  const sort = SORTS.some(([v]) => v === get("sort")) ? get("sort") : DEFAULT_SORT;
+  const table = get("view") === "table";
   /** @param {Record<string, string | number>} change */
   const go = (change) => {
     const next = new URLSearchParams();
-    for (const k of FILTERS) if (get(k)) next.set(k, get(k));
+    for (const k of KEPT) if (get(k)) next.set(k, get(k));
     for (const [k, v] of Object.entries(change)) next.set(k, String(v));
-    for (const [k, v] of [...next]) if (!v || (k === "page" && v === "1")) next.delete(k);
+    for (const [k, v] of [...next]) {
+      if (!v || (k === "page" && v === "1") || (k === "sort" && v === DEFAULT_SORT) || (k === "view" && v === "cards")) next.delete(k);
+    }
     const q = next.toString();
     location.hash = q ? `#/mirrors?${q}` : "#/mirrors";
   };
@@ -37,6 +47,9 @@ export async function mirrors(me) {
     admin ? text("owner", "Owner", "any owner") : null,
     text("host", "Upstream host", "e.g. github.com"),
     text("q", "Name contains", "owner/name"),
+    h("div", {}, h("label", { for: "sort-by", text: "Sort by" }),
+      h("select", { id: "sort-by", name: "sort", onchange: (/** @type {Event} */ e) => go({ sort: /** @type {HTMLSelectElement} */ (e.target).value, page: 1 }) },
+        ...SORTS.map(([v, label]) => h("option", { value: v, selected: v === sort, text: label })))),
     h("div", {}, h("button", { type: "submit", text: "Filter" })));
   filters.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -48,13 +61,20 @@ export async function mirrors(me) {
   });
   // a status picked applies at once, as before the other filters existed
   status.addEventListener("change", () => /** @type {HTMLFormElement} */ (filters).requestSubmit());
-  const list = h("ul", { class: "cards", "aria-label": "Mirrors" }, h("li", {}, loading()));
+  const list = table ? h("div", {}, loading()) : h("ul", { class: "cards", "aria-label": "Mirrors" }, h("li", {}, loading()));
+  /** @param {string} view @param {string} label */
+  const viewLink = (view, label) => h("a", {
+    href: "#", "aria-current": (view === "table") === table ? "true" : undefined, "data-view": view,
+    onclick: (/** @type {Event} */ e) => { e.preventDefault(); go({ view }); },
+  }, label);
+  // not a `nav`: page() takes `aria-current` off links in navs outside the current route
+  const views = h("div", { class: "counts views", role: "group", "aria-label": "Show mirrors as" }, viewLink("cards", "Cards"), viewLink("table", "Table"));
   const bulk = h("div", { class: "sync bulk", "data-testid": "bulk" });
   const paging = h("p", { class: "sync", "data-testid": "paging" });
   const counts = h("nav", { class: "counts", "aria-label": "Mirror counts", "data-testid": "counts" });
-  page(admin ? "Mirrors (all owners)" : "Mirrors", filters, counts, bulk, list, paging);
+  page(admin ? "Mirrors (all owners)" : "Mirrors", filters, views, counts, bulk, list, paging);
 
-  const query = new URLSearchParams({ mirror: "true", per_page: String(PER_PAGE), page: String(pageNo) });
+  const query = new URLSearchParams({ mirror: "true", per_page: String(PER_PAGE), page: String(pageNo), sort });
   if (get("status")) query.set("sync_status", get("status"));
   if (get("host")) query.set("host", get("host"));
   if (get("q")) query.set("q", get("q"));
@@ -78,6 +98,11 @@ export async function mirrors(me) {
   }
   /** @type {Map<string, HTMLInputElement>} */
   const picks = new Map();
+  if (table) {
+    showTable(list, result, { admin, sort, picks, bulk, listing, query, counts, status: get("status"), go, reload: () => mirrors(me) });
+    paged(paging, pageNo, result.total, go);
+    return;
+  }
   /** @type {Map<string, (repo: any) => void>} */
   const cards = new Map();
   list.replaceChildren();
@@ -100,12 +125,53 @@ export async function mirrors(me) {
       // the next round tries again; the cards keep what they last knew
     }
   }, { alive: () => list.isConnected, inFlight: () => false });
-  const pages = Math.max(1, Math.ceil(result.total / PER_PAGE));
+  paged(paging, pageNo, result.total, go);
+  if (admin) bulkActions(bulk, result.repos, picks, () => mirrors(me));
+}
+
+/**
+ * "Previous", "Page 2 of 5 · 130 mirrors", "Next".
+ * @param {HTMLElement} paging @param {number} pageNo @param {number} total
+ * @param {(change: Record<string, string | number>) => void} go
+ */
+function paged(paging, pageNo, total, go) {
+  const pages = Math.max(1, Math.ceil(total / PER_PAGE));
   paging.append(
     h("button", { type: "button", text: "Previous", disabled: pageNo <= 1, onclick: () => go({ page: pageNo - 1 }) }),
-    h("span", { text: `Page ${pageNo} of ${pages} · ${result.total} mirror${result.total === 1 ? "" : "s"}` }),
+    h("span", { text: `Page ${pageNo} of ${pages} · ${total} mirror${total === 1 ? "" : "s"}` }),
     h("button", { type: "button", text: "Next", disabled: pageNo >= pages, onclick: () => go({ page: pageNo + 1 }) }));
-  if (admin) bulkActions(bulk, result.repos, picks, () => mirrors(me));
+}
+
+/**
+ * The fleet as a table, asked again every few seconds while a mirror shown is queued or
+ * syncing (every 15 s otherwise), its rows and counts replaced in place.
+ * @param {HTMLElement} list the placeholder @param {any} result the first listing
+ * @param {{ admin: boolean, sort: string, picks: Map<string, HTMLInputElement>, bulk: HTMLElement, listing: string,
+ *   query: URLSearchParams, counts: HTMLElement, status: string,
+ *   go: (change: Record<string, string | number>) => void, reload: () => void }} o
+ */
+function showTable(list, result, o) {
+  let repos = result.repos;
+  let refreshPicks = () => {};
+  const { element, update } = fleetTable(o.sort, (sort) => o.go({ sort, page: 1 }), o.admin ? o.picks : null, () => refreshPicks());
+  update(repos);
+  list.replaceWith(element);
+  if (o.admin) refreshPicks = bulkActions(o.bulk, repos, o.picks, o.reload);
+  poller(async () => {
+    try {
+      const fresh = await api("GET", `${o.listing}?${o.query}`);
+      repos = fresh.repos;
+      update(repos);
+      refreshPicks();
+      await statusCounts(o.counts, o.listing, o.query, o.status, o.go);
+    } catch {
+      // the next round tries again; the rows keep what they last showed
+    }
+  }, {
+    alive: () => element.isConnected,
+    inFlight: () => repos.some((/** @type {any} */ r) => r.sync_state === "queued" || r.sync_state === "syncing"),
+    busy: 3000,
+  });
 }
 
 /** The public statuses counted above the list, failures first. */
@@ -122,6 +188,7 @@ async function statusCounts(into, listing, query, current, go) {
     const q = new URLSearchParams(query);
     q.set("per_page", "1");
     q.delete("page");
+    q.delete("sort");
     if (status) q.set("sync_status", status); else q.delete("sync_status");
     return (await api("GET", `${listing}?${q}`)).total;
   };
@@ -148,6 +215,7 @@ async function statusCounts(into, listing, query, current, go) {
  * this page, through one bulk request each.
  * @param {HTMLElement} bar @param {any[]} repos @param {Map<string, HTMLInputElement>} picks
  * @param {() => void} reload
+ * @returns {() => void} to call when the selection boxes change
  */
 function bulkActions(bar, repos, picks, reload) {
   const all = /** @type {HTMLInputElement} */ (h("input", { id: "select-all", type: "checkbox" }));
@@ -179,6 +247,7 @@ function bulkActions(bar, repos, picks, reload) {
   syncSelected.addEventListener("click", () => syncMany(selected()));
   retryFailed.addEventListener("click", () => syncMany(failed));
   bar.append(h("label", { class: "inline", for: "select-all" }, all, "Select all shown"), syncSelected, retryFailed);
+  return refresh;
 }
 
 /**

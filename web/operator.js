@@ -1,10 +1,12 @@
 // @ts-check
 // The operator's board (admin tokens): job counts, Redis deliveries per lane and the dead
 // ones, workers alive, the scheduler (pause and resume), throughput and failures over
-// the last hour or day, and the jobs (web/jobs.js). It refreshes itself every few
-// seconds while the switch is on.
+// the last hour or day, and the jobs (web/jobs.js). Each count of jobs filters the list
+// by its state. It refreshes itself every few seconds while the switch is on (on by
+// default), but not while the operator types, picks jobs or selects text: a refresh
+// then would take the field or the selection away.
 
-import { api, h, loading, page, refusals, relative, toast } from "./lib.js";
+import { api, h, loading, main, page, refusals, relative, toast } from "./lib.js";
 import { JOB_STATES, parseSearch, showJobs } from "./jobs.js";
 import { activityChart } from "./charts.js";
 
@@ -61,29 +63,60 @@ export async function operator(me) {
     if (found.job) location.hash = `#/operator?job=${found.job}`;
     else go({ repo: found.repo ?? "", page: 1 });
   });
-  const live = h("input", { id: "auto-refresh", type: "checkbox" });
+  const live = h("input", { id: "auto-refresh", type: "checkbox", checked: true, "aria-describedby": "refresh-note" });
+  const note = h("span", { id: "refresh-note", class: "muted", "data-testid": "refresh-note" });
+  const dead = h("section", { "aria-label": "Dead deliveries", "data-testid": "dead-deliveries" },
+    h("h2", { text: "Dead deliveries" }), h("div", {}, loading()));
+  const bottom = h("div", {});
   const load = async () => {
-    await Promise.all([showOverview(overview), showJobs(jobs, filter, go, load)]);
+    await Promise.all([showOverview(overview, filter.state), showJobs(jobs, filter, go, load), showDead(dead, load)]);
+    // dead deliveries are the first thing to see when there are any; none, at the end
+    const some = dead.dataset.count !== "0";
+    if (some && dead.previousElementSibling !== overview) overview.after(dead);
+    if (!some && dead.parentElement !== bottom) bottom.append(dead);
   };
-  live.addEventListener("change", () => {
+  const tick = () => {
+    if (!jobs.isConnected) { window.clearInterval(refresher); return; }
+    const why = busy(main());
+    note.textContent = why ? `Paused while you ${why}.` : "";
+    if (!why) load();
+  };
+  const switched = () => {
     window.clearInterval(refresher);
-    refresher = /** @type {HTMLInputElement} */ (live).checked
-      ? window.setInterval(() => { if (jobs.isConnected) load(); else window.clearInterval(refresher); }, REFRESH_MS)
-      : undefined;
-  });
+    note.textContent = "";
+    refresher = /** @type {HTMLInputElement} */ (live).checked ? window.setInterval(tick, REFRESH_MS) : undefined;
+  };
+  live.addEventListener("change", switched);
   page("Operator",
-    h("label", { class: "inline" }, live, `Refresh every ${REFRESH_MS / 1000} s`),
+    h("p", { class: "sync" }, h("label", { class: "inline" }, live, `Refresh every ${REFRESH_MS / 1000} s`), note),
     overview,
     activityChart(),
     h("h2", { text: "Jobs" }),
     h("div", { class: "toolbar" }, h("div", {}, h("label", { for: "job-state", text: "Job state" }), stateSelect), searchForm),
     jobs,
-    deadDeliveries());
+    bottom);
+  bottom.append(dead);
   await load();
+  switched();
 }
 
-/** @param {HTMLElement} section */
-async function showOverview(section) {
+/**
+ * What the operator is in the middle of, which a refresh would undo: typing in a field,
+ * a list open, jobs picked for an action, text selected; `""` when nothing.
+ * @param {HTMLElement} root
+ */
+function busy(root) {
+  const active = document.activeElement;
+  if (active && root.contains(active) && active.id !== "auto-refresh"
+      && (active.tagName === "TEXTAREA" || active.tagName === "SELECT"
+        || (active.tagName === "INPUT" && /** @type {HTMLInputElement} */ (active).type !== "checkbox"))) return "type";
+  if (root.querySelector('tbody input[type="checkbox"]:checked')) return "pick jobs";
+  if (String(window.getSelection() ?? "").trim()) return "select text";
+  return "";
+}
+
+/** @param {HTMLElement} section @param {string} current the state the jobs are filtered by */
+async function showOverview(section, current) {
   try {
     const q = await api("GET", "/admin/queue");
     const estimated = new Set(q.jobs_estimated ?? []);
@@ -96,14 +129,16 @@ async function showOverview(section) {
       } catch (err) {
         toast(err.message);
       }
-      showOverview(section);
+      showOverview(section, current);
     });
     const r = q.redis;
     const lanes = Object.entries(q.redis_lanes ?? {});
     section.replaceChildren(
+      // each count a link to the jobs in that state; the one shown links back to all
       h("ul", { class: "stats", "aria-label": "Jobs per state" },
-        ...JOB_STATES.map((s) => h("li", { "data-testid": `depth-${s}` },
-          h("strong", { text: `${estimated.has(s) ? "~" : ""}${q.jobs[s] ?? 0}` }), s))),
+        ...JOB_STATES.map((s) => h("li", { "data-testid": `depth-${s}`, class: s === current ? "current" : undefined },
+          h("a", { href: s === current ? "#/operator" : `#/operator?state=${s}`, "aria-current": s === current ? "true" : undefined },
+            h("strong", { text: `${estimated.has(s) ? "~" : ""}${q.jobs[s] ?? 0}` }), s)))),
       h("p", { class: "muted", "data-testid": "redis-depth", text: `Redis deliveries: ${r.active} ready, ${r.scheduled} scheduled, ${r.inflight} in flight, ${r.dead} dead` }),
       h("div", { class: "table-wrap" }, h("table", { class: "stack", "aria-label": "Redis deliveries per lane" },
         h("thead", {}, h("tr", {}, ...["Lane", "Ready", "Scheduled", "In flight", "Dead"].map((t) => h("th", { scope: "col", text: t })))),
@@ -128,22 +163,40 @@ async function showOverview(section) {
   }
 }
 
-/** Deliveries apalis gave up on, with their job's state and a way to it. */
-function deadDeliveries() {
-  const section = h("section", { "aria-label": "Dead deliveries", "data-testid": "dead-deliveries" },
-    h("h2", { text: "Dead deliveries" }));
-  const body = h("div", {}, loading());
-  section.append(body);
-  api("GET", "/admin/queue/dead").then(({ deliveries }) => {
+/**
+ * Deliveries apalis gave up on, with their job's state and a way to it, and the purge
+ * of them all; `data-count` says how many there are.
+ * @param {HTMLElement} section @param {() => void} reload
+ */
+async function showDead(section, reload) {
+  const body = /** @type {HTMLElement} */ (section.lastElementChild);
+  try {
+    const { deliveries } = await api("GET", "/admin/queue/dead");
+    section.dataset.count = String(deliveries.length);
+    const purge = h("button", {
+      type: "button", class: "danger", text: `Purge ${deliveries.length} dead deliver${deliveries.length === 1 ? "y" : "ies"}`,
+      onclick: async () => {
+        if (!window.confirm("Remove every dead delivery from Redis? Their jobs stay in Postgres, where Retry sends them back.")) return;
+        try {
+          const { removed } = await api("DELETE", "/admin/queue/dead");
+          toast(`${removed} dead deliver${removed === 1 ? "y" : "ies"} removed.`);
+        } catch (err) {
+          toast(err.message);
+        }
+        reload();
+      },
+    });
     body.replaceChildren(deliveries.length === 0
       ? h("p", { class: "muted", text: "None: Redis holds no delivery it gave up on." })
-      : h("div", { class: "table-wrap" }, h("table", { class: "stack" },
+      : h("div", {}, h("p", { class: "sync" }, purge), h("div", { class: "table-wrap" }, h("table", { class: "stack" },
         h("thead", {}, h("tr", {}, ...["Lane", "Delivery", "Job", "Job state"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, ...deliveries.map((/** @type {any} */ d) => h("tr", { "data-delivery": d.delivery_id },
           h("td", { text: d.lane, "data-label": "Lane" }),
           h("td", { text: d.delivery_id, "data-label": "Delivery" }),
           h("td", { "data-label": "Job" }, d.job_id ? h("a", { href: `#/operator?job=${d.job_id}`, text: d.job_id }) : "payload gone"),
-          h("td", { text: d.job_state ?? "no such job", "data-label": "Job state" })))))));
-  }).catch((err) => body.replaceChildren(h("p", { class: "form-error", text: err.message })));
-  return section;
+          h("td", { text: d.job_state ?? "no such job", "data-label": "Job state" }))))))));
+  } catch (err) {
+    delete section.dataset.count;
+    body.replaceChildren(h("p", { class: "form-error", text: err.message }));
+  }
 }

@@ -117,6 +117,12 @@ pub struct RepoResponse {
     /// too often, or for good: no longer scheduled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_state: Option<SyncStatus>,
+    /// Mirrors only: the last failure's message, absent when the last sync did not fail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
+    /// Mirrors only: when the next scheduled sync is due; absent when none is scheduled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_sync_at: Option<DateTime<Utc>>,
     /// Mirrors only: scheduled syncs on or paused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror_enabled: Option<bool>,
@@ -162,6 +168,11 @@ impl From<&Repo> for RepoResponse {
             last_synced_at: r.last_synced_at,
             sync_status: Some(r.sync_status.public()),
             sync_state: Some(r.sync_status),
+            sync_error: r
+                .sync_error
+                .clone()
+                .filter(|e| r.is_mirror && !e.is_empty()),
+            next_sync_at: r.next_sync_at.filter(|_| r.is_mirror),
             mirror_enabled: r.is_mirror.then_some(r.mirror_enabled),
             lfs_enabled: r.is_mirror.then_some(r.lfs_enabled),
             sync_interval_seconds: r.sync_interval_secs.filter(|_| r.is_mirror),
@@ -208,6 +219,16 @@ pub struct RepoQuery {
     /// Repositories whose `owner/name` contains this text (case-insensitive).
     #[param(max_length = 100)]
     pub q: Option<String>,
+    /// The order: `name` (`owner/name`, the default), `status` (failing first:
+    /// hard_failed, failed, syncing, queued, idle, success), `last_success` (the oldest
+    /// first, never synced before all) or `next_sync` (the soonest first, unscheduled
+    /// last); a leading `-` reverses it. Ties go by `owner/name`, so pages neither
+    /// repeat nor skip a repository that did not move between them.
+    #[param(
+        pattern = "^-?(name|status|last_success|next_sync)$",
+        example = "status"
+    )]
+    pub sort: Option<String>,
     /// From 1.
     #[param(minimum = 1)]
     pub page: Option<u32>,

@@ -25,6 +25,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("/ui/mirrors.js", JS, include_str!("../../web/mirrors.js")),
     ("/ui/jobs.js", JS, include_str!("../../web/jobs.js")),
     ("/ui/charts.js", JS, include_str!("../../web/charts.js")),
+    ("/ui/fleet.js", JS, include_str!("../../web/fleet.js")),
     (
         "/ui/app.css",
         "text/css; charset=utf-8",

@@ -200,7 +200,8 @@ pub async fn run(svc: &Services, command: JobsCommand) -> anyhow::Result<()> {
             let attempts = runs::for_job(pool, id).await?;
             if json {
                 let mut value = serde_json::to_value(&job)?;
-                value["attempts"] = serde_json::to_value(&attempts)?;
+                // `attempts` stays the count, as `jobs list --json` has it
+                value["runs"] = serde_json::to_value(&attempts)?;
                 return output::json(&value);
             }
             out!("job       {}", job.id);

@@ -160,7 +160,8 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
             };
             let limit = i64::from(per_page);
             let offset = i64::from(page.max(1) - 1) * limit;
-            let (mirrors, total) = repos::list(pool, &filter, limit, offset).await?;
+            let (mirrors, total) =
+                repos::list(pool, &filter, repos::RepoSort::Name, limit, offset).await?;
             if json {
                 let items: Vec<_> = mirrors
                     .iter()

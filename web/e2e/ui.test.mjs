@@ -421,16 +421,19 @@ test("every page for an owner and an admin at 1280 and 390 px: shown, nothing pa
     owner: [
       ["mirrors", "#/mirrors", "Mirrors"],
       ["mirrors-filtered", "#/mirrors?status=failed&q=olga", "Mirrors"],
+      ["mirrors-table", "#/mirrors?view=table", "Mirrors"],
       ["import", "#/import", "Import a repository"],
       ["mirror", "#/mirror/olga/olga-tools", "olga/olga-tools"],
       ["operator-refused", "#/operator", "Operator"],
     ],
     admin: [
       ["fleet", "#/mirrors", "Mirrors (all owners)"],
+      ["fleet-table", "#/mirrors?view=table", "Mirrors (all owners)"],
       ["import", "#/import", "Import a repository"],
       ["mirror", "#/mirror/olga/olga-gone", "olga/olga-gone"],
       ["operator", "#/operator", "Operator"],
       ["job", `#/operator?job=${jobId}`, "Operator"],
+      ["api-docs", "api/v1/docs", "Stasis Mirror Sync API"],
     ],
   };
   for (const [role, token] of [["owner", OWNER_TOKEN], ["admin", TOKEN]]) {

@@ -110,12 +110,14 @@ pub fn invalid_repo(NotFullName(full): NotFullName) -> ApiError {
     )
 }
 
+/// A job as the listing shows it (`attempts` the count of attempts made, as there) and
+/// its attempts themselves under `runs`: one name, one meaning.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: Job,
     /// Every attempt, first to last.
-    pub attempts: Vec<Run>,
+    pub runs: Vec<Run>,
 }
 
 /// One job with every attempt.
@@ -130,8 +132,8 @@ pub async fn show_job(
     let job = jobs::find(&state.pool, id)
         .await?
         .ok_or(ApiError::NotFound("job"))?;
-    let attempts = runs::for_job(&state.pool, id).await?;
-    Ok(Json(JobDetail { job, attempts }))
+    let runs = runs::for_job(&state.pool, id).await?;
+    Ok(Json(JobDetail { job, runs }))
 }
 
 fn refused(r: Refused, action: &str) -> ApiError {

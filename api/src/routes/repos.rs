@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use stasis_shared::db::repos::{self, Repo, RepoFilter, Viewer};
+use stasis_shared::db::repos::{self, Repo, RepoFilter, RepoSort, Viewer};
 use stasis_shared::db::users;
 use stasis_shared::domain::{PublicStatus, SyncReason, SyncStatus};
 use stasis_shared::removal::{remove_mirror, Removal};
@@ -148,6 +148,18 @@ async fn list_page(
     q: RepoQuery,
 ) -> Result<Json<RepoPage>, ApiError> {
     let (page, per_page) = paging(q.page, q.per_page)?;
+    let sort = match q.sort.as_deref() {
+        None => RepoSort::default(),
+        Some(s) => RepoSort::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(
+                "invalid_query",
+                format!(
+                    "sort must be one of {}; not `{s}`",
+                    RepoSort::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
     let status = match q.sync_status.as_deref() {
         None => Vec::new(),
         Some(s) => statuses(s)?,
@@ -166,8 +178,14 @@ async fn list_page(
         viewer,
     };
     let limit = i64::from(per_page);
-    let (found, total) =
-        repos::list(&state.pool, &filter, limit, i64::from(page - 1) * limit).await?;
+    let (found, total) = repos::list(
+        &state.pool,
+        &filter,
+        sort,
+        limit,
+        i64::from(page - 1) * limit,
+    )
+    .await?;
     Ok(Json(RepoPage {
         repos: found.iter().map(RepoResponse::from).collect(),
         page,

@@ -50,7 +50,7 @@ async fn a_failed_job_retried_once_its_upstream_appears_runs_again_and_succeeds(
     let (_, shown) = o
         .call("GET", &format!("/api/v1/admin/jobs/{broken_job}"), None)
         .await;
-    let outcomes: Vec<_> = shown["attempts"]
+    let outcomes: Vec<_> = shown["runs"]
         .as_array()
         .unwrap()
         .iter()

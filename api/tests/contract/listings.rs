@@ -150,6 +150,96 @@ async fn listings_filter_by_upstream_host_and_by_name_search() {
     assert_eq!(names(&page), Vec::<String>::new());
 }
 
+/// The fleet's orders: by state (the most urgent first), by last success and by next
+/// sync, each reversed by `-`, ties by `owner/name`; pages of a sorted listing add up
+/// to the whole listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_sort_by_status_last_success_and_next_sync() {
+    let w = world().await;
+    // state, hours since the last success, minutes to the next sync
+    let fleet = [
+        ("a", "success", Some(1), Some(120)),
+        ("b", "hard_failed", None, None),
+        ("c", "failed", Some(3), Some(10)),
+        ("d", "idle", None, Some(60)),
+        ("e", "syncing", Some(2), Some(30)),
+        ("f", "failed", None, None),
+    ];
+    for (name, state, synced, next) in fleet {
+        w.import(name, true, false).await;
+        sqlx::query(
+            "UPDATE repositories SET sync_status = $2,
+                 sync_error = CASE WHEN $2 LIKE '%failed' THEN 'upstream said no' END,
+                 last_synced_at = now() - make_interval(hours => $3),
+                 next_sync_at = now() + make_interval(mins => $4)
+             WHERE name = $1",
+        )
+        .bind(name)
+        .bind(state)
+        .bind(synced)
+        .bind(next)
+        .execute(&w.env.pool)
+        .await
+        .unwrap();
+    }
+    let expected =
+        |order: &str| -> Vec<String> { order.chars().map(|c| format!("alice/{c}")).collect() };
+    for (sort, order) in [
+        ("name", "abcdef"),
+        ("-name", "fedcba"),
+        ("status", "bcfeda"),
+        ("-status", "adecfb"),
+        ("last_success", "bdfcea"),
+        ("-last_success", "aecbdf"),
+        ("next_sync", "cedabf"),
+        ("-next_sync", "bfadec"),
+    ] {
+        for (listing, token) in [
+            ("/api/v1/repos", Some(w.root.as_str())),
+            ("/api/v1/users/alice/repos", None),
+        ] {
+            let page = list(&w, &format!("{listing}?mirror=true&sort={sort}"), token).await;
+            assert_eq!(names(&page), expected(order), "{listing} sort={sort}");
+        }
+        // page by page, the same order: no mirror twice, none left out
+        let mut paged = Vec::new();
+        for n in 1..=3 {
+            let page = list(
+                &w,
+                &format!("/api/v1/repos?mirror=true&sort={sort}&per_page=2&page={n}"),
+                None,
+            )
+            .await;
+            assert_eq!(page["total"], 6);
+            paged.extend(names(&page));
+        }
+        assert_eq!(paged, expected(order), "paged, sort={sort}");
+    }
+    // without `sort`, the order it always had
+    let page = list(&w, "/api/v1/repos?mirror=true", None).await;
+    assert_eq!(names(&page), expected("abcdef"));
+    // a filter and a sort together: the failing ones, hard-failed first
+    let page = list(&w, "/api/v1/repos?sync_status=failed&sort=status", None).await;
+    assert_eq!(names(&page), expected("bcf"));
+    // what a fleet table shows comes with the listing: the error and the next sync
+    let repos = page["repos"].as_array().unwrap();
+    assert_eq!(repos[1]["sync_error"], "upstream said no", "{page}");
+    assert_eq!(repos[1]["sync_state"], "failed");
+    assert!(repos[1]["next_sync_at"].is_string(), "{page}");
+    assert!(
+        repos[0].get("next_sync_at").is_none(),
+        "unscheduled: {page}"
+    );
+    let page = list(
+        &w,
+        "/api/v1/repos?mirror=true&sort=-status&per_page=1",
+        None,
+    )
+    .await;
+    assert_eq!(page["repos"][0]["sync_state"], "success");
+    assert!(page["repos"][0].get("sync_error").is_none(), "{page}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_listing_queries_are_400_invalid_query() {
     let w = world().await;
@@ -159,6 +249,12 @@ async fn invalid_listing_queries_are_400_invalid_query() {
         "per_page=101",
         "page=0",
         "sync_status=bogus",
+        "sort=bogus",
+        "sort=",
+        "sort=-",
+        "sort=--name",
+        "sort=Status",
+        "sort=name,status",
         "mirror=maybe",
         "colour=red",
         "page=-1",

@@ -121,6 +121,21 @@ async fn the_openapi_document_lists_every_route() {
             .is_some_and(|p| p.iter().any(|p| p["name"] == "lfs_retry")),
         "{sync}"
     );
+    // both listings take `sort` with its closed set of values; a job's detail names its
+    // attempts `runs`, apart from the `attempts` count
+    for path in ["/api/v1/repos", "/api/v1/users/{owner}/repos"] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let sort = params.iter().find(|p| p["name"] == "sort");
+        assert_eq!(
+            sort.map(|p| p["schema"]["pattern"].clone()),
+            Some(serde_json::json!(
+                "^-?(name|status|last_success|next_sync)$"
+            )),
+            "{path}"
+        );
+    }
+    let detail = &doc["components"]["schemas"]["JobDetail"];
+    assert!(detail.to_string().contains("\"runs\""), "{detail}");
     let page = reqwest::get(format!("{}/api/v1/docs", w.api.base))
         .await
         .unwrap();

@@ -156,7 +156,8 @@ async fn a_job_is_shown_as_json_and_as_a_table() {
     let broken_job = jobs.broken_job.to_string();
     let shown = ctl.json(&["jobs", "show", &broken_job, "--json"]).await;
     assert_eq!(shown["state"], "failed");
-    assert_eq!(shown["attempts"][0]["error_kind"], "not_found", "{shown}");
+    assert_eq!(shown["runs"][0]["error_kind"], "not_found", "{shown}");
+    assert_eq!(shown["attempts"], 1, "{shown}");
     let shown = ctl.ok(&["jobs", "show", &broken_job]).await;
     assert!(
         shown.contains("OUTCOME") && shown.contains("failed"),

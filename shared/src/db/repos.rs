@@ -236,6 +236,77 @@ pub struct RepoFilter {
     pub viewer: Viewer,
 }
 
+/// A state's place in the `status` order, the most urgent first.
+macro_rules! status_rank {
+    () => {
+        "array_position(ARRAY['hard_failed','failed','syncing','queued','idle','success'], r.sync_status)"
+    };
+}
+
+/// The order of a listing. Each ends with `owner/name`, unique, so the order is total
+/// and pages by offset neither repeat nor skip a repository that did not move.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RepoSort {
+    /// `owner/name`, A to Z (`-name`: Z to A).
+    #[default]
+    Name,
+    NameDesc,
+    /// The most urgent first: `hard_failed`, `failed`, `syncing`, `queued`, `idle`,
+    /// `success` (`-status`: the reverse).
+    Status,
+    StatusDesc,
+    /// The oldest last success first, never-synced mirrors before all
+    /// (`-last_success`: the newest first, never-synced last).
+    LastSuccess,
+    LastSuccessDesc,
+    /// The soonest next sync first, unscheduled mirrors last (`-next_sync`: the
+    /// latest first, unscheduled first).
+    NextSync,
+    NextSyncDesc,
+}
+
+impl RepoSort {
+    /// Every value a listing's `sort` takes, as the API spells it.
+    pub const NAMES: [&'static str; 8] = [
+        "name",
+        "-name",
+        "status",
+        "-status",
+        "last_success",
+        "-last_success",
+        "next_sync",
+        "-next_sync",
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "name" => Self::Name,
+            "-name" => Self::NameDesc,
+            "status" => Self::Status,
+            "-status" => Self::StatusDesc,
+            "last_success" => Self::LastSuccess,
+            "-last_success" => Self::LastSuccessDesc,
+            "next_sync" => Self::NextSync,
+            "-next_sync" => Self::NextSyncDesc,
+            _ => return None,
+        })
+    }
+
+    /// The `ORDER BY` list: one literal per value, never built from the request.
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Name => "u.username, r.name",
+            Self::NameDesc => "u.username DESC, r.name DESC",
+            Self::Status => concat!(status_rank!(), ", u.username, r.name"),
+            Self::StatusDesc => concat!(status_rank!(), " DESC, u.username, r.name"),
+            Self::LastSuccess => "r.last_synced_at ASC NULLS FIRST, u.username, r.name",
+            Self::LastSuccessDesc => "r.last_synced_at DESC NULLS LAST, u.username, r.name",
+            Self::NextSync => "r.next_sync_at ASC NULLS LAST, u.username, r.name",
+            Self::NextSyncDesc => "r.next_sync_at DESC NULLS FIRST, u.username, r.name",
+        }
+    }
+}
+
 /// The host of a mirror's upstream URL, as the `repositories_upstream_host` index has it:
 /// the filter must use the same expression for the index to serve it.
 pub const UPSTREAM_HOST: &str =
@@ -270,6 +341,7 @@ pub enum Viewer {
 pub async fn list(
     pool: &PgPool,
     filter: &RepoFilter,
+    sort: RepoSort,
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<Repo>, i64)> {
@@ -290,7 +362,8 @@ pub async fn list(
         Viewer::User(id) => (false, Some(id)),
     };
     let repos = sqlx::query_as::<_, Repo>(&format!(
-        "{SELECT} {filtered} ORDER BY u.username, r.name LIMIT $8 OFFSET $9"
+        "{SELECT} {filtered} ORDER BY {} LIMIT $8 OFFSET $9",
+        sort.order_by()
     ))
     .bind(filter.mirror)
     .bind(&status)
