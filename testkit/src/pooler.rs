@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use tempfile::TempDir;
 
 use crate::git::{free_port, wait_for_port};
+use crate::services::{chown_postgres, is_root};
 
 /// `pgbouncer` on a free port of 127.0.0.1, pooling every database of the Postgres on
 /// `server_port` with trust authentication as `postgres`.
@@ -124,20 +125,4 @@ fn program() -> PathBuf {
     } else {
         PathBuf::from("pgbouncer")
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
-}
-
-fn chown_postgres(dir: &Path) {
-    let status = Command::new("chown")
-        .args(["-R", "postgres"])
-        .arg(dir)
-        .status()
-        .expect("chown");
-    assert!(status.success(), "chown postgres {}", dir.display());
 }

@@ -382,14 +382,14 @@ fn server_bin() -> PathBuf {
     })
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
 }
 
-fn chown_postgres(dir: &Path) {
+pub(crate) fn chown_postgres(dir: &Path) {
     let status = Command::new("chown")
         .args(["-R", "postgres"])
         .arg(dir)

@@ -7,49 +7,15 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { DESKTOP, PHONE, required, launch, git, shot, readable, accessible } from "./kit.mjs";
 
 const { BASE_URL, DEFER_URL, TOKEN, UPSTREAMS, STASIS_REDIS_URL, STASIS_QUEUE_NAMESPACE } = process.env;
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-const SHOTS = process.env.SCREENSHOTS ?? "screenshots";
-const WAIT = 30_000;
-const GARBAGE = /\[object Object\]|undefined|NaN/;
-const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 /** The order of the table's `status` sort, as its rows read. */
 const URGENCY = [/^Failed, not scheduled$/, /^Failed$/, /^(Syncing|Retrying)$/, /^(Queued|Waiting for the queue|Scheduled)$/, /^(Idle|Not synced yet)$/, /^Up to date$/];
 
 let browser;
 let page;
-
-function git(dir, ...args) {
-  execFileSync("git", ["-C", dir, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", ...args], { stdio: "ignore" });
-}
-
-async function shot(name) {
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
-}
-
-/** No line of the page's text reads like a bug. @param {string} where */
-async function readable(where) {
-  const lines = (await page.locator("body").innerText()).split("\n").filter((l) => GARBAGE.test(l));
-  assert.deepEqual(lines, [], `${where}: text nobody should read`);
-}
-
-/** @param {string} where */
-async function accessible(where) {
-  await page.evaluate(AXE);
-  const violations = await page.evaluate(async () => {
-    // @ts-ignore: injected above
-    const result = await window.axe.run(document, { resultTypes: ["violations"] });
-    return result.violations
-      .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  assert.deepEqual(violations, [], `accessibility violations on ${where}`);
-}
 
 async function signIn() {
   await page.goto(BASE_URL);
@@ -91,16 +57,8 @@ function urgency(text) {
 }
 
 before(async () => {
-  for (const v of ["BASE_URL", "DEFER_URL", "TOKEN", "UPSTREAMS", "STASIS_REDIS_URL", "STASIS_QUEUE_NAMESPACE"]) {
-    assert.ok(process.env[v], `${v} is set by scripts/e2e.sh`);
-  }
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
-  page = await browser.newPage({ viewport: DESKTOP });
-  page.setDefaultTimeout(WAIT);
+  required(["BASE_URL", "DEFER_URL", "TOKEN", "UPSTREAMS", "STASIS_REDIS_URL", "STASIS_QUEUE_NAMESPACE"]);
+  ({ browser, page } = await launch());
   await signIn();
   // a failing mirror whose name sorts last, and a healthy one whose name sorts first:
   // failing first is then not the name order
@@ -131,7 +89,7 @@ async function shooting(name, body) {
   try {
     await body();
   } catch (e) {
-    await shot(`failure-fleet-${name}`);
+    await shot(page, `failure-fleet-${name}`);
     throw e;
   }
 }
@@ -157,9 +115,9 @@ test("the fleet table sorts failing first, by name on a click, and a status coun
   assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), `rows out of order: ${states.join(", ")}`);
   assert.match(await failing.getByTestId("row-error").innerText(), /not.found|no such file|does not exist/i);
   assert.equal(await page.getByRole("columnheader", { name: /Status/ }).getAttribute("aria-sort"), "ascending");
-  await readable("the fleet table");
-  await shot("fleet-table-status-sorted");
-  await accessible("the fleet table");
+  await readable(page, "the fleet table");
+  await shot(page, "fleet-table-status-sorted");
+  await accessible(page, "the fleet table");
 
   // a click on a column sorts by it; a second click reverses it
   await page.getByRole("button", { name: "Mirror", exact: true }).click();
@@ -200,7 +158,7 @@ test("the fleet table sorts failing first, by name on a click, and a status coun
     .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1).map((el) => el.tagName));
   assert.deepEqual(wide, [], "table wider than a phone");
   assert.match(await failing.getByTestId("row-state").innerText(), /^Failed/);
-  await accessible("the fleet table on a phone");
+  await accessible(page, "the fleet table on a phone");
   await page.setViewportSize(DESKTOP);
   assert.deepEqual(errors, [], "no script errors");
 }));
@@ -220,7 +178,7 @@ test("the operator page: attempts as n / m, counts that filter, a refresh that w
   assert.equal(await cell.innerText(), `${detail.attempts} / ${detail.max_attempts}`);
   assert.match(await cell.innerText(), /^[1-9]\d* \/ [1-9]\d*$/);
   await page.locator(`tr[data-job="${job.id}"]`).getByTestId("attempts").getByText(/failed/).first().waitFor();
-  await readable("a job's detail");
+  await readable(page, "a job's detail");
 
   // a job that waits: the deferring API turns a Sync now right after a sync into one
   const synced = await call("POST", "/repos/ada/aaa-healthy/sync?force=true");
@@ -251,7 +209,7 @@ test("the operator page: attempts as n / m, counts that filter, a refresh that w
   await page.waitForURL(/state=failed/);
   await page.locator('tr[data-repo="ada/zzz-failing"]').waitFor();
   for (const s of await page.locator("tbody").getByTestId("job-state").allInnerTexts()) assert.equal(s, "failed");
-  await readable("the operator page filtered");
+  await readable(page, "the operator page filtered");
 
   // the refresh is on from the start, and holds off while the operator types
   assert.equal(await page.getByLabel(/Refresh every/).isChecked(), true);
@@ -290,13 +248,13 @@ test("the operator page: attempts as n / m, counts that filter, a refresh that w
     return Boolean(d && jobs && (d.compareDocumentPosition(jobs) & Node.DOCUMENT_POSITION_FOLLOWING));
   }, null, { timeout: 10_000 });
   assert.match(await dead.locator("tbody").innerText(), /payload gone/);
-  await shot("operator-dead-deliveries-first");
-  await accessible("the operator page with dead deliveries");
+  await shot(page, "operator-dead-deliveries-first");
+  await accessible(page, "the operator page with dead deliveries");
   page.once("dialog", (d) => d.accept());
   await purge.click();
   await page.getByText("1 dead delivery removed.").waitFor();
   await dead.getByText(/None/).waitFor();
-  await readable("the operator page");
+  await readable(page, "the operator page");
 }));
 
 test("the API docs: inline code, a deep link scrolls to its operation, a search, every enum's values", () => shooting("docs", async () => {
@@ -335,13 +293,13 @@ test("the API docs: inline code, a deep link scrolls to its operation, a search,
   assert.match(await page.locator("details.op:visible > summary").innerText(), /\/mirror\/history/);
   await page.getByLabel("Search operations").fill("");
   assert.ok(await page.locator("details.op:visible").count() > 20, "every operation back");
-  await readable("the API docs");
+  await readable(page, "the API docs");
   for (const scheme of ["light", "dark"]) {
     await page.emulateMedia({ colorScheme: scheme });
     for (const size of [DESKTOP, PHONE]) {
       await page.setViewportSize(size);
-      await shot(`api-docs-search-${size.width}-${scheme}`);
-      await accessible(`the API docs at ${size.width}px, ${scheme}`);
+      await shot(page, `api-docs-search-${size.width}-${scheme}`);
+      await accessible(page, `the API docs at ${size.width}px, ${scheme}`);
     }
   }
   await page.emulateMedia({ colorScheme: "light" });

@@ -6,25 +6,17 @@
 // It runs after ui.test.mjs, whose journey starts from an empty fleet.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import net from "node:net";
-import { chromium } from "playwright-core";
+import { required, launch, git, shot, readable } from "./kit.mjs";
 
 const { BASE_URL, DEFER_URL, TOKEN, OWNER_TOKEN, OTHER_TOKEN, UPSTREAMS } = process.env;
-const DESKTOP = { width: 1280, height: 800 };
-const SHOTS = process.env.SCREENSHOTS ?? "screenshots";
-const WAIT = 30_000;
 /** Text nobody should ever read on a page. */
-const GARBAGE = /\[object Object\]|undefined|NaN/;
 
 let browser;
 let page;
-
-function git(dir, ...args) {
-  execFileSync("git", ["-C", dir, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", ...args], { stdio: "ignore" });
-}
 
 /** A fresh upstream with one commit. @param {string} name */
 function upstream(name) {
@@ -33,10 +25,6 @@ function upstream(name) {
   git(dir, "init", "-q", "-b", "main");
   git(dir, "commit", "-q", "--allow-empty", "-m", "first");
   return dir;
-}
-
-async function shot(name) {
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 }
 
 /** Signs in at `base` with `token` (local storage is per origin). */
@@ -80,24 +68,9 @@ async function openMirror(full, base = BASE_URL) {
   await page.getByTestId("sync-state").waitFor();
 }
 
-/** The page's visible text holds nothing like `[object Object]`, `undefined` or `NaN`. */
-async function noGarbage(where) {
-  const text = await page.locator("body").innerText();
-  const bad = text.split("\n").filter((l) => GARBAGE.test(l));
-  assert.deepEqual(bad, [], `garbage text on ${where}`);
-}
-
 before(async () => {
-  for (const v of ["BASE_URL", "DEFER_URL", "TOKEN", "OWNER_TOKEN", "OTHER_TOKEN", "UPSTREAMS"]) {
-    assert.ok(process.env[v], `${v} is set by scripts/e2e.sh`);
-  }
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
-  page = await browser.newPage({ viewport: DESKTOP });
-  page.setDefaultTimeout(WAIT);
+  required(["BASE_URL", "DEFER_URL", "TOKEN", "OWNER_TOKEN", "OTHER_TOKEN", "UPSTREAMS"]);
+  ({ browser, page } = await launch());
 });
 
 after(async () => {
@@ -113,7 +86,7 @@ async function shooting(name, body) {
     await body();
     assert.deepEqual(errors, [], "no script errors on the page");
   } catch (e) {
-    await shot(`failure-${name}`);
+    await shot(page, `failure-${name}`);
     throw e;
   } finally {
     page.off("pageerror", onError);
@@ -143,8 +116,8 @@ test("after Sync now the mirror page follows the sync to its end with no reload"
   await page.locator('section[aria-label="History"] tr[data-outcome="success"]').nth(1).waitFor();
   // relative times age while the page stays open
   await page.getByTestId("last-sync").getByText(/^\d+s ago$/).waitFor({ timeout: 15_000 });
-  await noGarbage("a mirror's page after a sync");
-  await shot("live-mirror-synced");
+  await readable(page, "a mirror's page after a sync");
+  await shot(page, "live-mirror-synced");
 }));
 
 test("a sync deferred by the minimum interval says when it runs; an admin can force it", () => shooting("deferred", async () => {
@@ -158,7 +131,7 @@ test("a sync deferred by the minimum interval says when it runs; an admin can fo
   assert.equal(await page.getByRole("button", { name: "Sync now", exact: true }).isDisabled(), true);
   // an owner is no admin: no force
   assert.equal(await page.getByRole("button", { name: "Sync now (force)" }).isVisible(), false);
-  await shot("deferred-owner");
+  await shot(page, "deferred-owner");
   // the deferred sync is the mirror's state, whoever opens it: a reload says it again
   await openMirror("bo/bo-live", DEFER_URL);
   await page.getByTestId("job-line").getByText(/^Scheduled for /).waitFor();
@@ -170,7 +143,7 @@ test("a sync deferred by the minimum interval says when it runs; an admin can fo
   await force.click();
   await page.getByTestId("sync-state").getByText("Synced!").waitFor();
   assert.equal(await force.isVisible(), false, "nothing left to force");
-  await noGarbage("a mirror's page after a forced sync");
+  await readable(page, "a mirror's page after a forced sync");
 }));
 
 test("a non-owner sees a mirror read-only; its owner and an admin get the controls", () => shooting("read-only", async () => {
@@ -185,10 +158,10 @@ test("a non-owner sees a mirror read-only; its owner and an admin get the contro
   assert.equal(await page.getByTestId("webhook-url").count(), 0);
   assert.equal(await page.getByRole("button", { name: /Delete/ }).count(), 0, "no delete button");
   assert.equal(await page.getByRole("button", { name: /Sync now/ }).count(), 0, "no sync button");
-  await noGarbage("a mirror's page for a non-owner");
-  await shot("read-only-1280");
+  await readable(page, "a mirror's page for a non-owner");
+  await shot(page, "read-only-1280");
   await page.emulateMedia({ colorScheme: "dark" });
-  await shot("read-only-1280-dark");
+  await shot(page, "read-only-1280-dark");
   await page.emulateMedia({ colorScheme: "light" });
 
   for (const token of [OTHER_TOKEN, TOKEN]) {
@@ -231,14 +204,14 @@ test("a failing mirror reads plainly: its error once with its kind, no figures i
   // the failed attempt beside the last success
   assert.match(await page.getByTestId("last-sync").innerText(), /^(just now|\d+s ago)$/);
   assert.match(await page.getByTestId("last-attempt").innerText(), /^(just now|\d+s ago) \(failed\)$/);
-  await noGarbage("a failing mirror's page");
-  await shot("failing-mirror");
+  await readable(page, "a failing mirror's page");
+  await shot(page, "failing-mirror");
   await page.goto(`${BASE_URL}/#/mirrors`);
   const card = page.locator('article[data-repo="bo/bo-flaky"]');
   await card.getByTestId("sync-state").getByText("Failed", { exact: true }).waitFor();
   assert.match(await card.getByTestId("last-attempt").innerText(), /^(just now|\d+s ago), failed$/);
   assert.match(await card.getByTestId("sync-error").innerText(), /not.found|no such|does not exist/i);
-  await noGarbage("the mirrors page with a failing mirror");
+  await readable(page, "the mirrors page with a failing mirror");
   // the counts per status: the failure counted, and a click filters by it
   const counts = page.getByTestId("counts");
   assert.match(await counts.locator('[data-status="failed"]').innerText(), /^1 Failed$/);
@@ -264,12 +237,12 @@ test("a job's detail reads its attempts as n / m, and nothing reads [object Obje
   const row = page.locator(`tr[data-job="${done.id}"]`);
   await row.getByTestId("attempts").waitFor();
   assert.match(await row.getByTestId("job-attempts").innerText(), /^\d+ \/ \d+$/);
-  await noGarbage("a job's detail");
+  await readable(page, "a job's detail");
   await page.goto(`${BASE_URL}/#/operator`);
   await page.getByRole("heading", { name: /Workers alive/ }).waitFor();
   await page.locator("tr[data-job]").first().waitFor();
   for (const cell of await page.getByTestId("job-attempts").allInnerTexts()) assert.match(cell, /^\d+ \/ \d+$/);
-  await noGarbage("the operator board");
+  await readable(page, "the operator board");
 }));
 
 test("a slow API shows Loading…, not the page before nor bare headings", () => shooting("loading", async () => {
@@ -280,7 +253,7 @@ test("a slow API shows Loading…, not the page before nor bare headings", () =>
   await page.getByRole("heading", { level: 1, name: "bo/bo-live" }).waitFor();
   await page.getByTestId("loading").getByText("Loading…").waitFor();
   assert.equal(await page.locator("article.card").count(), 0, "the list before is gone");
-  await shot("loading-mirror");
+  await shot(page, "loading-mirror");
   release();
   await page.getByTestId("sync-state").waitFor();
 
@@ -289,7 +262,7 @@ test("a slow API shows Loading…, not the page before nor bare headings", () =>
   await page.getByRole("heading", { level: 1, name: "Mirrors" }).waitFor();
   await page.getByTestId("loading").getByText("Loading…").waitFor();
   assert.equal(await page.getByRole("heading", { level: 1, name: "bo/bo-live" }).count(), 0, "the mirror page before is gone");
-  await shot("loading-mirrors");
+  await shot(page, "loading-mirrors");
   releaseList();
   await page.locator('article[data-repo="bo/bo-live"]').waitFor();
   assert.equal(await page.getByTestId("loading").count(), 0);
@@ -311,7 +284,7 @@ test("the import form takes what the API takes: interval, ref patterns, private,
   await page.getByLabel("Description").fill("options from the form");
   await page.getByLabel("Private (only you and admins see it)").check();
   await page.getByLabel("Refs to leave out (one pattern per line)").fill("refs/pull/*\nrefs/tags/nightly-*");
-  await shot("import-options");
+  await shot(page, "import-options");
   await page.getByRole("button", { name: "Import" }).click();
   await page.locator('article[data-repo="bo/bo-options"]').waitFor();
   const repo = await page.request.get(`${BASE_URL}/api/v1/repos/bo/bo-options`, {
@@ -404,8 +377,8 @@ test("an import behind a slow upstream shows its download moving, on its page an
     assert.ok(second[0] > first[0], `received objects grow: ${first} then ${second}`);
     const bar = page.getByTestId("sync-progress").locator("progress");
     assert.ok(Number(await bar.getAttribute("value")) > 0, "the bar has moved");
-    await noGarbage("a mirror's page while it downloads");
-    await shot("progress-mirror");
+    await readable(page, "a mirror's page while it downloads");
+    await shot(page, "progress-mirror");
 
     // its card on the Mirrors page shows the same while the download runs
     await page.goto(`${BASE_URL}/#/mirrors`);
@@ -414,12 +387,12 @@ test("an import behind a slow upstream shows its download moving, on its page an
     await cardWords.getByText(/^[\d,]+ of [\d,]+ objects, /).waitFor();
     const onCard = objects(await cardWords.innerText());
     assert.ok(onCard[0] >= second[0] && onCard[1] === second[1], `${second} then on the card ${onCard}`);
-    await shot("progress-card");
+    await shot(page, "progress-card");
 
     // once synced, no bar is left
     await card.getByTestId("sync-state").getByText(/Synced!|Up to date/).waitFor({ timeout: 60_000 });
     assert.equal(await card.getByTestId("sync-progress").isVisible(), false);
-    await noGarbage("the mirrors page after the download");
+    await readable(page, "the mirrors page after the download");
   } finally {
     slow.close();
   }

@@ -2,54 +2,17 @@
 // API, a worker, Postgres, Redis and git upstreams on this machine.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { DESKTOP, PHONE, required, launch, git, shot, readable, accessible } from "./kit.mjs";
 
 const { BASE_URL, TOKEN, OWNER_TOKEN, GOOD_UPSTREAM, MISSING_UPSTREAM } = process.env;
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-const SHOTS = process.env.SCREENSHOTS ?? "screenshots";
-const WAIT = 30_000;
-const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 let browser;
 let page;
 
-function git(dir, ...args) {
-  execFileSync("git", ["-C", dir, ...args], { stdio: "ignore" });
-}
-
-async function shot(name) {
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
-}
-
-/** axe-core on the page as it is: no serious or critical violation. @param {string} where */
-async function accessible(where) {
-  // evaluated by the browser's debugger protocol, which the page's CSP does not govern
-  await page.evaluate(AXE);
-  const violations = await page.evaluate(async () => {
-    // @ts-ignore: injected above
-    const result = await window.axe.run(document, { resultTypes: ["violations"] });
-    return result.violations
-      .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  assert.deepEqual(violations, [], `accessibility violations on ${where}`);
-}
-
 before(async () => {
-  for (const v of ["BASE_URL", "TOKEN", "OWNER_TOKEN", "GOOD_UPSTREAM", "MISSING_UPSTREAM"]) {
-    assert.ok(process.env[v], `${v} is set by scripts/e2e.sh`);
-  }
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
-  page = await browser.newPage({ viewport: DESKTOP });
-  page.setDefaultTimeout(WAIT);
+  required(["BASE_URL", "TOKEN", "OWNER_TOKEN", "GOOD_UPSTREAM", "MISSING_UPSTREAM"]);
+  ({ browser, page } = await launch());
 });
 
 after(async () => {
@@ -60,7 +23,7 @@ test("sign in, import, sync now, see a failure, retry it as an operator", async 
   try {
     await journey();
   } catch (e) {
-    await shot("failure");
+    await shot(page, "failure");
     throw e;
   }
 });
@@ -74,8 +37,8 @@ async function journey() {
   await page.getByLabel("API token").fill("stasis_not_a_token");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText("That token is not valid.").waitFor();
-  await shot("01-sign-in-refused");
-  await accessible("the sign-in page");
+  await shot(page, "01-sign-in-refused");
+  await accessible(page, "the sign-in page");
   await page.getByLabel("API token").fill(TOKEN);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Mirrors" }).waitFor();
@@ -90,7 +53,7 @@ async function journey() {
   await page.getByRole("button", { name: "Import" }).click();
   await page.getByTestId("clone_url-error").filter({ hasText: /\S/ }).waitFor();
   assert.equal(await page.getByLabel("Clone URL").getAttribute("aria-invalid"), "true");
-  await shot("02-import-invalid-url");
+  await shot(page, "02-import-invalid-url");
   await page.getByLabel("Clone URL").fill(GOOD_UPSTREAM);
   await page.getByRole("button", { name: "Import" }).click();
 
@@ -102,10 +65,10 @@ async function journey() {
   await good.getByRole("button", { name: "Sync now" }).click();
   await goodState.filter({ hasText: /Queued|Syncing/ }).waitFor();
   assert.ok(await good.getByRole("button", { name: "Sync now" }).isDisabled(), "button disabled while syncing");
-  await shot("03-syncing");
+  await shot(page, "03-syncing");
   await goodState.getByText("Synced!").waitFor();
   assert.match(await goodState.evaluate((el) => el.className), /\bok\b/);
-  await shot("04-synced");
+  await shot(page, "04-synced");
   await goodState.getByText("Up to date").waitFor({ timeout: 6_000 });
   assert.match(await good.getByTestId("last-sync").innerText(), /just now|\d+s ago/);
   // the mirror's size on disk, from its status, human-readable
@@ -124,8 +87,8 @@ async function journey() {
   await broken.getByTestId("sync-state").getByText("Failed").waitFor();
   assert.ok(await broken.getByTestId("size").isHidden(), "no size before anything was stored");
   assert.match(await broken.getByTestId("sync-error").innerText(), /not.found|no such file|does not exist/i);
-  await shot("05-failed");
-  await accessible("the mirrors page");
+  await shot(page, "05-failed");
+  await accessible(page, "the mirrors page");
 
   // not found is permanent: no more scheduled syncs until someone acts
   assert.match(await broken.getByTestId("sync-error").innerText(), /Scheduled syncs stopped/);
@@ -152,8 +115,8 @@ async function journey() {
   await page.getByLabel("Job state").selectOption("failed");
   const row = page.locator('tr[data-repo$="/broken"]');
   await row.getByTestId("job-state").getByText("failed").waitFor();
-  await shot("06-operator-failed-job");
-  await accessible("the operator page");
+  await shot(page, "06-operator-failed-job");
+  await accessible(page, "the operator page");
   // the board: Redis deliveries, paging, a job's attempts, the scheduler's switch
   assert.match(await page.getByTestId("redis-depth").innerText(), /Redis deliveries: \d+ ready, \d+ scheduled/);
   assert.match(await page.getByTestId("paging").innerText(), /Page 1 of 1 · 1 jobs/);
@@ -175,7 +138,7 @@ async function journey() {
   await page.getByLabel(/Refresh every/).check();
   await page.locator('tr[data-repo$="/broken"]').waitFor({ timeout: 60_000 });
   assert.equal(await page.locator('tr[data-repo$="/broken"]').getByTestId("job-state").innerText(), "done");
-  await shot("07-operator-retried");
+  await shot(page, "07-operator-retried");
   await page.getByRole("link", { name: "Mirrors", exact: true }).click();
   await page.locator('article[data-repo$="/broken"]').getByTestId("sync-state").getByText("Up to date").waitFor();
 
@@ -197,8 +160,8 @@ async function journey() {
   await page.getByLabel("New secret").fill("a-long-enough-secret");
   await page.getByRole("button", { name: "Set or rotate secret" }).click();
   await page.getByTestId("webhook-state").getByText("A secret is set").waitFor();
-  await shot("08-mirror-page");
-  await accessible("a mirror's page");
+  await shot(page, "08-mirror-page");
+  await accessible(page, "a mirror's page");
 
   // usable on a phone: nothing wider than the screen, every field labelled
   await page.setViewportSize(PHONE);
@@ -206,7 +169,7 @@ async function journey() {
   await page.locator("article.card").first().waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
-  await shot("09-phone");
+  await shot(page, "09-phone");
   // the operator's tables become labelled cards: no element reaches past the screen
   await page.getByRole("link", { name: "Operator" }).click();
   await page.locator('tr[data-repo$="/broken"]').waitFor();
@@ -214,8 +177,8 @@ async function journey() {
     .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
     .map((el) => `${el.tagName.toLowerCase()}.${el.className}`));
   assert.deepEqual(wide, [], "elements wider than a phone screen");
-  await shot("10-phone-operator");
-  await accessible("the operator page on a phone");
+  await shot(page, "10-phone-operator");
+  await accessible(page, "the operator page on a phone");
   await page.getByRole("link", { name: "Import", exact: true }).click();
   await page.getByRole("heading", { name: "Import a repository" }).waitFor();
   const unlabelled = await page.evaluate(() =>
@@ -232,7 +195,7 @@ async function journey() {
   const past = await page.evaluate(() => [...document.querySelectorAll("main *")]
     .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1).map((el) => el.tagName));
   assert.deepEqual(past, [], "mirror page elements wider than a phone screen");
-  await shot("11-phone-mirror-page");
+  await shot(page, "11-phone-mirror-page");
   const remove = page.getByRole("button", { name: "Delete this mirror" });
   assert.equal(await remove.isDisabled(), true);
   const fullName = (await page.getByRole("heading", { level: 1 }).innerText()).trim();
@@ -307,7 +270,7 @@ test("an admin filters the fleet, syncs many mirrors, and finds, discards and re
     await page.getByLabel("Upstream host").fill("example.com");
     await page.getByRole("button", { name: "Filter" }).click();
     await page.getByText("No mirrors match these filters.").waitFor();
-    await shot("12-fleet-filtered-empty");
+    await shot(page, "12-fleet-filtered-empty");
     await page.getByRole("link", { name: "Show all" }).click();
     await page.locator('article[data-repo="olga/olga-gone"]').waitFor();
     await page.getByLabel("Owner").fill("nobody-here");
@@ -322,8 +285,8 @@ test("an admin filters the fleet, syncs many mirrors, and finds, discards and re
     const count = await page.locator("article.card").count();
     await page.getByRole("button", { name: `Sync ${count} selected` }).click();
     await page.getByText(`${count} of ${count} mirrors queued.`).waitFor();
-    await shot("13-fleet-bulk-synced");
-    await accessible("the fleet view");
+    await shot(page, "13-fleet-bulk-synced");
+    await accessible(page, "the fleet view");
 
     // the operator board: charts from the API, lanes, dead deliveries
     await page.getByRole("link", { name: "Operator" }).click();
@@ -355,7 +318,7 @@ test("an admin filters the fleet, syncs many mirrors, and finds, discards and re
     await page.getByRole("button", { name: "Find" }).click();
     await page.getByRole("link", { name: "All jobs" }).waitFor();
     await page.locator(`tr[data-job="${jobId}"]`).getByTestId("attempts").waitFor();
-    await shot("14-operator-job-detail");
+    await shot(page, "14-operator-job-detail");
 
     // bulk on jobs: the selected failed job discarded (after a confirmation), then retried
     page.once("dialog", (d) => d.accept());
@@ -366,8 +329,8 @@ test("an admin filters the fleet, syncs many mirrors, and finds, discards and re
     await page.getByLabel("Select olga/olga-gone job").check();
     await page.getByRole("button", { name: "Retry 1 selected" }).click();
     await page.getByText("1 of 1 jobs sent back to the queue.").waitFor();
-    await shot("15-operator-bulk");
-    await accessible("the operator board");
+    await shot(page, "15-operator-bulk");
+    await accessible(page, "the operator board");
 
     // the API docs, served by the API: schemas expanded, examples shown
     await page.goto(`${BASE_URL}/api/v1/docs#importRepository`);
@@ -376,10 +339,10 @@ test("an admin filters the fleet, syncs many mirrors, and finds, discards and re
     assert.match(await op.innerText(), /clone_url\s+string\s+required/);
     await op.getByText("Example").first().click();
     assert.match(await op.locator("pre").first().innerText(), /"clone_url": "https:\/\/git\.kernel\.org/);
-    await shot("16-api-docs");
+    await shot(page, "16-api-docs");
     assert.deepEqual(errors, [], "no script errors on the page");
   } catch (e) {
-    await shot("failure-admin-tools");
+    await shot(page, "failure-admin-tools");
     throw e;
   } finally {
     page.off("pageerror", onError);
@@ -451,14 +414,14 @@ test("every page for an owner and an admin at 1280 and 390 px: shown, nothing pa
           // the page's data is in once its loading requests have settled
           await page.waitForLoadState("networkidle");
           await page.getByTestId("loading").first().waitFor({ state: "detached" });
-          await shot(`${role}-${name}-${size.width}-${scheme}`);
+          await shot(page, `${role}-${name}-${size.width}-${scheme}`);
           const garbage = (await page.locator("body").innerText()).split("\n")
             .filter((line) => /\[object Object\]|undefined|NaN/.test(line));
           assert.deepEqual(garbage, [], `${role} ${name}: text nobody should read`);
           if (size === PHONE) {
             assert.deepEqual(await pastTheEdge(), [], `${role} ${name}: elements wider than a ${size.width}px screen`);
           }
-          await accessible(`${role} ${name} at ${size.width}px, ${scheme}`);
+          await accessible(page, `${role} ${name} at ${size.width}px, ${scheme}`);
         }
       }
     }
@@ -470,11 +433,11 @@ test("every page for an owner and an admin at 1280 and 390 px: shown, nothing pa
     await page.setViewportSize(size);
     await page.goto(BASE_URL);
     await page.getByLabel("API token").waitFor();
-    await shot(`signed-out-${size.width}`);
+    await shot(page, `signed-out-${size.width}`);
     await page.goto(`${BASE_URL}/api/v1/docs`);
     await page.locator("details#syncMirror").waitFor();
     await page.locator("details#syncMirror > summary").click();
-    await shot(`api-docs-${size.width}`);
+    await shot(page, `api-docs-${size.width}`);
     if (size === PHONE) assert.deepEqual(await pastTheEdge(), [], "API docs wider than a phone screen");
   }
 });
