@@ -102,6 +102,13 @@ impl GitHttpServer {
         *self.shared.auth.lock().unwrap() = Some(format!("Basic {token}"));
     }
 
+    /// From now on every request (all repositories) needs this whole `Authorization`
+    /// header value (e.g. the token an ssh `git-lfs-authenticate` hands out); otherwise
+    /// as [`Self::require_basic_auth`].
+    pub fn require_authorization(&self, value: &str) {
+        *self.shared.auth.lock().unwrap() = Some(value.to_owned());
+    }
+
     /// Serves Git LFS for every repository from `objects` (git-lfs's layout, e.g.
     /// [`crate::lfs::objects_dir`]): the batch API under `<repo>/info/lfs/` (behind the
     /// Basic auth of [`Self::require_basic_auth`], if set) and downloads at

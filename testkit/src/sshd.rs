@@ -1,9 +1,14 @@
 //! OpenSSH's `sshd` serving git on loopback: host keys it generates (`ssh-keygen`), an
 //! `authorized_keys` the test writes, and `git-shell` as the only thing a session may
-//! run, as forges' ssh endpoints behave. Needs Debian's `openssh-server`
-//! (scripts/test.sh installs it).
+//! run besides `git-lfs-authenticate`, as forges' ssh endpoints behave. Needs Debian's
+//! `openssh-server` (scripts/test.sh installs it).
+//!
+//! `git-lfs-authenticate` is a small script: it logs the command it was run as and
+//! prints the answer a test set ([`Sshd::answer_lfs_authenticate`]), or fails as a
+//! server without LFS does.
 
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,6 +93,9 @@ impl Sshd {
 
     fn spawn(&mut self) {
         let dir = self.dir.path();
+        let dispatch = dir.join("dispatch.sh");
+        std::fs::write(&dispatch, dispatcher(dir)).unwrap();
+        std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
         let host_keys: String = self
             .key_types
             .iter()
@@ -100,10 +108,11 @@ impl Sshd {
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nAllowUsers {user}\n\
              DisableForwarding yes\nPermitTTY no\n\
-             ForceCommand git-shell -c \"$SSH_ORIGINAL_COMMAND\"\n\
+             ForceCommand {dispatch}\n\
              LogLevel VERBOSE\n",
             port = self.port,
             dir = dir.display(),
+            dispatch = dispatch.display(),
             user = self.user,
         );
         let config_file = dir.join("sshd_config");
@@ -205,10 +214,42 @@ impl Sshd {
         )
     }
 
+    /// From now on `git-lfs-authenticate` prints `answer` (git-lfs's JSON:
+    /// `{"href", "header", "expires_in"}`) and exits 0, whatever it is asked.
+    pub fn answer_lfs_authenticate(&self, answer: &str) {
+        std::fs::write(self.dir.path().join("lfs-authenticate.json"), answer).unwrap();
+    }
+
+    /// Every `git-lfs-authenticate …` command a session ran, in order.
+    pub fn lfs_authenticate_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("lfs-authenticate.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// What sshd logged, for a failing assertion's message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
+}
+
+/// The session's one command: `git-lfs-authenticate` answered from the test's file,
+/// anything else handed to `git-shell`, which runs git's fetch commands only.
+fn dispatcher(dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        "#!/bin/sh\n\
+         case \"$SSH_ORIGINAL_COMMAND\" in\n\
+         'git-lfs-authenticate '*)\n\
+         \tprintf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> '{dir}/lfs-authenticate.log'\n\
+         \tif [ -f '{dir}/lfs-authenticate.json' ]; then exec cat '{dir}/lfs-authenticate.json'; fi\n\
+         \techo 'git-lfs-authenticate: this server has no LFS' >&2\n\
+         \texit 1 ;;\n\
+         *) exec git-shell -c \"$SSH_ORIGINAL_COMMAND\" ;;\n\
+         esac\n"
+    )
 }
 
 impl Drop for Sshd {

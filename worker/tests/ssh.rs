@@ -1,17 +1,23 @@
 //! Syncing over ssh against a real OpenSSH sshd running git-shell on loopback: the
 //! mirror's deploy key logs in, a key the upstream no longer accepts fails as `auth`,
 //! a host key other than the confirmed ones fails as `host_key_mismatch` before
-//! anything is fetched, and the private key shows up nowhere but in its seal.
+//! anything is fetched, and the private key shows up nowhere but in its seal (the real
+//! `stasis-worker` binary's debug log and `/metrics`, Redis, `pg_dump`, the mirror).
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
+
+use serde_json::json;
 
 use stasis_shared::db::ssh_keys;
 use stasis_shared::domain::{ErrorKind, JobState, SyncReason};
 use stasis_shared::git::url::UpstreamUrl;
 use stasis_shared::ssh::host_keys::host_port;
 use stasis_shared::ssh::{DeployKey, HostKey};
-use stasis_testkit::git::{assert_mirrors, refs, Upstream};
+use stasis_testkit::git::{assert_mirrors, free_port, refs, wait_for_port, Upstream};
+use stasis_testkit::http::GitHttpServer;
+use stasis_testkit::lfs::{commit_lfs_file, objects_dir};
 use stasis_testkit::sshd::Sshd;
 use stasis_testkit::TestEnv;
 use uuid::Uuid;
@@ -240,4 +246,190 @@ async fn the_address_policy_refuses_an_ssh_sync_to_a_blocked_host() {
         "sshd was reached: {since}"
     );
     worker.stop().await;
+}
+
+/// Every key of the test's Redis namespace with its value, as text: strings, hashes,
+/// lists, sets, sorted sets and streams read by their own commands (a `DUMP` may be
+/// compressed, and would hide what it holds).
+async fn redis_text(env: &TestEnv) -> (usize, String) {
+    let mut redis = env.redis.clone();
+    let pattern = format!("{}*", env.cfg.queue.namespace);
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut text = String::new();
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let read = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(key).clone(),
+            "hash" => redis::cmd("HGETALL").arg(key).clone(),
+            "list" => redis::cmd("LRANGE").arg(key).arg(0).arg(-1).clone(),
+            "set" => redis::cmd("SMEMBERS").arg(key).clone(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .clone(),
+            "stream" => redis::cmd("XRANGE").arg(key).arg("-").arg("+").clone(),
+            // expired since the scan
+            "none" => continue,
+            other => panic!("key {key} of type {other} is not read"),
+        };
+        let value: redis::Value = read.query_async(&mut redis).await.unwrap();
+        text.push_str(&format!("{key} {value:?}\n"));
+    }
+    (keys.len(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_private_key_is_nowhere_but_in_its_seal() {
+    let mut site = site(&["ed25519"]).await;
+    // LFS over ssh too: the key logs in twice a sync, and the token it fetches is a
+    // secret as well
+    let lfs_content = vec![42u8; 10_000];
+    commit_lfs_file(&site.up, "big.bin", &lfs_content);
+    let server = GitHttpServer::start(site.env.dir.path());
+    server.serve_lfs(&objects_dir(&site.up));
+    let token = format!("RemoteAuth {}", Uuid::new_v4().simple());
+    server.require_authorization(&token);
+    site.sshd.answer_lfs_authenticate(
+        &json!({
+            "href": format!("{}/info/lfs", server.url("up")),
+            "header": {"Authorization": token},
+        })
+        .to_string(),
+    );
+
+    let metrics_port = free_port();
+    let log_file = site.env.dir.path().join("worker.log");
+    let log = std::fs::File::create(&log_file).unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_stasis-worker"))
+        .envs(site.env.env_vars())
+        .env("STASIS_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .env("RUST_LOG", "debug")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start stasis-worker");
+    wait_for_port(metrics_port, "the worker's /metrics");
+
+    // a sync that logs in (git and LFS), then one the upstream refuses the key for
+    let (state, kind, error) = site.sync().await;
+    assert_eq!(state, JobState::Done, "{kind:?} {error}");
+    let (lfs_objects, lfs_error): (Option<i32>, Option<String>) =
+        sqlx::query_as("SELECT lfs_objects, lfs_error FROM sync_runs WHERE repo_id = $1")
+            .bind(site.repo)
+            .fetch_one(&site.env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        lfs_objects,
+        Some(1),
+        "the LFS object came over ssh: {lfs_error:?}"
+    );
+    site.sshd.revoke_all();
+    site.up.commit("after the key was removed");
+    let (state, kind, _) = site.sync().await;
+    assert_eq!((state, kind), (JobState::Failed, Some(ErrorKind::Auth)));
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stasis_lfs_objects_total"),
+        "the worker's metrics: {metrics}"
+    );
+    let pid = worker.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(worker.wait().unwrap().success());
+    let logged = std::fs::read_to_string(&log_file).unwrap();
+    assert!(logged.contains("DEBUG"), "RUST_LOG=debug took effect");
+    let refused = logged
+        .lines()
+        .find(|l| l.contains("refused the deploy key"))
+        .unwrap_or_else(|| panic!("the refusal is logged: {logged}"));
+    assert!(refused.contains(&site.key.fingerprint), "{refused}");
+
+    let (keys, stored) = redis_text(&site.env).await;
+    assert!(keys > 0, "the namespace has keys");
+    let sealed: String =
+        sqlx::query_scalar("SELECT ssh_private_key FROM repositories WHERE id = $1")
+            .bind(site.repo)
+            .fetch_one(&site.env.pool)
+            .await
+            .unwrap();
+    let dump = Command::new("pg_dump")
+        .arg(&site.env.cfg.database.url)
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    assert!(dump.contains(&sealed), "the dump holds the seal");
+    let mut files = Vec::new();
+    files_under(&site.mirror(), &mut files);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with(site.mirror().join("lfs/objects"))),
+        "the mirror holds the LFS object: {files:?}"
+    );
+    let mut places = vec![
+        ("the worker's log".to_owned(), logged),
+        ("/metrics".to_owned(), metrics),
+        ("Redis".to_owned(), stored),
+        ("pg_dump".to_owned(), dump),
+    ];
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        places.push((
+            file.display().to_string(),
+            String::from_utf8_lossy(&bytes).into(),
+        ));
+    }
+
+    let lines = site.secret_lines();
+    assert!(lines.len() >= 3, "the key's base64 lines: {}", lines.len());
+    let body: String = lines.concat();
+    for (place, text) in &places {
+        assert!(!text.contains("PRIVATE KEY"), "a private key in {place}");
+        assert!(!text.contains(&body), "the key's body in {place}");
+        for line in &lines {
+            assert!(
+                !text.contains(line.as_str()),
+                "a line of the key in {place}"
+            );
+        }
+        assert!(!text.contains(&token), "the LFS token in {place}");
+    }
 }

@@ -156,7 +156,7 @@ pub(crate) fn describe_worker() {
 
 /// Why an LFS object a mirror's new commits point at is missing after its sync: the
 /// closed label set of `stasis_lfs_failures_total{kind}`.
-pub const LFS_FAILURE_KINDS: [&str; 8] = [
+pub const LFS_FAILURE_KINDS: [&str; 11] = [
     "no_endpoint",
     "internal",
     "batch",
@@ -165,6 +165,10 @@ pub const LFS_FAILURE_KINDS: [&str; 8] = [
     "corrupt",
     "download",
     "timeout",
+    // an ssh upstream's `git-lfs-authenticate` step
+    "host_key_mismatch",
+    "auth",
+    "ssh",
 ];
 
 fn describe_lfs() {

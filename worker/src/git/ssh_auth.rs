@@ -12,7 +12,7 @@ use stasis_shared::ssh::host_keys::fingerprint_of_hash;
 use super::transport::Session;
 
 /// The ssh side of one fetch.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct SshAccess {
     /// The deploy key: its public line and private half (OpenSSH format), opened from
     /// its seal for this fetch only.
@@ -22,6 +22,7 @@ pub struct SshAccess {
     pub host_keys: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct DeployKeyPair {
     pub public: String,
     pub private: zeroize::Zeroizing<String>,
@@ -89,24 +90,10 @@ pub(super) fn check_host_key(
     };
     let message = match hostkey.hash_sha256() {
         None => "the upstream's ssh host key could not be read".to_owned(),
-        Some(hash) => {
-            let shown = fingerprint_of_hash(hash);
-            if access.host_keys.contains(&shown) {
-                return Ok(CertificateCheckStatus::CertificateOk);
-            }
-            if access.host_keys.is_empty() {
-                format!(
-                    "the upstream's ssh host key {shown} is not confirmed: detect and confirm \
-                     this mirror's host keys before it syncs over ssh"
-                )
-            } else {
-                format!(
-                    "the upstream's ssh host key is {shown}, not the confirmed {}: nothing was \
-                     fetched; confirm the new key only if the upstream's owner changed it",
-                    access.host_keys.join(", ")
-                )
-            }
-        }
+        Some(hash) => match host_key_refusal(&fingerprint_of_hash(hash), &access.host_keys) {
+            None => return Ok(CertificateCheckStatus::CertificateOk),
+            Some(message) => message,
+        },
     };
     let _ = session.fail(ErrorKind::HostKeyMismatch, message.clone());
     Err(git2::Error::new(
@@ -114,4 +101,24 @@ pub(super) fn check_host_key(
         ErrorClass::Ssh,
         message,
     ))
+}
+
+/// Why the host key `shown` (a `SHA256:` fingerprint) is not accepted, or `None` when it
+/// is one of the `confirmed` ones: the one rule for the fetch and for LFS's ssh session.
+pub(crate) fn host_key_refusal(shown: &str, confirmed: &[String]) -> Option<String> {
+    if confirmed.iter().any(|c| c == shown) {
+        return None;
+    }
+    Some(if confirmed.is_empty() {
+        format!(
+            "the upstream's ssh host key {shown} is not confirmed: detect and confirm this \
+             mirror's host keys before it syncs over ssh"
+        )
+    } else {
+        format!(
+            "the upstream's ssh host key is {shown}, not the confirmed {}: nothing was \
+             fetched; confirm the new key only if the upstream's owner changed it",
+            confirmed.join(", ")
+        )
+    })
 }

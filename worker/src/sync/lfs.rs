@@ -23,7 +23,7 @@ use stasis_shared::git::mirror_path;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::context::WorkerContext;
-use crate::sync::fetch::upstream_url;
+use crate::sync::fetch::{ssh_access, upstream_url};
 
 /// Remembered objects tried by one sync at most; the rest wait for the next.
 const MAX_RETRIED: i64 = 10_000;
@@ -63,6 +63,7 @@ pub(crate) async fn after_sync(
     }
     // the fetch opened the same credentials a moment ago
     let url = upstream_url(ctx, repo).ok()?;
+    let ssh = ssh_access(ctx, repo, &url).ok()?;
     let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
     let network = NetworkPolicy::from_config(&ctx.cfg);
     // A flag of its own: the LFS deadline stops the downloads, not the housekeeping
@@ -76,6 +77,7 @@ pub(crate) async fn after_sync(
         new_tips: if new_commits { &report.new_tips } else { &[] },
         remembered: &remembered,
         network: &network,
+        ssh: &ssh,
         limits: LfsLimits::from_config(&ctx.cfg),
         deadline: Instant::now() + ctx.cfg.lfs.timeout,
         stop: &lfs_stop,

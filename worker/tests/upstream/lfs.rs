@@ -13,6 +13,7 @@ use stasis_testkit::lfs::{commit_lfs_file, objects_dir};
 use stasis_testkit::netns;
 use stasis_worker::git::fetch::{FetchReport, StopFlag};
 use stasis_worker::git::lfs::{mirror_lfs, LfsError, LfsLimits, LfsReport, LfsRequest};
+use stasis_worker::git::ssh_auth::SshAccess;
 use stasis_worker::git::transport::NetworkPolicy;
 
 use super::{fetch_once, permissive, strict, PUBLIC};
@@ -26,6 +27,7 @@ fn lfs(mirror: &Path, url: &str, fetched: &FetchReport, network: &NetworkPolicy)
         new_tips: &fetched.new_tips,
         remembered: &[],
         network,
+        ssh: &SshAccess::default(),
         limits: LfsLimits {
             max_object_size: 1 << 20,
             max_mirror_size: 1 << 30,

@@ -87,6 +87,8 @@ pub async fn download_actions(
     };
     let mut request = client
         .post(url)
+        // what `git-lfs-authenticate` answered for an ssh upstream (its Authorization)
+        .headers(endpoint.header.clone())
         .header(reqwest::header::ACCEPT, MEDIA_TYPE)
         .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
         .body(serde_json::to_vec(&body).map_err(|e| LfsError::Batch(e.to_string()))?);

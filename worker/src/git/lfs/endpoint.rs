@@ -1,9 +1,10 @@
 //! Where a mirror's LFS API is, derived from its clone URL exactly as git-lfs derives it
 //! (`lfsapi/endpoint_finder.go`): one trailing `/` dropped, then `/info/lfs` after a path
 //! ending in `.git`, `.git/info/lfs` after any other. For ssh and git:// remotes git-lfs
-//! talks HTTPS to the same host and path, which is what is done here too (without the
-//! ssh `git-lfs-authenticate` step: such mirrors reach public LFS servers only).
+//! talks HTTPS to the same host and path; for ssh it first asks the upstream with
+//! `git-lfs-authenticate` ([`super::ssh`]), and this is its fallback.
 
+use reqwest::header::HeaderMap;
 use url::Url;
 
 use super::LfsError;
@@ -14,6 +15,9 @@ use super::LfsError;
 pub struct Endpoint {
     pub url: Url,
     pub credentials: Option<(String, String)>,
+    /// Headers every batch request carries: what `git-lfs-authenticate` answered for an
+    /// ssh upstream (its `Authorization`), marked sensitive so no debug output shows them.
+    pub header: HeaderMap,
 }
 
 impl Endpoint {
@@ -37,6 +41,7 @@ impl Endpoint {
                 return Ok(Endpoint {
                     url: with_lfs_path(url),
                     credentials: None,
+                    header: HeaderMap::new(),
                 });
             }
             _ => return Err(LfsError::NoEndpoint),
@@ -48,6 +53,7 @@ impl Endpoint {
         Ok(Endpoint {
             url: with_lfs_path(url),
             credentials,
+            header: HeaderMap::new(),
         })
     }
 
@@ -60,7 +66,8 @@ impl Endpoint {
     }
 }
 
-fn with_lfs_path(mut url: Url) -> Url {
+/// `url` with git-lfs's `/info/lfs` (after `.git`) or `.git/info/lfs` appended.
+pub(super) fn with_lfs_path(mut url: Url) -> Url {
     let path = url.path();
     let path = path.strip_suffix('/').unwrap_or(path);
     let path = if path.ends_with(".git") {

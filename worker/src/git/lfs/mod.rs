@@ -3,6 +3,10 @@
 //! upstream's batch API and downloaded (a few at once) into the mirror in git-lfs's
 //! layout, so that a clone of the mirror checks out real content.
 //!
+//! An ssh upstream names its batch endpoint and the header that authorizes it through
+//! `git-lfs-authenticate` over ssh ([`ssh`]), under the fetch's rules (vetted address,
+//! confirmed host keys, deploy key).
+//!
 //! Every request goes through the fetch transports' vetted client: the batch endpoint
 //! and each href it returns (which may name another host) pass the upstream address
 //! policy, are connected to at an approved address, and redirects are re-vetted.
@@ -13,6 +17,7 @@ mod download;
 pub mod endpoint;
 pub mod pointer;
 pub mod scan;
+pub mod ssh;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,10 +26,12 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt};
 use git2::Oid;
 
+use crate::git::ssh_auth::SshAccess;
 use crate::git::stop::StopFlag;
 use crate::git::transport::{bounded, describe, vetted_client, NetworkPolicy, Session};
 use endpoint::Endpoint;
 use pointer::Pointer;
+use stasis_shared::git::url::{Scheme, UpstreamUrl};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LfsError {
@@ -54,6 +61,12 @@ pub enum LfsError {
     Disk(String),
     #[error("LFS downloads stopped: lfs.timeout reached, or the sync was stopped")]
     Stopped,
+    #[error("LFS over ssh: {0}")]
+    HostKeyMismatch(String),
+    #[error("LFS over ssh: {0}")]
+    Auth(String),
+    #[error("LFS over ssh: {0}")]
+    Ssh(String),
 }
 
 impl LfsError {
@@ -68,6 +81,9 @@ impl LfsError {
             LfsError::SizeMismatch { .. } | LfsError::HashMismatch { .. } => "corrupt",
             LfsError::Download { .. } => "download",
             LfsError::Stopped => "timeout",
+            LfsError::HostKeyMismatch(_) => "host_key_mismatch",
+            LfsError::Auth(_) => "auth",
+            LfsError::Ssh(_) => "ssh",
         }
     }
 
@@ -112,6 +128,8 @@ pub struct LfsRequest<'a> {
     /// Objects earlier steps could not store, tried again beside the new ones.
     pub remembered: &'a [Pointer],
     pub network: &'a NetworkPolicy,
+    /// The deploy key and confirmed host keys of an ssh upstream (unused for others).
+    pub ssh: &'a SshAccess,
     pub limits: LfsLimits,
     pub deadline: Instant,
     pub stop: &'a Arc<StopFlag>,
@@ -224,14 +242,14 @@ async fn download_missing(
     if wanted.is_empty() {
         return;
     }
-    let endpoint = match Endpoint::from_clone_url(req.url) {
+    let session = Session::new(req.network.clone(), req.deadline, req.stop.clone());
+    let endpoint = match endpoint(req, &session).await {
         Ok(endpoint) => endpoint,
         Err(e) => {
             report.errors.push(e);
             return;
         }
     };
-    let session = Session::new(req.network.clone(), req.deadline, req.stop.clone());
     let client = match vetted_client(&session) {
         Ok(client) => client,
         Err(e) => {
@@ -277,6 +295,20 @@ async fn download_missing(
         if req.stop.is_stopped() {
             break;
         }
+    }
+}
+
+/// The batch API: named by `git-lfs-authenticate` over ssh for an ssh upstream (on a
+/// blocking thread: libssh2 blocks), derived from the clone URL for others.
+async fn endpoint(req: &LfsRequest<'_>, session: &Arc<Session>) -> Result<Endpoint, LfsError> {
+    match UpstreamUrl::parse(req.url) {
+        Ok(url) if url.scheme() == Scheme::Ssh => {
+            let (access, session) = (req.ssh.clone(), session.clone());
+            tokio::task::spawn_blocking(move || ssh::authenticate(&url, &access, &session))
+                .await
+                .unwrap_or_else(|e| Err(LfsError::Ssh(format!("ssh thread failed: {e}"))))
+        }
+        _ => Endpoint::from_clone_url(req.url),
     }
 }
 
@@ -366,6 +398,9 @@ mod tests {
             },
             LfsError::Disk(String::new()),
             LfsError::Stopped,
+            LfsError::HostKeyMismatch(String::new()),
+            LfsError::Auth(String::new()),
+            LfsError::Ssh(String::new()),
         ];
         for error in errors {
             let kind = error.kind();

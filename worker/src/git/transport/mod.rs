@@ -24,6 +24,7 @@ use git2::transport::{Service, Transport};
 pub(crate) use http::describe;
 pub(crate) use session::bounded;
 pub use session::{Failure, NetworkPolicy, Session};
+pub(crate) use ssh::address as ssh_address;
 pub(crate) use vetted::{vet_url, vetted_client};
 
 use stasis_shared::domain::ErrorKind;

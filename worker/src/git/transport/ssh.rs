@@ -4,7 +4,7 @@
 //! that changes between the check and the connect cannot redirect it.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use url::Host;
 
@@ -12,8 +12,9 @@ use super::session::Session;
 use stasis_shared::domain::ErrorKind;
 use stasis_shared::git::url::UpstreamUrl;
 
-/// The URL to give libgit2: `url` with its host replaced by an approved address.
-pub fn pin(url: &UpstreamUrl, session: &Session) -> io::Result<String> {
+/// The address an ssh connection to `url` goes to: its host resolved once, every
+/// address checked under the policy, the first one taken.
+pub(crate) fn address(url: &UpstreamUrl, session: &Session) -> io::Result<SocketAddr> {
     let host = match url.host() {
         Some(Host::Domain(name)) => name.clone(),
         Some(Host::Ipv4(ip)) => ip.to_string(),
@@ -21,8 +22,12 @@ pub fn pin(url: &UpstreamUrl, session: &Session) -> io::Result<String> {
         None => return Err(session.fail(ErrorKind::BlockedUrl, "ssh URL has no host")),
     };
     let port = url.port().unwrap_or(22);
-    let addrs = session.resolve(&host, port)?;
-    let ip = addrs[0].ip();
+    Ok(session.resolve(&host, port)?[0])
+}
+
+/// The URL to give libgit2: `url` with its host replaced by an approved address.
+pub fn pin(url: &UpstreamUrl, session: &Session) -> io::Result<String> {
+    let ip = address(url, session)?.ip();
     let at = match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
