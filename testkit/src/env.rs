@@ -277,6 +277,60 @@ impl TestEnv {
         depth.scheduled + depth.active
     }
 
+    /// Every key of this environment's Redis namespace with its value, as text: strings, hashes,
+    /// lists, sets, sorted sets and streams read by their own commands (a `DUMP` may be
+    /// compressed, and would hide what it holds), and how many keys there are. Tests that
+    /// prove a secret never reaches Redis search this.
+    pub async fn redis_text(&self) -> (usize, String) {
+        let mut redis = self.redis.clone();
+        let pattern = format!("{}*", self.cfg.queue.namespace);
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut text = String::new();
+        for key in &keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            let read = match kind.as_str() {
+                "string" => redis::cmd("GET").arg(key).clone(),
+                "hash" => redis::cmd("HGETALL").arg(key).clone(),
+                "list" => redis::cmd("LRANGE").arg(key).arg(0).arg(-1).clone(),
+                "set" => redis::cmd("SMEMBERS").arg(key).clone(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .clone(),
+                "stream" => redis::cmd("XRANGE").arg(key).arg("-").arg("+").clone(),
+                // expired since the scan
+                "none" => continue,
+                other => panic!("key {key} of type {other} is not read"),
+            };
+            let value: redis::Value = read.query_async(&mut redis).await.unwrap();
+            text.push_str(&format!("{key} {value:?}\n"));
+        }
+        (keys.len(), text)
+    }
+
     /// Deletes every key of this environment's namespace, as a Redis restarted without
     /// persistence would have lost them.
     pub async fn forget_redis(&self) {

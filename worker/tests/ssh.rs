@@ -248,59 +248,6 @@ async fn the_address_policy_refuses_an_ssh_sync_to_a_blocked_host() {
     worker.stop().await;
 }
 
-/// Every key of the test's Redis namespace with its value, as text: strings, hashes,
-/// lists, sets, sorted sets and streams read by their own commands (a `DUMP` may be
-/// compressed, and would hide what it holds).
-async fn redis_text(env: &TestEnv) -> (usize, String) {
-    let mut redis = env.redis.clone();
-    let pattern = format!("{}*", env.cfg.queue.namespace);
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    let mut text = String::new();
-    for key in &keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        let read = match kind.as_str() {
-            "string" => redis::cmd("GET").arg(key).clone(),
-            "hash" => redis::cmd("HGETALL").arg(key).clone(),
-            "list" => redis::cmd("LRANGE").arg(key).arg(0).arg(-1).clone(),
-            "set" => redis::cmd("SMEMBERS").arg(key).clone(),
-            "zset" => redis::cmd("ZRANGE")
-                .arg(key)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .clone(),
-            "stream" => redis::cmd("XRANGE").arg(key).arg("-").arg("+").clone(),
-            // expired since the scan
-            "none" => continue,
-            other => panic!("key {key} of type {other} is not read"),
-        };
-        let value: redis::Value = read.query_async(&mut redis).await.unwrap();
-        text.push_str(&format!("{key} {value:?}\n"));
-    }
-    (keys.len(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_private_key_is_nowhere_but_in_its_seal() {
     let mut site = site(&["ed25519"]).await;
@@ -377,7 +324,7 @@ async fn the_private_key_is_nowhere_but_in_its_seal() {
         .unwrap_or_else(|| panic!("the refusal is logged: {logged}"));
     assert!(refused.contains(&site.key.fingerprint), "{refused}");
 
-    let (keys, stored) = redis_text(&site.env).await;
+    let (keys, stored) = site.env.redis_text().await;
     assert!(keys > 0, "the namespace has keys");
     let sealed: String =
         sqlx::query_scalar("SELECT ssh_private_key FROM repositories WHERE id = $1")
