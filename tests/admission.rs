@@ -44,7 +44,7 @@ impl DepthWatch {
         let (seen, until) = (deepest.clone(), stop.clone());
         tokio::spawn(async move {
             while !until.is_cancelled() {
-                if let Ok(depth) = job_service.depth(lane).await {
+                if let Ok(depth) = job_service.depth("default", lane).await {
                     seen.fetch_max(depth, Ordering::SeqCst);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -123,7 +123,7 @@ async fn a_key_rotated_under_load_leaves_every_mirror_syncing_then_the_old_key_r
         let pool = env.pool.clone();
         let redis = env.redis.clone();
         tokio::spawn(async move {
-            let jobs = stasis_shared::jobs::Jobs::new(pool, redis, &env_cfg.queue, 3);
+            let jobs = stasis_shared::jobs::Jobs::new(pool, redis, &env_cfg);
             for _ in 0..5 {
                 for &repo in &env_repos {
                     jobs.request(repo, SyncReason::Manual).await.unwrap();

@@ -56,6 +56,11 @@ pub struct ImportRequest {
     #[serde(default)]
     #[schema(max_items = 50)]
     pub exclude_refs: Option<Vec<String>>,
+    /// Admins only: the named storage to place the mirror on (otherwise one is chosen
+    /// by weight among the storages taking new mirrors).
+    #[serde(default)]
+    #[schema(max_length = 32)]
+    pub storage: Option<String>,
 }
 
 /// An upstream's credentials as fields: a user name with a password or a token (one
@@ -219,6 +224,9 @@ pub struct RepoQuery {
     /// Repositories whose `owner/name` contains this text (case-insensitive).
     #[param(max_length = 100)]
     pub q: Option<String>,
+    /// Mirrors on this storage, or moving to it.
+    #[param(max_length = 32)]
+    pub storage: Option<String>,
     /// The order: `name` (`owner/name`, the default), `status` (failing first:
     /// hard_failed, failed, syncing, queued, idle, success), `last_success` (the oldest
     /// first, never synced before all) or `next_sync` (the soonest first, unscheduled

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The upstream could not be reached or did not answer as asked.
     #[error("{0}")]
     Upstream(String),
+    /// No storage takes new mirrors now (none with a live worker and room).
+    #[error("{0}")]
+    NoStorage(String),
     /// A backend is down: `postgres` or `redis`.
     #[error("{0} unavailable, try again later")]
     Unavailable(&'static str),
@@ -68,6 +71,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NoStorage(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_storage"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),

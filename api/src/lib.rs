@@ -46,12 +46,7 @@ impl AppState {
         redis: ConnectionManager,
         cipher: Option<stasis_shared::secrets::Cipher>,
     ) -> Self {
-        let jobs = Jobs::new(
-            pool.clone(),
-            redis.clone(),
-            &cfg.queue,
-            cfg.sync.max_attempts,
-        );
+        let jobs = Jobs::new(pool.clone(), redis.clone(), &cfg);
         Self {
             cfg: Arc::new(cfg),
             pool,

@@ -38,7 +38,7 @@ async fn apalis_rate(env: &TestEnv, n: usize) -> anyhow::Result<(f64, f64)> {
         Monitor::new()
             .register(move |i| {
                 let backend: queue::ConsumerStorage =
-                    queue::storage(redis.clone(), &cfg, Lane::Scheduled, 100);
+                    queue::storage(redis.clone(), &cfg, "default", Lane::Scheduled, 100);
                 WorkerBuilder::new(format!("bench-{}-{i}", Uuid::new_v4()))
                     .backend(backend.poll_with_interval(Duration::from_millis(5)))
                     .data(counter.clone())
@@ -51,8 +51,13 @@ async fn apalis_rate(env: &TestEnv, n: usize) -> anyhow::Result<(f64, f64)> {
             }),
     );
 
-    let mut sink: queue::JobStorage =
-        queue::storage(env.redis.clone(), &env.cfg.queue, Lane::Scheduled, 1);
+    let mut sink: queue::JobStorage = queue::storage(
+        env.redis.clone(),
+        &env.cfg.queue,
+        "default",
+        Lane::Scheduled,
+        1,
+    );
     let (mut pushing, mut consuming) = (Duration::ZERO, Duration::ZERO);
     let mut pushed = 0;
     while pushed < n {

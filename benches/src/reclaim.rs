@@ -81,7 +81,7 @@ async fn cycles(mirrors: usize, cycles: usize, sweep: bool) -> anyhow::Result<Ou
         Monitor::new()
             .register(move |i| {
                 let backend: queue::ConsumerStorage =
-                    queue::storage(redis.clone(), &cfg, Lane::Scheduled, 100);
+                    queue::storage(redis.clone(), &cfg, "default", Lane::Scheduled, 100);
                 WorkerBuilder::new(format!("bench-{}-{i}", Uuid::new_v4()))
                     .backend(backend.poll_with_interval(Duration::from_millis(5)))
                     .data(counter.clone())
@@ -94,11 +94,16 @@ async fn cycles(mirrors: usize, cycles: usize, sweep: bool) -> anyhow::Result<Ou
             }),
     );
     let repos: Vec<Uuid> = (0..mirrors).map(|_| Uuid::new_v4()).collect();
-    let mut sink: queue::JobStorage =
-        queue::storage(env.redis.clone(), &env.cfg.queue, Lane::Scheduled, 1);
+    let mut sink: queue::JobStorage = queue::storage(
+        env.redis.clone(),
+        &env.cfg.queue,
+        "default",
+        Lane::Scheduled,
+        1,
+    );
     let done_set = format!(
         "{}:done",
-        queue::queue_name(&env.cfg.queue.namespace, Lane::Scheduled)
+        queue::queue_name(&env.cfg.queue.namespace, "default", Lane::Scheduled)
     );
     let mut sweeping = Duration::ZERO;
     for cycle in 1..=cycles {
@@ -131,7 +136,7 @@ async fn cycles(mirrors: usize, cycles: usize, sweep: bool) -> anyhow::Result<Ou
         if sweep {
             let started = Instant::now();
             let limits = reclaim::Limits::default();
-            reclaim::sweep(&env.redis, &env.cfg.queue.namespace, limits, 1000).await?;
+            reclaim::sweep(&env.redis, &queue::Lanes::of(&env.cfg), limits, 1000).await?;
             sweeping += started.elapsed();
         }
     }

@@ -18,7 +18,8 @@ pub async fn run(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
     match command {
         QueueCommand::PurgeDead => {
             let redis = svc.redis().await?;
-            let removed = queue::purge_dead(&redis, &svc.cfg.queue).await?;
+            let removed =
+                queue::purge_dead(&redis, &svc.cfg.queue, &queue::Lanes::of(&svc.cfg)).await?;
             out!("{removed} dead deliveries removed");
         }
     }

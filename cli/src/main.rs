@@ -106,12 +106,7 @@ impl Services {
     }
 
     pub async fn jobs(&self) -> anyhow::Result<Jobs> {
-        Ok(Jobs::new(
-            self.pool.clone(),
-            self.redis().await?,
-            &self.cfg.queue,
-            self.cfg.sync.max_attempts,
-        ))
+        Ok(Jobs::new(self.pool.clone(), self.redis().await?, &self.cfg))
     }
 }
 

@@ -69,6 +69,7 @@ pub async fn rename(svc: &Services, full: &str, new_name: &str) -> anyhow::Resul
             bail!("mirror storage already holds a directory for {owner}/{new_name}")
         }
         Rename::SyncRunning => bail!("a sync of {full} is running; retry when it ends"),
+        Rename::Moving => bail!("{full} is moving to another storage; retry once it has moved"),
     }
     Ok(())
 }

@@ -32,6 +32,9 @@ pub enum MirrorsCommand {
         /// Only mirrors whose OWNER/NAME contains this text (case-insensitive).
         #[arg(long)]
         search: Option<String>,
+        /// Only mirrors on this storage (or moving to it).
+        #[arg(long)]
+        storage: Option<String>,
         /// Page number, from 1.
         #[arg(long, default_value_t = 1)]
         page: u32,
@@ -142,6 +145,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
             owner,
             host,
             search,
+            storage,
             page,
             per_page,
             json,
@@ -156,6 +160,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
                 owner,
                 host,
                 search,
+                storage,
                 viewer: Viewer::All,
             };
             let limit = i64::from(per_page);

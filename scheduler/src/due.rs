@@ -37,14 +37,17 @@ pub async fn enqueue_due(
     let mut claimed: Vec<(Uuid, Uuid)> = Vec::new();
     let mut cursor: Option<DueCursor> = None;
     loop {
-        let backlog = match queue::backlog(redis, &cfg.queue.namespace).await {
+        let backlog = match queue::backlog(redis, job_service.lanes()).await {
             Ok(n) => n + claimed.len() as u64,
             Err(e) => {
                 opening::withdraw(pool, &job_ids(&claimed)).await?;
                 return Err(e.into());
             }
         };
-        let room = cfg.queue.max_backlog.saturating_sub(backlog);
+        // every storage's scheduled lane together; each storage's own bound holds at the
+        // push, which leaves what one lane has no room for waiting in Postgres
+        let storages = job_service.lanes().storages.len() as u64;
+        let room = (cfg.queue.max_backlog * storages).saturating_sub(backlog);
         if room == 0 {
             report.backlog_full = true;
             break;
@@ -131,7 +134,7 @@ async fn push(job_service: &Jobs, claimed: &[(Uuid, Uuid)]) -> stasis_shared::Re
             reason: SyncReason::Scheduled,
         })
         .collect();
-    job_service.push(deliveries).await
+    job_service.push_opened(deliveries).await
 }
 
 fn job_ids(claimed: &[(Uuid, Uuid)]) -> Vec<Uuid> {

@@ -17,12 +17,7 @@ use crate::passes::{self, Leader, Pass};
 
 pub async fn run(cfg: Config, pool: PgPool, redis: ConnectionManager, shutdown: CancellationToken) {
     let leases = Leases::new(redis.clone(), &cfg.queue.namespace);
-    let job_service = Jobs::new(
-        pool.clone(),
-        redis.clone(),
-        &cfg.queue,
-        cfg.sync.max_attempts,
-    );
+    let job_service = Jobs::new(pool.clone(), redis.clone(), &cfg);
     // every scheduler (stand-bys too) offers to dispatch: waiting jobs keep moving
     // while leadership changes hands
     let dispatcher = tokio::spawn(stasis_shared::jobs::dispatch_loop(

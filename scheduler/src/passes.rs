@@ -316,11 +316,11 @@ impl Leader {
     }
 
     async fn reclaim(&mut self) -> Result<Sooner, SchedulerError> {
-        let (namespace, max_dead) = (&self.cfg.queue.namespace, self.cfg.queue.max_dead);
-        let s = self
-            .reclaimer
-            .pass(&self.redis, namespace, max_dead)
-            .await?;
+        let (lanes, max_dead) = (
+            stasis_shared::queue::Lanes::of(&self.cfg),
+            self.cfg.queue.max_dead,
+        );
+        let s = self.reclaimer.pass(&self.redis, &lanes, max_dead).await?;
         if s.dead + s.workers > 0 {
             info!(
                 done = s.done,

@@ -46,7 +46,7 @@ pub async fn reap(
     let mut redeliver = Vec::new();
     let claimed = waiting::in_queue_since(pool, stuck, BATCH).await?;
     if !claimed.is_empty() {
-        let present = queue::delivered_jobs(redis, &cfg.queue.namespace).await?;
+        let present = queue::delivered_jobs(redis, &queue::Lanes::of(cfg)).await?;
         let lost: Vec<_> = claimed
             .into_iter()
             .filter(|id| !present.contains(id))

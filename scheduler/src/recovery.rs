@@ -93,7 +93,7 @@ impl Recovery {
             None => recovery::current_epoch(pool).await?,
         };
         if self.reconciled != Some(epoch) {
-            done.redelivered = redeliver_before(pool, redis, ns, epoch).await?;
+            done.redelivered = redeliver_before(pool, redis, &queue::Lanes::of(cfg), epoch).await?;
             self.reconciled = Some(epoch);
         }
         Ok(done)
@@ -150,10 +150,10 @@ async fn rescue_dead_workers(
 async fn redeliver_before(
     pool: &PgPool,
     redis: &ConnectionManager,
-    namespace: &str,
+    lanes: &queue::Lanes,
     epoch: i64,
 ) -> Result<u64, SchedulerError> {
-    let present = queue::delivered_jobs(redis, namespace).await?;
+    let present = queue::delivered_jobs(redis, lanes).await?;
     let mut redelivered = 0;
     let mut after = None;
     loop {

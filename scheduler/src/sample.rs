@@ -38,7 +38,7 @@ pub async fn sample(
     }
     metrics::gauge!("stasis_queue_oldest_job_age_seconds").set(oldest.unwrap_or(0.0));
 
-    let depth = queue::redis_depth(redis, &cfg.queue.namespace).await?;
+    let depth = queue::redis_depth(redis, &queue::Lanes::of(cfg)).await?;
     for (location, n) in [
         ("scheduled", depth.scheduled),
         ("ready", depth.active),

@@ -868,7 +868,7 @@ async fn claim_due_takes_turns_across_owners_each_owners_oldest_first() {
     for &(per_owner, limit, expected) in table {
         let env = TestEnv::new().await;
         let jobs = waiting_jobs(&env, per_owner, SyncReason::Manual).await;
-        let claimed = waiting::claim_due(&env.pool, Lane::Priority, limit)
+        let claimed = waiting::claim_due(&env.pool, None, Lane::Priority, limit)
             .await
             .unwrap();
         let claimed: Vec<Uuid> = claimed.into_iter().map(|m| m.job_id).collect();
@@ -901,7 +901,7 @@ async fn claim_due_of_the_scheduled_lane_takes_the_oldest_scheduled_jobs() {
     let repo = env.mirror(&owner, "m", URL).await;
     let manual = open(&env.pool, repo, SyncReason::Manual).await;
 
-    let claimed = waiting::claim_due(&env.pool, Lane::Scheduled, 2)
+    let claimed = waiting::claim_due(&env.pool, None, Lane::Scheduled, 2)
         .await
         .unwrap();
     let claimed: Vec<Uuid> = claimed.into_iter().map(|m| m.job_id).collect();
@@ -909,7 +909,7 @@ async fn claim_due_of_the_scheduled_lane_takes_the_oldest_scheduled_jobs() {
     assert!(claimed.contains(&scheduled[0][0]) && claimed.contains(&scheduled[0][1]));
     assert!(!job(&env.pool, manual).await.in_queue);
     // and the priority lane takes the manual one, not the scheduled one left
-    let priority = waiting::claim_due(&env.pool, Lane::Priority, 10)
+    let priority = waiting::claim_due(&env.pool, None, Lane::Priority, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -926,7 +926,7 @@ async fn claim_due_passes_over_jobs_not_due() {
     waiting::postpone(&env.pool, later, Duration::from_secs(60))
         .await
         .unwrap();
-    let claimed = waiting::claim_due(&env.pool, Lane::Priority, 10)
+    let claimed = waiting::claim_due(&env.pool, None, Lane::Priority, 10)
         .await
         .unwrap();
     assert_eq!(

@@ -14,6 +14,7 @@ use apalis::prelude::{
 use redis::AsyncCommands;
 use stasis_shared::domain::{Lane, SyncMirror, SyncReason};
 use stasis_shared::queue::reclaim::{forget_gone_workers, sweep, Limits};
+use stasis_shared::queue::Lanes;
 use stasis_shared::queue::{self, queue_name};
 use stasis_testkit::git::Upstream;
 use stasis_testkit::{eventually, TestEnv};
@@ -71,7 +72,7 @@ async fn finished_syncs_leave_redis_as_it_was_idle() {
             let mut n = 0;
             for lane in Lane::ALL {
                 let count: u64 = redis
-                    .zcard(format!("{}:workers", queue_name(&ns, lane)))
+                    .zcard(format!("{}:workers", queue_name(&ns, "default", lane)))
                     .await
                     .unwrap();
                 n += count;
@@ -131,7 +132,9 @@ async fn finished_syncs_leave_redis_as_it_was_idle() {
     // workers set after their missed heartbeats, and their registrations with them
     let deadline = tokio::time::Instant::now() + WAIT;
     let left = loop {
-        forget_gone_workers(&env.redis, &ns).await.unwrap();
+        forget_gone_workers(&env.redis, &Lanes::of(&env.cfg))
+            .await
+            .unwrap();
         let now: Vec<String> = keys(&env)
             .await
             .into_iter()
@@ -158,7 +161,7 @@ async fn finished_syncs_leave_redis_as_it_was_idle() {
     );
     let mut redis = env.redis.clone();
     for lane in Lane::ALL {
-        let q = queue_name(&ns, lane);
+        let q = queue_name(&ns, "default", lane);
         let payloads: u64 = redis.hlen(format!("{q}:data")).await.unwrap();
         let done: u64 = redis.scard(format!("{q}:done")).await.unwrap();
         let dead: u64 = redis.scard(format!("{q}:dead")).await.unwrap();
@@ -217,7 +220,7 @@ fn delivery() -> SyncMirror {
 async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
     let env = TestEnv::new().await;
     let ns = env.cfg.queue.namespace.clone();
-    let q = queue_name(&ns, Lane::Scheduled);
+    let q = queue_name(&ns, "default", Lane::Scheduled);
     let mut redis = env.redis.clone();
     let job_service = env.jobs();
     let script = Arc::new(Script::default());
@@ -233,7 +236,7 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
         Monitor::new()
             .register(move |i| {
                 let backend: queue::ConsumerStorage =
-                    queue::storage(conn.clone(), &cfg, Lane::Scheduled, 8);
+                    queue::storage(conn.clone(), &cfg, "default", Lane::Scheduled, 8);
                 WorkerBuilder::new(format!("reclaim-test-{i}"))
                     .backend(backend.poll_with_interval(Duration::from_millis(20)))
                     .data(data.clone())
@@ -273,7 +276,10 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
     let later = delivery();
     let at = std::time::SystemTime::now() + Duration::from_secs(3600);
     let at = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let mut lane = job_service.storage(later.reason.lane()).clone();
+    let mut lane = job_service
+        .queue("default", later.reason.lane())
+        .unwrap()
+        .clone();
     lane.push_task(TaskBuilder::new(later).run_at_timestamp(at).build())
         .await
         .unwrap();
@@ -288,14 +294,18 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
     let mut dead_ids: Vec<String> = redis.smembers(format!("{q}:dead")).await.unwrap();
     dead_ids.sort();
     // as operators are shown them before the sweep: delivery id and job
-    let shown = queue::dead_deliveries(&env.redis, &ns, 10).await.unwrap();
+    let shown = queue::dead_deliveries(&env.redis, &Lanes::of(&env.cfg), 10)
+        .await
+        .unwrap();
     assert_eq!(shown.len(), 5, "{shown:?}");
 
     let small = Limits {
         batch: 10,
         batches: 2,
     };
-    let first = sweep(&env.redis, &ns, small, 2).await.unwrap();
+    let first = sweep(&env.redis, &Lanes::of(&env.cfg), small, 2)
+        .await
+        .unwrap();
     assert_eq!(
         (first.done, first.dead),
         (20, 3),
@@ -303,16 +313,22 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
     );
     let done_left: u64 = redis.scard(format!("{q}:done")).await.unwrap();
     assert_eq!(done_left, 10, "what the first sweep's limits left");
-    let second = sweep(&env.redis, &ns, Limits::default(), 2).await.unwrap();
+    let second = sweep(&env.redis, &Lanes::of(&env.cfg), Limits::default(), 2)
+        .await
+        .unwrap();
     assert_eq!((second.done, second.dead), (10, 0));
-    let again = sweep(&env.redis, &ns, Limits::default(), 2).await.unwrap();
+    let again = sweep(&env.redis, &Lanes::of(&env.cfg), Limits::default(), 2)
+        .await
+        .unwrap();
     assert_eq!((again.done, again.dead), (0, 0), "nothing left to sweep");
 
     // the newest two dead deliveries stay, with what operators are shown of them
     let mut kept: Vec<String> = redis.smembers(format!("{q}:dead")).await.unwrap();
     kept.sort();
     assert_eq!(kept, dead_ids[3..].to_vec(), "the oldest were trimmed");
-    let listed = queue::dead_deliveries(&env.redis, &ns, 10).await.unwrap();
+    let listed = queue::dead_deliveries(&env.redis, &Lanes::of(&env.cfg), 10)
+        .await
+        .unwrap();
     let kept_shown: Vec<_> = shown
         .iter()
         .filter(|d| kept.contains(&d.delivery_id))
@@ -351,7 +367,9 @@ async fn a_sweep_is_bounded_and_spares_waiting_and_in_flight_deliveries() {
         (done == 1).then_some(())
     })
     .await;
-    let last = sweep(&env.redis, &ns, Limits::default(), 2).await.unwrap();
+    let last = sweep(&env.redis, &Lanes::of(&env.cfg), Limits::default(), 2)
+        .await
+        .unwrap();
     assert_eq!(last.done, 1);
     let payloads: u64 = redis.hlen(format!("{q}:data")).await.unwrap();
     assert_eq!(

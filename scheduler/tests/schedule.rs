@@ -154,7 +154,7 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
         "batches of {}: {report:?}",
         env.cfg.scheduler.batch_size
     );
-    let backlog = queue::backlog(&env.redis, &env.cfg.queue.namespace)
+    let backlog = queue::backlog(&env.redis, &queue::Lanes::of(&env.cfg))
         .await
         .unwrap();
     assert_eq!(backlog, 3000);
@@ -169,7 +169,7 @@ async fn ten_thousand_due_mirrors_are_pushed_in_waves_under_the_backlog_bound() 
         "all 10,000 mirrors to be synced once",
         Duration::from_secs(240),
         || async {
-            let b = queue::backlog(&env.redis, &env.cfg.queue.namespace)
+            let b = queue::backlog(&env.redis, &queue::Lanes::of(&env.cfg))
                 .await
                 .unwrap();
             max_backlog.fetch_max(b, std::sync::atomic::Ordering::SeqCst);

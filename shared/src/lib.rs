@@ -10,7 +10,8 @@
 //!   ([`secrets`]), and the configuration ([`config`]).
 //! - **Services** more than one binary runs on top of those: the job service ([`jobs`]:
 //!   request, admission to the lanes, dispatch), the operator's overview ([`overview`]),
-//!   renames and removals ([`rename`], [`removal`]); and what running a process takes
+//!   renames and removals ([`rename`], [`removal`]), which storage a new mirror goes to
+//!   and moves between storages ([`placement`]); and what running a process takes
 //!   ([`ops`]: start-up, telemetry, metrics, outage logging).
 //!
 //! What one binary alone needs lives in that binary's crate.
@@ -34,6 +35,7 @@ pub mod ssh;
 pub mod jobs;
 pub mod ops;
 pub mod overview;
+pub mod placement;
 pub mod removal;
 pub mod rename;
 

@@ -100,7 +100,7 @@ pub async fn queue_overview(
     }
     let (last_1m, last_1h) = runs::throughput(pool).await?;
     let status = scheduler_status::read(redis, &cfg.queue.namespace).await?;
-    let lanes = queue::lane_depths(redis, &cfg.queue.namespace).await?;
+    let lanes = queue::lane_depths(redis, &queue::Lanes::of(cfg)).await?;
     Ok(QueueOverview {
         jobs: by_state,
         jobs_estimated: estimated,

@@ -1,12 +1,13 @@
 //! Removing a mirror for good, as the API's DELETE and `stasisctl mirror delete` both
 //! do: under the repository's sync lock (so no worker writes into what goes away), its
 //! queued deliveries, its bare repository on disk, then its row (which cascades to its
-//! jobs and history).
+//! jobs and history). A storage this process does not mount has its copy removed by one
+//! of that storage's workers.
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use crate::db::repos;
+use crate::db::{repos, storages};
 use crate::domain::lifecycle::opening;
 use crate::git::mirror_path;
 use crate::jobs::Jobs;
@@ -43,11 +44,23 @@ async fn remove(cfg: &Config, pool: &PgPool, job_service: &Jobs, repo: &repos::R
     if let Some(job) = opening::active_job(pool, repo.id).await? {
         job_service.drop_deliveries(job).await?;
     }
-    let path = mirror_path(&cfg.storage.root, &repo.owner, &repo.name);
-    match tokio::fs::remove_dir_all(&path).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::Storage(format!("removing {}: {e}", path.display()))),
+    // its storage's copy, and the partial one of a move under way
+    for storage in std::iter::once(&repo.storage).chain(repo.move_to.as_ref()) {
+        let root = cfg.storage.root_of(storage);
+        match root.filter(|root| root.is_dir()) {
+            Some(root) => {
+                let path = mirror_path(root, &repo.owner, &repo.name);
+                match tokio::fs::remove_dir_all(&path).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::Storage(format!("removing {}: {e}", path.display())))
+                    }
+                }
+            }
+            // not mounted here: a worker of that storage removes it
+            None => storages::queue_removal(pool, storage, &repo.owner, &repo.name).await?,
+        }
     }
     repos::delete(pool, repo.id).await?;
     Ok(())

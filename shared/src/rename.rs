@@ -11,6 +11,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use crate::db::repos::Repo;
+use crate::db::storages;
 use crate::git::mirror_path;
 use crate::lock::Leases;
 use crate::{Config, Error, Result};
@@ -25,6 +26,8 @@ pub enum Rename {
     PathOccupied,
     /// A sync holds the repository's lock: nothing was touched; try when it ends.
     SyncRunning,
+    /// The mirror is moving to another storage: nothing was touched; try once moved.
+    Moving,
 }
 
 /// Renames `repo` to `new_name`, which the caller has checked
@@ -57,7 +60,16 @@ pub async fn rename_mirror(
 }
 
 async fn rename(cfg: &Config, pool: &PgPool, repo: &Repo, new_name: &str) -> Result<Rename> {
-    let root = &cfg.storage.root;
+    if repo.move_to.is_some() {
+        return Ok(Rename::Moving);
+    }
+    let Some(root) = cfg
+        .storage
+        .root_of(&repo.storage)
+        .filter(|root| root.is_dir())
+    else {
+        return rename_unmounted(pool, repo, new_name).await;
+    };
     let from = mirror_path(root, &repo.owner, &repo.name);
     let to = mirror_path(root, &repo.owner, new_name);
     if exists(&to).await? {
@@ -83,6 +95,28 @@ async fn rename(cfg: &Config, pool: &PgPool, repo: &Repo, new_name: &str) -> Res
         move_dir(&to, &from).await?;
     }
     outcome
+}
+
+/// The storage is not mounted here: the row takes the new name, the copy at the old
+/// name is left for a worker of the storage to remove, and the next sync clones the
+/// mirror afresh at its new path.
+async fn rename_unmounted(pool: &PgPool, repo: &Repo, new_name: &str) -> Result<Rename> {
+    let mut tx = pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE repositories SET name = $2, updated_at = now(), next_sync_at = now() WHERE id = $1",
+    )
+    .bind(repo.id)
+    .bind(new_name)
+    .execute(&mut *tx)
+    .await;
+    match updated {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(Rename::NameTaken),
+        Err(e) => return Err(Error::Db(e)),
+    }
+    storages::queue_removal(&mut *tx, &repo.storage, &repo.owner, &repo.name).await?;
+    tx.commit().await?;
+    Ok(Rename::Renamed)
 }
 
 async fn name_taken(pool: &PgPool, repo: &Repo, name: &str) -> Result<bool> {

@@ -125,12 +125,7 @@ impl TestEnv {
     }
 
     pub fn jobs(&self) -> Jobs {
-        Jobs::new(
-            self.pool.clone(),
-            self.redis.clone(),
-            &self.cfg.queue,
-            self.cfg.sync.max_attempts,
-        )
+        Jobs::new(self.pool.clone(), self.redis.clone(), &self.cfg)
     }
 
     /// The `STASIS_*` variables that give a child process this environment's config.
@@ -188,6 +183,18 @@ impl TestEnv {
     /// A mirror row (no job yet) owned by a fresh user named after `name`.
     /// Credentials in `url` are split off and sealed, as the API stores them.
     pub async fn mirror(&self, owner: &users::User, name: &str, url: &str) -> Uuid {
+        let first = self.cfg.storage.names().remove(0);
+        self.mirror_on(&first, owner, name, url).await
+    }
+
+    /// [`Self::mirror`] on the named storage.
+    pub async fn mirror_on(
+        &self,
+        storage: &str,
+        owner: &users::User,
+        name: &str,
+        url: &str,
+    ) -> Uuid {
         let (url, userinfo) = stasis_shared::git::url::split_credentials(url);
         let cipher = self
             .cfg
@@ -209,6 +216,7 @@ impl TestEnv {
                 sync_interval_secs: None,
                 include_refs: &[],
                 exclude_refs: &[],
+                storage,
             },
         )
         .await
@@ -271,7 +279,7 @@ impl TestEnv {
 
     /// Deliveries waiting in Redis (due, delayed or ready), in both lanes.
     pub async fn waiting_deliveries(&self) -> u64 {
-        let depth = queue::redis_depth(&self.redis, &self.cfg.queue.namespace)
+        let depth = queue::redis_depth(&self.redis, &queue::Lanes::of(&self.cfg))
             .await
             .expect("read queue depth");
         depth.scheduled + depth.active
@@ -356,7 +364,7 @@ impl TestEnv {
     /// absences are asserted after this rather than after a pause.
     pub async fn drained(&self, timeout: Duration) {
         crate::eventually("the queue to drain", timeout, || async {
-            let depth = queue::redis_depth(&self.redis, &self.cfg.queue.namespace)
+            let depth = queue::redis_depth(&self.redis, &queue::Lanes::of(&self.cfg))
                 .await
                 .expect("read queue depth");
             let unfinished: i64 = sqlx::query_scalar(

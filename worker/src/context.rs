@@ -1,4 +1,8 @@
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use stasis_shared::db::repos::Repo;
+use stasis_shared::git::mirror_path;
 
 use crate::slots::Slots;
 use redis::aio::ConnectionManager;
@@ -30,4 +34,32 @@ pub struct WorkerContext {
     pub permits: SyncPermits,
     /// Stopped together when `worker.shutdown_grace` runs out.
     pub syncs: Arc<InFlightSyncs>,
+    /// The storages this worker serves (`worker.storages`).
+    pub storages: Vec<String>,
+}
+
+impl WorkerContext {
+    /// Whether this worker has `storage` mounted.
+    pub fn serves(&self, storage: &str) -> bool {
+        self.storages.iter().any(|s| s == storage)
+    }
+
+    /// Where `repo` is synced to: its directory on the storage its jobs go to (the
+    /// target of a move under way). `None` for a storage this worker does not serve.
+    pub fn mirror_path(&self, repo: &Repo) -> Option<PathBuf> {
+        let storage = repo.route();
+        if !self.serves(storage) {
+            return None;
+        }
+        let root = self.cfg.storage.root_of(storage)?;
+        Some(mirror_path(root, &repo.owner, &repo.name))
+    }
+
+    /// The root of the storage `repo`'s jobs go to, if this worker serves it.
+    pub fn root_of(&self, repo: &Repo) -> Option<&Path> {
+        let storage = repo.route();
+        self.serves(storage)
+            .then(|| self.cfg.storage.root_of(storage))
+            .flatten()
+    }
 }

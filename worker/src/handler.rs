@@ -71,6 +71,18 @@ async fn deliver(ctx: &WorkerContext, job: SyncMirror) -> Result<(), WorkerError
             debug!(state = %found.job_state, "job already finished; duplicate delivery dropped");
             return Ok(());
         }
+        if !ctx.serves(found.repo.route()) {
+            // its mirror moved (or began moving) since this delivery was pushed: the job
+            // waits in Postgres, and the dispatcher delivers it to its storage's lane
+            debug!(
+                storage = found.repo.route(),
+                "delivery for a storage this worker does not serve; handed back"
+            );
+            if found.job_state == JobState::Pending {
+                return postpone(ctx, job, Duration::ZERO).await;
+            }
+            return Ok(());
+        }
         let early = found.job_run_at - Utc::now();
         if found.job_state == JobState::Pending && early > chrono::Duration::seconds(2) {
             // A duplicate of a job waiting out its retry backoff: move it to when it is due.

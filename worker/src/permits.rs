@@ -1,75 +1,151 @@
-//! The worker's `worker.concurrency` syncs at once, shared by both lanes, with the
-//! priority lane served first.
+//! The worker's `worker.concurrency` syncs at once, shared by every lane of every
+//! storage it serves: the priority lanes are served first, and storages share fairly.
 //!
 //! Each lane's consumer keeps more deliveries in flight than there are permits, so that
 //! a delivery's queue, lock and record bookkeeping runs while other syncs hold the
 //! permits; only the sync's git work (and a start record made during it) holds one. The
 //! deliveries waiting here must not put a "Sync now" behind them: a scheduled delivery
-//! that gets a permit while a priority one waits hands it on.
+//! waits while a priority one does. Between storages a free permit goes to the waiting
+//! storage that holds the fewest, so one storage's backlog cannot take every permit
+//! while another's deliveries wait; a storage with nothing waiting lends its share.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use stasis_shared::domain::Lane;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Notify;
 
 pub struct SyncPermits {
-    permits: Semaphore,
-    priority_waiting: AtomicUsize,
+    total: usize,
+    state: Mutex<State>,
+    /// Woken whenever a permit is given back or a waiter leaves.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    held: usize,
+    /// Per storage: permits held, and deliveries waiting for one.
+    running: HashMap<String, usize>,
+    waiting: HashMap<String, usize>,
+    priority_waiting: usize,
+}
+
+impl State {
+    /// Whether a delivery of `storage`'s `lane` may take a free permit now.
+    fn may_take(&self, total: usize, storage: &str, lane: Lane) -> bool {
+        if self.held >= total {
+            return false;
+        }
+        if lane == Lane::Scheduled && self.priority_waiting > 0 {
+            return false;
+        }
+        let mine = self.running.get(storage).copied().unwrap_or(0);
+        // the permit goes to a storage holding no more than any other that waits
+        self.waiting
+            .iter()
+            .filter(|(other, n)| **n > 0 && other.as_str() != storage)
+            .all(|(other, _)| mine <= self.running.get(other).copied().unwrap_or(0))
+    }
+}
+
+/// A held permit; given back when dropped.
+pub struct Permit<'a> {
+    permits: &'a SyncPermits,
+    storage: String,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        {
+            let mut state = self.permits.lock();
+            state.held -= 1;
+            if let Some(n) = state.running.get_mut(&self.storage) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.permits.changed.notify_waiters();
+    }
+}
+
+/// A delivery counted as waiting until it holds its permit or is dropped.
+struct Waiting<'a> {
+    permits: &'a SyncPermits,
+    storage: &'a str,
+    lane: Lane,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        {
+            let mut state = self.permits.lock();
+            if let Some(n) = state.waiting.get_mut(self.storage) {
+                *n = n.saturating_sub(1);
+            }
+            if self.lane == Lane::Priority {
+                state.priority_waiting -= 1;
+            }
+        }
+        self.permits.changed.notify_waiters();
+    }
 }
 
 impl SyncPermits {
     pub fn new(concurrency: usize) -> Self {
         Self {
-            permits: Semaphore::new(concurrency),
-            priority_waiting: AtomicUsize::new(0),
+            total: concurrency,
+            state: Mutex::default(),
+            changed: Notify::new(),
         }
     }
 
-    pub async fn acquire(&self, lane: Lane) -> SemaphorePermit<'_> {
-        match lane {
-            Lane::Priority => {
-                let _waiting = Waiting::count(&self.priority_waiting);
-                self.acquire_any().await
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // a panic while holding this short lock leaves counts that are still whole
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub async fn acquire<'a>(&'a self, storage: &'a str, lane: Lane) -> Permit<'a> {
+        {
+            let mut state = self.lock();
+            *state.waiting.entry(storage.to_owned()).or_default() += 1;
+            if lane == Lane::Priority {
+                state.priority_waiting += 1;
             }
-            Lane::Scheduled => loop {
-                let permit = self.acquire_any().await;
-                if self.priority_waiting.load(Ordering::Acquire) == 0 {
-                    return permit;
-                }
-                // The semaphore is first come, first served: the permit goes to the
-                // next waiter, and this delivery queues again behind the priority one.
-                drop(permit);
-                tokio::task::yield_now().await;
-            },
         }
-    }
-
-    async fn acquire_any(&self) -> SemaphorePermit<'_> {
-        self.permits
-            .acquire()
-            .await
-            .expect("the permits semaphore is never closed")
-    }
-}
-
-/// A priority delivery counted as waiting until it holds its permit or is dropped.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn count(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Self(counter)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let waiting = Waiting {
+            permits: self,
+            storage,
+            lane,
+        };
+        loop {
+            // registered before the check, so a release between the two is not missed
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.may_take(self.total, storage, lane) {
+                    state.held += 1;
+                    *state.running.entry(storage.to_owned()).or_default() += 1;
+                    drop(state);
+                    // no longer waiting: its drop wakes the others, whose turn may be now
+                    drop(waiting);
+                    return Permit {
+                        permits: self,
+                        storage: storage.to_owned(),
+                    };
+                }
+            }
+            changed.await;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -82,7 +158,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_priority_delivery_goes_before_scheduled_ones_queued_earlier() {
         let permits = Arc::new(SyncPermits::new(1));
-        let held = permits.acquire(Lane::Scheduled).await;
+        let held = permits.acquire("a", Lane::Scheduled).await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         for (name, lane) in [
             ("scheduled 1", Lane::Scheduled),
@@ -91,7 +167,7 @@ mod tests {
         ] {
             let (permits, tx) = (permits.clone(), tx.clone());
             tokio::spawn(async move {
-                let _permit = permits.acquire(lane).await;
+                let _permit = permits.acquire("a", lane).await;
                 tx.send(name).unwrap();
             });
             // each is queued before the next arrives
@@ -102,11 +178,10 @@ mod tests {
         for _ in 0..3 {
             order.push(rx.recv().await.unwrap());
         }
-        // the scheduled ones may swap places as they hand the permit on
         assert_eq!(order[0], "priority", "{order:?}");
         order.sort();
         assert_eq!(order, ["priority", "scheduled 1", "scheduled 2"]);
-        assert_eq!(permits.priority_waiting.load(Ordering::Acquire), 0);
+        assert_eq!(permits.lock().priority_waiting, 0);
     }
 
     #[tokio::test]
@@ -122,8 +197,9 @@ mod tests {
                 } else {
                     Lane::Scheduled
                 };
+                let storage = if i % 2 == 0 { "a" } else { "b" };
                 tokio::spawn(async move {
-                    let _permit = permits.acquire(lane).await;
+                    let _permit = permits.acquire(storage, lane).await;
                     let now = holding.fetch_add(1, Ordering::AcqRel) + 1;
                     most.fetch_max(now, Ordering::AcqRel);
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -135,5 +211,50 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(most.load(Ordering::Acquire), 2);
+        let state = permits.lock();
+        assert_eq!(state.held, 0);
+        assert!(state.waiting.values().all(|n| *n == 0));
+    }
+
+    /// Storage `a` has 30 deliveries queued before `b`'s 10 arrive; with 4 permits each
+    /// holding for a while, `b` gets half the permits as soon as it waits, not after
+    /// `a`'s backlog.
+    #[tokio::test]
+    async fn storages_share_the_permits_while_both_wait() {
+        let permits = Arc::new(SyncPermits::new(4));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let spawn = |storage: &'static str| {
+            let (permits, tx) = (permits.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire(storage, Lane::Scheduled).await;
+                tx.send(storage).unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            })
+        };
+        let mut tasks: Vec<_> = (0..30).map(|_| spawn("a")).collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tasks.extend((0..10).map(|_| spawn("b")));
+        for task in tasks {
+            task.await.unwrap();
+        }
+        drop(tx);
+        let mut order = Vec::new();
+        while let Some(storage) = rx.recv().await {
+            order.push(storage);
+        }
+        // first come, first served would give `b` the last 10 permits; shared, `b` is
+        // through long before `a`'s backlog (about 4 + 2 × 10 grants)
+        let last_b = order.iter().rposition(|s| *s == "b").unwrap();
+        assert!(last_b < 30, "{order:?}");
+        assert_eq!(order[..4], ["a"; 4], "{order:?}");
+        assert!(order[4..8].contains(&"b"), "{order:?}");
+        // and `a` alone may take every permit while no other storage waits
+        let a_alone = SyncPermits::new(3);
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(a_alone.acquire("a", Lane::Scheduled).await);
+        }
+        assert_eq!(a_alone.lock().running["a"], 3);
+        drop(held);
     }
 }

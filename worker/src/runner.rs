@@ -9,7 +9,7 @@ use apalis::layers::WorkerBuilderExt;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::workers;
+use stasis_shared::db::{storages, workers};
 use stasis_shared::domain::Lane;
 use stasis_shared::lock::Leases;
 use stasis_shared::ops::outage::Outage;
@@ -35,12 +35,7 @@ pub async fn run(
     crate::git::fetch::set_network_timeouts(cfg.sync.timeout);
     let concurrency = cfg.worker.concurrency;
     let grace = cfg.worker.shutdown_grace;
-    let job_service = Jobs::new(
-        pool.clone(),
-        redis.clone(),
-        &cfg.queue,
-        cfg.sync.max_attempts,
-    );
+    let job_service = Jobs::new(pool.clone(), redis.clone(), &cfg);
     let cipher = stasis_shared::secrets::load(&cfg.secrets, &pool)
         .await
         .map_err(std::io::Error::other)?;
@@ -62,9 +57,10 @@ pub async fn run(
         name: name.clone(),
         permits: SyncPermits::new(concurrency),
         syncs: Arc::default(),
+        storages: cfg.worker.served_storages(&cfg.storage),
     });
     metrics::gauge!("stasis_worker_concurrency").set(concurrency as f64);
-    info!(worker = %name, concurrency, "worker starting");
+    info!(worker = %name, concurrency, storages = ?ctx.storages, "worker starting");
 
     let (registry_pool, registry_name) = (ctx.pool.clone(), name.clone());
     let outage = Arc::new(Outage::new("redis"));
@@ -85,7 +81,7 @@ pub async fn run(
     ));
     let alive_beat = tokio::spawn(alive.clone().keep(cfg.queue.heartbeat_interval));
     let disk_watch = tokio::spawn(crate::disk::watch(
-        cfg.storage.root.clone(),
+        ctx.clone(),
         cfg.queue.heartbeat_interval,
     ));
     // Workers offer to dispatch too: retries and postponed deliveries keep moving with
@@ -97,20 +93,25 @@ pub async fn run(
         stop_dispatching.clone(),
     ));
 
-    // One consumer per lane; the context's permits keep the process at its concurrency
-    // across both, so a "Sync now" waits at most for the syncs this worker already
-    // holds, never for the scheduled backlog. Each consumer takes twice that many
-    // deliveries: the extra ones do their queue and lock bookkeeping while the syncs run.
+    // One consumer per lane of each storage served; the context's permits keep the
+    // process at its concurrency across all of them, so a "Sync now" waits at most for
+    // the syncs this worker already holds, never for the scheduled backlog, and storages
+    // share the permits fairly. Each consumer takes twice that many deliveries: the
+    // extra ones do their queue and lock bookkeeping while the syncs run.
     let in_flight = concurrency * 2;
-    let monitor = Lane::ALL.into_iter().fold(Monitor::new(), |monitor, lane| {
+    let lanes = ctx
+        .storages
+        .iter()
+        .flat_map(|storage| Lane::ALL.map(|lane| (storage.clone(), lane)));
+    let monitor = lanes.fold(Monitor::new(), |monitor, (storage, lane)| {
         let (redis, queue_cfg, ctx, name) =
             (redis.clone(), cfg.queue.clone(), ctx.clone(), name.clone());
         monitor.register(move |restarts| {
             let backend: queue::ConsumerStorage =
-                queue::storage(redis.clone(), &queue_cfg, lane, in_flight);
+                queue::storage(redis.clone(), &queue_cfg, &storage, lane, in_flight);
             let backend = backend.poll_with_interval(queue_cfg.poll_interval);
             // A restarted worker needs a fresh name: apalis refuses a live-looking one.
-            WorkerBuilder::new(format!("{name}-{}-{restarts}", lane.suffix()))
+            WorkerBuilder::new(format!("{name}-{storage}-{}-{restarts}", lane.suffix()))
                 .backend(backend)
                 .data(ctx.clone())
                 .concurrency(in_flight)
@@ -157,6 +158,9 @@ pub async fn run(
     }
     if let Err(e) = workers::leave(&registry_pool, &registry_name).await {
         warn!(error = %e, "could not leave the worker registry; the entry goes stale");
+    }
+    if let Err(e) = storages::leave(&registry_pool, &registry_name).await {
+        warn!(error = %e, "could not withdraw the worker's storage reports; they go stale");
     }
     match result {
         Ok(()) => Ok(()),

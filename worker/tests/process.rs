@@ -227,7 +227,13 @@ async fn a_poison_payload_does_not_stop_the_queue() {
 
     // a payload that is not a SyncMirror, on the same queue
     let mut poison = apalis_redis::RedisStorage::<serde_json::Value>::new(env.redis.clone())
-        .with_config(env.jobs().storage(Lane::Priority).get_config().clone());
+        .with_config(
+            env.jobs()
+                .queue("default", Lane::Priority)
+                .unwrap()
+                .get_config()
+                .clone(),
+        );
     poison
         .push(serde_json::json!({ "not": "a job" }))
         .await

@@ -104,7 +104,7 @@ pub async fn dead_deliveries(
             ))
         }
     };
-    let found = queue::dead_deliveries(&state.redis, &state.cfg.queue.namespace, limit)
+    let found = queue::dead_deliveries(&state.redis, state.jobs.lanes(), limit)
         .await
         .map_err(stasis_shared::Error::from)?;
     let ids: Vec<Uuid> = found.iter().filter_map(|d| d.job_id).collect();
@@ -135,7 +135,7 @@ pub async fn purge_dead_deliveries(
     State(state): State<AppState>,
     _: Admin,
 ) -> Result<Json<DeadPurged>, ApiError> {
-    let removed = queue::purge_dead(&state.redis, &state.cfg.queue)
+    let removed = queue::purge_dead(&state.redis, &state.cfg.queue, state.jobs.lanes())
         .await
         .map_err(stasis_shared::Error::from)?;
     tracing::info!(removed, "dead deliveries purged by an operator");

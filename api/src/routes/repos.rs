@@ -6,6 +6,7 @@ use axum::Json;
 use stasis_shared::db::repos::{self, Repo, RepoFilter, RepoSort, Viewer};
 use stasis_shared::db::users;
 use stasis_shared::domain::{PublicStatus, SyncReason, SyncStatus};
+use stasis_shared::placement::{self, Unplaced};
 use stasis_shared::removal::{remove_mirror, Removal};
 use stasis_shared::rename::{rename_mirror, Rename};
 
@@ -78,6 +79,16 @@ pub async fn import(
         validate::ref_patterns("exclude_refs", req.exclude_refs.unwrap_or_default())?;
     let (clone_url, credentials) =
         validate::upstream(&state, &req.clone_url, req.credentials.as_ref()).await?;
+    if req.storage.is_some() && !user.is_admin {
+        return Err(ApiError::AdminOnly);
+    }
+    let storage = match placement::place(&state.cfg, &state.pool, req.storage.as_deref()).await? {
+        Ok(storage) => storage,
+        Err(e @ (Unplaced::Unknown(_) | Unplaced::ReadOnly(_))) => {
+            return Err(ApiError::BadRequest("invalid_storage", e.to_string()))
+        }
+        Err(e @ Unplaced::NoneAccepting(_)) => return Err(ApiError::NoStorage(e.to_string())),
+    };
     // The repository and its import job are recorded together or not at all: a
     // repository without its job would never sync, and its retried import would find the
     // name taken. Once both are recorded the import runs, whatever Redis's state.
@@ -95,6 +106,7 @@ pub async fn import(
             sync_interval_secs: interval.map(|i| i.as_secs() as i32),
             include_refs: &include_refs,
             exclude_refs: &exclude_refs,
+            storage: &storage,
         },
     )
     .await;
@@ -175,6 +187,7 @@ async fn list_page(
         owner,
         host: validate::filter_text("host", q.host, 253)?,
         search: validate::filter_text("q", q.q, 100)?,
+        storage: validate::filter_text("storage", q.storage, 32)?,
         viewer,
     };
     let limit = i64::from(per_page);
@@ -334,6 +347,11 @@ pub async fn rename(
         Rename::SyncRunning => {
             return Err(ApiError::Conflict(
                 "a sync of this repository is running; retry when it ends".into(),
+            ))
+        }
+        Rename::Moving => {
+            return Err(ApiError::Conflict(
+                "the mirror is moving to another storage; retry once it has moved".into(),
             ))
         }
     }

@@ -142,7 +142,7 @@ async fn activity_counts_each_attempt_once_by_outcome_over_the_hour_and_the_day(
 async fn dead_deliveries_are_listed_with_their_job_and_counted_per_lane() {
     let o = ops().await;
     let (parked, _) = o.park().await;
-    let q = queue_name(&o.env.cfg.queue.namespace, Lane::Priority);
+    let q = queue_name(&o.env.cfg.queue.namespace, "default", Lane::Priority);
     let mut redis = o.env.redis.clone();
     // with no worker to promote it, the delivery waits where every push lands first
     let waiting = format!("{q}:scheduled");
@@ -174,7 +174,7 @@ async fn dead_deliveries_are_listed_with_their_job_and_counted_per_lane() {
 async fn dead_deliveries_are_purged_by_an_admin_alone() {
     let o = ops().await;
     let (parked, _) = o.park().await;
-    let q = queue_name(&o.env.cfg.queue.namespace, Lane::Priority);
+    let q = queue_name(&o.env.cfg.queue.namespace, "default", Lane::Priority);
     let mut redis = o.env.redis.clone();
     let waiting = format!("{q}:scheduled");
     let ready: Vec<String> = redis.zrange(&waiting, 0, -1).await.unwrap();

@@ -340,7 +340,7 @@ async fn dead_deliveries_are_purged_from_the_cli() {
         (Lane::Priority, &["a", "b"][..]),
         (Lane::Scheduled, &["c"][..]),
     ] {
-        let q = queue_name(&env.cfg.queue.namespace, lane);
+        let q = queue_name(&env.cfg.queue.namespace, "default", lane);
         for id in ids {
             let _: () = redis.sadd(format!("{q}:dead"), *id).await.unwrap();
         }

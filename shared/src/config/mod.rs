@@ -16,6 +16,7 @@ mod notify;
 mod redact;
 mod secrets;
 mod services;
+mod storage;
 mod sync;
 mod telemetry;
 mod validate;
@@ -31,7 +32,10 @@ pub use notify::NotifyConfig;
 /// The type of the configuration's secrets, and how code that needs one reads it.
 pub use secrecy::{ExposeSecret, SecretString};
 pub use secrets::SecretsConfig;
-pub use services::{DatabaseConfig, QueueConfig, RedisConfig, StorageConfig};
+pub use services::{DatabaseConfig, QueueConfig, RedisConfig};
+pub use storage::{
+    valid_name as valid_storage_name, NamedStorage, Storage, StorageConfig, DEFAULT_STORAGE,
+};
 pub use sync::{MirrorConfig, SchedulerConfig, SyncConfig, WorkerConfig};
 pub use telemetry::{LogConfig, MetricsConfig};
 

@@ -1,5 +1,5 @@
 //! The backing services and where things live: Postgres (`database.*`), Redis
-//! (`redis.*`), the queue in it (`queue.*`) and the mirrors on disk (`storage.*`).
+//! (`redis.*`), and the queue in it (`queue.*`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -124,20 +124,6 @@ impl Default for QueueConfig {
             max_priority_backlog: 100,
             dispatch_interval: Duration::from_millis(200),
             max_dead: 1000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
-    pub root: PathBuf,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            root: PathBuf::from("./data/mirrors"),
         }
     }
 }

@@ -98,6 +98,21 @@ pub struct WorkerConfig {
     /// How long SIGTERM waits for in-flight syncs before the process exits anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The storages this worker has mounted and serves; empty: every configured one.
+    /// In the environment: `STASIS_WORKER_STORAGES=a,b`.
+    #[serde(deserialize_with = "super::notify::list_or_csv")]
+    pub storages: Vec<String>,
+}
+
+impl WorkerConfig {
+    /// The storages this worker serves, by name.
+    pub fn served_storages(&self, storage: &super::StorageConfig) -> Vec<String> {
+        if self.storages.is_empty() {
+            storage.names()
+        } else {
+            self.storages.clone()
+        }
+    }
 }
 
 impl Default for WorkerConfig {
@@ -105,6 +120,7 @@ impl Default for WorkerConfig {
         Self {
             concurrency: 4,
             shutdown_grace: Duration::from_secs(60),
+            storages: Vec::new(),
         }
     }
 }

@@ -132,6 +132,7 @@ impl Config {
                 return invalid(key, "must be more than zero");
             }
         }
+        self.storage.validate(&self.worker.storages)?;
         super::life::validate(&self.housekeeping, &self.history)?;
         self.lfs.validate()?;
         for (host, url) in &self.mirror.manifests {

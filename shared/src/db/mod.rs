@@ -11,6 +11,7 @@ pub mod reworded;
 pub mod runs;
 pub mod settings;
 pub mod ssh_keys;
+pub mod storages;
 pub mod users;
 pub mod waiting;
 pub mod workers;

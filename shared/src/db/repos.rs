@@ -43,8 +43,19 @@ pub struct Repo {
     /// Bytes of its objects on disk, measured after the last sync that wrote.
     pub size_bytes: Option<i64>,
     pub sync_fence: i64,
+    /// The storage the mirror lives on, and the one it is moving to.
+    pub storage: String,
+    pub move_to: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Repo {
+    /// The storage whose workers take the mirror's jobs: the target of a move under
+    /// way, else its own.
+    pub fn route(&self) -> &str {
+        self.move_to.as_deref().unwrap_or(&self.storage)
+    }
 }
 
 /// A repository's columns, as `Repo` reads them (from `r` and its owner `u`): a macro so
@@ -57,7 +68,7 @@ macro_rules! repo_columns {
         r.include_refs, r.exclude_refs, r.mirror_enabled, r.lfs_enabled, r.lfs_retry_at,
         r.sync_interval_secs,
         r.last_synced_at, r.sync_status, r.sync_error, r.next_sync_at, r.last_duration_ms,
-        r.size_bytes, r.sync_fence, r.created_at, r.updated_at"
+        r.size_bytes, r.sync_fence, r.storage, r.move_to, r.created_at, r.updated_at"
     };
 }
 
@@ -171,6 +182,21 @@ pub async fn find_for_job(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<Re
         .await
 }
 
+/// The storage each of `ids`' jobs go to ([`Repo::route`]); a repository that is gone
+/// is not in the answer.
+pub async fn routes(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, String>> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, COALESCE(move_to, storage) FROM repositories WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 pub async fn find_by_name(pool: &PgPool, owner: &str, name: &str) -> sqlx::Result<Option<Repo>> {
     sqlx::query_as::<_, Repo>(&format!("{SELECT} WHERE u.username = $1 AND r.name = $2"))
         .bind(owner)
@@ -194,6 +220,8 @@ pub struct NewRepo<'a> {
     /// Selective sync (patterns already validated).
     pub include_refs: &'a [String],
     pub exclude_refs: &'a [String],
+    /// The storage it is placed on.
+    pub storage: &'a str,
 }
 
 /// Inserts the repository; a taken name surfaces as a unique violation.
@@ -203,8 +231,9 @@ where
 {
     sqlx::query_scalar(
         "INSERT INTO repositories (id, owner_id, name, description, private, is_mirror,
-             mirror_url, mirror_credentials, sync_interval_secs, include_refs, exclude_refs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             mirror_url, mirror_credentials, sync_interval_secs, include_refs, exclude_refs,
+             storage)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(Uuid::new_v4())
     .bind(new.owner_id)
@@ -217,6 +246,7 @@ where
     .bind(new.sync_interval_secs)
     .bind(new.include_refs)
     .bind(new.exclude_refs)
+    .bind(new.storage)
     .fetch_one(executor)
     .await
 }
@@ -233,6 +263,8 @@ pub struct RepoFilter {
     pub host: Option<String>,
     /// A substring of `owner/name`, case-insensitive.
     pub search: Option<String>,
+    /// Mirrors on this storage (or moving to it).
+    pub storage: Option<String>,
     pub viewer: Viewer,
 }
 
@@ -351,7 +383,8 @@ pub async fn list(
         AND ($3::text IS NULL OR u.username = $3)
         AND (NOT r.private OR $4 OR r.owner_id = $5)
         AND ($6::text IS NULL OR {UPSTREAM_HOST} = $6)
-        AND ($7::text IS NULL OR (u.username || '/' || r.name) ILIKE $7)"
+        AND ($7::text IS NULL OR (u.username || '/' || r.name) ILIKE $7)
+        AND ($8::text IS NULL OR r.storage = $8 OR r.move_to = $8)"
     );
     let host = filter.host.as_deref().map(str::to_lowercase);
     let search = filter.search.as_deref().map(like_literal);
@@ -362,7 +395,7 @@ pub async fn list(
         Viewer::User(id) => (false, Some(id)),
     };
     let repos = sqlx::query_as::<_, Repo>(&format!(
-        "{SELECT} {filtered} ORDER BY {} LIMIT $8 OFFSET $9",
+        "{SELECT} {filtered} ORDER BY {} LIMIT $9 OFFSET $10",
         sort.order_by()
     ))
     .bind(filter.mirror)
@@ -372,6 +405,7 @@ pub async fn list(
     .bind(viewer_id)
     .bind(&host)
     .bind(&search)
+    .bind(filter.storage.as_deref())
     .bind(limit)
     .bind(offset)
     .fetch_all(&mut *tx)
@@ -386,6 +420,7 @@ pub async fn list(
     .bind(viewer_id)
     .bind(&host)
     .bind(&search)
+    .bind(filter.storage.as_deref())
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -10,6 +10,12 @@ use uuid::Uuid;
 
 use crate::domain::{Lane, SyncMirror, SyncReason};
 
+/// Whether the mirror `r`'s jobs go to storage `$2`.
+macro_rules! routed_to {
+    () => {
+        "COALESCE(r.move_to, r.storage) = $2::text"
+    };
+}
 /// Claims the pending, due jobs among `ids` that no lane holds yet: the caller pushes
 /// what this returns, and gives back with [`unclaim`] what it could not push.
 pub async fn claim(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<SyncMirror>> {
@@ -25,27 +31,47 @@ pub async fn claim(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<SyncMirror>>
     Ok(rows.into_iter().map(delivery).collect())
 }
 
-/// Claims up to `limit` due waiting jobs of `lane`. The scheduled lane takes them oldest
-/// due first (one index range); the priority lane takes turns across owners, each
+/// Claims up to `limit` due waiting jobs of `lane`, of mirrors whose jobs go to
+/// `storage` (`None`: the only storage, so every job). The scheduled lane takes them
+/// oldest due first (one index range); the priority lane takes turns across owners, each
 /// owner's oldest first, so that one owner's thousand imports do not stand in front of
 /// another owner's single "Sync now".
-pub async fn claim_due(pool: &PgPool, lane: Lane, limit: i64) -> sqlx::Result<Vec<SyncMirror>> {
-    let statement = match lane {
-        Lane::Scheduled => CLAIM_SCHEDULED,
-        Lane::Priority => CLAIM_FAIRLY,
+pub async fn claim_due(
+    pool: &PgPool,
+    storage: Option<&str>,
+    lane: Lane,
+    limit: i64,
+) -> sqlx::Result<Vec<SyncMirror>> {
+    let statement = match (lane, storage) {
+        (Lane::Scheduled, None) => CLAIM_SCHEDULED.to_owned(),
+        (Lane::Scheduled, Some(_)) => CLAIM_SCHEDULED.replace(
+            "FROM sync_jobs j WHERE",
+            concat!(
+                "FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id WHERE ",
+                routed_to!(),
+                " AND"
+            ),
+        ),
+        (Lane::Priority, None) => CLAIM_FAIRLY.to_owned(),
+        (Lane::Priority, Some(_)) => CLAIM_FAIRLY.replace(
+            "WHERE j.state = 'pending'",
+            concat!("WHERE ", routed_to!(), " AND j.state = 'pending'"),
+        ),
     };
-    let rows: Vec<(Uuid, Uuid, SyncReason)> = sqlx::query_as(statement)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
+    let mut query = sqlx::query_as::<_, (Uuid, Uuid, SyncReason)>(&statement).bind(limit);
+    if let Some(storage) = storage {
+        query = query.bind(storage);
+    }
+    let rows = query.fetch_all(pool).await?;
     Ok(rows.into_iter().map(delivery).collect())
 }
 
 const CLAIM_SCHEDULED: &str = "WITH chosen AS (
-        SELECT id FROM sync_jobs
-        WHERE state = 'pending' AND NOT in_queue AND run_at <= now() AND reason = 'scheduled'
-        ORDER BY run_at, id LIMIT $1
-        FOR UPDATE SKIP LOCKED
+        SELECT j.id FROM sync_jobs j WHERE
+            j.state = 'pending' AND NOT j.in_queue AND j.run_at <= now()
+            AND j.reason IN ('scheduled', 'move')
+        ORDER BY j.run_at, j.id LIMIT $1
+        FOR UPDATE OF j SKIP LOCKED
     )
     UPDATE sync_jobs j SET in_queue = true, delivery_epoch = current_redis_epoch()
     FROM chosen WHERE j.id = chosen.id
@@ -56,7 +82,7 @@ const CLAIM_FAIRLY: &str = "WITH waiting AS (
                row_number() OVER (PARTITION BY r.owner_id ORDER BY j.run_at, j.id) AS turn
         FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
         WHERE j.state = 'pending' AND NOT j.in_queue AND j.run_at <= now()
-          AND j.reason <> 'scheduled'
+          AND j.reason NOT IN ('scheduled', 'move')
     ), chosen AS (
         SELECT id FROM waiting ORDER BY turn, run_at, id LIMIT $1
     )

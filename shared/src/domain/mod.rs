@@ -141,18 +141,20 @@ impl PublicStatus {
 }
 
 text_enum! {
-    /// Why a sync was requested.
+    /// Why a sync was requested; `move` is a sync that moves its mirror to another
+    /// storage.
     SyncReason {
         Import => "import",
         Manual => "manual",
         Scheduled => "scheduled",
         Webhook => "webhook",
+        Move => "move",
     }
 }
 
 /// Which queue a job waits in. Syncs someone is waiting for (an import, "Sync now", a
 /// push webhook) go ahead of the scheduled backlog, however long that is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Lane {
     Priority,
     Scheduled,
@@ -181,7 +183,9 @@ impl Lane {
 impl SyncReason {
     pub fn lane(self) -> Lane {
         match self {
-            SyncReason::Scheduled => Lane::Scheduled,
+            // a bulk move is background work, like the schedule: it must not stand in
+            // front of anyone's "Sync now"
+            SyncReason::Scheduled | SyncReason::Move => Lane::Scheduled,
             SyncReason::Import | SyncReason::Manual | SyncReason::Webhook => Lane::Priority,
         }
     }

@@ -12,7 +12,11 @@
 //!   the priority lane's waiting jobs in turns across owners. Every worker and scheduler
 //!   runs one; a lease lets one of them work at a time, so the lanes' bounds hold
 //!   whatever the number of processes.
-//! - The scheduler's waves open no more jobs than the room its lane has.
+//! - The scheduler's waves open no more jobs than the room the scheduled lanes have,
+//!   and each storage's lane takes no more than its own room ([`Jobs::push_opened`]).
+//!
+//! Each storage has its own two lanes, each under its own bound: a storage whose
+//! workers are away fills its own lanes, never another's.
 
 use std::time::Duration;
 
@@ -25,7 +29,6 @@ use crate::db::waiting;
 use crate::domain::{Lane, SyncMirror};
 use crate::error::Result;
 use crate::lock::{Lease, Leases, Renewal};
-use crate::queue::queue_name;
 
 /// Each lane's bound on deliveries waiting in Redis.
 #[derive(Debug, Clone, Copy)]
@@ -53,11 +56,11 @@ impl Bounds {
 }
 
 impl Jobs {
-    /// Deliveries waiting in `lane` now: ready, or in its scheduled set (the queue's own
-    /// retry of a delivery whose handler failed). Taken ones are the workers' and do not
-    /// count: a worker fetches no more than its concurrency.
-    pub async fn depth(&self, lane: Lane) -> Result<u64> {
-        let q = queue_name(&self.namespace, lane);
+    /// Deliveries waiting in `storage`'s `lane` now: ready, or in its scheduled set (the
+    /// queue's own retry of a delivery whose handler failed). Taken ones are the
+    /// workers' and do not count: a worker fetches no more than its concurrency.
+    pub async fn depth(&self, storage: &str, lane: Lane) -> Result<u64> {
+        let q = self.lanes().queue(storage, lane);
         let (scheduled, active): (u64, u64) = redis::pipe()
             .zcard(format!("{q}:scheduled"))
             .llen(format!("{q}:active"))
@@ -66,9 +69,12 @@ impl Jobs {
         Ok(scheduled + active)
     }
 
-    /// How many more deliveries `lane` takes now.
-    pub async fn room(&self, lane: Lane) -> Result<u64> {
-        Ok(self.bounds.of(lane).saturating_sub(self.depth(lane).await?))
+    /// How many more deliveries `storage`'s `lane` takes now.
+    pub async fn room(&self, storage: &str, lane: Lane) -> Result<u64> {
+        Ok(self
+            .bounds
+            .of(lane)
+            .saturating_sub(self.depth(storage, lane).await?))
     }
 
     /// Delivers those of `jobs` (pending in Postgres, due, in no lane yet) that fit in
@@ -76,20 +82,20 @@ impl Jobs {
     /// delivered. Never fails: a job it could not deliver (no room, Redis or Postgres
     /// unreachable) is recorded and waits, which is the point.
     pub async fn admit(&self, jobs: &[SyncMirror]) -> usize {
-        let mut delivered = 0;
-        for lane in Lane::ALL {
-            let ids: Vec<_> = jobs
-                .iter()
-                .filter(|job| job.reason.lane() == lane)
-                .map(|job| job.job_id)
-                .collect();
-            if ids.is_empty() {
-                continue;
+        let routed = match self.routed(jobs.to_vec()).await {
+            Ok(routed) => routed,
+            Err(e) => {
+                debug!(error = %e, "deliveries left to the dispatcher");
+                return 0;
             }
-            match self.admit_lane(lane, &ids).await {
+        };
+        let mut delivered = 0;
+        for ((storage, lane), jobs) in routed {
+            let ids: Vec<_> = jobs.iter().map(|job| job.job_id).collect();
+            match self.admit_lane(&storage, lane, &ids).await {
                 Ok(n) => delivered += n,
                 Err(e) => {
-                    debug!(error = %e, lane = lane.name(), "deliveries left to the dispatcher")
+                    debug!(error = %e, lane = lane.name(), storage, "deliveries left to the dispatcher")
                 }
             }
         }
@@ -108,9 +114,9 @@ impl Jobs {
         }
     }
 
-    async fn admit_lane(&self, lane: Lane, ids: &[uuid::Uuid]) -> Result<usize> {
+    async fn admit_lane(&self, storage: &str, lane: Lane, ids: &[uuid::Uuid]) -> Result<usize> {
         let _turn = self.admitting.lock().await;
-        let room = self.room(lane).await? as usize;
+        let room = self.room(storage, lane).await? as usize;
         if room == 0 {
             metrics::counter!("stasis_queue_admissions_deferred_total", "lane" => lane.name())
                 .increment(ids.len() as u64);
@@ -135,21 +141,46 @@ impl Jobs {
         Ok(n)
     }
 
-    /// One dispatcher pass: fills each lane up to its bound with due waiting jobs.
-    /// Returns how many were delivered.
+    /// Pushes jobs the scheduler opened already claimed for the scheduled lane, as far
+    /// as each storage's lane has room; the rest wait in Postgres for the dispatcher (a
+    /// storage whose workers are away fills its own lane, never the others').
+    pub async fn push_opened(&self, jobs: Vec<SyncMirror>) -> Result<()> {
+        for ((storage, lane), jobs) in self.routed(jobs).await? {
+            let room = self.room(&storage, lane).await? as usize;
+            let (fits, over) = jobs.split_at(jobs.len().min(room));
+            if !over.is_empty() {
+                let ids: Vec<_> = over.iter().map(|job| job.job_id).collect();
+                waiting::unclaim(&self.pool, &ids).await?;
+                metrics::counter!("stasis_queue_admissions_deferred_total", "lane" => lane.name())
+                    .increment(ids.len() as u64);
+            }
+            self.push(fits.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// One dispatcher pass: fills each storage's lanes up to their bound with due
+    /// waiting jobs. Returns how many were delivered.
     pub async fn dispatch(&self) -> Result<u64> {
         let mut delivered = 0;
-        for lane in Lane::ALL {
+        let only = self.lanes().storages.len() == 1;
+        for of in self.lanes().all() {
             let _turn = self.admitting.lock().await;
-            let room = self.room(lane).await?;
+            let room = self.room(&of.storage, of.lane).await?;
             if room == 0 {
                 continue;
             }
             // claimed in batches: a pass after a long outage must not push tens of
             // thousands in one command (see docs/apalis-redis-1.0.md on bulk pushes)
-            let claimed =
-                waiting::claim_due(&self.pool, lane, room.min(DISPATCH_BATCH) as i64).await?;
-            delivered += self.deliver_claimed(lane, claimed).await? as u64;
+            let storage = (!only).then_some(of.storage.as_str());
+            let claimed = waiting::claim_due(
+                &self.pool,
+                storage,
+                of.lane,
+                room.min(DISPATCH_BATCH) as i64,
+            )
+            .await?;
+            delivered += self.deliver_claimed(of.lane, claimed).await? as u64;
         }
         Ok(delivered)
     }

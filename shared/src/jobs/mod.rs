@@ -11,17 +11,20 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::config::QueueConfig;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{Config, DEFAULT_STORAGE};
 use crate::db::coalesce;
 pub use crate::db::coalesce::Window;
 use crate::db::jobs;
 use crate::db::recovery;
+use crate::db::repos;
 use crate::db::waiting;
 use crate::domain::lifecycle::opening::{self, Opened};
 use crate::domain::lifecycle::operator::{self, Refused};
 use crate::domain::{JobState, Lane, SyncMirror, SyncReason};
 use crate::error::{Error, Result};
-use crate::queue::{mark, marked, once_more, storage, JobStorage};
+use crate::queue::{mark, marked, once_more, storage, JobStorage, Lanes};
 
 mod admission;
 
@@ -78,8 +81,9 @@ pub struct Jobs {
     pool: PgPool,
     redis: ConnectionManager,
     namespace: String,
-    priority: JobStorage,
-    scheduled: JobStorage,
+    /// Every storage's two lanes, and the queue each is pushed to.
+    lanes: Lanes,
+    queues: std::sync::Arc<HashMap<(String, Lane), JobStorage>>,
     max_attempts: i32,
     /// `queue.max_priority_backlog`, `queue.max_backlog`.
     bounds: admission::Bounds,
@@ -89,30 +93,37 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(
-        pool: PgPool,
-        redis: ConnectionManager,
-        cfg: &QueueConfig,
-        max_attempts: u32,
-    ) -> Self {
+    pub fn new(pool: PgPool, redis: ConnectionManager, cfg: &Config) -> Self {
+        let lanes = Lanes::of(cfg);
+        let queues = lanes
+            .all()
+            .into_iter()
+            .map(|of| {
+                let queue = storage(redis.clone(), &cfg.queue, &of.storage, of.lane, 1);
+                ((of.storage, of.lane), queue)
+            })
+            .collect();
         Self {
             pool,
-            priority: storage(redis.clone(), cfg, Lane::Priority, 1),
-            scheduled: storage(redis.clone(), cfg, Lane::Scheduled, 1),
             redis,
-            namespace: cfg.namespace.clone(),
-            max_attempts: max_attempts as i32,
-            bounds: admission::Bounds::from(cfg),
+            namespace: cfg.queue.namespace.clone(),
+            lanes,
+            queues: std::sync::Arc::new(queues),
+            max_attempts: cfg.sync.max_attempts as i32,
+            bounds: admission::Bounds::from(&cfg.queue),
             admitting: std::sync::Arc::default(),
         }
     }
 
-    /// The queue deliveries of `lane` are pushed to.
-    pub fn storage(&self, lane: Lane) -> &JobStorage {
-        match lane {
-            Lane::Priority => &self.priority,
-            Lane::Scheduled => &self.scheduled,
-        }
+    /// The queue deliveries of `storage`'s `lane` are pushed to; `None` for a storage
+    /// that is not configured.
+    pub fn queue(&self, storage: &str, lane: Lane) -> Option<&JobStorage> {
+        self.queues.get(&(storage.to_owned(), lane))
+    }
+
+    /// Every lane of every configured storage.
+    pub fn lanes(&self) -> &Lanes {
+        &self.lanes
     }
 
     /// Records a job for the repository and admits it to its lane, unless one is
@@ -312,12 +323,12 @@ impl Jobs {
         Ok(Ok((previous, removed)))
     }
 
-    /// Removes the job's deliveries still waiting in Redis, in either lane; returns how
+    /// Removes the job's deliveries still waiting in Redis, in any lane; returns how
     /// many.
     pub async fn drop_deliveries(&self, job_id: Uuid) -> Result<u64> {
         let mut removed = 0;
-        for lane in Lane::ALL {
-            let mut storage = self.storage(lane).clone();
+        for queue in self.queues.values() {
+            let mut storage = queue.clone();
             let config = storage.get_config().clone();
             let n: u64 = redis::Script::new(DROP_DELIVERIES)
                 .key(config.scheduled_jobs_set())
@@ -343,14 +354,8 @@ impl Jobs {
     /// The admission point's last step ([`Self::admit`], the dispatcher, the scheduler's
     /// waves): whoever calls it has taken room under the lane's bound first.
     pub async fn push(&self, jobs: Vec<SyncMirror>) -> Result<()> {
-        let (priority, scheduled): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .partition(|job| job.reason.lane() == Lane::Priority);
-        for (lane, jobs) in [(Lane::Priority, priority), (Lane::Scheduled, scheduled)] {
-            if jobs.is_empty() {
-                continue;
-            }
-            let storage = self.storage(lane);
+        for ((route, lane), jobs) in self.routed(jobs).await? {
+            let storage = self.queue(&route, lane).ok_or_else(|| unknown(&route))?;
             for chunk in jobs.chunks(PUSH_AT_ONCE) {
                 once_more(|| {
                     let (mut storage, jobs) = (storage.clone(), chunk.to_vec());
@@ -362,4 +367,42 @@ impl Jobs {
         }
         Ok(())
     }
+
+    /// `jobs` by the lane each goes to: its reason's lane of the storage its mirror's
+    /// jobs go to (see [`repos::Repo::route`]). One query, skipped with one storage.
+    async fn routed(
+        &self,
+        jobs: Vec<SyncMirror>,
+    ) -> Result<BTreeMap<(String, Lane), Vec<SyncMirror>>> {
+        let mut routed: BTreeMap<(String, Lane), Vec<SyncMirror>> = BTreeMap::new();
+        if let [only] = self.lanes.storages.as_slice() {
+            for job in jobs {
+                routed
+                    .entry((only.clone(), job.reason.lane()))
+                    .or_default()
+                    .push(job);
+            }
+            return Ok(routed);
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|job| job.repo_id).collect();
+        let routes: HashMap<Uuid, String> = repos::routes(&self.pool, &ids).await?;
+        for job in jobs {
+            // a repository deleted meanwhile: its delivery is dropped by the worker
+            let route = routes
+                .get(&job.repo_id)
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
+            routed
+                .entry((route, job.reason.lane()))
+                .or_default()
+                .push(job);
+        }
+        Ok(routed)
+    }
+}
+
+fn unknown(storage: &str) -> Error {
+    Error::Storage(format!(
+        "a mirror is on storage `{storage}`, which is not configured"
+    ))
 }

@@ -37,7 +37,39 @@ pub async fn boot(process: &'static str, config: Option<&Path>) -> Result<Proces
     let redis = crate::queue::connect_redis(&cfg.redis)
         .await
         .map_err(Error::ConnectRedis)?;
+    refuse_missing_storages(&cfg, &pool).await?;
     Ok(Process { cfg, pool, redis })
+}
+
+/// A storage that still holds mirrors cannot leave the configuration: their jobs would
+/// go to lanes nobody serves, and their directories would be forgotten. Drain it first
+/// (move its mirrors off), then remove it. A database not yet migrated to storages has
+/// every mirror on `default`, which `storage.root` stands for.
+pub async fn refuse_missing_storages(cfg: &Config, pool: &PgPool) -> Result<()> {
+    let names = cfg.storage.names();
+    let in_use = match crate::db::storages::unknown_in_use(pool, &names).await {
+        Ok(in_use) => in_use,
+        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("42703")) => {
+            return Ok(())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if in_use.is_empty() {
+        return Ok(());
+    }
+    let listed = in_use
+        .iter()
+        .map(|(name, n)| format!("`{name}` ({n} mirrors)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::Config(crate::config::ConfigError::Invalid {
+        key: "storage.storages",
+        msg: format!(
+            "storages still holding mirrors are not configured: {listed}; configured: {}. \
+             Put them back, move their mirrors off (stasisctl storages drain), then remove them",
+            names.join(", ")
+        ),
+    }))
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C ([`shutdown_signal`]), for a process whose

@@ -7,19 +7,23 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use uuid::Uuid;
 
-use super::queue_name;
+use super::Lanes;
 use crate::domain::Lane;
 
 /// Scheduled-lane jobs sitting in Redis, due or delayed (`scheduled`) plus ready
-/// (`active`): what the scheduler fills in waves.
-pub async fn backlog(conn: &ConnectionManager, namespace: &str) -> redis::RedisResult<u64> {
-    let q = queue_name(namespace, Lane::Scheduled);
-    let (scheduled, active): (u64, u64) = redis::pipe()
-        .zcard(format!("{q}:scheduled"))
-        .llen(format!("{q}:active"))
-        .query_async(&mut conn.clone())
-        .await?;
-    Ok(scheduled + active)
+/// (`active`), every storage's together: what the scheduler fills in waves.
+pub async fn backlog(conn: &ConnectionManager, lanes: &Lanes) -> redis::RedisResult<u64> {
+    let mut pipe = redis::pipe();
+    for of in lanes
+        .all()
+        .into_iter()
+        .filter(|of| of.lane == Lane::Scheduled)
+    {
+        pipe.zcard(format!("{}:scheduled", of.queue))
+            .llen(format!("{}:active", of.queue));
+    }
+    let counts: Vec<u64> = pipe.query_async(&mut conn.clone()).await?;
+    Ok(counts.iter().sum())
 }
 
 /// Jobs in Redis by where they sit: apalis-redis 1.0's own listing and metrics calls
@@ -38,9 +42,9 @@ pub struct RedisDepth {
 
 pub async fn redis_depth(
     conn: &ConnectionManager,
-    namespace: &str,
+    lanes: &Lanes,
 ) -> redis::RedisResult<RedisDepth> {
-    Ok(RedisDepth::total(&lane_depths(conn, namespace).await?))
+    Ok(RedisDepth::total(&lane_depths(conn, lanes).await?))
 }
 
 impl RedisDepth {
@@ -55,15 +59,22 @@ impl RedisDepth {
     }
 }
 
-/// Each lane's depth apart: a priority lane that grows while the scheduled one drains
-/// is a different problem from the reverse.
+/// Each lane's depth apart (every storage's lane of that kind together): a priority
+/// lane that grows while the scheduled one drains is a different problem from the
+/// reverse.
 pub async fn lane_depths(
     conn: &ConnectionManager,
-    namespace: &str,
+    lanes: &Lanes,
 ) -> redis::RedisResult<Vec<(Lane, RedisDepth)>> {
-    let mut depths = Vec::with_capacity(Lane::ALL.len());
-    for lane in Lane::ALL {
-        depths.push((lane, lane_depth(conn, &queue_name(namespace, lane)).await?));
+    let mut depths: Vec<(Lane, RedisDepth)> = Lane::ALL
+        .into_iter()
+        .map(|lane| (lane, RedisDepth::default()))
+        .collect();
+    for of in lanes.all() {
+        let depth = lane_depth(conn, &of.queue).await?;
+        if let Some((_, sum)) = depths.iter_mut().find(|(lane, _)| *lane == of.lane) {
+            *sum = RedisDepth::total(&[(of.lane, *sum), (of.lane, depth)]);
+        }
     }
     Ok(depths)
 }
@@ -73,6 +84,8 @@ pub async fn lane_depths(
 pub struct DeadDelivery {
     /// `priority` or `scheduled`.
     pub lane: &'static str,
+    /// The storage whose lane it was in.
+    pub storage: String,
     /// The queue's id for the delivery.
     pub delivery_id: String,
     /// The job it carried, when its payload is still stored and names one.
@@ -83,13 +96,13 @@ pub struct DeadDelivery {
 /// bounded part of it, not all of it).
 pub async fn dead_deliveries(
     conn: &ConnectionManager,
-    namespace: &str,
+    lanes: &Lanes,
     limit: usize,
 ) -> redis::RedisResult<Vec<DeadDelivery>> {
     let mut conn = conn.clone();
     let mut found = Vec::new();
-    for lane in Lane::ALL {
-        let q = queue_name(namespace, lane);
+    for of in lanes.all() {
+        let (q, lane) = (of.queue, of.lane);
         let mut ids: Vec<String> = Vec::new();
         let mut cursor = 0u64;
         loop {
@@ -119,6 +132,7 @@ pub async fn dead_deliveries(
         for (id, data) in ids.into_iter().zip(data) {
             found.push(DeadDelivery {
                 lane: lane.name(),
+                storage: of.storage.clone(),
                 delivery_id: id,
                 job_id: data.as_deref().and_then(job_of),
             });
@@ -176,12 +190,12 @@ async fn inflight_sets(conn: &mut ConnectionManager, q: &str) -> redis::RedisRes
 /// run once per loss of Redis data, never per request.
 pub async fn delivered_jobs(
     conn: &ConnectionManager,
-    namespace: &str,
+    lanes: &Lanes,
 ) -> redis::RedisResult<HashSet<Uuid>> {
     let mut conn = conn.clone();
     let mut jobs = HashSet::new();
-    for lane in Lane::ALL {
-        let q = queue_name(namespace, lane);
+    for of in lanes.all() {
+        let q = of.queue;
         let mut ids: Vec<String> = conn.zrange(format!("{q}:scheduled"), 0, -1).await?;
         ids.extend(
             conn.lrange::<_, Vec<String>>(format!("{q}:active"), 0, -1)

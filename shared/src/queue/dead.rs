@@ -5,9 +5,8 @@
 
 use redis::aio::ConnectionManager;
 
-use super::storage;
+use super::{storage, Lanes};
 use crate::config::QueueConfig;
-use crate::domain::Lane;
 
 /// Ids one script call removes: each call stays short however large a dead set grew.
 const AT_ONCE: usize = 500;
@@ -26,12 +25,16 @@ return #ids
 "#;
 
 /// Empties every lane's dead set; the number of deliveries removed.
-pub async fn purge_dead(conn: &ConnectionManager, cfg: &QueueConfig) -> redis::RedisResult<u64> {
+pub async fn purge_dead(
+    conn: &ConnectionManager,
+    cfg: &QueueConfig,
+    lanes: &Lanes,
+) -> redis::RedisResult<u64> {
     let mut conn = conn.clone();
     let script = redis::Script::new(PURGE);
     let mut removed = 0u64;
-    for lane in Lane::ALL {
-        let config = storage::<()>(conn.clone(), cfg, lane, 1)
+    for of in lanes.all() {
+        let config = storage::<()>(conn.clone(), cfg, &of.storage, of.lane, 1)
             .get_config()
             .clone();
         loop {

@@ -6,7 +6,7 @@
 use apalis_redis::RedisStorage;
 use redis::aio::ConnectionManager;
 
-use crate::config::QueueConfig;
+use crate::config::{Config, QueueConfig, DEFAULT_STORAGE};
 use crate::domain::{Lane, SyncMirror};
 
 mod census;
@@ -24,9 +24,62 @@ pub use epoch::{mark, marked, EpochWatch, Lost};
 
 pub type JobStorage = RedisStorage<SyncMirror>;
 
-/// The apalis queue of a lane; every key of it starts with this.
-pub fn queue_name(namespace: &str, lane: Lane) -> String {
-    format!("{namespace}:{}", lane.suffix())
+/// The apalis queue of a storage's lane; every key of it starts with this. The storage
+/// `default` keeps the names lanes had before storages were named, so an upgrade finds
+/// its deliveries where they were.
+pub fn queue_name(namespace: &str, storage: &str, lane: Lane) -> String {
+    if storage == DEFAULT_STORAGE {
+        format!("{namespace}:{}", lane.suffix())
+    } else {
+        format!("{namespace}:storage:{storage}:{}", lane.suffix())
+    }
+}
+
+/// Every Redis lane of an installation: a priority and a scheduled lane per storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lanes {
+    pub namespace: String,
+    pub storages: Vec<String>,
+}
+
+/// One lane of one storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneOf {
+    pub storage: String,
+    pub lane: Lane,
+    /// Its queue name.
+    pub queue: String,
+}
+
+impl Lanes {
+    pub fn new(namespace: &str, storages: Vec<String>) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            storages,
+        }
+    }
+
+    /// The lanes of every configured storage.
+    pub fn of(cfg: &Config) -> Self {
+        Self::new(&cfg.queue.namespace, cfg.storage.names())
+    }
+
+    pub fn queue(&self, storage: &str, lane: Lane) -> String {
+        queue_name(&self.namespace, storage, lane)
+    }
+
+    pub fn all(&self) -> Vec<LaneOf> {
+        self.storages
+            .iter()
+            .flat_map(|storage| {
+                Lane::ALL.into_iter().map(move |lane| LaneOf {
+                    storage: storage.clone(),
+                    lane,
+                    queue: queue_name(&self.namespace, storage, lane),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Workers consume raw JSON and decode `SyncMirror` themselves: a payload apalis fails
@@ -38,11 +91,12 @@ pub type ConsumerStorage = RedisStorage<serde_json::Value>;
 pub fn storage<T>(
     conn: ConnectionManager,
     cfg: &QueueConfig,
+    storage: &str,
     lane: Lane,
     batch_size: usize,
 ) -> RedisStorage<T> {
     let config = apalis_redis::Config::default()
-        .queue(queue_name(&cfg.namespace, lane))
+        .queue(queue_name(&cfg.namespace, storage, lane))
         .heartbeat_interval(cfg.heartbeat_interval)
         .missed_heartbeats(cfg.missed_heartbeats as usize)
         // the default takes an O(backlog) LREM per job

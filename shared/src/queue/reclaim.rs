@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use super::queue_name;
-use crate::domain::Lane;
+use super::Lanes;
 
 /// How much one sweep may remove per lane. Each batch is one script, so Redis is never
 /// blocked for more than a batch; the pass stops after `batches` so a large leftover
@@ -90,16 +89,16 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 return redis.call('DEL', KEYS[2])
 "#;
 
-/// One sweep of both lanes: done deliveries removed, dead ones trimmed to `max_dead`.
+/// One sweep of every lane: done deliveries removed, dead ones trimmed to `max_dead`.
 pub async fn sweep(
     conn: &ConnectionManager,
-    namespace: &str,
+    lanes: &Lanes,
     limits: Limits,
     max_dead: u64,
 ) -> redis::RedisResult<Swept> {
     let mut swept = Swept::default();
-    for lane in Lane::ALL {
-        let q = queue_name(namespace, lane);
+    for of in lanes.all() {
+        let q = of.queue;
         swept.done += sweep_done(conn, &q, limits).await?;
         swept.dead += trim_dead(conn, &q, limits, max_dead).await?;
     }
@@ -184,13 +183,13 @@ async fn trim_dead(
 /// keyspace (SCAN), so it runs rarely: see [`Reclaimer`].
 pub async fn forget_gone_workers(
     conn: &ConnectionManager,
-    namespace: &str,
+    lanes: &Lanes,
 ) -> redis::RedisResult<u64> {
     let mut conn = conn.clone();
     let script = redis::Script::new(FORGET_WORKER);
     let mut removed = 0;
-    for lane in Lane::ALL {
-        let q = queue_name(namespace, lane);
+    for of in lanes.all() {
+        let q = of.queue;
         let prefix = format!("{q}:workers:metadata:");
         let keys: Vec<String> = {
             let mut iter = conn
@@ -238,18 +237,18 @@ impl Reclaimer {
     pub async fn pass(
         &mut self,
         conn: &ConnectionManager,
-        namespace: &str,
+        lanes: &Lanes,
         max_dead: u64,
     ) -> redis::RedisResult<Swept> {
         let limits = Limits::default();
-        let mut swept = sweep(conn, namespace, limits, max_dead).await?;
+        let mut swept = sweep(conn, lanes, limits, max_dead).await?;
         let drained = swept.done < (limits.batch * limits.batches) as u64;
         let due = self
             .workers_forgotten_at
             .is_none_or(|at| at.elapsed() >= FORGET_WORKERS_EVERY);
         if drained && due {
             self.workers_forgotten_at = Some(Instant::now());
-            swept.workers = forget_gone_workers(conn, namespace).await?;
+            swept.workers = forget_gone_workers(conn, lanes).await?;
         }
         metrics::counter!("stasis_queue_reclaimed_total", "kind" => "done").increment(swept.done);
         metrics::counter!("stasis_queue_reclaimed_total", "kind" => "dead").increment(swept.dead);

@@ -3,6 +3,7 @@
 //! [`SyncAttempt::run`] waits for a permit and a fleet slot, fetches, records the result
 //! and gives the lease back.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +15,8 @@ use stasis_shared::domain::lifecycle::attempt::{self, Attempt, Finish, Started};
 use stasis_shared::domain::lifecycle::policy::{End, Limits};
 use stasis_shared::domain::lifecycle::rescue;
 use stasis_shared::domain::{JobState, SyncMirror};
-use stasis_shared::git::mirror_path;
 use stasis_shared::git::url::upstream_host;
 use stasis_shared::lock::{Lease, Renewal};
-use tokio::sync::SemaphorePermit;
 use tracing::{debug, info, warn};
 
 use crate::context::WorkerContext;
@@ -25,10 +24,12 @@ use crate::error::WorkerError;
 use crate::git::lfs::LfsReport;
 use crate::handler::postpone;
 use crate::keepalive::KeepAlive;
+use crate::permits::Permit;
 use crate::shutdown::Registered;
 use crate::sync::fetch::fetch;
 use crate::sync::housekeeping::{self, Housekept};
 use crate::sync::lfs;
+use crate::sync::moving;
 use crate::sync::observe::{announce, observe, Inflight};
 use crate::sync::record::Observed;
 
@@ -49,6 +50,9 @@ pub(crate) struct SyncAttempt<'c> {
     ctx: &'c WorkerContext,
     job: SyncMirror,
     repo: Repo,
+    /// The mirror's directory, and the root of its storage: the target's during a move.
+    path: PathBuf,
+    root: PathBuf,
     max_attempts: i32,
     lease: Lease,
     /// Stops the fetch: the lease lost, the sync's timeout, the worker's shutdown.
@@ -93,6 +97,21 @@ impl<'c> SyncAttempt<'c> {
             }
         };
         let repo = found.repo;
+        let (Some(path), Some(root)) = (ctx.mirror_path(&repo), ctx.root_of(&repo)) else {
+            // a move began since the delivery was read: the job goes to its new storage
+            if let Err(e) = ctx.leases.release(&lease).await {
+                warn!(error = %e, "repository lock could not be released");
+            }
+            if found.job_state == JobState::Pending {
+                ctx.jobs.postpone(job.job_id, Duration::ZERO).await?;
+            }
+            debug!(
+                storage = repo.route(),
+                "the mirror's storage is not this worker's; handed back"
+            );
+            return Ok(Acquired::Finished);
+        };
+        let root = root.to_path_buf();
         // Renewed from the moment it is held: the delivery may wait for a permit first.
         // A lease that cannot be renewed stops the fetch, since another worker may now
         // own the repository.
@@ -103,6 +122,8 @@ impl<'c> SyncAttempt<'c> {
             ctx,
             job,
             repo,
+            path,
+            root,
             max_attempts: found.job_max_attempts,
             lease,
             stop,
@@ -123,7 +144,10 @@ impl<'c> SyncAttempt<'c> {
     /// postponed.
     async fn run_held(&self) -> Result<(), WorkerError> {
         let ctx = self.ctx;
-        let permit = ctx.permits.acquire(self.job.reason.lane()).await;
+        let permit = ctx
+            .permits
+            .acquire(self.repo.route(), self.job.reason.lane())
+            .await;
         if self.stop.is_stopped() {
             debug!(
                 "stopped while waiting for a permit (lock lapsed or shutdown); delivery postponed"
@@ -162,8 +186,11 @@ impl<'c> SyncAttempt<'c> {
 
     /// Fetches, recording the start as soon as the fetch is about to write, fails or
     /// takes long; then housekeeping, then the end.
-    async fn sync(&self, permit: SemaphorePermit<'_>) -> Result<(), WorkerError> {
+    async fn sync(&self, permit: Permit<'_>) -> Result<(), WorkerError> {
         let ctx = self.ctx;
+        if self.repo.move_to.is_some() {
+            moving::begin(ctx, &self.repo, &self.path).await?;
+        }
         let gate = Arc::new(WriteGate::default());
         let inflight = Inflight::count();
         let began = Instant::now();
@@ -174,6 +201,7 @@ impl<'c> SyncAttempt<'c> {
         let fetch = fetch(
             ctx,
             &self.repo,
+            self.path.clone(),
             self.job.job_id,
             self.stop.clone(),
             gate.clone(),
@@ -205,9 +233,9 @@ impl<'c> SyncAttempt<'c> {
         let duration = began.elapsed();
         let (lfs, housekept) = match &fetched {
             Ok(report) => {
-                let lfs = lfs::after_sync(ctx, &self.repo, report, &self.stop).await;
-                let path = mirror_path(&ctx.cfg.storage.root, &self.repo.owner, &self.repo.name);
-                let housekept = housekeeping::after_sync(&ctx.cfg, &path, report, &self.stop).await;
+                let lfs = lfs::after_sync(ctx, &self.repo, &self.path, report, &self.stop).await;
+                let housekept =
+                    housekeeping::after_sync(&ctx.cfg, &self.path, report, &self.stop).await;
                 (lfs, housekept)
             }
             Err(_) => (None, Housekept::default()),
@@ -269,7 +297,7 @@ impl<'c> SyncAttempt<'c> {
             fetched,
             interrupted: ctx.syncs.interrupted(&self.stop),
         };
-        let root = &ctx.cfg.storage.root;
+        let root = &self.root;
         let (error, error_kind) = observed.error(root);
         let finished = attempt::finish(
             &ctx.pool,
@@ -307,6 +335,9 @@ impl<'c> SyncAttempt<'c> {
             warn!("repository lock was lost during the sync; its new owner's results stand");
             return Ok(());
         };
+        if self.repo.move_to.is_some() {
+            moving::end(ctx, &self.repo, &self.path, self.lease.fence, &end, fetched).await?;
+        }
         if let Some(follow_up) = finished.follow_up {
             info!(follow_up_job_id = %follow_up.job_id, "a sync was requested during this one; follow-up queued");
             ctx.jobs.admit(&[follow_up]).await;

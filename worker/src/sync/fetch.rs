@@ -12,11 +12,11 @@ use crate::git::ssh_auth::{DeployKeyPair, SshAccess};
 use crate::git::transport::NetworkPolicy;
 use stasis_shared::db::repos::Repo;
 use stasis_shared::domain::ErrorKind;
-use stasis_shared::git::mirror_path;
 use stasis_shared::git::selection::RefSelection;
 use stasis_shared::git::url::{with_credentials, Scheme, UpstreamUrl};
 use stasis_shared::ssh::deploy_key::public_fingerprint;
 use stasis_shared::ssh::host_keys::host_port;
+use std::path::PathBuf;
 
 use uuid::Uuid;
 
@@ -28,13 +28,14 @@ use crate::sync::progress::Publishing;
 pub(crate) async fn fetch(
     ctx: &WorkerContext,
     repo: &Repo,
+    path: PathBuf,
     job_id: Uuid,
     stop: Arc<StopFlag>,
     gate: Arc<WriteGate>,
 ) -> Result<FetchReport, FetchError> {
     let progress = Arc::new(TransferProgress::default());
     let publishing = Publishing::start(ctx, repo.id, job_id, progress.clone());
-    let fetched = fetch_publishing(ctx, repo, stop, gate, progress).await;
+    let fetched = fetch_publishing(ctx, repo, path, stop, gate, progress).await;
     publishing.finish().await;
     fetched
 }
@@ -42,6 +43,7 @@ pub(crate) async fn fetch(
 async fn fetch_publishing(
     ctx: &WorkerContext,
     repo: &Repo,
+    path: PathBuf,
     stop: Arc<StopFlag>,
     gate: Arc<WriteGate>,
     progress: Arc<TransferProgress>,
@@ -50,7 +52,6 @@ async fn fetch_publishing(
     let ssh = ssh_access(ctx, repo, &url)?;
     // the upstream policy holds inside the fetch, where it connects
     let timeout = ctx.cfg.sync.timeout;
-    let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
     let thread_stop = stop.clone();
     let deadline = Instant::now() + timeout;
     let selection = RefSelection {

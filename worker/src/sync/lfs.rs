@@ -19,7 +19,6 @@ use crate::git::lfs::{mirror_lfs, LfsLimits, LfsReport, LfsRequest};
 use crate::git::transport::NetworkPolicy;
 use stasis_shared::db::lfs_missing::{self, Backoff, StillMissing};
 use stasis_shared::db::repos::Repo;
-use stasis_shared::git::mirror_path;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::context::WorkerContext;
@@ -34,6 +33,7 @@ const MAX_RETRIED: i64 = 10_000;
 pub(crate) async fn after_sync(
     ctx: &WorkerContext,
     repo: &Repo,
+    path: &std::path::Path,
     report: &FetchReport,
     stop: &Arc<StopFlag>,
 ) -> Option<LfsReport> {
@@ -64,14 +64,13 @@ pub(crate) async fn after_sync(
     // the fetch opened the same credentials a moment ago
     let url = upstream_url(ctx, repo).ok()?;
     let ssh = ssh_access(ctx, repo, &url).ok()?;
-    let path = mirror_path(&ctx.cfg.storage.root, &repo.owner, &repo.name);
     let network = NetworkPolicy::from_config(&ctx.cfg);
     // A flag of its own: the LFS deadline stops the downloads, not the housekeeping
     // after them; a stop of the sync (lost lock, shutdown) is passed on.
     let lfs_stop = Arc::new(StopFlag::default());
     let forward = tokio::spawn(forward_stop(stop.clone(), lfs_stop.clone()));
     let request = LfsRequest {
-        path: &path,
+        path,
         url: &url,
         old_tips: &report.old_tips,
         new_tips: if new_commits { &report.new_tips } else { &[] },

@@ -6,6 +6,7 @@ pub(crate) mod attempt;
 pub(crate) mod fetch;
 pub mod housekeeping;
 pub(crate) mod lfs;
+pub(crate) mod moving;
 pub(crate) mod observe;
 pub mod owner_text;
 pub(crate) mod progress;

@@ -1,0 +1,84 @@
+//! A sync that moves its mirror to another storage. It runs on a worker of the target
+//! storage, under the repository's lease like any sync: the mirror is cloned afresh
+//! from its upstream into the target's directory, and once that sync is recorded the
+//! mirror switches storage in one fenced statement, which also leaves the source copy
+//! for a worker of the source storage to remove. Until the switch the source copy is
+//! the mirror: a move that fails, or a worker that dies mid-move, leaves it there, and
+//! the move is tried again (from a clean target directory) by the next delivery, or
+//! given up when the sync fails for good.
+
+use std::path::Path;
+
+use stasis_shared::db::repos::Repo;
+use stasis_shared::db::storages;
+use stasis_shared::domain::lifecycle::policy::End;
+use tracing::{info, warn};
+
+use crate::context::WorkerContext;
+use crate::error::WorkerError;
+use crate::git::fetch::{FetchError, FetchReport};
+
+/// Before the fetch: the move is marked running, and whatever an earlier attempt left
+/// in the target directory is removed (no mirror lives there: its jobs come here only
+/// while it moves).
+pub(crate) async fn begin(
+    ctx: &WorkerContext,
+    repo: &Repo,
+    path: &Path,
+) -> Result<(), WorkerError> {
+    storages::start_move(&ctx.pool, repo.id).await?;
+    remove_dir(path).await;
+    info!(
+        from = %repo.storage,
+        to = repo.route(),
+        "moving the mirror: cloning it afresh on its new storage"
+    );
+    Ok(())
+}
+
+/// After the sync was recorded under the lease with fence `fence`.
+pub(crate) async fn end(
+    ctx: &WorkerContext,
+    repo: &Repo,
+    path: &Path,
+    fence: i64,
+    end: &End,
+    fetched: &Result<FetchReport, FetchError>,
+) -> Result<(), WorkerError> {
+    let to = repo.route();
+    match (end, fetched) {
+        (End::Success { .. }, Ok(_)) => {
+            if storages::finish_move(&ctx.pool, repo.id, fence, to).await? {
+                metrics::counter!("stasis_storage_moves_total", "outcome" => "done").increment(1);
+                info!(from = %repo.storage, to, "mirror moved");
+            } else {
+                // a newer holder or a withdrawn move: the copy here is not the mirror
+                warn!(
+                    to,
+                    "the move was not switched; the mirror stays where it is"
+                );
+            }
+        }
+        // stopped by a shutdown: the next delivery tries the move again
+        (End::Interrupted, _) => {}
+        (_, result) => {
+            let error = match result {
+                Err(e) => e.message.clone(),
+                Ok(_) => "the sync did not succeed".to_owned(),
+            };
+            storages::fail_move(&ctx.pool, repo.id, &error).await?;
+            remove_dir(path).await;
+            metrics::counter!("stasis_storage_moves_total", "outcome" => "failed").increment(1);
+            warn!(from = %repo.storage, to, error, "move failed; the mirror stays where it was");
+        }
+    }
+    Ok(())
+}
+
+async fn remove_dir(path: &Path) {
+    match tokio::fs::remove_dir_all(path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(error = %e, path = %path.display(), "could not remove a partial copy"),
+    }
+}
