@@ -155,6 +155,10 @@ pub struct RepoResponse {
     pub include_refs: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exclude_refs: Option<Vec<String>>,
+    /// The named storage the repository lives on.
+    pub storage: String,
+    /// The storage it is moving to, while a move is under way.
+    pub moving_to: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -187,6 +191,8 @@ impl From<&Repo> for RepoResponse {
             ssh_host_keys: r.is_mirror.then(|| r.ssh_host_keys.0.clone()),
             include_refs: r.is_mirror.then(|| r.include_refs.clone()),
             exclude_refs: r.is_mirror.then(|| r.exclude_refs.clone()),
+            storage: r.storage.clone(),
+            moving_to: r.move_to.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -277,6 +283,12 @@ pub struct MirrorStatus {
     /// then deltas resolved, as the worker last published them (about once a second).
     /// `null` otherwise, and while the worker has nothing to report yet.
     pub progress: Option<SyncProgress>,
+    /// The named storage the mirror lives on, and the one it is moving to.
+    pub storage: String,
+    pub moving_to: Option<String>,
+    /// Why the pending job cannot run now, when no worker serves the storage it goes to
+    /// (e.g. `storage b has no live worker`): it runs once one is back. `null` otherwise.
+    pub waiting_for_storage: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -331,6 +343,9 @@ impl MirrorStatus {
             job_id: job.id,
             job: JobSummary::of(job),
             progress: None,
+            storage: r.storage.clone(),
+            moving_to: r.move_to.clone(),
+            waiting_for_storage: None,
         }
     }
 }

@@ -67,7 +67,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The health probes apart from the rest: they stay outside the guard.
 fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{activity, admin, fleet, health, hooks, mirror, repos, ssh, user};
+    use routes::{activity, admin, fleet, health, hooks, mirror, repos, ssh, storages, user};
     let v1 = OpenApiRouter::new()
         .routes(routes!(user::current))
         .routes(routes!(user::set_notify))
@@ -99,6 +99,10 @@ fn route_sets() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         ))
         .routes(routes!(activity::activity))
         .routes(routes!(fleet::sync_many))
+        .routes(routes!(storages::list))
+        .routes(routes!(storages::move_mirror))
+        .routes(routes!(storages::drain))
+        .routes(routes!(storages::moves))
         .routes(routes!(admin::pause_scheduler))
         .routes(routes!(admin::resume_scheduler))
         .routes(routes!(admin::mirror_config, admin::set_mirror_config));

@@ -7,7 +7,7 @@
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use stasis_shared::db::{jobs, repos, settings, workers};
+use stasis_shared::db::{jobs, repos, settings, storages, workers};
 use stasis_shared::domain::SyncStatus;
 use stasis_shared::overview::alive_window;
 use stasis_shared::queue;
@@ -56,12 +56,22 @@ pub async fn sample(
         let n = count(&mirrors, *status);
         metrics::gauge!("stasis_mirrors", "sync_status" => status.as_str()).set(n as f64);
     }
-    // one total: a label per mirror would be thousands of series
-    let stored: Option<i64> =
-        sqlx::query_scalar("SELECT sum(size_bytes)::bigint FROM repositories WHERE is_mirror")
-            .fetch_one(pool)
-            .await?;
-    metrics::gauge!("stasis_mirror_storage_bytes").set(stored.unwrap_or(0) as f64);
+    // per storage, never per mirror: a label per mirror would be thousands of series
+    let names = cfg.storage.names();
+    for state in storages::states(pool, &names, cfg.queue.liveness_window()).await? {
+        let storage = state.name.clone();
+        metrics::gauge!("stasis_mirror_storage_bytes", "storage" => storage.clone())
+            .set(state.bytes as f64);
+        metrics::gauge!("stasis_storage_mirrors", "storage" => storage.clone())
+            .set(state.mirrors as f64);
+        metrics::gauge!("stasis_storage_live_workers", "storage" => storage)
+            .set(state.live_workers as f64);
+    }
+    let moves = storages::move_counts(pool).await?;
+    for state in ["pending", "running", "failed"] {
+        let n = count(&moves, state.to_owned());
+        metrics::gauge!("stasis_storage_moves", "state" => state).set(n as f64);
+    }
     let lfs_missing = stasis_shared::db::lfs_missing::total(pool).await?;
     metrics::gauge!("stasis_lfs_missing_objects").set(lfs_missing as f64);
     Ok(())

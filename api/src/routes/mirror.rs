@@ -7,6 +7,7 @@ use stasis_shared::db::repos::{self, MirrorSettings, Repo};
 use stasis_shared::db::{notifications, runs, users::User};
 use stasis_shared::domain::{JobState, PublicStatus, SyncReason, SyncStatus};
 use stasis_shared::jobs::Window;
+use stasis_shared::db::storages;
 use stasis_shared::progress::{self, SyncProgress};
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
@@ -149,6 +150,13 @@ pub async fn status(
             );
             if let (Some(job_id), Some(JobState::Running)) = (found.job.id, found.job.state) {
                 status.progress = sync_progress(&state, found.repo.id, job_id).await;
+            }
+            if found.job.state == Some(JobState::Pending) {
+                let route = found.repo.route();
+                let window = state.cfg.queue.liveness_window();
+                if storages::live_workers(&state.pool, route, window).await? == 0 {
+                    status.waiting_for_storage = Some(format!("storage {route} has no live worker"));
+                }
             }
             Ok(Json(status))
         }

@@ -6,4 +6,5 @@ pub mod hooks;
 pub mod mirror;
 pub mod repos;
 pub mod ssh;
+pub mod storages;
 pub mod user;

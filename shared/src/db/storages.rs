@@ -39,6 +39,18 @@ pub async fn leave(pool: &PgPool, worker: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Workers that reported `storage` within `window`.
+pub async fn live_workers(pool: &PgPool, storage: &str, window: Duration) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM storage_reports
+         WHERE storage = $1 AND reported_at > now() - make_interval(secs => $2)",
+    )
+    .bind(storage)
+    .bind(window.as_secs_f64())
+    .fetch_one(pool)
+    .await
+}
+
 /// One storage as its workers last reported it, with what lives on it.
 #[derive(Debug, Clone, Default, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StorageState {
@@ -162,27 +174,36 @@ pub async fn begin_move(
     Ok(Some(Ok(id)))
 }
 
-/// Mirrors a bulk move takes: on `from` (every storage when `None`), owned by `owner`
-/// if given, not moving already and not on `to`; at most `limit`, oldest first.
+/// Mirrors a bulk move takes off `from`: owned by `owner` if given, not moving already;
+/// at most `limit`, oldest first.
 pub async fn movable(
     pool: &PgPool,
-    from: Option<&str>,
+    from: &str,
     owner: Option<&str>,
-    to: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT r.id FROM repositories r JOIN users u ON u.id = r.owner_id
-         WHERE r.move_to IS NULL AND r.storage <> $3
-           AND ($1::text IS NULL OR r.storage = $1)
+         WHERE r.move_to IS NULL AND r.storage = $1
            AND ($2::text IS NULL OR u.username = $2)
-         ORDER BY r.created_at, r.id LIMIT $4",
+         ORDER BY r.created_at, r.id LIMIT $3",
     )
     .bind(from)
     .bind(owner)
-    .bind(to)
     .bind(limit)
     .fetch_all(pool)
+    .await
+}
+
+/// Mirrors on `from` (of `owner`, if given) that are not moving.
+pub async fn staying(pool: &PgPool, from: &str, owner: Option<&str>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM repositories r JOIN users u ON u.id = r.owner_id
+         WHERE r.move_to IS NULL AND r.storage = $1 AND ($2::text IS NULL OR u.username = $2)",
+    )
+    .bind(from)
+    .bind(owner)
+    .fetch_one(pool)
     .await
 }
 

@@ -95,8 +95,22 @@ pub(crate) fn describe_worker() {
     describe_gauge!(
         "stasis_storage_free_bytes",
         Unit::Bytes,
-        "Bytes still free on the filesystem of storage.root, as this worker sees it"
+        "Bytes still free on each storage this worker serves, as it sees it, by storage"
     );
+    describe_counter!(
+        "stasis_storage_moves_total",
+        "Moves of a mirror to this worker's storage, by outcome (done, failed)"
+    );
+    describe_counter!(
+        "stasis_storage_removals_total",
+        "Copies a storage no longer needs, by outcome (removed, kept: a mirror lives there again, failed)"
+    );
+    for outcome in ["done", "failed"] {
+        metrics::counter!("stasis_storage_moves_total", "outcome" => outcome).absolute(0);
+    }
+    for outcome in ["removed", "kept", "failed"] {
+        metrics::counter!("stasis_storage_removals_total", "outcome" => outcome).absolute(0);
+    }
     for reason in SyncReason::ALL {
         metrics::counter!("stasis_syncs_started_total", "reason" => reason.as_str()).absolute(0);
         for outcome in ["success", "failure", "lost_lock"] {
@@ -259,7 +273,19 @@ pub(crate) fn describe_scheduler() {
     describe_gauge!(
         "stasis_mirror_storage_bytes",
         Unit::Bytes,
-        "Bytes the mirrors take on disk, all added up (sampled by the leader)"
+        "Bytes the mirrors take on disk, by storage (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_storage_mirrors",
+        "Mirrors on each storage (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_storage_live_workers",
+        "Workers that reported each storage within the liveness window (sampled by the leader)"
+    );
+    describe_gauge!(
+        "stasis_storage_moves",
+        "Moves between storages pending, running, and failed in the last day (sampled by the leader)"
     );
     describe_gauge!(
         "stasis_lfs_missing_objects",

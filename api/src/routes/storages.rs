@@ -1,0 +1,307 @@
+//! Named storages for operators: what each holds and whether it takes new mirrors, and
+//! moving mirrors between them (one, or a bounded batch off a storage being drained).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stasis_shared::db::repos;
+use stasis_shared::db::storages::{self, NotMoved};
+use stasis_shared::domain::SyncReason;
+use stasis_shared::placement::{self, Fitness, Unplaced};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::dto::ErrorBody;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+/// The most mirrors one drain request moves: each is a full clone on the target.
+const MAX_DRAIN: i64 = 1000;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorageList {
+    pub storages: Vec<Fitness>,
+    /// `storage.min_free_bytes`: a storage with less free space takes no new mirrors.
+    pub min_free_bytes: u64,
+}
+
+/// Every configured storage: live workers, free space, mirrors and bytes on it, and
+/// whether it takes new mirrors (and why not).
+#[utoipa::path(get, path = "/admin/storages", tag = "admin", operation_id = "listStorages",
+    responses((status = 200, body = StorageList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, _: Admin) -> Result<Json<StorageList>, ApiError> {
+    Ok(Json(StorageList {
+        storages: placement::fitness(&state.cfg, &state.pool).await?,
+        min_free_bytes: state.cfg.storage.min_free_bytes,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// The storage to move the mirror to.
+    #[schema(max_length = 32)]
+    pub storage: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MoveAccepted {
+    pub message: String,
+    pub move_id: i64,
+    /// The sync that moves it (an already pending one of the mirror's, if any).
+    pub job_id: Uuid,
+}
+
+/// Moves a mirror to another storage: a worker of that storage clones it afresh from
+/// its upstream, and the mirror switches once that sync succeeded; until then it stays
+/// where it is, syncing as before. A failed move leaves it there (see `GET /admin/moves`).
+#[utoipa::path(post, path = "/admin/mirrors/{owner}/{repo}/move", tag = "admin", operation_id = "moveMirror",
+    params(("owner" = String, Path), ("repo" = String, Path)),
+    request_body = MoveRequest,
+    responses(
+        (status = 202, body = MoveAccepted),
+        (status = 400, description = "`invalid_storage`: not configured, or read-only", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "On that storage already, or moving", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn move_mirror(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath((owner, name)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<MoveRequest>,
+) -> Result<(StatusCode, Json<MoveAccepted>), ApiError> {
+    target(&state, &req.storage)?;
+    let repo = repos::find_by_name(&state.pool, &owner, &name)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
+    let moved = begin(&state, repo.id, &req.storage).await?;
+    match moved {
+        Ok((move_id, job_id)) => Ok((
+            StatusCode::ACCEPTED,
+            Json(MoveAccepted {
+                message: format!("moving {owner}/{name} to storage {}", req.storage),
+                move_id,
+                job_id,
+            }),
+        )),
+        Err(NotMoved::AlreadyThere) => Err(ApiError::Conflict(format!(
+            "{owner}/{name} is on storage {} already",
+            req.storage
+        ))),
+        Err(NotMoved::Moving(to)) => Err(ApiError::Conflict(format!(
+            "{owner}/{name} is moving to storage {to} already"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Where the mirrors go; omitted: each to a storage chosen as for a new mirror.
+    #[serde(default)]
+    #[schema(max_length = 32)]
+    pub to: Option<String>,
+    /// Only this owner's mirrors.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The most mirrors this request moves, 1 to 1,000 (default 100); oldest first.
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrainStarted {
+    /// Moves begun by this request.
+    pub moving: usize,
+    /// Mirrors still on the storage and not moving, after this request.
+    pub remaining: i64,
+}
+
+/// Moves up to `limit` mirrors off a storage (mark it `read_only` in the configuration
+/// first, so it takes no new ones meanwhile); call again until `remaining` is 0.
+#[utoipa::path(post, path = "/admin/storages/{name}/drain", tag = "admin", operation_id = "drainStorage",
+    params(("name" = String, Path)),
+    request_body = DrainRequest,
+    responses(
+        (status = 202, body = DrainStarted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such storage", body = ErrorBody),
+        (status = 503, description = "`no_storage`: no other storage takes mirrors now", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn drain(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<DrainRequest>,
+) -> Result<(StatusCode, Json<DrainStarted>), ApiError> {
+    if state.cfg.storage.get(&name).is_none() {
+        return Err(ApiError::NotFound("storage"));
+    }
+    let limit = match req.limit.unwrap_or(100) {
+        n @ 1..=MAX_DRAIN => n,
+        n => {
+            return Err(ApiError::BadRequest(
+                "invalid_limit",
+                format!("limit must be 1 to {MAX_DRAIN}, not {n}"),
+            ))
+        }
+    };
+    if let Some(to) = &req.to {
+        if *to == name {
+            return Err(ApiError::BadRequest(
+                "invalid_storage",
+                "a storage cannot be drained into itself".into(),
+            ));
+        }
+        target(&state, to)?;
+    }
+    let owner = req.owner.as_deref();
+    let ids = storages::movable(&state.pool, &name, owner, limit).await?;
+    let mut moving = 0;
+    for id in ids {
+        let to = match &req.to {
+            Some(to) => to.clone(),
+            None => drain_target(&state, &name).await?,
+        };
+        if let Ok(_started) = begin(&state, id, &to).await? {
+            moving += 1;
+        }
+    }
+    let remaining = storages::staying(&state.pool, &name, owner).await?;
+    tracing::info!(storage = name, moving, remaining, "storage drain requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DrainStarted { moving, remaining }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MovesQuery {
+    /// `pending`, `running`, `done`, `failed` or `cancelled`; all when omitted.
+    pub state: Option<String>,
+    /// 1 to 500, default 100; newest first.
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct MoveEntry {
+    pub id: i64,
+    /// `owner/name`.
+    pub repo: String,
+    pub from_storage: String,
+    pub to_storage: String,
+    pub state: String,
+    pub error: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MoveList {
+    pub moves: Vec<MoveEntry>,
+}
+
+/// Moves between storages, newest first: those under way, and how the others ended.
+#[utoipa::path(get, path = "/admin/moves", tag = "admin", operation_id = "listMoves",
+    params(MovesQuery),
+    responses((status = 200, body = MoveList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn moves(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<MovesQuery>,
+) -> Result<Json<MoveList>, ApiError> {
+    const STATES: [&str; 5] = ["pending", "running", "done", "failed", "cancelled"];
+    if let Some(s) = &q.state {
+        if !STATES.contains(&s.as_str()) {
+            return Err(ApiError::BadRequest(
+                "invalid_query",
+                format!("state must be one of {}, not `{s}`", STATES.join(", ")),
+            ));
+        }
+    }
+    let limit = match q.limit.unwrap_or(100) {
+        n @ 1..=500 => n,
+        n => {
+            return Err(ApiError::BadRequest(
+                "invalid_query",
+                format!("limit must be 1 to 500, not {n}"),
+            ))
+        }
+    };
+    let moves = sqlx::query_as::<_, MoveEntry>(
+        "SELECT m.id, u.username || '/' || r.name AS repo, m.from_storage, m.to_storage,
+                m.state, m.error, m.requested_at, m.started_at, m.finished_at
+         FROM storage_moves m JOIN repositories r ON r.id = m.repo_id
+         JOIN users u ON u.id = r.owner_id
+         WHERE $1::text IS NULL OR m.state = $1
+         ORDER BY m.id DESC LIMIT $2",
+    )
+    .bind(q.state.as_deref())
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(MoveList { moves }))
+}
+
+/// A storage mirrors may be moved to: configured, and not read-only.
+fn target(state: &AppState, name: &str) -> Result<(), ApiError> {
+    match state.cfg.storage.get(name) {
+        None => Err(ApiError::BadRequest(
+            "invalid_storage",
+            format!("storage `{name}` is not configured"),
+        )),
+        Some(s) if s.read_only => Err(ApiError::BadRequest(
+            "invalid_storage",
+            format!("storage `{name}` is read-only"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Where a drained mirror goes: a storage drawn as for a new mirror, other than `from`.
+async fn drain_target(state: &AppState, from: &str) -> Result<String, ApiError> {
+    // a few draws: the source itself may be drawn while it is not yet read-only
+    for _ in 0..8 {
+        match placement::place(&state.cfg, &state.pool, None).await? {
+            Ok(to) if to != from => return Ok(to),
+            Ok(_) => continue,
+            Err(Unplaced::NoneAccepting(why)) => return Err(ApiError::NoStorage(why)),
+            Err(e) => return Err(ApiError::NoStorage(e.to_string())),
+        }
+    }
+    Err(ApiError::NoStorage(format!(
+        "no storage but {from} takes mirrors now: mark {from} read_only, or name `to`"
+    )))
+}
+
+/// Begins the move and requests the sync that does it.
+async fn begin(
+    state: &AppState,
+    repo_id: Uuid,
+    to: &str,
+) -> Result<Result<(i64, Uuid), NotMoved>, ApiError> {
+    let started = storages::begin_move(&state.pool, repo_id, to)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
+    let move_id = match started {
+        Ok(id) => id,
+        Err(not) => return Ok(Err(not)),
+    };
+    let requested = state
+        .jobs
+        .request(repo_id, SyncReason::Move)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
+    Ok(Ok((move_id, requested.job_id)))
+}
