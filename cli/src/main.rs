@@ -11,6 +11,7 @@ mod output;
 mod secrets;
 mod ssh_keys;
 mod status;
+mod storages;
 mod users;
 mod wait;
 
@@ -84,6 +85,12 @@ enum Command {
     Mirrors {
         #[command(subcommand)]
         command: mirrors::MirrorsCommand,
+    },
+    /// Named storages: what each holds and whether it takes new mirrors (the default);
+    /// drain one into the others.
+    Storages {
+        #[command(subcommand)]
+        command: Option<storages::StoragesCommand>,
     },
     /// The keys sealing credentials: which ones the stored seals need; re-seal them all
     /// with `secrets.key` so a previous key can be retired.
@@ -164,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scheduler { command } => status::scheduler(&svc, command).await?,
         Command::Mirrors { command } => mirrors::run(&svc, command).await?,
         Command::Secrets { command } => secrets::run(&svc, command).await?,
+        Command::Storages { command } => storages::run(&svc, command).await?,
     }
     Ok(())
 }

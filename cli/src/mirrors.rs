@@ -93,6 +93,15 @@ pub enum MirrorsCommand {
         /// The new name (letters, digits, `.`, `-`, `_`).
         name: String,
     },
+    /// Move OWNER/NAME to another storage: a worker there clones it afresh, and it
+    /// switches once that sync succeeded (see `stasisctl storages`).
+    Move {
+        /// The repository, as OWNER/NAME.
+        repo: String,
+        /// The storage to move it to.
+        #[arg(long)]
+        to: String,
+    },
     /// Delete OWNER/NAME: its row, history, jobs, queued deliveries and bare directory.
     /// Refused while a sync of it runs.
     Delete {
@@ -279,6 +288,7 @@ pub async fn run(svc: &Services, command: MirrorsCommand) -> anyhow::Result<()> 
         MirrorsCommand::Resume { repo } => mirror_admin::set_enabled(svc, &repo, true).await?,
         MirrorsCommand::Rename { repo, name } => mirror_admin::rename(svc, &repo, &name).await?,
         MirrorsCommand::Delete { repo } => mirror_admin::delete(svc, &repo).await?,
+        MirrorsCommand::Move { repo, to } => crate::storages::move_mirror(svc, &repo, &to).await?,
         MirrorsCommand::DeployKey { command } => ssh_keys::deploy_key(svc, command).await?,
         MirrorsCommand::HostKeys { command } => ssh_keys::host_keys(svc, command).await?,
         MirrorsCommand::SetUrl { repo, url } => mirror_admin::set_url(svc, &repo, &url).await?,

@@ -11,7 +11,7 @@
 //! - **Services** more than one binary runs on top of those: the job service ([`jobs`]:
 //!   request, admission to the lanes, dispatch), the operator's overview ([`overview`]),
 //!   renames and removals ([`rename`], [`removal`]), which storage a new mirror goes to
-//!   and moves between storages ([`placement`]); and what running a process takes
+//!   and moves between storages ([`placement`], [`moves`]); and what running a process takes
 //!   ([`ops`]: start-up, telemetry, metrics, outage logging).
 //!
 //! What one binary alone needs lives in that binary's crate.
@@ -33,6 +33,7 @@ pub mod ssh;
 
 // services and operations
 pub mod jobs;
+pub mod moves;
 pub mod ops;
 pub mod overview;
 pub mod placement;

@@ -44,23 +44,19 @@ async fn remove(cfg: &Config, pool: &PgPool, job_service: &Jobs, repo: &repos::R
     if let Some(job) = opening::active_job(pool, repo.id).await? {
         job_service.drop_deliveries(job).await?;
     }
-    // its storage's copy, and the partial one of a move under way
+    // its storage's copy, and the partial one of a move under way: removed here when
+    // this process mounts the storage, and by a worker of the storage in any case (a
+    // directory here may be an empty stand-in for a volume mounted elsewhere)
     for storage in std::iter::once(&repo.storage).chain(repo.move_to.as_ref()) {
-        let root = cfg.storage.root_of(storage);
-        match root.filter(|root| root.is_dir()) {
-            Some(root) => {
-                let path = mirror_path(root, &repo.owner, &repo.name);
-                match tokio::fs::remove_dir_all(&path).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(Error::Storage(format!("removing {}: {e}", path.display())))
-                    }
-                }
+        if let Some(root) = cfg.storage.root_of(storage).filter(|root| root.is_dir()) {
+            let path = mirror_path(root, &repo.owner, &repo.name);
+            match tokio::fs::remove_dir_all(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Storage(format!("removing {}: {e}", path.display()))),
             }
-            // not mounted here: a worker of that storage removes it
-            None => storages::queue_removal(pool, storage, &repo.owner, &repo.name).await?,
         }
+        storages::queue_removal(pool, storage, &repo.owner, &repo.name).await?;
     }
     repos::delete(pool, repo.id).await?;
     Ok(())

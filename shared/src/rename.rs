@@ -75,11 +75,13 @@ async fn rename(cfg: &Config, pool: &PgPool, repo: &Repo, new_name: &str) -> Res
     if exists(&to).await? {
         return Ok(Rename::PathOccupied);
     }
-    // A repository never synced has no directory: only its row changes.
-    let moved = exists(&from).await?;
-    if moved {
-        move_dir(&from, &to).await?;
+    // A repository never synced has no directory: only its row changes. (Nor has a
+    // stand-in directory for a volume mounted elsewhere: the old path is left for the
+    // storage's workers to remove, and the next sync clones afresh at the new one.)
+    if !exists(&from).await? {
+        return rename_unmounted(pool, repo, new_name).await;
     }
+    move_dir(&from, &to).await?;
     let updated =
         sqlx::query("UPDATE repositories SET name = $2, updated_at = now() WHERE id = $1")
             .bind(repo.id)
@@ -91,9 +93,7 @@ async fn rename(cfg: &Config, pool: &PgPool, repo: &Repo, new_name: &str) -> Res
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(Rename::NameTaken),
         Err(e) => Err(Error::Db(e)),
     };
-    if moved {
-        move_dir(&to, &from).await?;
-    }
+    move_dir(&to, &from).await?;
     outcome
 }
 

@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use stasis_shared::db::repos::{self, MirrorSettings, Repo};
+use stasis_shared::db::storages;
 use stasis_shared::db::{notifications, runs, users::User};
 use stasis_shared::domain::{JobState, PublicStatus, SyncReason, SyncStatus};
 use stasis_shared::jobs::Window;
-use stasis_shared::db::storages;
 use stasis_shared::progress::{self, SyncProgress};
 
 use crate::auth::{can_manage, can_see, Authenticated, Caller};
@@ -155,7 +155,8 @@ pub async fn status(
                 let route = found.repo.route();
                 let window = state.cfg.queue.liveness_window();
                 if storages::live_workers(&state.pool, route, window).await? == 0 {
-                    status.waiting_for_storage = Some(format!("storage {route} has no live worker"));
+                    status.waiting_for_storage =
+                        Some(format!("storage {route} has no live worker"));
                 }
             }
             Ok(Json(status))

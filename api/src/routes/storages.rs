@@ -7,9 +7,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stasis_shared::db::repos;
-use stasis_shared::db::storages::{self, NotMoved};
-use stasis_shared::domain::SyncReason;
-use stasis_shared::placement::{self, Fitness, Unplaced};
+use stasis_shared::db::storages::NotMoved;
+use stasis_shared::moves::{self, Drained, Refused};
+use stasis_shared::placement::{self, Fitness};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -18,9 +18,6 @@ use crate::dto::ErrorBody;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-
-/// The most mirrors one drain request moves: each is a full clone on the target.
-const MAX_DRAIN: i64 = 1000;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StorageList {
@@ -76,18 +73,20 @@ pub async fn move_mirror(
     ApiPath((owner, name)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> Result<(StatusCode, Json<MoveAccepted>), ApiError> {
-    target(&state, &req.storage)?;
+    moves::check_target(&state.cfg, &req.storage).map_err(refused)?;
     let repo = repos::find_by_name(&state.pool, &owner, &name)
         .await?
         .ok_or(ApiError::NotFound("repository"))?;
-    let moved = begin(&state, repo.id, &req.storage).await?;
-    match moved {
-        Ok((move_id, job_id)) => Ok((
+    let begun = moves::begin(&state.pool, &state.jobs, repo.id, &req.storage)
+        .await?
+        .ok_or(ApiError::NotFound("repository"))?;
+    match begun {
+        Ok(begun) => Ok((
             StatusCode::ACCEPTED,
             Json(MoveAccepted {
                 message: format!("moving {owner}/{name} to storage {}", req.storage),
-                move_id,
-                job_id,
+                move_id: begun.move_id,
+                job_id: begun.job_id,
             }),
         )),
         Err(NotMoved::AlreadyThere) => Err(ApiError::Conflict(format!(
@@ -115,21 +114,13 @@ pub struct DrainRequest {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DrainStarted {
-    /// Moves begun by this request.
-    pub moving: usize,
-    /// Mirrors still on the storage and not moving, after this request.
-    pub remaining: i64,
-}
-
 /// Moves up to `limit` mirrors off a storage (mark it `read_only` in the configuration
 /// first, so it takes no new ones meanwhile); call again until `remaining` is 0.
 #[utoipa::path(post, path = "/admin/storages/{name}/drain", tag = "admin", operation_id = "drainStorage",
     params(("name" = String, Path)),
     request_body = DrainRequest,
     responses(
-        (status = 202, body = DrainStarted),
+        (status = 202, body = Drained),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No such storage", body = ErrorBody),
         (status = 503, description = "`no_storage`: no other storage takes mirrors now", body = ErrorBody),
@@ -140,46 +131,31 @@ pub async fn drain(
     _: Admin,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<DrainRequest>,
-) -> Result<(StatusCode, Json<DrainStarted>), ApiError> {
+) -> Result<(StatusCode, Json<Drained>), ApiError> {
     if state.cfg.storage.get(&name).is_none() {
         return Err(ApiError::NotFound("storage"));
     }
     let limit = match req.limit.unwrap_or(100) {
-        n @ 1..=MAX_DRAIN => n,
+        n @ 1..=moves::MAX_DRAIN => n,
         n => {
             return Err(ApiError::BadRequest(
                 "invalid_limit",
-                format!("limit must be 1 to {MAX_DRAIN}, not {n}"),
+                format!("limit must be 1 to {}, not {n}", moves::MAX_DRAIN),
             ))
         }
     };
-    if let Some(to) = &req.to {
-        if *to == name {
-            return Err(ApiError::BadRequest(
-                "invalid_storage",
-                "a storage cannot be drained into itself".into(),
-            ));
-        }
-        target(&state, to)?;
-    }
-    let owner = req.owner.as_deref();
-    let ids = storages::movable(&state.pool, &name, owner, limit).await?;
-    let mut moving = 0;
-    for id in ids {
-        let to = match &req.to {
-            Some(to) => to.clone(),
-            None => drain_target(&state, &name).await?,
-        };
-        if let Ok(_started) = begin(&state, id, &to).await? {
-            moving += 1;
-        }
-    }
-    let remaining = storages::staying(&state.pool, &name, owner).await?;
-    tracing::info!(storage = name, moving, remaining, "storage drain requested");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(DrainStarted { moving, remaining }),
-    ))
+    let drained = moves::drain(
+        &state.cfg,
+        &state.pool,
+        &state.jobs,
+        &name,
+        req.to.as_deref(),
+        req.owner.as_deref(),
+        limit,
+    )
+    .await?
+    .map_err(refused)?;
+    Ok((StatusCode::ACCEPTED, Json(drained)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -254,54 +230,9 @@ pub async fn moves(
     Ok(Json(MoveList { moves }))
 }
 
-/// A storage mirrors may be moved to: configured, and not read-only.
-fn target(state: &AppState, name: &str) -> Result<(), ApiError> {
-    match state.cfg.storage.get(name) {
-        None => Err(ApiError::BadRequest(
-            "invalid_storage",
-            format!("storage `{name}` is not configured"),
-        )),
-        Some(s) if s.read_only => Err(ApiError::BadRequest(
-            "invalid_storage",
-            format!("storage `{name}` is read-only"),
-        )),
-        Some(_) => Ok(()),
+fn refused(refused: Refused) -> ApiError {
+    match refused {
+        Refused::NoTarget(_) => ApiError::NoStorage(refused.to_string()),
+        _ => ApiError::BadRequest("invalid_storage", refused.to_string()),
     }
-}
-
-/// Where a drained mirror goes: a storage drawn as for a new mirror, other than `from`.
-async fn drain_target(state: &AppState, from: &str) -> Result<String, ApiError> {
-    // a few draws: the source itself may be drawn while it is not yet read-only
-    for _ in 0..8 {
-        match placement::place(&state.cfg, &state.pool, None).await? {
-            Ok(to) if to != from => return Ok(to),
-            Ok(_) => continue,
-            Err(Unplaced::NoneAccepting(why)) => return Err(ApiError::NoStorage(why)),
-            Err(e) => return Err(ApiError::NoStorage(e.to_string())),
-        }
-    }
-    Err(ApiError::NoStorage(format!(
-        "no storage but {from} takes mirrors now: mark {from} read_only, or name `to`"
-    )))
-}
-
-/// Begins the move and requests the sync that does it.
-async fn begin(
-    state: &AppState,
-    repo_id: Uuid,
-    to: &str,
-) -> Result<Result<(i64, Uuid), NotMoved>, ApiError> {
-    let started = storages::begin_move(&state.pool, repo_id, to)
-        .await?
-        .ok_or(ApiError::NotFound("repository"))?;
-    let move_id = match started {
-        Ok(id) => id,
-        Err(not) => return Ok(Err(not)),
-    };
-    let requested = state
-        .jobs
-        .request(repo_id, SyncReason::Move)
-        .await?
-        .ok_or(ApiError::NotFound("repository"))?;
-    Ok(Ok((move_id, requested.job_id)))
 }

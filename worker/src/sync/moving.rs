@@ -3,9 +3,10 @@
 //! from its upstream into the target's directory, and once that sync is recorded the
 //! mirror switches storage in one fenced statement, which also leaves the source copy
 //! for a worker of the source storage to remove. Until the switch the source copy is
-//! the mirror: a move that fails, or a worker that dies mid-move, leaves it there, and
-//! the move is tried again (from a clean target directory) by the next delivery, or
-//! given up when the sync fails for good.
+//! the mirror. A worker that dies or stops mid-move leaves it there, and the next
+//! delivery tries the move again from a clean target directory. An attempt that fails
+//! ends the move (recorded with its error): the job's retry, like every later sync, runs
+//! on the source storage, and the operator asks again once the cause is fixed.
 
 use std::path::Path;
 
