@@ -35,10 +35,13 @@ if not WORKERS:
 for name in WORKERS:
     problems += [f"{name} has {k}: it could not scale" for k in ("container_name", "ports") if k in services[name]]
 
-# --- compose: storages. Each is one named volume at its root, mounted by its own
-# workers (and no other storage's), by the api and by migrate (stasisctl), whose
-# processes change mirrors' directories on the storages they see; a new volume takes
-# the owner of the image's directory where it is mounted, so the image must make it.
+# --- compose: storages. Each is one named volume, mounted by its own workers (and no
+# other storage's), by the api and by migrate (stasisctl), whose processes change
+# mirrors' directories themselves on the storages whose root they find. A new volume
+# takes the owner of the image's directory where it is mounted, so the image must make
+# the mount point; the root is a directory inside the volume, which the image does not
+# have, so it exists only where the volume is mounted (`default`, the volume of an
+# install from before named storages, keeps its mirrors at the volume's top).
 def with_variables_set(text):
     """A compose value as it reads with every optional variable set: ${V:+x} is x,
     ${V:-d} its default."""
@@ -51,12 +54,18 @@ def mounts(svc):
     """{container path: volume name} of the service's named volumes."""
     out = {}
     for v in svc.get("volumes") or []:
-        src, _, dst = (v.partition(":") if isinstance(v, str) else (v.get("source"), None, v.get("target")))
         if isinstance(v, str):
+            src, _, dst = v.partition(":")
             dst = dst.split(":")[0]
+        else:
+            src, dst = v.get("source"), v.get("target")
         if src and not src.startswith((".", "/")):
             out[dst] = src
     return out
+def volume_at(svc, root):
+    """(mount point, volume) of the service's volume holding `root`, if any."""
+    holding = [p for p in mounts(svc) if root == p or root.startswith(p.rstrip("/") + "/")]
+    return (max(holding, key=len), mounts(svc)[max(holding, key=len)]) if holding else (None, None)
 storages = {}
 spec = with_variables_set((compose.get("x-stasis-env") or {}).get("STASIS_STORAGE_STORAGES", ""))
 for entry in filter(None, (e.strip() for e in spec.split(","))):
@@ -68,6 +77,8 @@ if len(storages) < 2:
     problems.append(f"compose names {len(storages)} storage(s) in x-stasis-env's STASIS_STORAGE_STORAGES, not several")
 runtime_stage = re.search(r"^FROM\s+\S+\s+AS\s+runtime\n(.*?)(?=^FROM|\Z)",
                           open("deploy/Dockerfile").read(), re.M | re.S | re.I)
+def image_makes(path):
+    return bool(runtime_stage) and bool(re.search(rf"mkdir\b[^\n]*\s{re.escape(path)}(\s|$)", runtime_stage.group(1)))
 served = {}
 for name in WORKERS:
     env = {k: with_variables_set(v) for k, v in env_of(services[name]).items()}
@@ -79,31 +90,36 @@ for name in WORKERS:
         served.setdefault(storage, []).append(name)
         if storage not in storages:
             problems.append(f"{name} serves storage {storage!r}, which STASIS_STORAGE_STORAGES does not name")
-    for storage, root in storages.items():
-        mounted = root in mounts(services[name])
-        if storage in mine and not mounted:
-            problems.append(f"{name} serves storage {storage} but mounts no volume at its root {root}")
-        if storage not in mine and mounted:
-            problems.append(f"{name} mounts storage {storage}'s volume, which only its own workers mount")
-volume_of = {}
 for storage, root in storages.items():
-    if storage not in served:
+    workers = served.get(storage, [])
+    if not workers:
         problems.append(f"storage {storage}: no worker service serves it (its mirrors would never sync)")
-    vols = {mounts(services[w]).get(root) for w in served.get(storage, [])} - {None}
-    if len(vols) > 1:
-        problems.append(f"storage {storage}: its workers mount different volumes {sorted(vols)} at {root}")
-    volume_of[storage] = next(iter(vols), None)
-    if storage in served and volume_of[storage] not in (compose.get("volumes") or {}):
-        problems.append(f"storage {storage}: its volume {volume_of[storage]!r} is not a named volume")
+    held = {volume_at(services[w], root) for w in workers}
+    if (None, None) in held:
+        problems.append(f"storage {storage}: a worker serving it mounts no volume holding its root {root}")
+    held.discard((None, None))
+    if len(held) > 1:
+        problems.append(f"storage {storage}: its workers mount different volumes {sorted(held)} for {root}")
+    if not held:
+        continue
+    point, volume = held.pop()
+    if volume not in (compose.get("volumes") or {}):
+        problems.append(f"storage {storage}: its volume {volume!r} is not a named volume")
+    for name in WORKERS:
+        if name not in workers and volume in mounts(services[name]).values():
+            problems.append(f"{name} mounts storage {storage}'s volume, which only its own workers mount")
     for name in ("api", "migrate"):
-        if volume_of[storage] and mounts(services[name]).get(root) != volume_of[storage]:
-            problems.append(f"{name} does not mount storage {storage}'s volume at {root}")
-    if not runtime_stage or not re.search(rf"mkdir\b[^\n]*\s{re.escape(root)}(\s|$)", runtime_stage.group(1)):
-        problems.append(f"storage {storage}: the image does not make {root} (a new volume there would "
+        if volume_at(services[name], root) != (point, volume):
+            problems.append(f"{name} does not mount storage {storage}'s volume {volume} at {point}")
+    if not image_makes(point):
+        problems.append(f"storage {storage}: the image does not make {point} (a new volume there would "
                         "belong to root, not to the stasis user)")
-shared = [v for v in volume_of.values() if v and list(volume_of.values()).count(v) > 1]
-if shared:
-    problems.append(f"storages share volumes {sorted(set(shared))}: each is a filesystem of its own")
+    if storage != "default" and (root == point or image_makes(root)):
+        problems.append(f"storage {storage}: its root {root} is not a directory inside its volume, which "
+                        "only the processes mounting the volume find")
+vols = [volume_at(services[w], r)[1] for s, r in storages.items() for w in served.get(s, [])[:1]]
+if len(vols) != len(set(vols)):
+    problems.append(f"storages share volumes {sorted(vols)}: each is a filesystem of its own")
 ONE_SHOT = {"migrate"}  # runs once and exits 0: a restart policy would loop it
 for name, svc in services.items():
     for dep, cond in (svc.get("depends_on") or {}).items():
