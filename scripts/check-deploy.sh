@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates deploy/ without a Docker engine: docker-compose.yml against the Compose
-# specification and what production needs of it (scalable workers, restart policies,
+# specification and what production needs of it (storages each on a volume of its own,
+# mounted by its own scalable workers, the api and migrate; restart policies,
 # rotated logs, secrets from files, Prometheus and Grafana on loopback, no capabilities,
 # resource limits, read-only root file systems, readiness healthchecks), the image
 # (.dockerignore, pinned bases, cached dependencies, no bench binary), prometheus.yml,
@@ -27,10 +28,98 @@ problems = []
 # --- compose: scalable workers, healthchecks, production settings
 compose = yaml.safe_load(open("docker-compose.yml"))
 services = compose["services"]
-worker = services["worker"]
-problems += [f"worker has {k}: it could not scale" for k in ("container_name", "ports") if k in worker]
-if "mirrors:/var/lib/stasis/mirrors" not in worker.get("volumes", []):
-    problems.append("workers do not share the mirrors volume")
+# the workers: one service per storage, each scaled on its own
+WORKERS = tuple(n for n, svc in services.items() if svc.get("command") == ["stasis-worker"])
+if not WORKERS:
+    problems.append("no service runs stasis-worker")
+for name in WORKERS:
+    problems += [f"{name} has {k}: it could not scale" for k in ("container_name", "ports") if k in services[name]]
+
+# --- compose: storages. Each is one named volume, mounted by its own workers (and no
+# other storage's), by the api and by migrate (stasisctl), whose processes change
+# mirrors' directories themselves on the storages whose root they find. A new volume
+# takes the owner of the image's directory where it is mounted, so the image must make
+# the mount point; the root is a directory inside the volume, which the image does not
+# have, so it exists only where the volume is mounted (`default`, the volume of an
+# install from before named storages, keeps its mirrors at the volume's top).
+def with_variables_set(text):
+    """A compose value as it reads with every optional variable set: ${V:+x} is x,
+    ${V:-d} its default."""
+    text = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?\+([^}]*)\}", r"\1", str(text))
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", text)
+def env_of(svc):
+    env = svc.get("environment") or {}
+    return env if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+def mounts(svc):
+    """{container path: volume name} of the service's named volumes."""
+    out = {}
+    for v in svc.get("volumes") or []:
+        if isinstance(v, str):
+            src, _, dst = v.partition(":")
+            dst = dst.split(":")[0]
+        else:
+            src, dst = v.get("source"), v.get("target")
+        if src and not src.startswith((".", "/")):
+            out[dst] = src
+    return out
+def volume_at(svc, root):
+    """(mount point, volume) of the service's volume holding `root`, if any."""
+    holding = [p for p in mounts(svc) if root == p or root.startswith(p.rstrip("/") + "/")]
+    return (max(holding, key=len), mounts(svc)[max(holding, key=len)]) if holding else (None, None)
+storages = {}
+spec = with_variables_set((compose.get("x-stasis-env") or {}).get("STASIS_STORAGE_STORAGES", ""))
+for entry in filter(None, (e.strip() for e in spec.split(","))):
+    name, _, root = entry.split(";")[0].partition("=")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", name) or not root.startswith("/"):
+        problems.append(f"STASIS_STORAGE_STORAGES: {entry!r} is not name=/root[;options] with a valid name")
+    storages[name] = root
+if len(storages) < 2:
+    problems.append(f"compose names {len(storages)} storage(s) in x-stasis-env's STASIS_STORAGE_STORAGES, not several")
+runtime_stage = re.search(r"^FROM\s+\S+\s+AS\s+runtime\n(.*?)(?=^FROM|\Z)",
+                          open("deploy/Dockerfile").read(), re.M | re.S | re.I)
+def image_makes(path):
+    return bool(runtime_stage) and bool(re.search(rf"mkdir\b[^\n]*\s{re.escape(path)}(\s|$)", runtime_stage.group(1)))
+served = {}
+for name in WORKERS:
+    env = {k: with_variables_set(v) for k, v in env_of(services[name]).items()}
+    mine = [s.strip() for s in env.get("STASIS_WORKER_STORAGES", "").split(",") if s.strip()]
+    if not mine:
+        problems.append(f"{name}: no STASIS_WORKER_STORAGES (it would take every storage's jobs, "
+                        "and mount one volume)")
+    for storage in mine:
+        served.setdefault(storage, []).append(name)
+        if storage not in storages:
+            problems.append(f"{name} serves storage {storage!r}, which STASIS_STORAGE_STORAGES does not name")
+for storage, root in storages.items():
+    workers = served.get(storage, [])
+    if not workers:
+        problems.append(f"storage {storage}: no worker service serves it (its mirrors would never sync)")
+    held = {volume_at(services[w], root) for w in workers}
+    if (None, None) in held:
+        problems.append(f"storage {storage}: a worker serving it mounts no volume holding its root {root}")
+    held.discard((None, None))
+    if len(held) > 1:
+        problems.append(f"storage {storage}: its workers mount different volumes {sorted(held)} for {root}")
+    if not held:
+        continue
+    point, volume = held.pop()
+    if volume not in (compose.get("volumes") or {}):
+        problems.append(f"storage {storage}: its volume {volume!r} is not a named volume")
+    for name in WORKERS:
+        if name not in workers and volume in mounts(services[name]).values():
+            problems.append(f"{name} mounts storage {storage}'s volume, which only its own workers mount")
+    for name in ("api", "migrate"):
+        if volume_at(services[name], root) != (point, volume):
+            problems.append(f"{name} does not mount storage {storage}'s volume {volume} at {point}")
+    if not image_makes(point):
+        problems.append(f"storage {storage}: the image does not make {point} (a new volume there would "
+                        "belong to root, not to the stasis user)")
+    if storage != "default" and (root == point or image_makes(root)):
+        problems.append(f"storage {storage}: its root {root} is not a directory inside its volume, which "
+                        "only the processes mounting the volume find")
+vols = [volume_at(services[w], r)[1] for s, r in storages.items() for w in served.get(s, [])[:1]]
+if len(vols) != len(set(vols)):
+    problems.append(f"storages share volumes {sorted(vols)}: each is a filesystem of its own")
 ONE_SHOT = {"migrate"}  # runs once and exits 0: a restart policy would loop it
 for name, svc in services.items():
     for dep, cond in (svc.get("depends_on") or {}).items():
@@ -69,15 +158,12 @@ for name, svc in list(services.items()) + [("x-stasis-env", {"environment": comp
     if "STASIS_SECRETS_KEY" in env:
         problems.append(f"{name}: STASIS_SECRETS_KEY is set in compose (an empty default leaves credentials "
                         "unsealable); it comes from the stasis_secrets_key secret")
-for name in ("api", "worker"):  # the processes that open credentials
+for name in ("api",) + WORKERS:  # the processes that open credentials
     if not any((s if isinstance(s, str) else s.get("source")) == "stasis_secrets_key"
                for s in services[name].get("secrets", [])):
         problems.append(f"{name} does not get the stasis_secrets_key secret")
 # --- compose hardening: confined, bounded, read-only, ready before dependants start
-STASIS = ("migrate", "api", "scheduler", "worker")  # the services built from deploy/Dockerfile
-def env_of(svc):
-    env = svc.get("environment") or {}
-    return env if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+STASIS = ("migrate", "api", "scheduler") + WORKERS  # the services built from deploy/Dockerfile
 def secret_names(svc):
     return {s if isinstance(s, str) else s.get("source") for s in svc.get("secrets", [])}
 for name, svc in services.items():
@@ -109,14 +195,15 @@ for name in STASIS:
             problems.append(f"{name}: {key} carries a password in compose; use {key}_FILE")
     if "STASIS_DATABASE_URL_FILE" not in env:
         problems.append(f"{name}: the database URL (with its password) does not come from a secret file")
-for name in ("api", "worker", "migrate"):  # open or check upstream credentials, run stasisctl
+for name in ("api", "migrate") + WORKERS:  # open or check upstream credentials, run stasisctl
     if env_of(services[name]).get("STASIS_SECRETS_KEY_FILE") != "/run/secrets/stasis_secrets_key":
         problems.append(f"{name}: STASIS_SECRETS_KEY_FILE is not /run/secrets/stasis_secrets_key")
-if services["worker"].get("init") is not True:
-    problems.append("worker: no init (a PID 1 reaping the git process groups a sync kills)")
+for name in WORKERS:
+    if services[name].get("init") is not True:
+        problems.append(f"{name}: no init (a PID 1 reaping the git process groups a sync kills)")
 if "/readyz" not in " ".join(map(str, services["api"]["healthcheck"]["test"])):
     problems.append("api: the healthcheck does not ask /readyz")
-for name, metric in (("worker", "stasis_worker_concurrency"), ("scheduler", "stasis_scheduler_leader")):
+for name, metric in [(w, "stasis_worker_concurrency") for w in WORKERS] + [("scheduler", "stasis_scheduler_leader")]:
     if metric not in " ".join(map(str, services[name]["healthcheck"]["test"])):
         problems.append(f"{name}: the healthcheck proves a port only, not {metric} (set once connected)")
 pg = services["postgres"]
@@ -140,7 +227,7 @@ if "ENTRYPOINT" in re.sub(r"#.*", "", open("deploy/Dockerfile").read()):
 graf = services["grafana"].get("environment", {})
 if "GF_SECURITY_ADMIN_PASSWORD__FILE" not in graf or "GF_SECURITY_ADMIN_PASSWORD" in graf:
     problems.append("grafana's admin password does not come from a secret file")
-for vol in ("postgres", "redis", "mirrors", "grafana", "prometheus"):
+for vol in ("postgres", "redis", "grafana", "prometheus"):
     if vol not in (compose.get("volumes") or {}):
         problems.append(f"no named volume {vol}")
 
@@ -246,7 +333,8 @@ for r in rules:
 
 if problems:
     sys.exit("\n".join(problems))
-print(f"compose: worker scalable, restart/logging/ports/secrets set, confined, limited, read-only; image: pinned, cached, no bench; "
+print(f"compose: {len(storages)} storages, each a volume of its own served by its workers ({', '.join(WORKERS)}), scalable; "
+      f"restart/logging/ports/secrets set, confined, limited, read-only; image: pinned, cached, no bench; "
       f"dashboard: {len(panels)} panels on ${{datasource}} showing all {len(exported)} exported metrics; "
       f"alerts: {len(rules)} with runbook sections")
 PY

@@ -9,8 +9,10 @@ rendered document is then validated against the Kubernetes JSON schemas (kuberne
 strict: unknown fields are errors) of the oldest Kubernetes version the manifests support,
 the ServiceMonitor (a CRD without a core schema) is checked field by field, and what the
 binaries need of their pods is checked across documents: config keys the loader knows,
-probes on the ports they really serve, secrets only as files, the mirrors volume at storage.root, the grace period above
-worker.shutdown_grace, the restricted security context, no Service links.
+probes on the ports they really serve, secrets only as files, every storage served by
+workers that mount its volume at its root (a ReadWriteOnce one by a single replaced,
+never surged, pod), the grace period above worker.shutdown_grace, the restricted
+security context, no Service links.
 
 Usage: check.py [KUBERNETES_VERSION]   (default 1.30.0)
 """
@@ -303,6 +305,27 @@ def get(cfg, dotted, default=None):
     return (cfg.get(section) or {}).get(key, default)
 
 
+def storages_of(cfg):
+    """{name: root} of the configured storages, as shared/src/config/storage.rs reads
+    them: storage.storages as a map (YAML) or `name=root[;weight=N][;read_only],…` (an
+    environment variable); without any, storage.root is the one storage `default`."""
+    named = get(cfg, "storage.storages") or {}
+    if isinstance(named, str):
+        named = {e.split(";")[0].partition("=")[0].strip(): {"root": e.split(";")[0].partition("=")[2].strip()}
+                 for e in named.split(",") if e.strip()}
+    if not named:
+        return {"default": get(cfg, "storage.root", "./data/mirrors")}
+    return {name: (s or {}).get("root") for name, s in named.items()}
+
+
+def served_storages(cfg):
+    """worker.storages (a list, or `a,b` from the environment); none means every one."""
+    served = get(cfg, "worker.storages") or []
+    if isinstance(served, str):
+        served = [s.strip() for s in served.split(",") if s.strip()]
+    return list(served) or list(storages_of(cfg))
+
+
 def probe_port(container, probe):
     port = ((container.get(probe) or {}).get("httpGet") or {}).get("port")
     if isinstance(port, str):
@@ -315,6 +338,8 @@ def check_pods(rel, docs):
     configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
     pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
     pods = {}
+    served = []         # (storage, claim, worker Deployment)
+    configured = {}     # every storage any pod's configuration names
     for doc in docs:
         spec = pod_spec(doc)
         if spec is None or doc["kind"] not in ("Deployment", "Job"):
@@ -371,15 +396,35 @@ def check_pods(rel, docs):
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
             if component in ("api", "worker") and "STASIS_SECRETS_KEY_FILE" not in env:
                 problems.append(f"{rel}: {cw}: no STASIS_SECRETS_KEY_FILE (the {component} opens credentials)")
-            if component in ("api", "worker"):
-                # any worker syncs any mirror; the API renames and deletes mirrors' directories
-                root = get(cfg, "storage.root")
-                vol = volumes.get((mounts.get(root) or {}).get("name")) or {}
-                claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-                if claim not in pvcs:
-                    problems.append(f"{rel}: {cw}: storage.root {root} is not a PersistentVolumeClaim of the set")
-                elif "ReadWriteMany" not in pvcs[claim]["spec"].get("accessModes", []):
-                    problems.append(f"{rel}: PersistentVolumeClaim {claim} is not ReadWriteMany (every worker and API pod mounts it)")
+            # where the pod mounts which claim
+            claims_at = {}
+            for path, m in mounts.items():
+                claim = ((volumes.get(m["name"]) or {}).get("persistentVolumeClaim") or {}).get("claimName")
+                if claim:
+                    claims_at[path] = claim
+                    if claim not in pvcs:
+                        problems.append(f"{rel}: {cw}: mounts claim {claim}, which is not a PersistentVolumeClaim of the set")
+            storages = storages_of(cfg)
+            if component == "worker":
+                # a worker syncs its storages' mirrors in place: each root is its volume
+                for name in served_storages(cfg):
+                    root = storages.get(name)
+                    if root is None:
+                        problems.append(f"{rel}: {cw}: serves storage {name!r}, which storage.storages does not name")
+                    elif root not in claims_at:
+                        problems.append(f"{rel}: {cw}: serves storage {name} but mounts no PersistentVolumeClaim at its root {root}")
+                    else:
+                        served.append((name, claims_at[root], doc))
+                if not get(cfg, "worker.storages"):
+                    problems.append(f"{rel}: {cw}: no worker.storages (STASIS_WORKER_STORAGES): it would take "
+                                    "every storage's jobs")
+            for name, root in storages.items():
+                claim = claims_at.get(root)
+                if claim in pvcs and component != "worker" \
+                        and "ReadWriteMany" not in pvcs[claim]["spec"].get("accessModes", []):
+                    problems.append(f"{rel}: {cw}: mounts storage {name}'s ReadWriteOnce claim {claim}, "
+                                    "which belongs to its workers (on their node)")
+            configured.update(storages)
             if doc["kind"] != "Deployment":
                 continue
             # long-running: /metrics on metrics.listen, probes on what the binary serves
@@ -433,7 +478,41 @@ def check_pods(rel, docs):
                                     f"has no {BEFORE_ROLLOUT} label")
         elif before:
             problems.append(f"{rel}: {what} is labelled {BEFORE_ROLLOUT}: it would start before the migrations ran")
+    check_storages(rel, pvcs, configured, served)
     return pods
+
+
+def check_storages(rel, pvcs, configured, served):
+    """Every storage has workers, and its own volume: a claim is one storage's, and a
+    ReadWriteOnce claim, which attaches to one node, is one Deployment's single pod,
+    replaced (Recreate) rather than surged: a second pod elsewhere would wait for the
+    volume forever, and a surge would wait for the pod it replaces."""
+    for name, root in configured.items():
+        # shared/src/config/storage.rs: valid_name
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", name) or not str(root or "").startswith("/"):
+            problems.append(f"{rel}: storage {name!r} (root {root!r}) is not a valid name with an absolute root")
+    if not served:
+        return
+    for name in configured:
+        if not any(s == name for s, _, _ in served):
+            problems.append(f"{rel}: storage {name}: no worker Deployment serves it (its mirrors would never sync)")
+    by_claim = {}
+    for storage, claim, doc in served:
+        by_claim.setdefault(claim, {}).setdefault(storage, set()).add(doc["metadata"]["name"])
+    for claim, users in by_claim.items():
+        if len(users) > 1:
+            problems.append(f"{rel}: claim {claim} holds storages {sorted(users)}: each storage is a volume of its own")
+        if claim not in pvcs or "ReadWriteOnce" not in pvcs[claim]["spec"].get("accessModes", []):
+            continue
+        deployments = {d for names in users.values() for d in names}
+        if len(deployments) > 1:
+            problems.append(f"{rel}: ReadWriteOnce claim {claim} is mounted by {sorted(deployments)}: one node, one Deployment")
+    for storage, claim, doc in served:
+        if claim in pvcs and "ReadWriteOnce" in pvcs[claim]["spec"].get("accessModes", []):
+            spec = doc["spec"]
+            if spec.get("replicas", 1) != 1 or (spec.get("strategy") or {}).get("type") != "Recreate":
+                problems.append(f"{rel}: {doc['kind']} {doc['metadata']['name']}: mounts ReadWriteOnce claim {claim} "
+                                "with replicas other than 1 or a strategy other than Recreate")
 
 
 def check_set(rel, docs, pods):
