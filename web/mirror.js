@@ -114,6 +114,7 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
   const lastAttempt = h("dd", { "data-testid": "last-attempt" });
   const nextSync = h("dd", { "data-testid": "next-sync" });
   const size = h("dd", { "data-testid": "size" });
+  const storage = h("dd", { "data-testid": "storage" });
   const error = h("p", { class: "error-text", role: "alert", "data-testid": "sync-error", hidden: true });
   const sync = h("button", { type: "button", class: "primary", text: "Sync now" });
   const force = h("button", { type: "button", text: "Sync now (force)", hidden: true });
@@ -147,8 +148,11 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
     const known = typeof s.size_bytes === "number";
     size.textContent = known ? humanSize(s.size_bytes) : "not measured yet";
     size.title = known ? `${s.size_bytes} bytes` : "";
+    storage.textContent = s.moving_to ? `${s.storage}, moving to ${s.moving_to}` : (s.storage ?? "");
     const message = (d.inFlight ? s.job?.last_error : null) || (s.sync_status === "failed" ? s.sync_error : "");
-    const said = message || (s.sync_status === "failed" ? "The last sync failed." : "");
+    const waiting = d.inFlight && s.waiting_for_storage
+      ? `Waiting: ${s.waiting_for_storage}. The sync runs once one is back.` : "";
+    const said = message || waiting || (s.sync_status === "failed" ? "The last sync failed." : "");
     error.replaceChildren(...(said ? failure(said) : []));
     error.hidden = !said;
     /** @type {HTMLButtonElement} */ (sync).disabled = d.inFlight;
@@ -167,7 +171,8 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
             h("dt", { text: "Last successful sync" }), lastSync,
             h("dt", { text: "Last attempt" }), lastAttempt,
             h("dt", { text: "Next sync" }), nextSync,
-            h("dt", { text: "Size" }), size),
+            h("dt", { text: "Size" }), size,
+            h("dt", { text: "Storage" }), storage),
           error,
           ...(manage ? [h("p", { class: "sync" }, sync, force), note] : []));
       }

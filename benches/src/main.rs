@@ -17,6 +17,7 @@ mod queue;
 mod reclaim;
 mod report;
 mod scheduler;
+mod storages;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,7 +35,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
     /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
-    /// import, latency, manifest, reclaim; git is noop and fetch); all when none is given.
+    /// import, latency, manifest, reclaim, storages; git is noop and fetch); all when none
+    /// is given.
     only: Vec<String>,
 }
 
@@ -60,6 +62,11 @@ pub struct Scale {
     /// The Redis footprint benchmark's mirrors, and its sync cycles of all of them.
     pub reclaim_mirrors: usize,
     pub reclaim_cycles: usize,
+    /// The storages benchmark: due mirrors of its tick, mirrors of its no-op round,
+    /// mirrors it moves.
+    pub storage_due_mirrors: usize,
+    pub storage_mirrors: usize,
+    pub storage_moves: usize,
     pub parallelism: Vec<usize>,
 }
 
@@ -83,6 +90,9 @@ impl Scale {
                 manifest_mirrors: 20,
                 reclaim_mirrors: 200,
                 reclaim_cycles: 5,
+                storage_due_mirrors: 4_000,
+                storage_mirrors: 40,
+                storage_moves: 20,
                 parallelism,
             }
         } else {
@@ -103,6 +113,9 @@ impl Scale {
                 manifest_mirrors: 1_000,
                 reclaim_mirrors: 5_000,
                 reclaim_cycles: 24,
+                storage_due_mirrors: 100_000,
+                storage_mirrors: 1_000,
+                storage_moves: 200,
                 parallelism,
             }
         }
@@ -148,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
         "latency",
         "manifest",
         "reclaim",
+        "storages",
     ] {
         if !wanted(name) {
             continue;
@@ -165,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
             "latency" => git::run_latency(&scale, &mut rows).await,
             "manifest" => manifest::run(&scale, &mut rows).await,
             "reclaim" => reclaim::run(&scale, &mut rows).await,
+            "storages" => storages::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

@@ -90,6 +90,8 @@ impl TestEnv {
         cfg.queue.missed_heartbeats = 2;
         cfg.queue.poll_interval = Duration::from_millis(50);
         cfg.storage.root = dir.path().join("mirrors");
+        // what a test machine has free is not the test's business
+        cfg.storage.min_free_bytes = 1024 * 1024;
         cfg.mirror.allow_local_network = true;
         cfg.sync.timeout = Duration::from_secs(60);
         cfg.sync.max_attempts = 3;
@@ -164,6 +166,23 @@ impl TestEnv {
             ("SCHEDULER_LEASE_TTL", secs(c.scheduler.lease_ttl)),
         ]
         .into_iter()
+        .chain((!c.storage.storages.is_empty()).then(|| {
+            let named = c
+                .storage
+                .storages
+                .iter()
+                .map(|(name, s)| {
+                    let read_only = if s.read_only { ";read_only" } else { "" };
+                    format!("{name}={};weight={}{read_only}", s.root.display(), s.weight)
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            ("STORAGE_STORAGES", named)
+        }))
+        .chain([(
+            "STORAGE_MIN_FREE_BYTES",
+            c.storage.min_free_bytes.to_string(),
+        )])
         .chain(
             c.redis
                 .ca_file
@@ -378,8 +397,34 @@ impl TestEnv {
         .await
     }
 
+    /// The mirror's directory on the first configured storage.
     pub fn mirror_path(&self, owner: &str, name: &str) -> std::path::PathBuf {
-        stasis_shared::git::mirror_path(&self.cfg.storage.root, owner, name)
+        let first = self.cfg.storage.names().remove(0);
+        self.mirror_path_on(&first, owner, name)
+    }
+
+    /// The mirror's directory on storage `storage`.
+    pub fn mirror_path_on(&self, storage: &str, owner: &str, name: &str) -> std::path::PathBuf {
+        let root = self
+            .cfg
+            .storage
+            .root_of(storage)
+            .expect("a configured storage");
+        stasis_shared::git::mirror_path(root, owner, name)
+    }
+
+    /// Two storages `a` and `b`, each a directory of the test's, with these weights.
+    pub fn two_storages(&mut self, weight_a: u32, weight_b: u32) {
+        for (name, weight) in [("a", weight_a), ("b", weight_b)] {
+            self.cfg.storage.storages.insert(
+                name.to_owned(),
+                stasis_shared::config::NamedStorage {
+                    root: self.dir.path().join(format!("storage-{name}")),
+                    weight,
+                    read_only: false,
+                },
+            );
+        }
     }
 }
 

@@ -46,6 +46,49 @@ impl Proc {
         Self { child, log }
     }
 
+    /// [`Self::spawn`] as user `uid` (group `uid`), from a copy of the binary in the
+    /// test's directory (the build's own may sit where only root may enter), with `home`
+    /// as its `HOME`. Opens the test's directory to other users for that.
+    pub fn spawn_as(
+        env: &TestEnv,
+        name: &str,
+        log: &str,
+        extra: &[(&str, String)],
+        uid: u32,
+        home: &std::path::Path,
+    ) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let dir = env.dir.path();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .expect("open the test directory");
+        let bin_dir = dir.join("bin");
+        std::fs::create_dir_all(&bin_dir).expect("bin directory");
+        let copy = bin_dir.join(name);
+        if !copy.exists() {
+            // a link where the filesystem allows it: the debug binary is large
+            if std::fs::hard_link(binary(name), &copy).is_err() {
+                std::fs::copy(binary(name), &copy).expect("copy the binary");
+            }
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+                .expect("binary mode");
+        }
+        let log = dir.join(log);
+        let file = std::fs::File::create(&log).expect("create process log");
+        let child = Command::new(&copy)
+            .envs(env.env_vars())
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "info")
+            .env("HOME", home)
+            .uid(uid)
+            .gid(uid)
+            .stdout(file.try_clone().expect("clone process log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} as {uid}: {e}"));
+        Self { child, log }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

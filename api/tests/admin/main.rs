@@ -7,6 +7,7 @@ mod jobs;
 mod lifecycle;
 mod overview;
 mod settings;
+mod storages;
 
 #[path = "../common/mod.rs"]
 mod common;
