@@ -91,6 +91,26 @@ const CLAIM_FAIRLY: &str = "WITH waiting AS (
     WHERE j.id = chosen.id AND j.state = 'pending' AND NOT j.in_queue
     RETURNING j.id, j.repo_id, j.reason";
 
+/// The lanes, by storage, that have due jobs waiting for room: one look at the few rows
+/// the `sync_jobs_awaiting_queue` index holds, so an idle dispatcher pass costs one
+/// query however many storages there are.
+pub async fn due_lanes(pool: &PgPool) -> sqlx::Result<Vec<(String, Lane)>> {
+    let rows: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT DISTINCT COALESCE(r.move_to, r.storage), j.reason IN ('scheduled', 'move')
+         FROM sync_jobs j JOIN repositories r ON r.id = j.repo_id
+         WHERE j.state = 'pending' AND NOT j.in_queue AND j.run_at <= now()",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(storage, scheduled)| {
+            let lane = if scheduled { Lane::Scheduled } else { Lane::Priority };
+            (storage, lane)
+        })
+        .collect())
+}
+
 /// Gives back jobs whose push failed: they wait for the dispatcher's next pass.
 pub async fn unclaim(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<()> {
     sqlx::query(concat!(

@@ -159,12 +159,16 @@ impl Jobs {
         Ok(())
     }
 
-    /// One dispatcher pass: fills each storage's lanes up to their bound with due
-    /// waiting jobs. Returns how many were delivered.
+    /// One dispatcher pass: fills each storage's lanes that have due waiting jobs up to
+    /// their bound. Returns how many were delivered.
     pub async fn dispatch(&self) -> Result<u64> {
         let mut delivered = 0;
         let only = self.lanes().storages.len() == 1;
+        let due = waiting::due_lanes(&self.pool).await?;
         for of in self.lanes().all() {
+            if !due.iter().any(|(s, lane)| *s == of.storage && *lane == of.lane) {
+                continue;
+            }
             let _turn = self.admitting.lock().await;
             let room = self.room(&of.storage, of.lane).await?;
             if room == 0 {
