@@ -155,7 +155,7 @@ async fn dead_deliveries_are_listed_with_their_job_and_counted_per_lane() {
     assert_eq!(status, StatusCode::OK, "{dead}");
     assert_eq!(
         dead["deliveries"],
-        json!([{ "lane": "priority", "delivery_id": ready[0], "job_id": parked, "job_state": "pending" }])
+        json!([{ "lane": "priority", "storage": "default", "delivery_id": ready[0], "job_id": parked, "job_state": "pending" }])
     );
     let (_, queue) = o.call("GET", "/api/v1/admin/queue", None).await;
     assert_eq!(queue["redis_lanes"]["priority"]["dead"], 1, "{queue}");

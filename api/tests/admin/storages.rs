@@ -299,3 +299,53 @@ async fn a_storage_below_its_free_space_floor_takes_no_new_mirrors() {
         assert_eq!(body["storage"], "a", "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_worker_that_mounts_both_storages_moves_a_mirror_by_copy_then_fetch() {
+    let mut env = TestEnv::new().await;
+    env.two_storages(1, 1);
+    let api = Api::start(&env).await;
+    let Users { root, .. } = Users::create(&env).await;
+    let mut up = Upstream::create(env.dir.path().join("up"));
+    up.add_blob("payload.bin", 200_000);
+    // one worker serving both
+    let _worker = env.spawn_worker();
+    both_live(&api, &root).await;
+    let body = json!({ "name": "z", "clone_url": up.url(), "mirror": true, "storage": "a" });
+    let (status, body) = api
+        .call("POST", "/api/v1/repos/import", Some(&root), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    eventually("the import to sync", WAIT, || async {
+        (repo(&api, &root, "root/z").await["sync_status"] == "success").then_some(())
+    })
+    .await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/admin/mirrors/root/z/move",
+            Some(&root),
+            Some(json!({"storage": "b"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job = body["job_id"].as_str().unwrap().to_owned();
+    eventually("the mirror on b", WAIT, || async {
+        let r = repo(&api, &root, "root/z").await;
+        (r["storage"] == "b" && r["moving_to"].is_null()).then_some(())
+    })
+    .await;
+    assert_mirrors(&env.mirror_path_on("b", "root", "z"), &up);
+    // copied, then fetched: the upstream had nothing new, so nothing was received
+    let (_, detail) = api
+        .call(
+            "GET",
+            &format!("/api/v1/admin/jobs/{job}"),
+            Some(&root),
+            None,
+        )
+        .await;
+    let run = &detail["runs"][0];
+    assert_eq!(run["unchanged"], true, "{detail}");
+    assert_eq!(run["bytes_received"], 0, "{detail}");
+}

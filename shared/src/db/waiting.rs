@@ -105,7 +105,11 @@ pub async fn due_lanes(pool: &PgPool) -> sqlx::Result<Vec<(String, Lane)>> {
     Ok(rows
         .into_iter()
         .map(|(storage, scheduled)| {
-            let lane = if scheduled { Lane::Scheduled } else { Lane::Priority };
+            let lane = if scheduled {
+                Lane::Scheduled
+            } else {
+                Lane::Priority
+            };
             (storage, lane)
         })
         .collect())

@@ -166,7 +166,10 @@ impl Jobs {
         let only = self.lanes().storages.len() == 1;
         let due = waiting::due_lanes(&self.pool).await?;
         for of in self.lanes().all() {
-            if !due.iter().any(|(s, lane)| *s == of.storage && *lane == of.lane) {
+            if !due
+                .iter()
+                .any(|(s, lane)| *s == of.storage && *lane == of.lane)
+            {
                 continue;
             }
             let _turn = self.admitting.lock().await;
