@@ -63,6 +63,25 @@ impl Fixture {
         outcome: Outcome,
         allowed: i32,
     ) -> Finished {
+        let stats = RunStats {
+            unchanged: matches!(outcome, Outcome::Success { unchanged: true }),
+            list_ms: Some(7),
+            ..RunStats::default()
+        };
+        self.finish_with(job, fence, started, outcome, allowed, stats)
+            .await
+    }
+
+    /// [`Self::finish`] with the run's figures given.
+    async fn finish_with(
+        &self,
+        job: Uuid,
+        fence: i64,
+        started: Option<Started>,
+        outcome: Outcome,
+        allowed: i32,
+        stats: RunStats,
+    ) -> Finished {
         let error = match outcome {
             Outcome::Failure { .. } => Some("upstream failed"),
             Outcome::Interrupted => Some("worker shutting down"),
@@ -86,11 +105,7 @@ impl Fixture {
             error,
             error_kind,
             duration: Duration::from_millis(10),
-            stats: RunStats {
-                unchanged: matches!(outcome, Outcome::Success { unchanged: true }),
-                list_ms: Some(7),
-                ..RunStats::default()
-            },
+            stats,
             default_interval: cfg.mirror.sync_interval,
             limits: Limits {
                 max_interval: cfg.mirror.max_sync_interval,
@@ -665,6 +680,35 @@ async fn a_change_a_failure_or_an_interruption_ends_a_fold() {
         ]
     );
     assert_eq!(fx.counted_checks().await, 6);
+}
+
+#[tokio::test]
+async fn an_unchanged_check_that_did_more_than_list_keeps_its_figures_in_a_run_of_its_own() {
+    let fx = Fixture::new().await;
+    fx.check(1, UNCHANGED).await;
+    fx.check(2, UNCHANGED).await;
+    // missing LFS objects tried again, and one arrived
+    let job = fx.open(SyncReason::Scheduled).await;
+    let stats = RunStats {
+        unchanged: true,
+        lfs_objects: Some(1),
+        lfs_bytes: Some(2048),
+        ..RunStats::default()
+    };
+    fx.finish_with(job, 3, None, UNCHANGED, 1, stats).await;
+    // nothing folds into it either: its figures stay the one check's
+    fx.check(4, UNCHANGED).await;
+    fx.check(5, UNCHANGED).await;
+    assert_eq!(
+        fx.history().await,
+        vec![(OK, true, 2), (OK, true, 1), (OK, true, 2)]
+    );
+    let runs = runs::for_repo(fx.pool(), fx.repo, 3).await.unwrap();
+    assert_eq!(
+        (runs[1].lfs_objects, runs[1].lfs_bytes),
+        (Some(1), Some(2048))
+    );
+    assert_eq!(fx.counted_checks().await, 5);
 }
 
 #[tokio::test]

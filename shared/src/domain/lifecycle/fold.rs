@@ -4,7 +4,9 @@
 //! an unchanged success too is counted in that run (`checks`, `last_checked_at`,
 //! `last_duration_ms`, `last_job_id`) instead of getting a row. A change, a failure or
 //! an interruption writes a row of its own, and the next unchanged check starts a run
-//! again. The charts count every check where it happened from `unchanged_checks`.
+//! again; so does an unchanged check that did more than list (LFS objects tried again,
+//! a housekeeping pass tried again), whose figures are its own, and no check folds into
+//! such a run. The charts count every check where it happened from `unchanged_checks`.
 //!
 //! The fold is written in the attempt's end transaction, after the mirror's row was
 //! locked under the attempt's fence: two ends of one mirror never fold at once, an
@@ -28,16 +30,18 @@ use super::attempt::Finish;
 /// Rows of `unchanged_checks` per second: a busy second's increments spread over them.
 pub const SHARDS: u8 = 8;
 
-/// Records a successful unchanged check: counted in `unchanged_checks`, and folded into
-/// the mirror's latest run when that is a successful unchanged one too (`open`, the row
-/// `start` opened for this check, aside). Answers the run it folded into, or `None`:
-/// the check needs a run of its own.
+/// Records a successful unchanged check: counted in `unchanged_checks`, and, when it
+/// only listed, folded into the mirror's latest run if that is a successful unchanged
+/// one that only listed too (`open`, the row `start` opened for this check, aside).
+/// Answers the run it folded into, or `None`: the check needs a run of its own.
 pub async fn unchanged_check(
     tx: &mut Transaction<'_, Postgres>,
     f: &Finish<'_>,
     open: Option<i64>,
 ) -> sqlx::Result<Option<i64>> {
     let a = &f.attempt;
+    let s = &f.stats;
+    let only_listed = s.lfs_objects.is_none() && s.lfs_error.is_none() && s.housekeeping.is_none();
     // The latest run is the history's first row (its order, its index); the one this
     // check opened is not a run before it. `superseded` is read from the snapshot: the
     // row's new version carries this check's job.
@@ -55,7 +59,8 @@ pub async fn unchanged_check(
                  last_duration_ms = round($4 * 1000)::int, last_job_id = $2,
                  list_ms = COALESCE($5, r.list_ms)
              FROM latest
-             WHERE r.id = latest.id AND r.outcome = 'success' AND r.unchanged
+             WHERE r.id = latest.id AND $8 AND r.outcome = 'success' AND r.unchanged
+               AND r.lfs_objects IS NULL AND r.lfs_error IS NULL AND r.housekeeping IS NULL
              RETURNING r.id, latest.last_job_id AS superseded
          ), opened AS (
              DELETE FROM sync_runs WHERE id = $6 AND EXISTS (SELECT 1 FROM folded)
@@ -74,6 +79,7 @@ pub async fn unchanged_check(
     .bind(f.stats.list_ms)
     .bind(open)
     .bind(i16::from(shard(a.repo_id)))
+    .bind(only_listed)
     .fetch_optional(&mut **tx)
     .await
 }
