@@ -15,6 +15,7 @@ pub struct Run {
     pub id: i64,
     pub job_id: Uuid,
     pub attempt: i32,
+    /// The worker that ran it; for a run of several checks, the latest's.
     pub worker: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,

@@ -80,6 +80,7 @@ async fn three_unchanged_syncs_in_a_row_leave_one_run_of_three_checks() {
     let (folded, third) = (&history[0], env.job(jobs[2]).await);
     assert_eq!(folded.job_id, jobs[0], "the run is the first check's");
     assert_eq!(Some(folded.last_checked_at), third.started_at);
+    assert_eq!(Some(&folded.worker), third.worker.as_ref());
     assert!(folded.last_checked_at > folded.started_at, "{folded:?}");
     assert!(
         folded.duration_ms.is_some() && folded.list_ms.is_some(),

@@ -2,11 +2,12 @@
 //! upstream unchanged; a row for each would leave a mirror checked hourly with 24 rows a
 //! day that say nothing happened. So an unchanged success whose mirror's latest run is
 //! an unchanged success too is counted in that run (`checks`, `last_checked_at`,
-//! `last_duration_ms`, `last_job_id`) instead of getting a row. A change, a failure or
-//! an interruption writes a row of its own, and the next unchanged check starts a run
-//! again; so does an unchanged check that did more than list (LFS objects tried again,
-//! a housekeeping pass tried again), whose figures are its own, and no check folds into
-//! such a run. The charts count every check where it happened from `unchanged_checks`.
+//! `last_duration_ms`, `last_job_id`, the latest check's `list_ms` and `worker`) instead
+//! of getting a row. A change, a failure or an interruption writes a row of its own, and
+//! the next unchanged check starts a run again; so does an unchanged check that did more
+//! than list (LFS objects tried again, a housekeeping pass tried again), whose figures
+//! are its own, and no check folds into such a run. The charts count every check where
+//! it happened from `unchanged_checks`.
 //!
 //! The fold is written in the attempt's end transaction, after the mirror's row was
 //! locked under the attempt's fence: two ends of one mirror never fold at once, an
@@ -57,7 +58,7 @@ pub async fn unchanged_check(
          ), folded AS (
              UPDATE sync_runs r SET checks = r.checks + 1, last_checked_at = $3,
                  last_duration_ms = round($4 * 1000)::int, last_job_id = $2,
-                 list_ms = COALESCE($5, r.list_ms)
+                 list_ms = COALESCE($5, r.list_ms), worker = $9
              FROM latest
              WHERE r.id = latest.id AND $8 AND r.outcome = 'success' AND r.unchanged
                AND r.lfs_objects IS NULL AND r.lfs_error IS NULL AND r.housekeeping IS NULL
@@ -80,6 +81,7 @@ pub async fn unchanged_check(
     .bind(open)
     .bind(i16::from(shard(a.repo_id)))
     .bind(only_listed)
+    .bind(a.worker)
     .fetch_optional(&mut **tx)
     .await
 }
