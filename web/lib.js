@@ -96,6 +96,30 @@ export function clock(iso) {
   return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
+/** "14:05" today, "3 Dec, 14:05" another day of this year, "3 Dec 2025, 14:05" before. @param {string} iso */
+export function dateTime(iso, now = Date.now()) {
+  const at = new Date(iso);
+  const today = new Date(now);
+  if (at.toDateString() === today.toDateString()) return clock(iso);
+  const year = at.getFullYear() === today.getFullYear() ? undefined : "numeric";
+  return `${at.toLocaleDateString([], { day: "numeric", month: "short", year })}, ${clock(iso)}`;
+}
+
+/**
+ * What a run's refs column says when it fetched nothing: "unchanged", or for a run that
+ * stands for several unchanged checks in a row, how many and since when
+ * ("unchanged ×24 since 3 Dec, 14:05"), its title the first and last check exactly.
+ * @param {{ checks?: number, started_at: string, last_checked_at?: string }} r
+ */
+export function unchanged(r, now = Date.now()) {
+  const checks = r.checks ?? 1;
+  if (checks <= 1) return { text: "unchanged", title: "" };
+  return {
+    text: `unchanged ×${checks} since ${dateTime(r.started_at, now)}`,
+    title: `${checks} checks in a row found nothing new: the first at ${r.started_at}, the last at ${r.last_checked_at}`,
+  };
+}
+
 /** "40 s", "3 min", "2 h": how long until `iso`, for "in …". @param {string} iso */
 function until(iso, now = Date.now()) {
   const secs = Math.max(0, Math.round((Date.parse(iso) - now) / 1000));

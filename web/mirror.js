@@ -5,7 +5,7 @@
 // history with each run's error, and for its owner or an admin every setting the API can
 // change, its webhook URL, and delete. Anyone else who may see it gets it read-only.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, progressView, setMoment, timeEl, toast } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, progressView, setMoment, timeEl, toast, unchanged } from "./lib.js";
 
 /** @param {string} owner @param {string} name @param {{ username: string, is_admin: boolean } | null} me */
 export async function mirrorPage(owner, name, me) {
@@ -207,10 +207,11 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
 /** The figures of a run that mean something: a failed or running one fetched nothing to count. @param {any} r */
 function runFigures(r) {
   const counted = r.outcome === "success";
-  const refs = r.unchanged ? "unchanged"
+  const same = r.unchanged ? unchanged(r) : null;
+  const refs = same ? same.text
     : counted || r.refs_updated || r.refs_pruned ? `+${r.refs_updated ?? 0} -${r.refs_pruned ?? 0}` : "-";
   const bytes = (counted && !r.unchanged) || r.bytes_received > 0 ? humanSize(r.bytes_received ?? 0) : "-";
-  return { refs, bytes };
+  return { refs, refsTitle: same?.title ?? "", bytes };
 }
 
 /** @param {string} base @param {HTMLElement} section */
@@ -225,7 +226,7 @@ async function showHistory(base, section) {
     section.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("thead", {}, h("tr", {}, ...head.map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, ...runs.map((/** @type {any} */ r) => {
-        const { refs, bytes } = runFigures(r);
+        const { refs, refsTitle, bytes } = runFigures(r);
         return h("tr", { "data-outcome": r.outcome ?? "running" },
           timeEl("td", r.started_at, "ago", { "data-label": "Started" }),
           h("td", { text: r.outcome ?? "running", "data-label": "Outcome" }),
@@ -233,7 +234,7 @@ async function showHistory(base, section) {
             ? h("td", { "data-label": "Error", "data-testid": "run-error" }, ...failure(r.error, r.error_kind))
             : h("td", {}),
           h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
-          h("td", { text: refs, "data-label": "Refs" }),
+          h("td", { text: refs, title: refsTitle || undefined, "data-label": "Refs", "data-testid": "run-refs" }),
           h("td", { text: bytes, "data-label": "Received" }),
           h("td", { text: lfsFigures(r), "data-label": "LFS", "data-testid": "run-lfs" }),
           h("td", { text: r.worker ?? "-", "data-label": "Worker" }));

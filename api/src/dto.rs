@@ -452,13 +452,15 @@ pub fn paging(page: Option<u32>, per_page: Option<u32>) -> Result<(u32, u32), Ap
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// How many of the latest attempts; 20 by default, at most 100.
+    /// How many of the latest runs; 20 by default, at most 100.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct History {
+    /// Newest first. Unchanged syncs in a row are one run, that of the first: `checks`
+    /// counts them and `last_checked_at` says when the latest began.
     pub runs: Vec<stasis_shared::db::runs::Run>,
     /// Failure and recovery notifications sent about this mirror, newest first: only
     /// for its owner and admins.

@@ -310,7 +310,8 @@ async fn listing_round(env: &mut TestEnv, n: usize) -> anyhow::Result<f64> {
     let took = started.elapsed().as_secs_f64();
     worker.stop().await;
     let unchanged: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sync_runs r JOIN sync_jobs j ON j.id = r.job_id
+        "SELECT coalesce(sum(r.checks), 0)::bigint FROM sync_runs r
+         JOIN sync_jobs j ON j.id = r.job_id
          WHERE j.reason = 'scheduled' AND r.unchanged AND r.outcome = 'success'",
     )
     .fetch_one(&env.pool)

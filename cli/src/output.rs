@@ -91,12 +91,14 @@ fn short(t: &str, max: usize) -> String {
     }
 }
 
-/// A run's ref changes: `+updated -pruned`, or `unchanged` when nothing was fetched.
+/// A run's ref changes: `+updated -pruned`, or `unchanged` when nothing was fetched;
+/// a run that stands for several unchanged checks says how many and when the last began
+/// (its first is the run's start).
 pub fn refs(run: &stasis_shared::db::runs::Run) -> String {
-    if run.unchanged {
-        "unchanged".into()
-    } else {
-        format!("+{} -{}", run.refs_updated, run.refs_pruned)
+    match (run.unchanged, run.checks) {
+        (true, 1) => "unchanged".into(),
+        (true, n) => format!("unchanged ×{n}, last {}", time(Some(run.last_checked_at))),
+        (false, _) => format!("+{} -{}", run.refs_updated, run.refs_pruned),
     }
 }
 
@@ -113,5 +115,42 @@ mod tests {
         assert!(t.contains('…'), "{t}");
         let at = DateTime::parse_from_rfc3339("2026-11-25T18:02:11+02:00").unwrap();
         assert_eq!(time(Some(at.into())), "2026-11-25T16:02:11Z");
+    }
+
+    #[test]
+    fn a_run_of_several_unchanged_checks_says_how_many_and_the_last() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let mut run = stasis_shared::db::runs::Run {
+            id: 1,
+            job_id: uuid::Uuid::nil(),
+            attempt: 1,
+            worker: "w".into(),
+            started_at: at("2026-12-01T10:00:00Z"),
+            finished_at: Some(at("2026-12-01T10:00:01Z")),
+            outcome: Some(stasis_shared::domain::RunOutcome::Success),
+            error: None,
+            error_kind: None,
+            refs_updated: 0,
+            refs_created: 0,
+            refs_pruned: 0,
+            bytes_received: 0,
+            objects_received: 0,
+            list_ms: Some(40),
+            fetch_ms: None,
+            unchanged: true,
+            checks: 1,
+            last_checked_at: at("2026-12-01T10:00:00Z"),
+            duration_ms: Some(45),
+            lfs_objects: None,
+            lfs_bytes: None,
+            lfs_error: None,
+        };
+        assert_eq!(refs(&run), "unchanged");
+        run.checks = 24;
+        run.last_checked_at = at("2026-12-02T09:00:00Z");
+        assert_eq!(refs(&run), "unchanged ×24, last 2026-12-02T09:00:00Z");
+        run.unchanged = false;
+        run.refs_updated = 2;
+        assert_eq!(refs(&run), "+2 -0");
     }
 }

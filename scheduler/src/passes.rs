@@ -309,6 +309,7 @@ impl Leader {
                 runs = d.runs,
                 jobs = d.jobs,
                 notifications = d.notifications,
+                unchanged_checks = d.unchanged_checks,
                 "old history deleted"
             );
         }

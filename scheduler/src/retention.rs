@@ -6,6 +6,10 @@
 //! notifications once delivered or given up and older than `history.max_age`. The
 //! mirror's own row (status, counters) is never touched.
 //!
+//! A run that stands for several unchanged checks (`checks`) is one row here, and as old
+//! as its first check (`finished_at`, the index the age scan walks). The per-second
+//! counts of unchanged checks go once older than [`CHECK_COUNTS_KEPT`].
+//!
 //! Deletes go in small batches, each its own statement: no long lock on tables the
 //! workers write to at every sync end.
 
@@ -19,6 +23,9 @@ use crate::error::SchedulerError;
 
 /// Rows deleted per statement.
 pub const BATCH: i64 = 1000;
+/// How long `unchanged_checks` keeps a second's count: the longest activity chart is a
+/// day, in whole half hours.
+pub const CHECK_COUNTS_KEPT: Duration = Duration::from_secs(25 * 3600);
 /// Mirrors whose excess runs one statement looks at.
 pub const MIRRORS_PER_BATCH: i64 = 200;
 /// Statements per table and pass: a pass stays short; the next one continues.
@@ -27,10 +34,11 @@ const MAX_BATCHES: usize = 20;
 // The pass's statements, public so that `stasis-bench history` explains the very text
 // that runs here.
 
-/// The CTE body that deletes, beside a statement's `gone` runs (`id`, `job_id`), the
-/// finished jobs those were the last runs of: a job goes with its runs, so no pass has to
-/// look for jobs without runs among all finished ones (an anti-join of both whole
-/// tables, seconds at 10 million runs). A job a retry made pending again since the
+/// The CTE body that deletes, beside a statement's `gone` runs (`id`, `job_id`,
+/// `last_job_id`), the finished jobs those were the last runs of, and the job of the
+/// latest unchanged check each folded run stood for: a job goes with its runs, so no
+/// pass has to look for jobs without runs among all finished ones (an anti-join of both
+/// whole tables, seconds at 10 million runs). A job a retry made pending again since the
 /// statement began is left alone (its row is re-checked once the retry commits).
 /// `OFFSET 0` keeps the `NOT EXISTS` a probe of `sync_runs_job` per deleted job: as an
 /// anti-join the planner hashed all of `sync_runs` for it.
@@ -38,7 +46,7 @@ macro_rules! jobs_of_gone_runs {
     () => {
         concat!(
             "DELETE FROM sync_jobs j
-         WHERE j.id IN (SELECT job_id FROM gone) AND ",
+         WHERE j.id IN (SELECT job_id FROM gone UNION ALL SELECT last_job_id FROM gone) AND ",
             stasis_shared::job_finished!("j"),
             " AND j.finished_at < now() - interval '1 minute'
            AND NOT EXISTS (SELECT 1 FROM sync_runs o
@@ -85,7 +93,8 @@ macro_rules! excess_runs {
          ) v
          LIMIT $4
      ), gone AS (
-         DELETE FROM sync_runs WHERE id IN (SELECT id FROM victims) RETURNING id, job_id
+         DELETE FROM sync_runs WHERE id IN (SELECT id FROM victims)
+         RETURNING id, job_id, last_job_id
      ), jobs_gone AS (",
             jobs_of_gone_runs!(),
             ")
@@ -122,7 +131,7 @@ pub const OLD_RUNS: &str = concat!(
     stasis_shared::run_failed!("f"),
     " ORDER BY f.id DESC LIMIT 1)
              LIMIT $2)
-         RETURNING id, job_id
+         RETURNING id, job_id, last_job_id
      ), jobs_gone AS (",
     jobs_of_gone_runs!(),
     ")
@@ -148,6 +157,8 @@ pub struct Deleted {
     pub runs: u64,
     pub jobs: u64,
     pub notifications: u64,
+    /// Rows of `unchanged_checks` (one second's count of one shard).
+    pub unchanged_checks: u64,
 }
 
 /// What a leader's passes remember between them: the newest run the last complete pass
@@ -188,10 +199,12 @@ pub async fn enforce(
         deleted.jobs += jobs;
         deleted.jobs += repeat(|| orphan_jobs(pool, max_age)).await?;
         deleted.notifications += repeat(|| old_notifications(pool, max_age)).await?;
+        deleted.unchanged_checks += repeat(|| old_check_counts(pool)).await?;
         for (table, n) in [
             ("sync_runs", deleted.runs),
             ("sync_jobs", deleted.jobs),
             ("notifications", deleted.notifications),
+            ("unchanged_checks", deleted.unchanged_checks),
         ] {
             metrics::counter!("stasis_history_deleted_total", "table" => table).increment(n);
         }
@@ -326,6 +339,20 @@ async fn old_notifications(pool: &PgPool, max_age: Duration) -> sqlx::Result<u64
              LIMIT $2)",
     )
     .bind(max_age.as_secs_f64())
+    .bind(BATCH)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+async fn old_check_counts(pool: &PgPool) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM unchanged_checks WHERE (second, shard) IN (
+             SELECT second, shard FROM unchanged_checks
+             WHERE second < now() - make_interval(secs => $1)
+             LIMIT $2)",
+    )
+    .bind(CHECK_COUNTS_KEPT.as_secs_f64())
     .bind(BATCH)
     .execute(pool)
     .await?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::PgPool;
 use stasis_shared::db::coalesce::{self, Window};
+use stasis_shared::db::runs;
 use stasis_shared::db::waiting;
 use stasis_shared::domain::lifecycle::attempt::{
     self, Attempt, Finish, Finished, RunStats, Started,
@@ -16,7 +17,7 @@ use stasis_shared::domain::lifecycle::operator::{self, Refused};
 use stasis_shared::domain::lifecycle::policy::{End, Limits, Outcome};
 use stasis_shared::domain::lifecycle::rescue;
 use stasis_shared::domain::{ErrorKind, JobState, Lane, RunOutcome, SyncReason, SyncStatus};
-use stasis_testkit::TestEnv;
+use stasis_testkit::{eventually, TestEnv};
 use uuid::Uuid;
 
 /// An upstream nobody fetches: these tests write the lifecycle's statements directly.
@@ -62,6 +63,25 @@ impl Fixture {
         outcome: Outcome,
         allowed: i32,
     ) -> Finished {
+        let stats = RunStats {
+            unchanged: matches!(outcome, Outcome::Success { unchanged: true }),
+            list_ms: Some(7),
+            ..RunStats::default()
+        };
+        self.finish_with(job, fence, started, outcome, allowed, stats)
+            .await
+    }
+
+    /// [`Self::finish`] with the run's figures given.
+    async fn finish_with(
+        &self,
+        job: Uuid,
+        fence: i64,
+        started: Option<Started>,
+        outcome: Outcome,
+        allowed: i32,
+        stats: RunStats,
+    ) -> Finished {
         let error = match outcome {
             Outcome::Failure { .. } => Some("upstream failed"),
             Outcome::Interrupted => Some("worker shutting down"),
@@ -72,15 +92,20 @@ impl Fixture {
             _ => None,
         };
         let cfg = &self.env.cfg;
+        let mut attempt = attempt_of(job, self.repo, fence);
+        if started.is_some() {
+            // the worker ends an attempt with the start it recorded
+            attempt.started_at = self.env.job(job).await.started_at.expect("started");
+        }
         let f = Finish {
-            attempt: attempt_of(job, self.repo, fence),
+            attempt,
             started,
             outcome,
             allowed,
             error,
             error_kind,
             duration: Duration::from_millis(10),
-            stats: RunStats::default(),
+            stats,
             default_interval: cfg.mirror.sync_interval,
             limits: Limits {
                 max_interval: cfg.mirror.max_sync_interval,
@@ -174,6 +199,7 @@ async fn set_next_sync(pool: &PgPool, repo: Uuid, in_secs: f64) {
 }
 
 const SUCCESS: Outcome = Outcome::Success { unchanged: false };
+const UNCHANGED: Outcome = Outcome::Success { unchanged: true };
 
 // opening::open
 
@@ -550,6 +576,188 @@ async fn a_retry_carries_no_follow_up_the_next_attempt_settles_it() {
         .await
         .unwrap();
     assert_eq!(jobs, 1);
+}
+
+// attempt::finish: unchanged checks folded (lifecycle::fold)
+
+impl Fixture {
+    /// A job opened and finished at once (no recorded start) with `outcome`, under
+    /// `fence`; returns the job.
+    async fn check(&self, fence: i64, outcome: Outcome) -> Uuid {
+        let job = self.open(SyncReason::Scheduled).await;
+        let finished = self.finish(job, fence, None, outcome, 1).await;
+        assert!(finished.owned, "{finished:?}");
+        job
+    }
+
+    /// The mirror's history, newest first: (outcome, unchanged, checks) of each run.
+    async fn history(&self) -> Vec<(Option<RunOutcome>, bool, i32)> {
+        runs::for_repo(self.pool(), self.repo, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.outcome, r.unchanged, r.checks))
+            .collect()
+    }
+
+    async fn counted_checks(&self) -> i64 {
+        sqlx::query_scalar("SELECT coalesce(sum(checks), 0)::bigint FROM unchanged_checks")
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+}
+
+const OK: Option<RunOutcome> = Some(RunOutcome::Success);
+
+#[tokio::test]
+async fn unchanged_checks_in_a_row_fold_into_the_run_of_the_first() {
+    let fx = Fixture::new().await;
+    let first = fx.check(1, UNCHANGED).await;
+    assert_eq!(fx.history().await, vec![(OK, true, 1)]);
+    let second = fx.check(2, UNCHANGED).await;
+    assert_eq!(fx.history().await, vec![(OK, true, 2)]);
+
+    // the third lists for long: recorded as started, its own run shows while it runs
+    let third = fx.open(SyncReason::Scheduled).await;
+    let started = fx.start(third, 3).await.expect("started");
+    assert_eq!(fx.history().await, vec![(None, false, 1), (OK, true, 2)]);
+    let finished = fx.finish(third, 3, Some(started), UNCHANGED, 1).await;
+    assert_eq!(finished.end, Some(End::Success { unchanged: true }));
+    assert_eq!(fx.history().await, vec![(OK, true, 3)], "its run folded in");
+
+    let run = &runs::for_repo(fx.pool(), fx.repo, 1).await.unwrap()[0];
+    let third_job = fx.env.job(third).await;
+    assert_eq!(run.job_id, first, "the run is the first check's");
+    assert_eq!(Some(run.last_checked_at), third_job.started_at);
+    assert!(run.last_checked_at > run.started_at, "{run:?}");
+    assert_eq!((run.duration_ms, run.list_ms), (Some(10), Some(7)));
+    // the first and the latest check's jobs stay, the one in between is gone, and each
+    // job left shows the run
+    assert_eq!(third_job.state, JobState::Done);
+    assert!(job_row(fx.pool(), second).await.is_none());
+    for job in [first, third] {
+        let shown: Vec<i64> = fx.env.runs(job).await.iter().map(|r| r.id).collect();
+        assert_eq!(shown, vec![run.id], "job {job}");
+    }
+    assert_eq!(fx.counted_checks().await, 3, "every check counted");
+    assert_eq!(fx.status().await, SyncStatus::Success);
+}
+
+#[tokio::test]
+async fn a_change_a_failure_or_an_interruption_ends_a_fold() {
+    let fx = Fixture::new().await;
+    fx.check(1, UNCHANGED).await;
+    fx.check(2, SUCCESS).await;
+    fx.check(3, UNCHANGED).await;
+    fx.check(4, UNCHANGED).await;
+    let failure = Outcome::Failure {
+        kind: ErrorKind::Network,
+    };
+    fx.check(5, failure).await;
+    fx.check(6, UNCHANGED).await;
+    // a shutdown interrupts a sync; its job runs again, unchanged
+    let job = fx.open(SyncReason::Scheduled).await;
+    let started = fx.start(job, 7).await.expect("started");
+    let interrupted = fx
+        .finish(job, 7, Some(started), Outcome::Interrupted, 3)
+        .await;
+    assert_eq!(interrupted.end, Some(End::Interrupted));
+    fx.finish(job, 8, None, UNCHANGED, 3).await;
+    fx.check(9, UNCHANGED).await;
+
+    let interrupted = Some(RunOutcome::Interrupted);
+    assert_eq!(
+        fx.history().await,
+        vec![
+            (OK, true, 2),
+            (interrupted, false, 1),
+            (OK, true, 1),
+            (Some(RunOutcome::Failed), false, 1),
+            (OK, true, 2),
+            (OK, false, 1),
+            (OK, true, 1),
+        ]
+    );
+    assert_eq!(fx.counted_checks().await, 6);
+}
+
+#[tokio::test]
+async fn an_unchanged_check_that_did_more_than_list_keeps_its_figures_in_a_run_of_its_own() {
+    let fx = Fixture::new().await;
+    fx.check(1, UNCHANGED).await;
+    fx.check(2, UNCHANGED).await;
+    // missing LFS objects tried again, and one arrived
+    let job = fx.open(SyncReason::Scheduled).await;
+    let stats = RunStats {
+        unchanged: true,
+        lfs_objects: Some(1),
+        lfs_bytes: Some(2048),
+        ..RunStats::default()
+    };
+    fx.finish_with(job, 3, None, UNCHANGED, 1, stats).await;
+    // nothing folds into it either: its figures stay the one check's
+    fx.check(4, UNCHANGED).await;
+    fx.check(5, UNCHANGED).await;
+    assert_eq!(
+        fx.history().await,
+        vec![(OK, true, 2), (OK, true, 1), (OK, true, 2)]
+    );
+    let runs = runs::for_repo(fx.pool(), fx.repo, 3).await.unwrap();
+    assert_eq!(
+        (runs[1].lfs_objects, runs[1].lfs_bytes),
+        (Some(1), Some(2048))
+    );
+    assert_eq!(fx.counted_checks().await, 5);
+}
+
+#[tokio::test]
+async fn an_attempt_that_lost_its_lease_folds_nothing_and_its_successor_starts_a_run() {
+    let fx = Fixture::new().await;
+    fx.check(1, UNCHANGED).await;
+    let job = fx.open(SyncReason::Scheduled).await;
+    let stale = fx.start(job, 2).await.expect("started");
+    // another worker took the sync over with a newer fence
+    let current = fx.start(job, 3).await.expect("taken over");
+    let lost = fx.finish(job, 2, Some(stale), UNCHANGED, 3).await;
+    assert!(!lost.owned);
+    fx.finish(job, 3, Some(current), UNCHANGED, 3).await;
+    assert_eq!(
+        fx.history().await,
+        vec![
+            (OK, true, 1),
+            (Some(RunOutcome::LostLock), true, 1),
+            (OK, true, 1)
+        ]
+    );
+    assert_eq!(fx.counted_checks().await, 2, "the lost attempt is no check");
+}
+
+#[tokio::test]
+async fn a_fold_rewrites_its_run_in_place_without_touching_an_index() {
+    let fx = Fixture::new().await;
+    const FOLDS: i64 = 20;
+    for fence in 1..=FOLDS + 1 {
+        fx.check(fence, UNCHANGED).await;
+    }
+    assert_eq!(fx.history().await, vec![(OK, true, FOLDS as i32 + 1)]);
+    // every update of sync_runs was a fold, and every fold a HOT update (the statistics
+    // arrive once the writing connections have been idle a moment)
+    let (updates, hot) = eventually(
+        "the table's statistics",
+        Duration::from_secs(30),
+        || async {
+            let (updates, hot): (i64, i64) = sqlx::query_as(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'sync_runs'",
+        )
+        .fetch_one(fx.pool())
+        .await
+        .unwrap();
+            (updates >= FOLDS).then_some((updates, hot))
+        },
+    )
+    .await;
+    assert_eq!((updates, hot), (FOLDS, FOLDS));
 }
 
 // rescue::requeue_running

@@ -118,7 +118,8 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
         Deleted {
             runs: 30 + 1,
             jobs: 30 + 1 + 1,
-            notifications: 1
+            notifications: 1,
+            unchanged_checks: 0,
         }
     );
 
@@ -175,5 +176,94 @@ async fn history_is_bounded_per_mirror_and_by_age_keeping_the_last_failure() {
         runs_of(&env, quiet).await.len(),
         4,
         "a first pass looks at every mirror"
+    );
+}
+
+/// A finished job of no run, as a folded run's latest check leaves it, `minutes_ago`.
+async fn job_of_a_folded_check(env: &TestEnv, repo: Uuid, minutes_ago: i32) -> Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO sync_jobs (id, repo_id, reason, state, max_attempts, attempts,
+             enqueued_at, started_at, finished_at)
+         VALUES (gen_random_uuid(), $1, 'scheduled', 'done', 5, 1,
+             now() - make_interval(mins => $2), now() - make_interval(mins => $2),
+             now() - make_interval(mins => $2))
+         RETURNING id",
+    )
+    .bind(repo)
+    .bind(minutes_ago)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+}
+
+/// Folds `checks` unchanged checks into `run`, the latest of them `job`'s.
+async fn fold(env: &TestEnv, run: i64, checks: i32, job: Uuid) {
+    sqlx::query(
+        "UPDATE sync_runs SET unchanged = true, checks = $2, last_job_id = $3,
+             last_checked_at = (SELECT started_at FROM sync_jobs WHERE id = $3)
+         WHERE id = $1",
+    )
+    .bind(run)
+    .bind(checks)
+    .bind(job)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_folded_run_is_one_row_and_goes_with_the_job_of_its_latest_check() {
+    let mut env = TestEnv::new().await;
+    env.cfg.history.max_runs_per_mirror = 3;
+    let (alice, _) = env.user("alice", false).await;
+    let repo = env.mirror(&alice, "m", "file:///up/m").await;
+    // the oldest run stood for 50 unchanged checks, the newest stands for 1000 so far
+    let oldest = run(&env, repo, 400, "success").await;
+    let oldest_latest_job = job_of_a_folded_check(&env, repo, 310).await;
+    fold(&env, oldest, 50, oldest_latest_job).await;
+    let kept = [
+        run(&env, repo, 300, "success").await,
+        run(&env, repo, 200, "failed").await,
+        run(&env, repo, 100, "success").await,
+    ];
+    let newest_latest_job = job_of_a_folded_check(&env, repo, 2).await;
+    fold(&env, kept[2], 1000, newest_latest_job).await;
+    // counts of unchanged checks: one second a day and more ago, one an hour ago
+    sqlx::query(
+        "INSERT INTO unchanged_checks (second, shard, checks) VALUES
+             (date_trunc('second', now() - interval '26 hours'), 3, 40),
+             (date_trunc('second', now() - interval '1 hour'), 3, 2)",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
+    let deleted = enforce(&env.cfg, &env.pool, &mut Progress::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted,
+        Deleted {
+            runs: 1,
+            jobs: 2,
+            notifications: 0,
+            unchanged_checks: 1,
+        },
+        "the folded run counts as one of the newest 3"
+    );
+    assert_eq!(runs_of(&env, repo).await, kept.into_iter().collect());
+    let jobs: BTreeSet<Uuid> = sqlx::query_scalar("SELECT id FROM sync_jobs")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(!jobs.contains(&oldest_latest_job), "went with its run");
+    assert!(jobs.contains(&newest_latest_job), "its run is kept");
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    assert_eq!(
+        count(&env, "SELECT sum(checks)::bigint FROM unchanged_checks").await,
+        2,
+        "the last day's counts are kept"
     );
 }

@@ -191,8 +191,8 @@ async fn sync_progress(
     }
 }
 
-/// A mirror's sync history: its latest attempts, newest first, each with its outcome,
-/// error and figures.
+/// A mirror's sync history: its latest runs, newest first, each with its outcome, error
+/// and figures; unchanged syncs in a row share one run that counts them (`checks`).
 #[utoipa::path(
     get, path = "/repos/{owner}/{repo}/mirror/history", tag = "mirrors", operation_id = "listMirrorHistory",
     params(("owner" = String, Path), ("repo" = String, Path), HistoryQuery),

@@ -136,6 +136,37 @@ async fn activity_counts_each_attempt_once_by_outcome_over_the_hour_and_the_day(
     jobs.worker.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn activity_and_throughput_count_every_check_a_folded_run_stands_for() {
+    let o = ops().await;
+    let jobs = o.three_jobs().await;
+    o.unchanged_syncs(3).await;
+    let (_, history) = o
+        .call("GET", "/api/v1/repos/alice/good/mirror/history", None)
+        .await;
+    assert_eq!(
+        history["runs"].as_array().map(Vec::len),
+        Some(2),
+        "the import and one run of three checks: {history}"
+    );
+    for window in ["hour", "day"] {
+        let path = format!("/api/v1/admin/activity?window={window}");
+        let (status, activity) = o.call("GET", &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{activity}");
+        // the good import moved refs, the broken one failed, then three checks
+        let counted = ["synced", "unchanged", "failed", "retrying", "other"]
+            .map(|outcome| sum(&activity, outcome));
+        assert_eq!(counted, [1, 3, 1, 0, 0], "{activity}");
+    }
+    let (_, q) = o.call("GET", "/api/v1/admin/queue", None).await;
+    assert_eq!(
+        (&q["throughput"]["last_1m"], &q["throughput"]["last_1h"]),
+        (&json!(5), &json!(5)),
+        "two imports and three checks: {q}"
+    );
+    jobs.worker.stop().await;
+}
+
 /// apalis moves a delivery it gives up on into its lane's dead set; the operator sees
 /// it with the job it carried and that job's state in Postgres.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,9 @@ use stasis_testkit::worker::InProcessWorker;
 use stasis_testkit::{eventually, TestEnv};
 
 use common::{Api, Users};
-use stasis_shared::domain::JobState;
+use stasis_shared::db::repos;
+use stasis_shared::domain::{JobState, SyncReason};
+use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -143,6 +145,23 @@ impl Ops {
             failed,
             broken_job,
         }
+    }
+
+    /// `n` scheduled syncs of alice's good mirror through the running worker, one after
+    /// the other, each finding its upstream unchanged since the import: their jobs.
+    async fn unchanged_syncs(&self, n: usize) -> Vec<Uuid> {
+        let repo = repos::find_by_name(&self.env.pool, "alice", "good")
+            .await
+            .unwrap()
+            .expect("alice/good")
+            .id;
+        let mut jobs = Vec::new();
+        for _ in 0..n {
+            let job = self.env.enqueue(repo, SyncReason::Scheduled).await;
+            assert_eq!(self.env.finished(job, WAIT).await.state, JobState::Done);
+            jobs.push(job);
+        }
+        jobs
     }
 
     /// The broken upstream created, its failed job retried and run to success; then

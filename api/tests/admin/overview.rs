@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 use stasis_shared::scheduler_status::{self, SchedulerStatus};
@@ -76,6 +77,37 @@ async fn a_mirror_s_history_is_newest_first() {
     let runs = history["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["outcome"], "success", "newest first: {history}");
+    jobs.worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_and_status_show_unchanged_checks_in_a_row_as_one_run_and_the_latest_check() {
+    let o = ops().await;
+    let jobs = o.three_jobs().await;
+    let checks = o.unchanged_syncs(3).await;
+    let latest = o.env.job(checks[2]).await.started_at.expect("started");
+    let at = |v: &serde_json::Value| v.as_str().map(|s| s.parse::<DateTime<Utc>>().unwrap());
+
+    let path = "/api/v1/repos/alice/good/mirror/history";
+    let (_, history) = o.api.call("GET", path, None, None).await;
+    let runs = history["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{history}");
+    let (folded, import) = (&runs[0], &runs[1]);
+    assert_eq!(
+        (&folded["outcome"], &folded["unchanged"], &folded["checks"]),
+        (&json!("success"), &json!(true), &json!(3)),
+        "{history}"
+    );
+    assert_eq!(at(&folded["last_checked_at"]), Some(latest), "{history}");
+    assert_eq!(
+        (&import["unchanged"], &import["checks"]),
+        (&json!(false), &json!(1))
+    );
+    assert_eq!(import["last_checked_at"], import["started_at"], "{history}");
+
+    let path = "/api/v1/repos/alice/good/mirror/status";
+    let (_, status) = o.api.call("GET", path, None, None).await;
+    assert_eq!(at(&status["last_attempt_at"]), Some(latest), "{status}");
     jobs.worker.stop().await;
 }
 

@@ -16,33 +16,32 @@ use crate::pin::Pinning;
 use crate::report::Row;
 use crate::Scale;
 
-async fn done_jobs(pool: &PgPool) -> anyhow::Result<i64> {
+/// Unchanged checks recorded: a run of several counts each.
+async fn unchanged_checks(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(
-        sqlx::query_scalar("SELECT count(*) FROM sync_jobs WHERE state = 'done'")
-            .fetch_one(pool)
-            .await?,
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(checks), 0)::bigint FROM sync_runs WHERE unchanged",
+        )
+        .fetch_one(pool)
+        .await?,
     )
 }
 
-async fn unchanged_runs(pool: &PgPool) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE unchanged")
-            .fetch_one(pool)
-            .await?,
-    )
-}
-
-/// Waits until `target` jobs are done; returns when the last of them finished, by the
-/// database's clock, so polling slowly (not to compete with the syncs it times) costs no
-/// precision.
-pub(super) async fn wait_done(pool: &PgPool, target: i64) -> anyhow::Result<DateTime<Utc>> {
+/// Waits until the jobs a tick opened have all ended (none pending or running: counting
+/// done jobs would not do, since an unchanged check that folds deletes the job of the
+/// one before it); returns when the last of them finished, by the database's clock, so
+/// polling slowly (not to compete with the syncs it times) costs no precision.
+pub(super) async fn wait_done(pool: &PgPool) -> anyhow::Result<DateTime<Utc>> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let (done, last): (i64, Option<DateTime<Utc>>) =
-            sqlx::query_as("SELECT count(*), max(finished_at) FROM sync_jobs WHERE state = 'done'")
-                .fetch_one(pool)
-                .await?;
-        if done >= target {
+        let (active, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'running')),
+                    max(finished_at) FILTER (WHERE state = 'done')
+             FROM sync_jobs",
+        )
+        .fetch_one(pool)
+        .await?;
+        if active == 0 {
             return last.context("finished jobs have a finish time");
         }
         ensure!(Instant::now() < deadline, "syncs did not finish");
@@ -96,7 +95,7 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
         let worker = start_worker(&env, parallelism);
         tokio::time::sleep(Duration::from_millis(500)).await;
         println!("no-op syncs of {n} mirrors at parallelism {parallelism}, {share} a round");
-        let unchanged_before = unchanged_runs(&env.pool).await?;
+        let unchanged_before = unchanged_checks(&env.pool).await?;
         let (mut ours_secs, mut v0_secs, mut list_secs) = (0.0, 0.0, 0.0);
         let (mut ours_cpu, mut list_cpu, mut v0_cpu) =
             (Cpu::default(), Cpu::default(), Cpu::default());
@@ -110,7 +109,6 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             .bind(names)
             .execute(&env.pool)
             .await?;
-            let before = done_jobs(&env.pool).await?;
             let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
                 .fetch_one(&env.pool)
                 .await?;
@@ -123,7 +121,7 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
                 "enqueued {}",
                 tick.enqueued
             );
-            let last = wait_done(&env.pool, before + count as i64).await?;
+            let last = wait_done(&env.pool).await?;
             ours_cpu.add_span(&cpu_before, &settled_cpu().await);
             ours_drops += listen_overflows() - drops_before;
             ours_secs += (last - started).num_microseconds().unwrap_or(1) as f64 / 1e6;
@@ -137,8 +135,8 @@ pub async fn run_noop(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> 
             list_drops += listen_overflows() - drops_before;
         }
         worker.stop().await;
-        let unchanged = unchanged_runs(&env.pool).await? - unchanged_before;
-        ensure!(unchanged as usize >= n, "only {unchanged} unchanged runs");
+        let unchanged = unchanged_checks(&env.pool).await? - unchanged_before;
+        ensure!(unchanged as usize >= n, "only {unchanged} unchanged checks");
         let (ours_cpu, list_cpu, v0_cpu) =
             (ours_cpu.per_op(n), list_cpu.per_op(n), v0_cpu.per_op(n));
         println!("pipeline, per no-op sync: {ours_cpu}");

@@ -65,11 +65,13 @@ pub async fn defer(
     repo_id: Uuid,
     gap: Duration,
 ) -> sqlx::Result<DateTime<Utc>> {
-    // sync_runs is indexed by (repo_id, started_at DESC): one index probe; GREATEST
-    // ignores the NULL of a mirror that never synced
+    // the mirror's newest run (one probe of `sync_runs_repo_newest`) holds its last
+    // start: its own, or its latest check's when unchanged checks folded into it;
+    // GREATEST ignores the NULL of a mirror that never synced
     sqlx::query_scalar(
         "UPDATE sync_jobs SET run_at = GREATEST(run_at,
-             (SELECT max(started_at) FROM sync_runs WHERE repo_id = $2)
+             (SELECT COALESCE(last_checked_at, started_at) FROM sync_runs WHERE repo_id = $2
+              ORDER BY started_at DESC, id DESC LIMIT 1)
                  + make_interval(secs => $3))
          WHERE id = $1 RETURNING run_at",
     )

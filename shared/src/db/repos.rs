@@ -134,7 +134,9 @@ pub const STATUS: &str = concat!(
            j.last_error AS job_last_error,
            j.state = 'pending' AND NOT j.in_queue AND j.run_at <= now() AS job_waiting_for_queue,
            j.follow_up_reason IS NOT NULL AS job_follow_up,
-           (SELECT max(s.started_at) FROM sync_runs s WHERE s.repo_id = r.id) AS last_attempt_at,
+           (SELECT COALESCE(s.last_checked_at, s.started_at) FROM sync_runs s
+            WHERE s.repo_id = r.id ORDER BY s.started_at DESC, s.id DESC LIMIT 1)
+               AS last_attempt_at,
            (SELECT count(*) FROM lfs_missing m WHERE m.repo_id = r.id) AS lfs_missing_objects
          FROM repositories r JOIN users u ON u.id = r.owner_id
          LEFT JOIN sync_jobs j ON j.repo_id = r.id AND ",

@@ -313,7 +313,12 @@ pub(crate) fn describe_scheduler() {
         "stasis_history_deleted_total",
         "History rows deleted by retention, by table"
     );
-    for table in ["sync_runs", "sync_jobs", "notifications"] {
+    for table in [
+        "sync_runs",
+        "sync_jobs",
+        "notifications",
+        "unchanged_checks",
+    ] {
         metrics::counter!("stasis_history_deleted_total", "table" => table).absolute(0);
     }
     describe_counter!(

@@ -5,6 +5,7 @@ mod caps;
 mod deliveries;
 mod errors;
 mod failures;
+mod folds;
 mod follow;
 mod recovery;
 mod requests;

@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryScalar;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::fold;
 use super::policy::{self, Attempted, End, Limits, NextSync, Outcome, Standing, Verdict};
 use crate::db::settings;
 use crate::domain::{ErrorKind, JobState, RunOutcome, SyncReason};
@@ -28,6 +31,9 @@ pub struct Attempt<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Started {
     pub attempt: i32,
+    /// The run row that records the attempt: the one [`start`] opened; for an attempt
+    /// [`finish`] started, the one it wrote, which is an earlier run's when the attempt
+    /// was an unchanged check that folded into it.
     pub run_id: i64,
     /// Seconds from when the attempt was due (enqueue or end of its backoff) to its start.
     pub waited_secs: f64,
@@ -42,10 +48,34 @@ pub async fn start<'e, E>(executor: E, a: &Attempt<'_>) -> sqlx::Result<Option<S
 where
     E: sqlx::PgExecutor<'e>,
 {
+    Ok(claim(executor, a, true).await?.map(|c| Started {
+        attempt: c.attempt,
+        // a claim that opens its run always has one
+        run_id: c.run_id.unwrap_or_default(),
+        waited_secs: c.waited_secs,
+        rescued: c.rescued,
+    }))
+}
+
+/// An attempt [`claim`] recorded as started, with its run row if it opened one.
+#[derive(Debug, Clone, Copy)]
+struct Claimed {
+    attempt: i32,
+    run_id: Option<i64>,
+    waited_secs: f64,
+    rescued: bool,
+}
+
+/// [`start`]'s statement; without `open_run` it opens no run row, for [`finish`] to
+/// write the run whole (or fold it into the previous one) in the same transaction.
+async fn claim<'e, E>(executor: E, a: &Attempt<'_>, open_run: bool) -> sqlx::Result<Option<Claimed>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
     // Each step reads the one before it, so none runs unless all can: a job no longer
     // runnable moves no fence, a stale fence starts no attempt. A run still open belonged
     // to a worker that died mid-attempt; the new run is not visible to that UPDATE.
-    let started: Option<(i32, f64, i64, i64)> = sqlx::query_as(
+    let claimed: Option<(i32, f64, Option<i64>, i64)> = sqlx::query_as(
         "WITH job AS (
              SELECT id FROM sync_jobs WHERE id = $1 AND state IN ('pending', 'running')
              FOR UPDATE
@@ -66,21 +96,22 @@ where
              RETURNING id
          ), run AS (
              INSERT INTO sync_runs (repo_id, job_id, attempt, worker, started_at)
-             SELECT $2, $1, attempts, $4, $5 FROM attempt
+             SELECT $2, $1, attempts, $4, $5 FROM attempt WHERE $6
              RETURNING id
          )
          SELECT attempt.attempts, attempt.waited, run.id, (SELECT count(*) FROM abandoned)
-         FROM attempt, run",
+         FROM attempt LEFT JOIN run ON true",
     )
     .bind(a.job_id)
     .bind(a.repo_id)
     .bind(a.fence)
     .bind(a.worker)
     .bind(a.started_at)
+    .bind(open_run)
     .fetch_optional(executor)
     .await?;
     Ok(
-        started.map(|(attempt, waited_secs, run_id, abandoned)| Started {
+        claimed.map(|(attempt, waited_secs, run_id, abandoned)| Claimed {
             attempt,
             run_id,
             waited_secs,
@@ -155,13 +186,20 @@ pub struct Finished {
 /// Records the attempt's end in one transaction. Not owned, writing only the run row
 /// (`lost_lock`), when the repository's fence moved on: another worker owns the sync now
 /// and its results win. Without a run from [`start`], it records the start first as
-/// `start` would have, and writes nothing when `start` would have refused.
+/// `start` would have (the run row written once, whole, at the end), and writes nothing
+/// when `start` would have refused. An unchanged success folds into the mirror's
+/// previous run when that one is an unchanged success too ([`fold`]).
 pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
     let mut tx = pool.begin().await?;
-    let (recorded, started) = match f.started {
-        Some(recorded) => (recorded, None),
-        None => match start(&mut *tx, &f.attempt).await? {
-            Some(started) => (started, Some(started)),
+    let recorded = match f.started {
+        Some(s) => Claimed {
+            attempt: s.attempt,
+            run_id: Some(s.run_id),
+            waited_secs: s.waited_secs,
+            rescued: s.rescued,
+        },
+        None => match claim(&mut *tx, &f.attempt, false).await? {
+            Some(claimed) => claimed,
             None => {
                 return Ok(Finished {
                     owned: false,
@@ -192,11 +230,16 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
         None => None,
     };
     let end = verdict.map(|v| v.end);
-    write_run(&mut tx, f, recorded.run_id, end).await?;
+    let run_id = write_run(&mut tx, f, &recorded, end).await?;
     tx.commit().await?;
     Ok(Finished {
         owned: end.is_some(),
-        started,
+        started: f.started.is_none().then_some(Started {
+            attempt: recorded.attempt,
+            run_id,
+            waited_secs: recorded.waited_secs,
+            rescued: recorded.rescued,
+        }),
         end,
         follow_up,
     })
@@ -365,12 +408,20 @@ async fn open_follow_up(
     }))
 }
 
+/// Writes the attempt's run and answers its row: the previous run's, when an unchanged
+/// success folded into it (the row `start` opened, if any, then gone); otherwise the row
+/// `start` opened, now finished, or one written whole.
 async fn write_run(
     tx: &mut Transaction<'_, Postgres>,
     f: &Finish<'_>,
-    run_id: i64,
+    recorded: &Claimed,
     end: Option<End>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<i64> {
+    if let Some(End::Success { unchanged: true }) = end {
+        if let Some(folded) = fold::unchanged_check(tx, f, recorded.run_id).await? {
+            return Ok(folded);
+        }
+    }
     let outcome = match end {
         None => RunOutcome::LostLock,
         Some(End::Success { .. }) => RunOutcome::Success,
@@ -378,36 +429,68 @@ async fn write_run(
         Some(End::Failed { .. }) => RunOutcome::Failed,
         Some(End::Interrupted) => RunOutcome::Interrupted,
     };
+    match recorded.run_id {
+        Some(id) => {
+            let finished = sqlx::query_scalar(
+                "UPDATE sync_runs SET finished_at = $2::timestamptz + make_interval(secs => $3),
+                     outcome = $4, error = $5, error_kind = $6, refs_updated = $7,
+                     refs_pruned = $8, bytes_received = $9, unchanged = $10,
+                     objects_received = $11, refs_created = $12, list_ms = $13, fetch_ms = $14,
+                     housekeeping = $15, housekeeping_ms = $16,
+                     lfs_objects = $17, lfs_bytes = $18, lfs_error = $19
+                 WHERE id = $1 RETURNING id",
+            )
+            .bind(id);
+            bind_figures(finished, f, outcome)
+                .fetch_one(&mut **tx)
+                .await
+        }
+        None => {
+            let whole = sqlx::query_scalar(
+                "INSERT INTO sync_runs (attempt, started_at, finished_at, outcome, error,
+                     error_kind, refs_updated, refs_pruned, bytes_received, unchanged,
+                     objects_received, refs_created, list_ms, fetch_ms, housekeeping,
+                     housekeeping_ms, lfs_objects, lfs_bytes, lfs_error,
+                     repo_id, job_id, worker)
+                 VALUES ($1, $2, $2::timestamptz + make_interval(secs => $3), $4, $5, $6, $7,
+                     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+                 RETURNING id",
+            )
+            .bind(recorded.attempt);
+            bind_figures(whole, f, outcome)
+                .bind(f.attempt.repo_id)
+                .bind(f.attempt.job_id)
+                .bind(f.attempt.worker)
+                .fetch_one(&mut **tx)
+                .await
+        }
+    }
+}
+
+/// Binds `$2` to `$19` of a statement that writes a run's end: its start, duration,
+/// outcome, error and figures.
+fn bind_figures<'q>(
+    q: QueryScalar<'q, Postgres, i64, PgArguments>,
+    f: &'q Finish<'_>,
+    outcome: RunOutcome,
+) -> QueryScalar<'q, Postgres, i64, PgArguments> {
     let s = &f.stats;
-    sqlx::query(
-        "UPDATE sync_runs SET finished_at = $2::timestamptz + make_interval(secs => $3),
-             outcome = $4, error = $5, error_kind = $6, refs_updated = $7, refs_pruned = $8,
-             bytes_received = $9, unchanged = $10, objects_received = $11,
-             refs_created = $12, list_ms = $13, fetch_ms = $14,
-             housekeeping = $15, housekeeping_ms = $16,
-             lfs_objects = $17, lfs_bytes = $18, lfs_error = $19
-         WHERE id = $1",
-    )
-    .bind(run_id)
-    .bind(f.attempt.started_at)
-    .bind(f.duration.as_secs_f64())
-    .bind(outcome)
-    .bind(f.error)
-    .bind(f.error_kind)
-    .bind(s.refs_updated)
-    .bind(s.refs_pruned)
-    .bind(s.bytes_received)
-    .bind(s.unchanged)
-    .bind(s.objects_received)
-    .bind(s.refs_created)
-    .bind(s.list_ms)
-    .bind(s.fetch_ms)
-    .bind(s.housekeeping.map(|(kind, _)| kind))
-    .bind(s.housekeeping.map(|(_, ms)| ms))
-    .bind(s.lfs_objects)
-    .bind(s.lfs_bytes)
-    .bind(&s.lfs_error)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    q.bind(f.attempt.started_at)
+        .bind(f.duration.as_secs_f64())
+        .bind(outcome)
+        .bind(f.error)
+        .bind(f.error_kind)
+        .bind(s.refs_updated)
+        .bind(s.refs_pruned)
+        .bind(s.bytes_received)
+        .bind(s.unchanged)
+        .bind(s.objects_received)
+        .bind(s.refs_created)
+        .bind(s.list_ms)
+        .bind(s.fetch_ms)
+        .bind(s.housekeeping.map(|(kind, _)| kind))
+        .bind(s.housekeeping.map(|(_, ms)| ms))
+        .bind(s.lfs_objects)
+        .bind(s.lfs_bytes)
+        .bind(&s.lfs_error)
 }

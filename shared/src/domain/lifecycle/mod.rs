@@ -26,7 +26,9 @@
 //!
 //! A sync that ends within half a second with nothing written (most do: upstream
 //! unchanged) has no separate start: [`attempt::finish`] runs `start`'s statement first,
-//! in its own transaction, so `pending` → `running` → its end commit together.
+//! in its own transaction, so `pending` → `running` → its end commit together. An
+//! unchanged success right after another one of the same mirror writes no run row: it
+//! is counted in that run ([`fold`]), and the job of the check before it is deleted.
 //!
 //! A `pending` job is in its Redis lane or waits in Postgres for admission to it
 //! (`in_queue`, see `queue::admission`); whoever moves a job to `pending` leaves it
@@ -38,6 +40,7 @@
 //! function in [`policy`]; [`attempt`] writes what it decides.
 
 pub mod attempt;
+pub mod fold;
 pub mod manifest;
 pub mod opening;
 pub mod operator;
