@@ -4,10 +4,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stasis_shared::db::repos;
-use stasis_shared::db::storages::NotMoved;
+use stasis_shared::db::storages::{self, Move, NotMoved, MOVE_STATES};
 use stasis_shared::moves::{self, Drained, Refused};
 use stasis_shared::placement::{self, Fitness};
 use utoipa::{IntoParams, ToSchema};
@@ -168,23 +167,9 @@ pub struct MovesQuery {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
-pub struct MoveEntry {
-    pub id: i64,
-    /// `owner/name`.
-    pub repo: String,
-    pub from_storage: String,
-    pub to_storage: String,
-    pub state: String,
-    pub error: Option<String>,
-    pub requested_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MoveList {
-    pub moves: Vec<MoveEntry>,
+    pub moves: Vec<Move>,
 }
 
 /// Moves between storages, newest first: those under way, and how the others ended.
@@ -197,12 +182,11 @@ pub async fn moves(
     _: Admin,
     ApiQuery(q): ApiQuery<MovesQuery>,
 ) -> Result<Json<MoveList>, ApiError> {
-    const STATES: [&str; 5] = ["pending", "running", "done", "failed", "cancelled"];
     if let Some(s) = &q.state {
-        if !STATES.contains(&s.as_str()) {
+        if !MOVE_STATES.contains(&s.as_str()) {
             return Err(ApiError::BadRequest(
                 "invalid_query",
-                format!("state must be one of {}, not `{s}`", STATES.join(", ")),
+                format!("state must be one of {}, not `{s}`", MOVE_STATES.join(", ")),
             ));
         }
     }
@@ -215,18 +199,7 @@ pub async fn moves(
             ))
         }
     };
-    let moves = sqlx::query_as::<_, MoveEntry>(
-        "SELECT m.id, u.username || '/' || r.name AS repo, m.from_storage, m.to_storage,
-                m.state, m.error, m.requested_at, m.started_at, m.finished_at
-         FROM storage_moves m JOIN repositories r ON r.id = m.repo_id
-         JOIN users u ON u.id = r.owner_id
-         WHERE $1::text IS NULL OR m.state = $1
-         ORDER BY m.id DESC LIMIT $2",
-    )
-    .bind(q.state.as_deref())
-    .bind(limit)
-    .fetch_all(&state.pool)
-    .await?;
+    let moves = storages::moves(&state.pool, q.state.as_deref(), limit).await?;
     Ok(Json(MoveList { moves }))
 }
 

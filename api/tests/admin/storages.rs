@@ -63,6 +63,19 @@ async fn repo(api: &Api, token: &str, full: &str) -> Value {
     body
 }
 
+async fn import(api: &Api, token: &str, body: Value) -> (StatusCode, Value) {
+    api.call("POST", "/api/v1/repos/import", Some(token), Some(body))
+        .await
+}
+
+/// Waits until `full`'s last sync succeeded.
+async fn synced(api: &Api, root: &str, full: &str) {
+    eventually(&format!("{full} to sync"), WAIT, || async {
+        (repo(api, root, full).await["sync_status"] == "success").then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_admin_places_and_moves_a_mirror_and_the_storages_say_what_they_hold() {
     let mut env = TestEnv::new().await;
@@ -79,7 +92,7 @@ async fn an_admin_places_and_moves_a_mirror_and_the_storages_say_what_they_hold(
         "{list}"
     );
 
-    let import = |name: &str, storage: Option<&str>| {
+    let request = |name: &str, storage: Option<&str>| {
         let mut body = json!({ "name": name, "clone_url": up.url(), "mirror": true });
         if let Some(s) = storage {
             body["storage"] = json!(s);
@@ -87,40 +100,16 @@ async fn an_admin_places_and_moves_a_mirror_and_the_storages_say_what_they_hold(
         body
     };
     // only admins choose
-    let (status, body) = api
-        .call(
-            "POST",
-            "/api/v1/repos/import",
-            Some(&alice),
-            Some(import("x", Some("b"))),
-        )
-        .await;
+    let (status, body) = import(&api, &alice, request("x", Some("b"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, body) = api
-        .call(
-            "POST",
-            "/api/v1/repos/import",
-            Some(&root),
-            Some(import("x", Some("nope"))),
-        )
-        .await;
+    let (status, body) = import(&api, &root, request("x", Some("nope"))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "invalid_storage", "{body}");
     assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
-    let (status, body) = api
-        .call(
-            "POST",
-            "/api/v1/repos/import",
-            Some(&root),
-            Some(import("x", Some("b"))),
-        )
-        .await;
+    let (status, body) = import(&api, &root, request("x", Some("b"))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["storage"], "b", "{body}");
-    eventually("the import to sync", WAIT, || async {
-        (repo(&api, &root, "root/x").await["sync_status"] == "success").then_some(())
-    })
-    .await;
+    synced(&api, &root, "root/x").await;
     assert_mirrors(&env.mirror_path_on("b", "root", "x"), &up);
 
     let (_, on_b) = api
@@ -187,14 +176,9 @@ async fn a_failed_move_leaves_the_mirror_where_it_was_and_working() {
     let _workers = workers(&env);
     both_live(&api, &root).await;
     let body = json!({ "name": "y", "clone_url": up.url(), "mirror": true, "storage": "a" });
-    let (status, body) = api
-        .call("POST", "/api/v1/repos/import", Some(&root), Some(body))
-        .await;
+    let (status, body) = import(&api, &root, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    eventually("the import to sync", WAIT, || async {
-        (repo(&api, &root, "root/y").await["sync_status"] == "success").then_some(())
-    })
-    .await;
+    synced(&api, &root, "root/y").await;
 
     // the upstream gone for the move
     let away = env.dir.path().join("away");
@@ -292,9 +276,7 @@ async fn a_storage_below_its_free_space_floor_takes_no_new_mirrors() {
     assert_eq!(storage(&list, "a")["accepting"], true, "{list}");
     for i in 0..12 {
         let body = json!({ "name": format!("m{i}"), "clone_url": up.url(), "mirror": true });
-        let (status, body) = api
-            .call("POST", "/api/v1/repos/import", Some(&alice), Some(body))
-            .await;
+        let (status, body) = import(&api, &alice, body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(body["storage"], "a", "{body}");
     }
@@ -312,14 +294,9 @@ async fn a_worker_that_mounts_both_storages_moves_a_mirror_by_copy_then_fetch() 
     let _worker = env.spawn_worker();
     both_live(&api, &root).await;
     let body = json!({ "name": "z", "clone_url": up.url(), "mirror": true, "storage": "a" });
-    let (status, body) = api
-        .call("POST", "/api/v1/repos/import", Some(&root), Some(body))
-        .await;
+    let (status, body) = import(&api, &root, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    eventually("the import to sync", WAIT, || async {
-        (repo(&api, &root, "root/z").await["sync_status"] == "success").then_some(())
-    })
-    .await;
+    synced(&api, &root, "root/z").await;
     let (status, body) = api
         .call(
             "POST",

@@ -224,3 +224,31 @@ fn read_secret(var: &str, path: &OsString) -> Result<String, ConfigError> {
     }
     Ok(secret.to_owned())
 }
+
+/// A map from YAML, or from an environment variable as `entry,entry,…`, each entry read
+/// by `parse` into its key and value (figment's inline `{key=value}` maps cannot hold
+/// keys with dots, nor values with `/`).
+pub(super) fn map_or_entries<'de, D, V>(
+    d: D,
+    parse: fn(&str) -> Result<(String, V), String>,
+) -> Result<std::collections::BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: serde::Deserialize<'de>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Form<V> {
+        Map(std::collections::BTreeMap<String, V>),
+        Text(String),
+    }
+    match <Form<V> as serde::Deserialize>::deserialize(d)? {
+        Form::Map(map) => Ok(map),
+        Form::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| parse(entry).map_err(serde::de::Error::custom))
+            .collect(),
+    }
+}

@@ -137,21 +137,7 @@ pub fn valid_name(name: &str) -> bool {
 fn storage_map<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, NamedStorage>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        Map(BTreeMap<String, NamedStorage>),
-        Text(String),
-    }
-    match Form::deserialize(d)? {
-        Form::Map(map) => Ok(map),
-        Form::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| parse_entry(entry).map_err(serde::de::Error::custom))
-            .collect(),
-    }
+    super::env::map_or_entries(d, parse_entry)
 }
 
 fn parse_entry(entry: &str) -> Result<(String, NamedStorage), String> {

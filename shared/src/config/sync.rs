@@ -69,26 +69,10 @@ impl Default for MirrorConfig {
 /// A map from YAML, or `host=url,host=url` from an environment variable (host names hold
 /// dots, which figment's inline `{key=value}` maps read as nesting).
 fn host_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        Map(BTreeMap<String, String>),
-        Text(String),
-    }
-    match Form::deserialize(d)? {
-        Form::Map(map) => Ok(map),
-        Form::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| match pair.split_once('=') {
-                Some((host, url)) => Ok((host.trim().to_owned(), url.trim().to_owned())),
-                None => Err(serde::de::Error::custom(format!(
-                    "`{pair}` is not host=url"
-                ))),
-            })
-            .collect(),
-    }
+    super::env::map_or_entries(d, |pair| match pair.split_once('=') {
+        Some((host, url)) => Ok((host.trim().to_owned(), url.trim().to_owned())),
+        None => Err(format!("`{pair}` is not host=url")),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -114,15 +114,36 @@ pub async fn unknown_in_use(pool: &PgPool, names: &[String]) -> sqlx::Result<Vec
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Move {
     pub id: i64,
-    pub repo_id: Uuid,
+    /// `owner/name`.
+    pub repo: String,
     pub from_storage: String,
     pub to_storage: String,
     /// `pending`, `running`, `done`, `failed` or `cancelled`.
     pub state: String,
+    /// Why it failed; its mirror stayed where it was.
     pub error: Option<String>,
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The states a move goes through.
+pub const MOVE_STATES: [&str; 5] = ["pending", "running", "done", "failed", "cancelled"];
+
+/// Up to `limit` moves, newest first, in `state` if given.
+pub async fn moves(pool: &PgPool, state: Option<&str>, limit: i64) -> sqlx::Result<Vec<Move>> {
+    sqlx::query_as::<_, Move>(
+        "SELECT m.id, u.username || '/' || r.name AS repo, m.from_storage, m.to_storage,
+                m.state, m.error, m.requested_at, m.started_at, m.finished_at
+         FROM storage_moves m JOIN repositories r ON r.id = m.repo_id
+         JOIN users u ON u.id = r.owner_id
+         WHERE $1::text IS NULL OR m.state = $1
+         ORDER BY m.id DESC LIMIT $2",
+    )
+    .bind(state)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Why a move was not begun.
@@ -268,18 +289,6 @@ pub async fn fail_move(pool: &PgPool, repo_id: Uuid, error: &str) -> sqlx::Resul
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The repository's latest move, if it was ever moved.
-pub async fn latest_move(pool: &PgPool, repo_id: Uuid) -> sqlx::Result<Option<Move>> {
-    sqlx::query_as::<_, Move>(
-        "SELECT id, repo_id, from_storage, to_storage, state, error, requested_at,
-                started_at, finished_at
-         FROM storage_moves WHERE repo_id = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(repo_id)
-    .fetch_optional(pool)
-    .await
 }
 
 /// Moves by state: `pending` and `running` ones, and those `failed` in the last day.
