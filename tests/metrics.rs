@@ -116,11 +116,16 @@ async fn stack_after_two_syncs() -> Stack {
 
     // the leader samples Postgres and Redis on its own schedule: wait for its gauges
     let scheduler_port = ports[1].1;
+    // (whole passes: a scrape may land between two gauges of one sample, and the
+    // reclaim pass runs on a period of its own)
     eventually("the scheduler to sample both mirrors", WAIT, || async {
         let s = scrape(&http, scheduler_port).await;
+        let has = |name: &str| s.iter().any(|sample| sample.name == name);
         (value(&s, "stasis_mirrors", "sync_status=\"success\"") >= 1.0
-            && value(&s, "stasis_mirrors", "sync_status=\"hard_failed\"") >= 1.0)
-            .then_some(())
+            && value(&s, "stasis_mirrors", "sync_status=\"hard_failed\"") >= 1.0
+            && has("stasis_lfs_missing_objects")
+            && has("stasis_queue_reclaimed_total"))
+        .then_some(())
     })
     .await;
 
