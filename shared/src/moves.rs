@@ -34,6 +34,9 @@ pub enum Refused {
     Itself,
     #[error("no storage takes mirrors now: {0}")]
     NoTarget(String),
+    /// Every storage that could take them is the one being drained.
+    #[error("no storage but `{0}` takes mirrors: mark it read_only, or name the target")]
+    OnlySource(String),
 }
 
 /// A storage mirrors may be moved to: configured, and not read-only.
@@ -99,6 +102,13 @@ pub async fn drain(
         if let Err(refused) = check_target(cfg, to) {
             return Ok(Err(refused));
         }
+    } else if cfg
+        .storage
+        .all()
+        .iter()
+        .all(|s| s.name == from || s.read_only)
+    {
+        return Ok(Err(Refused::OnlySource(from.to_owned())));
     }
     let mut moving = 0;
     for id in storages::movable(pool, from, owner, limit.clamp(1, MAX_DRAIN)).await? {
@@ -134,7 +144,5 @@ async fn drawn_target(
             Err(e) => return Ok(Err(Refused::NoTarget(e.to_string()))),
         }
     }
-    Ok(Err(Refused::NoTarget(format!(
-        "only {from} was drawn: mark it read_only, or name the target"
-    ))))
+    Ok(Err(Refused::OnlySource(from.to_owned())))
 }

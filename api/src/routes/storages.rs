@@ -122,6 +122,7 @@ pub struct DrainRequest {
         (status = 202, body = Drained),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No such storage", body = ErrorBody),
+        (status = 409, description = "No storage but this one takes mirrors", body = ErrorBody),
         (status = 503, description = "`no_storage`: no other storage takes mirrors now", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -206,6 +207,7 @@ pub async fn moves(
 fn refused(refused: Refused) -> ApiError {
     match refused {
         Refused::NoTarget(_) => ApiError::NoStorage(refused.to_string()),
+        Refused::OnlySource(_) => ApiError::Conflict(refused.to_string()),
         _ => ApiError::BadRequest("invalid_storage", refused.to_string()),
     }
 }

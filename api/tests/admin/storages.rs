@@ -326,3 +326,35 @@ async fn a_worker_that_mounts_both_storages_moves_a_mirror_by_copy_then_fetch() 
     assert_eq!(run["unchanged"], true, "{detail}");
     assert_eq!(run["bytes_received"], 0, "{detail}");
 }
+
+#[tokio::test]
+async fn draining_the_only_storage_is_refused_as_a_conflict() {
+    let env = TestEnv::new().await;
+    let api = Api::start(&env).await;
+    let Users { root, .. } = Users::create(&env).await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/admin/storages/default/drain",
+            Some(&root),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no storage but `default`"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/admin/storages/nope/drain",
+            Some(&root),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
