@@ -44,12 +44,16 @@ pub async fn boot(process: &'static str, config: Option<&Path>) -> Result<Proces
 /// A storage that still holds mirrors cannot leave the configuration: their jobs would
 /// go to lanes nobody serves, and their directories would be forgotten. Drain it first
 /// (move its mirrors off), then remove it. A database not yet migrated to storages has
-/// every mirror on `default`, which `storage.root` stands for.
+/// every mirror on `default`, which `storage.root` stands for; one not migrated at all
+/// has none.
 pub async fn refuse_missing_storages(cfg: &Config, pool: &PgPool) -> Result<()> {
     let names = cfg.storage.names();
     let in_use = match crate::db::storages::unknown_in_use(pool, &names).await {
         Ok(in_use) => in_use,
-        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("42703")) => {
+        // not migrated yet (no column, or no table at all): nothing is on a storage
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("42703" | "42P01")) =>
+        {
             return Ok(())
         }
         Err(e) => return Err(e.into()),
