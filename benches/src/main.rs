@@ -5,6 +5,7 @@
 mod api;
 mod cpu;
 mod fixture;
+mod fleet;
 mod git;
 mod history;
 mod history_plans;
@@ -34,9 +35,25 @@ struct Args {
     /// The no-op benchmark's parallelism (how many syncs, listings and fetches at once).
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
+    /// The fleet benchmark's mirrors (its default: 50,000; 2,000 with --quick).
+    #[arg(long)]
+    fleet_mirrors: Option<usize>,
+    /// The fleet benchmark's interval in seconds (its default: 180, which makes 50,000
+    /// mirrors the checks of 1,000,000 at 1 h; 30 with --quick).
+    #[arg(long)]
+    fleet_interval: Option<u64>,
+    /// The fleet benchmark's measured intervals after its two warm-up ones (default 3; 1 with
+    /// --quick).
+    #[arg(long)]
+    fleet_intervals: Option<u32>,
+    /// The fleet benchmark's worker processes, and the syncs each runs at once.
+    #[arg(long, default_value_t = 1)]
+    fleet_workers: usize,
+    #[arg(long, default_value_t = 32)]
+    fleet_concurrency: usize,
     /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
-    /// import, latency, manifest, reclaim, storages; git is noop and fetch); all when none
-    /// is given.
+    /// import, latency, manifest, reclaim, storages, fleet; git is noop and fetch); all
+    /// when none is given.
     only: Vec<String>,
 }
 
@@ -67,6 +84,7 @@ pub struct Scale {
     pub storage_due_mirrors: usize,
     pub storage_mirrors: usize,
     pub storage_moves: usize,
+    pub fleet: fleet::FleetScale,
     pub parallelism: Vec<usize>,
 }
 
@@ -93,6 +111,14 @@ impl Scale {
                 storage_due_mirrors: 4_000,
                 storage_mirrors: 40,
                 storage_moves: 20,
+                fleet: fleet::FleetScale {
+                    mirrors: 2_000,
+                    interval: Duration::from_secs(30),
+                    intervals: 1,
+                    changing: 0.01,
+                    workers: 1,
+                    concurrency: 32,
+                },
                 parallelism,
             }
         } else {
@@ -116,6 +142,14 @@ impl Scale {
                 storage_due_mirrors: 100_000,
                 storage_mirrors: 1_000,
                 storage_moves: 200,
+                fleet: fleet::FleetScale {
+                    mirrors: 50_000,
+                    interval: Duration::from_secs(180),
+                    intervals: 3,
+                    changing: 0.01,
+                    workers: 1,
+                    concurrency: 32,
+                },
                 parallelism,
             }
         }
@@ -137,7 +171,13 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let scale = Scale::new(args.quick, args.parallelism);
+    let mut scale = Scale::new(args.quick, args.parallelism);
+    let f = &mut scale.fleet;
+    f.mirrors = args.fleet_mirrors.unwrap_or(f.mirrors);
+    f.interval = args.fleet_interval.map_or(f.interval, Duration::from_secs);
+    f.intervals = args.fleet_intervals.unwrap_or(f.intervals);
+    f.workers = args.fleet_workers;
+    f.concurrency = args.fleet_concurrency;
     let wanted = |name: &str| {
         args.only.is_empty()
             || args
@@ -162,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
         "manifest",
         "reclaim",
         "storages",
+        "fleet",
     ] {
         if !wanted(name) {
             continue;
@@ -180,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
             "manifest" => manifest::run(&scale, &mut rows).await,
             "reclaim" => reclaim::run(&scale, &mut rows).await,
             "storages" => storages::run(&scale, &mut rows).await,
+            "fleet" => fleet::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

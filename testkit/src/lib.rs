@@ -8,6 +8,7 @@
 mod background;
 pub mod dns;
 pub mod env;
+pub mod fleet;
 pub mod git;
 pub mod hostile;
 pub mod http;
