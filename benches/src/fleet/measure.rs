@@ -22,7 +22,17 @@ pub struct Snapshot {
     packs: u64,
     tables: BTreeMap<String, Size>,
     wal: i64,
+    work: Work,
     runs_finished: i64,
+}
+
+/// The database's transactions and rows written so far (`pg_stat_database`).
+#[derive(Clone, Copy, Default, sqlx::FromRow)]
+struct Work {
+    transactions: i64,
+    inserted: i64,
+    updated: i64,
+    deleted: i64,
 }
 
 /// A table's bytes on disk (with its indexes and TOAST) and its live rows' bytes.
@@ -55,6 +65,13 @@ impl Snapshot {
             sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
                 .fetch_one(&env.pool)
                 .await?;
+        let work: Work = sqlx::query_as(
+            "SELECT xact_commit + xact_rollback AS transactions, tup_inserted AS inserted,
+                    tup_updated AS updated, tup_deleted AS deleted
+             FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&env.pool)
+        .await?;
         let runs_finished: i64 =
             sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE finished_at IS NOT NULL")
                 .fetch_one(&env.pool)
@@ -67,6 +84,7 @@ impl Snapshot {
             packs: fleet.packs(),
             tables,
             wal,
+            work,
             runs_finished,
         })
     }
@@ -86,6 +104,7 @@ pub struct Window {
     /// Each table's growth: its live rows' bytes, its files' bytes.
     table_growth: Vec<(String, i64, i64)>,
     wal: i64,
+    work: Work,
     runs_added: i64,
     redis_bytes: u64,
     worker_rss: (u64, u64),
@@ -145,6 +164,12 @@ impl Window {
             longest_gap_ms: schedule.longest_gap_ms,
             table_growth,
             wal: after.wal - before.wal,
+            work: Work {
+                transactions: after.work.transactions - before.work.transactions,
+                inserted: after.work.inserted - before.work.inserted,
+                updated: after.work.updated - before.work.updated,
+                deleted: after.work.deleted - before.work.deleted,
+            },
             runs_added: after.runs_finished - before.runs_finished,
             redis_bytes: redis_bytes(env).await?,
             worker_rss: stack.worker_rss(),
@@ -237,6 +262,15 @@ impl Window {
             self.file_bytes() as f64 / days,
             self.wal,
             self.wal as f64 / self.checks.max(1) as f64,
+        );
+        let per_check = |n: i64| n as f64 / self.checks.max(1) as f64;
+        println!(
+            "fleet Postgres per check: {:.2} transactions, rows {:.2} inserted, {:.2} updated, \
+             {:.2} deleted",
+            per_check(self.work.transactions),
+            per_check(self.work.inserted),
+            per_check(self.work.updated),
+            per_check(self.work.deleted)
         );
         println!(
             "fleet memory: Redis {:.1} B per mirror ({} B); workers' RSS {:.1} MiB now, {:.1} \
