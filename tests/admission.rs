@@ -209,3 +209,33 @@ async fn pending_jobs_whose_deliveries_redis_lost_come_back_in_bounded_waves() {
     worker.stop().await;
     scheduler.stop().await;
 }
+
+#[tokio::test]
+async fn a_delivery_whose_mirror_was_deleted_meanwhile_is_dropped_and_the_rest_delivered() {
+    let mut env = TestEnv::new().await;
+    // named storages only: no `default` lane a lost route could fall back to
+    env.two_storages(1, 1);
+    let (owner, _) = env.user("owner", false).await;
+    let gone = env
+        .mirror_on("a", &owner, "gone", "git://127.0.0.1/gone")
+        .await;
+    let kept = env
+        .mirror_on("b", &owner, "kept", "git://127.0.0.1/kept")
+        .await;
+    sqlx::query("DELETE FROM repositories WHERE id = $1")
+        .bind(gone)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let delivery = |repo_id| stasis_shared::domain::SyncMirror {
+        job_id: Uuid::new_v4(),
+        repo_id,
+        reason: SyncReason::Scheduled,
+    };
+    let jobs = env.jobs();
+    jobs.push(vec![delivery(gone), delivery(kept)])
+        .await
+        .expect("the push delivers what still has a mirror");
+    assert_eq!(jobs.depth("b", Lane::Scheduled).await.unwrap(), 1);
+    assert_eq!(jobs.depth("a", Lane::Scheduled).await.unwrap(), 0);
+}

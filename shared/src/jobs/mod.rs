@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{Config, DEFAULT_STORAGE};
+use crate::config::Config;
 use crate::db::coalesce;
 pub use crate::db::coalesce::Window;
 use crate::db::jobs;
@@ -387,11 +387,11 @@ impl Jobs {
         let ids: Vec<Uuid> = jobs.iter().map(|job| job.repo_id).collect();
         let routes: HashMap<Uuid, String> = repos::routes(&self.pool, &ids).await?;
         for job in jobs {
-            // a repository deleted meanwhile: its delivery is dropped by the worker
-            let route = routes
-                .get(&job.repo_id)
-                .cloned()
-                .unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
+            // a repository deleted meanwhile took its jobs with it: nothing to deliver, and
+            // no lane to guess (the default storage may not be configured at all)
+            let Some(route) = routes.get(&job.repo_id).cloned() else {
+                continue;
+            };
             routed
                 .entry((route, job.reason.lane()))
                 .or_default()
