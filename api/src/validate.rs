@@ -17,6 +17,23 @@ pub const MAX_DESCRIPTION_LEN: usize = 1000;
 pub const MAX_INTERVAL_LEN: usize = 64;
 pub use stasis_shared::git::url::MAX_URL_LEN;
 
+/// A listing's `limit`: `default` when not given, else 1 to `max`; refused with `code`
+/// (each endpoint keeps its own).
+pub fn limit(
+    code: &'static str,
+    given: Option<i64>,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match given.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        n => Err(ApiError::BadRequest(
+            code,
+            format!("limit must be 1 to {max}, not {n}"),
+        )),
+    }
+}
+
 /// Names as a git host allows them (`stasis_shared::domain::names`): ASCII letters, digits,
 /// `.`, `-`, `_`; no leading dot or dash, no `..`, no `.git` suffix.
 pub fn name(name: &str) -> Result<(), ApiError> {

@@ -16,6 +16,7 @@ use crate::dto::ErrorBody;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
+use crate::validate;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -95,15 +96,7 @@ pub async fn dead_deliveries(
     _: Admin,
     ApiQuery(q): ApiQuery<DeadQuery>,
 ) -> Result<Json<DeadDeliveries>, ApiError> {
-    let limit = match q.limit.unwrap_or(100) {
-        n @ 1..=500 => n as usize,
-        n => {
-            return Err(ApiError::BadRequest(
-                "invalid_query",
-                format!("limit must be 1 to 500, not {n}"),
-            ))
-        }
-    };
+    let limit = validate::limit("invalid_query", q.limit.map(i64::from), 100, 500)? as usize;
     let found = queue::dead_deliveries(&state.redis, state.jobs.lanes(), limit)
         .await
         .map_err(stasis_shared::Error::from)?;

@@ -204,18 +204,12 @@ pub async fn history(
     ApiPath((owner, name)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<History>, ApiError> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "invalid_query",
-            "limit must be between 1 and 100".into(),
-        ));
-    }
+    let limit = validate::limit("invalid_query", q.limit.map(i64::from), 20, 100)?;
     let repo = visible_repo(&state, caller.as_ref(), &owner, &name).await?;
-    let runs = runs::for_repo(&state.pool, repo.id, i64::from(limit)).await?;
+    let runs = runs::for_repo(&state.pool, repo.id, limit).await?;
     let notifications = match &caller {
         Some(user) if can_manage(user, &repo) => {
-            Some(notifications::for_repo(&state.pool, repo.id, i64::from(limit)).await?)
+            Some(notifications::for_repo(&state.pool, repo.id, limit).await?)
         }
         _ => None,
     };

@@ -17,6 +17,7 @@ use crate::dto::ErrorBody;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use crate::validate;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StorageList {
@@ -135,15 +136,7 @@ pub async fn drain(
     if state.cfg.storage.get(&name).is_none() {
         return Err(ApiError::NotFound("storage"));
     }
-    let limit = match req.limit.unwrap_or(100) {
-        n @ 1..=moves::MAX_DRAIN => n,
-        n => {
-            return Err(ApiError::BadRequest(
-                "invalid_limit",
-                format!("limit must be 1 to {}, not {n}", moves::MAX_DRAIN),
-            ))
-        }
-    };
+    let limit = validate::limit("invalid_limit", req.limit, 100, moves::MAX_DRAIN)?;
     let drained = moves::drain(
         &state.cfg,
         &state.pool,
@@ -191,15 +184,7 @@ pub async fn moves(
             ));
         }
     }
-    let limit = match q.limit.unwrap_or(100) {
-        n @ 1..=500 => n,
-        n => {
-            return Err(ApiError::BadRequest(
-                "invalid_query",
-                format!("limit must be 1 to 500, not {n}"),
-            ))
-        }
-    };
+    let limit = validate::limit("invalid_query", q.limit, 100, 500)?;
     let moves = storages::moves(&state.pool, q.state.as_deref(), limit).await?;
     Ok(Json(MoveList { moves }))
 }
