@@ -46,21 +46,7 @@ pub async fn fitness(cfg: &Config, pool: &PgPool) -> sqlx::Result<Vec<Fitness>> 
         .into_iter()
         .filter_map(|state| {
             let storage = cfg.storage.get(&state.name)?;
-            let reason = if storage.read_only {
-                Some("read-only (being drained)".to_owned())
-            } else if storage.weight == 0 {
-                Some("weight 0".to_owned())
-            } else if state.live_workers == 0 {
-                Some("no live worker".to_owned())
-            } else if state.free_bytes.unwrap_or(0) < cfg.storage.min_free_bytes as i64 {
-                Some(format!(
-                    "{} bytes free, below storage.min_free_bytes ({})",
-                    state.free_bytes.unwrap_or(0),
-                    cfg.storage.min_free_bytes
-                ))
-            } else {
-                None
-            };
+            let reason = refusal(cfg, &state.name, state.live_workers, state.free_bytes);
             Some(Fitness {
                 weight: storage.weight,
                 read_only: storage.read_only,
@@ -70,6 +56,27 @@ pub async fn fitness(cfg: &Config, pool: &PgPool) -> sqlx::Result<Vec<Fitness>> 
             })
         })
         .collect())
+}
+
+/// Why storage `name` takes no new mirrors now, given its live workers and their newest
+/// free-space report; `None` when it takes them.
+fn refusal(cfg: &Config, name: &str, live_workers: i64, free_bytes: Option<i64>) -> Option<String> {
+    let storage = cfg.storage.get(name)?;
+    if storage.read_only {
+        Some("read-only (being drained)".to_owned())
+    } else if storage.weight == 0 {
+        Some("weight 0".to_owned())
+    } else if live_workers == 0 {
+        Some("no live worker".to_owned())
+    } else if free_bytes.unwrap_or(0) < cfg.storage.min_free_bytes as i64 {
+        Some(format!(
+            "{} bytes free, below storage.min_free_bytes ({})",
+            free_bytes.unwrap_or(0),
+            cfg.storage.min_free_bytes
+        ))
+    } else {
+        None
+    }
 }
 
 /// The storage a new mirror goes to: `requested` (an admin's choice) if given, else one
@@ -89,19 +96,20 @@ pub async fn place(
     if let [only] = cfg.storage.all().as_slice() {
         return Ok(Ok(only.name.to_owned()));
     }
-    let all = fitness(cfg, pool).await?;
-    let accepting: Vec<(&str, u32)> = all
-        .iter()
-        .filter(|f| f.accepting)
-        .map(|f| (f.state.name.as_str(), f.weight))
-        .collect();
+    let live = storages::liveness(pool, &cfg.storage.names(), cfg.queue.liveness_window()).await?;
+    let mut accepting: Vec<(&str, u32)> = Vec::new();
+    let mut refused = Vec::new();
+    for (name, live_workers, free_bytes) in &live {
+        let Some(storage) = cfg.storage.get(name) else {
+            continue;
+        };
+        match refusal(cfg, name, *live_workers, *free_bytes) {
+            None => accepting.push((name.as_str(), storage.weight)),
+            Some(why) => refused.push(format!("{name}: {why}")),
+        }
+    }
     if accepting.is_empty() {
-        let why = all
-            .iter()
-            .map(|f| format!("{}: {}", f.state.name, f.reason.as_deref().unwrap_or("?")))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Ok(Err(Unplaced::NoneAccepting(why)));
+        return Ok(Err(Unplaced::NoneAccepting(refused.join("; "))));
     }
     Ok(Ok(draw(&accepting, &mut rand::rng()).to_owned()))
 }

@@ -95,6 +95,28 @@ pub async fn states(
     .await
 }
 
+/// Each of `names` as its live workers last reported it: how many reported within
+/// `window`, and the newest report's free bytes. Reports only, nothing counted over the
+/// repositories: what an import's placement needs, on every import.
+pub async fn liveness(
+    pool: &PgPool,
+    names: &[String],
+    window: Duration,
+) -> sqlx::Result<Vec<(String, i64, Option<i64>)>> {
+    sqlx::query_as(
+        "SELECT n.name, count(s.worker), (array_agg(s.free_bytes ORDER BY s.reported_at DESC))[1]
+         FROM unnest($1::text[]) WITH ORDINALITY AS n(name, place)
+         LEFT JOIN storage_reports s
+           ON s.storage = n.name AND s.reported_at > now() - make_interval(secs => $2)
+         GROUP BY n.name, n.place
+         ORDER BY n.place",
+    )
+    .bind(names)
+    .bind(window.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
 /// Storages that hold mirrors but are not among `names`: a storage removed from the
 /// configuration too early, with how many mirrors are still on it.
 pub async fn unknown_in_use(pool: &PgPool, names: &[String]) -> sqlx::Result<Vec<(String, i64)>> {
