@@ -224,5 +224,11 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     .await;
     let _ = worker.kill();
     let _ = worker.wait();
-    result
+    result?;
+    let real = if scale.import_repos.is_empty() {
+        vec![served.join("manyrefs")]
+    } else {
+        scale.import_repos.clone()
+    };
+    crate::import_real::run(&real, rows).await
 }

@@ -11,6 +11,7 @@ mod history;
 mod history_plans;
 mod hostile;
 mod import;
+mod import_real;
 mod manifest;
 mod memory;
 mod pin;
@@ -35,6 +36,10 @@ struct Args {
     /// The no-op benchmark's parallelism (how many syncs, listings and fetches at once).
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
+    /// Bare repositories the import benchmark also imports, each beside `git clone
+    /// --mirror` (default: its generated many-refs repository).
+    #[arg(long = "import-repo")]
+    import_repos: Vec<PathBuf>,
     /// The fleet benchmark's mirrors (its default: 50,000; 2,000 with --quick).
     #[arg(long)]
     fleet_mirrors: Option<usize>,
@@ -85,6 +90,7 @@ pub struct Scale {
     pub storage_mirrors: usize,
     pub storage_moves: usize,
     pub fleet: fleet::FleetScale,
+    pub import_repos: Vec<PathBuf>,
     pub parallelism: Vec<usize>,
 }
 
@@ -119,6 +125,7 @@ impl Scale {
                     workers: 1,
                     concurrency: 32,
                 },
+                import_repos: Vec::new(),
                 parallelism,
             }
         } else {
@@ -150,6 +157,7 @@ impl Scale {
                     workers: 1,
                     concurrency: 32,
                 },
+                import_repos: Vec::new(),
                 parallelism,
             }
         }
@@ -178,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
     f.intervals = args.fleet_intervals.unwrap_or(f.intervals);
     f.workers = args.fleet_workers;
     f.concurrency = args.fleet_concurrency;
+    scale.import_repos = args.import_repos;
     let wanted = |name: &str| {
         args.only.is_empty()
             || args
