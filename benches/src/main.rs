@@ -44,7 +44,7 @@ struct Args {
     #[arg(long)]
     fleet_mirrors: Option<usize>,
     /// The fleet benchmark's interval in seconds (its default: 180, which makes 50,000
-    /// mirrors the checks of 1,000,000 at 1 h; 30 with --quick).
+    /// mirrors the checks of 1,000,000 at 1 h; 20 with --quick).
     #[arg(long)]
     fleet_interval: Option<u64>,
     /// The fleet benchmark's measured intervals after its two warm-up ones (default 3; 1 with
@@ -119,7 +119,7 @@ impl Scale {
                 storage_moves: 20,
                 fleet: fleet::FleetScale {
                     mirrors: 2_000,
-                    interval: Duration::from_secs(30),
+                    interval: Duration::from_secs(20),
                     intervals: 1,
                     changing: 0.01,
                     workers: 1,
