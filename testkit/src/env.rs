@@ -304,11 +304,8 @@ impl TestEnv {
         depth.scheduled + depth.active
     }
 
-    /// Every key of this environment's Redis namespace with its value, as text: strings, hashes,
-    /// lists, sets, sorted sets and streams read by their own commands (a `DUMP` may be
-    /// compressed, and would hide what it holds), and how many keys there are. Tests that
-    /// prove a secret never reaches Redis search this.
-    pub async fn redis_text(&self) -> (usize, String) {
+    /// Every key of this environment's Redis namespace.
+    pub async fn redis_keys(&self) -> redis::RedisResult<Vec<String>> {
         let mut redis = self.redis.clone();
         let pattern = format!("{}*", self.cfg.queue.namespace);
         let mut keys: Vec<String> = Vec::new();
@@ -321,14 +318,22 @@ impl TestEnv {
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut redis)
-                .await
-                .unwrap();
+                .await?;
             keys.extend(batch);
             if next == 0 {
-                break;
+                return Ok(keys);
             }
             cursor = next;
         }
+    }
+
+    /// Every key of this environment's Redis namespace with its value, as text: strings, hashes,
+    /// lists, sets, sorted sets and streams read by their own commands (a `DUMP` may be
+    /// compressed, and would hide what it holds), and how many keys there are. Tests that
+    /// prove a secret never reaches Redis search this.
+    pub async fn redis_text(&self) -> (usize, String) {
+        let mut redis = self.redis.clone();
+        let keys = self.redis_keys().await.expect("scan the namespace's keys");
         let mut text = String::new();
         for key in &keys {
             let kind: String = redis::cmd("TYPE")

@@ -413,29 +413,14 @@ impl Window {
 /// Bytes Redis holds for the environment's keys.
 async fn redis_bytes(env: &TestEnv) -> anyhow::Result<u64> {
     let mut redis = env.redis.clone();
-    let pattern = format!("*{}*", env.cfg.queue.namespace);
-    let mut cursor = 0u64;
     let mut total = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
+    for key in env.redis_keys().await? {
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&key)
             .query_async(&mut redis)
             .await?;
-        for key in keys {
-            let bytes: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(&key)
-                .query_async(&mut redis)
-                .await?;
-            total += bytes.unwrap_or(0);
-        }
-        if next == 0 {
-            return Ok(total);
-        }
-        cursor = next;
+        total += bytes.unwrap_or(0);
     }
+    Ok(total)
 }
