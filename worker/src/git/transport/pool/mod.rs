@@ -212,8 +212,9 @@ pub(super) fn settle(session: &Session) {
 fn runtime() -> &'static io::Result<tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<io::Result<tokio::runtime::Runtime>> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        // one thread drives every kept connection's reads and timers; the requests
-        // themselves run on the fetch threads that wait for them
+        // one thread moves (and decrypts) the bytes of every connection, a small part
+        // of a fetch's work: libgit2's, and the requests' own, stay on the fetch
+        // threads that wait for them
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("upstream-http")
