@@ -16,6 +16,7 @@ mod pin;
 mod queue;
 mod reclaim;
 mod report;
+mod reuse;
 mod scheduler;
 mod storages;
 
@@ -35,8 +36,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [2, 8])]
     parallelism: Vec<usize>,
     /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
-    /// import, latency, manifest, reclaim, storages; git is noop and fetch); all when none
-    /// is given.
+    /// import, latency, manifest, reclaim, storages, reuse; git is noop and fetch); all
+    /// when none is given.
     only: Vec<String>,
 }
 
@@ -67,6 +68,8 @@ pub struct Scale {
     pub storage_due_mirrors: usize,
     pub storage_mirrors: usize,
     pub storage_moves: usize,
+    /// Up-to-date mirrors the reuse benchmark checks in each mode of each round.
+    pub reuse_mirrors: usize,
     pub parallelism: Vec<usize>,
 }
 
@@ -93,6 +96,7 @@ impl Scale {
                 storage_due_mirrors: 4_000,
                 storage_mirrors: 40,
                 storage_moves: 20,
+                reuse_mirrors: 10,
                 parallelism,
             }
         } else {
@@ -116,6 +120,7 @@ impl Scale {
                 storage_due_mirrors: 100_000,
                 storage_mirrors: 1_000,
                 storage_moves: 200,
+                reuse_mirrors: 200,
                 parallelism,
             }
         }
@@ -145,6 +150,11 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .any(|o| o == name || (o == "git" && matches!(name, "noop" | "fetch")))
     };
+    if wanted("reuse") {
+        // the https:// upstream's CA: OpenSSL reads SSL_CERT_FILE once, when this
+        // process builds its first TLS context, which an earlier benchmark may do
+        stasis_testkit::https::trusted_ca();
+    }
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     // one failing benchmark still lets the others report
@@ -162,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
         "manifest",
         "reclaim",
         "storages",
+        "reuse",
     ] {
         if !wanted(name) {
             continue;
@@ -180,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
             "manifest" => manifest::run(&scale, &mut rows).await,
             "reclaim" => reclaim::run(&scale, &mut rows).await,
             "storages" => storages::run(&scale, &mut rows).await,
+            "reuse" => reuse::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {
