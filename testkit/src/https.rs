@@ -23,8 +23,7 @@ pub fn trusted_ca() -> &'static TestCa {
     static CA: OnceLock<TestCa> = OnceLock::new();
     CA.get_or_init(|| {
         let ca = TestCa::new("Stasis test upstreams");
-        // before any TLS context exists, which is what reads it; the test kit's other
-        // threads do not read the environment
+        // before this process's first TLS context, which is what reads it
         std::env::set_var("SSL_CERT_FILE", &ca.cert);
         ca
     })

@@ -115,3 +115,27 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pinned_client_resolves_its_own_name_to_its_addresses_and_nothing_else() {
+        let addrs: Vec<SocketAddr> = vec!["192.0.2.1:443".parse().unwrap()];
+        let pinned = Pinned {
+            host: "forge.example".into(),
+            addrs: addrs.clone(),
+        };
+        let own = pinned
+            .resolve(Name::from_str("forge.example").unwrap())
+            .await;
+        assert_eq!(own.unwrap().collect::<Vec<_>>(), addrs);
+        for other in ["other.example", "forge.example.evil", "localhost"] {
+            let refused = pinned.resolve(Name::from_str(other).unwrap()).await;
+            assert!(refused.is_err(), "{other}");
+        }
+    }
+}
