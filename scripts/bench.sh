@@ -2,9 +2,9 @@
 # Benchmarks (release build) against the local Postgres and Redis: prints the table that
 # BENCHMARKS.md records. `scripts/bench.sh --quick` is CI's small version; names after
 # the flags pick benchmarks (noop, fetch, queue, scheduler, api, memory, hostile, history,
-# import, latency, manifest, reclaim, storages, fleet; git is both noop and fetch). manifest runs grok-manifest and
-# grok-pull, installed with grokmirror in the Python tools' virtual environment when
-# missing.
+# import, latency, manifest, reclaim, storages, reuse, fleet; git is both noop and fetch).
+# manifest runs grok-manifest and grok-pull, installed with grokmirror in the Python
+# tools' virtual environment when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/services.sh)"

@@ -1,11 +1,12 @@
 //! Upstreams the benchmarks fetch from: a medium repository built here (history,
 //! branches, annotated tags, a few MB of content) served on loopback by `git daemon`
-//! and by `git http-backend`.
+//! and by `git http-backend` (over http, or https).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use stasis_testkit::git::{free_port, git, wait_for_port, Upstream};
+use stasis_testkit::tls::Issued;
 
 pub struct Medium {
     pub upstream: Upstream,
@@ -72,12 +73,23 @@ pub struct HttpBackend {
 
 impl HttpBackend {
     pub fn start(base: &Path) -> Self {
+        Self::launch(base, None)
+    }
+
+    /// Serving https:// with `cert` (and its key) instead.
+    pub fn start_tls(base: &Path, cert: &Issued) -> Self {
+        Self::launch(base, Some(cert))
+    }
+
+    fn launch(base: &Path, cert: Option<&Issued>) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/http_backend.py");
         let port = free_port();
-        let child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(base)
+        let mut command = Command::new("python3");
+        command.arg(script).arg(port.to_string()).arg(base);
+        if let Some(cert) = cert {
+            command.arg(&cert.cert).arg(&cert.key);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -88,6 +100,10 @@ impl HttpBackend {
 
     pub fn url(&self, name: &str) -> String {
         format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

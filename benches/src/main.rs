@@ -18,6 +18,7 @@ mod pin;
 mod queue;
 mod reclaim;
 mod report;
+mod reuse;
 mod scheduler;
 mod storages;
 
@@ -57,8 +58,8 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     fleet_concurrency: usize,
     /// Benchmarks to run (noop, fetch, queue, scheduler, api, memory, hostile, history,
-    /// import, latency, manifest, reclaim, storages, fleet; git is noop and fetch); all
-    /// when none is given.
+    /// import, latency, manifest, reclaim, storages, reuse, fleet; git is noop and
+    /// fetch); all when none is given.
     only: Vec<String>,
 }
 
@@ -91,6 +92,8 @@ pub struct Scale {
     pub storage_moves: usize,
     pub fleet: fleet::FleetScale,
     pub import_repos: Vec<PathBuf>,
+    /// Up-to-date mirrors the reuse benchmark checks in each mode of each round.
+    pub reuse_mirrors: usize,
     pub parallelism: Vec<usize>,
 }
 
@@ -126,6 +129,7 @@ impl Scale {
                     concurrency: 32,
                 },
                 import_repos: Vec::new(),
+                reuse_mirrors: 10,
                 parallelism,
             }
         } else {
@@ -158,6 +162,7 @@ impl Scale {
                     concurrency: 32,
                 },
                 import_repos: Vec::new(),
+                reuse_mirrors: 200,
                 parallelism,
             }
         }
@@ -194,6 +199,11 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .any(|o| o == name || (o == "git" && matches!(name, "noop" | "fetch")))
     };
+    if wanted("reuse") {
+        // the https:// upstream's CA: OpenSSL reads SSL_CERT_FILE once, when this
+        // process builds its first TLS context, which an earlier benchmark may do
+        stasis_testkit::https::trusted_ca();
+    }
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     // one failing benchmark still lets the others report
@@ -212,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
         "reclaim",
         "storages",
         "fleet",
+        "reuse",
     ] {
         if !wanted(name) {
             continue;
@@ -231,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
             "reclaim" => reclaim::run(&scale, &mut rows).await,
             "storages" => storages::run(&scale, &mut rows).await,
             "fleet" => fleet::run(&scale, &mut rows).await,
+            "reuse" => reuse::run(&scale, &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

@@ -57,7 +57,8 @@ fn servers() -> Vec<u32> {
 }
 
 impl Pinning {
-    /// The upstream `daemon` on the last CPU, the client side on the others; `None` on
+    /// The upstream `daemon` (`git daemon`, or another server process and the processes
+    /// it forks) on the last CPU, the client side on the others; `None` on
     /// a single CPU, where there is nothing to separate.
     pub fn upstream_apart(daemon: u32) -> anyhow::Result<Option<Self>> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -79,7 +80,7 @@ impl Pinning {
             }
         }
         println!(
-            "pinned: git daemon to CPU {last}; this process, Postgres and Redis ({pinned} processes) to CPU {client}"
+            "pinned: the upstream to CPU {last}; this process, Postgres and Redis ({pinned} processes) to CPU {client}"
         );
         let pinning = Self {
             all: format!("0-{last}"),

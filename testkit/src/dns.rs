@@ -1,4 +1,4 @@
-//! A tiny authoritative DNS server for DNS-rebinding tests: one name whose address changes
+//! A tiny authoritative DNS server for DNS-rebinding tests: names whose address changes
 //! from one query to the next (TTL 0), so a test can prove a client resolved a host once
 //! and connected to the address it checked, not to whatever a second lookup returns.
 
@@ -12,15 +12,16 @@ use tokio::net::UdpSocket;
 
 use crate::background::Background;
 
-/// Answers `name` on UDP 127.0.0.1 (or another address) and a free port; stopped on drop.
+/// Answers `name` (or several names) on UDP 127.0.0.1 (or another address) and a free
+/// port; stopped on drop.
 ///
-/// The `i`th `A` query for `name` gets the `i`th IPv4 address of the list (the last one
+/// The `i`th `A` query for a name gets the `i`th IPv4 address of its list (the last one
 /// repeats), the `i`th `AAAA` query the `i`th IPv6 one (an empty `NOERROR` answer if the
 /// list has none); other types get an empty `NOERROR`, other names `NXDOMAIN`. `A` and
 /// `AAAA` count separately, so a resolver asking both at once still sees the order.
 pub struct RebindingDns {
     addr: SocketAddr,
-    zone: Arc<Zone>,
+    zones: Arc<Vec<Zone>>,
     _server: Background,
 }
 
@@ -46,28 +47,42 @@ impl RebindingDns {
 
     /// Listening on `ip` instead of 127.0.0.1.
     pub fn start_on(name: &str, answers: Vec<IpAddr>, ip: IpAddr) -> Self {
+        Self::serve(&[(name, answers)], ip)
+    }
+
+    /// Answering each of `names` with its own list, as [`Self::start`] answers its one.
+    pub fn start_names(names: &[(&str, Vec<IpAddr>)]) -> Self {
+        Self::serve(names, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    fn serve(names: &[(&str, Vec<IpAddr>)], ip: IpAddr) -> Self {
         let socket = std::net::UdpSocket::bind((ip, 0)).expect("bind dns server");
         socket.set_nonblocking(true).unwrap();
         let addr = socket.local_addr().unwrap();
-        let zone = Arc::new(Zone {
-            name: normalize(name),
-            v4: answers.iter().filter_map(v4).collect(),
-            v6: answers.iter().filter_map(v6).collect(),
-            counts: Mutex::default(),
-        });
-        let z = zone.clone();
+        let zones: Arc<Vec<Zone>> = Arc::new(
+            names
+                .iter()
+                .map(|(name, answers)| Zone {
+                    name: normalize(name),
+                    v4: answers.iter().filter_map(v4).collect(),
+                    v6: answers.iter().filter_map(v6).collect(),
+                    counts: Mutex::default(),
+                })
+                .collect(),
+        );
+        let z = zones.clone();
         let server = Background::spawn("rebinding-dns", move || async move {
             let socket = UdpSocket::from_std(socket).expect("dns socket");
             let mut buf = vec![0u8; 4096];
             while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                if let Some(reply) = z.answer(&buf[..n]) {
+                if let Some(reply) = answer(&z, &buf[..n]) {
                     let _ = socket.send_to(&reply, from).await;
                 }
             }
         });
         Self {
             addr,
-            zone,
+            zones,
             _server: server,
         }
     }
@@ -77,41 +92,54 @@ impl RebindingDns {
         self.addr
     }
 
-    /// Queries for `name` so far, of any type.
+    /// Queries for the (first) name so far, of any type.
     pub fn queries(&self) -> usize {
-        self.zone.counts.lock().unwrap().all
+        self.counts().all
     }
 
-    /// `A` queries for `name` so far: the index of the next IPv4 answer.
+    /// `A` queries for the (first) name so far: the index of the next IPv4 answer.
     pub fn a_queries(&self) -> usize {
-        self.zone.counts.lock().unwrap().a
+        self.counts().a
     }
 
-    /// `AAAA` queries for `name` so far.
+    /// `AAAA` queries for the (first) name so far.
     pub fn aaaa_queries(&self) -> usize {
-        self.zone.counts.lock().unwrap().aaaa
+        self.counts().aaaa
+    }
+
+    fn counts(&self) -> Counts {
+        *self.zones[0].counts.lock().unwrap()
     }
 }
 
+/// The reply to one query packet; `None` for one that does not parse.
+fn answer(zones: &[Zone], packet: &[u8]) -> Option<Vec<u8>> {
+    let query = Message::from_vec(packet).ok()?;
+    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+    reply.metadata.authoritative = true;
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    let Some(q) = query.queries.first() else {
+        reply.metadata.response_code = ResponseCode::FormErr;
+        return reply.to_vec().ok();
+    };
+    reply.add_query(q.clone());
+    let asked = normalize(&q.name().to_ascii());
+    let Some(zone) = zones.iter().find(|z| z.name == asked) else {
+        reply.metadata.response_code = ResponseCode::NXDomain;
+        return reply.to_vec().ok();
+    };
+    if let Some(data) = zone.next(q.query_type()) {
+        reply.add_answer(Record::from_rdata(q.name().clone(), 0, data));
+    }
+    reply.to_vec().ok()
+}
+
 impl Zone {
-    /// The reply to one query packet; `None` for one that does not parse.
-    fn answer(&self, packet: &[u8]) -> Option<Vec<u8>> {
-        let query = Message::from_vec(packet).ok()?;
-        let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
-        reply.metadata.authoritative = true;
-        reply.metadata.recursion_desired = query.metadata.recursion_desired;
-        let Some(q) = query.queries.first() else {
-            reply.metadata.response_code = ResponseCode::FormErr;
-            return reply.to_vec().ok();
-        };
-        reply.add_query(q.clone());
-        if normalize(&q.name().to_ascii()) != self.name {
-            reply.metadata.response_code = ResponseCode::NXDomain;
-            return reply.to_vec().ok();
-        }
+    /// The next answer to a query of type `kind` for this name, counting the query.
+    fn next(&self, kind: RecordType) -> Option<RData> {
         let mut counts = self.counts.lock().unwrap();
         counts.all += 1;
-        let data = match q.query_type() {
+        match kind {
             RecordType::A => {
                 counts.a += 1;
                 nth(&self.v4, counts.a - 1).map(|ip| RData::A(A(ip)))
@@ -121,12 +149,7 @@ impl Zone {
                 nth(&self.v6, counts.aaaa - 1).map(|ip| RData::AAAA(AAAA(ip)))
             }
             _ => None,
-        };
-        drop(counts);
-        if let Some(data) = data {
-            reply.add_answer(Record::from_rdata(q.name().clone(), 0, data));
         }
-        reply.to_vec().ok()
     }
 }
 

@@ -1,6 +1,7 @@
 //! A smart-HTTP git server: a small axum server in front of the real `git http-backend`
 //! CGI, with the two things a client's HTTP transport must handle that `git daemon` has
-//! no equivalent of: redirects (to another host, for the SSRF checks) and Basic auth.
+//! no equivalent of: redirects (to another host, for the SSRF checks) and Basic auth. It
+//! records which connection each request came over, for the tests of connection reuse.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Router;
@@ -17,6 +18,22 @@ use tokio::io::AsyncWriteExt;
 
 use crate::background::Background;
 use crate::lfs::LfsFiles;
+
+/// How long after its data a chunked answer ends ([`GitHttpServer::answer_chunked`]).
+const CHUNKED_END_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// One request as it reached the server.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The client's end of the connection it came over: one connection, one `peer`.
+    pub peer: SocketAddr,
+    /// `"<METHOD> <path>[?<query>]"`, as [`GitHttpServer::requests`] lists it.
+    pub line: String,
+    /// The `Host` header.
+    pub host: Option<String>,
+    /// The `Authorization` header, whole.
+    pub authorization: Option<String>,
+}
 
 /// Serves every bare repository under a root (`<root>/<name>` at `/<name>`) on a free port;
 /// stopped on drop, with any `git http-backend` still running killed.
@@ -33,6 +50,9 @@ struct Shared {
     /// The whole `Authorization` header value a request must carry.
     auth: Mutex<Option<String>>,
     log: Mutex<Vec<String>>,
+    calls: Mutex<Vec<Call>>,
+    /// Answers of unknown length (chunked), once [`GitHttpServer::answer_chunked`].
+    chunked: std::sync::atomic::AtomicBool,
     /// Git LFS, once [`GitHttpServer::serve_lfs`] turned it on.
     lfs: Mutex<Option<Arc<LfsFiles>>>,
     /// `http://ip:port`, where this server's own LFS hrefs point.
@@ -55,12 +75,21 @@ impl GitHttpServer {
             redirects: Mutex::default(),
             auth: Mutex::default(),
             log: Mutex::default(),
+            calls: Mutex::default(),
+            chunked: Default::default(),
             lfs: Mutex::default(),
             origin: format!("http://{addr}"),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let server = Background::spawn("git-http", move || async move {
+            use axum::serve::ListenerExt;
             let listener = tokio::net::TcpListener::from_std(listener).expect("http listener");
+            // a small write (a chunked answer's end) goes out at once, not after the
+            // client's delayed ACK
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app).await;
         });
         Self {
@@ -152,13 +181,29 @@ impl GitHttpServer {
     pub fn requests(&self) -> Vec<String> {
         self.shared.log.lock().unwrap().clone()
     }
+
+    /// Every request so far with the connection it came over, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    /// From now on git's answers have no `Content-Length` and go out chunked, as many
+    /// servers send them: a client sees their end only in a final empty chunk, which
+    /// comes 20 ms after the data (a server that finishes its answer after writing it).
+    pub fn answer_chunked(&self) {
+        use std::sync::atomic::Ordering;
+        self.shared.chunked.store(true, Ordering::SeqCst);
+    }
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let target = target.to_owned();
     let line = format!("{} {target}", req.method());
-    shared.log.lock().unwrap().push(line);
+    shared.log.lock().unwrap().push(line.clone());
+    if let Some(call) = call(&req, line) {
+        shared.calls.lock().unwrap().push(call);
+    }
 
     let location = shared
         .redirects
@@ -205,7 +250,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return crate::lfs::batch(&lfs, &shared.origin, &body.unwrap_or_default());
     }
 
-    match cgi(&shared.root, req, expected.is_some()).await {
+    let chunked = shared.chunked.load(std::sync::atomic::Ordering::SeqCst);
+    match cgi(&shared.root, req, expected.is_some(), chunked).await {
         Ok(response) => response,
         Err(e) => Response::builder()
             .status(StatusCode::INTERNAL_SERVER_ERROR)
@@ -214,10 +260,29 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
+fn call(req: &Request, line: String) -> Option<Call> {
+    let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    let header = |name: header::HeaderName| {
+        let value = req.headers().get(name);
+        value.and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    Some(Call {
+        peer: *peer,
+        line,
+        host: header(header::HOST),
+        authorization: header(header::AUTHORIZATION),
+    })
+}
+
 /// Runs `git http-backend` for one request, as a web server runs a CGI program, and turns
 /// its output (CGI headers, `Status:` among them, a blank line, the body) into a response.
 /// The whole body is buffered both ways: test repositories are small.
-async fn cgi(root: &Path, req: Request, authenticated: bool) -> Result<Response, String> {
+async fn cgi(
+    root: &Path,
+    req: Request,
+    authenticated: bool,
+    chunked: bool,
+) -> Result<Response, String> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -263,10 +328,10 @@ async fn cgi(root: &Path, req: Request, authenticated: bool) -> Result<Response,
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(format!("{}, no output: {stderr}", out.status));
     }
-    parse_cgi(&out.stdout)
+    parse_cgi(&out.stdout, chunked)
 }
 
-fn parse_cgi(out: &[u8]) -> Result<Response, String> {
+fn parse_cgi(out: &[u8], chunked: bool) -> Result<Response, String> {
     let mut response = Response::builder().status(StatusCode::OK);
     let mut pos = 0;
     loop {
@@ -290,12 +355,22 @@ fn parse_cgi(out: &[u8]) -> Result<Response, String> {
                 .parse::<u16>()
                 .map_err(|_| format!("bad status {value:?}"))?;
             response = response.status(code);
-        } else {
+        } else if !(chunked && name.eq_ignore_ascii_case("Content-Length")) {
             let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
             response = response.header(name, value);
         }
     }
-    response
-        .body(Body::from(out[pos..].to_vec()))
-        .map_err(|e| e.to_string())
+    let payload = axum::body::Bytes::copy_from_slice(&out[pos..]);
+    let body = if chunked {
+        use futures::StreamExt;
+        // a stream's length is unknown to the server: it sends it chunked, and the
+        // final empty chunk once the stream ends, a moment after the data
+        let data = futures::stream::once(async { Ok::<_, std::convert::Infallible>(payload) });
+        let end = futures::stream::once(tokio::time::sleep(CHUNKED_END_AFTER))
+            .filter_map(|()| async { None });
+        Body::from_stream(data.chain(end))
+    } else {
+        Body::from(payload)
+    };
+    response.body(body).map_err(|e| e.to_string())
 }

@@ -1,9 +1,10 @@
 //! Test environments on the real services: each test gets its own Postgres database and
 //! Redis key namespace (so tests run in parallel), and builds its own git upstreams.
 //! For the upstream transports: misbehaving git:// servers ([`hostile`]), a smart-HTTP
-//! git server ([`http`]) with Git LFS ([`lfs`]), a rebinding DNS server ([`dns`]) and
-//! test bodies run in a network namespace of their own ([`netns`]); for the scheduler,
-//! an upstream's grokmirror manifest over HTTP ([`manifest`]).
+//! git server ([`http`]) with Git LFS ([`lfs`]) and TLS in front of it ([`https`]), a
+//! rebinding DNS server ([`dns`]) and test bodies run in a network namespace of their
+//! own ([`netns`]); for the scheduler, an upstream's grokmirror manifest over HTTP
+//! ([`manifest`]).
 
 mod background;
 pub mod dns;
@@ -12,6 +13,7 @@ pub mod fleet;
 pub mod git;
 pub mod hostile;
 pub mod http;
+pub mod https;
 pub mod latency;
 pub mod lfs;
 pub mod manifest;

@@ -33,6 +33,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     crate::git::fetch::set_network_timeouts(cfg.sync.timeout);
+    crate::git::transport::configure_reuse(crate::git::transport::Reuse::from_config(&cfg));
     let concurrency = cfg.worker.concurrency;
     let grace = cfg.worker.shutdown_grace;
     let job_service = Jobs::new(pool.clone(), redis.clone(), &cfg);

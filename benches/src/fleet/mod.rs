@@ -12,7 +12,7 @@
 //! mirror-day; Redis memory per mirror; the workers' RSS.
 
 mod measure;
-mod seed;
+mod populate;
 mod stack;
 
 use std::time::Duration;
@@ -53,7 +53,7 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let f = &scale.fleet;
     let env = TestEnv::new().await;
     let upstream = FleetUpstream::start(&env.dir.path().join("upstream"), f.mirrors, GENERATIONS);
-    let first = seed::rows(&env, &upstream, f.mirrors).await?;
+    let first = populate::rows(&env, &upstream, f.mirrors).await?;
     // the product's 30 s tick against its 1 h default interval, scaled as the interval is
     let tick = Duration::from_secs(30)
         .mul_f64(f.interval.as_secs_f64() / 3600.0)
@@ -67,8 +67,8 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             tick,
         },
     )?;
-    seed::import_first(&env, first).await?;
-    seed::replicate(&env, f.mirrors, f.interval).await?;
+    populate::import_first(&env, first).await?;
+    populate::replicate(&env, f.mirrors, f.interval).await?;
     println!(
         "fleet: {} mirrors every {:.0} s ({:.0} mirrors at 1 h), {:.1}% changing an interval, \
          {} worker(s) × {} syncs at once, scheduler tick {} ms",

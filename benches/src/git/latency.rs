@@ -24,7 +24,7 @@ pub const RTT: Duration = Duration::from_millis(40);
 
 /// The proxy on a thread and runtime of its own, so that it can be pinned with the
 /// upstream: it stands for the network, not for the client. Stops with the sender.
-fn proxy_thread(
+pub(crate) fn proxy_thread(
     targets: Vec<SocketAddr>,
 ) -> anyhow::Result<(SocketAddr, u32, tokio::sync::oneshot::Sender<()>)> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -24,6 +24,7 @@ use crate::Scale;
 
 pub use fetch::run_fetch;
 pub use latency::run_latency;
+pub(crate) use latency::{proxy_thread, RTT};
 pub use noop::run_noop;
 
 const WAIT: Duration = Duration::from_secs(600);

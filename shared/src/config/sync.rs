@@ -86,6 +86,15 @@ pub struct WorkerConfig {
     /// In the environment: `STASIS_WORKER_STORAGES=a,b`.
     #[serde(deserialize_with = "super::notify::list_or_csv")]
     pub storages: Vec<String>,
+    /// Keep upstream HTTP(S) connections open between syncs, for the next check of a
+    /// mirror on the same upstream (same vetted addresses, policy and credentials).
+    pub reuse_connections: bool,
+    /// How long a kept connection may sit idle before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_connection_timeout: Duration,
+    /// Upstreams (host, port, addresses, credentials) whose connections are kept at
+    /// once; the least recently used one is let go beyond it.
+    pub max_pooled_hosts: u32,
 }
 
 impl WorkerConfig {
@@ -105,6 +114,11 @@ impl Default for WorkerConfig {
             concurrency: 4,
             shutdown_grace: Duration::from_secs(60),
             storages: Vec::new(),
+            reuse_connections: true,
+            // below the 75 s nginx keeps an idle connection by default: an upstream
+            // rarely closes one just as a check starts to use it
+            idle_connection_timeout: Duration::from_secs(60),
+            max_pooled_hosts: 64,
         }
     }
 }

@@ -26,6 +26,20 @@ impl Config {
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");
         }
+        if self.worker.reuse_connections {
+            if self.worker.idle_connection_timeout.is_zero() {
+                return invalid(
+                    "worker.idle_connection_timeout",
+                    "must be more than zero (or set worker.reuse_connections to false)",
+                );
+            }
+            if self.worker.max_pooled_hosts == 0 {
+                return invalid(
+                    "worker.max_pooled_hosts",
+                    "must be at least 1 (or set worker.reuse_connections to false)",
+                );
+            }
+        }
         if self.sync.max_attempts == 0 {
             return invalid("sync.max_attempts", "must be at least 1");
         }

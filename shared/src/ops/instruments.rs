@@ -163,6 +163,16 @@ pub(crate) fn describe_worker() {
                 .absolute(0);
         }
     }
+    describe_counter!(
+        "stasis_upstream_connections_total",
+        "Upstream HTTP(S) requests by the connection they went over: opened for them, or reused (kept open since an earlier request), by scheme"
+    );
+    for scheme in ["http", "https"] {
+        for outcome in ["opened", "reused"] {
+            metrics::counter!("stasis_upstream_connections_total", "scheme" => scheme, "outcome" => outcome)
+                .absolute(0);
+        }
+    }
     describe_lfs();
     describe_enqueue();
     describe_backend_errors(&["deliver"]);

@@ -1,22 +1,32 @@
-//! Smart HTTP(S) with our own client: host names resolve through the session, which
-//! refuses addresses the policy does not allow, so the address connected to is one it
-//! approved; a redirect is followed only to a URL that passes the same policy; every
-//! response is read under the session's deadline, stop flag and limits.
+//! Smart HTTP(S) with our own clients: a request's host name is resolved and every
+//! address checked under the session before a client pinned to those addresses (kept
+//! between fetches when `worker.reuse_connections` is on, see [`super::pool`]) sends
+//! it; a redirect is followed only to a URL that passes the same policy; every response
+//! is read under the session's deadline, stop flag and limits.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::meter::{Meter, Phase};
+use super::pool::{self, Pinned, Scope};
+use super::redirect::{self, carries_credentials, Hop};
 use super::session::{bounded, Session};
-use super::vetted::{host_ip, vetted_client};
+use super::vetted::host_ip;
 use super::{git_error, requested};
 use stasis_shared::domain::ErrorKind;
 
 const ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
+
+/// How long an answer nobody reads (a 401, a redirect, the end of one libgit2 stopped
+/// reading) is read on so that its connection can be kept: the end of a complete
+/// answer is already on its way. Bounded in bytes too; past either, it is closed.
+const DISCARD_WAIT: Duration = Duration::from_millis(100);
+const DISCARD_LIMIT: usize = 16 * 1024;
 
 pub(super) struct Http {
     session: Arc<Session>,
@@ -25,7 +35,8 @@ pub(super) struct Http {
 
 #[derive(Default)]
 struct State {
-    client: Option<reqwest::Client>,
+    /// One per origin this fetch sent a request to, resolved and checked once.
+    clients: Vec<Pinned>,
     /// Where the listing ended up after redirects: the download goes there too.
     base: Option<Url>,
     /// Sent once the upstream asked for them (401), and only to the URL's own host.
@@ -39,22 +50,6 @@ impl Http {
             state: Arc::default(),
         }
     }
-
-    fn client(&self) -> Result<reqwest::Client, git2::Error> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = &state.client {
-            return Ok(client.clone());
-        }
-        let client = vetted_client(&self.session).map_err(|e| {
-            git_error(
-                &self.session,
-                ErrorKind::Internal,
-                format!("HTTP client: {e}"),
-            )
-        })?;
-        state.client = Some(client.clone());
-        Ok(client)
-    }
 }
 
 impl SmartSubtransport for Http {
@@ -67,7 +62,7 @@ impl SmartSubtransport for Http {
         let credentials = credentials(&origin);
         let _ = origin.set_username("");
         let _ = origin.set_password(None);
-        // a name is checked where it resolves; an address literal never resolves
+        // refused before any request: a name is checked where it resolves
         if let Some(ip) = host_ip(&origin) {
             self.session
                 .check(origin.host_str().unwrap_or_default(), ip)
@@ -75,9 +70,9 @@ impl SmartSubtransport for Http {
         }
         let listing = action == Service::UploadPackLs;
         Ok(Box::new(HttpStream {
-            client: self.client()?,
             session: self.session.clone(),
             state: self.state.clone(),
+            scope: credentials.as_ref().map(|(u, p)| Scope::of(u, p)),
             origin,
             credentials,
             listing,
@@ -101,11 +96,12 @@ impl SmartSubtransport for Http {
 }
 
 struct HttpStream {
-    client: reqwest::Client,
     session: Arc<Session>,
     state: Arc<Mutex<State>>,
     origin: Url,
     credentials: Option<(String, String)>,
+    /// The credentials' scope: connections are shared only within it.
+    scope: Option<Scope>,
     listing: bool,
     body: Vec<u8>,
     response: Option<reqwest::Response>,
@@ -132,8 +128,7 @@ impl Read for HttpStream {
         while self.pending.is_empty() {
             let response = self.response.as_mut().expect("sent above");
             let session = self.session.clone();
-            let chunk = session
-                .block_on(bounded(&session, response.chunk()))??
+            let chunk = pool::block_on(&session, bounded(&session, response.chunk()))??
                 .map_err(|e| self.session.fail(ErrorKind::Network, describe(&e)));
             match chunk? {
                 None => return Ok(0),
@@ -149,6 +144,16 @@ impl Read for HttpStream {
     }
 }
 
+impl Drop for HttpStream {
+    /// libgit2 stops reading at the pkt-line that ends what it wanted, which may leave
+    /// the end of the body unread (a chunked body's final empty chunk).
+    fn drop(&mut self) {
+        if let Some(response) = self.response.take() {
+            self.discard(response);
+        }
+    }
+}
+
 impl HttpStream {
     /// The request this stream stands for, answered 200; a 401 is answered once with
     /// the URL's credentials.
@@ -161,9 +166,13 @@ impl HttpStream {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .authorized = true;
+                self.discard(response);
                 continue;
             }
-            self.check_status(status)?;
+            if let Err(e) = self.check_status(status) {
+                self.discard(response);
+                return Err(e);
+            }
             if self.listing {
                 let kind = response
                     .headers()
@@ -189,6 +198,8 @@ impl HttpStream {
         }
     }
 
+    /// The first request, then each redirect that is followed, until an answer that is
+    /// not one.
     fn request(&self) -> io::Result<reqwest::Response> {
         let (base, authorized) = {
             let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -199,36 +210,119 @@ impl HttpStream {
             (base, state.authorized)
         };
         let path = base.path().trim_end_matches('/').to_owned();
-        let mut url = base.clone();
-        let request = if self.listing {
+        let mut url = base;
+        let mut hop = if self.listing {
             url.set_path(&format!("{path}/info/refs"));
             url.set_query(Some("service=git-upload-pack"));
-            self.client.get(url)
+            Hop {
+                url,
+                method: Method::GET,
+                body: None,
+            }
         } else {
             url.set_path(&format!("{path}/git-upload-pack"));
-            self.client
-                .post(url)
+            Hop {
+                url,
+                method: Method::POST,
+                body: Some(self.body.clone()),
+            }
+        };
+        let mut previous = Vec::new();
+        loop {
+            let response = self.send_hop(&hop, authorized)?;
+            let location = response.headers().get(reqwest::header::LOCATION);
+            let status = response.status();
+            let next = redirect::next(
+                &self.session,
+                &mut previous,
+                &hop,
+                status,
+                location.map(|l| l.as_bytes()),
+            )?;
+            match next {
+                Some(next) => {
+                    self.discard(response);
+                    hop = next;
+                }
+                None => return Ok(response),
+            }
+        }
+    }
+
+    fn send_hop(&self, hop: &Hop, authorized: bool) -> io::Result<reqwest::Response> {
+        let client = self.client_for(&hop.url)?;
+        let Some(mut request) = client.request(hop.method.clone(), hop.url.clone()) else {
+            return Err(self.session.fail(
+                ErrorKind::Internal,
+                "a request reached a client of another upstream",
+            ));
+        };
+        if !self.listing {
+            request = request.header(
+                reqwest::header::ACCEPT,
+                "application/x-git-upload-pack-result",
+            );
+        }
+        if let Some(body) = &hop.body {
+            request = request
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-git-upload-pack-request",
                 )
-                .header(
-                    reqwest::header::ACCEPT,
-                    "application/x-git-upload-pack-result",
-                )
-                .body(self.body.clone())
-        };
-        // credentials go only to the host they were given for
-        let request = match &self.credentials {
-            Some((user, pass)) if authorized && base.host() == self.origin.host() => {
-                request.basic_auth(user, Some(pass))
+                .body(body.clone());
+        }
+        if let Some((user, pass)) = &self.credentials {
+            if authorized && carries_credentials(&self.origin, &hop.url) {
+                request = request.basic_auth(user, Some(pass));
             }
-            _ => request,
-        };
+        }
         let session = self.session.clone();
-        session
-            .block_on(bounded(&session, request.send()))??
+        pool::block_on(&session, bounded(&session, client.send(request)))??
             .map_err(|e| self.failed(&e))
+    }
+
+    /// Reads what is left of an answer nobody needs, briefly, so that its connection
+    /// goes back to the pool rather than being closed; nothing of it reaches libgit2.
+    fn discard(&self, mut response: reqwest::Response) {
+        if !pool::reusing() || self.session.stop.is_stopped() {
+            return;
+        }
+        let rest = async {
+            let mut read = 0;
+            loop {
+                match response.chunk().await {
+                    Ok(Some(bytes)) if read + bytes.len() <= DISCARD_LIMIT => read += bytes.len(),
+                    Ok(None) => return true,
+                    _ => return false,
+                }
+            }
+        };
+        let waited = async { tokio::time::timeout(DISCARD_WAIT, rest).await };
+        let ended = pool::block_on(&self.session, bounded(&self.session, waited));
+        if matches!(ended, Ok(Ok(Ok(true)))) {
+            pool::settle(&self.session);
+        }
+    }
+
+    /// This fetch's client for `url`'s origin: checked out of the pool the first time
+    /// the fetch sends there (the name resolved and checked then), the same one after.
+    fn client_for(&self, url: &Url) -> io::Result<Pinned> {
+        let known = {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.clients.iter().find(|c| c.serves(url)).cloned()
+        };
+        if let Some(client) = known {
+            return Ok(client);
+        }
+        let session = self.session.clone();
+        let checkout = pool::checkout(&session, url, self.scope.clone());
+        let client = pool::block_on(&session, bounded(&session, checkout))???;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clients
+            .push(client.clone());
+        Ok(client)
     }
 
     fn may_authorize(&self) -> bool {

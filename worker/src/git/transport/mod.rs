@@ -11,6 +11,8 @@
 mod git_proto;
 mod http;
 mod meter;
+mod pool;
+mod redirect;
 mod session;
 mod ssh;
 mod stream;
@@ -22,6 +24,7 @@ use std::sync::{Arc, Once};
 use git2::transport::{Service, Transport};
 
 pub(crate) use http::describe;
+pub use pool::{configure as configure_reuse, Reuse};
 pub(crate) use session::bounded;
 pub use session::{Failure, NetworkPolicy, Session};
 pub(crate) use ssh::address as ssh_address;

@@ -1,7 +1,8 @@
-//! The one way the worker makes HTTP requests to an upstream: a client whose host names
-//! resolve through the fetch session (every address checked, the connection made to an
+//! How the worker makes HTTP requests to an upstream: clients whose host names resolve
+//! through the fetch session (every address checked, the connection made to an
 //! approved one, so DNS rebinding cannot slip past) and whose redirects obey the same
-//! policy. Smart HTTP and Git LFS downloads share it.
+//! policy. Smart HTTP and Git LFS downloads share the rules, the TLS context and the
+//! client settings here.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -27,10 +28,25 @@ pub(super) fn host_ip(url: &Url) -> Option<IpAddr> {
 
 /// An HTTP client under `session`'s policy: a host name connects only to addresses the
 /// session resolved and approved, and a redirect is followed only where
-/// [`vet_url`] would allow a request. Every upstream request the worker makes (git's
-/// and Git LFS's alike) goes through one of these.
+/// [`vet_url`] would allow a request. Git LFS's requests go through one of these; smart
+/// HTTP's go through the pool's clients ([`super::pool`]), pinned to the addresses a
+/// check approved, whose redirects the transport follows under the same rules.
 pub(crate) fn vetted_client(session: &Arc<Session>) -> reqwest::Result<reqwest::Client> {
     let policy_session = session.clone();
+    client_builder()
+        .dns_resolver(Arc::new(Checked(session.clone())))
+        .redirect(Policy::custom(move |attempt| {
+            match allowed_redirect(&policy_session, attempt.previous(), attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(why) => attempt.error(why),
+            }
+        }))
+        .build()
+}
+
+/// What every upstream client has: the shared TLS context, git's user agent, no proxy
+/// from the environment, a bounded connect.
+pub(super) fn client_builder() -> reqwest::ClientBuilder {
     let builder = match tls_context() {
         Some(tls) => reqwest::Client::builder().use_preconfigured_tls(tls),
         // reqwest builds its own and reports why that fails too
@@ -44,14 +60,6 @@ pub(crate) fn vetted_client(session: &Arc<Session>) -> reqwest::Result<reqwest::
         ))
         .no_proxy()
         .connect_timeout(Duration::from_secs(30))
-        .dns_resolver(Arc::new(Checked(session.clone())))
-        .redirect(Policy::custom(move |attempt| {
-            match allowed_redirect(&policy_session, attempt.previous(), attempt.url()) {
-                Ok(()) => attempt.follow(),
-                Err(why) => attempt.error(why),
-            }
-        }))
-        .build()
 }
 
 /// The process's one TLS context (roots and settings, no connection state), shared by
@@ -75,8 +83,13 @@ pub(crate) fn vet_url(session: &Session, url: &Url) -> io::Result<()> {
 
 /// A redirect is followed only where the fetch itself could have gone: no https to
 /// http, no credentials or fragments in the target, and an IP target that passes the
-/// address policy (a host name is checked when it is resolved).
-fn allowed_redirect(session: &Session, previous: &[Url], next: &Url) -> Result<(), io::Error> {
+/// address policy (a host name is checked when it is resolved). `previous` holds every
+/// URL of the request so far, the first one included.
+pub(super) fn allowed_redirect(
+    session: &Session,
+    previous: &[Url],
+    next: &Url,
+) -> Result<(), io::Error> {
     let refuse = |why: String| Err(session.fail(ErrorKind::BlockedUrl, why));
     if previous.len() > MAX_REDIRECTS {
         return refuse(format!(
