@@ -96,7 +96,7 @@ impl Scale {
                 storage_due_mirrors: 4_000,
                 storage_mirrors: 40,
                 storage_moves: 20,
-                reuse_mirrors: 10,
+                reuse_mirrors: 40,
                 parallelism,
             }
         } else {
@@ -150,11 +150,13 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .any(|o| o == name || (o == "git" && matches!(name, "noop" | "fetch")))
     };
-    if wanted("reuse") {
-        // the https:// upstream's CA: OpenSSL reads SSL_CERT_FILE once, when this
-        // process builds its first TLS context, which an earlier benchmark may do
-        stasis_testkit::https::trusted_ca();
-    }
+    // the https:// upstream's CA: OpenSSL reads SSL_CERT_FILE once, when this process
+    // builds its first TLS context, which an earlier benchmark may do
+    let ca = wanted("reuse").then(|| {
+        let ca = stasis_testkit::tls::TestCa::new("Stasis benchmark upstreams");
+        stasis_testkit::https::trust(&ca);
+        ca
+    });
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     // one failing benchmark still lets the others report
@@ -191,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
             "manifest" => manifest::run(&scale, &mut rows).await,
             "reclaim" => reclaim::run(&scale, &mut rows).await,
             "storages" => storages::run(&scale, &mut rows).await,
-            "reuse" => reuse::run(&scale, &mut rows).await,
+            "reuse" => reuse::run(&scale, ca.as_ref().expect("made above"), &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {
