@@ -129,7 +129,7 @@ impl Scale {
                     concurrency: 32,
                 },
                 import_repos: Vec::new(),
-                reuse_mirrors: 10,
+                reuse_mirrors: 40,
                 parallelism,
             }
         } else {
@@ -199,11 +199,13 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .any(|o| o == name || (o == "git" && matches!(name, "noop" | "fetch")))
     };
-    if wanted("reuse") {
-        // the https:// upstream's CA: OpenSSL reads SSL_CERT_FILE once, when this
-        // process builds its first TLS context, which an earlier benchmark may do
-        stasis_testkit::https::trusted_ca();
-    }
+    // the https:// upstream's CA: OpenSSL reads SSL_CERT_FILE once, when this process
+    // builds its first TLS context, which an earlier benchmark may do
+    let ca = wanted("reuse").then(|| {
+        let ca = stasis_testkit::tls::TestCa::new("Stasis benchmark upstreams");
+        stasis_testkit::https::trust(&ca);
+        ca
+    });
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     // one failing benchmark still lets the others report
@@ -242,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
             "reclaim" => reclaim::run(&scale, &mut rows).await,
             "storages" => storages::run(&scale, &mut rows).await,
             "fleet" => fleet::run(&scale, &mut rows).await,
-            "reuse" => reuse::run(&scale, &mut rows).await,
+            "reuse" => reuse::run(&scale, ca.as_ref().expect("made above"), &mut rows).await,
             _ => hostile::run(&scale, &mut rows).await,
         };
         if let Err(e) = result {

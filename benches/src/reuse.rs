@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use stasis_shared::git::selection::RefSelection;
-use stasis_testkit::https::trusted_ca;
+use stasis_testkit::tls::TestCa;
 use stasis_worker::git::fetch::{fetch_mirror, FetchReport, FetchRequest, TransferProgress};
 use stasis_worker::git::gate::WriteGate;
 use stasis_worker::git::transport::{configure_reuse, NetworkPolicy, Reuse};
@@ -46,12 +46,13 @@ impl Spent {
     }
 }
 
-pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+/// `ca`: the CA this process trusts ([`stasis_testkit::https::trust`]).
+pub async fn run(scale: &Scale, ca: &TestCa, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let served = dir.path().join("served");
     // the fixture's refs (branches, tags), little content: a listing is all a check reads
     let _medium = Medium::create(served.join("medium"), scale.commits, 10_000);
-    let cert = trusted_ca().issue("bench-upstream", &["127.0.0.1"]);
+    let cert = ca.issue("bench-upstream", &["127.0.0.1"]);
     let upstream = HttpBackend::start_tls(&served, &cert);
     let url = format!("https://127.0.0.1:{}/medium", upstream.port);
     let n = scale.reuse_mirrors;

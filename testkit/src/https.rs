@@ -8,25 +8,20 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::background::Background;
 use crate::tls::{Issued, TestCa};
 
-/// The CA this process's TLS clients trust, made on first use: `SSL_CERT_FILE` names
-/// it, and OpenSSL (the worker's TLS, through native-tls) reads that variable when the
-/// process builds its first TLS context, which it then keeps. Call it before anything
-/// in the process opens a TLS connection, and issue every test certificate from it.
-pub fn trusted_ca() -> &'static TestCa {
-    static CA: OnceLock<TestCa> = OnceLock::new();
-    CA.get_or_init(|| {
-        let ca = TestCa::new("Stasis test upstreams");
-        // before this process's first TLS context, which is what reads it
-        std::env::set_var("SSL_CERT_FILE", &ca.cert);
-        ca
-    })
+/// Makes `ca` the CA this process's TLS clients trust: `SSL_CERT_FILE` names it, and
+/// OpenSSL (the worker's TLS, through native-tls) reads that variable when the process
+/// builds its first TLS context, which it then keeps. So call it before anything in the
+/// process opens a TLS connection, keep `ca` for as long as the process makes TLS
+/// connections, and issue every test certificate from it.
+pub fn trust(ca: &TestCa) {
+    std::env::set_var("SSL_CERT_FILE", &ca.cert);
 }
 
 #[derive(Default)]

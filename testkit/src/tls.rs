@@ -23,9 +23,15 @@ pub struct Issued {
 impl TestCa {
     /// A new CA named `name` (its certificate's subject).
     pub fn new(name: &str) -> Self {
+        Self::new_in(&std::env::temp_dir(), name)
+    }
+
+    /// A new CA named `name`, its files in a directory made under `parent` (removed with
+    /// the CA).
+    pub fn new_in(parent: &Path, name: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("stasis-ca-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("CA dir");
         let cert = dir.path().join("ca.crt");
         let key = dir.path().join("ca.key");

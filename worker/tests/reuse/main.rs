@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use stasis_shared::git::selection::RefSelection;
 use stasis_testkit::git::{git, Upstream};
 use stasis_testkit::http::GitHttpServer;
-use stasis_testkit::https::{trusted_ca, TlsFront};
-use stasis_testkit::tls::Issued;
+use stasis_testkit::https::{trust, TlsFront};
+use stasis_testkit::tls::{Issued, TestCa};
 use stasis_worker::git::fetch::{
     fetch_mirror, FetchError, FetchReport, FetchRequest, StopFlag, TransferProgress,
 };
@@ -58,10 +58,24 @@ pub fn permissive() -> NetworkPolicy {
     }
 }
 
+/// The CA this process trusts, made before its first TLS connection: one for the
+/// process, kept in the target directory's scratch space.
+fn ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| {
+        let ca = TestCa::new_in(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "Stasis test upstreams",
+        );
+        trust(&ca);
+        ca
+    })
+}
+
 /// The certificate of every upstream here, from the CA this process trusts.
 fn cert() -> &'static Issued {
     static CERT: OnceLock<Issued> = OnceLock::new();
-    CERT.get_or_init(|| trusted_ca().issue("upstreams", NAMES))
+    CERT.get_or_init(|| ca().issue("upstreams", NAMES))
 }
 
 /// An https:// upstream: a repository, the smart HTTP server in front of it, and TLS
@@ -119,7 +133,7 @@ pub fn up_to_date(dir: &Path, up: &Upstream, name: &str) -> PathBuf {
 
 /// One fetch of `url` into `mirror`, as a sync makes it.
 pub fn check(mirror: &Path, url: &str, network: &NetworkPolicy) -> Result<FetchReport, FetchError> {
-    trusted_ca();
+    ca();
     let gate = WriteGate::default();
     gate.decide(true);
     fetch_mirror(&FetchRequest {
