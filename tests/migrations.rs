@@ -157,7 +157,8 @@ async fn a_database_from_before_storages_has_every_mirror_on_the_default_storage
     let text = refused.to_string();
     assert!(text.contains("`default` (1 mirrors)"), "{text}");
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {old}"))
+    // a closed connection's backend ends a moment later: FORCE does not wait on it
+    sqlx::query(&format!("DROP DATABASE {old} WITH (FORCE)"))
         .execute(&env.pool)
         .await
         .unwrap();
