@@ -11,7 +11,7 @@ use rand::Rng;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::config::Config;
+use crate::config::{Config, Storage};
 use crate::db::storages::{self, StorageState};
 
 /// A storage's fitness for new mirrors, as `GET /admin/storages` shows it.
@@ -46,7 +46,7 @@ pub async fn fitness(cfg: &Config, pool: &PgPool) -> sqlx::Result<Vec<Fitness>> 
         .into_iter()
         .filter_map(|state| {
             let storage = cfg.storage.get(&state.name)?;
-            let reason = refusal(cfg, &state.name, state.live_workers, state.free_bytes);
+            let reason = refusal(cfg, &storage, state.live_workers, state.free_bytes);
             Some(Fitness {
                 weight: storage.weight,
                 read_only: storage.read_only,
@@ -58,10 +58,14 @@ pub async fn fitness(cfg: &Config, pool: &PgPool) -> sqlx::Result<Vec<Fitness>> 
         .collect())
 }
 
-/// Why storage `name` takes no new mirrors now, given its live workers and their newest
-/// free-space report; `None` when it takes them.
-fn refusal(cfg: &Config, name: &str, live_workers: i64, free_bytes: Option<i64>) -> Option<String> {
-    let storage = cfg.storage.get(name)?;
+/// Why a configured storage takes no new mirrors now, given its live workers and their
+/// newest free-space report; `None` when it takes them.
+fn refusal(
+    cfg: &Config,
+    storage: &Storage<'_>,
+    live_workers: i64,
+    free_bytes: Option<i64>,
+) -> Option<String> {
     if storage.read_only {
         Some("read-only (being drained)".to_owned())
     } else if storage.weight == 0 {
@@ -103,7 +107,7 @@ pub async fn place(
         let Some(storage) = cfg.storage.get(name) else {
             continue;
         };
-        match refusal(cfg, name, *live_workers, *free_bytes) {
+        match refusal(cfg, &storage, *live_workers, *free_bytes) {
             None => accepting.push((name.as_str(), storage.weight)),
             Some(why) => refused.push(format!("{name}: {why}")),
         }
