@@ -3,7 +3,7 @@
 // each job's attempts on demand; retry and discard one by one, for the jobs selected,
 // or for every failed job shown.
 
-import { api, h, relative, timeEl, toast, unchanged } from "./lib.js";
+import { api, h, refs, relative, timeEl, toast } from "./lib.js";
 
 export const JOB_STATES = ["pending", "running", "done", "failed", "dead"];
 const PER_PAGE = 50;
@@ -164,7 +164,7 @@ async function attempts(id, into) {
     const { runs } = await api("GET", `/admin/jobs/${id}`);
     const list = h("ol", { class: "attempts", "data-testid": "attempts" },
       ...runs.map((/** @type {any} */ r) => h("li", {
-        text: `${relative(r.started_at)} on ${r.worker ?? "a worker"}: ${r.outcome ?? "running"}${r.checks > 1 ? `, ${unchanged(r).text}` : ""}${r.duration_ms == null ? "" : `, ${r.duration_ms} ms`}${r.error ? ` — ${r.error}` : ""}`,
+        text: `${relative(r.started_at)} on ${r.worker ?? "a worker"}: ${r.outcome ?? "running"}${r.checks > 1 ? `, ${refs(r).text}` : ""}${r.duration_ms == null ? "" : `, ${r.duration_ms} ms`}${r.error ? ` — ${r.error}` : ""}`,
       })));
     into.querySelector("ol")?.remove();
     into.append(runs.length ? list : h("ol", { class: "attempts" }, h("li", { text: "No attempt recorded." })));

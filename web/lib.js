@@ -106,17 +106,28 @@ export function dateTime(iso, now = Date.now()) {
 }
 
 /**
- * What a run's refs column says when it fetched nothing: "unchanged", or for a run that
- * stands for several unchanged checks in a row, how many and since when
- * ("unchanged ×24 since 3 Dec, 14:05"), its title the first and last check exactly.
- * @param {{ checks?: number, started_at: string, last_checked_at?: string }} r
+ * What a run's refs column says: "+2 -0" for a success that moved refs, "unchanged" for
+ * one that fetched nothing, and for a run that stands for the unchanged checks after it
+ * too, how many and when ("unchanged ×24 since 3 Dec, 14:05"; "+2 -0, then unchanged ×23,
+ * last 4 Dec, 13:05"), its title the first and last check exactly. "-" for a run that
+ * did not succeed.
+ * @param {{ outcome?: string | null, unchanged?: boolean, refs_updated?: number, refs_pruned?: number, checks?: number, started_at: string, last_checked_at?: string }} r
  */
-export function unchanged(r, now = Date.now()) {
+export function refs(r, now = Date.now()) {
   const checks = r.checks ?? 1;
-  if (checks <= 1) return { text: "unchanged", title: "" };
+  if (r.unchanged) {
+    if (checks <= 1) return { text: "unchanged", title: "" };
+    return {
+      text: `unchanged ×${checks} since ${dateTime(r.started_at, now)}`,
+      title: `${checks} checks in a row found nothing new: the first at ${r.started_at}, the last at ${r.last_checked_at}`,
+    };
+  }
+  if (r.outcome !== "success") return { text: "-", title: "" };
+  const moved = `+${r.refs_updated ?? 0} -${r.refs_pruned ?? 0}`;
+  if (checks <= 1) return { text: moved, title: "" };
   return {
-    text: `unchanged ×${checks} since ${dateTime(r.started_at, now)}`,
-    title: `${checks} checks in a row found nothing new: the first at ${r.started_at}, the last at ${r.last_checked_at}`,
+    text: `${moved}, then unchanged ×${checks - 1}, last ${dateTime(r.last_checked_at ?? r.started_at, now)}`,
+    title: `changed at ${r.started_at}; ${checks === 2 ? "the check" : `the ${checks - 1} checks`} after it found nothing new, the last at ${r.last_checked_at}`,
   };
 }
 

@@ -5,7 +5,7 @@
 // history with each run's error, and for its owner or an admin every setting the API can
 // change, its webhook URL, and delete. Anyone else who may see it gets it read-only.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, progressView, setMoment, timeEl, toast, unchanged } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, here, humanSize, loading, moment, page, poller, progressView, refs, setMoment, timeEl, toast } from "./lib.js";
 
 /** @param {string} owner @param {string} name @param {{ username: string, is_admin: boolean } | null} me */
 export async function mirrorPage(owner, name, me) {
@@ -207,11 +207,10 @@ function liveStatus(base, section, { manage, admin, onSettled }) {
 /** The figures of a run that mean something: a failed or running one fetched nothing to count. @param {any} r */
 function runFigures(r) {
   const counted = r.outcome === "success";
-  const same = r.unchanged ? unchanged(r) : null;
-  const refs = same ? same.text
-    : counted || r.refs_updated || r.refs_pruned ? `+${r.refs_updated ?? 0} -${r.refs_pruned ?? 0}` : "-";
+  const said = counted ? refs(r)
+    : { text: r.refs_updated || r.refs_pruned ? `+${r.refs_updated ?? 0} -${r.refs_pruned ?? 0}` : "-", title: "" };
   const bytes = (counted && !r.unchanged) || r.bytes_received > 0 ? humanSize(r.bytes_received ?? 0) : "-";
-  return { refs, refsTitle: same?.title ?? "", bytes };
+  return { refs: said.text, refsTitle: said.title, bytes };
 }
 
 /** @param {string} base @param {HTMLElement} section */

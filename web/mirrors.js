@@ -4,7 +4,7 @@
 // otherwise), paged, with a sync of the mirrors selected or of every failed one shown.
 // As cards, each the mirror's sync button, or as a table (web/fleet.js) for a fleet.
 
-import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, humanSize, loading, page, poller, progressView, setMoment, timeEl, toast, unchanged } from "./lib.js";
+import { POLL_MS, SYNCED_FLASH_MS, api, failure, h, humanSize, loading, page, poller, progressView, refs, setMoment, timeEl, toast } from "./lib.js";
 import { acceptedText, describe } from "./mirror.js";
 import { SORTS, fleetTable } from "./fleet.js";
 
@@ -390,7 +390,7 @@ function mirrorCard(repo, pick) {
             timeEl("td", r.started_at, "ago", { "data-label": "Started" }),
             h("td", { text: r.error ? `${r.outcome}: ${r.error}` : (r.outcome ?? "running"), "data-label": "Outcome" }),
             h("td", { text: r.duration_ms == null ? "-" : `${r.duration_ms} ms`, "data-label": "Took" }),
-            h("td", { text: r.unchanged ? unchanged(r).text : r.outcome === "success" ? `+${r.refs_updated} -${r.refs_pruned}` : "-", "data-label": "Refs" }))))));
+            h("td", { text: refs(r).text, title: refs(r).title, "data-label": "Refs" }))))));
     } catch (err) {
       history.replaceChildren(h("p", { class: "form-error", text: err.message }));
     }

@@ -459,8 +459,9 @@ pub struct HistoryQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct History {
-    /// Newest first. Unchanged syncs in a row are one run, that of the first: `checks`
-    /// counts them and `last_checked_at` says when the latest began.
+    /// Newest first. The unchanged syncs after a successful run are counted in it:
+    /// `checks` is the run's own check plus those, `last_checked_at` says when the
+    /// latest began.
     pub runs: Vec<stasis_shared::db::runs::Run>,
     /// Failure and recovery notifications sent about this mirror, newest first: only
     /// for its owner and admins.

@@ -92,13 +92,20 @@ fn short(t: &str, max: usize) -> String {
 }
 
 /// A run's ref changes: `+updated -pruned`, or `unchanged` when nothing was fetched;
-/// a run that stands for several unchanged checks says how many and when the last began
-/// (its first is the run's start).
+/// a run that stands for the unchanged checks after it too says how many and when the
+/// last began (its first is the run's start).
 pub fn refs(run: &stasis_shared::db::runs::Run) -> String {
+    let last = time(Some(run.last_checked_at));
     match (run.unchanged, run.checks) {
         (true, 1) => "unchanged".into(),
-        (true, n) => format!("unchanged ×{n}, last {}", time(Some(run.last_checked_at))),
-        (false, _) => format!("+{} -{}", run.refs_updated, run.refs_pruned),
+        (true, n) => format!("unchanged ×{n}, last {last}"),
+        (false, 1) => format!("+{} -{}", run.refs_updated, run.refs_pruned),
+        (false, n) => format!(
+            "+{} -{}, then unchanged ×{}, last {last}",
+            run.refs_updated,
+            run.refs_pruned,
+            n - 1
+        ),
     }
 }
 
@@ -118,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_of_several_unchanged_checks_says_how_many_and_the_last() {
+    fn a_run_standing_for_later_unchanged_checks_says_how_many_and_the_last() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         let mut run = stasis_shared::db::runs::Run {
             id: 1,
@@ -151,6 +158,11 @@ mod tests {
         assert_eq!(refs(&run), "unchanged ×24, last 2026-12-02T09:00:00Z");
         run.unchanged = false;
         run.refs_updated = 2;
+        assert_eq!(
+            refs(&run),
+            "+2 -0, then unchanged ×23, last 2026-12-02T09:00:00Z"
+        );
+        run.checks = 1;
         assert_eq!(refs(&run), "+2 -0");
     }
 }

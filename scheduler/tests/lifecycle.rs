@@ -645,7 +645,7 @@ async fn unchanged_checks_in_a_row_fold_into_the_run_of_the_first() {
 }
 
 #[tokio::test]
-async fn a_change_a_failure_or_an_interruption_ends_a_fold() {
+async fn a_change_a_failure_or_an_interruption_ends_a_fold_and_only_a_change_takes_in_the_next() {
     let fx = Fixture::new().await;
     fx.check(1, UNCHANGED).await;
     fx.check(2, SUCCESS).await;
@@ -667,6 +667,8 @@ async fn a_change_a_failure_or_an_interruption_ends_a_fold() {
     fx.check(9, UNCHANGED).await;
 
     let interrupted = Some(RunOutcome::Interrupted);
+    // the change's run takes in the unchanged checks after it; a failure and an
+    // interruption take in none
     assert_eq!(
         fx.history().await,
         vec![
@@ -674,8 +676,7 @@ async fn a_change_a_failure_or_an_interruption_ends_a_fold() {
             (interrupted, false, 1),
             (OK, true, 1),
             (Some(RunOutcome::Failed), false, 1),
-            (OK, true, 2),
-            (OK, false, 1),
+            (OK, false, 3),
             (OK, true, 1),
         ]
     );
@@ -683,7 +684,8 @@ async fn a_change_a_failure_or_an_interruption_ends_a_fold() {
 }
 
 #[tokio::test]
-async fn an_unchanged_check_that_did_more_than_list_keeps_its_figures_in_a_run_of_its_own() {
+async fn an_unchanged_check_that_did_more_than_list_keeps_its_figures_in_a_run_of_its_own_then_takes_in_the_next(
+) {
     let fx = Fixture::new().await;
     fx.check(1, UNCHANGED).await;
     fx.check(2, UNCHANGED).await;
@@ -696,18 +698,36 @@ async fn an_unchanged_check_that_did_more_than_list_keeps_its_figures_in_a_run_o
         ..RunStats::default()
     };
     fx.finish_with(job, 3, None, UNCHANGED, 1, stats).await;
-    // nothing folds into it either: its figures stay the one check's
+    let own = runs::for_repo(fx.pool(), fx.repo, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    // the checks after it that only listed are counted in it, its figures unchanged
     fx.check(4, UNCHANGED).await;
     fx.check(5, UNCHANGED).await;
+    assert_eq!(fx.history().await, vec![(OK, true, 3), (OK, true, 2)]);
+    let run = runs::for_repo(fx.pool(), fx.repo, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(run.id, own.id);
     assert_eq!(
-        fx.history().await,
-        vec![(OK, true, 2), (OK, true, 1), (OK, true, 2)]
+        (
+            run.lfs_objects,
+            run.lfs_bytes,
+            run.list_ms,
+            run.duration_ms,
+            &run.worker
+        ),
+        (
+            Some(1),
+            Some(2048),
+            own.list_ms,
+            own.duration_ms,
+            &own.worker
+        )
     );
-    let runs = runs::for_repo(fx.pool(), fx.repo, 3).await.unwrap();
-    assert_eq!(
-        (runs[1].lfs_objects, runs[1].lfs_bytes),
-        (Some(1), Some(2048))
-    );
+    assert!(run.last_checked_at > own.last_checked_at, "{run:?}");
     assert_eq!(fx.counted_checks().await, 5);
 }
 

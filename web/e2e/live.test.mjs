@@ -114,6 +114,12 @@ test("after Sync now the mirror page follows the sync to its end with no reload"
   assert.match(await page.getByTestId("last-sync").innerText(), /^(just now|\d+s ago)$/);
   // the history took the new run in too: the import's and this one
   await page.locator('section[aria-label="History"] tr[data-outcome="success"]').nth(1).waitFor();
+  // a sync that finds nothing new is counted in the change's row, not a row of its own
+  await syncNow.click();
+  const newest = page.locator('section[aria-label="History"] tbody tr').first().getByTestId("run-refs");
+  await newest.getByText(/^\+\d+ -\d+, then unchanged ×1, last \d/).waitFor();
+  assert.match(await newest.getAttribute("title"), /^changed at \S+; the check after it found nothing new, the last at \S+$/);
+  await state.getByText("Up to date").waitFor({ timeout: 10_000 });
   // relative times age while the page stays open
   await page.getByTestId("last-sync").getByText(/^\d+s ago$/).waitFor({ timeout: 15_000 });
   await readable(page, "a mirror's page after a sync");

@@ -313,7 +313,8 @@ async fn a_worker_that_mounts_both_storages_moves_a_mirror_by_copy_then_fetch() 
     })
     .await;
     assert_mirrors(&env.mirror_path_on("b", "root", "z"), &up);
-    // copied, then fetched: the upstream had nothing new, so nothing was received
+    // copied, then fetched: the upstream had nothing new, so the check only listed and
+    // was counted in the import's run
     let (_, detail) = api
         .call(
             "GET",
@@ -323,8 +324,12 @@ async fn a_worker_that_mounts_both_storages_moves_a_mirror_by_copy_then_fetch() 
         )
         .await;
     let run = &detail["runs"][0];
-    assert_eq!(run["unchanged"], true, "{detail}");
-    assert_eq!(run["bytes_received"], 0, "{detail}");
+    assert_eq!(
+        (&run["outcome"], &run["checks"]),
+        (&json!("success"), &json!(2)),
+        "{detail}"
+    );
+    assert_ne!(run["job_id"], json!(job), "{detail}");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! `sync_runs`: one row per attempt, the history operators and owners read, except that
-//! consecutive unchanged checks of a mirror share the row of the first (`checks`; written
+//! the unchanged checks after a successful run are counted in its row (`checks`; written
 //! by `domain::lifecycle::fold`). `unchanged_checks` counts those checks per second for the
 //! charts.
 
@@ -15,7 +15,8 @@ pub struct Run {
     pub id: i64,
     pub job_id: Uuid,
     pub attempt: i32,
-    /// The worker that ran it; for a run of several checks, the latest's.
+    /// The worker that ran it; for a run of several unchanged checks that only listed,
+    /// the latest's.
     pub worker: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -31,20 +32,21 @@ pub struct Run {
     pub bytes_received: i64,
     pub objects_received: i32,
     /// Milliseconds spent listing upstream's refs (by the latest check, for a run of
-    /// several), and fetching and updating them.
+    /// several unchanged checks that only listed), and fetching and updating them.
     pub list_ms: Option<i32>,
     pub fetch_ms: Option<i32>,
     /// Upstream's refs matched the mirror's, so nothing was fetched.
     pub unchanged: bool,
-    /// The checks this run stands for: 1, or for a successful unchanged run, how many
-    /// unchanged checks in a row it took in (each one a sync that found nothing new; the
-    /// next change, failure or interruption starts a run of its own).
+    /// The checks this run stands for: 1, or for a successful run, 1 plus the unchanged
+    /// checks that followed it (each one a sync that found nothing new; the next
+    /// change, failure or interruption starts a run of its own). `unchanged` says
+    /// whether the run's first check found nothing new too.
     pub checks: i32,
     /// When the latest of those checks began: `started_at` for a run of one check.
     /// `started_at` and `finished_at` are the first check's.
     pub last_checked_at: DateTime<Utc>,
-    /// How long the latest check took, from its start to its end (`None` while the
-    /// attempt runs).
+    /// How long the run's first check took, from its start to its end; for a run of
+    /// unchanged checks that only listed, the latest's (`None` while the attempt runs).
     pub duration_ms: Option<i64>,
     /// Git LFS objects downloaded after the fetch, and their bytes (`None`: no LFS step).
     pub lfs_objects: Option<i32>,
@@ -53,14 +55,20 @@ pub struct Run {
     pub lfs_error: Option<String>,
 }
 
-const SELECT: &str = "SELECT id, job_id, attempt, worker, started_at, finished_at, outcome,
+const SELECT: &str = concat!(
+    "SELECT id, job_id, attempt, worker, started_at, finished_at, outcome,
     error, error_kind, refs_updated, refs_created, refs_pruned, bytes_received,
     objects_received, list_ms, fetch_ms, unchanged, checks,
     COALESCE(last_checked_at, started_at) AS last_checked_at,
-    COALESCE(last_duration_ms::bigint,
-             (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint) AS duration_ms,
+    CASE WHEN ",
+    crate::run_only_listed!("sync_runs"),
+    " THEN COALESCE(last_duration_ms::bigint,
+                    (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint)
+         ELSE (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint
+    END AS duration_ms,
     lfs_objects, lfs_bytes, lfs_error
-    FROM sync_runs";
+    FROM sync_runs"
+);
 
 /// Every attempt of a job, first to last. The job of an unchanged check that folded
 /// into an earlier run has that run, while it is the run's latest check: the run is the

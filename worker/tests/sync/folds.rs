@@ -1,8 +1,8 @@
-//! Unchanged syncs in a row share one history row: the run of the first counts them
-//! all (`checks`) and says when the latest began (`last_checked_at`); a sync that
-//! changed something or failed writes a row of its own, and the next unchanged one
-//! starts counting again. A check that lists for long shows its own running row until
-//! it ends.
+//! Unchanged syncs after a successful one share its history row: the run counts them
+//! (`checks`) and says when the latest began (`last_checked_at`); a sync that changed
+//! something or failed writes a row of its own, so the history holds a row a change,
+//! and one job a run once the next run is written. A check that lists for long shows its
+//! own running row until it ends.
 
 use stasis_shared::db::runs::{self, Run};
 use stasis_shared::domain::{JobState, RunOutcome, SyncReason};
@@ -14,14 +14,18 @@ use uuid::Uuid;
 use crate::{set_upstream, WAIT};
 
 const OK: Option<RunOutcome> = Some(RunOutcome::Success);
+const FAILED: Option<RunOutcome> = Some(RunOutcome::Failed);
 
 /// A mirror of `up` served by `git daemon`, imported.
 struct Served {
     up: Upstream,
     daemon: GitDaemon,
     repo: Uuid,
+    /// The import's job.
+    import: Uuid,
 }
 
+/// A mirror of `up` served by `git daemon`, imported.
 async fn imported(env: &TestEnv) -> Served {
     let served = env.dir.path().join("served");
     let up = Upstream::create(served.join("up"));
@@ -30,7 +34,20 @@ async fn imported(env: &TestEnv) -> Served {
     let repo = env.mirror(&owner, "up", &daemon.url("up")).await;
     let import = env.enqueue(repo, SyncReason::Import).await;
     assert_eq!(env.finished(import, WAIT).await.state, JobState::Done);
-    Served { up, daemon, repo }
+    Served {
+        up,
+        daemon,
+        repo,
+        import,
+    }
+}
+
+/// The mirror's sync fails for good once (its upstream gone), then it is served again.
+async fn fail_once(env: &TestEnv, m: &Served) -> Uuid {
+    set_upstream(env, m.repo, &m.daemon.url("missing.git")).await;
+    let failed = sync(env, m.repo, JobState::Failed).await;
+    set_upstream(env, m.repo, &m.daemon.url("up")).await;
+    failed
 }
 
 /// A scheduled sync of `repo`, run to its end: its job.
@@ -62,10 +79,51 @@ async fn job_exists(env: &TestEnv, job: Uuid) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_unchanged_syncs_in_a_row_leave_one_run_of_three_checks() {
+async fn unchanged_syncs_after_a_change_fold_into_its_run_which_keeps_its_own_figures() {
     let env = TestEnv::new().await;
     let worker = env.spawn_worker();
     let m = imported(&env).await;
+    let before = history(&env, m.repo).await;
+
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(sync(&env, m.repo, JobState::Done).await);
+    }
+    let history = history(&env, m.repo).await;
+    assert_eq!(shape(&history), vec![(OK, false, 4)], "{history:?}");
+    let (run, import, third) = (&history[0], &before[0], env.job(jobs[2]).await);
+    assert_eq!(run.id, import.id);
+    assert_eq!(run.job_id, m.import, "the run is the import's");
+    assert_eq!(Some(run.last_checked_at), third.started_at);
+    assert!(run.last_checked_at > run.started_at, "{run:?}");
+    assert!(run.refs_updated > 0 && run.bytes_received > 0, "{run:?}");
+    assert_eq!(
+        (&run.worker, run.list_ms, run.duration_ms, run.finished_at),
+        (
+            &import.worker,
+            import.list_ms,
+            import.duration_ms,
+            import.finished_at
+        ),
+        "the import's own figures stay"
+    );
+    // the checks in between are gone; the import's job and the latest's show the run
+    for job in &jobs[..2] {
+        assert!(!job_exists(&env, *job).await, "job {job}");
+    }
+    for job in [m.import, jobs[2]] {
+        let shown: Vec<i64> = env.runs(job).await.iter().map(|r| r.id).collect();
+        assert_eq!(shown, vec![run.id], "job {job}");
+    }
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unchanged_syncs_after_a_failure_start_a_run_that_takes_in_the_next_ones() {
+    let env = TestEnv::new().await;
+    let worker = env.spawn_worker();
+    let m = imported(&env).await;
+    fail_once(&env, &m).await;
 
     let mut jobs = Vec::new();
     for _ in 0..3 {
@@ -74,46 +132,49 @@ async fn three_unchanged_syncs_in_a_row_leave_one_run_of_three_checks() {
     let history = history(&env, m.repo).await;
     assert_eq!(
         shape(&history),
-        vec![(OK, true, 3), (OK, false, 1)],
+        vec![(OK, true, 3), (FAILED, false, 1), (OK, false, 1)],
         "{history:?}"
     );
     let (folded, third) = (&history[0], env.job(jobs[2]).await);
     assert_eq!(folded.job_id, jobs[0], "the run is the first check's");
     assert_eq!(Some(folded.last_checked_at), third.started_at);
     assert_eq!(Some(&folded.worker), third.worker.as_ref());
-    assert!(folded.last_checked_at > folded.started_at, "{folded:?}");
     assert!(
         folded.duration_ms.is_some() && folded.list_ms.is_some(),
         "the latest check's times: {folded:?}"
     );
-    // the middle check's job is gone; the first's and the latest's show the run
     assert!(!job_exists(&env, jobs[1]).await);
-    for job in [jobs[0], jobs[2]] {
-        let shown: Vec<i64> = env.runs(job).await.iter().map(|r| r.id).collect();
-        assert_eq!(shown, vec![folded.id], "job {job}");
-    }
     worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_sync_that_changed_something_starts_a_new_run_and_so_does_the_next_unchanged_one() {
+async fn a_change_starts_a_run_of_its_own_and_the_run_before_keeps_only_its_first_job() {
     let env = TestEnv::new().await;
     let worker = env.spawn_worker();
     let mut m = imported(&env).await;
 
     sync(&env, m.repo, JobState::Done).await;
-    sync(&env, m.repo, JobState::Done).await;
+    let latest = sync(&env, m.repo, JobState::Done).await;
     m.up.commit("more");
-    sync(&env, m.repo, JobState::Done).await;
+    let change = sync(&env, m.repo, JobState::Done).await;
     sync(&env, m.repo, JobState::Done).await;
     sync(&env, m.repo, JobState::Done).await;
     let history = history(&env, m.repo).await;
     assert_eq!(
         shape(&history),
-        vec![(OK, true, 2), (OK, false, 1), (OK, true, 2), (OK, false, 1)],
+        vec![(OK, false, 3), (OK, false, 3)],
         "{history:?}"
     );
-    assert!(history[1].refs_updated > 0, "{history:?}");
+    assert!(history[0].refs_updated > 0, "{history:?}");
+    assert_eq!(history[0].job_id, change);
+    // the import's run keeps its count and its first job; its latest check's job went
+    // when the change's run was written
+    assert_eq!(history[1].job_id, m.import);
+    assert!(job_exists(&env, m.import).await);
+    assert!(
+        !job_exists(&env, latest).await,
+        "the latest check's job is gone"
+    );
     worker.stop().await;
 }
 
@@ -125,22 +186,16 @@ async fn a_failed_sync_starts_a_new_run_and_so_does_the_next_unchanged_one() {
 
     sync(&env, m.repo, JobState::Done).await;
     sync(&env, m.repo, JobState::Done).await;
-    set_upstream(&env, m.repo, &m.daemon.url("missing.git")).await;
-    sync(&env, m.repo, JobState::Failed).await;
-    set_upstream(&env, m.repo, &m.daemon.url("up")).await;
+    let failed = fail_once(&env, &m).await;
     sync(&env, m.repo, JobState::Done).await;
     sync(&env, m.repo, JobState::Done).await;
     let history = history(&env, m.repo).await;
     assert_eq!(
         shape(&history),
-        vec![
-            (OK, true, 2),
-            (Some(RunOutcome::Failed), false, 1),
-            (OK, true, 2),
-            (OK, false, 1)
-        ],
+        vec![(OK, true, 2), (FAILED, false, 1), (OK, false, 3)],
         "{history:?}"
     );
+    assert_eq!(history[1].job_id, failed);
     worker.stop().await;
 }
 
@@ -149,6 +204,7 @@ async fn a_slow_unchanged_check_shows_its_own_running_run_then_folds_into_the_on
     let env = TestEnv::new().await;
     let worker = env.spawn_worker();
     let m = imported(&env).await;
+    fail_once(&env, &m).await;
     sync(&env, m.repo, JobState::Done).await;
 
     // a listing slower than the grace before recording: the check is recorded as
@@ -164,13 +220,18 @@ async fn a_slow_unchanged_check_shows_its_own_running_run_then_folds_into_the_on
     assert_eq!(running[0].job_id, job);
     assert_eq!(
         shape(&running),
-        vec![(None, false, 1), (OK, true, 1), (OK, false, 1)]
+        vec![
+            (None, false, 1),
+            (OK, true, 1),
+            (FAILED, false, 1),
+            (OK, false, 1)
+        ]
     );
     assert_eq!(env.finished(job, WAIT).await.state, JobState::Done);
     let history = history(&env, m.repo).await;
     assert_eq!(
         shape(&history),
-        vec![(OK, true, 2), (OK, false, 1)],
+        vec![(OK, true, 2), (FAILED, false, 1), (OK, false, 1)],
         "its run folded in: {history:?}"
     );
     assert!(

@@ -77,11 +77,13 @@ async fn changes_outside_the_selection_are_no_change() {
     let env = TestEnv::new().await;
     let (up, repo) = selective_mirror(&env).await;
     let worker = env.spawn_worker();
-    sync(&env, repo, SyncReason::Import).await;
+    let import = sync(&env, repo, SyncReason::Import).await;
 
     git(&up.path, &["update-ref", "refs/pull/2/head", "HEAD"]);
     git(&up.path, &["branch", "-D", "feature"]);
-    assert!(sync(&env, repo, SyncReason::Scheduled).await.unchanged);
+    // nothing new: counted in the import's run
+    let check = sync(&env, repo, SyncReason::Scheduled).await;
+    assert_eq!((check.id, check.checks), (import.id, 2), "{check:?}");
     worker.stop().await;
 }
 

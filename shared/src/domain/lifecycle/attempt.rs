@@ -410,7 +410,8 @@ async fn open_follow_up(
 
 /// Writes the attempt's run and answers its row: the previous run's, when an unchanged
 /// success folded into it (the row `start` opened, if any, then gone); otherwise the row
-/// `start` opened, now finished, or one written whole.
+/// `start` opened, now finished, or one written whole, after which the previous run's
+/// latest check's job goes.
 async fn write_run(
     tx: &mut Transaction<'_, Postgres>,
     f: &Finish<'_>,
@@ -429,7 +430,7 @@ async fn write_run(
         Some(End::Failed { .. }) => RunOutcome::Failed,
         Some(End::Interrupted) => RunOutcome::Interrupted,
     };
-    match recorded.run_id {
+    let run = match recorded.run_id {
         Some(id) => {
             let finished = sqlx::query_scalar(
                 "UPDATE sync_runs SET finished_at = $2::timestamptz + make_interval(secs => $3),
@@ -464,7 +465,9 @@ async fn write_run(
                 .fetch_one(&mut **tx)
                 .await
         }
-    }
+    }?;
+    fold::retire_latest_job(tx, f.attempt.repo_id, run).await?;
+    Ok(run)
 }
 
 /// Binds `$2` to `$19` of a statement that writes a run's end: its start, duration,

@@ -1,13 +1,16 @@
-//! Consecutive unchanged checks of a mirror share one history row. Most syncs find the
-//! upstream unchanged; a row for each would leave a mirror checked hourly with 24 rows a
-//! day that say nothing happened. So an unchanged success whose mirror's latest run is
-//! an unchanged success too is counted in that run (`checks`, `last_checked_at`,
-//! `last_duration_ms`, `last_job_id`, the latest check's `list_ms` and `worker`) instead
-//! of getting a row. A change, a failure or an interruption writes a row of its own, and
-//! the next unchanged check starts a run again; so does an unchanged check that did more
-//! than list (LFS objects tried again, a housekeeping pass tried again), whose figures
-//! are its own, and no check folds into such a run. The charts count every check where
-//! it happened from `unchanged_checks`.
+//! Unchanged checks of a mirror fold into its latest run. Most syncs find the upstream
+//! unchanged; a row for each would leave a mirror checked hourly with 24 rows a day that
+//! say nothing happened. So an unchanged success that only listed is counted in the
+//! mirror's latest run when that run succeeded (`checks`, `last_checked_at`,
+//! `last_duration_ms`, `last_job_id`) instead of getting a row: the history reads "the
+//! change at 10:02, then unchanged ×23, the last at 09:02 the next day", one row a
+//! change. A run that changed something keeps its own figures (listing time, worker,
+//! duration); a run that was itself an unchanged check that only listed takes the latest
+//! check's listing time and worker, having no figures worth keeping. A failure or an
+//! interruption writes a row of its own and is never folded into, so the next unchanged
+//! check after it starts a run again; so does an unchanged check that did more than list
+//! (LFS objects tried again, a housekeeping pass tried again), whose figures are its own.
+//! The charts count every check where it happened from `unchanged_checks`.
 //!
 //! The fold is written in the attempt's end transaction, after the mirror's row was
 //! locked under the attempt's fence: two ends of one mirror never fold at once, an
@@ -20,9 +23,11 @@
 //! writes no index entry.
 //!
 //! Every check is a job, done. The job of the run's first check stays its `job_id`, the
-//! latest check's is `last_job_id`, and the jobs of the checks in between are deleted as
-//! the row takes the next one in: nobody waits on those any more (one job runs at a time
-//! per mirror), and they would otherwise pile up until `history.max_age`.
+//! latest check's is `last_job_id` while the run is the mirror's latest, and every other
+//! job of its checks is deleted: the ones in between as the row takes the next one in,
+//! the latest once the mirror's next run is written ([`retire_latest_job`]). Nobody waits
+//! on those any more (one job runs at a time per mirror), and they would otherwise pile
+//! up until `history.max_age`, two rows a change where the run alone tells the story.
 
 use sqlx::{Postgres, Transaction};
 
@@ -32,8 +37,8 @@ use super::attempt::Finish;
 pub const SHARDS: u8 = 8;
 
 /// Records a successful unchanged check: counted in `unchanged_checks`, and, when it
-/// only listed, folded into the mirror's latest run if that is a successful unchanged
-/// one that only listed too (`open`, the row `start` opened for this check, aside).
+/// only listed, folded into the mirror's latest run if that one succeeded (`open`, the
+/// row `start` opened for this check, aside).
 /// Answers the run it folded into, or `None`: the check needs a run of its own.
 pub async fn unchanged_check(
     tx: &mut Transaction<'_, Postgres>,
@@ -58,10 +63,14 @@ pub async fn unchanged_check(
          ), folded AS (
              UPDATE sync_runs r SET checks = r.checks + 1, last_checked_at = $3,
                  last_duration_ms = round($4 * 1000)::int, last_job_id = $2,
-                 list_ms = COALESCE($5, r.list_ms), worker = $9
+                 list_ms = CASE WHEN ",
+        crate::run_only_listed!("r"),
+        " THEN COALESCE($5, r.list_ms) ELSE r.list_ms END,
+                 worker = CASE WHEN ",
+        crate::run_only_listed!("r"),
+        " THEN $9 ELSE r.worker END
              FROM latest
-             WHERE r.id = latest.id AND $8 AND r.outcome = 'success' AND r.unchanged
-               AND r.lfs_objects IS NULL AND r.lfs_error IS NULL AND r.housekeeping IS NULL
+             WHERE r.id = latest.id AND $8 AND r.outcome = 'success'
              RETURNING r.id, latest.last_job_id AS superseded
          ), opened AS (
              DELETE FROM sync_runs WHERE id = $6 AND EXISTS (SELECT 1 FROM folded)
@@ -89,4 +98,29 @@ pub async fn unchanged_check(
 /// The mirror's row of a second in `unchanged_checks`.
 pub fn shard(repo_id: uuid::Uuid) -> u8 {
     repo_id.as_bytes()[15] % SHARDS
+}
+
+/// Deletes the job of the latest check of the mirror's run before `run`, now that `run`
+/// (a run of its own: a change, a failure, an interruption) follows it: done, and no
+/// run's first job.
+pub async fn retire_latest_job(
+    tx: &mut Transaction<'_, Postgres>,
+    repo_id: uuid::Uuid,
+    run: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(concat!(
+        "DELETE FROM sync_jobs j USING (
+             SELECT last_job_id FROM sync_runs
+             WHERE repo_id = $1 AND id <> $2
+             ORDER BY started_at DESC, id DESC LIMIT 1
+         ) before
+         WHERE j.id = before.last_job_id AND ",
+        crate::job_finished!("j"),
+        " AND NOT EXISTS (SELECT 1 FROM sync_runs o WHERE o.job_id = j.id)"
+    ))
+    .bind(repo_id)
+    .bind(run)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -77,6 +77,26 @@ macro_rules! job_finished {
     };
 }
 
+/// A run that was an unchanged check which only listed: a run of such checks shows the
+/// latest one's listing time, worker and duration, having no figures of its own worth
+/// keeping (see [`fold`]).
+#[macro_export]
+macro_rules! run_only_listed {
+    ($alias:literal) => {
+        concat!(
+            "(",
+            $alias,
+            ".unchanged AND ",
+            $alias,
+            ".lfs_objects IS NULL AND ",
+            $alias,
+            ".lfs_error IS NULL AND ",
+            $alias,
+            ".housekeeping IS NULL)"
+        )
+    };
+}
+
 /// A repository shown as having a sync in flight.
 #[macro_export]
 macro_rules! repo_in_flight {
