@@ -48,13 +48,19 @@ struct LfsRun {
 }
 
 async fn lfs_run(env: &TestEnv, job: Uuid) -> LfsRun {
+    own_run(env, job).await.expect("the job's run")
+}
+
+/// The job's own run; `None` when its check only listed and was counted in the run
+/// before it.
+async fn own_run(env: &TestEnv, job: Uuid) -> Option<LfsRun> {
     sqlx::query_as(
         "SELECT outcome, lfs_objects, lfs_bytes, lfs_error FROM sync_runs WHERE job_id = $1",
     )
     .bind(job)
-    .fetch_one(&env.pool)
+    .fetch_optional(&env.pool)
     .await
-    .expect("the job's run")
+    .unwrap()
 }
 
 async fn sync(env: &TestEnv, repo: Uuid, reason: SyncReason) -> Uuid {
@@ -370,7 +376,7 @@ async fn a_corrupt_object_arrives_on_the_next_sync_once_healed_without_new_commi
     // once present it is not asked for again
     let before = downloads(&f.server);
     let later = sync(&f.env, repo, SyncReason::Manual).await;
-    assert_eq!(lfs_run(&f.env, later).await.lfs_objects, None);
+    assert!(own_run(&f.env, later).await.is_none(), "it only listed");
     assert_eq!(downloads(&f.server), before);
     worker.stop().await;
 }
@@ -415,7 +421,7 @@ async fn an_operators_request_tries_again_before_the_backoff_ends_and_lfs_off_fo
     // within the backoff: a sync does not ask for it
     let before = downloads(&f.server);
     let waiting = sync(&f.env, repo, SyncReason::Manual).await;
-    assert_eq!(lfs_run(&f.env, waiting).await.lfs_objects, None);
+    assert!(own_run(&f.env, waiting).await.is_none(), "it only listed");
     assert_eq!(downloads(&f.server), before);
     assert_eq!(status_missing(&f.env).await, 1);
 

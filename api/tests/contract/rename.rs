@@ -104,14 +104,16 @@ async fn rename_moves_the_mirror_and_the_next_sync_uses_the_new_directory() {
     sync_succeeded(&w, "new").await;
     assert_mirrors(&moved, &m.up);
     assert!(!m.dir.exists(), "the sync recreated the old directory");
-    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE repo_id = $1")
-        .bind(m.repo_id)
-        .fetch_one(&w.env.pool)
-        .await
-        .unwrap();
+    let checks: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(checks), 0)::bigint FROM sync_runs WHERE repo_id = $1",
+    )
+    .bind(m.repo_id)
+    .fetch_one(&w.env.pool)
+    .await
+    .unwrap();
     assert_eq!(
-        runs, 2,
-        "the import's run and the sync's, under one repository"
+        checks, 2,
+        "the import's check and the sync's, under one repository"
     );
     worker.stop().await;
 }
