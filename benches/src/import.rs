@@ -147,6 +147,8 @@ pub async fn run(scale: &Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
                     "import failed: {:?}",
                     done.last_error
                 );
+                // housekeeping may go on after the job's end: the clone must not run beside
+                env.released(repo, Duration::from_secs(600)).await;
                 let run = env.runs(job).await.pop().context("run recorded")?;
                 let took = run.finished_at.context("finished")? - run.started_at;
                 ours.push(took.num_microseconds().unwrap_or(0) as f64 / 1e3);

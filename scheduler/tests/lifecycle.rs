@@ -1162,3 +1162,58 @@ async fn claim_due_passes_over_jobs_not_due() {
         vec![jobs[0][1]]
     );
 }
+
+/// A pass still running at the end: the check gets a run of its own (it did more than
+/// list), and the pass's figures land on that run afterwards, under the fence only; no
+/// later unchanged check folds into it.
+#[tokio::test]
+async fn housekeeping_figures_land_on_the_ended_run_under_its_fence() {
+    use stasis_shared::domain::lifecycle::housekept::{self, Figures};
+
+    let fixture = Fixture::new().await;
+    let fx = &fixture;
+    fx.check(1, UNCHANGED).await;
+    let job = fx.open(SyncReason::Scheduled).await;
+    let stats = RunStats {
+        unchanged: true,
+        housekeeping_after: true,
+        ..RunStats::default()
+    };
+    let ended = fx.finish_with(job, 2, None, UNCHANGED, 1, stats).await;
+    let run_id = ended.run_id.expect("owned");
+    assert_eq!(fx.status().await, SyncStatus::Success);
+    assert_eq!(fx.history().await, vec![(OK, true, 1), (OK, true, 1)]);
+
+    let figures = Figures {
+        housekeeping: Some(("full", 42)),
+        size_bytes: Some(4096),
+    };
+    let pass = |fence| async move {
+        housekept::record(fx.pool(), &attempt_of(job, fx.repo, fence), run_id, figures)
+            .await
+            .expect("record")
+    };
+    let landed = || async {
+        sqlx::query_as::<_, (Option<String>, Option<i32>)>(
+            "SELECT housekeeping, housekeeping_ms FROM sync_runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(fx.pool())
+        .await
+        .unwrap()
+    };
+    // a holder whose fence moved on writes nothing
+    assert!(!pass(1).await);
+    assert_eq!(landed().await, (None, None));
+    assert_eq!(fx.env.repo(fx.repo).await.size_bytes, None);
+    assert!(pass(2).await);
+    assert_eq!(landed().await, (Some("full".into()), Some(42)));
+    assert_eq!(fx.env.repo(fx.repo).await.size_bytes, Some(4096));
+    assert_eq!(fx.status().await, SyncStatus::Success);
+
+    fx.check(3, UNCHANGED).await;
+    assert_eq!(
+        fx.history().await,
+        vec![(OK, true, 1), (OK, true, 1), (OK, true, 1)]
+    );
+}

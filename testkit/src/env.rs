@@ -291,6 +291,29 @@ impl TestEnv {
         .await
     }
 
+    /// Waits until no worker holds the repository's lock: its last sync ended whole,
+    /// housekeeping included (which may still run after its status turned `success`).
+    pub async fn released(&self, repo_id: Uuid, timeout: Duration) {
+        let key = stasis_shared::lock::Leases::new(self.redis.clone(), &self.cfg.queue.namespace)
+            .repo_key(repo_id);
+        crate::eventually(
+            &format!("the lock of {repo_id} to be released"),
+            timeout,
+            || {
+                let (mut redis, key) = (self.redis.clone(), key.clone());
+                async move {
+                    let held: bool = redis::cmd("EXISTS")
+                        .arg(&key)
+                        .query_async(&mut redis)
+                        .await
+                        .expect("read the lock");
+                    (!held).then_some(())
+                }
+            },
+        )
+        .await
+    }
+
     /// Every run (attempt) of a job, oldest first.
     pub async fn runs(&self, job_id: Uuid) -> Vec<runs::Run> {
         runs::for_job(&self.pool, job_id).await.expect("query runs")

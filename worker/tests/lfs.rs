@@ -296,6 +296,43 @@ fn the_scan_finds_new_pointers_and_a_stopped_one_ends_its_walk() {
     assert_eq!(stopped, Err(LfsError::Stopped));
 }
 
+/// A mirror its fetch created holds only new objects: the scan of its whole store finds
+/// the pointers a walk of its history finds, and a stopped one ends.
+#[test]
+fn the_scan_of_a_created_mirror_finds_what_the_walk_finds() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use stasis_worker::git::fetch::{StopFlag, StopReason};
+    use stasis_worker::git::lfs::{scan, LfsError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Upstream::create(dir.path().join("r"));
+    let first = commit_lfs_file(&up, "a.bin", &content(51, 4096));
+    up.commit("between the two");
+    let second = commit_lfs_file(&up, "b.bin", &content(52, 100));
+    let head = stasis_testkit::git::git(&up.path, &["rev-parse", "HEAD"]);
+    let head = git2::Oid::from_str(head.trim()).unwrap();
+    let git_dir = up.path.join(".git");
+    let later = Instant::now() + Duration::from_secs(60);
+
+    let walked = scan::new_pointers(&git_dir, &[], &[head], Arc::default(), later).expect("walk");
+    let listed = scan::all_pointers(&git_dir, Arc::default(), later).expect("list");
+    assert_eq!(listed, walked);
+    let mut oids: Vec<&str> = listed.iter().map(|p| p.oid.as_str()).collect();
+    oids.sort_unstable();
+    let mut expected = vec![first.as_str(), second.as_str()];
+    expected.sort_unstable();
+    assert_eq!(oids, expected);
+
+    let stop = Arc::new(StopFlag::default());
+    stop.stop(StopReason::Cancelled);
+    assert_eq!(
+        scan::all_pointers(&git_dir, stop, later),
+        Err(LfsError::Stopped)
+    );
+}
+
 /// The mirror's remembered missing objects: (oid, attempts, last_error).
 async fn remembered(env: &TestEnv, repo: Uuid) -> Vec<(String, i32, String)> {
     sqlx::query_as("SELECT oid, attempts, last_error FROM lfs_missing WHERE repo_id = $1")

@@ -168,6 +168,7 @@ fn lfs_step(s: &Site, mirror: &Path, access: &SshAccess) -> LfsReport {
         url: &url,
         old_tips: &[],
         new_tips: &tips,
+        created: false,
         remembered: &[],
         network: &network,
         ssh: access,

@@ -41,7 +41,8 @@ fn start_worker(env: &TestEnv, concurrency: usize) -> InProcessWorker {
 }
 
 /// Runs one job through the pipeline and returns its run's span in seconds: the sync's
-/// own work, from its permit to the end of the fetch (the end record comes after).
+/// own work, from its permit to the end of the fetch (the end record comes after). Returns
+/// once the mirror's lock is free, its housekeeping done too.
 async fn sync_one(env: &TestEnv, repo: Uuid, reason: SyncReason) -> anyhow::Result<f64> {
     let job = env.enqueue(repo, reason).await;
     let finished = env.finished(job, WAIT).await;
@@ -50,6 +51,7 @@ async fn sync_one(env: &TestEnv, repo: Uuid, reason: SyncReason) -> anyhow::Resu
         "sync failed: {:?}",
         finished.last_error
     );
+    env.released(repo, WAIT).await;
     let run = env.runs(job).await.pop().context("run recorded")?;
     let took = run.finished_at.context("finished")? - run.started_at;
     Ok(took.num_microseconds().unwrap_or(0) as f64 / 1e6)

@@ -1,7 +1,8 @@
 //! One attempt of a sync as one value: [`SyncAttempt::acquire`] takes the repository's
 //! lease (renewed for as long as the value lives, watched by the fetch's stop flag),
 //! [`SyncAttempt::run`] waits for a permit and a fleet slot, fetches, records the result
-//! and gives the lease back.
+//! (and, after it, the figures of a housekeeping pass that outlasted the LFS step) and
+//! gives the lease back once the pass has ended.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,12 +27,13 @@ use crate::handler::postpone;
 use crate::keepalive::KeepAlive;
 use crate::permits::Permit;
 use crate::shutdown::Registered;
+use crate::sync::after::{after_fetch, Housekeeping};
 use crate::sync::fetch::fetch;
-use crate::sync::housekeeping::{self, Housekept};
-use crate::sync::lfs;
+use crate::sync::housekeeping::Housekept;
 use crate::sync::moving;
 use crate::sync::observe::{announce, observe, Inflight};
 use crate::sync::record::Observed;
+use stasis_shared::domain::lifecycle::housekept;
 
 /// How long a sync runs before its start is recorded anyway. One that ends at the ref
 /// listing within it, with nothing written (most syncs), is recorded start and end in
@@ -185,7 +187,8 @@ impl<'c> SyncAttempt<'c> {
     }
 
     /// Fetches, recording the start as soon as the fetch is about to write, fails or
-    /// takes long; then housekeeping, then the end.
+    /// takes long; then the LFS step beside housekeeping, the end once the LFS step is
+    /// done, and the pass's figures once it is.
     async fn sync(&self, permit: Permit<'_>) -> Result<(), WorkerError> {
         let ctx = self.ctx;
         if self.repo.move_to.is_some() {
@@ -231,29 +234,63 @@ impl<'c> SyncAttempt<'c> {
             }
         };
         let duration = began.elapsed();
-        let (lfs, housekept) = match &fetched {
-            Ok(report) => {
-                let lfs = lfs::after_sync(ctx, &self.repo, &self.path, report, &self.stop).await;
-                let housekept =
-                    housekeeping::after_sync(&ctx.cfg, &self.path, report, &self.stop).await;
-                (lfs, housekept)
-            }
-            Err(_) => (None, Housekept::default()),
+        let (lfs, housekeeping) = match &fetched {
+            Ok(report) => after_fetch(self.ctx, &self.repo, &self.path, report, &self.stop).await,
+            Err(_) => (None, Housekeeping::Done(Housekept::default())),
         };
+        let pass = match housekeeping {
+            Housekeeping::Done(housekept) => {
+                drop(inflight);
+                // The git work is done: the next sync may start while this one is
+                // recorded. The run row spans exactly this work, so runs recorded at
+                // once never exceed the permits.
+                drop(permit);
+                let ended = self.record(
+                    &fetched,
+                    started,
+                    started_at,
+                    duration,
+                    Some(housekept),
+                    lfs.as_ref(),
+                );
+                return ended.await.map(drop);
+            }
+            Housekeeping::Running(pass) => pass,
+        };
+        // The mirror is complete (its refs and LFS objects are in): its status turns
+        // `success` now, while the serving indexes are still being written.
+        let ended = self
+            .record(&fetched, started, started_at, duration, None, lfs.as_ref())
+            .await;
+        // The pass ends under the lease and the permit whatever the record did: the
+        // next sync of this mirror must not run git beside it.
+        let housekept = pass.await;
         drop(inflight);
-        // The git work is done: the next sync may start while this one is recorded. The
-        // run row spans exactly this work, so runs recorded at once never exceed the
-        // permits.
         drop(permit);
-        self.record(
-            &fetched,
-            started,
-            started_at,
-            duration,
-            housekept,
-            lfs.as_ref(),
-        )
-        .await
+        if let Some(run_id) = ended? {
+            self.record_housekept(run_id, started_at, housekept).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a pass's figures on the run its sync's end recorded.
+    async fn record_housekept(
+        &self,
+        run_id: i64,
+        started_at: DateTime<Utc>,
+        housekept: Housekept,
+    ) -> Result<(), WorkerError> {
+        let figures = housekept::Figures {
+            housekeeping: housekept
+                .repack
+                .map(|(kind, took)| (kind.as_str(), took.as_millis() as i32)),
+            size_bytes: housekept.size_bytes.map(|b| b as i64),
+        };
+        let attempt = self.attempt(started_at);
+        if !housekept::record(&self.ctx.pool, &attempt, run_id, figures).await? {
+            warn!("repository lock was lost during housekeeping; its figures are not recorded");
+        }
+        Ok(())
     }
 
     /// Ends this delivery before the sync starts; the job waits in Postgres for `delay`.
@@ -282,16 +319,17 @@ impl<'c> SyncAttempt<'c> {
     }
 
     /// Decides how the attempt ended, records it, and acts on it: a retry's delivery,
-    /// an interrupted job's fresh one.
+    /// an interrupted job's fresh one. `housekept` is `None` while the pass still runs.
+    /// Answers the run row when the end was ours to record.
     async fn record(
         &self,
         fetched: &Result<FetchReport, FetchError>,
         started: Option<Started>,
         started_at: DateTime<Utc>,
         duration: Duration,
-        housekept: Housekept,
+        housekept: Option<Housekept>,
         lfs: Option<&LfsReport>,
-    ) -> Result<(), WorkerError> {
+    ) -> Result<Option<i64>, WorkerError> {
         let ctx = self.ctx;
         let observed = Observed {
             fetched,
@@ -326,14 +364,14 @@ impl<'c> SyncAttempt<'c> {
         if started.is_none() {
             let Some(started) = finished.started else {
                 debug!("job no longer runnable or a newer sync started; nothing recorded");
-                return Ok(());
+                return Ok(None);
             };
             announce(&self.job, &started);
         }
         observe(&self.job, fetched, duration, finished.end);
         let Some(end) = finished.end else {
             warn!("repository lock was lost during the sync; its new owner's results stand");
-            return Ok(());
+            return Ok(None);
         };
         if self.repo.move_to.is_some() {
             moving::end(ctx, &self.repo, &self.path, self.lease.fence, &end, fetched).await?;
@@ -367,7 +405,7 @@ impl<'c> SyncAttempt<'c> {
             (_, Err(error)) => warn!(error = %error, kind = %error.kind, "sync failed"),
             (_, Ok(_)) => {}
         }
-        Ok(())
+        Ok(finished.run_id)
     }
 
     /// Stops renewing the lease and gives it back; unregistered from the shutdown last.

@@ -42,6 +42,24 @@ pub async fn after_sync(
     report: &FetchReport,
     stop: &Arc<StopFlag>,
 ) -> Housekept {
+    match plan(cfg, path, report) {
+        Some(plan) => run(cfg, path, plan, stop).await,
+        None => Housekept::default(),
+    }
+}
+
+/// What a sync's housekeeping is to do: a pass of `pass`'s kind, if one is due, and the
+/// mirror's size afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub pass: Option<RepackKind>,
+    /// The failed pass remembered before this one.
+    retry: Option<Retry>,
+}
+
+/// `None`: nothing to do, not even a size to measure (the sync wrote nothing and no
+/// failed pass is due). Reads the retry file, nothing else.
+pub fn plan(cfg: &Config, path: &Path, report: &FetchReport) -> Option<Plan> {
     let changed = report.refs_changed() + report.refs_pruned > 0;
     let wrote = !report.unchanged && (changed || report.objects_received > 0);
     let retry = cfg
@@ -51,12 +69,10 @@ pub async fn after_sync(
         .flatten();
     let retry_due = retry.filter(|r| r.not_before <= SystemTime::now());
     if !wrote && retry_due.is_none() {
-        return Housekept::default();
+        return None;
     }
-    let mut done = Housekept::default();
-    let policy = policy(cfg);
     let due = if wrote {
-        policy.due(path, report.objects_received > 0, changed)
+        policy(cfg).due(path, report.objects_received > 0, changed)
     } else {
         None
     };
@@ -65,8 +81,33 @@ pub async fn after_sync(
         (None, Some(r)) => Some(r.kind),
         (due, _) => due,
     };
-    if let Some(kind) = due.filter(|_| cfg.housekeeping.enabled) {
+    Some(Plan {
+        pass: due.filter(|_| cfg.housekeeping.enabled),
+        retry,
+    })
+}
+
+/// Runs the planned pass, if any, and measures the mirror. Before the pass starts it is
+/// remembered as owed (a retry due at once, no failure counted) unless a failed one is
+/// remembered already: a worker that dies during it, or after its sync's end was
+/// recorded and before these figures were, leaves the next sync to run it again.
+pub async fn run(cfg: &Config, path: &Path, plan: Plan, stop: &Arc<StopFlag>) -> Housekept {
+    let mut done = Housekept::default();
+    let policy = policy(cfg);
+    let retry = plan.retry;
+    if let Some(kind) = plan.pass {
         let span = info_span!("housekeeping", kind = kind.as_str());
+        let owed = retry.is_none().then(|| {
+            Retry {
+                kind,
+                failures: 0,
+                not_before: SystemTime::now(),
+            }
+            .write(path)
+        });
+        if let Some(Err(e)) = &owed {
+            span.in_scope(|| warn!(error = %e, "could not remember the pass as owed"));
+        }
         let began = Instant::now();
         let (dir, stop) = (path.to_owned(), stop.clone());
         let result = tokio::task::spawn_blocking(move || housekeep(&dir, kind, &policy, &stop))
@@ -82,7 +123,7 @@ pub async fn after_sync(
         match result {
             Ok(()) => {
                 done.repack = Some((kind, took));
-                if retry.is_some_and(|r| kind.covers(r.kind)) {
+                if owed.is_some() || retry.is_some_and(|r| kind.covers(r.kind)) {
                     if let Err(e) = Retry::clear(path) {
                         span.in_scope(
                             || warn!(error = %e, "could not clear the housekeeping retry"),

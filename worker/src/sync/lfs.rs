@@ -74,6 +74,7 @@ pub(crate) async fn after_sync(
         url: &url,
         old_tips: &report.old_tips,
         new_tips: if new_commits { &report.new_tips } else { &[] },
+        created: report.initialized,
         remembered: &remembered,
         network: &network,
         ssh: &ssh,

@@ -2,6 +2,7 @@
 //! is held. Each step here decides and records; the blocking git work each one drives
 //! lives in [`crate::git`].
 
+pub(crate) mod after;
 pub(crate) mod attempt;
 pub(crate) mod fetch;
 pub mod housekeeping;

@@ -51,13 +51,17 @@ impl<'a> Observed<'a> {
 
     /// The run row's figures: the fetch's, for a success, and the LFS step and the
     /// housekeeping after it (its error in the owner's words, as [`Self::error`]).
+    /// `housekept` is `None` while a pass still runs: its figures come later.
     pub fn stats(
         &self,
-        housekept: Housekept,
+        housekept: Option<Housekept>,
         lfs: Option<&LfsReport>,
         storage_root: &Path,
     ) -> RunStats {
+        let housekeeping_after = housekept.is_none();
+        let housekept = housekept.unwrap_or_default();
         let mut stats = RunStats {
+            housekeeping_after,
             housekeeping: housekept
                 .repack
                 .map(|(kind, took)| (kind.as_str(), took.as_millis() as i32)),

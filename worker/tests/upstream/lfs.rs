@@ -25,6 +25,7 @@ fn lfs(mirror: &Path, url: &str, fetched: &FetchReport, network: &NetworkPolicy)
         url,
         old_tips: &fetched.old_tips,
         new_tips: &fetched.new_tips,
+        created: fetched.initialized,
         remembered: &[],
         network,
         ssh: &SshAccess::default(),

@@ -133,6 +133,9 @@ pub struct RunStats {
     pub fetch_ms: Option<i32>,
     /// The repack after the fetch (`geometric` or `full`) and how long it took.
     pub housekeeping: Option<(&'static str, i32)>,
+    /// A housekeeping pass still runs as this end is recorded: its figures land on the
+    /// run afterwards ([`super::housekept`]), so the run is not one that only listed.
+    pub housekeeping_after: bool,
     /// The mirror's objects on disk afterwards; `None` when nothing was written.
     pub size_bytes: Option<i64>,
     /// LFS objects downloaded and their bytes; `None` when no LFS step ran.
@@ -178,6 +181,9 @@ pub struct Finished {
     pub started: Option<Started>,
     /// How the attempt ended, as decided; `None` when not owned.
     pub end: Option<End>,
+    /// The run row that records the attempt (an earlier run's, when it folded into
+    /// one); `None` when not owned.
+    pub run_id: Option<i64>,
     /// A sync was requested while the attempt ran: the follow-up job this end opened,
     /// waiting for admission to its lane.
     pub follow_up: Option<crate::domain::SyncMirror>,
@@ -205,6 +211,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
                     owned: false,
                     started: None,
                     end: None,
+                    run_id: None,
                     follow_up: None,
                 })
             }
@@ -241,6 +248,7 @@ pub async fn finish(pool: &PgPool, f: &Finish<'_>) -> sqlx::Result<Finished> {
             rescued: recorded.rescued,
         }),
         end,
+        run_id: end.is_some().then_some(run_id),
         follow_up,
     })
 }

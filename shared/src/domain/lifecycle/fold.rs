@@ -47,7 +47,10 @@ pub async fn unchanged_check(
 ) -> sqlx::Result<Option<i64>> {
     let a = &f.attempt;
     let s = &f.stats;
-    let only_listed = s.lfs_objects.is_none() && s.lfs_error.is_none() && s.housekeeping.is_none();
+    let only_listed = s.lfs_objects.is_none()
+        && s.lfs_error.is_none()
+        && s.housekeeping.is_none()
+        && !s.housekeeping_after;
     // The latest run is the history's first row (its order, its index); the one this
     // check opened is not a run before it. `superseded` is read from the snapshot: the
     // row's new version carries this check's job.

@@ -41,6 +41,7 @@
 
 pub mod attempt;
 pub mod fold;
+pub mod housekept;
 pub mod manifest;
 pub mod opening;
 pub mod operator;

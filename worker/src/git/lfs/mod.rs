@@ -125,6 +125,9 @@ pub struct LfsRequest<'a> {
     /// The mirror's tips before the fetch, and those it created or moved.
     pub old_tips: &'a [Oid],
     pub new_tips: &'a [Oid],
+    /// The fetch created the mirror: every object it holds is new, and pointers are
+    /// looked for among them all (when `new_tips` are any) without a walk.
+    pub created: bool,
     /// Objects earlier steps could not store, tried again beside the new ones.
     pub remembered: &'a [Pointer],
     pub network: &'a NetworkPolicy,
@@ -171,9 +174,13 @@ pub async fn mirror_lfs(req: &LfsRequest<'_>) -> LfsReport {
         req.new_tips.to_vec(),
         req.remembered.to_vec(),
     );
-    let (stop, deadline) = (req.stop.clone(), req.deadline);
+    let (stop, deadline, created) = (req.stop.clone(), req.deadline, req.created);
     let scanned = tokio::task::spawn_blocking(move || {
-        let found = scan::new_pointers(&path, &old, &new, stop, deadline);
+        let found = if created && !new.is_empty() {
+            scan::all_pointers(&path, stop, deadline)
+        } else {
+            scan::new_pointers(&path, &old, &new, stop, deadline)
+        };
         // a failed scan leaves the remembered objects to try
         let (count, mut wanted) = match &found {
             Ok(pointers) => (pointers.len(), pointers.clone()),

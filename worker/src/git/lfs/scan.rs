@@ -2,6 +2,7 @@
 //! only what is reachable from the new tips and not from the old ones, and its object
 //! filter leaves out everything but blobs too small to be anything else than a pointer,
 //! so a sync that added a thousand commits of large files reads a handful of objects.
+//! An import needs no walk: everything in the mirror it created is new.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -30,32 +31,86 @@ pub fn new_pointers(
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(path)
-        .args([
-            "rev-list",
-            "--objects",
-            "--no-object-names",
-            "--filter-provided-objects",
-            &format!("--filter=combine:blob:limit={MAX_POINTER_SIZE}+object:type=blob"),
-            "--stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| LfsError::Scan(format!("git rev-list: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut command = Command::new("git");
+    command.arg("-C").arg(path).args([
+        "rev-list",
+        "--objects",
+        "--no-object-names",
+        "--filter-provided-objects",
+        &format!("--filter=combine:blob:limit={MAX_POINTER_SIZE}+object:type=blob"),
+        "--stdin",
+    ]);
     let tips: Vec<u8> = new
         .iter()
         .map(|o| format!("{o}\n"))
         .chain(old.iter().map(|o| format!("^{o}\n")))
         .collect::<String>()
         .into_bytes();
+    pointers_listed(
+        path,
+        command,
+        "git rev-list",
+        tips,
+        stop,
+        deadline,
+        |line| Oid::from_str(line.trim()).ok(),
+    )
+}
+
+/// The distinct pointers among every blob the mirror holds. For a mirror its fetch
+/// created, every object is new to it: the object store's own list says which are
+/// small blobs without walking the history's trees, which on a large import costs
+/// seconds where this costs a fraction of one.
+pub fn all_pointers(
+    path: &Path,
+    stop: Arc<StopFlag>,
+    deadline: Instant,
+) -> Result<Vec<Pointer>, LfsError> {
+    let mut command = Command::new("git");
+    command.arg("-C").arg(path).args([
+        "cat-file",
+        "--batch-all-objects",
+        "--unordered",
+        "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+    ]);
+    pointers_listed(
+        path,
+        command,
+        "git cat-file",
+        Vec::new(),
+        stop,
+        deadline,
+        |line| {
+            let mut words = line.split(' ');
+            let (oid, kind, size) = (words.next()?, words.next()?, words.next()?);
+            let small = size.trim().parse::<usize>().ok()? < MAX_POINTER_SIZE;
+            (kind == "blob" && small).then(|| Oid::from_str(oid).ok())?
+        },
+    )
+}
+
+/// Runs `command` (fed `input`), reads from the mirror the blobs `pick` finds in its
+/// lines and keeps the pointers among them. The command is killed once `stop` is set or
+/// `deadline` passes.
+fn pointers_listed(
+    path: &Path,
+    mut command: Command,
+    what: &str,
+    input: Vec<u8>,
+    stop: Arc<StopFlag>,
+    deadline: Instant,
+    pick: impl Fn(&str) -> Option<Oid>,
+) -> Result<Vec<Pointer>, LfsError> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LfsError::Scan(format!("{what}: {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
     // fed on a thread: thousands of tips must not wait on a full stdout pipe
     let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&tips);
+        let _ = stdin.write_all(&input);
     });
     let repo = Repository::open_bare(path).map_err(|e| LfsError::Scan(e.to_string()))?;
     let odb = repo.odb().map_err(|e| LfsError::Scan(e.to_string()))?;
@@ -63,8 +118,8 @@ pub fn new_pointers(
     let stdout = child.stdout.take().expect("piped stdout");
     let watchdog = Watchdog::start(child.id(), stop, deadline);
     for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| LfsError::Scan(format!("git rev-list: {e}")))?;
-        let Ok(oid) = Oid::from_str(line.trim()) else {
+        let line = line.map_err(|e| LfsError::Scan(format!("{what}: {e}")))?;
+        let Some(oid) = pick(&line) else {
             continue;
         };
         let object = odb.read(oid).map_err(|e| LfsError::Scan(e.to_string()))?;
@@ -82,11 +137,11 @@ pub fn new_pointers(
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| LfsError::Scan(format!("git rev-list: {e}")))?;
+        .map_err(|e| LfsError::Scan(format!("{what}: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(LfsError::Scan(format!(
-            "git rev-list: {}: {}",
+            "{what}: {}: {}",
             out.status,
             stderr.trim()
         )));
