@@ -71,20 +71,19 @@ async fn figures(env: &TestEnv, job: Uuid) -> Figures {
     .expect("the job's run")
 }
 
-/// An import held in its housekeeping pass: the job, once its status shows `success`.
-async fn import_held(env: &TestEnv, repo: Uuid, mirror: &Path) -> Uuid {
-    std::fs::create_dir_all(mirror.parent().unwrap()).unwrap();
-    std::fs::write(hold_file(mirror), "").unwrap();
-    let import = env.enqueue(repo, SyncReason::Import).await;
-    eventually("the import's success", WAIT, || async {
-        (env.repo(repo).await.sync_status == SyncStatus::Success).then_some(())
-    })
-    .await;
-    import
+/// A mirror of a fresh upstream whose import is held in its housekeeping pass, its
+/// status showing `success`; a worker runs.
+struct Held {
+    env: TestEnv,
+    up: Upstream,
+    repo: Uuid,
+    mirror: PathBuf,
+    worker: stasis_testkit::worker::InProcessWorker,
+    /// The import's job.
+    import: Uuid,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_status_turns_success_before_housekeeping_whose_figures_land_on_the_run_after() {
+async fn import_held() -> Held {
     hold_repacks();
     let env = TestEnv::new().await;
     let up = Upstream::create(env.dir.path().join("up"));
@@ -92,7 +91,33 @@ async fn the_status_turns_success_before_housekeeping_whose_figures_land_on_the_
     let repo = env.mirror(&alice, "up", &up.url()).await;
     let mirror = env.mirror_path("alice", "up");
     let worker = env.spawn_worker();
-    let import = import_held(&env, repo, &mirror).await;
+    std::fs::create_dir_all(mirror.parent().unwrap()).unwrap();
+    std::fs::write(hold_file(&mirror), "").unwrap();
+    let import = env.enqueue(repo, SyncReason::Import).await;
+    eventually("the import's success", WAIT, || async {
+        (env.repo(repo).await.sync_status == SyncStatus::Success).then_some(())
+    })
+    .await;
+    Held {
+        env,
+        up,
+        repo,
+        mirror,
+        worker,
+        import,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_status_turns_success_before_housekeeping_whose_figures_land_on_the_run_after() {
+    let Held {
+        env,
+        up,
+        repo,
+        mirror,
+        worker,
+        import,
+    } = import_held().await;
 
     // the end is recorded whole: the job done, the run a success, the refs in place
     assert_eq!(env.job(import).await.state, JobState::Done);
@@ -139,14 +164,14 @@ async fn the_status_turns_success_before_housekeeping_whose_figures_land_on_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pass_that_fails_after_the_success_is_remembered_and_the_success_stands() {
-    hold_repacks();
-    let env = TestEnv::new().await;
-    let up = Upstream::create(env.dir.path().join("up"));
-    let (alice, _) = env.user("alice", false).await;
-    let repo = env.mirror(&alice, "up", &up.url()).await;
-    let mirror = env.mirror_path("alice", "up");
-    let worker = env.spawn_worker();
-    let import = import_held(&env, repo, &mirror).await;
+    let Held {
+        env,
+        up,
+        repo,
+        mirror,
+        worker,
+        import,
+    } = import_held().await;
 
     // git cannot take the multi-pack index's lock: the pass fails once let go
     std::fs::write(mirror.join("objects/pack/multi-pack-index.lock"), "").unwrap();
