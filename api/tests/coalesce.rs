@@ -60,7 +60,7 @@ async fn a_sync_now_loop_starts_one_sync_per_window_and_an_admin_may_force_one()
     let up = Upstream::create(env.dir.path().join("up"));
     let repo = env.mirror(&owner, "m", &up.url()).await;
 
-    // the loop, bounded: 3 s or 400 requests of one token
+    // a client's "sync now" loop, bounded: 3 s or 400 requests of one token
     let path = "/api/v1/repos/alice/m/sync";
     let (started, mut answers, mut jobs) = (Instant::now(), Vec::new(), Vec::new());
     while started.elapsed() < Duration::from_secs(3) && answers.len() < 400 {

@@ -18,7 +18,7 @@ use stasis_worker::git::housekeeping::RepackKind;
 use stasis_worker::git::transport::NetworkPolicy;
 use stasis_worker::sync::housekeeping::{after_sync, Housekept};
 
-/// The measurement: 300 incremental syncs left 301 packs before housekeeping.
+/// 300 incremental syncs: without housekeeping they would leave 301 packs.
 const SYNCS: usize = 300;
 /// log2(300) is about 8; a cruft pack and a pack not yet rolled up come on top.
 const MAX_PACKS: u64 = 12;
