@@ -298,6 +298,7 @@ async fn listing_round(env: &mut TestEnv, n: usize) -> anyhow::Result<f64> {
     sqlx::query("UPDATE repositories SET next_sync_at = now() - interval '1 second'")
         .execute(&env.pool)
         .await?;
+    let before = crate::git::noop::unchanged_checks(&env.pool).await?;
     let worker = env.spawn_worker();
     let started = Instant::now();
     let tick = enqueue_due(&env.cfg, &env.pool, &env.redis, &env.jobs()).await?;
@@ -309,13 +310,7 @@ async fn listing_round(env: &mut TestEnv, n: usize) -> anyhow::Result<f64> {
     env.drained(Duration::from_secs(300)).await;
     let took = started.elapsed().as_secs_f64();
     worker.stop().await;
-    let unchanged: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(r.checks), 0)::bigint FROM sync_runs r
-         JOIN sync_jobs j ON j.id = r.job_id
-         WHERE j.reason = 'scheduled' AND r.unchanged AND r.outcome = 'success'",
-    )
-    .fetch_one(&env.pool)
-    .await?;
+    let unchanged = crate::git::noop::unchanged_checks(&env.pool).await? - before;
     if unchanged as usize != n {
         let runs: Vec<(Option<String>, Option<String>, bool, i32)> = sqlx::query_as(
             "SELECT outcome, error, unchanged, refs_updated FROM sync_runs ORDER BY id",

@@ -7,7 +7,7 @@
 mod baselines;
 mod fetch;
 mod latency;
-mod noop;
+pub(crate) mod noop;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
