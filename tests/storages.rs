@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use stasis_shared::db::storages;
+use stasis_shared::db::{jobs, storages};
 use stasis_shared::domain::{JobState, RunOutcome, SyncReason};
 use stasis_shared::moves;
 use stasis_shared::placement;
@@ -414,14 +414,34 @@ async fn moves_under_load_and_worker_kills_end_on_the_target_with_nothing_lost()
         assert_mirrors(&env.mirror_path_on("b", "mover", &format!("m{i}")), &ups[i]);
         no_overlap(&env, repo).await;
     }
-    // every "Sync now" was done, not dropped
-    for job in requested.into_values() {
-        let done = env.job(job).await;
-        assert!(
-            matches!(done.state, JobState::Done),
-            "a requested sync ended {:?}",
-            done.state
-        );
+    // every "Sync now" was done, not dropped: still there and done, or gone (a done job
+    // goes once its mirror runs again) with a successful check of its mirror begun after
+    // it was opened (job ids carry their time)
+    for (i, job) in requested {
+        match jobs::find(&env.pool, job).await.unwrap() {
+            Some(done) => assert!(
+                matches!(done.state, JobState::Done),
+                "a requested sync ended {:?}",
+                done.state
+            ),
+            None => {
+                let (secs, nanos) = job.get_timestamp().expect("a time-ordered id").to_unix();
+                let served: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE repo_id = $1
+                         AND outcome = 'success'
+                         AND COALESCE(last_checked_at, started_at) >= to_timestamp($2))",
+                )
+                .bind(repos[i])
+                .bind(secs as f64 + f64::from(nanos) / 1e9)
+                .fetch_one(&env.pool)
+                .await
+                .unwrap();
+                assert!(
+                    served,
+                    "requested sync {job} of m{i} gone without a check after it"
+                );
+            }
+        }
     }
     let moved: HashSet<Uuid> = sqlx::query_scalar(
         "SELECT DISTINCT repo_id FROM storage_moves WHERE state = 'done' AND to_storage = 'b'",

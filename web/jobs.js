@@ -6,6 +6,8 @@
 import { api, h, refs, relative, timeEl, toast } from "./lib.js";
 
 export const JOB_STATES = ["pending", "running", "done", "failed", "dead"];
+/** What becomes of done jobs, said where an operator looks for one. */
+const DONE_KEPT = "A done job is kept until its mirror's next run of its own (a change or a failure); the mirror's history keeps every run.";
 const PER_PAGE = 50;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -60,13 +62,14 @@ export async function showJobs(section, filter, go, reload) {
         h("thead", {}, h("tr", {}, ...["Select", "Repository", "Reason", "State", "Runs", "Attempts", "Enqueued", "Last error", "Actions"]
           .map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, ...rows))),
+      ...(state === "done" && !job ? [h("p", { class: "muted", "data-testid": "done-kept", text: DONE_KEPT })] : []),
       job ? h("p", {}, h("a", { href: "#/operator", text: "All jobs" }))
         : h("p", { class: "sync", "data-testid": "paging" },
           h("button", { type: "button", text: "Previous", disabled: pageNo <= 1, onclick: () => go({ page: pageNo - 1 }) }),
           h("span", { text: `Page ${pageNo} of ${list.total_exact ? pages : `${pages}+`} · ${list.total_exact ? "" : "at least "}${list.total} jobs` }),
           h("button", { type: "button", text: "Next", disabled: pageNo >= pages && list.total_exact, onclick: () => go({ page: pageNo + 1 }) })));
   } catch (err) {
-    section.replaceChildren(h("p", { class: "form-error", role: "alert", text: err.status === 404 ? "No job with that id." : err.message }));
+    section.replaceChildren(h("p", { class: "form-error", role: "alert", text: err.status === 404 ? `No job with that id. ${DONE_KEPT}` : err.message }));
   }
 }
 

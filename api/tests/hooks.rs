@@ -300,6 +300,7 @@ async fn a_verified_push_from_each_provider_syncs_the_mirror() {
             ("x-gitlab-event", "Push Hook".into()),
         ],
     ];
+    let mut jobs: Vec<uuid::Uuid> = Vec::new();
     for headers in providers {
         let (status, accepted) = hook(&h.api, "alice/up", &headers, PUSH).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
@@ -308,8 +309,18 @@ async fn a_verified_push_from_each_provider_syncs_the_mirror() {
         assert_eq!(h.env.job(job).await.reason, SyncReason::Webhook);
         assert_mirrors(&h.env.mirror_path("alice", "up"), &h.up);
         h.up.commit("more upstream work");
+        jobs.push(job);
     }
-    assert_eq!(webhook_jobs(&h.env).await, 3);
+    // each push made a run of its own; of their jobs, done, only the latest run's stays
+    let runs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_runs WHERE job_id = ANY($1) AND refs_updated > 0",
+    )
+    .bind(&jobs)
+    .fetch_one(&h.env.pool)
+    .await
+    .unwrap();
+    assert_eq!(runs, 3);
+    assert_eq!(webhook_jobs(&h.env).await, 1);
     worker.stop().await;
 }
 

@@ -6,10 +6,10 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use redis::aio::ConnectionManager;
-use stasis_shared::db::jobs;
+use stasis_shared::db::{jobs, repos};
 use stasis_shared::domain::JobState;
 use stasis_shared::progress::{self, Phase, SyncProgress};
 use uuid::Uuid;
@@ -27,9 +27,16 @@ pub async fn wait(svc: &Services, repo: &str, repo_id: Uuid, job_id: Uuid) -> an
     let namespace = &svc.cfg.queue.namespace;
     let mut shown = Shown::new(std::io::stdout().is_terminal());
     let job = loop {
-        let job = jobs::find(&svc.pool, job_id)
-            .await?
-            .ok_or_else(|| anyhow!("job {job_id} is gone (its repository was deleted)"))?;
+        let Some(job) = jobs::find(&svc.pool, job_id).await? else {
+            // while its mirror exists only a done job is deleted (once the mirror's next
+            // run is written): a quick next sync may retire it between two looks
+            if repos::find(&svc.pool, repo_id).await?.is_none() {
+                bail!("job {job_id} is gone (its repository was deleted)");
+            }
+            shown.finish();
+            out!("{repo} synced");
+            return Ok(());
+        };
         if !matches!(job.state, JobState::Pending | JobState::Running) {
             break job;
         }

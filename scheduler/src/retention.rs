@@ -1,9 +1,10 @@
 //! Bounded history: each mirror keeps its newest `history.max_runs_per_mirror` runs (its
 //! last failed run among them, however old, since that is what its owner comes looking
-//! for), and nothing older than `history.max_age`; a finished job goes in the statement
-//! that deletes its last runs (a run's job FK cascades, so a job is never deleted under
-//! its runs), one that never had a run once older than `history.max_age`, and
-//! notifications once delivered or given up and older than `history.max_age`. The
+//! for), and nothing older than `history.max_age`; a finished job still there goes in the
+//! statement that deletes its last runs (a done job is mostly gone by then: it goes once
+//! its mirror's next run is written), one that never had a run once older than
+//! `history.max_age`, and notifications once delivered or given up and older than
+//! `history.max_age`. The
 //! mirror's own row (status, counters) is never touched.
 //!
 //! A run that stands for several unchanged checks (`checks`) is one row here, and as old

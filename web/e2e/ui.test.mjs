@@ -138,6 +138,7 @@ async function journey() {
   await page.getByLabel(/Refresh every/).check();
   await page.locator('tr[data-repo$="/broken"]').waitFor({ timeout: 60_000 });
   assert.equal(await page.locator('tr[data-repo$="/broken"]').getByTestId("job-state").innerText(), "done");
+  assert.match(await page.getByTestId("done-kept").innerText(), /kept until its mirror's next run of its own.*history keeps every run/);
   await shot(page, "07-operator-retried");
   await page.getByRole("link", { name: "Mirrors", exact: true }).click();
   await page.locator('article[data-repo$="/broken"]').getByTestId("sync-state").getByText("Up to date").waitFor();

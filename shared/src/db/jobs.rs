@@ -50,7 +50,7 @@ macro_rules! job_listing {
             page: concat!(
                 job_rows!(),
                 $filter,
-                " ORDER BY j.enqueued_at DESC, j.id LIMIT $4 OFFSET $5"
+                " ORDER BY j.enqueued_at DESC, j.id DESC LIMIT $4 OFFSET $5"
             ),
             // counts no further than `$4`: a count of every job reads the whole table
             count: concat!(

@@ -1,8 +1,8 @@
 //! Unchanged syncs after a successful one share its history row: the run counts them
 //! (`checks`) and says when the latest began (`last_checked_at`); a sync that changed
 //! something or failed writes a row of its own, so the history holds a row a change,
-//! and one job a run once the next run is written. A check that lists for long shows its
-//! own running row until it ends.
+//! and no done job once the next run is written (a failed one stays). A check that lists
+//! for long shows its own running row until it ends.
 
 use stasis_shared::db::runs::{self, Run};
 use stasis_shared::domain::{JobState, RunOutcome, SyncReason};
@@ -148,7 +148,7 @@ async fn unchanged_syncs_after_a_failure_start_a_run_that_takes_in_the_next_ones
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_change_starts_a_run_of_its_own_and_the_run_before_keeps_only_its_first_job() {
+async fn a_change_starts_a_run_of_its_own_and_the_run_before_gives_up_its_done_jobs() {
     let env = TestEnv::new().await;
     let worker = env.spawn_worker();
     let mut m = imported(&env).await;
@@ -158,7 +158,7 @@ async fn a_change_starts_a_run_of_its_own_and_the_run_before_keeps_only_its_firs
     m.up.commit("more");
     let change = sync(&env, m.repo, JobState::Done).await;
     sync(&env, m.repo, JobState::Done).await;
-    sync(&env, m.repo, JobState::Done).await;
+    let newest = sync(&env, m.repo, JobState::Done).await;
     let history = history(&env, m.repo).await;
     assert_eq!(
         shape(&history),
@@ -167,14 +167,27 @@ async fn a_change_starts_a_run_of_its_own_and_the_run_before_keeps_only_its_firs
     );
     assert!(history[0].refs_updated > 0, "{history:?}");
     assert_eq!(history[0].job_id, change);
-    // the import's run keeps its count and its first job; its latest check's job went
-    // when the change's run was written
+    // the import's run keeps its count and names its first job, but that job and its
+    // latest check's went when the change's run was written
     assert_eq!(history[1].job_id, m.import);
-    assert!(job_exists(&env, m.import).await);
+    assert!(
+        !job_exists(&env, m.import).await,
+        "the import's job is gone"
+    );
     assert!(
         !job_exists(&env, latest).await,
         "the latest check's job is gone"
     );
+    // the latest run's first and latest jobs stay, done, for whoever opened them
+    assert!(job_exists(&env, change).await);
+    assert!(job_exists(&env, newest).await);
+    let detail = runs::for_job(&env.pool, m.import).await.unwrap();
+    assert_eq!(
+        detail.len(),
+        1,
+        "the gone job's run is still found by its id"
+    );
+    assert_eq!(detail[0].checks, 3);
     worker.stop().await;
 }
 
@@ -196,6 +209,10 @@ async fn a_failed_sync_starts_a_new_run_and_so_does_the_next_unchanged_one() {
         "{history:?}"
     );
     assert_eq!(history[1].job_id, failed);
+    // a failed job stays for the operator to retry or discard; the done ones before
+    // it went as the failure's run was written
+    assert!(job_exists(&env, failed).await);
+    assert!(!job_exists(&env, m.import).await);
     worker.stop().await;
 }
 

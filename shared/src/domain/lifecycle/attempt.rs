@@ -394,7 +394,7 @@ async fn open_follow_up(
     let job_id: Option<Uuid> = sqlx::query_scalar(
         "WITH job AS (
              INSERT INTO sync_jobs (id, repo_id, reason, max_attempts, run_at)
-             VALUES (gen_random_uuid(), $1, $2, $3, GREATEST(now(), $4))
+             VALUES (time_ordered_uuid(), $1, $2, $3, GREATEST(now(), $4))
              ON CONFLICT DO NOTHING
              RETURNING id
          ), queued AS (
@@ -474,7 +474,7 @@ async fn write_run(
                 .await
         }
     }?;
-    fold::retire_latest_job(tx, f.attempt.repo_id, run).await?;
+    fold::retire_earlier_jobs(tx, f.attempt.repo_id, run, f.attempt.job_id).await?;
     Ok(run)
 }
 

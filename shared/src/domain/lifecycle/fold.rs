@@ -22,12 +22,13 @@
 //! table's fillfactor keeps some) Postgres rewrites the row in place, a HOT update that
 //! writes no index entry.
 //!
-//! Every check is a job, done. The job of the run's first check stays its `job_id`, the
-//! latest check's is `last_job_id` while the run is the mirror's latest, and every other
-//! job of its checks is deleted: the ones in between as the row takes the next one in,
-//! the latest once the mirror's next run is written ([`retire_latest_job`]). Nobody waits
-//! on those any more (one job runs at a time per mirror), and they would otherwise pile
-//! up until `history.max_age`, two rows a change where the run alone tells the story.
+//! Every check is a job, done. The jobs of the checks in between are deleted as the row
+//! takes the next one in. The run's first job (`job_id`) and its latest check's
+//! (`last_job_id`) stay while the run is the mirror's latest, so whoever opened them
+//! finds them done, and go once the mirror's next run of its own is written
+//! ([`retire_earlier_jobs`]); the run keeps their ids and every figure. Kept, they would
+//! pile up until `history.max_age`: a run and a job for every change, where the run alone
+//! tells the story.
 
 use sqlx::{Postgres, Transaction};
 
@@ -103,26 +104,30 @@ pub fn shard(repo_id: uuid::Uuid) -> u8 {
     repo_id.as_bytes()[15] % SHARDS
 }
 
-/// Deletes the job of the latest check of the mirror's run before `run`, now that `run`
-/// (a run of its own: a change, a failure, an interruption) follows it: done, and no
-/// run's first job.
-pub async fn retire_latest_job(
+/// Deletes the jobs of the mirror's run before `run`, now that `run` (a run of its own:
+/// a change, a failure, an interruption) follows it: the job of its latest check and its
+/// own first job, each once done. Their attempts stay in that run's row; a job that
+/// failed stays for the operator to retry or discard, and `job` (the one `run` records)
+/// is never touched. A mirror so keeps one done job at most, its latest run's, and a
+/// change costs its run alone.
+pub async fn retire_earlier_jobs(
     tx: &mut Transaction<'_, Postgres>,
     repo_id: uuid::Uuid,
     run: i64,
+    job: uuid::Uuid,
 ) -> sqlx::Result<()> {
-    sqlx::query(concat!(
+    sqlx::query(
         "DELETE FROM sync_jobs j USING (
-             SELECT last_job_id FROM sync_runs
+             SELECT job_id, last_job_id FROM sync_runs
              WHERE repo_id = $1 AND id <> $2
              ORDER BY started_at DESC, id DESC LIMIT 1
          ) before
-         WHERE j.id = before.last_job_id AND ",
-        crate::job_finished!("j"),
-        " AND NOT EXISTS (SELECT 1 FROM sync_runs o WHERE o.job_id = j.id)"
-    ))
+         WHERE j.id IN (before.job_id, before.last_job_id) AND j.id <> $3
+           AND j.state = 'done'",
+    )
     .bind(repo_id)
     .bind(run)
+    .bind(job)
     .execute(&mut **tx)
     .await?;
     Ok(())

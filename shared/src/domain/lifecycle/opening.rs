@@ -47,7 +47,9 @@ pub async fn open(
     if let Some(existing) = active_job(&mut **tx, repo_id).await? {
         return Ok(Some(Opened::Existing(existing)));
     }
-    let job_id = Uuid::new_v4();
+    // time-ordered, as the scheduler's (`time_ordered_uuid()` in SQL): a new key goes on
+    // the last page of the job indexes keyed by it
+    let job_id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO sync_jobs (id, repo_id, reason, max_attempts) VALUES ($1, $2, $3, $4)",
     )
@@ -130,7 +132,7 @@ pub const OPEN_DUE: &str = "WITH due AS (
         ), jobs AS (
             -- claimed for the lane as they are opened: the tick took room for them
             INSERT INTO sync_jobs (id, repo_id, reason, max_attempts, in_queue)
-            SELECT gen_random_uuid(), id, 'scheduled', $2, true FROM due
+            SELECT time_ordered_uuid(), id, 'scheduled', $2, true FROM due
             ON CONFLICT DO NOTHING
             RETURNING id, repo_id
         ), queued AS (
