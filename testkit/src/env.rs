@@ -242,20 +242,26 @@ impl TestEnv {
         .expect("create mirror")
     }
 
-    /// `count` mirrors `m1`…`mN` of `owner`, due a minute ago, in one statement; their
-    /// upstreams (`file:///nonexistent/N`) fail at once when a worker tries them.
+    /// `count` mirrors `m1`…`mN` of `owner`, due a minute ago, 50,000 a statement (a
+    /// million in one would outlast `database.statement_timeout`); their upstreams
+    /// (`file:///nonexistent/N`) fail at once when a worker tries them.
     pub async fn due_mirrors(&self, owner: &users::User, count: usize) {
-        sqlx::query(
-            "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
-             SELECT gen_random_uuid(), $1, 'm' || n, true, 'file:///nonexistent/' || n,
-                    now() - interval '1 minute'
-             FROM generate_series(1, $2) n",
-        )
-        .bind(owner.id)
-        .bind(count as i64)
-        .execute(&self.pool)
-        .await
-        .expect("insert due mirrors");
+        const PER_STATEMENT: usize = 50_000;
+        for first in (1..=count).step_by(PER_STATEMENT) {
+            let last = (first + PER_STATEMENT - 1).min(count);
+            sqlx::query(
+                "INSERT INTO repositories (id, owner_id, name, is_mirror, mirror_url, next_sync_at)
+                 SELECT gen_random_uuid(), $1, 'm' || n, true, 'file:///nonexistent/' || n,
+                        now() - interval '1 minute'
+                 FROM generate_series($2, $3) n",
+            )
+            .bind(owner.id)
+            .bind(first as i64)
+            .bind(last as i64)
+            .execute(&self.pool)
+            .await
+            .expect("insert due mirrors");
+        }
     }
 
     /// Enqueues through the real path (dedup in Postgres, push to Redis).
@@ -410,9 +416,10 @@ impl TestEnv {
             .query_async(&mut conn)
             .await
             .expect("list the namespace's keys");
-        if !keys.is_empty() {
-            let () = redis::cmd("DEL")
-                .arg(keys)
+        // a million job hashes in one command outlast the connection's response timeout
+        for chunk in keys.chunks(10_000) {
+            let () = redis::cmd("UNLINK")
+                .arg(chunk)
                 .query_async(&mut conn)
                 .await
                 .expect("delete the namespace's keys");

@@ -19,6 +19,16 @@ use crate::report::{quantile, Row};
 /// day in, whatever the fleet's size.
 const KEPT_FOR_A_TIME: &[&str] = &["unchanged_checks"];
 
+/// The rows of a table that are its history, the ones its growth counts: `sync_jobs`
+/// also holds the queue (jobs pending or running, about as many as the checks in flight,
+/// however old the fleet), which a snapshot catches at any size between two ticks.
+fn history_rows(table: &str) -> &'static str {
+    match table {
+        "sync_jobs" => " WHERE t.state NOT IN ('pending', 'running')",
+        _ => "",
+    }
+}
+
 pub struct Snapshot {
     at: Instant,
     fleet_ms: u64,
@@ -60,7 +70,8 @@ impl Snapshot {
         for (table, file) in sizes {
             // the rows' own bytes: what stays once vacuum has reused the dead rows' space
             let live: i64 = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(sum(pg_column_size(t.*)), 0)::bigint FROM \"{table}\" t"
+                "SELECT COALESCE(sum(pg_column_size(t.*)), 0)::bigint FROM \"{table}\" t{}",
+                history_rows(&table)
             ))
             .fetch_one(&env.pool)
             .await?;
@@ -268,8 +279,9 @@ impl Window {
             .collect();
         let days = self.mirror_days(f);
         println!(
-            "fleet Postgres: live rows {:+} B ({:.1} B per mirror-day; {:.1} B at steady state, \
-             without {}, whose rows are kept for a fixed time; {}), files {:+} B \
+            "fleet Postgres: live rows {:+} B, jobs in flight aside ({:.1} B per mirror-day; \
+             {:.1} B at steady state, without {}, whose rows are kept for a fixed time; {}), \
+             files {:+} B \
              ({:.1} B per mirror-day before vacuum reuses dead rows' space), WAL {} B ({:.0} B \
              per check)",
             self.live_bytes(),

@@ -108,8 +108,8 @@ pub fn shard(repo_id: uuid::Uuid) -> u8 {
 /// a change, a failure, an interruption) follows it: the job of its latest check and its
 /// own first job, each once done. Their attempts stay in that run's row; a job that
 /// failed stays for the operator to retry or discard, and `job` (the one `run` records)
-/// is never touched. A mirror so keeps one done job at most, its latest run's, and a
-/// change costs its run alone.
+/// is never touched. A mirror so keeps the done jobs of its latest run alone (its first
+/// and its latest check's), and a change costs its run alone.
 pub async fn retire_earlier_jobs(
     tx: &mut Transaction<'_, Postgres>,
     repo_id: uuid::Uuid,
